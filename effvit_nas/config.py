@@ -103,11 +103,12 @@ class ArchConfig:
     widths: tuple[int, ...]
     depths: tuple[int, ...]
     heads: tuple[int, ...]
-    qk_dims: tuple[int, ...] = (16, 16, 16)
-    v_ratios: tuple[float, ...] = (1.0, 1.0, 1.0)
-    ffn_ratios: tuple[float, ...] = (2.0, 2.0, 2.0)
+    # Scalar defaults are the paper's values, broadcast to every stage on construction.
+    qk_dims: tuple[int, ...] = 16  # type: ignore[assignment]
+    v_ratios: tuple[float, ...] = 1.0  # type: ignore[assignment]
+    ffn_ratios: tuple[float, ...] = 2.0  # type: ignore[assignment]
     kernels: tuple[int, ...] = (5, 5, 5, 5)
-    windows: tuple[int, ...] = (7, 7, 7)
+    windows: tuple[int, ...] = 7  # type: ignore[assignment]
     img_size: int = 224
     num_classes: int = 1000
 
@@ -120,7 +121,7 @@ class ArchConfig:
         for name in PER_STAGE_INT + PER_STAGE_FLOAT:
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)):
-                value = [value] * max(n, 1)
+                value = [value] * n
             conv = _as_float if name in PER_STAGE_FLOAT else _as_int
             object.__setattr__(self, name, tuple(conv(f"{name}[{i}]", v) for i, v in enumerate(value)))
         if not isinstance(self.kernels, (list, tuple)):

@@ -1,0 +1,130 @@
+"""CPU speed of our deployment-form M0-M5 against timm's fused + traced models.
+
+Protocol (the paper's CPU setting): batch 16, 224 x 224, fp32, one thread, random weights,
+conv+BN fused. All variants are measured interleaved in one process: each round times every
+variant in turn, so drift of this shared machine hits all of them alike; speedups are the
+median over rounds of the per-round ratio (ours / timm). Not a test: numbers are noisy.
+
+    uv run python benchmarks/model_speed.py --rounds 7 --out results/model_speed_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from effvit_nas.config import PRESETS
+from effvit_nas.efficientvit import build_model, fuse_modules
+from effvit_nas.inference import trace_for_inference
+from effvit_nas.timm_compat import create_timm_model
+
+VARIANTS = ("eager", "traced", "traced+opt")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+@torch.no_grad()
+def prepare(name: str, x: torch.Tensor) -> dict[tuple[str, str], torch.nn.Module]:
+    torch.manual_seed(0)
+    ours = build_model(PRESETS[name]).eval().deploy()
+    theirs = create_timm_model(PRESETS[name]).eval()
+    fuse_modules(theirs)  # timm's ConvNorm/NormLinear .fuse(), as the official speed test does
+    out = {}
+    for impl, model in (("timm", theirs), ("ours", ours)):
+        out[(impl, "eager")] = model
+        out[(impl, "traced")] = trace_for_inference(copy.deepcopy(model), x, optimize=False)
+        out[(impl, "traced+opt")] = trace_for_inference(copy.deepcopy(model), x, optimize=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--iters", type=int, default=2, help="timed forward passes per variant per round")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--models", default="M0,M1,M2,M3,M4,M5")
+    ap.add_argument("--out", type=Path, default=Path("results/model_speed_cpu.md"))
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    x = torch.randn(args.batch, 3, 224, 224)
+    names = args.models.split(",")
+    fns = {}
+    for n in names:
+        for (impl, var), m in prepare(n, x).items():
+            fns[(n, impl, var)] = m
+    times: dict[tuple, list[float]] = {k: [] for k in fns}
+    with torch.no_grad():
+        for f in fns.values():  # warm-up: oneDNN primitive creation, profiling executor runs
+            for _ in range(3):
+                f(x)
+        for r in range(args.rounds):
+            for k, f in fns.items():
+                t0 = time.perf_counter()
+                for _ in range(args.iters):
+                    f(x)
+                times[k].append((time.perf_counter() - t0) / args.iters)
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+
+    def ips(k: tuple) -> float:
+        return args.batch / statistics.median(times[k])
+
+    def speedup(n: str, var: str, ref_var: str) -> float:
+        return statistics.median(t / o for t, o in zip(times[(n, "timm", ref_var)], times[(n, "ours", var)]))
+
+    rows = []
+    records = []
+    for n in names:
+        rec = {"model": n, **{f"{impl}_{var}": round(ips((n, impl, var)), 1) for impl in ("timm", "ours") for var in VARIANTS}}
+        rec["speedup_traced"] = round(speedup(n, "traced", "traced"), 3)
+        rec["speedup_opt_vs_timm_traced"] = round(speedup(n, "traced+opt", "traced"), 3)
+        rec["speedup_opt_vs_timm_opt"] = round(speedup(n, "traced+opt", "traced+opt"), 3)
+        records.append(rec)
+        rows.append(
+            f"| {n} | {rec['timm_eager']:.0f} | {rec['ours_eager']:.0f} | {rec['timm_traced']:.0f} | {rec['ours_traced']:.0f} "
+            f"| {rec['timm_traced+opt']:.0f} | {rec['ours_traced+opt']:.0f} | {rec['speedup_traced']:.2f}x "
+            f"| **{rec['speedup_opt_vs_timm_traced']:.2f}x** | {rec['speedup_opt_vs_timm_opt']:.2f}x |"
+        )
+    setting = f"batch {args.batch}, 224x224, fp32, {args.threads} thread(s), CPU backend, torch {torch.__version__}, {cpu_name()}"
+    md = [
+        "# Model speed on CPU: our deployment form vs timm (fused + traced)",
+        "",
+        f"Setting: {setting}. Throughput in images/s, median of {args.rounds} interleaved rounds x {args.iters} iterations.",
+        "Speedups are medians of per-round ratios (ours / timm), so machine drift cancels.",
+        "",
+        "- *timm*: `timm.models.efficientvit_msra`, every ConvNorm/NormLinear fused (the official speed test's `replace_batchnorm`).",
+        "- *ours*: `build_model(cfg).deploy()`: all BN folded, `x + dwconv(x)` folded into the conv, attention scale folded into the",
+        "  Q conv, attention biases gathered once, NCHW window partition.",
+        "- *traced*: `torch.jit.trace` (the paper's protocol); *traced+opt*: then `torch.jit.freeze` + `optimize_for_inference`",
+        "  (`effvit_nas.inference.trace_for_inference`, the default inference form).",
+        "",
+        "| model | timm eager | ours eager | timm traced | ours traced | timm traced+opt | ours traced+opt | ours/timm traced | **ours default / timm traced (paper protocol)** | ours/timm both +opt |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Command: `uv run python benchmarks/model_speed.py " + f"--rounds {args.rounds} --iters {args.iters} --out {args.out}`",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(md) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({"setting": setting, "results": records}, indent=2) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
