@@ -2,34 +2,49 @@
 
 Data flows one way: search space -> :class:`ArchConfig` -> model -> measurements -> study
 -> Pareto set -> export / training.
+
+The public names below are imported lazily (PEP 562) so that the command line answers
+``--help`` and input errors without first loading torch.
 """
 
-from effvit_nas.config import PRESETS, ArchConfig, load_config, preset
-from effvit_nas.efficientvit import EfficientViT, build_model, create_model, list_models
-from effvit_nas.errors import ConfigError, UserError
-from effvit_nas.inference import trace_for_inference
-from effvit_nas.profile import ModelCost, count_macs, count_params, model_cost
-from effvit_nas.space import SearchSpace, load_space
-from effvit_nas.timm_compat import from_timm, timm_kwargs
+from __future__ import annotations
 
-__all__ = [
-    "PRESETS",
-    "ArchConfig",
-    "ConfigError",
-    "EfficientViT",
-    "ModelCost",
-    "SearchSpace",
-    "UserError",
-    "build_model",
-    "count_macs",
-    "count_params",
-    "create_model",
-    "from_timm",
-    "list_models",
-    "load_config",
-    "load_space",
-    "model_cost",
-    "preset",
-    "timm_kwargs",
-    "trace_for_inference",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PRESETS": "config",
+    "ArchConfig": "config",
+    "load_config": "config",
+    "preset": "config",
+    "EfficientViT": "efficientvit",
+    "build_model": "efficientvit",
+    "create_model": "efficientvit",
+    "list_models": "efficientvit",
+    "ConfigError": "errors",
+    "UserError": "errors",
+    "trace_for_inference": "inference",
+    "ModelCost": "profile",
+    "count_macs": "profile",
+    "count_params": "profile",
+    "model_cost": "profile",
+    "SearchSpace": "space",
+    "load_space": "space",
+    "from_timm": "timm_compat",
+    "timm_kwargs": "timm_compat",
+    "BenchSettings": "throughput",
+    "Measurement": "throughput",
+    "MeasurementStore": "store",
+    "measure_configs": "workers",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"effvit_nas.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'effvit_nas' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -184,6 +184,117 @@ def model_list(as_json: bool) -> None:
     click.echo(_table(["preset", "hash", "widths", "depths", "heads", "params", "MACs(M)"], rows))
 
 
+@app.command("bench")
+@click.argument("configs", nargs=-1, required=True, metavar="CONFIG...")
+@click.option("--device", "device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...).")
+@click.option("--batch", type=int, default=None, help="Images per forward pass [default: 16 on CPU, 2048 on GPU].")
+@click.option("--threads", type=int, default=1, show_default=True, help="CPU intra-op threads.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="[default: fp32 on CPU, fp16 autocast on GPU]")
+@click.option("--backend", type=click.Choice(["eager", "trace", "compile", "onnxruntime"]), default="trace", show_default=True, help="How the fused model runs.")
+@click.option("--warmup", "warmup_s", type=float, default=1.5, show_default=True, help="Seconds of warm-up iterations.")
+@click.option("--duration", "measure_s", type=float, default=4.0, show_default=True, help="Seconds of timed iterations.")
+@click.option("--storage", default=None, help="SQLAlchemy URL of the measurement store [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db].")
+@click.option("--fresh", is_flag=True, help="Measure again even if the store has this measurement (replaces it).")
+@click.option("--ray-address", default=None, help="Join this Ray cluster (e.g. auto, ray://head:10001) instead of a local Ray.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object for one CONFIG, a list for several.")
+def bench(configs, device, batch, threads, precision, backend, warmup_s, measure_s, storage, fresh, ray_address, as_json) -> None:
+    """Measure the throughput (images/s) of each CONFIG on a device.
+
+    CONFIG is a preset (M0..M5) or a YAML/JSON config file. The model is measured in
+    deployment form (BN fused), by default traced, with a time-based warm-up and the median
+    over timed iterations, in a Ray actor that holds the device exclusively. Results are kept
+    in the store and reused unless --fresh.
+    """
+    from effvit_nas.devices import parse_device
+    from effvit_nas.store import MeasurementStore
+    from effvit_nas.throughput import BenchSettings
+    from effvit_nas.workers import measure_configs
+
+    cfgs = [load_config(c) for c in configs]
+    spec = parse_device(device)
+    settings = BenchSettings.for_device(
+        "cuda" if spec.kind == "cuda" else ("cuda" if spec.kind == "auto" and _has_cuda() else "cpu"),
+        batch=batch,
+        precision=precision,
+        threads=threads,
+        backend=backend,
+        warmup_s=warmup_s,
+        measure_s=measure_s,
+    )
+    store = MeasurementStore(storage)
+    names = {c.short_hash(): preset_name(c) or c.short_hash() for c in cfgs}
+
+    s = settings
+    header = f"bench on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend}, warm-up {s.warmup_s:g} s, timed {s.measure_s:g} s"
+    printed: list[bool] = []
+
+    def show(m) -> None:
+        if not as_json:
+            if not printed:  # after validation, so bad input prints nothing but its error
+                click.echo(header)
+                printed.append(True)
+            extra = f"  ({m.note})" if m.note else ""
+            click.echo(
+                f"{names[m.config_hash]:>12}  {m.throughput:10.1f} img/s  IQR {m.q1:.1f}-{m.q3:.1f}  CV {100 * m.cv:.1f}%  "
+                f"{m.iterations} iters  {'cached' if m.cached else f'{m.seconds:.1f} s'}{extra}"
+            )
+
+    results = measure_configs(cfgs, device, settings, store, fresh=fresh, ray_address=ray_address, on_result=show)
+    if as_json:
+        records = [m.to_dict() for m in results]
+        _print_json(records[0] if len(records) == 1 else records)
+    else:
+        d = results[0].device
+        click.echo(f"device: {d['name']} [{d['id']}], torch {d['torch']}; store: {store.url}")
+
+
+@app.command("proxy")
+@click.argument("configs", nargs=-1, required=True, metavar="CONFIG...")
+@click.option("--proxy", "proxy_name", default="train", show_default=True, help="train, synflow, naswot, gradnorm, params or macs.")
+@click.option("--data", "data_source", default="synthetic", show_default=True, help="synthetic, or a directory: ImageFolder (train/, val/) or CIFAR python batches.")
+@click.option("--img-size", type=click.IntRange(min=16), default=64, show_default=True, help="Proxy resolution (px).")
+@click.option("--classes", type=click.IntRange(min=2), default=None, help="Use the first K classes [synthetic default: 10].")
+@click.option("--train-per-class", type=click.IntRange(min=1), default=None, help="At most N training images per class.")
+@click.option("--val-per-class", type=click.IntRange(min=1), default=None, help="At most N held-out images per class.")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Training batch of the train proxy.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads [default: all cores].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for data, init and order.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object for one CONFIG, a list for several.")
+def proxy_cmd(configs, proxy_name, data_source, img_size, classes, train_per_class, val_per_class, steps, batch, threads, seed, as_json) -> None:
+    """Proxy accuracy (train) or score (zero-cost) of each CONFIG.
+
+    CONFIG is a preset (M0..M5) or a YAML/JSON file; the model is rebuilt at --img-size with
+    the data's class count. Higher is better for every proxy.
+    """
+    from effvit_nas.data import DataConfig, load_data
+    from effvit_nas.proxy import PROXIES, evaluate_proxy
+    from effvit_nas.short_training import ShortTrainSettings
+
+    if proxy_name not in PROXIES:
+        raise UserError(f"unknown proxy {proxy_name!r} (choose from {', '.join(PROXIES)})")
+    cfgs = [load_config(c) for c in configs]
+    data = load_data(DataConfig(data_source, img_size, classes, train_per_class, val_per_class, seed))
+    settings = ShortTrainSettings(steps=steps, batch=batch, seed=seed, threads=threads)
+    records = []
+    for cfg in cfgs:
+        r = evaluate_proxy(proxy_name, cfg, data, settings)
+        rec = {**r.to_dict(), "data": data.source, "img_size": data.img_size, "num_classes": data.num_classes}
+        records.append(rec)
+        if not as_json:
+            name = preset_name(cfg) or cfg.short_hash()
+            shown = f"top-1 {100 * r.value:.1f} %" if r.kind == "accuracy" else f"score {r.value:.6g}"
+            click.echo(f"{name:>12}  {proxy_name}  {shown}  ({r.seconds:.1f} s)")
+    if as_json:
+        _print_json(records[0] if len(records) == 1 else records)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: bad input becomes one ``error:`` line and exit status 2."""
     try:

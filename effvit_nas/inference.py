@@ -1,9 +1,11 @@
 """Turning a built model into the form that is timed and shipped.
 
-The paper times ``torch.jit.trace`` of the conv+BN-fused model. On CPU we go one step
-further by default: freezing the trace and running TorchScript's ``optimize_for_inference``
-(oneDNN weight prepacking, conv+ReLU and conv+add fusion) is exact up to float rounding and
-measured 7-34 % faster on M0-M5 (results/model_speed_cpu.md).
+The paper times ``torch.jit.trace`` of the conv+BN-fused model, and so does the ``trace``
+backend. ``optimize=True`` additionally freezes the trace and runs TorchScript's
+``optimize_for_inference`` (oneDNN weight prepacking, layout conversions around each
+attention). It is exact, but on this CPU its speed depends on process history: the same
+M0 module ran at ~430 or ~600 img/s depending on whether a plain aten convolution had run
+after it was built (results/model_speed_cpu.md), so it is never used for measurements.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch.nn as nn
 
 
 @torch.no_grad()
-def trace_for_inference(model: nn.Module, example: torch.Tensor, optimize: bool = True) -> torch.jit.ScriptModule:
+def trace_for_inference(model: nn.Module, example: torch.Tensor, optimize: bool = False) -> torch.jit.ScriptModule:
     """Trace ``model`` (already in deployment form, eval mode) on ``example``.
 
     With ``optimize`` the trace is frozen and passed through ``optimize_for_inference``.

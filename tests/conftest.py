@@ -40,3 +40,51 @@ def m0() -> ArchConfig:
     from effvit_nas.config import PRESETS
 
     return PRESETS["M0"]
+
+
+TINY = ArchConfig(widths=(16, 32, 48), depths=(1, 1, 1), heads=(2, 2, 2), qk_dims=8, kernels=(5, 3), windows=4, img_size=64, num_classes=10)
+
+
+@pytest.fixture
+def tiny() -> ArchConfig:
+    """A small valid config that measures in well under a second per iteration."""
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray for the whole session (starting one costs several seconds)."""
+    import ray
+
+    from effvit_nas.workers import connect
+
+    connect(None)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for the session, started by runners/postgres.sh.
+
+    ``$EFFVIT_TEST_POSTGRES_URL`` points at an existing server instead. Without PostgreSQL
+    binaries the tests skip, unless ``$EFFVIT_REQUIRE_POSTGRES`` is set (CI sets it).
+    """
+    import os
+    from pathlib import Path
+
+    if os.environ.get("EFFVIT_TEST_POSTGRES_URL"):
+        yield os.environ["EFFVIT_TEST_POSTGRES_URL"]
+        return
+    script = Path(__file__).resolve().parent.parent / "runners" / "postgres.sh"
+    env = {**os.environ, "EFFVIT_PG_PORT": os.environ.get("EFFVIT_TEST_PG_PORT", "5439")}
+    r = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, env=env, timeout=300)
+    if r.returncode != 0:
+        msg = f"no PostgreSQL server could be started: {r.stderr.strip() or r.stdout.strip()}"
+        if os.environ.get("EFFVIT_REQUIRE_POSTGRES"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    try:
+        yield r.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", str(script), "stop"], env=env, timeout=120)

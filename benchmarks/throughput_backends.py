@@ -1,0 +1,114 @@
+"""M0-M5 throughput on this CPU for every backend, with timm's fused + traced model as the
+reference measured in the same run, using the tool's own protocol (effvit_nas.throughput).
+
+Each round measures, for every model, timm's reference and then each of our backends, so
+drift hits all alike; figures are medians over rounds of the per-measurement medians. Not a
+test: numbers are noisy. Also reports how the CPU ordering of M0-M5 compares with the paper's
+(V100) ordering.
+
+    uv run python benchmarks/throughput_backends.py --rounds 2 --out results/throughput_cpu_backends.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from effvit_nas.config import PRESETS
+from effvit_nas.devices import fingerprint
+from effvit_nas.efficientvit import fuse_modules
+from effvit_nas.inference import trace_for_inference
+from effvit_nas.throughput import BACKENDS, BenchSettings, measure, summarize, time_forward
+from effvit_nas.timm_compat import create_timm_model
+
+PAPER_V100 = {"M0": 27644, "M1": 20093, "M2": 18218, "M3": 16644, "M4": 15914, "M5": 10621}
+
+
+def timm_reference(name: str, settings: BenchSettings) -> float:
+    """timm's model, fused and traced as in the official speed test, timed by our protocol."""
+    torch.manual_seed(0)
+    model = create_timm_model(PRESETS[name]).eval()
+    with torch.no_grad():
+        fuse_modules(model)
+    x = torch.randn(settings.batch, 3, 224, 224)
+    traced = trace_for_inference(model, x, optimize=False)
+
+    def forward():
+        with torch.inference_mode():
+            return traced(x)
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    try:
+        return summarize(time_forward(forward, settings, lambda: None), settings.batch)["throughput"]
+    finally:
+        torch.set_num_threads(prev)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--backends", default=",".join(BACKENDS))
+    ap.add_argument("--models", default=",".join(PRESETS))
+    ap.add_argument("--out", type=Path, default=Path("results/throughput_cpu_backends.md"))
+    args = ap.parse_args()
+    backends = args.backends.split(",")
+    names = args.models.split(",")
+    fp = fingerprint("cpu")
+    base = BenchSettings.for_device("cpu")
+    ips: dict[tuple[str, str], list[float]] = {}
+    secs: dict[tuple[str, str], list[float]] = {}
+    t0 = time.time()
+    for r in range(args.rounds):
+        for n in names:
+            ips.setdefault((n, "timm"), []).append(timm_reference(n, base))
+            for b in backends:
+                m = measure(PRESETS[n], BenchSettings.for_device("cpu", backend=b), "cpu", fp)
+                ips.setdefault((n, b), []).append(m.throughput)
+                secs.setdefault((n, b), []).append(m.seconds)
+            print(f"round {r + 1} {n} done ({time.time() - t0:.0f} s)", flush=True)
+
+    med = {k: statistics.median(v) for k, v in ips.items()}
+    rows = []
+    for n in names:
+        cells = [f"{med[(n, 'timm')]:.0f}"] + [f"{med[(n, b)]:.0f} ({med[(n, b)] / med[(n, 'timm')]:.2f}x)" for b in backends]
+        rows.append(f"| {n} | " + " | ".join(cells) + f" | {PAPER_V100[n]:,} |")
+    order = {b: sorted(names, key=lambda n: -med[(n, b)]) for b in ["timm", *backends]}
+    paper_order = sorted(names, key=lambda n: -PAPER_V100[n])
+    s = base
+    setting = f"batch {s.batch}, 224x224, {s.precision}, {s.threads} thread, warm-up {s.warmup_s:g} s + {s.measure_s:g} s timed per measurement"
+    sec_line = ", ".join(f"{b} {statistics.median(v for (n, bb), vs in secs.items() if bb == b for v in vs):.1f} s" for b in backends)
+    md = [
+        "# M0-M5 throughput on this CPU, every backend, timm reference in the same run",
+        "",
+        f"Device: {fp['name']} ({fp['logical_cores']} logical cores, {fp['isa']}), torch {fp['torch']}, fingerprint `{fp['id']}`.",
+        f"Protocol (the tool's default, `effvit-nas bench`): {setting}; median over {args.rounds} rounds; images/s.",
+        "In parentheses: ratio to timm's fused + traced model (the official speed test's form) measured in the same run.",
+        "",
+        "| model | timm fused+traced | " + " | ".join(f"ours {b}" for b in backends) + " | paper V100 img/s |",
+        "|---|" + "---|" * (len(backends) + 2),
+        *rows,
+        "",
+        "Ordering (fastest first):",
+        "",
+        f"- paper (V100, batch 2048 fp16): {' > '.join(paper_order)}",
+        *[f"- {b} on this CPU: {' > '.join(o)}" + ("  (same as the paper)" if o == paper_order else "  (differs from the paper)") for b, o in order.items()],
+        "",
+        f"Median seconds per measurement incl. build, backend preparation and warm-up: {sec_line}.",
+        "The paper's CPU figure for M0 is 228 img/s (Xeon E5-2690 v4, one thread) and 340 img/s as ONNX (1.49x).",
+        "",
+        f"Command: `uv run python benchmarks/throughput_backends.py --rounds {args.rounds} --out {args.out}`",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(md) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "median_ips": {f"{n}/{b}": v for (n, b), v in med.items()}, "rounds": {f"{n}/{b}": v for (n, b), v in ips.items()}}, indent=2) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
