@@ -10,7 +10,14 @@ The public names below are imported lazily (PEP 562) so that the command line an
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# Ray's `uv run` hook would start every worker through `uv run`, re-resolving the environment
+# and packaging the working directory (minutes per worker here). This package is installed in
+# the environment already, and must be on cluster nodes (runners/README.md). Ray reads the
+# variable when it is imported, so it is set here, before any module of ours imports Ray.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 _EXPORTS = {
     "PRESETS": "config",

@@ -289,6 +289,178 @@ def proxy_cmd(configs, proxy_name, data_source, img_size, classes, train_per_cla
         _print_json(records[0] if len(records) == 1 else records)
 
 
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+@app.command("search")
+@click.option("--device", "device", default="cpu", show_default=True, help="Target device: cpu, cuda, cuda:N, auto, v100, a100, h100, ...")
+@click.option("--budget", required=True, help="Throughput budget, e.g. 10k-imgs/s, 10000img/s, 2.5k, 300-imgs/s.")
+@click.option("--trials", type=int, default=None, help="Finished trials the study should hold when the command ends (a resumed study runs only the missing ones).")
+@click.option("--timeout", default=None, help="Stop after this long, e.g. 90s, 30m, 2h.")
+@click.option("--study", "study_name", default=None, help="Study name [default: effvit-<device>-<budget>].")
+@click.option("--storage", default=None, help="SQLAlchemy URL [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db].")
+@click.option("--space", default=None, help=SPACE_HELP)
+@click.option("--proxy", "proxy_name", default="naswot", show_default=True, help="Proxy: naswot, train, synflow, gradnorm, params, macs (results/proxy_fidelity.md).")
+@click.option("--data", "data_source", default="synthetic", show_default=True, help="synthetic, or an ImageFolder / CIFAR directory.")
+@click.option("--img-size", type=click.IntRange(min=16), default=64, show_default=True, help="Proxy resolution (px).")
+@click.option("--classes", type=click.IntRange(min=2), default=None, help="Proxy data: first K classes.")
+@click.option("--train-per-class", type=click.IntRange(min=1), default=None, help="Proxy data: training images per class.")
+@click.option("--val-per-class", type=click.IntRange(min=1), default=None, help="Proxy data: held-out images per class.")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")
+@click.option("--batch", type=int, default=None, help="Throughput batch [default: 16 on CPU, 2048 on GPU].")
+@click.option("--threads", type=int, default=1, show_default=True, help="Throughput CPU threads.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="Throughput precision.")
+@click.option("--backend", type=click.Choice(["eager", "trace", "compile", "onnxruntime"]), default="trace", show_default=True)
+@click.option("--warmup", "warmup_s", type=float, default=1.5, show_default=True, help="Throughput warm-up seconds.")
+@click.option("--duration", "measure_s", type=float, default=4.0, show_default=True, help="Throughput timed seconds.")
+@click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random"]), default="tpe", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Candidates per round (proxies run in parallel Ray tasks).")
+@click.option("--ray-address", default=None, help="Join an existing Ray cluster instead of a local Ray.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed-presets", is_flag=True, help="Enqueue the M0-M5 that are points of the space first.")
+@click.option("--heartbeat", type=float, default=30.0, show_default=True, help="Seconds between trial heartbeats; trials silent for 3x are failed and re-run.")
+@click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+def search_cmd(device, budget, trials, timeout, study_name, storage, space, proxy_name, data_source, img_size, classes, train_per_class, val_per_class,
+               steps, batch, threads, precision, backend, warmup_s, measure_s, sampler, workers, ray_address, seed, seed_presets, heartbeat, quiet, as_json) -> None:
+    """Search the space for the most accurate models that meet a throughput budget on DEVICE.
+
+    Trials are measured (throughput, in a Ray actor holding the device) before their proxy
+    runs; candidates under the budget skip the proxy. The study lives in the storage
+    database: running the same command again resumes it.
+    """
+    from effvit_nas.data import DataConfig
+    from effvit_nas.devices import parse_device
+    from effvit_nas.proxy import PROXIES
+    from effvit_nas.search import SearchSettings, parse_budget, parse_duration, run_search
+    from effvit_nas.short_training import ShortTrainSettings
+    from effvit_nas.space import load_space
+    from effvit_nas.store import default_storage
+    from effvit_nas.throughput import BenchSettings
+
+    budget_v = parse_budget(budget)
+    timeout_s = parse_duration(timeout) if timeout else None
+    spec = parse_device(device)
+    if proxy_name not in PROXIES:
+        raise UserError(f"unknown proxy {proxy_name!r} (choose from {', '.join(PROXIES)})")
+    sp = load_space(space)
+    kind = "cuda" if spec.kind == "cuda" or (spec.kind == "auto" and _has_cuda()) else "cpu"
+    settings = SearchSettings(
+        device=device,
+        budget=budget_v,
+        study=study_name or f"effvit-{device.lower()}-{budget_v:g}",
+        storage=storage or default_storage(),
+        space=sp.source,
+        proxy=proxy_name,
+        data=DataConfig(data_source, img_size, classes, train_per_class, val_per_class, seed),
+        train=ShortTrainSettings(steps=steps, seed=seed),
+        bench=BenchSettings.for_device(kind, batch=batch, precision=precision, threads=threads, backend=backend, warmup_s=warmup_s, measure_s=measure_s),
+        trials=trials,
+        timeout_s=timeout_s,
+        sampler=sampler,
+        workers=workers,
+        ray_address=ray_address,
+        seed=seed,
+        seed_presets=seed_presets,
+        heartbeat_s=heartbeat,
+    )
+
+    def on_event(e) -> None:
+        if quiet or as_json:
+            return
+        total = f"/{e.total}" if e.total else ""
+        tp = f"{e.throughput:,.0f} img/s" if e.throughput is not None else "not measured"
+        acc = f", {proxy_name} {_fmt_proxy(e.accuracy, proxy_name)}" if e.accuracy is not None else ""
+        best = _fmt_proxy(e.best_accuracy, proxy_name) if e.best_accuracy is not None else "-"
+        note = f" [{e.note}]" if e.note else ""
+        click.echo(
+            f"[{e.done}{total}] trial {e.number} {e.config_hash} {e.state.lower()}: {tp}{acc}{note} | "
+            f"feasible {e.feasible_count}, best under budget {best}, pareto {e.pareto_size}, ETA {_fmt_eta(e.eta_s)}"
+        )
+
+    if not (quiet or as_json):
+        b = settings.bench
+        click.echo(
+            f"study {settings.study} in {settings.storage}: budget {budget_v:,.0f} img/s on {device} "
+            f"(batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}); proxy {proxy_name} on {data_source}; sampler {sampler}"
+        )
+    summary = run_search(settings, on_event)
+    if as_json:
+        from dataclasses import asdict
+
+        _print_json(asdict(summary))
+        return
+    click.echo(
+        f"{'interrupted: ' if summary.interrupted else ''}{summary.complete} complete ({summary.feasible} feasible), {summary.failed} failed; "
+        f"{summary.skipped_predicted} skipped as predicted infeasible, audits right {summary.audit_correct}/{summary.audited}; {summary.seconds:.0f} s"
+    )
+    _print_trials(summary.pareto, title="Pareto set (feasible, non-dominated)")
+
+
+def _fmt_proxy(value: float, proxy: str | None) -> str:
+    """Top-1 as a percentage for the training proxy, the raw score for zero-cost ones."""
+    return f"{100 * value:.1f} %" if proxy == "train" else f"{value:.4g}"
+
+
+def _print_trials(records: list[dict], title: str) -> None:
+    click.echo(title + ":")
+    if not records:
+        click.echo("  (none)")
+        return
+    rows = []
+    for r in records:
+        c = r.get("config") or {}
+        rows.append(
+            [
+                r["number"],
+                r["state"],
+                r.get("hash") or "-",
+                _fmt_tuple(tuple(c.get("widths", ()))) or "-",
+                _fmt_tuple(tuple(c.get("depths", ()))) or "-",
+                f"{r['params'] / 1e6:.2f}" if r.get("params") else "-",
+                f"{r['macs'] / 1e6:.1f}" if r.get("macs") else "-",
+                f"{r['throughput']:,.0f}" if r.get("throughput") else "-",
+                _fmt_proxy(r["accuracy"], r.get("proxy")) if r.get("accuracy") is not None else "-",
+                {True: "yes", False: "no", None: "-"}[r.get("feasible")],
+                "*" if r.get("pareto") else "",
+            ]
+        )
+    click.echo(_table(["trial", "state", "hash", "widths", "depths", "params(M)", "MACs(M)", "img/s", "proxy", "feasible", "pareto"], rows))
+
+
+@app.command("show")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", default=None, help="SQLAlchemy URL [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db].")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of trials.")
+def show_cmd(study_name, storage, as_json) -> None:
+    """List a study's trials: state, config, params, MACs, throughput, accuracy, feasibility, Pareto."""
+    import optuna
+
+    from effvit_nas.search import pareto_trials, trial_record
+    from effvit_nas.store import default_storage, open_engine
+
+    url = storage or default_storage()
+    open_engine(url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=url)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(url)]
+        raise UserError(f"no study {study_name!r} in {url} (studies: {', '.join(names) or 'none'})") from None
+    numbers = {t.number for t in pareto_trials(study)}
+    records = [trial_record(t, numbers) for t in study.get_trials(deepcopy=False)]
+    if as_json:
+        _print_json(records)
+        return
+    ident = study.user_attrs.get("effvit", {})
+    click.echo(f"study {study_name}: device {ident.get('device')}, budget {ident.get('budget', 0):,.0f} img/s, proxy {ident.get('proxy')}")
+    _print_trials(records, title=f"{len(records)} trials")
+
+
 def _has_cuda() -> bool:
     import torch
 

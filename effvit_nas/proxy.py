@@ -2,15 +2,17 @@
 
 | name       | kind     | what                                                       |
 |------------|----------|------------------------------------------------------------|
-| ``train``  | accuracy | short training from scratch, top-1 on held-out data (default) |
+| ``train``  | accuracy | short training from scratch, top-1 on held-out data         |
 | ``synflow``| score    | data-free synaptic-flow saliency                            |
-| ``naswot`` | score    | activation-pattern kernel log-determinant                   |
+| ``naswot`` | score    | activation-pattern kernel log-determinant (search default)  |
 | ``gradnorm``| score   | gradient norm at initialisation                             |
 | ``params`` | score    | parameter count (baseline)                                  |
 | ``macs``   | score    | multiply-accumulates at the proxy resolution (baseline)     |
 
-Higher is better for every proxy. The default is chosen from the fidelity report
-(results/proxy_fidelity.md).
+Higher is better for every proxy. The search's default is ``naswot``, chosen from the
+fidelity report (results/proxy_fidelity.md): on 12 architectures it ranked as well as 100
+training steps against a 10x longer training (Spearman +0.70 vs +0.69, Kendall +0.55 both),
+ordered M0-M5 exactly as their ImageNet top-1, and costs 0.1 s instead of ~19 s per candidate.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from effvit_nas.data import Dataset
 from effvit_nas.errors import UserError
 from effvit_nas.short_training import Reporter, ShortTrainSettings, train_proxy
 
-DEFAULT_PROXY = "train"
+DEFAULT_PROXY = "naswot"
 
 
 @dataclass

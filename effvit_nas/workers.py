@@ -10,7 +10,6 @@ CPUs. Only the driver touches the measurement store: workers return results.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from typing import Any, Callable, Iterable
 
@@ -22,9 +21,6 @@ from effvit_nas.throughput import BenchSettings, Measurement, check_supported, m
 
 NAMESPACE = "effvit-nas"
 
-# Ray's `uv run` hook would package the working directory for every worker; this package is
-# installed in the environment already (and must be on cluster nodes, see runners/).
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 def connect(address: str | None = None) -> None:
