@@ -248,14 +248,24 @@ def bench(configs, device, batch, threads, precision, backend, warmup_s, measure
         click.echo(f"device: {d['name']} [{d['id']}], torch {d['torch']}; store: {store.url}")
 
 
+def _data_options(f):
+    """The proxy-data options shared by `proxy` and `search`."""
+    options = [
+        click.option("--data", "data_source", default="synthetic", show_default=True, help="synthetic, or a directory: ImageFolder (train/, val/) or CIFAR python batches."),
+        click.option("--img-size", type=click.IntRange(min=16), default=64, show_default=True, help="Proxy resolution (px)."),
+        click.option("--classes", type=click.IntRange(min=2), default=None, help="Use the first K classes [synthetic default: 10]."),
+        click.option("--train-per-class", type=click.IntRange(min=1), default=None, help="At most N training images per class."),
+        click.option("--val-per-class", type=click.IntRange(min=1), default=None, help="At most N held-out images per class."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @app.command("proxy")
 @click.argument("configs", nargs=-1, required=True, metavar="CONFIG...")
 @click.option("--proxy", "proxy_name", default="train", show_default=True, help="train, synflow, naswot, gradnorm, params or macs.")
-@click.option("--data", "data_source", default="synthetic", show_default=True, help="synthetic, or a directory: ImageFolder (train/, val/) or CIFAR python batches.")
-@click.option("--img-size", type=click.IntRange(min=16), default=64, show_default=True, help="Proxy resolution (px).")
-@click.option("--classes", type=click.IntRange(min=2), default=None, help="Use the first K classes [synthetic default: 10].")
-@click.option("--train-per-class", type=click.IntRange(min=1), default=None, help="At most N training images per class.")
-@click.option("--val-per-class", type=click.IntRange(min=1), default=None, help="At most N held-out images per class.")
+@_data_options
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Training batch of the train proxy.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads [default: all cores].")
@@ -305,11 +315,7 @@ def _fmt_eta(seconds: float | None) -> str:
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db].")
 @click.option("--space", default=None, help=SPACE_HELP)
 @click.option("--proxy", "proxy_name", default="naswot", show_default=True, help="Proxy: naswot, train, synflow, gradnorm, params, macs (results/proxy_fidelity.md).")
-@click.option("--data", "data_source", default="synthetic", show_default=True, help="synthetic, or an ImageFolder / CIFAR directory.")
-@click.option("--img-size", type=click.IntRange(min=16), default=64, show_default=True, help="Proxy resolution (px).")
-@click.option("--classes", type=click.IntRange(min=2), default=None, help="Proxy data: first K classes.")
-@click.option("--train-per-class", type=click.IntRange(min=1), default=None, help="Proxy data: training images per class.")
-@click.option("--val-per-class", type=click.IntRange(min=1), default=None, help="Proxy data: held-out images per class.")
+@_data_options
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")
 @click.option("--batch", type=int, default=None, help="Throughput batch [default: 16 on CPU, 2048 on GPU].")
 @click.option("--threads", type=int, default=1, show_default=True, help="Throughput CPU threads.")
