@@ -211,9 +211,8 @@ def bench(configs, device, batch, threads, precision, backend, warmup_s, measure
     from effvit_nas.workers import measure_configs
 
     cfgs = [load_config(c) for c in configs]
-    spec = parse_device(device)
     settings = BenchSettings.for_device(
-        "cuda" if spec.kind == "cuda" else ("cuda" if spec.kind == "auto" and _has_cuda() else "cpu"),
+        _device_kind(parse_device(device)),
         batch=batch,
         precision=precision,
         threads=threads,
@@ -354,7 +353,6 @@ def search_cmd(device, budget, trials, timeout, study_name, storage, space, prox
     if proxy_name not in PROXIES:
         raise UserError(f"unknown proxy {proxy_name!r} (choose from {', '.join(PROXIES)})")
     sp = load_space(space)
-    kind = "cuda" if spec.kind == "cuda" or (spec.kind == "auto" and _has_cuda()) else "cpu"
     settings = SearchSettings(
         device=device,
         budget=budget_v,
@@ -364,7 +362,7 @@ def search_cmd(device, budget, trials, timeout, study_name, storage, space, prox
         proxy=proxy_name,
         data=DataConfig(data_source, img_size, classes, train_per_class, val_per_class, seed),
         train=ShortTrainSettings(steps=steps, seed=seed),
-        bench=BenchSettings.for_device(kind, batch=batch, precision=precision, threads=threads, backend=backend, warmup_s=warmup_s, measure_s=measure_s),
+        bench=BenchSettings.for_device(_device_kind(spec), batch=batch, precision=precision, threads=threads, backend=backend, warmup_s=warmup_s, measure_s=measure_s),
         trials=trials,
         timeout_s=timeout_s,
         sampler=sampler,
@@ -467,10 +465,13 @@ def show_cmd(study_name, storage, as_json) -> None:
     _print_trials(records, title=f"{len(records)} trials")
 
 
-def _has_cuda() -> bool:
-    import torch
+def _device_kind(spec) -> str:
+    """``cuda`` or ``cpu``: which paper defaults (batch, precision) a device request gets."""
+    if spec.kind == "auto":
+        import torch
 
-    return torch.cuda.is_available()
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if spec.kind == "cuda" else "cpu"
 
 
 def main(argv: list[str] | None = None) -> None:

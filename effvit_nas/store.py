@@ -110,14 +110,7 @@ class MeasurementStore:
     def put(self, m: Measurement, protocol_key: str) -> None:
         """Store ``m``, replacing an earlier measurement under the same key."""
         values: dict[str, Any] = dict(
-            throughput=m.throughput,
-            q1=m.q1,
-            q3=m.q3,
-            cv=m.cv,
-            iterations=m.iterations,
-            batch=m.batch,
-            seconds=m.seconds,
-            note=m.note,
+            {k: getattr(m, k) for k in _SCALARS},
             settings_json=json.dumps(m.settings, sort_keys=True),
             device_json=json.dumps(m.device, sort_keys=True),
             config_json=json.dumps(m.config, sort_keys=True),
@@ -136,6 +129,10 @@ class MeasurementStore:
             return s.scalar(select(func.count()).select_from(_MeasurementRow)) or 0
 
 
+# Fields stored as plain columns under the same name in Measurement and the table.
+_SCALARS = ("throughput", "q1", "q3", "cv", "iterations", "batch", "seconds", "note")
+
+
 def _by_key(config_hash: str, device_id: str, protocol_key: str):
     return select(_MeasurementRow).where(
         _MeasurementRow.config_hash == config_hash,
@@ -147,16 +144,9 @@ def _by_key(config_hash: str, device_id: str, protocol_key: str):
 def _to_measurement(row: _MeasurementRow) -> Measurement:
     return Measurement(
         config_hash=row.config_hash,
-        throughput=row.throughput,
-        q1=row.q1,
-        q3=row.q3,
-        cv=row.cv,
-        iterations=row.iterations,
-        batch=row.batch,
-        seconds=row.seconds,
+        **{k: getattr(row, k) for k in _SCALARS},
         settings=json.loads(row.settings_json),
         device=json.loads(row.device_json),
         config=json.loads(row.config_json),
-        note=row.note,
         cached=True,
     )
