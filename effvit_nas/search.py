@@ -244,12 +244,26 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
 
+def _finished_with_hash(study, config_hash: str, number: int):
+    """The earliest complete trial of this architecture other than ``number``, or None."""
+    import optuna
+
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+        if t.number != number and t.user_attrs.get("config_hash") == config_hash:
+            return t
+    return None
+
+
 def pareto_trials(study) -> list:
     """Feasible, complete, non-dominated trials (best first by accuracy)."""
     import optuna
 
     complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
     feas = [t for t in complete if all(c <= 0 for c in t.constraints.values()) and t.user_attrs.get("measured", True)]
+    first: dict[str, Any] = {}
+    for t in sorted(feas, key=lambda t: t.number):
+        first.setdefault(t.user_attrs.get("config_hash", str(t.number)), t)
+    feas = list(first.values())
     front = []
     for t in feas:
         a, s = t.values
@@ -368,6 +382,19 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
                         cost = model_cost(cfg)
                         for k, v in (("config", cfg.to_dict()), ("config_hash", cfg.short_hash()), ("params", cost.params), ("macs", cost.macs)):
                             trial.set_user_attr(k, v)
+                        prev = _finished_with_hash(study, cfg.short_hash(), trial.number)
+                        if prev is not None:
+                            for k in ("measured", "throughput", "accuracy", "proxy", "predicted_infeasible"):
+                                if k in prev.user_attrs:
+                                    trial.set_user_attr(k, prev.user_attrs[k])
+                            trial.set_user_attr("note", f"same architecture as trial {prev.number}: result reused")
+                            for key, value in prev.constraints.items():
+                                trial.set_constraint(key, value)
+                            study.tell(trial, list(prev.values))
+                            run_trials += 1
+                            feasible = all(c <= 0 for c in prev.constraints.values())
+                            emit(trial.number, "COMPLETE", cfg.short_hash(), prev.user_attrs.get("throughput"), prev.user_attrs.get("accuracy"), feasible, f"repeat of trial {prev.number}")
+                            continue
                         x = features(cfg, cost.params, cost.macs)
                         predicted = feas.predict(x)
                         skip = feas.clearly_infeasible(x)

@@ -79,13 +79,49 @@ def test_search_end_to_end_resume_and_show(tmp_path):
     assert r.returncode == 2 and "created with another budget" in r.stderr
 
 
-def test_under_budget_candidates_skip_the_proxy(tmp_path):
+ONE_POINT_SPACE = (
+    "name: one\nstages: 3\nheads: [2]\nhead_dims: [16]\ndepths: [1]\nqk_dims: [8]\nv_ratios: [1.0]\n"
+    "ffn_ratios: [2.0]\nwindows: [4]\nkernels: [[3, 3]]\nimg_sizes: [64]\nnum_classes: 10\n"
+)
+
+
+def test_under_budget_skips_the_proxy_and_repeats_reuse_results(tmp_path):
+    """A one-point space under an unreachable budget: the proxy is skipped, and the second
+    trial (necessarily the same architecture) reuses the first result instead of re-measuring."""
+    space = tmp_path / "one.yaml"
+    space.write_text(ONE_POINT_SPACE)
     url = f"sqlite:///{tmp_path}/u.db"
-    r = run_cli("search", "--budget", "1M", "--trials", "2", "--study", "u", "--storage", url, *TINY_SEARCH, "--json")
+    args = [a if a != "tiny" else str(space) for a in TINY_SEARCH]
+    r = run_cli("search", "--budget", "1M", "--trials", "2", "--study", "u", "--storage", url, *args, "--json")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads(r.stdout)["feasible"] == 0
+    summary = json.loads(r.stdout)
+    assert summary["complete"] == 2 and summary["feasible"] == 0 and summary["pareto"] == []
     rows = json.loads(run_cli("show", "--study", "u", "--storage", url, "--json").stdout)
     assert all(row["accuracy"] is None and row["feasible"] is False and row["throughput"] > 0 for row in rows)
+    assert rows[0]["note"] == "under budget: proxy skipped"
+    assert rows[1]["note"] == "same architecture as trial 0: result reused"
+    assert rows[1]["throughput"] == rows[0]["throughput"] and rows[1]["hash"] == rows[0]["hash"]
+
+
+def test_pareto_set_lists_each_architecture_once():
+    import optuna
+
+    from effvit_nas.search import pareto_trials
+
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    dist = {"x": optuna.distributions.IntDistribution(0, 10)}
+    for number, (h, acc, tp, con) in enumerate(
+        [("a", 0.5, 900.0, -0.1), ("b", 0.7, 500.0, -0.1), ("a", 0.5, 900.0, -0.1), ("c", 0.9, 100.0, 0.5)]
+    ):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": number}, distributions=dist, values=[acc, tp],
+                user_attrs={"config_hash": h, "measured": True}, system_attrs={"constraints:throughput": con},
+            )
+        )
+    front = pareto_trials(study)
+    assert [t.user_attrs["config_hash"] for t in front] == ["b", "a"]  # c is infeasible, a once
+    assert [t.number for t in front] == [1, 0]
 
 
 def test_resume_after_sigkill(tmp_path):
@@ -133,3 +169,4 @@ def test_search_bad_input(tmp_path, args, needle):
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [l for l in r.stderr.strip().splitlines() if "Token authentication" not in l]
     assert len(lines) == 1 and needle in lines[0], r.stderr
+
