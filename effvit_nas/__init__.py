@@ -43,6 +43,13 @@ _EXPORTS = {
     "Measurement": "throughput",
     "MeasurementStore": "store",
     "measure_configs": "workers",
+    "SearchSettings": "search",
+    "run_search": "search",
+    "pareto_trials": "pareto",
+    "load_study": "studies",
+    "export_trials": "export",
+    "TrainRecipe": "training",
+    "train": "training",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -36,6 +38,7 @@ def model_app() -> None:
 
 
 SPACE_HELP = "Search-space YAML file, or the name of a bundled space (default: efficientvit)."
+STORAGE_HELP = "SQLAlchemy URL [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db]."
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -247,11 +250,11 @@ def bench(configs, device, batch, threads, precision, backend, warmup_s, measure
         click.echo(f"device: {d['name']} [{d['id']}], torch {d['torch']}; store: {store.url}")
 
 
-def _data_options(f):
-    """The proxy-data options shared by `proxy` and `search`."""
+def _data_options(f, img_size_default: int | None = 64, img_size_help: str = "Proxy resolution (px)."):
+    """The data options shared by `proxy`, `search` and `train`."""
     options = [
         click.option("--data", "data_source", default="synthetic", show_default=True, help="synthetic, or a directory: ImageFolder (train/, val/) or CIFAR python batches."),
-        click.option("--img-size", type=click.IntRange(min=16), default=64, show_default=True, help="Proxy resolution (px)."),
+        click.option("--img-size", type=click.IntRange(min=16), default=img_size_default, show_default=img_size_default is not None, help=img_size_help),
         click.option("--classes", type=click.IntRange(min=2), default=None, help="Use the first K classes [synthetic default: 10]."),
         click.option("--train-per-class", type=click.IntRange(min=1), default=None, help="At most N training images per class."),
         click.option("--val-per-class", type=click.IntRange(min=1), default=None, help="At most N held-out images per class."),
@@ -259,6 +262,10 @@ def _data_options(f):
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def _data_options_train(f):
+    return _data_options(f, img_size_default=None, img_size_help="Training resolution (px) [default: the config's img_size].")
 
 
 @app.command("proxy")
@@ -311,7 +318,7 @@ def _fmt_eta(seconds: float | None) -> str:
 @click.option("--trials", type=int, default=None, help="Finished trials the study should hold when the command ends (a resumed study runs only the missing ones).")
 @click.option("--timeout", default=None, help="Stop after this long, e.g. 90s, 30m, 2h.")
 @click.option("--study", "study_name", default=None, help="Study name [default: effvit-<device>-<budget>].")
-@click.option("--storage", default=None, help="SQLAlchemy URL [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db].")
+@click.option("--storage", default=None, help=STORAGE_HELP)
 @click.option("--space", default=None, help=SPACE_HELP)
 @click.option("--proxy", "proxy_name", default="naswot", show_default=True, help="Proxy: naswot, train, synflow, gradnorm, params, macs (results/proxy_fidelity.md).")
 @_data_options
@@ -328,10 +335,16 @@ def _fmt_eta(seconds: float | None) -> str:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--seed-presets", is_flag=True, help="Enqueue the M0-M5 that are points of the space first.")
 @click.option("--heartbeat", type=float, default=30.0, show_default=True, help="Seconds between trial heartbeats; trials silent for 3x are failed and re-run.")
+@click.option("--train-top", type=click.IntRange(min=1), default=None, help="After the search, export the K most accurate Pareto models and train each (`train` recipe).")
+@click.option("--train-epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Epochs for --train-top.")
+@click.option("--train-batch", type=click.IntRange(min=2), default=256, show_default=True, help="Total batch for --train-top.")
+@click.option("--train-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Train workers for --train-top.")
+@click.option("--train-out", type=click.Path(path_type=Path), default=None, help="Export folder for --train-top [default: <study>-models].")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def search_cmd(device, budget, trials, timeout, study_name, storage, space, proxy_name, data_source, img_size, classes, train_per_class, val_per_class,
-               steps, batch, threads, precision, backend, warmup_s, measure_s, sampler, workers, ray_address, seed, seed_presets, heartbeat, quiet, as_json) -> None:
+               steps, batch, threads, precision, backend, warmup_s, measure_s, sampler, workers, ray_address, seed, seed_presets, heartbeat,
+               train_top, train_epochs, train_batch, train_workers, train_out, quiet, as_json) -> None:
     """Search the space for the most accurate models that meet a throughput budget on DEVICE.
 
     Trials are measured (throughput, in a Ray actor holding the device) before their proxy
@@ -393,9 +406,9 @@ def search_cmd(device, budget, trials, timeout, study_name, storage, space, prox
             f"(batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}); proxy {proxy_name} on {data_source}; sampler {sampler}"
         )
     summary = run_search(settings, on_event)
+    if train_top:
+        summary.extra["trained"] = _train_top(settings, train_top, train_epochs, train_batch, train_workers, train_out, quiet or as_json)
     if as_json:
-        from dataclasses import asdict
-
         _print_json(asdict(summary))
         return
     click.echo(
@@ -403,6 +416,32 @@ def search_cmd(device, budget, trials, timeout, study_name, storage, space, prox
         f"{summary.skipped_predicted} skipped as predicted infeasible, audits right {summary.audit_correct}/{summary.audited}; {summary.seconds:.0f} s"
     )
     _print_trials(summary.pareto, title="Pareto set (feasible, non-dominated)")
+
+
+def _train_top(settings, k: int, epochs: int, batch: int, workers: int, out: Optional[Path], quiet: bool) -> list[dict]:
+    """Export the k most accurate Pareto models of the search and train each on the search's data."""
+    from effvit_nas.export import export_trials
+    from effvit_nas.pareto import pareto_trials
+    from effvit_nas.studies import StudyInfo, load_study
+    from effvit_nas.training import TrainRecipe
+
+    study = load_study(settings.study, settings.storage)
+    chosen = pareto_trials(study)[:k]
+    if not chosen:
+        click.echo("--train-top: no feasible model to train", err=True)
+        return []
+    out = out or Path(f"{settings.study}-models")
+    done = export_trials(study, StudyInfo.of(study), settings.storage, chosen, out)
+    recipe = TrainRecipe(epochs=epochs, batch=batch, seed=settings.seed).resolved(workers)
+    results = []
+    for e in done:
+        arch = load_config(e.folder)
+        data = replace(settings.data, img_size=arch.img_size)
+        res = run_training(str(e.folder), data, recipe, None, workers, False, None, settings.storage, settings.ray_address, quiet=quiet)
+        results.append({"trial": e.trial, "hash": e.config_hash, "folder": str(e.folder), "top1": res.top1, "top1_ema": res.top1_ema})
+        if not quiet:
+            click.echo(f"trial {e.trial} {e.config_hash}: trained top-1 {100 * res.top1:.1f} % ({e.folder})")
+    return results
 
 
 def _fmt_proxy(value: float, proxy: str | None) -> str:
@@ -416,6 +455,7 @@ def _print_trials(records: list[dict], title: str) -> None:
         click.echo("  (none)")
         return
     rows = []
+    trained = any(r.get("trained_top1") is not None for r in records)
     for r in records:
         c = r.get("config") or {}
         rows.append(
@@ -432,37 +472,308 @@ def _print_trials(records: list[dict], title: str) -> None:
                 {True: "yes", False: "no", None: "-"}[r.get("feasible")],
                 "*" if r.get("pareto") else "",
             ]
+            + ([f"{100 * r['trained_top1']:.1f} %" if r.get("trained_top1") is not None else "-"] if trained else [])
         )
-    click.echo(_table(["trial", "state", "hash", "widths", "depths", "params(M)", "MACs(M)", "img/s", "proxy", "feasible", "pareto"], rows))
+    headers = ["trial", "state", "hash", "widths", "depths", "params(M)", "MACs(M)", "img/s", "proxy", "feasible", "pareto"]
+    click.echo(_table(headers + (["trained top-1"] if trained else []), rows))
+
+
+def _open(study_name: str, storage: str | None):
+    """(study, StudyInfo, storage URL) of an existing study made by `search`."""
+    from effvit_nas.store import default_storage
+    from effvit_nas.studies import StudyInfo, load_study
+
+    url = storage or default_storage()
+    study = load_study(study_name, url)
+    return study, StudyInfo.of(study), url
 
 
 @app.command("show")
 @click.option("--study", "study_name", required=True, help="Study name.")
-@click.option("--storage", default=None, help="SQLAlchemy URL [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db].")
+@click.option("--storage", default=None, help=STORAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of trials.")
-def show_cmd(study_name, storage, as_json) -> None:
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per trial, the config as a JSON cell).")
+def show_cmd(study_name, storage, as_json, as_csv) -> None:
     """List a study's trials: state, config, params, MACs, throughput, accuracy, feasibility, Pareto."""
-    import optuna
+    from effvit_nas.studies import records_csv, study_records
 
-    from effvit_nas.search import pareto_trials, trial_record
-    from effvit_nas.store import default_storage, open_engine
-
-    url = storage or default_storage()
-    open_engine(url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=url)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(url)]
-        raise UserError(f"no study {study_name!r} in {url} (studies: {', '.join(names) or 'none'})") from None
-    numbers = {t.number for t in pareto_trials(study)}
-    records = [trial_record(t, numbers) for t in study.get_trials(deepcopy=False)]
+    study, info, _ = _open(study_name, storage)
+    records = study_records(study)
     if as_json:
         _print_json(records)
         return
-    ident = study.user_attrs.get("effvit", {})
-    click.echo(f"study {study_name}: device {ident.get('device')}, budget {ident.get('budget', 0):,.0f} img/s, proxy {ident.get('proxy')}")
+    if as_csv:
+        click.echo(records_csv(records), nl=False)
+        return
+    click.echo(f"study {study_name}: device {info.device}, budget {info.budget:,.0f} img/s, proxy {info.proxy}")
     _print_trials(records, title=f"{len(records)} trials")
+
+
+@app.command("studies")
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def studies_cmd(storage, as_json) -> None:
+    """List the studies in the storage: trials, feasible, Pareto size, device, budget, created."""
+    from effvit_nas.store import default_storage
+    from effvit_nas.studies import list_studies
+
+    url = storage or default_storage()
+    rows = list_studies(url)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo(f"no studies in {url}")
+        return
+    click.echo(_table(
+        ["study", "trials", "feasible", "pareto", "device", "budget img/s", "proxy", "created (UTC)"],
+        [[r["study"], r["trials"], r["feasible"], r["pareto"], r["device"] or "-",
+          f"{r['budget']:,.0f}" if r["budget"] else "-", r["proxy"] or "-", (r["created"] or "-").replace("+00:00", "")] for r in rows],
+    ))
+
+
+def _writable_file(path: Optional[Path], suffix: str, option: str) -> None:
+    if path is None:
+        return
+    if path.suffix.lower() != suffix:
+        raise UserError(f"{option} must name a {suffix} file, got {str(path)!r}")
+    if not path.parent.exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create the folder of {option} {str(path)!r}: {e.strerror or e}") from None
+    if path.is_dir() or not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"cannot write {option} {str(path)!r}")
+
+
+@app.command("pareto")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--out", "png", type=click.Path(path_type=Path), default=None, help="PNG file [default: <study>-pareto.png unless --html is given].")
+@click.option("--html", type=click.Path(path_type=Path), default=None, help="Interactive HTML file (plotly, self-contained).")
+@click.option("--with-presets", is_flag=True, help="Measure and score M0-M5 on the study's device/protocol/proxy where missing.")
+@click.option("--ray-address", default=None, help="Ray cluster holding the study's device (for --with-presets).")
+@click.option("--json", "as_json", is_flag=True, help="Also print the plotted numbers as JSON.")
+def pareto_cmd(study_name, storage, png, html, with_presets, ray_address, as_json) -> None:
+    """Plot proxy accuracy vs throughput: trials, budget line, Pareto front, M0-M5 references."""
+    from effvit_nas.plots import pareto_view, save_html, save_png, view_json
+    from effvit_nas.references import reference_points
+    from effvit_nas.studies import device_description
+
+    if png is None and html is None:
+        png = Path(f"{study_name}-pareto.png")
+    _writable_file(png, ".png", "--out")
+    _writable_file(html, ".html", "--html")
+    study, info, url = _open(study_name, storage)
+    if not as_json and with_presets:
+        click.echo(f"M0-M5 on {info.device} ({info.protocol()}), proxy {info.proxy}: measuring and scoring what is missing ...")
+    refs = reference_points(study, info, url, measure=with_presets, ray_address=ray_address)
+    view = pareto_view(study, info, device_description(study, info, url), refs)
+    if png is not None:
+        save_png(view, png)
+    if html is not None:
+        save_html(view, html)
+    if as_json:
+        _print_json(view_json(view))
+        return
+    click.echo(f"{view.title}\n{view.subtitle}")
+    click.echo(f"  Pareto front {len(view.front)}, other feasible {len(view.feasible)}, under budget {len(view.under_budget)}, "
+               f"not measured {view.skipped}; M0-M5 drawn: {', '.join(r.name for r in view.references) or 'none (add --with-presets)'}")
+    for f in (png, html):
+        if f is not None:
+            click.echo(f"wrote {f}")
+
+
+@app.command("export")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Folder to write one sub-folder per model into.")
+@click.option("--pareto", "pareto", is_flag=True, help="Export the Pareto set (the default).")
+@click.option("--trial", "trial", type=int, multiple=True, help="Export trial N (repeatable).")
+@click.option("--top", type=int, default=None, help="Export the K best feasible architectures by proxy value.")
+@click.option("--onnx", is_flag=True, help="Also write model.onnx (fused deployment form, symbolic batch).")
+@click.option("--remeasure", is_flag=True, help="Measure the exported models again and flag throughput drift over 5 %.")
+@click.option("--ray-address", default=None, help="Ray cluster holding the study's device (for --remeasure).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")
+def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ray_address, as_json) -> None:
+    """Write chosen models as folders: config YAML, timm kwargs, measurement, proxy scores,
+    optional ONNX and a model card."""
+    from effvit_nas.export import DRIFT_LIMIT, export_trials, select_trials
+
+    if sum([pareto, bool(trial), top is not None]) > 1:
+        raise UserError("give one of --pareto, --trial N, --top K")
+    study, info, url = _open(study_name, storage)
+    chosen = select_trials(study, pareto=pareto, trial=list(trial), top=top)
+    done = export_trials(study, info, url, chosen, out, onnx=onnx, remeasure=remeasure, ray_address=ray_address)
+    if as_json:
+        _print_json([{"trial": e.trial, "hash": e.config_hash, "folder": str(e.folder), "throughput": e.throughput,
+                      "accuracy": e.accuracy, "remeasured": e.remeasured, "drift": e.drift, "drifted": e.drifted} for e in done])
+        return
+    for e in done:
+        line = f"trial {e.trial} {e.config_hash} -> {e.folder}"
+        if e.remeasured is not None:
+            line += f"  (re-measured {e.remeasured:,.0f} img/s, was {e.throughput or 0:,.0f}: drift {100 * (e.drift or 0):+.1f} %"
+            line += f" — over {100 * DRIFT_LIMIT:.0f} %!)" if e.drifted else ")"
+        click.echo(line)
+    click.echo(f"exported {len(done)} model(s) to {out}")
+
+
+def _recipe_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--set key=value`` pairs as typed TrainRecipe fields."""
+    import dataclasses
+
+    from effvit_nas.training import TrainRecipe
+
+    fields = {f.name: f for f in dataclasses.fields(TrainRecipe)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+        default = getattr(TrainRecipe(), key)
+        try:
+            if isinstance(default, bool):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("1", "true", "yes")
+            elif isinstance(default, int) or key == "warmup_epochs":
+                out[key] = int(value)
+            elif isinstance(default, float) or key == "lr":
+                out[key] = float(value)
+            else:
+                out[key] = value
+        except ValueError:
+            raise UserError(f"--set {pair!r}: {value!r} is not a valid {type(default).__name__ if default is not None else 'number'}") from None
+    return out
+
+
+def _teacher(spec: str | None, arch_classes: int | None = None) -> dict[str, Any] | None:
+    """--distill: a folder holding config.yaml and trained weights (model.safetensors)."""
+    if spec is None:
+        return None
+    path = Path(spec)
+    weights = path / "model.safetensors"
+    if not path.is_dir() or not weights.is_file():
+        raise UserError(f"unknown teacher {spec!r}: give a folder with config.yaml and model.safetensors (a finished `effvit-nas train` --out)")
+    cfg = load_config(path)
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        heads = [k for k in f.keys() if k.startswith("head.") and k.endswith("weight") and len(f.get_slice(k).get_shape()) == 2]
+        classes = f.get_slice(heads[-1]).get_shape()[0] if heads else None
+    return {"arch": cfg.to_dict(), "weights": str(weights.resolve()), "num_classes": classes}
+
+
+def run_training(config_path: str, data, recipe, out: Optional[Path], workers: int, resume: bool, distill: Optional[str],
+                 storage: Optional[str], ray_address: Optional[str], quiet: bool = False):
+    """Train one config or export folder and put the result where users look: the output folder
+    (train.json, weights) and, for an export folder, its model card and the study."""
+    import torch
+
+    from effvit_nas.training import train
+
+    arch = load_config(config_path)
+    src = Path(config_path)
+    export_dir = src if src.is_dir() and (src / "proxy.json").is_file() else None
+    if out is None:
+        out = export_dir if export_dir is not None else Path(f"train-{arch.short_hash()}")
+    teacher = _teacher(distill)
+    use_gpu = torch.cuda.is_available()
+    if not quiet:
+        click.echo(f"training {arch.short_hash()} on {data.source} ({data.img_size} px) with {workers} Ray Train worker(s), "
+                   f"{'GPU' if use_gpu else 'CPU'}; out {out}")
+        click.echo("recipe: " + ", ".join(f"{k}={v}" for k, v in asdict(recipe).items()))
+
+    t_start = [None]
+
+    def progress(p: dict) -> None:
+        if quiet:
+            return
+        if "epoch_done" in p:
+            m = p["epoch_done"]
+            ema = f", EMA {100 * m['top1_ema']:.1f} %" if m.get("top1_ema") is not None else ""
+            click.echo(f"epoch {m['epoch']}: loss {m['loss']:.3f}, top-1 {100 * m['top1']:.1f} %{ema}, {m['img_s']:.0f} img/s")
+            return
+        import time
+
+        if t_start[0] is None:
+            t_start[0] = (time.perf_counter(), p["epoch"], p["step"])
+        t0, e0, s0 = t_start[0]
+        done = (p["epoch"] - e0) * p["steps"] + p["step"] - s0
+        left = (p["epochs"] - p["epoch"]) * p["steps"] + p["steps"] - p["step"]
+        eta = (time.perf_counter() - t0) / done * left if done > 0 else None
+        bar = "#" * int(20 * p["step"] / p["steps"])
+        click.echo(f"  epoch {p['epoch']}/{p['epochs']} [{bar:<20}] {p['step']}/{p['steps']} loss {p['loss']:.3f} "
+                   f"lr {p['lr']:.2e} {p['img_s']:.0f} img/s ETA {_fmt_eta(eta)}")
+
+    res = train(arch, data, recipe, out, workers=workers, resume=resume, teacher=teacher, use_gpu=use_gpu,
+                ray_address=ray_address, on_progress=progress)
+    if export_dir is not None:
+        _record_training(export_dir, arch, res, storage, quiet)
+    return res
+
+
+def _record_training(folder: Path, arch: ArchConfig, res, storage: Optional[str], quiet: bool) -> None:
+    """Trained accuracy next to the proxy score: in the model card and in the study."""
+    card = folder / "README.md"
+    ema = f" (EMA {100 * res.top1_ema:.1f} %)" if res.top1_ema is not None else ""
+    line = f"\n## Trained\n\ntop-1 {100 * res.top1:.1f} %{ema} after {res.epochs} epochs (`effvit-nas train`, see train.json); weights: model.safetensors, model_ema.safetensors.\n"
+    if card.exists():
+        text = card.read_text().split("\n## Trained\n")[0].rstrip("\n") + "\n"
+        card.write_text(text + line)
+    proxy = json.loads((folder / "proxy.json").read_text())
+    url = storage
+    if url is None:
+        index = folder.parent / "index.json"
+        stored = json.loads(index.read_text()).get("storage") if index.exists() else None
+        from effvit_nas.store import default_storage
+
+        url = stored if stored and "***" not in stored else default_storage()
+    try:
+        from effvit_nas.studies import load_study
+
+        study = load_study(proxy["study"], url)
+        trained = dict(study.user_attrs.get("trained", {}))
+        trained[str(proxy["trial"])] = {"top1": res.top1, "top1_ema": res.top1_ema, "epochs": res.epochs, "hash": arch.short_hash(), "out": res.out}
+        study.set_user_attr("trained", trained)
+        if not quiet:
+            click.echo(f"recorded in study {proxy['study']!r} ({url}), trial {proxy['trial']}")
+    except UserError as e:
+        click.echo(f"warning: study not updated: {e}", err=True)
+
+
+@app.command("train")
+@click.argument("config", metavar="CONFIG_OR_EXPORT_DIR")
+@_data_options_train
+@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--batch", type=click.IntRange(min=2), default=256, show_default=True, help="Total images per update over all workers.")
+@click.option("--lr", type=float, default=None, help="Peak lr [default: 1e-3 x batch / 512].")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Train workers (DDP: gloo on CPU, NCCL on GPU).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its newest epoch checkpoint.")
+@click.option("--distill", default=None, metavar="TEACHER", help="Soft distillation from a trained model folder (config.yaml + model.safetensors).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [default: the export folder, or train-<hash>].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe knob, e.g. --set mixup=0 --set ema_decay=0.999 (see the printed recipe).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--storage", default=None, help="Study database to record the trained accuracy in [default: the export's].")
+@click.option("--ray-address", default=None, help="Join an existing Ray cluster.")
+@click.option("--quiet", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def train_cmd(config, data_source, img_size, classes, train_per_class, val_per_class, epochs, batch, lr, workers, resume, distill, out,
+              overrides, seed, storage, ray_address, quiet, as_json) -> None:
+    """Train CONFIG (preset, YAML or export folder) with the paper's recipe through Ray Train."""
+    from effvit_nas.data import DataConfig
+    from effvit_nas.training import TrainRecipe
+
+    arch = load_config(config)
+    data = DataConfig(data_source, img_size or arch.img_size, classes, train_per_class, val_per_class, seed)
+    recipe = TrainRecipe(**{"epochs": epochs, "batch": batch, "lr": lr, "seed": seed, **_recipe_overrides(overrides)}).resolved(workers)
+    res = run_training(config, data, recipe, out, workers, resume, distill, storage, ray_address, quiet=quiet or as_json)
+    if as_json:
+        _print_json(asdict(res))
+        return
+    ema = f", EMA {100 * res.top1_ema:.1f} %" if res.top1_ema is not None else ""
+    click.echo(f"top-1 {100 * res.top1:.1f} %{ema} after {res.epochs} epochs ({res.seconds:.0f} s, {res.images_per_s:.0f} img/s); weights in {res.out}")
 
 
 def _device_kind(spec) -> str:

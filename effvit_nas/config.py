@@ -271,9 +271,15 @@ def read_yaml(path: Path, what: str) -> Any:
 
 
 def load_config(spec: str | Path) -> ArchConfig:
-    """A preset name (``M0``..``M5``) or the path of a YAML/JSON config file."""
+    """A preset name (``M0``..``M5``), the path of a YAML/JSON config file, or an export folder
+    holding ``config.yaml``."""
     s = str(spec)
     path = Path(s)
+    if path.is_dir():  # an export folder (effvit-nas export) holds its config.yaml
+        if not (path / "config.yaml").is_file():
+            raise ConfigError(f"folder {s!r} has no config.yaml (expected an `effvit-nas export` model folder)")
+        path = path / "config.yaml"
+        s = str(path)
     if not path.exists() and s.upper().removeprefix("EFFICIENTVIT_") in PRESETS:
         return preset(s)
     if not path.exists() and path.suffix.lower() not in (".yaml", ".yml", ".json"):

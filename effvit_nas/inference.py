@@ -32,3 +32,18 @@ def trace_for_inference(model: nn.Module, example: torch.Tensor, optimize: bool 
         if optimize:
             traced = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
     return traced
+
+
+@torch.no_grad()
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic_batch: bool = False) -> None:
+    """Write ``model`` (deployment form, eval mode) as ONNX (opset 17, TorchScript exporter:
+    the dynamo exporter needs onnxscript features this model's reshapes do not map to).
+    Input ``x``, output ``logits``; the batch axis is symbolic with ``dynamic_batch``."""
+    import contextlib
+
+    model.eval()
+    axes = {"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+    with warnings.catch_warnings(), contextlib.redirect_stdout(None):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), path, dynamo=False, opset_version=17, input_names=["x"],
+                          output_names=["logits"], dynamic_axes=axes)

@@ -30,6 +30,8 @@ from effvit_nas.config import PRESETS, ArchConfig
 from effvit_nas.data import DataConfig
 from effvit_nas.errors import UserError
 from effvit_nas.feasibility import FeasibilityModel, features
+from effvit_nas.pareto import is_feasible, pareto_trials
+from effvit_nas.studies import trial_record
 from effvit_nas.short_training import ShortTrainSettings
 from effvit_nas.throughput import BenchSettings
 
@@ -135,7 +137,9 @@ class SearchSummary:
     seconds: float
     interrupted: bool = False
     run_trials: int = 0
-    time_in_work_s: float = 0.0
+    setup_s: float = 0.0  # Ray start, study, data, before the first trial
+    measure_s: float = 0.0  # wall time in throughput measurement calls
+    proxy_s: float = 0.0  # wall time from submitting a round's proxies to their last result
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -254,45 +258,6 @@ def _finished_with_hash(study, config_hash: str, number: int):
     return None
 
 
-def pareto_trials(study) -> list:
-    """Feasible, complete, non-dominated trials (best first by accuracy)."""
-    import optuna
-
-    complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
-    feas = [t for t in complete if all(c <= 0 for c in t.constraints.values()) and t.user_attrs.get("measured", True)]
-    first: dict[str, Any] = {}
-    for t in sorted(feas, key=lambda t: t.number):
-        first.setdefault(t.user_attrs.get("config_hash", str(t.number)), t)
-    feas = list(first.values())
-    front = []
-    for t in feas:
-        a, s = t.values
-        if not any(u.values[0] >= a and u.values[1] >= s and (u.values[0] > a or u.values[1] > s) for u in feas):
-            front.append(t)
-    return sorted(front, key=lambda t: -t.values[0])
-
-
-def trial_record(t, pareto_numbers: set[int] | None = None) -> dict[str, Any]:
-    """The row of one trial as `show` prints it (JSON keys are the issue's)."""
-    ua = t.user_attrs
-    feasible = bool(t.values) and all(c <= 0 for c in t.constraints.values())
-    return {
-        "number": t.number,
-        "state": t.state.name,
-        "config": ua.get("config"),
-        "hash": ua.get("config_hash"),
-        "params": ua.get("params"),
-        "macs": ua.get("macs"),
-        "throughput": ua.get("throughput"),
-        "measured": ua.get("measured"),
-        "accuracy": ua.get("accuracy"),
-        "proxy": ua.get("proxy"),
-        "feasible": feasible if t.state.name == "COMPLETE" else None,
-        "pareto": t.number in (pareto_numbers or set()),
-        "note": ua.get("note", ua.get("fail_reason", "")),
-    }
-
-
 def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] | None = None) -> SearchSummary:
     """Run (or resume) the search described by ``settings``; see the module doc."""
     import optuna
@@ -305,7 +270,7 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
     from effvit_nas.space import load_space
     from effvit_nas.store import MeasurementStore
     from effvit_nas.throughput import check_supported
-    from effvit_nas.workers import connect, measure_configs
+    from effvit_nas.workers import connect, get_worker, measure_configs
 
     t_start = time.perf_counter()
     space = load_space(settings.space)
@@ -338,17 +303,22 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
         1 for t in complete_trials() if t.user_attrs.get("predicted_infeasible") and t.user_attrs.get("measured") and t.user_attrs["throughput"] < settings.budget
     )
     connect(settings.ray_address)
+    # One device actor for the whole run, started now: it lives while this handle does, and its
+    # process start is set-up, not part of the first measurement.
+    device_worker = get_worker(settings.device, settings.bench, settings.ray_address)
+    ray.get(device_worker.fingerprint.remote())
     data_ref = ray.put(data) if data is not None else None
     proxy_remote = ray.remote(num_cpus=1)(_proxy_task)
     deadline = time.time() + settings.timeout_s if settings.timeout_s else None
-    failures, run_trials, work_s, interrupted = 0, 0, 0.0, False
+    failures, run_trials, interrupted = 0, 0, False
+    measure_s = proxy_s = 0.0
     storage = study._storage
 
     def emit(trial_number: int, state: str, h: str, tp: float | None, acc: float | None, feasible: bool, note: str) -> None:
         if on_event is None:
             return
         comp = complete_trials()
-        feas_t = [t for t in comp if all(c <= 0 for c in t.constraints.values())]
+        feas_t = [t for t in comp if is_feasible(t)]
         front = pareto_trials(study)
         done = len(comp)
         elapsed = time.perf_counter() - t_start
@@ -360,6 +330,7 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
         best = max((t.values[0] for t in feas_t if t.user_attrs.get("measured", True)), default=None)
         on_event(TrialEvent(trial_number, state, h, tp, acc, feasible, note, done, settings.trials, len(feas_t), best, len(front), eta))
 
+    setup_s = time.perf_counter() - t_start
     with _Heartbeat(storage, settings.heartbeat_s) as hb:
         while True:
             done = len(complete_trials())
@@ -373,7 +344,6 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
             with _quiet_optuna():
                 batch = [study.ask() for _ in range(n)]
             hb.assign([t._trial_id for t in batch])
-            round_start = time.perf_counter()
             try:
                 to_proxy = []
                 for trial in batch:
@@ -392,7 +362,7 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
                                 trial.set_constraint(key, value)
                             study.tell(trial, list(prev.values))
                             run_trials += 1
-                            feasible = all(c <= 0 for c in prev.constraints.values())
+                            feasible = is_feasible(prev)
                             emit(trial.number, "COMPLETE", cfg.short_hash(), prev.user_attrs.get("throughput"), prev.user_attrs.get("accuracy"), feasible, f"repeat of trial {prev.number}")
                             continue
                         x = features(cfg, cost.params, cost.macs)
@@ -413,7 +383,9 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
                                 continue
                             audited += 1
                             trial.set_user_attr("audit", True)
-                        m = measure_configs([cfg], settings.device, settings.bench, store, ray_address=settings.ray_address)[0]
+                        t_m = time.perf_counter()
+                        m = measure_configs([cfg], settings.device, settings.bench, store, ray_address=settings.ray_address, worker=device_worker)[0]
+                        measure_s += time.perf_counter() - t_m
                         trial.set_user_attr("measured", True)
                         trial.set_user_attr("throughput", m.throughput)
                         trial.set_user_attr("throughput_iqr", [m.q1, m.q3])
@@ -437,6 +409,7 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
                         trial.set_user_attr("fail_reason", reason)
                         study.tell(trial, state=states.FAIL)
                         emit(trial.number, "FAIL", trial.user_attrs.get("config_hash", "?"), None, None, False, reason)
+                t_p = time.perf_counter()
                 futures = [
                     (trial, cfg, tp, proxy_remote.remote(settings.proxy, cfg.to_dict(), data_ref, asdict(settings.train)))
                     for trial, cfg, tp in to_proxy
@@ -457,6 +430,8 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
                         trial.set_user_attr("fail_reason", reason)
                         study.tell(trial, state=states.FAIL)
                         emit(trial.number, "FAIL", cfg.short_hash(), tp, None, False, reason)
+                if futures:
+                    proxy_s += time.perf_counter() - t_p
             except KeyboardInterrupt:
                 interrupted = True
                 for trial in batch:
@@ -466,7 +441,6 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
                         study.enqueue_trial(trial.params)
                 break
             finally:
-                work_s += time.perf_counter() - round_start
                 hb.assign([])
 
     front = pareto_trials(study)
@@ -477,7 +451,7 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
         storage=settings.storage,
         complete=len(comp),
         failed=len(study.get_trials(deepcopy=False, states=[states.FAIL])),
-        feasible=sum(1 for t in comp if all(c <= 0 for c in t.constraints.values())),
+        feasible=sum(1 for t in comp if is_feasible(t)),
         pareto=[trial_record(t, numbers) for t in front],
         skipped_predicted=skipped,
         audited=audited,
@@ -485,5 +459,7 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
         seconds=time.perf_counter() - t_start,
         interrupted=interrupted,
         run_trials=run_trials,
-        time_in_work_s=work_s,
+        setup_s=setup_s,
+        measure_s=measure_s,
+        proxy_s=proxy_s,
     )

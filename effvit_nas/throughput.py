@@ -144,12 +144,11 @@ def _onnx_runner(model: Any, x: Any, threads: int) -> Callable[[], Any]:
     import onnxruntime as ort
     import torch
 
+    from effvit_nas.inference import export_onnx
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with contextlib.redirect_stdout(None):
-                torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"])
+        export_onnx(model, x, str(path))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

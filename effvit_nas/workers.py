@@ -55,6 +55,9 @@ class DeviceWorker:
     def __init__(self, device: str):
         self.torch_device = resolve_local(parse_device(device))
         self._fp = fingerprint(self.torch_device)
+        # import the model code now (seconds: timm, torchvision), not inside the first timing call
+        import effvit_nas.efficientvit  # noqa: F401
+        import effvit_nas.inference  # noqa: F401
 
     def fingerprint(self) -> dict[str, Any]:
         return self._fp
@@ -133,23 +136,27 @@ def measure_configs(
     fresh: bool = False,
     ray_address: str | None = None,
     on_result: Callable[[Measurement], None] | None = None,
+    worker: Any = None,
 ) -> list[Measurement]:
     """Throughput of each config on ``device``: from the store when known, else measured by
     the device's Ray actor and stored. ``fresh`` re-measures and replaces stored figures.
 
     For a local device the driver fingerprints the (same) hardware itself, so a run whose
     figures are all stored starts no Ray at all; on a cluster the actor's node answers.
+
+    ``worker``: a handle from :func:`get_worker` to reuse. The actor lives as long as a handle
+    to it does, so a caller measuring repeatedly (the search) keeps one instead of paying an
+    actor start (seconds: a process, torch, timm) per call.
     """
     import ray
 
     configs = list(configs)
-    worker = None
     if ray_address is None:
         torch_device = resolve_local(parse_device(device))
         check_supported(settings, torch_device)
         device_fp = fingerprint(torch_device)
     else:
-        worker = get_worker(device, settings, ray_address)
+        worker = worker or get_worker(device, settings, ray_address)
         try:
             device_fp = ray.get(worker.fingerprint.remote())
             ray.get(worker.check.remote(asdict(settings)))

@@ -88,3 +88,41 @@ def postgres_url():
         yield r.stdout.strip().splitlines()[-1]
     finally:
         subprocess.run(["bash", str(script), "stop"], env=env, timeout=120)
+
+
+def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in this process (no interpreter start, the session's Ray): exit code, stdout, stderr."""
+    from effvit_nas.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+FAST_BENCH = {"warmup_s": 0.1, "measure_s": 0.3}
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory, local_ray):
+    """A finished 8-trial search in the tiny space (2k img/s budget),
+    shared by the report/export/training tests: (storage URL, study name)."""
+    from effvit_nas.data import DataConfig
+    from effvit_nas.search import SearchSettings, run_search
+    from effvit_nas.throughput import BenchSettings
+
+    from effvit_nas.space import load_space
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('study')}/s.db"
+    settings = SearchSettings(  # the space as the CLI records it, so CLI runs can resume this study
+        device="cpu", budget=2000.0, study="small", storage=url, space=load_space("tiny").source, proxy="naswot",
+        data=DataConfig(img_size=32, num_classes=4, train_per_class=16, val_per_class=8),
+        bench=BenchSettings(batch=16, **FAST_BENCH), trials=8, sampler="random", heartbeat_s=1,
+    )
+    summary = run_search(settings)
+    assert summary.complete == 8
+    return url, "small"

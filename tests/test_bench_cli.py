@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, run_cli, run_main
 
 
 @pytest.fixture
@@ -47,8 +47,9 @@ def test_bench_measures_then_reuses(tmp_path, tiny_file):
         (["--storage", "bogus"], "invalid storage URL"),
     ],
 )
-def test_bench_bad_input(tmp_path, extra, needle):
-    r = run_cli("bench", "M0", "--storage", f"sqlite:///{tmp_path}/x.db", *extra) if "--storage" not in extra else run_cli("bench", "M0", *extra)
+def test_bench_bad_input(tmp_path, capsys, extra, needle):
+    storage = [] if "--storage" in extra else ["--storage", f"sqlite:///{tmp_path}/x.db"]
+    r = run_main(capsys, "bench", "M0", *storage, *extra)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()

@@ -8,7 +8,7 @@ import pytest
 from effvit_nas.config import PRESETS, ArchConfig
 from effvit_nas.space import load_space
 
-from .conftest import run_cli
+from .conftest import run_cli, run_main
 
 
 def test_console_script_is_installed():
@@ -17,18 +17,18 @@ def test_console_script_is_installed():
     assert r.returncode == 0 and "space" in r.stdout and "model" in r.stdout
 
 
-def test_space_show_lists_knobs_size_and_presets():
-    r = run_cli("space", "show")
+def test_space_show_lists_knobs_size_and_presets(capsys):
+    r = run_main(capsys, "space", "show")
     assert r.returncode == 0, r.stderr
     for word in ("heads", "head_dim", "qk_dim", "v_ratio", "ffn_ratio", "window", "kernels", "size:"):
         assert word in r.stdout
     assert "presets inside: M0, M1, M2, M3, M4, M5" in r.stdout
-    j = json.loads(run_cli("space", "show", "--json").stdout)
+    j = json.loads(run_main(capsys, "space", "show", "--json").stdout)
     assert j["size"] == load_space().size() and all(j["presets"].values())
 
 
-def test_space_sample_json_is_valid_and_seeded():
-    r = run_cli("space", "sample", "-n", "3", "--seed", "11", "--json", "--space", "tiny")
+def test_space_sample_json_is_valid_and_seeded(capsys):
+    r = run_main(capsys, "space", "sample", "-n", "3", "--seed", "11", "--json", "--space", "tiny")
     assert r.returncode == 0, r.stderr
     records = json.loads(r.stdout)
     assert len(records) == 3
@@ -36,12 +36,12 @@ def test_space_sample_json_is_valid_and_seeded():
         cfg = ArchConfig.from_dict(rec["config"])
         assert cfg.short_hash() == rec["hash"] and rec["params"] > 0 and rec["macs"] > 0
         assert load_space("tiny").contains(cfg)
-    again = json.loads(run_cli("space", "sample", "-n", "3", "--seed", "11", "--json", "--space", "tiny").stdout)
+    again = json.loads(run_main(capsys, "space", "sample", "-n", "3", "--seed", "11", "--json", "--space", "tiny").stdout)
     assert [r["hash"] for r in again] == [r["hash"] for r in records]
 
 
-def test_model_info_json(tmp_path):
-    r = run_cli("model", "info", "M0", "--json")
+def test_model_info_json(tmp_path, capsys):
+    r = run_main(capsys, "model", "info", "M0", "--json")
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     assert j["params"] == 2_349_436 and abs(j["macs"] / 79.2e6 - 1) < 0.01
@@ -49,13 +49,13 @@ def test_model_info_json(tmp_path):
     assert ArchConfig.from_dict(j["config"]) == PRESETS["M0"]
     p = tmp_path / "m.yaml"
     p.write_text(PRESETS["M3"].replace(v_ratios=(1.0, 0.5, 1.0)).to_yaml())
-    j = json.loads(run_cli("model", "info", str(p), "--img-size", "160", "--json").stdout)
+    j = json.loads(run_main(capsys, "model", "info", str(p), "--img-size", "160", "--json").stdout)
     assert j["img_size"] == 160 and j["timm_kwargs"] is None and j["preset"] is None
 
 
-def test_text_outputs():
-    assert "f45070c844ec (preset M0)" in run_cli("model", "info", "m0").stdout
-    out = run_cli("model", "list").stdout
+def test_text_outputs(capsys):
+    assert "f45070c844ec (preset M0)" in run_main(capsys, "model", "info", "m0").stdout
+    out = run_main(capsys, "model", "list").stdout
     assert "12,473,772" in out and "M5" in out
 
 
@@ -73,7 +73,7 @@ def test_text_outputs():
         (["frobnicate"], "No such command"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
     files = {
         "file": "widths: [60, 128, 192]\ndepths: [1, 2, 3]\nheads: [4, 4, 4]\n",
         "bad_yaml": "widths: [64, 128\n",
@@ -86,9 +86,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
             p.write_text(files[a[1:-1]])
             a = str(p)
         resolved.append(a)
-    r = run_cli(*resolved)
+    r = run_main(capsys, *resolved)
     assert r.returncode == 2
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_bad_input_in_a_real_process_has_no_traceback():
+    r = run_cli("frobnicate")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().startswith("error: No such command") and len(r.stderr.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ from effvit_nas.errors import UserError
 from effvit_nas.proxy import PROXIES, evaluate_proxy
 from effvit_nas.short_training import ShortTrainSettings
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +68,14 @@ def test_unknown_proxy():
         evaluate_proxy("magic", TINY, None)
 
 
-def test_proxy_cli(tmp_path):
+def test_proxy_cli(tmp_path, capsys):
     p = tmp_path / "tiny.yaml"
     p.write_text(TINY.to_yaml())
-    r = run_cli("proxy", str(p), "--steps", "5", "--img-size", "32", "--classes", "3", "--train-per-class", "16", "--val-per-class", "8", "--json")
+    r = run_main(capsys, "proxy", str(p), "--steps", "5", "--img-size", "32", "--classes", "3", "--train-per-class", "16", "--val-per-class", "8", "--json")
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     assert j["proxy"] == "train" and 0 <= j["accuracy"] <= 1 and j["seconds"] > 0 and j["num_classes"] == 3
-    r = run_cli("proxy", str(p), "M0", "--proxy", "naswot", "--img-size", "32", "--classes", "3", "--train-per-class", "16", "--json")
+    r = run_main(capsys, "proxy", str(p), "M0", "--proxy", "naswot", "--img-size", "32", "--classes", "3", "--train-per-class", "16", "--json")
     both = json.loads(r.stdout)
     assert [x["proxy"] for x in both] == ["naswot", "naswot"] and all("score" in x for x in both)
 
@@ -88,8 +88,8 @@ def test_proxy_cli(tmp_path):
         (["--steps", "0"], "--steps"),
     ],
 )
-def test_proxy_cli_bad_input(args, needle):
-    r = run_cli("proxy", "M0", *args)
+def test_proxy_cli_bad_input(capsys, args, needle):
+    r = run_main(capsys, "proxy", "M0", *args)
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0]

@@ -15,19 +15,20 @@ def test_hit_miss_and_fresh(tmp_path, tiny, local_ray):
     store = MeasurementStore(f"sqlite:///{tmp_path}/m.db")
     settings = BenchSettings(batch=4, **FAST)
     other = tiny.replace(depths=(1, 1, 2))
+    worker = get_worker("cpu", settings)  # one actor for all calls (it lives while a handle does)
 
-    first = measure_configs([tiny], "cpu", settings, store)
+    first = measure_configs([tiny], "cpu", settings, store, worker=worker)
     assert not first[0].cached and store.count() == 1
 
-    again = measure_configs([tiny, other], "cpu", settings, store)
+    again = measure_configs([tiny, other], "cpu", settings, store, worker=worker)
     assert again[0].cached and not again[1].cached and store.count() == 2
     assert again[0].throughput == first[0].throughput
 
     # another protocol is another key
-    measure_configs([tiny], "cpu", BenchSettings(batch=2, **FAST), store)
+    measure_configs([tiny], "cpu", BenchSettings(batch=2, **FAST), store, worker=worker)
     assert store.count() == 3
 
-    fresh = measure_configs([tiny], "cpu", settings, store, fresh=True)
+    fresh = measure_configs([tiny], "cpu", settings, store, fresh=True, worker=worker)
     assert not fresh[0].cached and store.count() == 3
     stored = store.get(tiny.short_hash(), fresh[0].device["id"], settings.key())
     assert stored.cached and stored.throughput == fresh[0].throughput != first[0].throughput

@@ -1,0 +1,53 @@
+"""The Pareto set of a study: feasible, non-dominated (proxy accuracy, throughput) trials.
+
+Both objectives are maximised. A trial is feasible when every constraint Optuna stores for it
+is <= 0 (the search stores ``(budget - throughput) / budget``). Candidates the search skipped
+as predicted-infeasible carry a predicted throughput, never a measured one, and never enter
+the set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+def is_feasible(trial: Any) -> bool:
+    """Complete with values and every constraint satisfied."""
+    return bool(trial.values) and all(c <= 0 for c in trial.constraints.values())
+
+
+def front_points(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
+    """The non-dominated points of ``points`` (both coordinates maximised), by first coordinate
+    descending; duplicates kept once."""
+    pts = sorted({(float(a), float(b)) for a, b in points}, key=lambda p: (-p[0], -p[1]))
+    front: list[tuple[float, float]] = []
+    for a, b in pts:
+        if not front or b > front[-1][1]:
+            front.append((a, b))
+    return front
+
+
+def hypervolume_2d(points: Sequence[Sequence[float]], ref: Sequence[float]) -> float:
+    """Area dominated by ``points`` and bounded below by ``ref`` (both coordinates maximised).
+    Points not strictly better than ``ref`` in both coordinates add nothing."""
+    pts = [(a, b) for a, b in front_points(points) if a > ref[0] and b > ref[1]]
+    area, prev_b = 0.0, ref[1]
+    for a, b in sorted(pts, key=lambda p: -p[0]):  # accuracy descending, throughput ascending
+        if b > prev_b:
+            area += (a - ref[0]) * (b - prev_b)
+            prev_b = b
+    return area
+
+
+def pareto_trials(study: Any) -> list:
+    """Feasible, complete, measured, non-dominated trials, each architecture once (its first
+    trial), best accuracy first."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+    first: dict[str, Any] = {}
+    for t in sorted(complete, key=lambda t: t.number):
+        if is_feasible(t) and t.user_attrs.get("measured", True):
+            first.setdefault(t.user_attrs.get("config_hash", str(t.number)), t)
+    front = set(front_points([tuple(t.values) for t in first.values()]))
+    return sorted((t for t in first.values() if tuple(map(float, t.values)) in front), key=lambda t: -t.values[0])

@@ -1,0 +1,114 @@
+"""Full training through Ray Train: DDP on CPU, checkpoints, resume after a kill, results
+written back to the export folder and the study, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import TINY, run_main
+
+DATA = ["--classes", "4", "--train-per-class", "96", "--val-per-class", "8", "--img-size", "32"]
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path):
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY.replace(num_classes=4, img_size=32).to_yaml())
+    return p
+
+
+def test_two_workers_resume_after_kill_reaches_the_uninterrupted_weights(tmp_path, tiny_yaml, local_ray, capsys):
+    """Two DDP workers (gloo): a run SIGKILLed after its first epoch checkpoint and resumed
+    ends with exactly the weights of an uninterrupted run."""
+    args = ["train", str(tiny_yaml), *DATA, "--epochs", "3", "--batch", "16", "--workers", "2"]
+    killed = tmp_path / "killed"
+    p = subprocess.Popen([sys.executable, "-m", "effvit_nas.cli", *args, "--out", str(killed), "--quiet"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and p.poll() is None:
+        if list((killed / "checkpoints").rglob("checkpoint_*/state.pt")):
+            break
+        time.sleep(0.05)
+    assert p.poll() is None, p.stderr.read().decode()[-2000:]
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (killed / "train.json").exists()  # it really died mid-run
+
+    r = run_main(capsys, *args, "--out", str(killed), "--resume", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    resumed = json.loads(r.stdout[r.stdout.index("{"):])
+    assert resumed["epochs"] == 3 and len(resumed["history"]) == 3
+
+    whole = tmp_path / "whole"
+    r = run_main(capsys, *args, "--out", str(whole), "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = _weights(killed / "model.safetensors"), _weights(whole / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all((a[k] == b[k]).all() for k in a), "resumed weights differ from the uninterrupted run"
+    assert all((x == y).all() for x, y in zip(_weights(killed / "model_ema.safetensors").values(), _weights(whole / "model_ema.safetensors").values()))
+    record = json.loads((whole / "train.json").read_text())
+    assert record["workers"] == 2 and record["recipe"]["batch"] == 16 and 0 <= record["top1"] <= 1
+    assert record["recipe"]["auto_augment"].startswith("rand-m9-mstd0.5-inc1") and record["recipe"]["mixup"] == 0.8
+
+    # training again into a finished run needs --resume; resuming with other data is refused
+    r = run_main(capsys, *args, "--out", str(whole))
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = run_main(capsys, "train", str(tiny_yaml), "--classes", "3", "--train-per-class", "24", "--img-size", "32", "--out", str(whole), "--resume")
+    assert r.returncode == 2 and "has 4 classes, the data 3" in r.stderr
+
+
+def test_search_train_top_writes_back_to_export_and_study(small_study, tmp_path, capsys):
+    """`search --train-top 1` on a finished study: the best Pareto model is exported, trained,
+    and its trained top-1 lands in the export folder, its model card and the study."""
+    import shutil
+
+    src = small_study[0].removeprefix("sqlite:///")
+    shutil.copy(src, tmp_path / "s.db")
+    url = f"sqlite:///{tmp_path}/s.db"
+    out = tmp_path / "models"
+    r = run_main(capsys, "search", "--study", "small", "--storage", url, "--space", "tiny", "--device", "cpu", "--budget", "2000",
+                 "--trials", "8", "--sampler", "random", "--img-size", "32", "--classes", "4", "--train-per-class", "16", "--val-per-class", "8",
+                 "--warmup", "0.1", "--duration", "0.3", "--heartbeat", "1", "--train-top", "1", "--train-epochs", "1", "--train-batch", "16",
+                 "--train-out", str(out), "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    trained = json.loads(r.stdout[r.stdout.index("{"):])["extra"]["trained"]
+    assert len(trained) == 1
+    folder = out / f"trial-{trained[0]['trial']}-{trained[0]['hash']}"
+    assert (folder / "model.safetensors").exists() and (folder / "config.yaml").exists()
+    assert json.loads((folder / "train.json").read_text())["top1"] == trained[0]["top1"]
+    assert "## Trained" in (folder / "README.md").read_text()
+    rows = json.loads(run_main(capsys, "show", "--study", "small", "--storage", url, "--json").stdout)
+    row = next(x for x in rows if x["number"] == trained[0]["trial"])
+    assert row["trained_top1"] == trained[0]["top1"] and row["accuracy"] is not None
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--data", "/no/such/dir"], "does not exist"),
+        (["--data", "{empty}"], "unrecognised layout"),
+        (["--distill", "/no/teacher"], "unknown teacher"),
+        (["--set", "warp=9"], "expected KEY=VALUE"),
+        (["--set", "mixup=lots"], "not a valid"),
+        (["--epochs", "0"], "--epochs"),
+        (["--resume"], "nothing to resume"),
+    ],
+)
+def test_train_bad_input(tmp_path, tiny_yaml, capsys, extra, needle):
+    (tmp_path / "empty").mkdir()
+    extra = [e.replace("{empty}", str(tmp_path / "empty")) for e in extra]
+    r = run_main(capsys, "train", str(tiny_yaml), "--out", str(tmp_path / "o"), *extra)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
