@@ -153,3 +153,27 @@ def test_trial_without_config_is_refused(small_study, tmp_path, capsys):
     study.tell(t, state=optuna.trial.TrialState.FAIL)
     r = run_main(capsys, "export", "--study", "small", "--storage", url, "--out", str(tmp_path / "x"), "--trial", str(t.number))
     assert r.returncode == 2 and f"trial {t.number} of 'small' has no config" in r.stderr
+
+
+def test_study_database_is_readable_by_optuna_dashboard(small_study):
+    """optuna-dashboard's own API (its WSGI app, no server) lists the study and its trials."""
+    import sys
+
+    from optuna_dashboard import wsgi
+
+    url, name = small_study
+    app = wsgi(url)
+
+    def get(path: str) -> dict:
+        status = {}
+        env = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr,
+               "SERVER_NAME": "localhost", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
+        body = b"".join(app(env, lambda s, h, exc=None: status.setdefault("s", s)))
+        assert status["s"].startswith("200"), (status, body[:300])
+        return json.loads(body)
+
+    studies = get("/api/studies")["study_summaries"]
+    mine = next(s for s in studies if s["study_name"] == name)
+    assert mine["directions"] == ["maximize", "maximize"]
+    detail = get(f"/api/studies/{mine['study_id']}")
+    assert len(detail["trials"]) == 8 and all(t["state"] == "Complete" for t in detail["trials"])
