@@ -393,6 +393,8 @@ def train(arch: ArchConfig, data: DataConfig, recipe: TrainRecipe, out: Path, wo
 
     history = torch.load(final / "state.pt", map_location="cpu", weights_only=False)["history"]
     shutil.copy(final / "model.safetensors", out / "model.safetensors")
+    if not (out / "config.yaml").exists():  # the folder then loads as a model (model info, --distill)
+        (out / "config.yaml").write_text(f"# EfficientViT {arch.short_hash()} (effvit-nas train)\n" + arch.replace(num_classes=dataset.num_classes).to_yaml())
     if (final / "model_ema.safetensors").exists():
         shutil.copy(final / "model_ema.safetensors", out / "model_ema.safetensors")
     last = history[-1]
