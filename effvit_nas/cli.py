@@ -648,7 +648,7 @@ def _recipe_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _teacher(spec: str | None, arch_classes: int | None = None) -> dict[str, Any] | None:
+def _teacher(spec: str | None) -> dict[str, Any] | None:
     """--distill: a folder holding config.yaml and trained weights (model.safetensors)."""
     if spec is None:
         return None
