@@ -345,7 +345,9 @@ def train(arch: ArchConfig, data: DataConfig, recipe: TrainRecipe, out: Path, wo
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if not use_gpu and workers > cpus:
         raise UserError(f"--workers {workers} needs {workers} CPUs; Ray has {cpus}")
-    threads = 1 if use_gpu else max(1, cpus // workers)  # CPU workers share the cores out
+    # CPU workers share out the CPUs free now (a device actor may hold some; asking for more would wait forever)
+    free = int(ray.available_resources().get("CPU", 0))
+    threads = 1 if use_gpu else max(1, min(cpus, free) // workers)
     queue = Queue() if on_progress else None
     config = {"arch": arch.to_dict(), "data_ref": ray.put(dataset), "recipe": asdict(recipe), "teacher": teacher, "progress": queue,
               "threads": threads}
