@@ -423,7 +423,6 @@ def _train_top(settings, k: int, epochs: int, batch: int, workers: int, out: Opt
     from effvit_nas.export import export_trials
     from effvit_nas.pareto import pareto_trials
     from effvit_nas.studies import StudyInfo, load_study
-    from effvit_nas.training import TrainRecipe
 
     study = load_study(settings.study, settings.storage)
     chosen = pareto_trials(study)[:k]
@@ -432,7 +431,7 @@ def _train_top(settings, k: int, epochs: int, batch: int, workers: int, out: Opt
         return []
     out = out or Path(f"{settings.study}-models")
     done = export_trials(study, StudyInfo.of(study), settings.storage, chosen, out)
-    recipe = TrainRecipe(epochs=epochs, batch=batch, seed=settings.seed).resolved(workers)
+    recipe = _recipe_for(settings.data, {"epochs": epochs, "batch": batch, "seed": settings.seed}, (), workers, quiet)
     results = []
     for e in done:
         arch = load_config(e.folder)
@@ -648,6 +647,18 @@ def _recipe_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _recipe_for(data, options: dict[str, Any], overrides: tuple[str, ...], workers: int, quiet: bool):
+    """The paper's recipe with the command's options, the data's needs (said once) and --set,
+    later ones winning."""
+    from effvit_nas.training import TrainRecipe, data_defaults
+
+    needed, why = data_defaults(data)
+    explicit = _recipe_overrides(overrides)
+    if why and not quiet and any(k not in explicit for k in needed):
+        click.echo(f"note: {why}")
+    return TrainRecipe(**{**options, **needed, **explicit}).resolved(workers)
+
+
 def _teacher(spec: str | None) -> dict[str, Any] | None:
     """--distill: a folder holding config.yaml and trained weights (model.safetensors)."""
     if spec is None:
@@ -763,11 +774,10 @@ def train_cmd(config, data_source, img_size, classes, train_per_class, val_per_c
               overrides, seed, storage, ray_address, quiet, as_json) -> None:
     """Train CONFIG (preset, YAML or export folder) with the paper's recipe through Ray Train."""
     from effvit_nas.data import DataConfig
-    from effvit_nas.training import TrainRecipe
 
     arch = load_config(config)
     data = DataConfig(data_source, img_size or arch.img_size, classes, train_per_class, val_per_class, seed)
-    recipe = TrainRecipe(**{"epochs": epochs, "batch": batch, "lr": lr, "seed": seed, **_recipe_overrides(overrides)}).resolved(workers)
+    recipe = _recipe_for(data, {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}, overrides, workers, quiet or as_json)
     res = run_training(config, data, recipe, out, workers, resume, distill, storage, ray_address, quiet=quiet or as_json)
     if as_json:
         _print_json(asdict(res))

@@ -55,6 +55,13 @@ class TrainRecipe:
             default adds ``mmax9``: magnitude noise is clipped at 9 instead of 10, because at 10
             timm's increasing posterize keeps 0 bits, which Pillow >= 11 rejects.
         reprob: random-erasing probability (paper: 0.25).
+        scale_min: smallest crop area of the random-resized crop (timm/paper: 0.08; 1.0 keeps
+            the whole image, only the aspect ratio varies).
+        crop_pad: 0 (paper): random-resized crop. N > 0: a random crop of the image padded by N
+            px (reflect) instead, the CIFAR-style crop, for small images whose labels a change of
+            scale or aspect alters (the synthetic data: its classes are grating frequencies).
+        hflip: horizontal-flip probability (timm/paper: 0.5).
+        color_jitter: colour-jitter strength (timm: 0.4; timm turns it off under RandAugment).
         mixup, cutmix: Beta alphas (paper: 0.8, 1.0; both 0 disable mixing).
         smoothing: label smoothing (paper: 0.1).
         repeated_aug: repeats per image per epoch (paper: 3; 1 disables).
@@ -76,6 +83,10 @@ class TrainRecipe:
     clip_grad: float = 0.02
     auto_augment: str = "rand-m9-mstd0.5-inc1-mmax9"
     reprob: float = 0.25
+    scale_min: float = 0.08
+    crop_pad: int = 0
+    hflip: float = 0.5
+    color_jitter: float = 0.4
     mixup: float = 0.8
     cutmix: float = 1.0
     smoothing: float = 0.1
@@ -93,6 +104,12 @@ class TrainRecipe:
             raise UserError(f"--batch must be at least 2, got {self.batch}")
         if self.lr is not None and self.lr <= 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.scale_min <= 1:
+            raise UserError(f"scale_min must be in (0, 1], got {self.scale_min}")
+        if self.crop_pad < 0:
+            raise UserError(f"crop_pad must be >= 0 px, got {self.crop_pad}")
+        if not 0 <= self.hflip <= 1 or not 0 <= self.reprob <= 1:
+            raise UserError(f"hflip and reprob are probabilities in [0, 1], got {self.hflip} and {self.reprob}")
 
     def resolved(self, workers: int) -> "TrainRecipe":
         """lr and warm-up filled in; the batch rounded to a multiple of 2 x workers (Mixup
@@ -130,6 +147,34 @@ class _MemoryImages:
         return self.transform(img), int(self.y[i])
 
 
+def data_defaults(data: DataConfig) -> tuple[dict[str, Any], str]:
+    """Recipe knobs that ``data`` needs changed from the paper's, and why ("" when none).
+
+    The synthetic data's classes are grating orientations and frequencies: the random-resized
+    crop (area 8-100 %, aspect 3/4-4/3) rescales and skews the gratings, so it changes labels,
+    and without any crop the models memorise the training images (measured in
+    results/training.md). A padded random crop translates without rescaling.
+    """
+    if data.source == "synthetic":
+        return {"crop_pad": 4}, "synthetic data: crop_pad=4 instead of the random-resized crop, which changes its labels (grating frequencies); --set crop_pad=0 for the paper's crop"
+    return {}, ""
+
+
+def _train_transform(recipe: TrainRecipe, size: int) -> Any:
+    """timm's ImageNet training transform for ``recipe``, its crop swapped for a padded random
+    crop when ``crop_pad`` > 0."""
+    from timm.data import create_transform
+    from torchvision import transforms
+
+    crop, augment, final = create_transform(
+        size, is_training=True, auto_augment=recipe.auto_augment or None, interpolation="bicubic", re_prob=recipe.reprob,
+        re_mode="pixel", scale=(recipe.scale_min, 1.0), hflip=recipe.hflip, color_jitter=recipe.color_jitter or None, separate=True)
+    if recipe.crop_pad > 0:
+        crop = transforms.Compose([transforms.RandomCrop(size, padding=recipe.crop_pad, padding_mode="reflect"),
+                                   transforms.RandomHorizontalFlip(recipe.hflip)])
+    return transforms.Compose([crop, augment, final])
+
+
 def _seed_everything(seed: int) -> None:
     import numpy as np
     import torch
@@ -158,7 +203,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
     import torch.distributed as dist
-    from timm.data import Mixup, create_transform
+    from timm.data import Mixup
     from timm.data.distributed_sampler import RepeatAugSampler
     from timm.loss import SoftTargetCrossEntropy
     from timm.models import model_parameters
@@ -178,8 +223,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     cuda = device.type == "cuda"
     data = ray.get(cfg["data_ref"])  # loaded (and checked) once by the driver
     size = data.img_size
-    tf = create_transform(size, is_training=True, auto_augment=recipe.auto_augment or None, interpolation="bicubic",
-                          re_prob=recipe.reprob, re_mode="pixel", scale=(0.08, 1.0))
+    tf = _train_transform(recipe, size)
     train_set = _MemoryImages(data.train_x, data.train_y, tf)
     sampler = RepeatAugSampler(train_set, num_replicas=world, rank=rank, num_repeats=max(recipe.repeated_aug, 1), selected_round=0)
     per_worker = recipe.batch // world

@@ -101,6 +101,8 @@ def test_search_train_top_writes_back_to_export_and_study(small_study, tmp_path,
         (["--distill", "/no/teacher"], "unknown teacher"),
         (["--set", "warp=9"], "expected KEY=VALUE"),
         (["--set", "mixup=lots"], "not a valid"),
+        (["--set", "crop_pad=-1"], "crop_pad"),
+        (["--set", "scale_min=0"], "scale_min"),
         (["--epochs", "0"], "--epochs"),
         (["--resume"], "nothing to resume"),
     ],
@@ -112,3 +114,41 @@ def test_train_bad_input(tmp_path, tiny_yaml, capsys, extra, needle):
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_crop_pad_shifts_the_image_without_rescaling_it():
+    """crop_pad=N replaces the random-resized crop by a crop of the N-px reflect-padded image:
+    every output is the input shifted by at most N px (scale, hence grating frequency, kept)."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from effvit_nas.data import normalize
+    from effvit_nas.training import TrainRecipe, _train_transform
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    tf = _train_transform(TrainRecipe(crop_pad=4, hflip=0, auto_augment="", color_jitter=0, reprob=0), 32)
+    padded = F.pad(normalize(x[None]), (4, 4, 4, 4), mode="reflect")[0]
+    shifts = set()
+    for _ in range(20):
+        out = tf(Image.fromarray(x.permute(1, 2, 0).numpy()))
+        match = [(dy, dx) for dy in range(9) for dx in range(9) if torch.allclose(out, padded[:, dy:dy + 32, dx:dx + 32], atol=1e-5)]
+        assert len(match) >= 1, "output is not a shifted copy of the input"
+        shifts.add(match[0])
+    assert len(shifts) > 1  # it does move
+
+
+def test_synthetic_data_gets_the_padded_crop_unless_set(capsys):
+    """--data synthetic defaults to crop_pad=4 and says so; --set wins; other data keeps the
+    paper's random-resized crop."""
+    from effvit_nas.cli import _recipe_for
+    from effvit_nas.data import DataConfig
+
+    synthetic, folder = DataConfig("synthetic"), DataConfig("/data/imagenet")
+    assert _recipe_for(synthetic, {"epochs": 2}, (), 1, quiet=False).crop_pad == 4
+    assert "note: synthetic data: crop_pad=4" in capsys.readouterr().out
+    assert _recipe_for(synthetic, {"epochs": 2}, ("crop_pad=0",), 1, quiet=False).crop_pad == 0
+    assert capsys.readouterr().out == ""
+    recipe = _recipe_for(folder, {"epochs": 2}, (), 1, quiet=False)
+    assert recipe.crop_pad == 0 and recipe.scale_min == 0.08
