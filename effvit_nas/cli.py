@@ -548,7 +548,7 @@ def _writable_file(path: Optional[Path], suffix: str, option: str) -> None:
 @app.command("pareto")
 @click.option("--study", "study_name", required=True, help="Study name.")
 @click.option("--storage", default=None, help=STORAGE_HELP)
-@click.option("--out", "png", type=click.Path(path_type=Path), default=None, help="PNG file [default: <study>-pareto.png unless --html is given].")
+@click.option("--out", "png", type=click.Path(path_type=Path), default=None, help="PNG file [default: <study>-pareto.png unless --html or --json is given].")
 @click.option("--html", type=click.Path(path_type=Path), default=None, help="Interactive HTML file (plotly, self-contained).")
 @click.option("--with-presets", is_flag=True, help="Measure and score M0-M5 on the study's device/protocol/proxy where missing.")
 @click.option("--ray-address", default=None, help="Ray cluster holding the study's device (for --with-presets).")
@@ -559,7 +559,7 @@ def pareto_cmd(study_name, storage, png, html, with_presets, ray_address, as_jso
     from effvit_nas.references import reference_points
     from effvit_nas.studies import device_description
 
-    if png is None and html is None:
+    if png is None and html is None and not as_json:  # --json alone prints, writes nothing
         png = Path(f"{study_name}-pareto.png")
     _writable_file(png, ".png", "--out")
     _writable_file(html, ".html", "--html")

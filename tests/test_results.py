@@ -39,7 +39,7 @@ def test_show_csv_and_studies(small_study, capsys):
     assert "small" in run_main(capsys, "studies", "--storage", url).stdout
 
 
-def test_pareto_plot_png_html_and_presets(small_study, tmp_path, capsys):
+def test_pareto_plot_png_html_and_presets(small_study, tmp_path, capsys, monkeypatch):
     url, name = small_study
     png, html = tmp_path / "p.png", tmp_path / "p.html"
     r = run_main(capsys, "pareto", "--study", name, "--storage", url, "--out", str(png), "--html", str(html), "--json")
@@ -61,9 +61,12 @@ def test_pareto_plot_png_html_and_presets(small_study, tmp_path, capsys):
     refs = json.loads(r.stdout[r.stdout.index("{"):])["references"]
     assert [x["name"] for x in refs] == [f"M{i}@64px" for i in range(6)]
     assert all(x["throughput"] > 0 and x["accuracy"] is not None for x in refs)
-    # stored: a plain re-plot shows them without measuring again
-    again = json.loads(run_main(capsys, "pareto", "--study", name, "--storage", url, "--out", str(png), "--json").stdout)
+    # stored: a re-plot shows them without measuring again; --json alone writes no file
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    again = json.loads(run_main(capsys, "pareto", "--study", name, "--storage", url, "--json").stdout)
     assert again["references"] == refs
+    assert list((tmp_path / "cwd").iterdir()) == []
 
 
 def test_export_pareto_with_onnx_and_remeasure(small_study, tmp_path, capsys):
