@@ -152,3 +152,28 @@ def test_synthetic_data_gets_the_padded_crop_unless_set(capsys):
     assert capsys.readouterr().out == ""
     recipe = _recipe_for(folder, {"epochs": 2}, (), 1, quiet=False)
     assert recipe.crop_pad == 0 and recipe.scale_min == 0.08
+
+
+def test_distill_from_a_model_folder(tmp_path, tiny_yaml, capsys):
+    """--distill TEACHER trains with the teacher's soft targets (recorded in train.json); a
+    teacher with another class count is refused before any training."""
+    from safetensors.torch import save_file
+
+    from effvit_nas.efficientvit import build_model
+
+    def teacher(name, classes):
+        folder = tmp_path / name
+        folder.mkdir()
+        cfg = TINY.replace(num_classes=classes, img_size=32)
+        (folder / "config.yaml").write_text(cfg.to_yaml())
+        save_file({k: v.contiguous() for k, v in build_model(cfg).state_dict().items()}, str(folder / "model.safetensors"))
+        return folder
+
+    good, wrong = teacher("t4", 4), teacher("t7", 7)
+    args = ["train", str(tiny_yaml), *DATA, "--epochs", "1", "--batch", "16", "--set", "distill_alpha=1"]
+    r = run_main(capsys, *args, "--distill", str(good), "--out", str(tmp_path / "s"), "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    record = json.loads((tmp_path / "s" / "train.json").read_text())
+    assert record["teacher"]["weights"] == str((good / "model.safetensors").resolve()) and record["recipe"]["distill_alpha"] == 1
+    r = run_main(capsys, *args, "--distill", str(wrong), "--out", str(tmp_path / "w"))
+    assert r.returncode == 2 and "teacher has 7 classes, the data 4" in r.stderr.strip().splitlines()[-1]
