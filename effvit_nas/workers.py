@@ -146,12 +146,13 @@ def measure_configs(
 
     ``worker``: a handle from :func:`get_worker` to reuse. The actor lives as long as a handle
     to it does, so a caller measuring repeatedly (the search) keeps one instead of paying an
-    actor start (seconds: a process, torch, timm) per call.
+    actor start (seconds: a process, torch, timm) per call; its fingerprint, taken once when
+    it started, also spares each call the driver's (nvidia-smi on GPUs).
     """
     import ray
 
     configs = list(configs)
-    if ray_address is None:
+    if worker is None and ray_address is None:
         torch_device = resolve_local(parse_device(device))
         check_supported(settings, torch_device)
         device_fp = fingerprint(torch_device)
