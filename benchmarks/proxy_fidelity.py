@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau, spearmanr
 
-from effvit_nas.config import PRESETS
-from effvit_nas.data import DataConfig, load_data
-from effvit_nas.profile import model_cost
-from effvit_nas.proxy import PROXIES, evaluate_proxy
-from effvit_nas.short_training import ShortTrainSettings
-from effvit_nas.space import load_space
+from effvit_nas.arch.config import PRESETS
+from effvit_nas.proxy.data import DataConfig, load_data
+from effvit_nas.model.cost import model_cost
+from effvit_nas.proxy.registry import PROXIES, evaluate_proxy
+from effvit_nas.proxy.short_training import ShortTrainSettings
+from effvit_nas.arch.space import load_space
 
 IMAGENET_TOP1 = {"M0": 63.2, "M1": 68.4, "M2": 70.8, "M3": 73.4, "M4": 74.3, "M5": 77.1}
 

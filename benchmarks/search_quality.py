@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from effvit_nas.pareto import front_points, hypervolume_2d
-from effvit_nas.search import SearchSettings, open_study, run_search
-from effvit_nas.throughput import BenchSettings
+from effvit_nas.results.pareto import front_points, hypervolume_2d
+from effvit_nas.search.loop import SearchSettings, open_study, run_search
+from effvit_nas.measure.timing import BenchSettings
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """M0-M5 throughput on this CPU for every backend, with timm's fused + traced model as the
-reference measured in the same run, using the tool's own protocol (effvit_nas.throughput).
+reference measured in the same run, using the tool's own protocol (effvit_nas.measure.timing).
 
 Each round measures, for every model, timm's reference and then each of our backends, so
 drift hits all alike; figures are medians over rounds of the per-measurement medians. Not a
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from effvit_nas.config import PRESETS
-from effvit_nas.devices import fingerprint
-from effvit_nas.efficientvit import fuse_modules
-from effvit_nas.inference import trace_for_inference
-from effvit_nas.throughput import BACKENDS, BenchSettings, measure, summarize, time_forward
-from effvit_nas.timm_compat import create_timm_model
+from effvit_nas.arch.config import PRESETS
+from effvit_nas.measure.devices import fingerprint
+from effvit_nas.model.efficientvit import fuse_modules
+from effvit_nas.model.deploy import trace_for_inference
+from effvit_nas.measure.timing import BACKENDS, BenchSettings, measure, summarize, time_forward
+from effvit_nas.model.timm_compat import create_timm_model
 
 PAPER_V100 = {"M0": 27644, "M1": 20093, "M2": 18218, "M3": 16644, "M4": 15914, "M5": 10621}
 

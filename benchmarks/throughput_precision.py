@@ -14,9 +14,9 @@ import json
 import statistics
 from pathlib import Path
 
-from effvit_nas.config import PRESETS
-from effvit_nas.devices import fingerprint
-from effvit_nas.throughput import BenchSettings, measure
+from effvit_nas.arch.config import PRESETS
+from effvit_nas.measure.devices import fingerprint
+from effvit_nas.measure.timing import BenchSettings, measure
 
 
 def main() -> None:

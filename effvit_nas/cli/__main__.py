@@ -1,0 +1,3 @@
+from effvit_nas.cli import main
+
+main()

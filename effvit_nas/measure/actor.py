@@ -1,0 +1,179 @@
+"""Ray execution: one actor per target device, so timings never overlap on a device.
+
+:class:`DeviceWorker` is a named Ray actor (``effvit-device-<device>``, one per device in the
+cluster) with ``max_concurrency=1``: every measurement on that device goes through it, one at
+a time, whoever asks (a CLI call, several search workers). On GPU it holds ``num_gpus=1`` and,
+for named devices on a cluster, the ``accelerator_type`` resource, so Ray places no other GPU
+work (training included) on that GPU while the actor lives. On CPU it reserves ``threads``
+CPUs. Only the driver touches the measurement store: workers return results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Callable, Iterable
+
+from effvit_nas.arch.config import ArchConfig
+from effvit_nas.measure.devices import DeviceError, fingerprint, parse_device, resolve_local
+from effvit_nas.errors import UserError
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.measure.timing import BenchSettings, Measurement, check_supported, measure
+
+NAMESPACE = "effvit-nas"
+
+
+
+def connect(address: str | None = None) -> None:
+    """Join the Ray cluster at ``address`` (e.g. ``ray://head:10001`` or ``auto``), or start a
+    local Ray when ``address`` is None. Does nothing if Ray is already initialised."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = address or "local"
+        raise UserError(f"cannot start/join Ray ({where}): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def ray_accelerator_types() -> list[str]:
+    import ray
+
+    return sorted(k.split(":", 1)[1] for k in ray.cluster_resources() if k.startswith("accelerator_type:"))
+
+
+class DeviceWorker:
+    """Holds one device and measures one candidate at a time (run as a Ray actor)."""
+
+    def __init__(self, device: str):
+        self.torch_device = resolve_local(parse_device(device))
+        self._fp = fingerprint(self.torch_device)
+        # import the model code now (seconds: timm, torchvision), not inside the first timing call
+        import effvit_nas.model.efficientvit  # noqa: F401
+        import effvit_nas.model.deploy  # noqa: F401
+
+    def fingerprint(self) -> dict[str, Any]:
+        return self._fp
+
+    def check(self, settings: dict[str, Any]) -> None:
+        check_supported(BenchSettings(**settings), self.torch_device)
+
+    def measure(self, config: dict[str, Any], settings: dict[str, Any]) -> Measurement:
+        return measure(ArchConfig.from_dict(config), BenchSettings(**settings), self.torch_device, self._fp)
+
+
+def _actor_options(name: str, gpu: bool, settings: BenchSettings) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "name": f"effvit-device-{name}",
+        "namespace": NAMESPACE,
+        "get_if_exists": True,
+        "max_concurrency": 1,
+        "num_cpus": 1 if gpu else settings.threads,
+    }
+    if gpu:
+        opts["num_gpus"] = 1
+    return opts
+
+
+def get_worker(device: str, settings: BenchSettings, ray_address: str | None = None):
+    """The Ray actor holding ``device`` (created if missing). DeviceError if it does not exist.
+
+    Availability is checked before anything is scheduled: locally against torch's devices,
+    on a cluster against its GPUs and accelerator types, so a missing device fails fast with
+    the list of what is there instead of an actor that never starts. Locally the actor is
+    named after the resolved device (``cpu`` and ``auto`` on a CPU-only machine share one).
+    """
+    import ray
+
+    spec = parse_device(device)
+    connect(ray_address)
+    res = ray.cluster_resources()
+    if ray_address is None:
+        name = resolve_local(spec)  # raises DeviceError listing local devices
+        gpu = name.startswith("cuda")
+        accel = None
+    else:
+        types = ray_accelerator_types()
+        gpu = spec.kind == "cuda" or (spec.kind == "auto" and res.get("GPU", 0) >= 1)
+        accel = None
+        if spec.ray_accelerator_type:
+            accel = next((t for t in types if t.startswith(spec.ray_accelerator_type)), None)
+        if spec.kind == "cuda" and (res.get("GPU", 0) < 1 or (spec.ray_accelerator_type and accel is None)):
+            raise DeviceError(
+                f"device {device!r} is not in the Ray cluster; available: cpu ({int(res.get('CPU', 0))} CPUs), "
+                f"{int(res.get('GPU', 0))} GPUs" + (f", accelerator types {', '.join(types)}" if types else "")
+            )
+        name = spec.raw.lower() if spec.kind != "auto" else ("cuda" if gpu else "cpu")
+    if not gpu and settings.threads > res.get("CPU", 0):
+        raise DeviceError(f"--threads {settings.threads} is more than the {int(res.get('CPU', 0))} CPUs Ray can give one worker")
+    opts = _actor_options(name, gpu, settings)
+    if accel:
+        # Ray matches accelerator types exactly; use the cluster's full name (A100-80G, ...).
+        opts["accelerator_type"] = accel
+    return ray.remote(DeviceWorker).options(**opts).remote(device)
+
+
+def _unwrap_user_error(e: Exception) -> None:
+    """Re-raise a UserError that happened inside an actor as itself (one-line CLI error)."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, UserError):
+        raise cause from None
+
+
+def measure_configs(
+    configs: Iterable[ArchConfig],
+    device: str,
+    settings: BenchSettings,
+    store: MeasurementStore,
+    *,
+    fresh: bool = False,
+    ray_address: str | None = None,
+    on_result: Callable[[Measurement], None] | None = None,
+    worker: Any = None,
+) -> list[Measurement]:
+    """Throughput of each config on ``device``: from the store when known, else measured by
+    the device's Ray actor and stored. ``fresh`` re-measures and replaces stored figures.
+
+    For a local device the driver fingerprints the (same) hardware itself, so a run whose
+    figures are all stored starts no Ray at all; on a cluster the actor's node answers.
+
+    ``worker``: a handle from :func:`get_worker` to reuse. The actor lives as long as a handle
+    to it does, so a caller measuring repeatedly (the search) keeps one instead of paying an
+    actor start (seconds: a process, torch, timm) per call; its fingerprint, taken once when
+    it started, also spares each call the driver's (nvidia-smi on GPUs).
+    """
+    import ray
+
+    configs = list(configs)
+    if worker is None and ray_address is None:
+        torch_device = resolve_local(parse_device(device))
+        check_supported(settings, torch_device)
+        device_fp = fingerprint(torch_device)
+    else:
+        worker = worker or get_worker(device, settings, ray_address)
+        try:
+            device_fp = ray.get(worker.fingerprint.remote())
+            ray.get(worker.check.remote(asdict(settings)))
+        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as e:
+            _unwrap_user_error(e)
+            raise
+    key = settings.key()
+    results = []
+    for cfg in configs:
+        m = None if fresh else store.get(cfg.short_hash(), device_fp["id"], key)
+        if m is None:
+            if worker is None:
+                worker = get_worker(device, settings, ray_address)
+            m = ray.get(worker.measure.remote(cfg.to_dict(), asdict(settings)))
+            store.put(m, key)
+        results.append(m)
+        if on_result:
+            on_result(m)
+    return results

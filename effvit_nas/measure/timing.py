@@ -1,0 +1,273 @@
+"""Measuring the throughput of one architecture on one device (in the calling process).
+
+Protocol (the paper's, shortened by default so a search can afford it): random-initialised
+model in deployment form (every BN folded, :meth:`EfficientViT.deploy`), prepared by the
+chosen backend, a time-based warm-up, then timed iterations until ``measure_s`` have passed
+(at least ``min_iters``), synchronising after each on GPU. The figure is batch / median
+iteration time, in images per second, always reported with batch, precision, threads and
+backend. Call this through :mod:`effvit_nas.measure.actor` to get the device held exclusively.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+from effvit_nas.arch.config import ArchConfig
+from effvit_nas.measure.devices import DeviceError
+from effvit_nas.errors import UserError
+
+BACKENDS = ("eager", "trace", "compile", "onnxruntime")
+PRECISIONS = ("fp32", "fp16", "bf16")
+CPU_BATCH, GPU_BATCH = 16, 2048  # the paper's settings
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How a throughput is measured. Part of every measurement's key.
+
+    Attributes:
+        batch: images per forward pass (paper: 16 on CPU, 2048 on GPU).
+        threads: intra-op CPU threads (paper: 1 on CPU).
+        precision: ``fp32``; ``fp16``/``bf16`` run under autocast (paper: fp16 on GPU).
+        backend: ``trace`` (default: TorchScript trace of the fused model, as the paper),
+            ``eager``, ``compile`` (torch.compile) or ``onnxruntime`` (CPU, fp32).
+        warmup_s: seconds of untimed iterations first (paper: 10).
+        measure_s: seconds of timed iterations (paper: 60).
+        min_iters: timed iterations at least, however long they take.
+    """
+
+    batch: int
+    threads: int = 1
+    precision: str = "fp32"
+    backend: str = "trace"
+    warmup_s: float = 1.5
+    measure_s: float = 4.0
+    min_iters: int = 10
+
+    def __post_init__(self) -> None:
+        if self.batch <= 0:
+            raise UserError(f"--batch must be positive, got {self.batch}")
+        if self.threads <= 0:
+            raise UserError(f"--threads must be positive, got {self.threads}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"unknown precision {self.precision!r} (choose from {', '.join(PRECISIONS)})")
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r} (choose from {', '.join(BACKENDS)})")
+        if self.warmup_s < 0 or self.measure_s <= 0 or self.min_iters < 1:
+            raise UserError("warm-up must be >= 0 s, measuring time > 0 s and min_iters >= 1")
+
+    @classmethod
+    def for_device(cls, device_kind: str, batch: int | None = None, precision: str | None = None, **kw: Any) -> "BenchSettings":
+        """The paper's defaults for ``device_kind`` (``cpu``/``cuda``) unless overridden."""
+        gpu = device_kind == "cuda"
+        if batch is None:
+            batch = GPU_BATCH if gpu else CPU_BATCH
+        if precision is None:
+            precision = "fp16" if gpu else "fp32"
+        return cls(batch=batch, precision=precision, **kw)
+
+    def key(self) -> str:
+        """Short id of the protocol (everything that changes the number)."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Measurement:
+    """One throughput figure with its spread and everything needed to reproduce it.
+
+    ``throughput`` and ``q1``/``q3`` (interquartile range) are images/s; ``cv`` is the
+    coefficient of variation of the iteration times; ``batch`` is the batch actually run
+    (smaller than requested if it was halved after a GPU out-of-memory, see ``note``).
+    """
+
+    config_hash: str
+    throughput: float
+    q1: float
+    q3: float
+    cv: float
+    iterations: int
+    batch: int
+    seconds: float
+    settings: dict[str, Any]
+    device: dict[str, Any]
+    config: dict[str, Any]
+    note: str = ""
+    cached: bool = field(default=False, compare=False)
+    started: float = field(default=math.nan, compare=False)  # epoch s; not kept in the store
+    finished: float = field(default=math.nan, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        s = self.settings
+        # Flat protocol fields so every figure states batch, precision, threads and backend.
+        d.update(requested_batch=s["batch"], threads=s["threads"], precision=s["precision"], backend=s["backend"])
+        return d
+
+
+def check_supported(settings: BenchSettings, torch_device: str) -> None:
+    """DeviceError for combinations the device or backend cannot run."""
+    import torch
+
+    cuda = torch_device.startswith("cuda")
+    if not cuda and settings.precision == "fp16":
+        raise DeviceError("precision fp16 is not supported on cpu (use fp32 or bf16)")
+    if cuda and settings.precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise DeviceError(f"precision bf16 is not supported on {torch.cuda.get_device_name(torch.device(torch_device))}")
+    if settings.backend == "onnxruntime":
+        if settings.precision != "fp32":
+            raise DeviceError("the onnxruntime backend measures fp32 only")
+        if cuda:
+            raise DeviceError("the onnxruntime backend runs on cpu only (the CUDA execution provider is not installed)")
+
+
+def _autocast(torch_device: str, precision: str) -> contextlib.AbstractContextManager:
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast("cuda" if torch_device.startswith("cuda") else "cpu", dtype=dtype)
+
+
+def _onnx_runner(model: Any, x: Any, threads: int) -> Callable[[], Any]:
+    import onnxruntime as ort
+    import torch
+
+    from effvit_nas.model.deploy import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(model, x, str(path))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {"x": x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def prepare(config: ArchConfig, settings: BenchSettings, torch_device: str, batch: int) -> Callable[[], Any]:
+    """Build, deploy and prepare the backend; returns a zero-argument forward pass."""
+    import torch
+
+    from effvit_nas.model.efficientvit import build_model
+    from effvit_nas.model.deploy import trace_for_inference
+
+    torch.manual_seed(0)
+    model = build_model(config).eval().deploy().to(torch_device)
+    x = torch.randn(batch, 3, config.img_size, config.img_size, device=torch_device)
+    if settings.backend == "onnxruntime":
+        return _onnx_runner(model, x, settings.threads)
+    if settings.backend == "trace":
+        # The paper's plain trace, recorded under autocast so the casts are in the graph.
+        with _autocast(torch_device, settings.precision):
+            model = trace_for_inference(model, x)
+    elif settings.backend == "compile":
+        model = torch.compile(model)
+
+    def forward() -> Any:
+        with torch.inference_mode(), _autocast(torch_device, settings.precision):
+            return model(x)
+
+    return forward
+
+
+T = TypeVar("T")
+
+
+def halve_on_oom(run: Callable[[int], T], batch: int, free: Callable[[], None]) -> tuple[T, int]:
+    """``run(batch)``, halving the batch after each CUDA out-of-memory until it fits.
+
+    Returns the result and the batch that fitted; re-raises if even batch 1 does not fit.
+    """
+    import torch
+
+    while True:
+        try:
+            return run(batch), batch
+        except torch.cuda.OutOfMemoryError:
+            if batch == 1:
+                raise
+            free()
+            batch //= 2
+
+
+def time_forward(forward: Callable[[], Any], settings: BenchSettings, sync: Callable[[], None]) -> list[float]:
+    """Seconds per timed iteration of ``forward`` after the time-based warm-up."""
+    forward()  # first call: compilation, primitive creation, cudnn autotuning
+    sync()
+    end = time.perf_counter() + settings.warmup_s
+    while time.perf_counter() < end:
+        forward()
+    sync()
+    times: list[float] = []
+    end = time.perf_counter() + settings.measure_s
+    while time.perf_counter() < end or len(times) < settings.min_iters:
+        t0 = time.perf_counter()
+        forward()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def summarize(times: list[float], batch: int) -> dict[str, Any]:
+    """Median throughput (img/s), its IQR, the CV of iteration times and the count."""
+    t = np.asarray(times)
+    per_iter = batch / t
+    return {
+        "throughput": float(batch / np.median(t)),
+        "q1": float(np.percentile(per_iter, 25)),
+        "q3": float(np.percentile(per_iter, 75)),
+        "cv": float(t.std() / t.mean()) if len(t) > 1 else math.nan,
+        "iterations": len(t),
+    }
+
+
+def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, device_fp: dict[str, Any]) -> Measurement:
+    """Measure ``config`` on ``torch_device`` in this process (see the module doc)."""
+    import torch
+
+    check_supported(settings, torch_device)
+    start = time.perf_counter()
+    cuda = torch_device.startswith("cuda")
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.set_device(torch.device(torch_device))
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    wall_start = time.time()
+    try:
+        times, batch = halve_on_oom(
+            lambda b: time_forward(prepare(config, settings, torch_device, b), settings, sync),
+            settings.batch,
+            torch.cuda.empty_cache if cuda else (lambda: None),
+        )
+    finally:
+        torch.set_num_threads(prev_threads)
+    note = f"batch halved to {batch} after CUDA out-of-memory at {settings.batch}" if batch != settings.batch else ""
+    stats = summarize(times, batch)
+    return Measurement(
+        config_hash=config.short_hash(),
+        **stats,
+        batch=batch,
+        seconds=time.perf_counter() - start,
+        settings=asdict(settings),
+        device=device_fp,
+        config=config.to_dict(),
+        note=note,
+        started=wall_start,
+        finished=time.time(),
+    )

@@ -1,0 +1,79 @@
+"""Zero-cost proxies: scores of an untrained network from one minibatch (or none).
+
+* ``synflow`` (Tanaka et al. 2020): sum |theta * dR/dtheta| with R the output sum of the
+  network with absolute weights on an all-ones input (data-free), in float64.
+* ``naswot`` (Mellor et al. 2021): log-determinant of the Hamming-similarity kernel of the
+  ReLU activation patterns of a minibatch.
+* ``gradnorm``: L2 norm of the cross-entropy gradient over all weights on a minibatch.
+
+EfficientViT closes every residual branch with a BatchNorm whose weight starts at 0, which
+would hide those branches from every score (zero output, zero gradient); scores are taken
+with those weights set to 1 so that the whole architecture is seen. Models are scored in
+train mode (batch statistics), as the proxies' authors do, except synflow (eval mode: its
+constant input has no batch statistics).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from effvit_nas.arch.config import ArchConfig
+from effvit_nas.proxy.data import Dataset, normalize
+from effvit_nas.model.efficientvit import build_model
+
+
+def _scoring_model(config: ArchConfig, data: Dataset, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(config.replace(img_size=data.img_size, num_classes=data.num_classes))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.fill_(1.0)
+    return model
+
+
+def _batch(data: Dataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data.train_y), generator=g)[:n]
+    return normalize(data.train_x[idx]), data.train_y[idx]
+
+
+def synflow(config: ArchConfig, data: Dataset, seed: int = 0) -> float:
+    model = _scoring_model(config, data, seed).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()
+    x = torch.ones(1, 3, data.img_size, data.img_size, dtype=torch.float64)
+    model(x).sum().backward()
+    with torch.no_grad():
+        return float(sum((p * p.grad).abs().sum() for p in model.parameters() if p.grad is not None))
+
+
+def naswot(config: ArchConfig, data: Dataset, seed: int = 0, batch: int = 64) -> float:
+    model = _scoring_model(config, data, seed).train()
+    x, _ = _batch(data, batch, seed)
+    n = len(x)
+    kernel = torch.zeros(n, n, dtype=torch.float64)
+
+    def hook(_m, _inp, out):
+        codes = (out.detach().reshape(n, -1) > 0).double()
+        kernel.add_(codes @ codes.T + (1 - codes) @ (1 - codes).T)
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return float(torch.linalg.slogdet(kernel)[1])
+
+
+def grad_norm(config: ArchConfig, data: Dataset, seed: int = 0, batch: int = 64) -> float:
+    model = _scoring_model(config, data, seed).train()
+    x, y = _batch(data, batch, seed)
+    F.cross_entropy(model(x), y).backward()
+    with torch.no_grad():
+        return float(torch.sqrt(sum((p.grad**2).sum() for p in model.parameters() if p.grad is not None)))

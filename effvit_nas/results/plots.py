@@ -1,0 +1,194 @@
+"""Pareto plots of a study: proxy accuracy vs measured throughput.
+
+One :class:`ParetoView` (built from the study) drawn two ways: a PNG with matplotlib and an
+interactive, self-contained HTML with plotly (works offline; hover shows each trial's config).
+Both show the feasible and under-budget trials, the budget line, the Pareto front and the
+M0-M5 reference points, with the device and measurement protocol in the title.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from effvit_nas.errors import UserError
+from effvit_nas.results.pareto import is_feasible, pareto_trials
+from effvit_nas.results.references import ReferencePoint
+from effvit_nas.results.studies import StudyInfo
+
+
+@dataclass(frozen=True)
+class Point:
+    throughput: float  # img/s
+    accuracy: float | None  # proxy value, None when the proxy did not run (under budget)
+    label: str  # trial number and hash
+    hover: str = ""  # config summary for the HTML
+
+
+@dataclass
+class ParetoView:
+    title: str
+    subtitle: str
+    y_label: str
+    budget: float
+    percent: bool  # proxy values are accuracies in [0, 1], shown as %
+    front: list[Point] = field(default_factory=list)
+    feasible: list[Point] = field(default_factory=list)  # feasible, not on the front
+    under_budget: list[Point] = field(default_factory=list)  # measured, proxy skipped
+    skipped: int = 0  # predicted infeasible, never measured: not drawn
+    references: list[ReferencePoint] = field(default_factory=list)
+
+    def y(self, value: float) -> float:
+        return 100 * value if self.percent else value
+
+
+def _point(t: Any) -> Point:
+    ua = t.user_attrs
+    c = ua.get("config") or {}
+    hover = f"widths {c.get('widths')}, depths {c.get('depths')}, heads {c.get('heads')}; {ua.get('params', 0) / 1e6:.2f} M params, {ua.get('macs', 0) / 1e6:.0f} M MACs"
+    return Point(float(ua["throughput"]), ua.get("accuracy"), f"#{t.number} {ua.get('config_hash', '')}", hover)
+
+
+def pareto_view(study: Any, info: StudyInfo, device: dict[str, Any] | None, references: list[ReferencePoint]) -> ParetoView:
+    """Everything the plots draw, from the study's complete trials."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+    if not complete:
+        raise UserError(f"study {study.study_name!r} has no complete trials to plot")
+    front_numbers = {t.number for t in pareto_trials(study)}
+    seen: set[str] = set()
+    view = ParetoView(
+        title=f"{study.study_name}: {info.proxy} proxy vs throughput, budget {info.budget:,.0f} img/s",
+        subtitle=f"{(device or {}).get('name', info.device)} [{info.device}] · {info.protocol()}",
+        y_label="proxy top-1 (%, short training)" if info.proxy == "train" else f"{info.proxy} score (higher is better)",
+        budget=info.budget,
+        percent=info.proxy == "train",
+        references=[r for r in references if r.throughput is not None],
+    )
+    for t in sorted(complete, key=lambda t: t.number):
+        ua = t.user_attrs
+        h = ua.get("config_hash", str(t.number))
+        if h in seen:  # a re-proposed architecture: drawn once
+            continue
+        seen.add(h)
+        if not ua.get("measured", True) or ua.get("throughput") is None:
+            view.skipped += 1
+        elif t.number in front_numbers:
+            view.front.append(_point(t))
+        elif is_feasible(t):
+            view.feasible.append(_point(t))
+        else:
+            view.under_budget.append(_point(t))
+    view.front.sort(key=lambda p: p.throughput)
+    return view
+
+
+def _under_budget_y(view: ParetoView) -> float:
+    """Where trials without a proxy value are drawn: just below the lowest value shown."""
+    ys = [view.y(p.accuracy) for p in view.front + view.feasible if p.accuracy is not None]
+    ys += [view.y(r.accuracy) for r in view.references if r.accuracy is not None]
+    if not ys:
+        return 0.0
+    lo, hi = min(ys), max(ys)
+    return lo - 0.08 * max(hi - lo, abs(lo) * 0.05, 1e-9)
+
+
+def save_png(view: ParetoView, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; the caller wants a file
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
+    floor = _under_budget_y(view)
+    if view.under_budget:
+        ax.scatter([p.throughput for p in view.under_budget], [floor] * len(view.under_budget), marker="x", c="0.6",
+                   label=f"under budget, proxy not run ({len(view.under_budget)})")
+    if view.feasible:
+        ax.scatter([p.throughput for p in view.feasible], [view.y(p.accuracy) for p in view.feasible], c="tab:blue",
+                   alpha=0.7, label=f"feasible ({len(view.feasible)})")
+    if view.front:
+        xs, ys = [p.throughput for p in view.front], [view.y(p.accuracy) for p in view.front]
+        ax.plot(xs, ys, "-o", c="tab:red", lw=1.5, ms=7, drawstyle="steps-pre", label=f"Pareto front ({len(view.front)})")
+        for p, y in zip(view.front, ys):
+            ax.annotate(p.label.split()[0], (p.throughput, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color="tab:red")
+    refs = view.references
+    if refs:
+        ry = [view.y(r.accuracy) if r.accuracy is not None else floor for r in refs]
+        ax.scatter([r.throughput for r in refs], ry, marker="*", s=160, c="black", label="EfficientViT M0-M5 (same device, protocol, proxy)")
+        for r, y in zip(refs, ry):
+            ax.annotate(r.name, (r.throughput, y), textcoords="offset points", xytext=(5, -10), fontsize=9)
+    ax.axvline(view.budget, ls="--", c="tab:green", label=f"budget {view.budget:,.0f} img/s")
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if str(int(round(v)))[0] in "2358" else ""))
+    ax.set_xlabel("throughput (images/s, log scale)")
+    ax.set_ylabel(view.y_label)
+    extra = f"; {view.skipped} predicted infeasible, not measured (not drawn)" if view.skipped else ""
+    ax.set_title(f"{view.title}\n{view.subtitle}{extra}", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
+
+
+def save_html(view: ParetoView, path: Path) -> None:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    floor = _under_budget_y(view)
+
+    def trace(points: list[Point], name: str, **kw: Any) -> None:
+        fig.add_trace(go.Scatter(
+            x=[p.throughput for p in points],
+            y=[view.y(p.accuracy) if p.accuracy is not None else floor for p in points],
+            text=[f"{p.label}<br>{p.hover}" for p in points], hovertemplate="%{text}<br>%{x:,.0f} img/s, %{y:.4g}<extra></extra>",
+            name=name, **kw,
+        ))
+
+    trace(view.under_budget, f"under budget, proxy not run ({len(view.under_budget)})", mode="markers", marker=dict(symbol="x", color="gray"))
+    trace(view.feasible, f"feasible ({len(view.feasible)})", mode="markers", marker=dict(color="royalblue"))
+    trace(view.front, f"Pareto front ({len(view.front)})", mode="lines+markers", line=dict(shape="vh", color="crimson"), marker=dict(size=9))
+    if view.references:
+        fig.add_trace(go.Scatter(
+            x=[r.throughput for r in view.references],
+            y=[view.y(r.accuracy) if r.accuracy is not None else floor for r in view.references],
+            text=[r.name for r in view.references], mode="markers+text", textposition="bottom right",
+            marker=dict(symbol="star", size=14, color="black"), name="EfficientViT M0-M5",
+            hovertemplate="%{text}<br>%{x:,.0f} img/s, %{y:.4g}<extra></extra>",
+        ))
+    fig.add_vline(x=view.budget, line_dash="dash", line_color="green", annotation_text=f"budget {view.budget:,.0f} img/s")
+    extra = f"; {view.skipped} predicted infeasible, not measured" if view.skipped else ""
+    fig.update_layout(
+        title=dict(text=f"{view.title}<br><sup>{view.subtitle}{extra}</sup>"),
+        xaxis=dict(title="throughput (images/s, log scale)", type="log"),
+        yaxis=dict(title=view.y_label), template="plotly_white", width=1000, height=650,
+    )
+    try:
+        fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def view_json(view: ParetoView) -> dict[str, Any]:
+    """The plotted numbers (for --json and tests)."""
+    def pts(ps: list[Point]) -> list[dict[str, Any]]:
+        return [{"label": p.label, "throughput": p.throughput, "accuracy": p.accuracy} for p in ps]
+
+    return {
+        "title": view.title, "subtitle": view.subtitle, "budget": view.budget,
+        "front": pts(view.front), "feasible": pts(view.feasible), "under_budget": pts(view.under_budget),
+        "skipped": view.skipped,
+        "references": [{"name": r.name, "throughput": r.throughput, "accuracy": r.accuracy} for r in view.references],
+    }
+

@@ -1,0 +1,76 @@
+"""M0-M5 as reference points of a study: measured on the study's device with its protocol, scored
+by its proxy on its data, so they sit on the same axes as the searched candidates.
+
+Throughputs live in the measurement store (keyed like every other measurement); proxy values
+are kept in the study's ``presets`` attribute, keyed by architecture hash, so they are computed
+once per study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from effvit_nas.arch.config import PRESETS, ArchConfig
+from effvit_nas.results.studies import StudyInfo, device_description
+
+
+@dataclass(frozen=True)
+class ReferencePoint:
+    name: str  # M0..M5, with the resolution when it is not the paper's 224 px
+    config: ArchConfig
+    throughput: float | None  # img/s on the study's device and protocol
+    accuracy: float | None  # the study's proxy
+
+
+def preset_configs(space: Any) -> dict[str, ArchConfig]:
+    """M0-M5 with the space's class count, at 224 px when the space has it, else at the space's
+    largest resolution (a search at 64 px is compared with M0-M5 at 64 px)."""
+    size = 224 if 224 in space.img_sizes else max(space.img_sizes)
+    return {
+        (name if size == 224 else f"{name}@{size}px"): p.replace(num_classes=space.num_classes, img_size=size)
+        for name, p in PRESETS.items()
+    }
+
+
+def reference_points(study: Any, info: StudyInfo, storage: str, measure: bool = False, ray_address: str | None = None,
+                     on_progress: Any = None) -> list[ReferencePoint]:
+    """M0-M5 for ``study``. Stored figures are used as they are; with ``measure`` the missing
+    ones are measured (device actor, measurement store) and scored (proxy, stored in the study)."""
+    from effvit_nas.arch.space import load_space
+    from effvit_nas.measure.store import MeasurementStore
+
+    configs = preset_configs(load_space(info.space))
+    store = MeasurementStore(storage)
+    bench = info.bench_settings()
+    scores: dict[str, float] = dict(study.user_attrs.get("presets", {}))
+    throughputs: dict[str, float] = {}
+    if measure:
+        from effvit_nas.measure.actor import measure_configs
+
+        for m in measure_configs(list(configs.values()), info.device, bench, store, ray_address=ray_address,
+                                 on_result=on_progress):
+            throughputs[m.config_hash] = m.throughput
+        missing = {n: c for n, c in configs.items() if c.short_hash() not in scores}
+        if missing:
+            from effvit_nas.proxy.data import DataConfig, load_data
+            from effvit_nas.proxy.registry import evaluate_proxy
+            from effvit_nas.proxy.short_training import ShortTrainSettings
+
+            data = load_data(DataConfig(**info.data)) if info.proxy not in ("params", "macs") else None
+            for name, cfg in missing.items():
+                r = evaluate_proxy(info.proxy, cfg, data, ShortTrainSettings(**info.train))
+                scores[cfg.short_hash()] = r.value
+                if on_progress:
+                    on_progress(r)
+            study.set_user_attr("presets", scores)
+    else:
+        device = device_description(study, info, storage)
+        for cfg in configs.values():
+            m = store.get(cfg.short_hash(), device["id"], bench.key()) if device else None
+            if m is not None:
+                throughputs[cfg.short_hash()] = m.throughput
+    return [
+        ReferencePoint(name, cfg, throughputs.get(cfg.short_hash()), scores.get(cfg.short_hash()))
+        for name, cfg in configs.items()
+    ]

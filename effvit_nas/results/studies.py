@@ -1,0 +1,159 @@
+"""Reading finished (or running) studies: lookup, what a study is about, its trials as rows.
+
+Everything here only reads Optuna's storage (and the measurement store beside it), so it works
+on a study another process is still writing, and on the same database optuna-dashboard reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from effvit_nas.errors import UserError
+from effvit_nas.results.pareto import is_feasible, pareto_trials
+
+CSV_COLUMNS = ("number", "state", "hash", "params", "macs", "throughput", "accuracy", "proxy", "feasible", "pareto", "trained_top1",
+               "note", "config")
+
+
+def load_study(name: str, storage: str):
+    """The existing study ``name`` in ``storage``; a one-line UserError listing the studies
+    there when it is missing."""
+    import optuna
+
+    from effvit_nas.measure.store import open_engine
+
+    open_engine(storage)  # one-line errors for bad URLs / unreachable servers
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UserError(f"no study {name!r} in {storage} (studies: {', '.join(names) or 'none'})") from None
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """What a study searched: stored by the search as the study's ``effvit`` attribute."""
+
+    name: str
+    device: str
+    budget: float  # img/s
+    space: str
+    proxy: str
+    data: dict[str, Any]
+    train: dict[str, Any]
+    bench: dict[str, Any]
+    created: float | None  # Unix time
+
+    @classmethod
+    def of(cls, study: Any) -> "StudyInfo":
+        ident = study.user_attrs.get("effvit")
+        if not ident:
+            raise UserError(f"study {study.study_name!r} was not made by `effvit-nas search` (no effvit attributes)")
+        return cls(
+            name=study.study_name, device=ident["device"], budget=float(ident["budget"]), space=ident["space"],
+            proxy=ident["proxy"], data=ident["data"], train=ident["train"], bench=ident["bench"],
+            created=study.user_attrs.get("created"),
+        )
+
+    def bench_settings(self):
+        from effvit_nas.measure.timing import BenchSettings
+
+        return BenchSettings(**self.bench)
+
+    def protocol(self) -> str:
+        """The measurement protocol in words, e.g. ``trace, batch 16, 1 thread, fp32``."""
+        b = self.bench
+        return f"{b['backend']}, batch {b['batch']}, {b['threads']} thread{'s' if b['threads'] != 1 else ''}, {b['precision']}"
+
+
+def trial_record(t: Any, pareto_numbers: set[int] | None = None, trained: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The row of one trial as `show` prints it (JSON keys are the issue's, plus
+    ``trained_top1`` once `effvit-nas train` trained it)."""
+    ua = t.user_attrs
+    done = (trained or {}).get(str(t.number)) or {}
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "config": ua.get("config"),
+        "hash": ua.get("config_hash"),
+        "params": ua.get("params"),
+        "macs": ua.get("macs"),
+        "throughput": ua.get("throughput"),
+        "measured": ua.get("measured"),
+        "accuracy": ua.get("accuracy"),
+        "proxy": ua.get("proxy"),
+        "feasible": is_feasible(t) if t.state.name == "COMPLETE" else None,
+        "pareto": t.number in (pareto_numbers or set()),
+        "note": ua.get("note", ua.get("fail_reason", "")),
+        "trained_top1": done.get("top1"),
+        "trained_top1_ema": done.get("top1_ema"),
+    }
+
+
+def study_records(study: Any) -> list[dict[str, Any]]:
+    """Every trial of ``study`` as a row, Pareto membership included."""
+    numbers = {t.number for t in pareto_trials(study)}
+    trained = study.user_attrs.get("trained", {})
+    return [trial_record(t, numbers, trained) for t in study.get_trials(deepcopy=False)]
+
+
+def records_csv(records: list[dict[str, Any]]) -> str:
+    """CSV of trial rows; the config is one JSON cell."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in records:
+        w.writerow({**r, "config": json.dumps(r["config"], separators=(",", ":")) if r.get("config") else ""})
+    return buf.getvalue()
+
+
+def list_studies(storage: str) -> list[dict[str, Any]]:
+    """One row per study in ``storage``: trials, feasible, Pareto size, device, budget, created."""
+    import optuna
+
+    from effvit_nas.measure.store import open_engine
+
+    open_engine(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+        ident = study.user_attrs.get("effvit") or {}
+        created = study.user_attrs.get("created")
+        if created is None and summary.datetime_start is not None:
+            created = summary.datetime_start.timestamp()
+        rows.append({
+            "study": summary.study_name,
+            "trials": len(complete),
+            "all_trials": summary.n_trials,
+            "feasible": sum(1 for t in complete if is_feasible(t)),
+            "pareto": len(pareto_trials(study)),
+            "device": ident.get("device"),
+            "budget": ident.get("budget"),
+            "proxy": ident.get("proxy"),
+            "created": datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds") if created else None,
+        })
+    return rows
+
+
+def device_description(study: Any, info: StudyInfo, storage: str) -> dict[str, Any] | None:
+    """The fingerprint of the device the study's throughputs were measured on, from the
+    measurement store (None when no measured trial is there)."""
+    from effvit_nas.measure.store import MeasurementStore
+
+    store = MeasurementStore(storage)
+    key = info.bench_settings().key()
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        if ua.get("measured") and ua.get("device_id") and ua.get("config_hash"):
+            m = store.get(ua["config_hash"], ua["device_id"], key)
+            if m is not None:
+                return m.device
+    return None

@@ -1,0 +1,79 @@
+import math
+import threading
+
+import pytest
+
+from effvit_nas.arch.config import PRESETS
+from effvit_nas.measure.store import MeasurementStore, StorageError
+from effvit_nas.measure.timing import BenchSettings
+from effvit_nas.measure.actor import get_worker, measure_configs
+
+FAST = dict(warmup_s=0.2, measure_s=0.5, min_iters=5)
+
+
+def test_hit_miss_and_fresh(tmp_path, tiny, local_ray):
+    store = MeasurementStore(f"sqlite:///{tmp_path}/m.db")
+    settings = BenchSettings(batch=4, **FAST)
+    other = tiny.replace(depths=(1, 1, 2))
+    worker = get_worker("cpu", settings)  # one actor for all calls (it lives while a handle does)
+
+    first = measure_configs([tiny], "cpu", settings, store, worker=worker)
+    assert not first[0].cached and store.count() == 1
+
+    again = measure_configs([tiny, other], "cpu", settings, store, worker=worker)
+    assert again[0].cached and not again[1].cached and store.count() == 2
+    assert again[0].throughput == first[0].throughput
+
+    # another protocol is another key
+    measure_configs([tiny], "cpu", BenchSettings(batch=2, **FAST), store, worker=worker)
+    assert store.count() == 3
+
+    fresh = measure_configs([tiny], "cpu", settings, store, fresh=True, worker=worker)
+    assert not fresh[0].cached and store.count() == 3
+    stored = store.get(tiny.short_hash(), fresh[0].device["id"], settings.key())
+    assert stored.cached and stored.throughput == fresh[0].throughput != first[0].throughput
+
+
+def test_store_reopens_and_survives(tmp_path, tiny, local_ray):
+    url = f"sqlite:///{tmp_path}/m.db"
+    m = measure_configs([tiny], "cpu", BenchSettings(batch=4, **FAST), MeasurementStore(url))[0]
+    reopened = MeasurementStore(url).get(tiny.short_hash(), m.device["id"], BenchSettings(batch=4, **FAST).key())
+    assert reopened is not None and reopened.config == tiny.to_dict() and reopened.settings["batch"] == 4
+    assert math.isnan(reopened.started)
+
+
+def test_schema_version_is_checked(tmp_path):
+    url = f"sqlite:///{tmp_path}/v.db"
+    store = MeasurementStore(url)
+    with store.engine.begin() as c:
+        c.exec_driver_sql("UPDATE effvit_schema SET value='999' WHERE key='measurements_schema'")
+    with pytest.raises(StorageError, match="schema v999"):
+        MeasurementStore(url)
+
+
+@pytest.mark.parametrize("url, message", [("nonsense", "invalid storage URL"), ("nosuchdb://x", "invalid storage URL")])
+def test_bad_urls(url, message):
+    with pytest.raises(StorageError, match=message):
+        MeasurementStore(url)
+
+
+def test_device_actor_never_times_two_configs_at_once(tiny, local_ray):
+    """Two callers, each with its own handle, submit at the same time: the timings must not overlap."""
+    import ray
+
+    from dataclasses import asdict
+
+    settings = BenchSettings(batch=4, **FAST)
+    results = []
+
+    def call(cfg):
+        worker = get_worker("cpu", settings)  # same named actor for both
+        results.append(ray.get(worker.measure.remote(cfg.to_dict(), asdict(settings))))
+
+    threads = [threading.Thread(target=call, args=(c,)) for c in (tiny, tiny.replace(depths=(1, 2, 1)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a, b = sorted(results, key=lambda m: m.started)
+    assert a.finished <= b.started

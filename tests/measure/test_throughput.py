@@ -1,0 +1,118 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from effvit_nas.measure.devices import DeviceError, fingerprint
+from effvit_nas.errors import UserError
+from effvit_nas.measure.timing import BenchSettings, check_supported, halve_on_oom, measure
+
+FAST = dict(warmup_s=0.2, measure_s=0.5, min_iters=5)
+
+
+def test_paper_defaults_per_device():
+    cpu = BenchSettings.for_device("cpu")
+    assert (cpu.batch, cpu.threads, cpu.precision, cpu.backend) == (16, 1, "fp32", "trace")
+    gpu = BenchSettings.for_device("cuda")
+    assert (gpu.batch, gpu.precision) == (2048, "fp16")
+    assert BenchSettings.for_device("cuda", batch=64, precision="bf16").batch == 64
+    with pytest.raises(UserError, match="--batch"):
+        BenchSettings.for_device("cpu", batch=0)
+
+
+def test_protocol_key_tracks_every_setting():
+    base = BenchSettings(batch=16)
+    assert base.key() == BenchSettings(batch=16).key()
+    for change in (dict(batch=8), dict(threads=2), dict(precision="bf16"), dict(backend="eager"), dict(measure_s=9.0)):
+        assert BenchSettings(**{**dict(batch=16), **change}).key() != base.key()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(batch=0), "--batch"),
+        (dict(batch=4, threads=0), "--threads"),
+        (dict(batch=4, precision="fp8"), "precision"),
+        (dict(batch=4, backend="tvm"), "backend"),
+        (dict(batch=4, measure_s=0), "measuring"),
+    ],
+)
+def test_bad_settings(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        BenchSettings(**kwargs)
+
+
+def test_unsupported_combinations():
+    with pytest.raises(DeviceError, match="fp16 is not supported on cpu"):
+        check_supported(BenchSettings(batch=4, precision="fp16"), "cpu")
+    with pytest.raises(DeviceError, match="fp32 only"):
+        check_supported(BenchSettings(batch=4, precision="bf16", backend="onnxruntime"), "cpu")
+    with pytest.raises(DeviceError, match="cpu only"):
+        check_supported(BenchSettings(batch=4, backend="onnxruntime"), "cuda:0")
+    check_supported(BenchSettings(batch=4, precision="bf16"), "cpu")
+
+
+@pytest.mark.parametrize("backend", ["eager", "trace", "onnxruntime", "compile"])
+def test_measure_on_cpu(tiny, backend):
+    s = BenchSettings(batch=4, backend=backend, **FAST)
+    threads_before = torch.get_num_threads()
+    m = measure(tiny, s, "cpu", fingerprint("cpu"))
+    assert torch.get_num_threads() == threads_before  # restored
+    assert m.config_hash == tiny.short_hash() and m.batch == 4 and m.note == ""
+    assert m.iterations >= 5 and m.throughput > 0 and 0 <= m.cv < 5
+    assert m.q1 <= m.q3 and m.q1 * 0.999 <= m.throughput <= m.q3 * 1.001
+    assert m.settings["backend"] == backend and m.device["kind"] == "cpu"
+    assert m.started < m.finished and m.seconds >= s.warmup_s + s.measure_s
+    d = m.to_dict()
+    for k in ("throughput", "cv", "batch", "threads", "precision", "backend", "device"):
+        assert k in d
+
+
+def test_throughput_is_batch_over_median_time(tiny):
+    m = measure(tiny, BenchSettings(batch=8, backend="eager", **FAST), "cpu", fingerprint("cpu"))
+    # the median of per-iteration throughputs equals batch / median time (odd or even count)
+    assert math.isclose(m.throughput, np.median([m.q1, m.q3]), rel_tol=0.5)
+
+
+def test_bf16_autocast_on_cpu(tiny):
+    m = measure(tiny, BenchSettings(batch=4, precision="bf16", backend="eager", **FAST), "cpu", fingerprint("cpu"))
+    assert m.throughput > 0 and m.settings["precision"] == "bf16"
+
+
+def test_halve_on_oom_backs_off_until_it_fits():
+    calls, freed = [], []
+
+    def run(batch):
+        calls.append(batch)
+        if batch > 300:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return "ok"
+
+    assert halve_on_oom(run, 2048, lambda: freed.append(1)) == ("ok", 256)
+    assert calls == [2048, 1024, 512, 256] and len(freed) == 3
+
+
+def test_halve_on_oom_gives_up_at_batch_one():
+    def run(batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        halve_on_oom(run, 4, lambda: None)
+
+
+def test_other_errors_are_not_swallowed():
+    def run(batch):
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        halve_on_oom(run, 4, lambda: None)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("backend", ["eager", "trace"])
+def test_measure_on_gpu(tiny, backend):
+    s = BenchSettings.for_device("cuda", batch=256, backend=backend, **FAST)
+    m = measure(tiny, s, "cuda:0", fingerprint("cuda:0"))
+    assert m.throughput > 0 and m.device["kind"] == "cuda" and m.settings["precision"] == "fp16"

@@ -1,0 +1,253 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from effvit_nas.errors import UserError
+from effvit_nas.search.loop import parse_budget, parse_duration
+
+from tests.support import run_cli, run_main
+
+TINY_SEARCH = [
+    "--space", "tiny", "--device", "cpu", "--steps", "8", "--img-size", "32", "--classes", "4",
+    "--train-per-class", "16", "--val-per-class", "8", "--warmup", "0.1", "--duration", "0.3", "--heartbeat", "1",
+]
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("10k-imgs/s", 10_000), ("10000img/s", 10_000), ("2.5k", 2_500), ("300-imgs/s", 300), ("1.5M", 1.5e6), (" 42 ", 42)],
+)
+def test_parse_budget(text, value):
+    assert parse_budget(text) == value
+
+
+@pytest.mark.parametrize("text", ["fast", "10 kimgs", "-3k", "0", "10k-imgs/min", ""])
+def test_bad_budgets(text):
+    with pytest.raises(UserError, match="invalid --budget"):
+        parse_budget(text)
+
+
+def test_parse_duration():
+    assert parse_duration("90s") == 90 and parse_duration("30m") == 1800 and parse_duration("2h") == 7200 and parse_duration("5") == 5
+    with pytest.raises(UserError):
+        parse_duration("soon")
+
+
+def _trials(db: str, study: str) -> list[tuple[int, str]]:
+    with sqlite3.connect(db) as c:
+        return c.execute(
+            "SELECT t.number, t.state FROM trials t JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = ? ORDER BY t.number",
+            (study,),
+        ).fetchall()
+
+
+def test_search_end_to_end_resume_and_show(tmp_path, capsys, local_ray):
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    r = run_cli("search", "--budget", "300-imgs/s", "--trials", "3", "--study", "e2e", "--storage", url, *TINY_SEARCH, "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert summary["complete"] == 3 and summary["run_trials"] == 3 and summary["feasible"] >= 1
+    for p in summary["pareto"]:
+        assert p["feasible"] and p["pareto"] and p["throughput"] >= 300 and p["accuracy"] > 0 and p["proxy"] == "naswot"
+
+    # same command with more trials (here in this process): resumes and runs only the missing ones
+    r = run_main(capsys, "search", "--budget", "300-imgs/s", "--trials", "5", "--study", "e2e", "--storage", url, *TINY_SEARCH, "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [s for _, s in _trials(str(db), "e2e")].count("COMPLETE") == 5
+
+    rows = json.loads(run_main(capsys, "show", "--study", "e2e", "--storage", url, "--json").stdout)
+    assert len(rows) == 5
+    for row in rows:
+        for k in ("number", "state", "config", "params", "macs", "throughput", "accuracy", "feasible", "pareto"):
+            assert k in row
+        assert row["params"] > 0 and row["config"]["img_size"] == 64
+        if row["feasible"]:
+            assert row["throughput"] >= 300 and row["accuracy"] is not None
+    assert any(r["pareto"] for r in rows)
+    text = run_main(capsys, "show", "--study", "e2e", "--storage", url).stdout
+    assert "budget 300 img/s" in text and "pareto" in text
+
+    # resuming with another budget would mix incomparable trials
+    r = run_main(capsys, "search", "--budget", "500", "--trials", "6", "--study", "e2e", "--storage", url, *TINY_SEARCH)
+    assert r.returncode == 2 and "created with another budget" in r.stderr
+
+
+ONE_POINT_SPACE = (
+    "name: one\nstages: 3\nheads: [2]\nhead_dims: [16]\ndepths: [1]\nqk_dims: [8]\nv_ratios: [1.0]\n"
+    "ffn_ratios: [2.0]\nwindows: [4]\nkernels: [[3, 3]]\nimg_sizes: [64]\nnum_classes: 10\n"
+)
+
+
+def test_under_budget_skips_the_proxy_and_repeats_reuse_results(tmp_path, capsys, local_ray):
+    """A one-point space under an unreachable budget: the proxy is skipped, and the second
+    trial (necessarily the same architecture) reuses the first result instead of re-measuring."""
+    space = tmp_path / "one.yaml"
+    space.write_text(ONE_POINT_SPACE)
+    url = f"sqlite:///{tmp_path}/u.db"
+    args = [a if a != "tiny" else str(space) for a in TINY_SEARCH]
+    r = run_main(capsys, "search", "--budget", "1M", "--trials", "2", "--study", "u", "--storage", url, *args, "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert summary["complete"] == 2 and summary["feasible"] == 0 and summary["pareto"] == []
+    rows = json.loads(run_main(capsys, "show", "--study", "u", "--storage", url, "--json").stdout)
+    assert all(row["accuracy"] is None and row["feasible"] is False and row["throughput"] > 0 for row in rows)
+    assert rows[0]["note"] == "under budget: proxy skipped"
+    assert rows[1]["note"] == "same architecture as trial 0: result reused"
+    assert rows[1]["throughput"] == rows[0]["throughput"] and rows[1]["hash"] == rows[0]["hash"]
+
+
+def test_pareto_set_lists_each_architecture_once():
+    import optuna
+
+    from effvit_nas.results.pareto import pareto_trials
+
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    dist = {"x": optuna.distributions.IntDistribution(0, 10)}
+    for number, (h, acc, tp, con) in enumerate(
+        [("a", 0.5, 900.0, -0.1), ("b", 0.7, 500.0, -0.1), ("a", 0.5, 900.0, -0.1), ("c", 0.9, 100.0, 0.5)]
+    ):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": number}, distributions=dist, values=[acc, tp],
+                user_attrs={"config_hash": h, "measured": True}, system_attrs={"constraints:throughput": con},
+            )
+        )
+    front = pareto_trials(study)
+    assert [t.user_attrs["config_hash"] for t in front] == ["b", "a"]  # c is infeasible, a once
+    assert [t.number for t in front] == [1, 0]
+
+
+def test_resume_after_sigkill(tmp_path, capsys, local_ray):
+    db = tmp_path / "k.db"
+    url = f"sqlite:///{db}"
+    args = [sys.executable, "-m", "effvit_nas.cli", "search", "--budget", "300", "--trials", "4", "--study", "k", "--storage", url, *TINY_SEARCH, "--quiet"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 240
+    states: list = []
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                states = [s for _, s in _trials(str(db), "k")]
+            except sqlite3.OperationalError:
+                continue
+            if states.count("COMPLETE") >= 1 and "RUNNING" in states:
+                break
+    assert "RUNNING" in states, f"never saw a running trial: {states}"
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    time.sleep(4)  # > 3 heartbeats: the killed trial is now stale
+
+    r = run_main(capsys, "search", "--budget", "300", "--trials", "4", "--study", "k", "--storage", url, *TINY_SEARCH, "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    after = _trials(str(db), "k")
+    assert [s for _, s in after].count("COMPLETE") == 4
+    assert "RUNNING" not in [s for _, s in after]
+    assert "FAIL" in [s for _, s in after]  # the killed trial, failed by its stale heartbeat and re-run
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["search", "--budget", "fast", "--trials", "1"], "invalid --budget"),
+        (["search", "--budget", "1k"], "--trials N or --timeout"),
+        (["search", "--budget", "1k", "--trials", "1", "--device", "v100"], "not available"),
+        (["search", "--budget", "1k", "--trials", "1", "--space", "nope"], "bundled space"),
+        (["search", "--budget", "1k", "--trials", "1", "--timeout", "soon"], "invalid --timeout"),
+        (["show", "--study", "nothing-here"], "no study"),
+    ],
+)
+def test_search_bad_input(tmp_path, capsys, args, needle):
+    r = run_main(capsys, *args, "--storage", f"sqlite:///{tmp_path}/b.db")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [l for l in r.stderr.strip().splitlines() if "Token authentication" not in l]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+
+def _tiny_settings(url: str, study: str, **kw):
+    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.search.loop import SearchSettings
+    from effvit_nas.measure.timing import BenchSettings
+
+    from tests.support import FAST_BENCH
+
+    base = dict(
+        device="cpu", budget=300.0, study=study, storage=url, space="tiny", proxy="naswot",
+        data=DataConfig(img_size=32, num_classes=4, train_per_class=16, val_per_class=8),
+        bench=BenchSettings(batch=16, **FAST_BENCH), sampler="random", heartbeat_s=1,
+    )
+    return SearchSettings(**{**base, **kw})
+
+
+def test_a_failing_candidate_is_stored_failed_and_the_search_goes_on(tmp_path, local_ray, monkeypatch):
+    """The second candidate runs out of memory while being measured (torch's own exception):
+    it is stored FAIL with the reason, and the search still ends with the trials asked for."""
+    import optuna
+    import torch
+
+    import effvit_nas.measure.actor as workers
+    from effvit_nas.search.loop import run_search
+
+    real, calls = workers.measure_configs, []
+
+    def measure_or_oom(configs, *args, **kwargs):
+        calls.append(configs[0].short_hash())
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(configs, *args, **kwargs)
+
+    monkeypatch.setattr(workers, "measure_configs", measure_or_oom)
+    url = f"sqlite:///{tmp_path}/f.db"
+    summary = run_search(_tiny_settings(url, "f", trials=3))
+    assert summary.complete == 3 and summary.failed == 1
+    study = optuna.load_study(study_name="f", storage=url)
+    failed = study.get_trials(states=[optuna.trial.TrialState.FAIL])
+    assert len(failed) == 1 and failed[0].number == 1
+    assert failed[0].user_attrs["fail_reason"].startswith("OutOfMemoryError: CUDA out of memory")
+    assert failed[0].user_attrs["config_hash"] == calls[1]
+
+
+def test_tight_budget_skips_predicted_infeasible_and_audits(tmp_path, local_ray):
+    """An unreachable budget: after 8 measurements the throughput model skips candidates
+    without measuring them, measures 1 in 4 anyway, and every audit confirms the skip."""
+    import optuna
+
+    from effvit_nas.search.loop import run_search
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    summary = run_search(_tiny_settings(url, "t", budget=1e6, trials=14))
+    assert summary.complete == 14 and summary.feasible == 0 and summary.pareto == []
+    assert summary.skipped_predicted >= 3 and summary.audited >= 1
+    assert summary.audit_correct == summary.audited
+    trials = optuna.load_study(study_name="t", storage=url).get_trials()
+    skipped = [t for t in trials if t.user_attrs.get("measured") is False]
+    assert len(skipped) == summary.skipped_predicted
+    assert all(t.number >= 8 and t.user_attrs["throughput"] is None and t.user_attrs["predicted_throughput"] < 1e6 for t in skipped)
+    assert summary.measure_s > 0 and summary.setup_s > 0 and summary.seconds >= summary.setup_s + summary.measure_s
+
+
+def test_search_on_postgres_resumes(postgres_url, local_ray, capsys):
+    """The study in a real PostgreSQL server: a search, then the same study grown by a second
+    run (another process could be running it), read back by `show`."""
+    import uuid
+
+    from effvit_nas.search.loop import run_search
+
+    from tests.support import run_main
+
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    assert run_search(_tiny_settings(postgres_url, name, trials=2)).complete == 2
+    again = run_search(_tiny_settings(postgres_url, name, trials=3))
+    assert again.complete == 3 and again.run_trials == 1
+    r = run_main(capsys, "show", "--study", name, "--storage", postgres_url, "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["state"] for row in rows] == ["COMPLETE"] * 3 and all(row["throughput"] > 0 for row in rows)

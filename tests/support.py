@@ -1,0 +1,55 @@
+"""Helpers the tests import (fixtures live in conftest.py)."""
+
+import subprocess
+import sys
+
+import torch
+
+from effvit_nas.arch.config import ArchConfig
+
+@torch.no_grad()
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BN non-trivial statistics/affine and the attention biases random values.
+
+    Freshly built models have BN weights of 0 closing each residual branch, so without this
+    a parity or fusion check would pass even with the branches computed wrongly.
+    """
+    g = torch.Generator().manual_seed(seed)
+
+    def u(t: torch.Tensor, lo: float, hi: float) -> None:
+        t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            u(m.weight, 0.5, 1.5)
+            u(m.bias, -0.2, 0.2)
+            u(m.running_mean, -0.2, 0.2)
+            u(m.running_var, 0.5, 2.0)
+    for name, p in model.named_parameters():
+        if "attention_biases" in name:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "effvit_nas.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+TINY = ArchConfig(widths=(16, 32, 48), depths=(1, 1, 1), heads=(2, 2, 2), qk_dims=8, kernels=(5, 3), windows=4, img_size=64, num_classes=10)
+
+
+def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in this process (no interpreter start, the session's Ray): exit code, stdout, stderr."""
+    from effvit_nas.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+FAST_BENCH = {"warmup_s": 0.1, "measure_s": 0.3}
