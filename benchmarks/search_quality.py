@@ -27,7 +27,7 @@ from pathlib import Path
 
 from effvit_nas.results.pareto import front_points, hypervolume_2d
 from effvit_nas.search.loop import SearchSettings, open_study, run_search
-from effvit_nas.measure.timing import BenchSettings
+from effvit_nas.measure.settings import BenchSettings
 
 
 def main() -> None:

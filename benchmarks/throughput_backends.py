@@ -23,7 +23,8 @@ from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.model.efficientvit import fuse_modules
 from effvit_nas.model.deploy import trace_for_inference
-from effvit_nas.measure.timing import BACKENDS, BenchSettings, measure, summarize, time_forward
+from effvit_nas.measure.settings import BACKENDS, BenchSettings
+from effvit_nas.measure.timing import measure, summarize, time_forward
 from effvit_nas.model.timm_compat import create_timm_model
 
 PAPER_V100 = {"M0": 27644, "M1": 20093, "M2": 18218, "M3": 16644, "M4": 15914, "M5": 10621}

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
-from effvit_nas.measure.timing import BenchSettings, measure
+from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.measure.timing import measure
 
 
 def main() -> None:

@@ -10,14 +10,7 @@ The public names below are imported lazily (PEP 562) so that the command line an
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
-
-# Ray's `uv run` hook would start every worker through `uv run`, re-resolving the environment
-# and packaging the working directory (minutes per worker here). This package is installed in
-# the environment already, and must be on cluster nodes (runners/README.md). Ray reads the
-# variable when it is imported, so it is set here, before any module of ours imports Ray.
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 _EXPORTS = {
     "PRESETS": "arch.config",
@@ -29,6 +22,7 @@ _EXPORTS = {
     "create_model": "model.efficientvit",
     "list_models": "model.efficientvit",
     "ConfigError": "errors",
+    "SettingError": "errors",
     "UserError": "errors",
     "trace_for_inference": "model.deploy",
     "ModelCost": "model.cost",
@@ -39,8 +33,8 @@ _EXPORTS = {
     "load_space": "arch.space",
     "from_timm": "model.timm_compat",
     "timm_kwargs": "model.timm_compat",
-    "BenchSettings": "measure.timing",
-    "Measurement": "measure.timing",
+    "BenchSettings": "measure.settings",
+    "Measurement": "measure.settings",
     "MeasurementStore": "measure.store",
     "measure_configs": "measure.actor",
     "SearchSettings": "search.loop",

@@ -13,3 +13,26 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """An architecture config or a search space that is malformed or invalid."""
+
+
+class SettingError(UserError, ValueError):
+    """A library setting with a bad value.
+
+    ``setting`` names it the way the library knows it (``"BenchSettings.batch"``,
+    ``"run_search.workers"``), so the message makes sense to a Python caller; a front end
+    that exposes the setting under another name (a CLI flag) renders ``problem`` with its own
+    name instead (see :meth:`named`).
+    """
+
+    def __init__(self, setting: str, problem: str):
+        self.setting, self.problem = setting, problem
+        super().__init__(f"{setting} {problem}")
+
+    @property
+    def field(self) -> str:
+        """The setting's own name, without its owner (``batch`` for ``BenchSettings.batch``)."""
+        return self.setting.rsplit(".", 1)[-1]
+
+    def named(self, name: str) -> UserError:
+        """The same error, the setting called ``name`` (e.g. ``--batch``)."""
+        return UserError(f"{name} {self.problem}")

@@ -24,7 +24,9 @@ def tiny() -> ArchConfig:
 @pytest.fixture(scope="session")
 def local_ray():
     """One local Ray for the whole session (starting one costs several seconds)."""
-    import ray
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
 
     from effvit_nas.measure.actor import connect
 
@@ -66,7 +68,7 @@ def small_study(tmp_path_factory, local_ray):
     shared by the report/export/training tests: (storage URL, study name)."""
     from effvit_nas.proxy.data import DataConfig
     from effvit_nas.search.loop import SearchSettings, run_search
-    from effvit_nas.measure.timing import BenchSettings
+    from effvit_nas.measure.settings import BenchSettings
 
     from effvit_nas.arch.space import load_space
 

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import click
 
 from effvit_nas.arch.config import ArchConfig, load_config, preset_name
-from effvit_nas.errors import UserError
+from effvit_nas.errors import SettingError, UserError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -210,7 +210,7 @@ def bench(configs, device, batch, threads, precision, backend, warmup_s, measure
     """
     from effvit_nas.measure.devices import parse_device
     from effvit_nas.measure.store import MeasurementStore
-    from effvit_nas.measure.timing import BenchSettings
+    from effvit_nas.measure.settings import BenchSettings
     from effvit_nas.measure.actor import measure_configs
 
     cfgs = [load_config(c) for c in configs]
@@ -358,7 +358,7 @@ def search_cmd(device, budget, trials, timeout, study_name, storage, space, prox
     from effvit_nas.proxy.short_training import ShortTrainSettings
     from effvit_nas.arch.space import load_space
     from effvit_nas.measure.store import default_storage
-    from effvit_nas.measure.timing import BenchSettings
+    from effvit_nas.measure.settings import BenchSettings
 
     budget_v = parse_budget(budget)
     timeout_s = parse_duration(timeout) if timeout else None
@@ -795,6 +795,15 @@ def _device_kind(spec) -> str:
     return "cuda" if spec.kind == "cuda" else "cpu"
 
 
+# settings whose flag is not the field name with dashes
+_FLAGS = {"measure_s": "--duration", "warmup_s": "--warmup", "timeout_s": "--timeout", "heartbeat_s": "--heartbeat"}
+
+
+def flag_for(error: SettingError) -> str:
+    """The flag that sets ``error.setting``."""
+    return _FLAGS.get(error.field, "--" + error.field.replace("_", "-"))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: bad input becomes one ``error:`` line and exit status 2."""
     try:
@@ -807,6 +816,9 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         click.echo(f"error: {e.format_message()}{hint}", err=True)
         sys.exit(e.exit_code)
+    except SettingError as e:
+        click.echo(f"error: {e.named(flag_for(e))}", err=True)
+        sys.exit(2)
     except UserError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

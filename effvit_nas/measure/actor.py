@@ -17,7 +17,8 @@ from effvit_nas.arch.config import ArchConfig
 from effvit_nas.measure.devices import DeviceError, fingerprint, parse_device, resolve_local
 from effvit_nas.errors import UserError
 from effvit_nas.measure.store import MeasurementStore
-from effvit_nas.measure.timing import BenchSettings, Measurement, check_supported, measure
+from effvit_nas.measure.settings import BenchSettings, Measurement
+from effvit_nas.measure.timing import check_supported, measure
 
 NAMESPACE = "effvit-nas"
 
@@ -26,7 +27,9 @@ NAMESPACE = "effvit-nas"
 def connect(address: str | None = None) -> None:
     """Join the Ray cluster at ``address`` (e.g. ``ray://head:10001`` or ``auto``), or start a
     local Ray when ``address`` is None. Does nothing if Ray is already initialised."""
-    import ray
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
 
     if ray.is_initialized():
         return
@@ -44,7 +47,9 @@ def connect(address: str | None = None) -> None:
 
 
 def ray_accelerator_types() -> list[str]:
-    import ray
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
 
     return sorted(k.split(":", 1)[1] for k in ray.cluster_resources() if k.startswith("accelerator_type:"))
 
@@ -90,7 +95,9 @@ def get_worker(device: str, settings: BenchSettings, ray_address: str | None = N
     the list of what is there instead of an actor that never starts. Locally the actor is
     named after the resolved device (``cpu`` and ``auto`` on a CPU-only machine share one).
     """
-    import ray
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
 
     spec = parse_device(device)
     connect(ray_address)
@@ -149,7 +156,9 @@ def measure_configs(
     actor start (seconds: a process, torch, timm) per call; its fingerprint, taken once when
     it started, also spares each call the driver's (nvidia-smi on GPUs).
     """
-    import ray
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
 
     configs = list(configs)
     if worker is None and ray_address is None:

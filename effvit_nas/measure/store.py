@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, S
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from effvit_nas.errors import UserError
-from effvit_nas.measure.timing import Measurement
+from effvit_nas.measure.settings import Measurement
 
 SCHEMA_VERSION = 1
 DEFAULT_STORAGE = "sqlite:///effvit-nas.db"

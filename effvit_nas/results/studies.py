@@ -62,7 +62,7 @@ class StudyInfo:
         )
 
     def bench_settings(self):
-        from effvit_nas.measure.timing import BenchSettings
+        from effvit_nas.measure.settings import BenchSettings
 
         return BenchSettings(**self.bench)
 

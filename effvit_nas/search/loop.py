@@ -33,7 +33,7 @@ from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.results.pareto import is_feasible, pareto_trials
 from effvit_nas.results.studies import trial_record
 from effvit_nas.proxy.short_training import ShortTrainSettings
-from effvit_nas.measure.timing import BenchSettings
+from effvit_nas.measure.settings import BenchSettings
 
 SAMPLERS = ("tpe", "nsga2", "random")
 OBJECTIVES = ("accuracy", "throughput")
@@ -261,7 +261,9 @@ def _finished_with_hash(study, config_hash: str, number: int):
 def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] | None = None) -> SearchSummary:
     """Run (or resume) the search described by ``settings``; see the module doc."""
     import optuna
-    import ray
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
     from optuna.storages import fail_stale_trials
 
     from effvit_nas.proxy.data import load_data

@@ -198,7 +198,9 @@ def _save_weights(model: Any, path: Path) -> None:
 
 def _train_loop(cfg: dict[str, Any]) -> None:
     """One Ray Train worker (see the module doc)."""
-    import ray
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
     import ray.train
     import ray.train.torch
     import torch
@@ -355,7 +357,9 @@ def train(arch: ArchConfig, data: DataConfig, recipe: TrainRecipe, out: Path, wo
           on_progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train ``arch`` on ``data`` with ``recipe`` on ``workers`` Ray Train workers; write
     ``model.safetensors``, ``model_ema.safetensors`` and ``train.json`` into ``out``."""
-    import ray
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue

@@ -5,7 +5,7 @@ import pytest
 
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.store import MeasurementStore, StorageError
-from effvit_nas.measure.timing import BenchSettings
+from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.actor import get_worker, measure_configs
 
 FAST = dict(warmup_s=0.2, measure_s=0.5, min_iters=5)
@@ -59,7 +59,9 @@ def test_bad_urls(url, message):
 
 def test_device_actor_never_times_two_configs_at_once(tiny, local_ray):
     """Two callers, each with its own handle, submit at the same time: the timings must not overlap."""
-    import ray
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
 
     from dataclasses import asdict
 

@@ -6,7 +6,8 @@ import torch
 
 from effvit_nas.measure.devices import DeviceError, fingerprint
 from effvit_nas.errors import UserError
-from effvit_nas.measure.timing import BenchSettings, check_supported, halve_on_oom, measure
+from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.measure.timing import check_supported, halve_on_oom, measure
 
 FAST = dict(warmup_s=0.2, measure_s=0.5, min_iters=5)
 
@@ -17,7 +18,7 @@ def test_paper_defaults_per_device():
     gpu = BenchSettings.for_device("cuda")
     assert (gpu.batch, gpu.precision) == (2048, "fp16")
     assert BenchSettings.for_device("cuda", batch=64, precision="bf16").batch == 64
-    with pytest.raises(UserError, match="--batch"):
+    with pytest.raises(UserError, match="BenchSettings.batch must be positive"):
         BenchSettings.for_device("cpu", batch=0)
 
 

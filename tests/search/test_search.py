@@ -175,7 +175,7 @@ def test_search_bad_input(tmp_path, capsys, args, needle):
 def _tiny_settings(url: str, study: str, **kw):
     from effvit_nas.proxy.data import DataConfig
     from effvit_nas.search.loop import SearchSettings
-    from effvit_nas.measure.timing import BenchSettings
+    from effvit_nas.measure.settings import BenchSettings
 
     from tests.support import FAST_BENCH
 

@@ -1,0 +1,46 @@
+"""The one place where effvit-nas touches process-wide state, each for a stated reason.
+
+Library calls leave the process as they found it: Optuna's log level is lowered only inside
+:func:`quiet_optuna` and restored after; plots draw on their own Agg canvas without selecting a
+global matplotlib backend. What cannot be scoped:
+
+* ``RAY_ENABLE_UV_RUN_RUNTIME_ENV=0`` before Ray is first imported. Ray reads it at import
+  time; left on, a driver started by ``uv run`` makes every Ray worker start through ``uv
+  run`` again, re-resolving the environment and packaging the working directory (minutes per
+  worker). effvit-nas is installed in the environment already, and must be on cluster nodes
+  (runners/README.md). A value the user set is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from types import ModuleType
+from typing import Iterator
+
+
+def import_ray() -> ModuleType:
+    """``ray``, imported with the environment above. Use this instead of ``import ray``."""
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    import ray
+
+    return ray
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna at WARNING inside the block (no "A new study created" lines), without its
+    experimental-feature warnings (heartbeats and metric names are used deliberately with
+    ask/tell); the previous level is restored afterwards."""
+    import optuna
+
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            yield
+    finally:
+        optuna.logging.set_verbosity(level)
