@@ -32,11 +32,11 @@ def test_protocol_key_tracks_every_setting():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(batch=0), "--batch"),
-        (dict(batch=4, threads=0), "--threads"),
+        (dict(batch=0), "BenchSettings.batch"),
+        (dict(batch=4, threads=0), "BenchSettings.threads"),
         (dict(batch=4, precision="fp8"), "precision"),
         (dict(batch=4, backend="tvm"), "backend"),
-        (dict(batch=4, measure_s=0), "measuring"),
+        (dict(batch=4, measure_s=0), "BenchSettings.measure_s"),
     ],
 )
 def test_bad_settings(kwargs, message):
