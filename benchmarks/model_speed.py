@@ -21,8 +21,8 @@ import torch
 
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import cpu_model
-from effvit_nas.model.efficientvit import build_model, fuse_modules
 from effvit_nas.model.deploy import trace_for_inference
+from effvit_nas.model.efficientvit import build_model, fuse_modules
 from effvit_nas.model.timm_compat import create_timm_model
 
 VARIANTS = ("eager", "traced", "traced+opt")

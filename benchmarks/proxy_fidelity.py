@@ -22,11 +22,11 @@ import torch
 from scipy.stats import kendalltau, spearmanr
 
 from effvit_nas.arch.config import PRESETS
-from effvit_nas.proxy.data import DataConfig, load_data
+from effvit_nas.arch.space import load_space
 from effvit_nas.model.cost import model_cost
+from effvit_nas.proxy.data import DataConfig, load_data
 from effvit_nas.proxy.registry import PROXIES, evaluate_proxy
 from effvit_nas.proxy.short_training import ShortTrainSettings
-from effvit_nas.arch.space import load_space
 
 IMAGENET_TOP1 = {"M0": 63.2, "M1": 68.4, "M2": 70.8, "M3": 73.4, "M4": 74.3, "M5": 77.1}
 
@@ -82,9 +82,7 @@ def main() -> None:
     rows.sort(key=lambda r: -r[1])
     presets = list(IMAGENET_TOP1)
     ref_m = spearmanr([values["reference"][n] for n in presets], [IMAGENET_TOP1[n] for n in presets]).statistic
-    table = [
-        f"| {p} | {rho:+.3f} | {tau:+.3f} | {m:+.3f} | {s:.2f} s | {order} |" for p, rho, tau, m, s, order in rows
-    ]
+    table = [f"| {p} | {rho:+.3f} | {tau:+.3f} | {m:+.3f} | {s:.2f} s | {order} |" for p, rho, tau, m, s, order in rows]
     acc_rows = [
         f"| {n} | {values['reference'][n] * 100:.1f} | {values['train'][n] * 100:.1f} | {model_cost(archs[n]).params / 1e6:.2f} | {model_cost(archs[n]).macs / 1e6:.0f} |"
         for n in names
@@ -102,7 +100,8 @@ def main() -> None:
         "|---|---|---|---|---|---|",
         *table,
         f"| *reference itself* | | | {ref_m:+.3f} | {statistics.median(seconds['reference']):.1f} s | "
-        + " > ".join(sorted(presets, key=lambda n: -values["reference"][n])) + " |",
+        + " > ".join(sorted(presets, key=lambda n: -values["reference"][n]))
+        + " |",
         "",
         "ImageNet order (paper): M5 > M4 > M3 > M2 > M1 > M0.",
         "",

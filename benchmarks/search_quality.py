@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.results.pareto import front_points, hypervolume_2d
 from effvit_nas.search.loop import SearchSettings, open_study, run_search
-from effvit_nas.measure.settings import BenchSettings
 
 
 def main() -> None:
@@ -51,28 +51,59 @@ def main() -> None:
     for seed in args.seeds:
         for sampler in args.samplers:
             s = SearchSettings(
-                device="cpu", budget=args.budget, study=f"{sampler}-s{seed}",
-                storage=args.storage or f"sqlite:///{folder}/{sampler}-s{seed}.db", space=args.space,
-                proxy=args.proxy, bench=bench, trials=args.trials, sampler=sampler, seed=seed,
+                device="cpu",
+                budget=args.budget,
+                study=f"{sampler}-s{seed}",
+                storage=args.storage or f"sqlite:///{folder}/{sampler}-s{seed}.db",
+                space=args.space,
+                proxy=args.proxy,
+                bench=bench,
+                trials=args.trials,
+                sampler=sampler,
+                seed=seed,
             )
             t0 = time.perf_counter()
             summary = run_search(s)
             study = open_study(s, create=False)
             trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-            runs.append({
-                "sampler": sampler, "seed": seed, "seconds": time.perf_counter() - t0,
-                "summary": {k: getattr(summary, k) for k in (
-                    "complete", "failed", "feasible", "skipped_predicted", "audited", "audit_correct", "seconds",
-                    "setup_s", "measure_s", "proxy_s", "run_trials")},
-                "trials": [
-                    {"number": t.number, "state": t.state.name, "values": t.values,
-                     "feasible": bool(t.values) and all(c <= 0 for c in t.constraints.values()),
-                     "measured": t.user_attrs.get("measured")}
-                    for t in trials
-                ],
-            })
-            print(f"{sampler:6s} seed {seed}: {summary.feasible}/{summary.complete} feasible, "
-                  f"{len(summary.pareto)} Pareto, {summary.seconds:.0f} s", flush=True)
+            runs.append(
+                {
+                    "sampler": sampler,
+                    "seed": seed,
+                    "seconds": time.perf_counter() - t0,
+                    "summary": {
+                        k: getattr(summary, k)
+                        for k in (
+                            "complete",
+                            "failed",
+                            "feasible",
+                            "skipped_predicted",
+                            "audited",
+                            "audit_correct",
+                            "seconds",
+                            "setup_s",
+                            "measure_s",
+                            "proxy_s",
+                            "run_trials",
+                        )
+                    },
+                    "trials": [
+                        {
+                            "number": t.number,
+                            "state": t.state.name,
+                            "values": t.values,
+                            "feasible": bool(t.values) and all(c <= 0 for c in t.constraints.values()),
+                            "measured": t.user_attrs.get("measured"),
+                        }
+                        for t in trials
+                    ],
+                }
+            )
+            print(
+                f"{sampler:6s} seed {seed}: {summary.feasible}/{summary.complete} feasible, "
+                f"{len(summary.pareto)} Pareto, {summary.seconds:.0f} s",
+                flush=True,
+            )
 
     # one reference box for all runs, so hypervolumes are comparable
     feas = [t["values"] for r in runs for t in r["trials"] if t["feasible"] and t["values"]]
@@ -112,11 +143,17 @@ def main() -> None:
     for r in runs:
         s = r["summary"]
         lines.append(
-            f"| {r['sampler']} | {r['seed']} | " + " | ".join(f"{r['hypervolume'][n]:.3f}" for n in checkpoints)
+            f"| {r['sampler']} | {r['seed']} | "
+            + " | ".join(f"{r['hypervolume'][n]:.3f}" for n in checkpoints)
             + f" | {s['feasible']}/{s['complete']} | {s['skipped_predicted']} | {s['audit_correct']}/{s['audited']} | {s['seconds']:.0f} |"
         )
-    lines += ["", "Median over seeds:", "", "| sampler | " + " | ".join(f"HV@{n}" for n in checkpoints) + " | HV ratio vs random (final) |",
-              "|---|" + "---|" * len(checkpoints) + "---|"]
+    lines += [
+        "",
+        "Median over seeds:",
+        "",
+        "| sampler | " + " | ".join(f"HV@{n}" for n in checkpoints) + " | HV ratio vs random (final) |",
+        "|---|" + "---|" * len(checkpoints) + "---|",
+    ]
     med = {}
     for sampler in args.samplers:
         rs = [r for r in runs if r["sampler"] == sampler]
@@ -152,7 +189,9 @@ def main() -> None:
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
-    args.out.with_suffix(".json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "reference": ref, "top": top, "runs": runs}, indent=1))
+    args.out.with_suffix(".json").write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "reference": ref, "top": top, "runs": runs}, indent=1)
+    )
     print("\n".join(lines))
 
 

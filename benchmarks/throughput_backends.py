@@ -21,10 +21,10 @@ import torch
 
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
-from effvit_nas.model.efficientvit import fuse_modules
-from effvit_nas.model.deploy import trace_for_inference
 from effvit_nas.measure.settings import BACKENDS, BenchSettings
 from effvit_nas.measure.timing import measure, summarize, time_forward
+from effvit_nas.model.deploy import trace_for_inference
+from effvit_nas.model.efficientvit import fuse_modules
 from effvit_nas.model.timm_compat import create_timm_model
 
 PAPER_V100 = {"M0": 27644, "M1": 20093, "M2": 18218, "M3": 16644, "M4": 15914, "M5": 10621}
@@ -82,7 +82,9 @@ def main() -> None:
     order = {b: sorted(names, key=lambda n: -med[(n, b)]) for b in ["timm", *backends]}
     paper_order = sorted(names, key=lambda n: -PAPER_V100[n])
     s = base
-    setting = f"batch {s.batch}, 224x224, {s.precision}, {s.threads} thread, warm-up {s.warmup_s:g} s + {s.measure_s:g} s timed per measurement"
+    setting = (
+        f"batch {s.batch}, 224x224, {s.precision}, {s.threads} thread, warm-up {s.warmup_s:g} s + {s.measure_s:g} s timed per measurement"
+    )
     sec_line = ", ".join(f"{b} {statistics.median(v for (n, bb), vs in secs.items() if bb == b for v in vs):.1f} s" for b in backends)
     md = [
         "# M0-M5 throughput on this CPU, every backend, timm reference in the same run",
@@ -98,7 +100,10 @@ def main() -> None:
         "Ordering (fastest first):",
         "",
         f"- paper (V100, batch 2048 fp16): {' > '.join(paper_order)}",
-        *[f"- {b} on this CPU: {' > '.join(o)}" + ("  (same as the paper)" if o == paper_order else "  (differs from the paper)") for b, o in order.items()],
+        *[
+            f"- {b} on this CPU: {' > '.join(o)}" + ("  (same as the paper)" if o == paper_order else "  (differs from the paper)")
+            for b, o in order.items()
+        ],
         "",
         f"Median seconds per measurement incl. build, backend preparation and warm-up: {sec_line}.",
         "The paper's CPU figure for M0 is 228 img/s (Xeon E5-2690 v4, one thread) and 340 img/s as ONNX (1.49x).",
@@ -107,7 +112,17 @@ def main() -> None:
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "median_ips": {f"{n}/{b}": v for (n, b), v in med.items()}, "rounds": {f"{n}/{b}": v for (n, b), v in ips.items()}}, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "device": fp,
+                "median_ips": {f"{n}/{b}": v for (n, b), v in med.items()},
+                "rounds": {f"{n}/{b}": v for (n, b), v in ips.items()},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print("\n".join(md))
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Iterator
 
 
 def import_ray() -> ModuleType:

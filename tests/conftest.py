@@ -1,8 +1,6 @@
 import subprocess
-import sys
 
 import pytest
-import torch
 
 from effvit_nas.arch.config import ArchConfig
 from tests.support import FAST_BENCH, TINY
@@ -66,17 +64,24 @@ def postgres_url():
 def small_study(tmp_path_factory, local_ray):
     """A finished 8-trial search in the tiny space (2k img/s budget),
     shared by the report/export/training tests: (storage URL, study name)."""
+    from effvit_nas.arch.space import load_space
+    from effvit_nas.measure.settings import BenchSettings
     from effvit_nas.proxy.data import DataConfig
     from effvit_nas.search.loop import SearchSettings, run_search
-    from effvit_nas.measure.settings import BenchSettings
-
-    from effvit_nas.arch.space import load_space
 
     url = f"sqlite:///{tmp_path_factory.mktemp('study')}/s.db"
     settings = SearchSettings(  # the space as the CLI records it, so CLI runs can resume this study
-        device="cpu", budget=2000.0, study="small", storage=url, space=load_space("tiny").source, proxy="naswot",
+        device="cpu",
+        budget=2000.0,
+        study="small",
+        storage=url,
+        space=load_space("tiny").source,
+        proxy="naswot",
         data=DataConfig(img_size=32, num_classes=4, train_per_class=16, val_per_class=8),
-        bench=BenchSettings(batch=16, **FAST_BENCH), trials=8, sampler="random", heartbeat_s=1,
+        bench=BenchSettings(batch=16, **FAST_BENCH),
+        trials=8,
+        sampler="random",
+        heartbeat_s=1,
     )
     summary = run_search(settings)
     assert summary.complete == 8

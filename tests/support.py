@@ -7,6 +7,7 @@ import torch
 
 from effvit_nas.arch.config import ArchConfig
 
+
 @torch.no_grad()
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give every BN non-trivial statistics/affine and the attention biases random values.

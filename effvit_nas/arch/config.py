@@ -25,9 +25,10 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -74,7 +75,9 @@ def check_stage(i: int, width: int, heads: int, v_ratio: float, ffn_ratio: float
         raise ConfigError(f"widths[{i}]: {width} is not divisible by heads[{i}]={heads}")
     v = v_ratio * width / heads
     if not _is_integral(v) or round(v) < 1:
-        raise ConfigError(f"v_ratios[{i}]: per-head value dim v_ratio*width/heads = {v_ratio}*{width}/{heads} = {v:g} is not a positive integer")
+        raise ConfigError(
+            f"v_ratios[{i}]: per-head value dim v_ratio*width/heads = {v_ratio}*{width}/{heads} = {v:g} is not a positive integer"
+        )
     f = ffn_ratio * width
     if not _is_integral(f) or round(f) < 1:
         raise ConfigError(f"ffn_ratios[{i}]: hidden width ffn_ratio*width = {ffn_ratio}*{width} = {f:g} is not a positive integer")
@@ -152,9 +155,7 @@ class ArchConfig:
             raise ConfigError(f"num_classes: must be positive, got {self.num_classes}")
         check_stem(self.widths[0])
         if max(self.heads) > len(self.kernels):
-            raise ConfigError(
-                f"heads: stage with {max(self.heads)} heads needs as many kernels, but kernels has {len(self.kernels)}"
-            )
+            raise ConfigError(f"heads: stage with {max(self.heads)} heads needs as many kernels, but kernels has {len(self.kernels)}")
         for i in range(n):
             check_stage(i, self.widths[i], self.heads[i], self.v_ratios[i], self.ffn_ratios[i])
 
@@ -204,17 +205,17 @@ class ArchConfig:
         """Stable 12-hex-digit id: equal architectures give equal ids on every machine."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
-    def same_architecture(self, other: "ArchConfig") -> bool:
+    def same_architecture(self, other: ArchConfig) -> bool:
         return self.canonical_json() == other.canonical_json()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
-    def replace(self, **changes: Any) -> "ArchConfig":
+    def replace(self, **changes: Any) -> ArchConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ArchConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> ArchConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"config: expected a mapping of fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}

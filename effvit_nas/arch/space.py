@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -233,7 +234,7 @@ class SearchSpace:
 
     # --- construction --------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "") -> "SearchSpace":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "") -> SearchSpace:
         if not isinstance(data, Mapping):
             raise ConfigError(f"search space: expected a mapping of knobs, got {type(data).__name__}")
         known = set(STAGE_KNOBS) | set(OTHER_KEYS)

@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -79,7 +79,7 @@ def _print_json(obj: Any) -> None:
 @space_app.command("show")
 @click.option("--space", default=None, help=SPACE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def space_show(space: Optional[str], as_json: bool) -> None:
+def space_show(space: str | None, as_json: bool) -> None:
     """Knobs, their ranges per stage, the space size and which presets it contains."""
     from effvit_nas.arch.space import load_space
 
@@ -111,7 +111,7 @@ def space_show(space: Optional[str], as_json: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed; the same seed gives the same configs.")
 @click.option("--space", default=None, help=SPACE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (hash, params, macs, config per entry).")
-def space_sample(n: int, seed: int, space: Optional[str], as_json: bool) -> None:
+def space_sample(n: int, seed: int, space: str | None, as_json: bool) -> None:
     """Draw N valid configs uniformly from the space, with their params and MACs."""
     import numpy as np
 
@@ -150,7 +150,7 @@ def space_sample(n: int, seed: int, space: Optional[str], as_json: bool) -> None
 @click.argument("config")
 @click.option("--img-size", type=click.IntRange(min=16), default=None, help="Build at this input size (px) instead of the config's.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (params, macs, img_size, hash, config, ...).")
-def model_info(config: str, img_size: Optional[int], as_json: bool) -> None:
+def model_info(config: str, img_size: int | None, as_json: bool) -> None:
     """Params, MACs, stage resolutions and the config of one architecture.
 
     CONFIG is a preset (M0..M5) or a YAML/JSON config file.
@@ -181,7 +181,15 @@ def model_list(as_json: bool) -> None:
         _print_json(records)
         return
     rows = [
-        [n, r["hash"], _fmt_tuple(tuple(r["config"]["widths"])), _fmt_tuple(tuple(r["config"]["depths"])), _fmt_tuple(tuple(r["config"]["heads"])), f"{r['params']:,}", f"{r['macs'] / 1e6:.1f}"]
+        [
+            n,
+            r["hash"],
+            _fmt_tuple(tuple(r["config"]["widths"])),
+            _fmt_tuple(tuple(r["config"]["depths"])),
+            _fmt_tuple(tuple(r["config"]["heads"])),
+            f"{r['params']:,}",
+            f"{r['macs'] / 1e6:.1f}",
+        ]
         for n, r in records.items()
     ]
     click.echo(_table(["preset", "hash", "widths", "depths", "heads", "params", "MACs(M)"], rows))
@@ -189,14 +197,24 @@ def model_list(as_json: bool) -> None:
 
 @app.command("bench")
 @click.argument("configs", nargs=-1, required=True, metavar="CONFIG...")
-@click.option("--device", "device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...).")
+@click.option(
+    "--device", "device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...)."
+)
 @click.option("--batch", type=int, default=None, help="Images per forward pass [default: 16 on CPU, 2048 on GPU].")
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU intra-op threads.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="[default: fp32 on CPU, fp16 autocast on GPU]")
-@click.option("--backend", type=click.Choice(["eager", "trace", "compile", "onnxruntime"]), default="trace", show_default=True, help="How the fused model runs.")
+@click.option(
+    "--backend",
+    type=click.Choice(["eager", "trace", "compile", "onnxruntime"]),
+    default="trace",
+    show_default=True,
+    help="How the fused model runs.",
+)
 @click.option("--warmup", "warmup_s", type=float, default=1.5, show_default=True, help="Seconds of warm-up iterations.")
 @click.option("--duration", "measure_s", type=float, default=4.0, show_default=True, help="Seconds of timed iterations.")
-@click.option("--storage", default=None, help="SQLAlchemy URL of the measurement store [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db].")
+@click.option(
+    "--storage", default=None, help="SQLAlchemy URL of the measurement store [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db]."
+)
 @click.option("--fresh", is_flag=True, help="Measure again even if the store has this measurement (replaces it).")
 @click.option("--ray-address", default=None, help="Join this Ray cluster (e.g. auto, ray://head:10001) instead of a local Ray.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object for one CONFIG, a list for several.")
@@ -208,10 +226,10 @@ def bench(configs, device, batch, threads, precision, backend, warmup_s, measure
     over timed iterations, in a Ray actor that holds the device exclusively. Results are kept
     in the store and reused unless --fresh.
     """
-    from effvit_nas.measure.devices import parse_device
-    from effvit_nas.measure.store import MeasurementStore
-    from effvit_nas.measure.settings import BenchSettings
     from effvit_nas.measure.actor import measure_configs
+    from effvit_nas.measure.devices import parse_device
+    from effvit_nas.measure.settings import BenchSettings
+    from effvit_nas.measure.store import MeasurementStore
 
     cfgs = [load_config(c) for c in configs]
     settings = BenchSettings.for_device(
@@ -253,8 +271,20 @@ def bench(configs, device, batch, threads, precision, backend, warmup_s, measure
 def _data_options(f, img_size_default: int | None = 64, img_size_help: str = "Proxy resolution (px)."):
     """The data options shared by `proxy`, `search` and `train`."""
     options = [
-        click.option("--data", "data_source", default="synthetic", show_default=True, help="synthetic, or a directory: ImageFolder (train/, val/) or CIFAR python batches."),
-        click.option("--img-size", type=click.IntRange(min=16), default=img_size_default, show_default=img_size_default is not None, help=img_size_help),
+        click.option(
+            "--data",
+            "data_source",
+            default="synthetic",
+            show_default=True,
+            help="synthetic, or a directory: ImageFolder (train/, val/) or CIFAR python batches.",
+        ),
+        click.option(
+            "--img-size",
+            type=click.IntRange(min=16),
+            default=img_size_default,
+            show_default=img_size_default is not None,
+            help=img_size_help,
+        ),
         click.option("--classes", type=click.IntRange(min=2), default=None, help="Use the first K classes [synthetic default: 10]."),
         click.option("--train-per-class", type=click.IntRange(min=1), default=None, help="At most N training images per class."),
         click.option("--val-per-class", type=click.IntRange(min=1), default=None, help="At most N held-out images per class."),
@@ -277,7 +307,9 @@ def _data_options_train(f):
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads [default: all cores].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for data, init and order.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object for one CONFIG, a list for several.")
-def proxy_cmd(configs, proxy_name, data_source, img_size, classes, train_per_class, val_per_class, steps, batch, threads, seed, as_json) -> None:
+def proxy_cmd(
+    configs, proxy_name, data_source, img_size, classes, train_per_class, val_per_class, steps, batch, threads, seed, as_json
+) -> None:
     """Proxy accuracy (train) or score (zero-cost) of each CONFIG.
 
     CONFIG is a preset (M0..M5) or a YAML/JSON file; the model is rebuilt at --img-size with
@@ -315,12 +347,23 @@ def _fmt_eta(seconds: float | None) -> str:
 @app.command("search")
 @click.option("--device", "device", default="cpu", show_default=True, help="Target device: cpu, cuda, cuda:N, auto, v100, a100, h100, ...")
 @click.option("--budget", required=True, help="Throughput budget, e.g. 10k-imgs/s, 10000img/s, 2.5k, 300-imgs/s.")
-@click.option("--trials", type=int, default=None, help="Finished trials the study should hold when the command ends (a resumed study runs only the missing ones).")
+@click.option(
+    "--trials",
+    type=int,
+    default=None,
+    help="Finished trials the study should hold when the command ends (a resumed study runs only the missing ones).",
+)
 @click.option("--timeout", default=None, help="Stop after this long, e.g. 90s, 30m, 2h.")
 @click.option("--study", "study_name", default=None, help="Study name [default: effvit-<device>-<budget>].")
 @click.option("--storage", default=None, help=STORAGE_HELP)
 @click.option("--space", default=None, help=SPACE_HELP)
-@click.option("--proxy", "proxy_name", default="naswot", show_default=True, help="Proxy: naswot, train, synflow, gradnorm, params, macs (results/proxy_fidelity.md).")
+@click.option(
+    "--proxy",
+    "proxy_name",
+    default="naswot",
+    show_default=True,
+    help="Proxy: naswot, train, synflow, gradnorm, params, macs (results/proxy_fidelity.md).",
+)
 @_data_options
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")
 @click.option("--batch", type=int, default=None, help="Throughput batch [default: 16 on CPU, 2048 on GPU].")
@@ -330,35 +373,80 @@ def _fmt_eta(seconds: float | None) -> str:
 @click.option("--warmup", "warmup_s", type=float, default=1.5, show_default=True, help="Throughput warm-up seconds.")
 @click.option("--duration", "measure_s", type=float, default=4.0, show_default=True, help="Throughput timed seconds.")
 @click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random"]), default="tpe", show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Candidates per round (proxies run in parallel Ray tasks).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Candidates per round (proxies run in parallel Ray tasks)."
+)
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster instead of a local Ray.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--seed-presets", is_flag=True, help="Enqueue the M0-M5 that are points of the space first.")
-@click.option("--heartbeat", type=float, default=30.0, show_default=True, help="Seconds between trial heartbeats; trials silent for 3x are failed and re-run.")
-@click.option("--train-top", type=click.IntRange(min=1), default=None, help="After the search, export the K most accurate Pareto models and train each (`train` recipe).")
+@click.option(
+    "--heartbeat",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between trial heartbeats; trials silent for 3x are failed and re-run.",
+)
+@click.option(
+    "--train-top",
+    type=click.IntRange(min=1),
+    default=None,
+    help="After the search, export the K most accurate Pareto models and train each (`train` recipe).",
+)
 @click.option("--train-epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Epochs for --train-top.")
 @click.option("--train-batch", type=click.IntRange(min=2), default=256, show_default=True, help="Total batch for --train-top.")
 @click.option("--train-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Train workers for --train-top.")
 @click.option("--train-out", type=click.Path(path_type=Path), default=None, help="Export folder for --train-top [default: <study>-models].")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-def search_cmd(device, budget, trials, timeout, study_name, storage, space, proxy_name, data_source, img_size, classes, train_per_class, val_per_class,
-               steps, batch, threads, precision, backend, warmup_s, measure_s, sampler, workers, ray_address, seed, seed_presets, heartbeat,
-               train_top, train_epochs, train_batch, train_workers, train_out, quiet, as_json) -> None:
+def search_cmd(
+    device,
+    budget,
+    trials,
+    timeout,
+    study_name,
+    storage,
+    space,
+    proxy_name,
+    data_source,
+    img_size,
+    classes,
+    train_per_class,
+    val_per_class,
+    steps,
+    batch,
+    threads,
+    precision,
+    backend,
+    warmup_s,
+    measure_s,
+    sampler,
+    workers,
+    ray_address,
+    seed,
+    seed_presets,
+    heartbeat,
+    train_top,
+    train_epochs,
+    train_batch,
+    train_workers,
+    train_out,
+    quiet,
+    as_json,
+) -> None:
     """Search the space for the most accurate models that meet a throughput budget on DEVICE.
 
     Trials are measured (throughput, in a Ray actor holding the device) before their proxy
     runs; candidates under the budget skip the proxy. The study lives in the storage
     database: running the same command again resumes it.
     """
-    from effvit_nas.proxy.data import DataConfig
-    from effvit_nas.measure.devices import parse_device
-    from effvit_nas.proxy.registry import PROXIES
-    from effvit_nas.search.loop import SearchSettings, parse_budget, parse_duration, run_search
-    from effvit_nas.proxy.short_training import ShortTrainSettings
     from effvit_nas.arch.space import load_space
-    from effvit_nas.measure.store import default_storage
+    from effvit_nas.measure.devices import parse_device
     from effvit_nas.measure.settings import BenchSettings
+    from effvit_nas.measure.store import default_storage
+    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.proxy.registry import PROXIES
+    from effvit_nas.proxy.short_training import ShortTrainSettings
+    from effvit_nas.search.loop import SearchSettings, parse_budget, parse_duration, run_search
 
     budget_v = parse_budget(budget)
     timeout_s = parse_duration(timeout) if timeout else None
@@ -375,7 +463,9 @@ def search_cmd(device, budget, trials, timeout, study_name, storage, space, prox
         proxy=proxy_name,
         data=DataConfig(data_source, img_size, classes, train_per_class, val_per_class, seed),
         train=ShortTrainSettings(steps=steps, seed=seed),
-        bench=BenchSettings.for_device(_device_kind(spec), batch=batch, precision=precision, threads=threads, backend=backend, warmup_s=warmup_s, measure_s=measure_s),
+        bench=BenchSettings.for_device(
+            _device_kind(spec), batch=batch, precision=precision, threads=threads, backend=backend, warmup_s=warmup_s, measure_s=measure_s
+        ),
         trials=trials,
         timeout_s=timeout_s,
         sampler=sampler,
@@ -418,7 +508,7 @@ def search_cmd(device, budget, trials, timeout, study_name, storage, space, prox
     _print_trials(summary.pareto, title="Pareto set (feasible, non-dominated)")
 
 
-def _train_top(settings, k: int, epochs: int, batch: int, workers: int, out: Optional[Path], quiet: bool) -> list[dict]:
+def _train_top(settings, k: int, epochs: int, batch: int, workers: int, out: Path | None, quiet: bool) -> list[dict]:
     """Export the k most accurate Pareto models of the search and train each on the search's data."""
     from effvit_nas.results.export import export_trials
     from effvit_nas.results.pareto import pareto_trials
@@ -524,14 +614,27 @@ def studies_cmd(storage, as_json) -> None:
     if not rows:
         click.echo(f"no studies in {url}")
         return
-    click.echo(_table(
-        ["study", "trials", "feasible", "pareto", "device", "budget img/s", "proxy", "created (UTC)"],
-        [[r["study"], r["trials"], r["feasible"], r["pareto"], r["device"] or "-",
-          f"{r['budget']:,.0f}" if r["budget"] else "-", r["proxy"] or "-", (r["created"] or "-").replace("+00:00", "")] for r in rows],
-    ))
+    click.echo(
+        _table(
+            ["study", "trials", "feasible", "pareto", "device", "budget img/s", "proxy", "created (UTC)"],
+            [
+                [
+                    r["study"],
+                    r["trials"],
+                    r["feasible"],
+                    r["pareto"],
+                    r["device"] or "-",
+                    f"{r['budget']:,.0f}" if r["budget"] else "-",
+                    r["proxy"] or "-",
+                    (r["created"] or "-").replace("+00:00", ""),
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
-def _writable_file(path: Optional[Path], suffix: str, option: str) -> None:
+def _writable_file(path: Path | None, suffix: str, option: str) -> None:
     if path is None:
         return
     if path.suffix.lower() != suffix:
@@ -548,7 +651,13 @@ def _writable_file(path: Optional[Path], suffix: str, option: str) -> None:
 @app.command("pareto")
 @click.option("--study", "study_name", required=True, help="Study name.")
 @click.option("--storage", default=None, help=STORAGE_HELP)
-@click.option("--out", "png", type=click.Path(path_type=Path), default=None, help="PNG file [default: <study>-pareto.png unless --html or --json is given].")
+@click.option(
+    "--out",
+    "png",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="PNG file [default: <study>-pareto.png unless --html or --json is given].",
+)
 @click.option("--html", type=click.Path(path_type=Path), default=None, help="Interactive HTML file (plotly, self-contained).")
 @click.option("--with-presets", is_flag=True, help="Measure and score M0-M5 on the study's device/protocol/proxy where missing.")
 @click.option("--ray-address", default=None, help="Ray cluster holding the study's device (for --with-presets).")
@@ -576,8 +685,10 @@ def pareto_cmd(study_name, storage, png, html, with_presets, ray_address, as_jso
         _print_json(view_json(view))
         return
     click.echo(f"{view.title}\n{view.subtitle}")
-    click.echo(f"  Pareto front {len(view.front)}, other feasible {len(view.feasible)}, under budget {len(view.under_budget)}, "
-               f"not measured {view.skipped}; M0-M5 drawn: {', '.join(r.name for r in view.references) or 'none (add --with-presets)'}")
+    click.echo(
+        f"  Pareto front {len(view.front)}, other feasible {len(view.feasible)}, under budget {len(view.under_budget)}, "
+        f"not measured {view.skipped}; M0-M5 drawn: {', '.join(r.name for r in view.references) or 'none (add --with-presets)'}"
+    )
     for f in (png, html):
         if f is not None:
             click.echo(f"wrote {f}")
@@ -605,8 +716,21 @@ def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ra
     chosen = select_trials(study, pareto=pareto, trial=list(trial), top=top)
     done = export_trials(study, info, url, chosen, out, onnx=onnx, remeasure=remeasure, ray_address=ray_address)
     if as_json:
-        _print_json([{"trial": e.trial, "hash": e.config_hash, "folder": str(e.folder), "throughput": e.throughput,
-                      "accuracy": e.accuracy, "remeasured": e.remeasured, "drift": e.drift, "drifted": e.drifted} for e in done])
+        _print_json(
+            [
+                {
+                    "trial": e.trial,
+                    "hash": e.config_hash,
+                    "folder": str(e.folder),
+                    "throughput": e.throughput,
+                    "accuracy": e.accuracy,
+                    "remeasured": e.remeasured,
+                    "drift": e.drift,
+                    "drifted": e.drifted,
+                }
+                for e in done
+            ]
+        )
         return
     for e in done:
         line = f"trial {e.trial} {e.config_hash} -> {e.folder}"
@@ -643,7 +767,9 @@ def _recipe_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
             else:
                 out[key] = value
         except ValueError:
-            raise UserError(f"--set {pair!r}: {value!r} is not a valid {type(default).__name__ if default is not None else 'number'}") from None
+            raise UserError(
+                f"--set {pair!r}: {value!r} is not a valid {type(default).__name__ if default is not None else 'number'}"
+            ) from None
     return out
 
 
@@ -666,7 +792,9 @@ def _teacher(spec: str | None) -> dict[str, Any] | None:
     path = Path(spec)
     weights = path / "model.safetensors"
     if not path.is_dir() or not weights.is_file():
-        raise UserError(f"unknown teacher {spec!r}: give a folder with config.yaml and model.safetensors (a finished `effvit-nas train` --out)")
+        raise UserError(
+            f"unknown teacher {spec!r}: give a folder with config.yaml and model.safetensors (a finished `effvit-nas train` --out)"
+        )
     cfg = load_config(path)
     from safetensors import safe_open
 
@@ -676,8 +804,18 @@ def _teacher(spec: str | None) -> dict[str, Any] | None:
     return {"arch": cfg.to_dict(), "weights": str(weights.resolve()), "num_classes": classes}
 
 
-def run_training(config_path: str, data, recipe, out: Optional[Path], workers: int, resume: bool, distill: Optional[str],
-                 storage: Optional[str], ray_address: Optional[str], quiet: bool = False):
+def run_training(
+    config_path: str,
+    data,
+    recipe,
+    out: Path | None,
+    workers: int,
+    resume: bool,
+    distill: str | None,
+    storage: str | None,
+    ray_address: str | None,
+    quiet: bool = False,
+):
     """Train one config or export folder and put the result where users look: the output folder
     (train.json, weights) and, for an export folder, its model card and the study."""
     import torch
@@ -692,8 +830,10 @@ def run_training(config_path: str, data, recipe, out: Optional[Path], workers: i
     teacher = _teacher(distill)
     use_gpu = torch.cuda.is_available()
     if not quiet:
-        click.echo(f"training {arch.short_hash()} on {data.source} ({data.img_size} px) with {workers} Ray Train worker(s), "
-                   f"{'GPU' if use_gpu else 'CPU'}; out {out}")
+        click.echo(
+            f"training {arch.short_hash()} on {data.source} ({data.img_size} px) with {workers} Ray Train worker(s), "
+            f"{'GPU' if use_gpu else 'CPU'}; out {out}"
+        )
         click.echo("recipe: " + ", ".join(f"{k}={v}" for k, v in asdict(recipe).items()))
 
     t_start = [None]
@@ -715,17 +855,29 @@ def run_training(config_path: str, data, recipe, out: Optional[Path], workers: i
         left = (p["epochs"] - p["epoch"]) * p["steps"] + p["steps"] - p["step"]
         eta = (time.perf_counter() - t0) / done * left if done > 0 else None
         bar = "#" * int(20 * p["step"] / p["steps"])
-        click.echo(f"  epoch {p['epoch']}/{p['epochs']} [{bar:<20}] {p['step']}/{p['steps']} loss {p['loss']:.3f} "
-                   f"lr {p['lr']:.2e} {p['img_s']:.0f} img/s ETA {_fmt_eta(eta)}")
+        click.echo(
+            f"  epoch {p['epoch']}/{p['epochs']} [{bar:<20}] {p['step']}/{p['steps']} loss {p['loss']:.3f} "
+            f"lr {p['lr']:.2e} {p['img_s']:.0f} img/s ETA {_fmt_eta(eta)}"
+        )
 
-    res = train(arch, data, recipe, out, workers=workers, resume=resume, teacher=teacher, use_gpu=use_gpu,
-                ray_address=ray_address, on_progress=progress)
+    res = train(
+        arch,
+        data,
+        recipe,
+        out,
+        workers=workers,
+        resume=resume,
+        teacher=teacher,
+        use_gpu=use_gpu,
+        ray_address=ray_address,
+        on_progress=progress,
+    )
     if export_dir is not None:
         _record_training(export_dir, arch, res, storage, quiet)
     return res
 
 
-def _record_training(folder: Path, arch: ArchConfig, res, storage: Optional[str], quiet: bool) -> None:
+def _record_training(folder: Path, arch: ArchConfig, res, storage: str | None, quiet: bool) -> None:
     """Trained accuracy next to the proxy score: in the model card and in the study."""
     card = folder / "README.md"
     ema = f" (EMA {100 * res.top1_ema:.1f} %)" if res.top1_ema is not None else ""
@@ -746,7 +898,13 @@ def _record_training(folder: Path, arch: ArchConfig, res, storage: Optional[str]
 
         study = load_study(proxy["study"], url)
         trained = dict(study.user_attrs.get("trained", {}))
-        trained[str(proxy["trial"])] = {"top1": res.top1, "top1_ema": res.top1_ema, "epochs": res.epochs, "hash": arch.short_hash(), "out": res.out}
+        trained[str(proxy["trial"])] = {
+            "top1": res.top1,
+            "top1_ema": res.top1_ema,
+            "epochs": res.epochs,
+            "hash": arch.short_hash(),
+            "out": res.out,
+        }
         study.set_user_attr("trained", trained)
         if not quiet:
             click.echo(f"recorded in study {proxy['study']!r} ({url}), trial {proxy['trial']}")
@@ -760,18 +918,47 @@ def _record_training(folder: Path, arch: ArchConfig, res, storage: Optional[str]
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--batch", type=click.IntRange(min=2), default=256, show_default=True, help="Total images per update over all workers.")
 @click.option("--lr", type=float, default=None, help="Peak lr [default: 1e-3 x batch / 512].")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Train workers (DDP: gloo on CPU, NCCL on GPU).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Train workers (DDP: gloo on CPU, NCCL on GPU)."
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest epoch checkpoint.")
-@click.option("--distill", default=None, metavar="TEACHER", help="Soft distillation from a trained model folder (config.yaml + model.safetensors).")
+@click.option(
+    "--distill", default=None, metavar="TEACHER", help="Soft distillation from a trained model folder (config.yaml + model.safetensors)."
+)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [default: the export folder, or train-<hash>].")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe knob, e.g. --set mixup=0 --set ema_decay=0.999 (see the printed recipe).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe knob, e.g. --set mixup=0 --set ema_decay=0.999 (see the printed recipe).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--storage", default=None, help="Study database to record the trained accuracy in [default: the export's].")
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster.")
 @click.option("--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def train_cmd(config, data_source, img_size, classes, train_per_class, val_per_class, epochs, batch, lr, workers, resume, distill, out,
-              overrides, seed, storage, ray_address, quiet, as_json) -> None:
+def train_cmd(
+    config,
+    data_source,
+    img_size,
+    classes,
+    train_per_class,
+    val_per_class,
+    epochs,
+    batch,
+    lr,
+    workers,
+    resume,
+    distill,
+    out,
+    overrides,
+    seed,
+    storage,
+    ray_address,
+    quiet,
+    as_json,
+) -> None:
     """Train CONFIG (preset, YAML or export folder) with the paper's recipe through Ray Train."""
     from effvit_nas.proxy.data import DataConfig
 
@@ -783,7 +970,9 @@ def train_cmd(config, data_source, img_size, classes, train_per_class, val_per_c
         _print_json(asdict(res))
         return
     ema = f", EMA {100 * res.top1_ema:.1f} %" if res.top1_ema is not None else ""
-    click.echo(f"top-1 {100 * res.top1:.1f} %{ema} after {res.epochs} epochs ({res.seconds:.0f} s, {res.images_per_s:.0f} img/s); weights in {res.out}")
+    click.echo(
+        f"top-1 {100 * res.top1:.1f} %{ema} after {res.epochs} epochs ({res.seconds:.0f} s, {res.images_per_s:.0f} img/s); weights in {res.out}"
+    )
 
 
 def _device_kind(spec) -> str:

@@ -10,18 +10,18 @@ CPUs. Only the driver touches the measurement store: workers return results.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from effvit_nas.arch.config import ArchConfig
-from effvit_nas.measure.devices import DeviceError, fingerprint, parse_device, resolve_local
 from effvit_nas.errors import UserError
-from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.measure.devices import DeviceError, fingerprint, parse_device, resolve_local
 from effvit_nas.measure.settings import BenchSettings, Measurement
+from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.measure.timing import check_supported, measure
 
 NAMESPACE = "effvit-nas"
-
 
 
 def connect(address: str | None = None) -> None:
@@ -61,8 +61,8 @@ class DeviceWorker:
         self.torch_device = resolve_local(parse_device(device))
         self._fp = fingerprint(self.torch_device)
         # import the model code now (seconds: timm, torchvision), not inside the first timing call
+        import effvit_nas.model.deploy
         import effvit_nas.model.efficientvit  # noqa: F401
-        import effvit_nas.model.deploy  # noqa: F401
 
     def fingerprint(self) -> dict[str, Any]:
         return self._fp

@@ -56,7 +56,7 @@ class BenchSettings:
             raise SettingError("BenchSettings.min_iters", f"must be >= 1, got {self.min_iters}")
 
     @classmethod
-    def for_device(cls, device_kind: str, batch: int | None = None, precision: str | None = None, **kw: Any) -> "BenchSettings":
+    def for_device(cls, device_kind: str, batch: int | None = None, precision: str | None = None, **kw: Any) -> BenchSettings:
         """The paper's defaults for ``device_kind`` (``cpu``/``cuda``) unless overridden."""
         gpu = device_kind == "cuda"
         if batch is None:

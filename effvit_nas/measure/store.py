@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, func, select
@@ -98,9 +98,7 @@ class MeasurementStore:
                 s.add(_Meta(key="measurements_schema", value=str(SCHEMA_VERSION)))
                 s.commit()
             elif row.value != str(SCHEMA_VERSION):
-                raise StorageError(
-                    f"storage {self.url!r} holds measurement schema v{row.value}; this effvit-nas reads v{SCHEMA_VERSION}"
-                )
+                raise StorageError(f"storage {self.url!r} holds measurement schema v{row.value}; this effvit-nas reads v{SCHEMA_VERSION}")
 
     def get(self, config_hash: str, device_id: str, protocol_key: str) -> Measurement | None:
         with Session(self.engine) as s:
@@ -114,7 +112,7 @@ class MeasurementStore:
             settings_json=json.dumps(m.settings, sort_keys=True),
             device_json=json.dumps(m.device, sort_keys=True),
             config_json=json.dumps(m.config, sort_keys=True),
-            measured_at=datetime.now(timezone.utc),
+            measured_at=datetime.now(UTC),
         )
         with Session(self.engine) as s, s.begin():
             row = s.scalars(_by_key(m.config_hash, m.device["id"], protocol_key)).first()

@@ -11,22 +11,20 @@ backend. Call this through :mod:`effvit_nas.measure.actor` to get the device hel
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import tempfile
 import time
-import warnings
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.measure.devices import DeviceError
 from effvit_nas.measure.settings import BenchSettings, Measurement
-from effvit_nas.errors import UserError
+
 
 def check_supported(settings: BenchSettings, torch_device: str) -> None:
     """DeviceError for combinations the device or backend cannot run."""
@@ -55,7 +53,6 @@ def _autocast(torch_device: str, precision: str) -> contextlib.AbstractContextMa
 
 def _onnx_runner(model: Any, x: Any, threads: int) -> Callable[[], Any]:
     import onnxruntime as ort
-    import torch
 
     from effvit_nas.model.deploy import export_onnx
 
@@ -75,8 +72,8 @@ def prepare(config: ArchConfig, settings: BenchSettings, torch_device: str, batc
     """Build, deploy and prepare the backend; returns a zero-argument forward pass."""
     import torch
 
-    from effvit_nas.model.efficientvit import build_model
     from effvit_nas.model.deploy import trace_for_inference
+    from effvit_nas.model.efficientvit import build_model
 
     torch.manual_seed(0)
     model = build_model(config).eval().deploy().to(torch_device)

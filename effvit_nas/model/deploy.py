@@ -45,5 +45,6 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic_batc
     axes = {"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings(), contextlib.redirect_stdout(None):
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), path, dynamo=False, opset_version=17, input_names=["x"],
-                          output_names=["logits"], dynamic_axes=axes)
+        torch.onnx.export(
+            model, (example,), path, dynamo=False, opset_version=17, input_names=["x"], output_names=["logits"], dynamic_axes=axes
+        )

@@ -210,7 +210,7 @@ class CascadedGroupAttention(nn.Module):
         return self.proj(torch.cat(outs, dim=1))
 
     @torch.no_grad()
-    def fuse(self) -> "CascadedGroupAttention":
+    def fuse(self) -> CascadedGroupAttention:
         """In place: fused convs, scale folded into the Q depthwise conv, constant biases."""
         dense = self.attention_bias().detach().clone()
         fuse_modules(self)
@@ -237,7 +237,7 @@ class LocalWindowAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         ws = self.window
-        if H == ws and W == ws:
+        if ws == H and ws == W:
             return self.attn(x)
         pad_b, pad_r = -H % ws, -W % ws
         if pad_b or pad_r:
@@ -380,7 +380,7 @@ class EfficientViT(nn.Module):
         return {n for n, _ in self.named_parameters() if "attention_biases" in n}
 
     @torch.no_grad()
-    def deploy(self) -> "EfficientViT":
+    def deploy(self) -> EfficientViT:
         """Convert in place to the inference form (eval mode, every BN folded). Returns self.
 
         The result computes the same function as the eval-mode model it came from; it has no

@@ -26,8 +26,8 @@ from typing import Any
 import torch.nn as nn
 
 from effvit_nas.arch.config import ArchConfig
-from effvit_nas.model.efficientvit import EfficientViT, build_model
 from effvit_nas.errors import ConfigError
+from effvit_nas.model.efficientvit import EfficientViT, build_model
 
 
 def _timm_windows(config: ArchConfig) -> tuple[int, ...]:

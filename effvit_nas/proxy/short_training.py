@@ -10,16 +10,16 @@ top-1 on the held-out split. Deterministic under a seed on a fixed number of thr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from effvit_nas.arch.config import ArchConfig
-from effvit_nas.proxy.data import Dataset, normalize
-from effvit_nas.model.efficientvit import build_model
 from effvit_nas.errors import UserError
+from effvit_nas.model.efficientvit import build_model
+from effvit_nas.proxy.data import Dataset, normalize
 
 Reporter = Callable[[int, float], bool]
 """Called as ``report(step, top1)`` at intermediate evaluations; returning True stops."""
@@ -93,7 +93,9 @@ def _augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
     return xp[:, :, dy : dy + h, dx : dx + w]
 
 
-def train_proxy(config: ArchConfig, data: Dataset, settings: ShortTrainSettings = ShortTrainSettings(), report: Reporter | None = None) -> TrainResult:
+def train_proxy(
+    config: ArchConfig, data: Dataset, settings: ShortTrainSettings = ShortTrainSettings(), report: Reporter | None = None
+) -> TrainResult:
     """Train ``config`` (rebuilt at the data's resolution and class count) and evaluate it."""
     from timm.loss import LabelSmoothingCrossEntropy
     from timm.optim import create_optimizer_v2

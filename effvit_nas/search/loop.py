@@ -23,17 +23,18 @@ import re
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
-from effvit_nas.proxy.data import DataConfig
 from effvit_nas.errors import UserError
+from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
+from effvit_nas.proxy.data import DataConfig
+from effvit_nas.proxy.short_training import ShortTrainSettings
 from effvit_nas.results.pareto import is_feasible, pareto_trials
 from effvit_nas.results.studies import trial_record
-from effvit_nas.proxy.short_training import ShortTrainSettings
-from effvit_nas.measure.settings import BenchSettings
 
 SAMPLERS = ("tpe", "nsga2", "random")
 OBJECTIVES = ("accuracy", "throughput")
@@ -239,7 +240,7 @@ class _Heartbeat:
             self.storage.record_heartbeat(tid)
         self.trial_ids = trial_ids
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> _Heartbeat:
         self._thread.start()
         return self
 
@@ -261,18 +262,19 @@ def _finished_with_hash(study, config_hash: str, number: int):
 def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] | None = None) -> SearchSummary:
     """Run (or resume) the search described by ``settings``; see the module doc."""
     import optuna
+
     from effvit_nas.runtime import import_ray
 
     ray = import_ray()
     from optuna.storages import fail_stale_trials
 
-    from effvit_nas.proxy.data import load_data
-    from effvit_nas.measure.devices import parse_device, resolve_local
-    from effvit_nas.model.cost import model_cost
     from effvit_nas.arch.space import load_space
+    from effvit_nas.measure.actor import connect, get_worker, measure_configs
+    from effvit_nas.measure.devices import parse_device, resolve_local
     from effvit_nas.measure.store import MeasurementStore
     from effvit_nas.measure.timing import check_supported
-    from effvit_nas.measure.actor import connect, get_worker, measure_configs
+    from effvit_nas.model.cost import model_cost
+    from effvit_nas.proxy.data import load_data
 
     t_start = time.perf_counter()
     space = load_space(settings.space)
@@ -298,11 +300,16 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
     feas = FeasibilityModel(settings.budget)
     for t in complete_trials():
         if t.user_attrs.get("measured") and t.user_attrs.get("throughput"):
-            feas.add(features(ArchConfig.from_dict(t.user_attrs["config"]), t.user_attrs["params"], t.user_attrs["macs"]), t.user_attrs["throughput"])
+            feas.add(
+                features(ArchConfig.from_dict(t.user_attrs["config"]), t.user_attrs["params"], t.user_attrs["macs"]),
+                t.user_attrs["throughput"],
+            )
     skipped = sum(1 for t in complete_trials() if t.user_attrs.get("predicted_infeasible") and not t.user_attrs.get("measured"))
     audited = sum(1 for t in complete_trials() if t.user_attrs.get("predicted_infeasible") and t.user_attrs.get("measured"))
     audit_ok = sum(
-        1 for t in complete_trials() if t.user_attrs.get("predicted_infeasible") and t.user_attrs.get("measured") and t.user_attrs["throughput"] < settings.budget
+        1
+        for t in complete_trials()
+        if t.user_attrs.get("predicted_infeasible") and t.user_attrs.get("measured") and t.user_attrs["throughput"] < settings.budget
     )
     connect(settings.ray_address)
     # One device actor for the whole run, started now: it lives while this handle does, and its
@@ -352,7 +359,12 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
                     try:
                         cfg = space.suggest(trial)
                         cost = model_cost(cfg)
-                        for k, v in (("config", cfg.to_dict()), ("config_hash", cfg.short_hash()), ("params", cost.params), ("macs", cost.macs)):
+                        for k, v in (
+                            ("config", cfg.to_dict()),
+                            ("config_hash", cfg.short_hash()),
+                            ("params", cost.params),
+                            ("macs", cost.macs),
+                        ):
                             trial.set_user_attr(k, v)
                         prev = _finished_with_hash(study, cfg.short_hash(), trial.number)
                         if prev is not None:
@@ -365,7 +377,15 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
                             study.tell(trial, list(prev.values))
                             run_trials += 1
                             feasible = is_feasible(prev)
-                            emit(trial.number, "COMPLETE", cfg.short_hash(), prev.user_attrs.get("throughput"), prev.user_attrs.get("accuracy"), feasible, f"repeat of trial {prev.number}")
+                            emit(
+                                trial.number,
+                                "COMPLETE",
+                                cfg.short_hash(),
+                                prev.user_attrs.get("throughput"),
+                                prev.user_attrs.get("accuracy"),
+                                feasible,
+                                f"repeat of trial {prev.number}",
+                            )
                             continue
                         x = features(cfg, cost.params, cost.macs)
                         predicted = feas.predict(x)
@@ -386,7 +406,9 @@ def run_search(settings: SearchSettings, on_event: Callable[[TrialEvent], None] 
                             audited += 1
                             trial.set_user_attr("audit", True)
                         t_m = time.perf_counter()
-                        m = measure_configs([cfg], settings.device, settings.bench, store, ray_address=settings.ray_address, worker=device_worker)[0]
+                        m = measure_configs(
+                            [cfg], settings.device, settings.bench, store, ray_address=settings.ray_address, worker=device_worker
+                        )[0]
                         measure_s += time.perf_counter() - t_m
                         trial.set_user_attr("measured", True)
                         trial.set_user_attr("throughput", m.throughput)

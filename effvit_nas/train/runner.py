@@ -27,13 +27,14 @@ import random
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from effvit_nas.arch.config import ArchConfig
-from effvit_nas.proxy.data import DataConfig
 from effvit_nas.errors import UserError
+from effvit_nas.proxy.data import DataConfig
 
 CHECKPOINT_DIR = "checkpoints"
 RUN_NAME = "train"
@@ -111,7 +112,7 @@ class TrainRecipe:
         if not 0 <= self.hflip <= 1 or not 0 <= self.reprob <= 1:
             raise UserError(f"hflip and reprob are probabilities in [0, 1], got {self.hflip} and {self.reprob}")
 
-    def resolved(self, workers: int) -> "TrainRecipe":
+    def resolved(self, workers: int) -> TrainRecipe:
         """lr and warm-up filled in; the batch rounded to a multiple of 2 x workers (Mixup
         mixes pairs within each worker's batch)."""
         per = max(2, (self.batch // workers) // 2 * 2)
@@ -156,7 +157,10 @@ def data_defaults(data: DataConfig) -> tuple[dict[str, Any], str]:
     results/training.md). A padded random crop translates without rescaling.
     """
     if data.source == "synthetic":
-        return {"crop_pad": 4}, "synthetic data: crop_pad=4 instead of the random-resized crop, which changes its labels (grating frequencies); --set crop_pad=0 for the paper's crop"
+        return (
+            {"crop_pad": 4},
+            "synthetic data: crop_pad=4 instead of the random-resized crop, which changes its labels (grating frequencies); --set crop_pad=0 for the paper's crop",
+        )
     return {}, ""
 
 
@@ -167,11 +171,21 @@ def _train_transform(recipe: TrainRecipe, size: int) -> Any:
     from torchvision import transforms
 
     crop, augment, final = create_transform(
-        size, is_training=True, auto_augment=recipe.auto_augment or None, interpolation="bicubic", re_prob=recipe.reprob,
-        re_mode="pixel", scale=(recipe.scale_min, 1.0), hflip=recipe.hflip, color_jitter=recipe.color_jitter or None, separate=True)
+        size,
+        is_training=True,
+        auto_augment=recipe.auto_augment or None,
+        interpolation="bicubic",
+        re_prob=recipe.reprob,
+        re_mode="pixel",
+        scale=(recipe.scale_min, 1.0),
+        hflip=recipe.hflip,
+        color_jitter=recipe.color_jitter or None,
+        separate=True,
+    )
     if recipe.crop_pad > 0:
-        crop = transforms.Compose([transforms.RandomCrop(size, padding=recipe.crop_pad, padding_mode="reflect"),
-                                   transforms.RandomHorizontalFlip(recipe.hflip)])
+        crop = transforms.Compose(
+            [transforms.RandomCrop(size, padding=recipe.crop_pad, padding_mode="reflect"), transforms.RandomHorizontalFlip(recipe.hflip)]
+        )
     return transforms.Compose([crop, augment, final])
 
 
@@ -213,8 +227,8 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     from timm.scheduler import create_scheduler_v2
     from timm.utils import ModelEmaV3, dispatch_clip_grad
 
-    from effvit_nas.proxy.data import normalize
     from effvit_nas.model.efficientvit import build_model
+    from effvit_nas.proxy.data import normalize
 
     recipe = TrainRecipe(**cfg["recipe"])
     arch = ArchConfig.from_dict(cfg["arch"])
@@ -237,14 +251,25 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     torch.manual_seed(recipe.seed)
     model = build_model(arch.replace(num_classes=data.num_classes)).to(device)
     optimizer = create_optimizer_v2(model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay, eps=recipe.eps)
-    scheduler, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=recipe.epochs, warmup_epochs=recipe.warmup_epochs,
-                                       warmup_lr=recipe.warmup_lr, min_lr=recipe.min_lr, step_on_epochs=False, updates_per_epoch=steps)
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched="cosine",
+        num_epochs=recipe.epochs,
+        warmup_epochs=recipe.warmup_epochs,
+        warmup_lr=recipe.warmup_lr,
+        min_lr=recipe.min_lr,
+        step_on_epochs=False,
+        updates_per_epoch=steps,
+    )
     ema = ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=True) if recipe.ema_decay > 0 else None
     amp = recipe.amp and cuda
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     mixing = recipe.mixup > 0 or recipe.cutmix > 0
-    mixup = Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.smoothing,
-                  num_classes=data.num_classes) if mixing else None
+    mixup = (
+        Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.smoothing, num_classes=data.num_classes)
+        if mixing
+        else None
+    )
     soft_ce = SoftTargetCrossEntropy()
     teacher = None
     if cfg.get("teacher"):
@@ -291,7 +316,9 @@ def _train_loop(cfg: dict[str, Any]) -> None:
             if mixup is not None:
                 x, target = mixup(x, y)
             else:
-                target = torch.nn.functional.one_hot(y, data.num_classes).float() * (1 - recipe.smoothing) + recipe.smoothing / data.num_classes
+                target = (
+                    torch.nn.functional.one_hot(y, data.num_classes).float() * (1 - recipe.smoothing) + recipe.smoothing / data.num_classes
+                )
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 logits = ddp(x)
                 loss = soft_ce(logits, target)
@@ -299,9 +326,13 @@ def _train_loop(cfg: dict[str, Any]) -> None:
                     with torch.no_grad():
                         t_logits = teacher(x)
                     tau = recipe.distill_tau
-                    kd = torch.nn.functional.kl_div(
-                        torch.log_softmax(logits / tau, 1), torch.log_softmax(t_logits / tau, 1), reduction="batchmean", log_target=True
-                    ) * tau * tau
+                    kd = (
+                        torch.nn.functional.kl_div(
+                            torch.log_softmax(logits / tau, 1), torch.log_softmax(t_logits / tau, 1), reduction="batchmean", log_target=True
+                        )
+                        * tau
+                        * tau
+                    )
                     loss = (1 - recipe.distill_alpha) * loss + recipe.distill_alpha * kd
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -318,11 +349,27 @@ def _train_loop(cfg: dict[str, Any]) -> None:
             loss_sum += loss.item()
             if queue is not None and rank == 0 and (step % max(1, steps // 10) == 0 or step == steps - 1):
                 elapsed = time.perf_counter() - t0
-                queue.put({"epoch": epoch + 1, "epochs": recipe.epochs, "step": step + 1, "steps": steps, "loss": loss.item(),
-                           "lr": optimizer.param_groups[0]["lr"], "img_s": seen / max(elapsed, 1e-9)})
+                queue.put(
+                    {
+                        "epoch": epoch + 1,
+                        "epochs": recipe.epochs,
+                        "step": step + 1,
+                        "steps": steps,
+                        "loss": loss.item(),
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "img_s": seen / max(elapsed, 1e-9),
+                    }
+                )
         train_s = time.perf_counter() - t0
-        metrics = {"epoch": epoch + 1, "loss": loss_sum / steps, "lr": optimizer.param_groups[0]["lr"], "img_s": seen / train_s,
-                   "top1": top1(model), "top1_ema": top1(ema.module) if ema is not None else None, "train_s": train_s}
+        metrics = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / steps,
+            "lr": optimizer.param_groups[0]["lr"],
+            "img_s": seen / train_s,
+            "top1": top1(model),
+            "top1_ema": top1(ema.module) if ema is not None else None,
+            "train_s": train_s,
+        }
         history.append(metrics)
         with tempfile.TemporaryDirectory() as d:
             checkpoint = None
@@ -330,8 +377,17 @@ def _train_loop(cfg: dict[str, Any]) -> None:
                 _save_weights(model, Path(d) / "model.safetensors")
                 if ema is not None:
                     _save_weights(ema.module, Path(d) / "model_ema.safetensors")
-                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                            "epoch": epoch, "history": history, "num_classes": data.num_classes}, Path(d) / "state.pt")
+                torch.save(
+                    {
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "epoch": epoch,
+                        "history": history,
+                        "num_classes": data.num_classes,
+                    },
+                    Path(d) / "state.pt",
+                )
                 checkpoint = ray.train.Checkpoint.from_directory(d)
             ray.train.report(metrics, checkpoint=checkpoint)
         if queue is not None and rank == 0:
@@ -352,9 +408,18 @@ def latest_checkpoint(out: Path) -> Path | None:
     return best
 
 
-def train(arch: ArchConfig, data: DataConfig, recipe: TrainRecipe, out: Path, workers: int = 1, resume: bool = False,
-          teacher: dict[str, Any] | None = None, use_gpu: bool = False, ray_address: str | None = None,
-          on_progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+def train(
+    arch: ArchConfig,
+    data: DataConfig,
+    recipe: TrainRecipe,
+    out: Path,
+    workers: int = 1,
+    resume: bool = False,
+    teacher: dict[str, Any] | None = None,
+    use_gpu: bool = False,
+    ray_address: str | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
     """Train ``arch`` on ``data`` with ``recipe`` on ``workers`` Ray Train workers; write
     ``model.safetensors``, ``model_ema.safetensors`` and ``train.json`` into ``out``."""
     from effvit_nas.runtime import import_ray
@@ -397,8 +462,14 @@ def train(arch: ArchConfig, data: DataConfig, recipe: TrainRecipe, out: Path, wo
     free = int(ray.available_resources().get("CPU", 0))
     threads = 1 if use_gpu else max(1, min(cpus, free) // workers)
     queue = Queue() if on_progress else None
-    config = {"arch": arch.to_dict(), "data_ref": ray.put(dataset), "recipe": asdict(recipe), "teacher": teacher, "progress": queue,
-              "threads": threads}
+    config = {
+        "arch": arch.to_dict(),
+        "data_ref": ray.put(dataset),
+        "recipe": asdict(recipe),
+        "teacher": teacher,
+        "progress": queue,
+        "threads": threads,
+    }
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config=config,
@@ -444,19 +515,38 @@ def train(arch: ArchConfig, data: DataConfig, recipe: TrainRecipe, out: Path, wo
     history = torch.load(final / "state.pt", map_location="cpu", weights_only=False)["history"]
     shutil.copy(final / "model.safetensors", out / "model.safetensors")
     if not (out / "config.yaml").exists():  # the folder then loads as a model (model info, --distill)
-        (out / "config.yaml").write_text(f"# EfficientViT {arch.short_hash()} (effvit-nas train)\n" + arch.replace(num_classes=dataset.num_classes).to_yaml())
+        (out / "config.yaml").write_text(
+            f"# EfficientViT {arch.short_hash()} (effvit-nas train)\n" + arch.replace(num_classes=dataset.num_classes).to_yaml()
+        )
     if (final / "model_ema.safetensors").exists():
         shutil.copy(final / "model_ema.safetensors", out / "model_ema.safetensors")
     last = history[-1]
     res = TrainResult(
-        top1=last["top1"], top1_ema=last["top1_ema"], epochs=last["epoch"], seconds=time.perf_counter() - t0,
+        top1=last["top1"],
+        top1_ema=last["top1_ema"],
+        epochs=last["epoch"],
+        seconds=time.perf_counter() - t0,
         images_per_s=sum(h["img_s"] * h["train_s"] for h in history) / max(sum(h["train_s"] for h in history), 1e-9),
-        out=str(out), history=history,
+        out=str(out),
+        history=history,
     )
-    (out / "train.json").write_text(json.dumps({
-        "config_hash": arch.short_hash(), "top1": res.top1, "top1_ema": res.top1_ema, "epochs": res.epochs,
-        "images_per_s": res.images_per_s, "workers": workers, "recipe": asdict(recipe), "data": asdict(data),
-        "teacher": teacher, "history": history, "ray_result_path": getattr(result, "path", None),
-    }, indent=1) + "\n")
+    (out / "train.json").write_text(
+        json.dumps(
+            {
+                "config_hash": arch.short_hash(),
+                "top1": res.top1,
+                "top1_ema": res.top1_ema,
+                "epochs": res.epochs,
+                "images_per_s": res.images_per_s,
+                "workers": workers,
+                "recipe": asdict(recipe),
+                "data": asdict(data),
+                "teacher": teacher,
+                "history": history,
+                "ray_result_path": getattr(result, "path", None),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return res
-

@@ -1,12 +1,10 @@
-import math
-
 import numpy as np
 import optuna
 import pytest
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
-from effvit_nas.errors import ConfigError
 from effvit_nas.arch.space import SPACES_DIR, SearchSpace, load_space
+from effvit_nas.errors import ConfigError
 
 SMALL = {
     "stages": 2,
@@ -22,7 +20,7 @@ SMALL = {
 def test_default_space_contains_all_presets():
     space = load_space()
     assert space.name == "efficientvit"
-    assert space.presets_inside() == {n: True for n in PRESETS}
+    assert space.presets_inside() == dict.fromkeys(PRESETS, True)
     for cfg in PRESETS.values():
         assert space.config_from_params(space.params_from_config(cfg)) == cfg
 
@@ -57,8 +55,10 @@ def test_size_is_the_product_of_choices():
     space = SearchSpace.from_dict(SMALL)
     # per stage: heads 2 x head_dims 2 x depths (1|2) x qk 1 x v 1 x ffn 1 x window 1
     assert space.size() == (2 * 2 * 1) * (2 * 2 * 2) * 2 * 2
-    hashes = {space.config_from_params(dict(zip([k.name for k in space.knobs()], combo))).short_hash()
-              for combo in __import__("itertools").product(*[k.choices for k in space.knobs()])}
+    hashes = {
+        space.config_from_params(dict(zip([k.name for k in space.knobs()], combo))).short_hash()
+        for combo in __import__("itertools").product(*[k.choices for k in space.knobs()])
+    }
     assert len(hashes) == space.size()
 
 
@@ -88,7 +88,20 @@ def test_params_outside_the_space_are_rejected():
     space = SearchSpace.from_dict(SMALL)
     with pytest.raises(ConfigError, match="outside space|not among"):
         space.params_from_config(ArchConfig(widths=(64, 64), depths=(1, 1), heads=(1, 1), kernels=(5, 3), img_size=64, num_classes=10))
-    params = space.params_from_config(ArchConfig(widths=(32, 32), depths=(1, 2), heads=(2, 1), qk_dims=16, v_ratios=1.0, ffn_ratios=2.0, windows=7, kernels=(5, 3), img_size=96, num_classes=10))
+    params = space.params_from_config(
+        ArchConfig(
+            widths=(32, 32),
+            depths=(1, 2),
+            heads=(2, 1),
+            qk_dims=16,
+            v_ratios=1.0,
+            ffn_ratios=2.0,
+            windows=7,
+            kernels=(5, 3),
+            img_size=96,
+            num_classes=10,
+        )
+    )
     params["heads_0"] = 3
     with pytest.raises(ConfigError, match="heads_0=3"):
         space.config_from_params(params)

@@ -7,7 +7,6 @@ import pytest
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.arch.space import load_space
-
 from tests.support import run_cli, run_main
 
 

@@ -3,10 +3,9 @@ import threading
 
 import pytest
 
-from effvit_nas.arch.config import PRESETS
-from effvit_nas.measure.store import MeasurementStore, StorageError
-from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.actor import get_worker, measure_configs
+from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.measure.store import MeasurementStore, StorageError
 
 FAST = dict(warmup_s=0.2, measure_s=0.5, min_iters=5)
 

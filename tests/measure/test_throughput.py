@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from effvit_nas.measure.devices import DeviceError, fingerprint
 from effvit_nas.errors import UserError
+from effvit_nas.measure.devices import DeviceError, fingerprint
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.timing import check_supported, halve_on_oom, measure
 

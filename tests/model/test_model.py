@@ -6,12 +6,11 @@ import timm
 import torch
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
-from effvit_nas.model.efficientvit import EfficientViT, build_model, create_model
-from effvit_nas.model.deploy import trace_for_inference
-from effvit_nas.model.cost import count_macs, count_params, model_cost
 from effvit_nas.arch.space import load_space
+from effvit_nas.model.cost import count_params, model_cost
+from effvit_nas.model.deploy import trace_for_inference
+from effvit_nas.model.efficientvit import EfficientViT, build_model, create_model
 from effvit_nas.model.timm_compat import config_from_timm, create_timm_model, from_timm, timm_kwargs
-
 from tests.support import randomize_
 
 BRIEF_PARAMS = {"M0": 2_349_436, "M1": 2_980_560, "M2": 4_187_554, "M3": 6_900_722, "M4": 8_804_228, "M5": 12_473_772}

@@ -3,12 +3,11 @@ import math
 
 import pytest
 
-from effvit_nas.proxy.data import DataConfig, load_data
 from effvit_nas.errors import UserError
+from effvit_nas.proxy.data import DataConfig, load_data
 from effvit_nas.proxy.registry import PROXIES, evaluate_proxy
 from effvit_nas.proxy.short_training import ShortTrainSettings
-
-from tests.support import TINY, run_cli, run_main
+from tests.support import TINY, run_main
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +70,28 @@ def test_unknown_proxy():
 def test_proxy_cli(tmp_path, capsys):
     p = tmp_path / "tiny.yaml"
     p.write_text(TINY.to_yaml())
-    r = run_main(capsys, "proxy", str(p), "--steps", "5", "--img-size", "32", "--classes", "3", "--train-per-class", "16", "--val-per-class", "8", "--json")
+    r = run_main(
+        capsys,
+        "proxy",
+        str(p),
+        "--steps",
+        "5",
+        "--img-size",
+        "32",
+        "--classes",
+        "3",
+        "--train-per-class",
+        "16",
+        "--val-per-class",
+        "8",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     assert j["proxy"] == "train" and 0 <= j["accuracy"] <= 1 and j["seconds"] > 0 and j["num_classes"] == 3
-    r = run_main(capsys, "proxy", str(p), "M0", "--proxy", "naswot", "--img-size", "32", "--classes", "3", "--train-per-class", "16", "--json")
+    r = run_main(
+        capsys, "proxy", str(p), "M0", "--proxy", "naswot", "--img-size", "32", "--classes", "3", "--train-per-class", "16", "--json"
+    )
     both = json.loads(r.stdout)
     assert [x["proxy"] for x in both] == ["naswot", "naswot"] and all("score" in x for x in both)
 

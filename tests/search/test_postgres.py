@@ -2,9 +2,9 @@
 
 from sqlalchemy import inspect
 
-from effvit_nas.measure.store import MeasurementStore
-from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.actor import measure_configs
+from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.measure.store import MeasurementStore
 
 FAST = dict(warmup_s=0.2, measure_s=0.5, min_iters=5)
 

@@ -10,12 +10,29 @@ import pytest
 
 from effvit_nas.errors import UserError
 from effvit_nas.search.loop import parse_budget, parse_duration
-
 from tests.support import run_cli, run_main
 
 TINY_SEARCH = [
-    "--space", "tiny", "--device", "cpu", "--steps", "8", "--img-size", "32", "--classes", "4",
-    "--train-per-class", "16", "--val-per-class", "8", "--warmup", "0.1", "--duration", "0.3", "--heartbeat", "1",
+    "--space",
+    "tiny",
+    "--device",
+    "cpu",
+    "--steps",
+    "8",
+    "--img-size",
+    "32",
+    "--classes",
+    "4",
+    "--train-per-class",
+    "16",
+    "--val-per-class",
+    "8",
+    "--warmup",
+    "0.1",
+    "--duration",
+    "0.3",
+    "--heartbeat",
+    "1",
 ]
 
 
@@ -115,8 +132,11 @@ def test_pareto_set_lists_each_architecture_once():
     ):
         study.add_trial(
             optuna.trial.create_trial(
-                params={"x": number}, distributions=dist, values=[acc, tp],
-                user_attrs={"config_hash": h, "measured": True}, system_attrs={"constraints:throughput": con},
+                params={"x": number},
+                distributions=dist,
+                values=[acc, tp],
+                user_attrs={"config_hash": h, "measured": True},
+                system_attrs={"constraints:throughput": con},
             )
         )
     front = pareto_trials(study)
@@ -127,7 +147,22 @@ def test_pareto_set_lists_each_architecture_once():
 def test_resume_after_sigkill(tmp_path, capsys, local_ray):
     db = tmp_path / "k.db"
     url = f"sqlite:///{db}"
-    args = [sys.executable, "-m", "effvit_nas.cli", "search", "--budget", "300", "--trials", "4", "--study", "k", "--storage", url, *TINY_SEARCH, "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "effvit_nas.cli",
+        "search",
+        "--budget",
+        "300",
+        "--trials",
+        "4",
+        "--study",
+        "k",
+        "--storage",
+        url,
+        *TINY_SEARCH,
+        "--quiet",
+    ]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 240
     states: list = []
@@ -171,18 +206,23 @@ def test_search_bad_input(tmp_path, capsys, args, needle):
     assert len(lines) == 1 and needle in lines[0], r.stderr
 
 
-
 def _tiny_settings(url: str, study: str, **kw):
+    from effvit_nas.measure.settings import BenchSettings
     from effvit_nas.proxy.data import DataConfig
     from effvit_nas.search.loop import SearchSettings
-    from effvit_nas.measure.settings import BenchSettings
-
     from tests.support import FAST_BENCH
 
     base = dict(
-        device="cpu", budget=300.0, study=study, storage=url, space="tiny", proxy="naswot",
+        device="cpu",
+        budget=300.0,
+        study=study,
+        storage=url,
+        space="tiny",
+        proxy="naswot",
         data=DataConfig(img_size=32, num_classes=4, train_per_class=16, val_per_class=8),
-        bench=BenchSettings(batch=16, **FAST_BENCH), sampler="random", heartbeat_s=1,
+        bench=BenchSettings(batch=16, **FAST_BENCH),
+        sampler="random",
+        heartbeat_s=1,
     )
     return SearchSettings(**{**base, **kw})
 
@@ -240,7 +280,6 @@ def test_search_on_postgres_resumes(postgres_url, local_ray, capsys):
     import uuid
 
     from effvit_nas.search.loop import run_search
-
     from tests.support import run_main
 
     name = f"pg-{uuid.uuid4().hex[:8]}"

@@ -33,8 +33,12 @@ def test_two_workers_resume_after_kill_reaches_the_uninterrupted_weights(tmp_pat
     ends with exactly the weights of an uninterrupted run."""
     args = ["train", str(tiny_yaml), *DATA, "--epochs", "3", "--batch", "16", "--workers", "2"]
     killed = tmp_path / "killed"
-    p = subprocess.Popen([sys.executable, "-m", "effvit_nas.cli", *args, "--out", str(killed), "--quiet"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "effvit_nas.cli", *args, "--out", str(killed), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and p.poll() is None:
         if list((killed / "checkpoints").rglob("checkpoint_*/state.pt")):
@@ -47,7 +51,7 @@ def test_two_workers_resume_after_kill_reaches_the_uninterrupted_weights(tmp_pat
 
     r = run_main(capsys, *args, "--out", str(killed), "--resume", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
-    resumed = json.loads(r.stdout[r.stdout.index("{"):])
+    resumed = json.loads(r.stdout[r.stdout.index("{") :])
     assert resumed["epochs"] == 3 and len(resumed["history"]) == 3
 
     whole = tmp_path / "whole"
@@ -56,7 +60,10 @@ def test_two_workers_resume_after_kill_reaches_the_uninterrupted_weights(tmp_pat
     a, b = _weights(killed / "model.safetensors"), _weights(whole / "model.safetensors")
     assert a.keys() == b.keys()
     assert all((a[k] == b[k]).all() for k in a), "resumed weights differ from the uninterrupted run"
-    assert all((x == y).all() for x, y in zip(_weights(killed / "model_ema.safetensors").values(), _weights(whole / "model_ema.safetensors").values()))
+    assert all(
+        (x == y).all()
+        for x, y in zip(_weights(killed / "model_ema.safetensors").values(), _weights(whole / "model_ema.safetensors").values())
+    )
     record = json.loads((whole / "train.json").read_text())
     assert record["workers"] == 2 and record["recipe"]["batch"] == 16 and 0 <= record["top1"] <= 1
     assert record["recipe"]["auto_augment"].startswith("rand-m9-mstd0.5-inc1") and record["recipe"]["mixup"] == 0.8
@@ -64,7 +71,9 @@ def test_two_workers_resume_after_kill_reaches_the_uninterrupted_weights(tmp_pat
     # training again into a finished run needs --resume; resuming with other data is refused
     r = run_main(capsys, *args, "--out", str(whole))
     assert r.returncode == 2 and "--resume" in r.stderr
-    r = run_main(capsys, "train", str(tiny_yaml), "--classes", "3", "--train-per-class", "24", "--img-size", "32", "--out", str(whole), "--resume")
+    r = run_main(
+        capsys, "train", str(tiny_yaml), "--classes", "3", "--train-per-class", "24", "--img-size", "32", "--out", str(whole), "--resume"
+    )
     assert r.returncode == 2 and "has 4 classes, the data 3" in r.stderr
 
 
@@ -77,12 +86,49 @@ def test_search_train_top_writes_back_to_export_and_study(small_study, tmp_path,
     shutil.copy(src, tmp_path / "s.db")
     url = f"sqlite:///{tmp_path}/s.db"
     out = tmp_path / "models"
-    r = run_main(capsys, "search", "--study", "small", "--storage", url, "--space", "tiny", "--device", "cpu", "--budget", "2000",
-                 "--trials", "8", "--sampler", "random", "--img-size", "32", "--classes", "4", "--train-per-class", "16", "--val-per-class", "8",
-                 "--warmup", "0.1", "--duration", "0.3", "--heartbeat", "1", "--train-top", "1", "--train-epochs", "1", "--train-batch", "16",
-                 "--train-out", str(out), "--json")
+    r = run_main(
+        capsys,
+        "search",
+        "--study",
+        "small",
+        "--storage",
+        url,
+        "--space",
+        "tiny",
+        "--device",
+        "cpu",
+        "--budget",
+        "2000",
+        "--trials",
+        "8",
+        "--sampler",
+        "random",
+        "--img-size",
+        "32",
+        "--classes",
+        "4",
+        "--train-per-class",
+        "16",
+        "--val-per-class",
+        "8",
+        "--warmup",
+        "0.1",
+        "--duration",
+        "0.3",
+        "--heartbeat",
+        "1",
+        "--train-top",
+        "1",
+        "--train-epochs",
+        "1",
+        "--train-batch",
+        "16",
+        "--train-out",
+        str(out),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    trained = json.loads(r.stdout[r.stdout.index("{"):])["extra"]["trained"]
+    trained = json.loads(r.stdout[r.stdout.index("{") :])["extra"]["trained"]
     assert len(trained) == 1
     folder = out / f"trial-{trained[0]['trial']}-{trained[0]['hash']}"
     assert (folder / "model.safetensors").exists() and (folder / "config.yaml").exists()
@@ -133,7 +179,7 @@ def test_crop_pad_shifts_the_image_without_rescaling_it():
     shifts = set()
     for _ in range(20):
         out = tf(Image.fromarray(x.permute(1, 2, 0).numpy()))
-        match = [(dy, dx) for dy in range(9) for dx in range(9) if torch.allclose(out, padded[:, dy:dy + 32, dx:dx + 32], atol=1e-5)]
+        match = [(dy, dx) for dy in range(9) for dx in range(9) if torch.allclose(out, padded[:, dy : dy + 32, dx : dx + 32], atol=1e-5)]
         assert len(match) >= 1, "output is not a shifted copy of the input"
         shifts.add(match[0])
     assert len(shifts) > 1  # it does move
