@@ -44,3 +44,19 @@ def quiet_optuna() -> Iterator[None]:
             yield
     finally:
         optuna.logging.set_verbosity(level)
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The error a Ray worker or actor raised, not Ray's wrappers around it: ``RayTaskError``
+    and ``ActorDiedError`` carry it as ``cause``, Ray Train's errors chain it as ``__cause__``.
+    Chains of our own errors are left alone (their outer error is the one that explains)."""
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = getattr(error, "cause", None)
+        if inner is None and type(error).__module__.startswith("ray."):
+            inner = error.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
+    return error

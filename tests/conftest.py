@@ -67,22 +67,19 @@ def small_study(tmp_path_factory, local_ray):
     from effvit_nas.arch.space import load_space
     from effvit_nas.measure.settings import BenchSettings
     from effvit_nas.proxy.data import DataConfig
-    from effvit_nas.search.loop import SearchSettings, run_search
+    from effvit_nas.search.loop import run_search
+    from effvit_nas.search.options import RunOptions
+    from effvit_nas.search.problem import SearchProblem
 
     url = f"sqlite:///{tmp_path_factory.mktemp('study')}/s.db"
-    settings = SearchSettings(  # the space as the CLI records it, so CLI runs can resume this study
+    problem = SearchProblem(  # the space as the CLI records it, so CLI runs can resume this study
         device="cpu",
         budget=2000.0,
-        study="small",
-        storage=url,
         space=load_space("tiny").source,
         proxy="naswot",
         data=DataConfig(img_size=32, num_classes=4, train_per_class=16, val_per_class=8),
         bench=BenchSettings(batch=16, **FAST_BENCH),
-        trials=8,
-        sampler="random",
-        heartbeat_s=1,
     )
-    summary = run_search(settings)
+    summary = run_search(problem, RunOptions(study="small", storage=url, trials=8, sampler="random", heartbeat_s=1))
     assert summary.complete == 8
     return url, "small"

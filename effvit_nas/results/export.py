@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from effvit_nas.arch.config import ArchConfig, preset_name
-from effvit_nas.errors import UserError
-from effvit_nas.results.pareto import is_feasible, pareto_trials
+from effvit_nas.errors import SettingError, UserError
+from effvit_nas.results.pareto import pareto_trials
 from effvit_nas.results.studies import StudyInfo, device_description
+from effvit_nas.search.records import TrialRecord
 
 DRIFT_LIMIT = 0.05  # re-measured throughput off by more than this fraction is flagged
 
@@ -49,73 +50,81 @@ class Exported:
 def select_trials(study: Any, pareto: bool = False, trial: list[int] | None = None, top: int | None = None) -> list:
     """The trials to export: the Pareto set (default), given trial numbers, or the ``top``
     feasible architectures by proxy value. UserError when that selects nothing usable."""
-    import optuna
-
-    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-    if not study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    if not trials:
         raise UserError(f"study {study.study_name!r} is empty")
     if trial:
-        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-        chosen = []
-        for n in trial:
-            if n not in by_number:
-                raise UserError(f"study {study.study_name!r} has no trial {n} (trials 0-{max(by_number)})")
-            if not by_number[n].user_attrs.get("config"):
-                raise UserError(f"trial {n} of {study.study_name!r} has no config ({by_number[n].state.name}: "
-                                f"{by_number[n].user_attrs.get('fail_reason', 'never sampled')})")
-            chosen.append(by_number[n])
-        return chosen
+        return [_numbered(study, trials, n) for n in trial]
     if top is not None:
-        if top < 1:
-            raise UserError(f"--top must be positive, got {top}")
-        seen, ranked = set(), []
-        for t in sorted((t for t in complete if is_feasible(t) and t.user_attrs.get("measured", True)), key=lambda t: (-t.values[0], t.number)):
-            if t.user_attrs.get("config_hash") not in seen:
-                seen.add(t.user_attrs.get("config_hash"))
-                ranked.append(t)
-        chosen = ranked[:top]
+        chosen = _top(trials, top)
     else:
         chosen = pareto_trials(study)
     if not chosen:
-        raise UserError(f"study {study.study_name!r} has no feasible trials yet ({len(complete)} complete)")
+        complete = sum(TrialRecord.of(t).complete for t in trials)
+        raise UserError(f"study {study.study_name!r} has no feasible trials yet ({complete} complete)")
     return chosen
+
+
+def _numbered(study: Any, trials: list, n: int) -> Any:
+    by_number = {t.number: t for t in trials}
+    if n not in by_number:
+        raise UserError(f"study {study.study_name!r} has no trial {n} (trials 0-{max(by_number)})")
+    r = TrialRecord.of(by_number[n])
+    if not r.config:
+        raise UserError(f"trial {n} of {study.study_name!r} has no config ({r.state}: {r.fail_reason or 'never sampled'})")
+    return by_number[n]
+
+
+def _top(trials: list, top: int) -> list:
+    """The ``top`` feasible, measured architectures by proxy value, each once (its first trial)."""
+    if top < 1:
+        raise SettingError("select_trials.top", f"must be positive, got {top}")
+    seen, ranked = set(), []
+    records = sorted((TrialRecord.of(t) for t in trials), key=lambda r: (-(r.values or (0,))[0], r.number))
+    by_number = {t.number: t for t in trials}
+    for r in records:
+        if r.feasible and r.measured and r.key() not in seen:
+            seen.add(r.key())
+            ranked.append(by_number[r.number])
+    return ranked[:top]
 
 
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot create --out {str(out)!r}: {e.strerror or e}") from None
+        raise SettingError("export_trials.out", f"{str(out)!r} cannot be created: {e.strerror or e}") from None
     if not out.is_dir() or not os.access(out, os.W_OK):
-        raise UserError(f"cannot write to --out {str(out)!r}: not a writable directory")
+        raise SettingError("export_trials.out", f"{str(out)!r} is not a writable directory")
 
 
-def _card(cfg: ArchConfig, t: Any, info: StudyInfo, record: dict[str, Any], timm: dict | None, device: dict | None) -> str:
-    ua = t.user_attrs
+def _card(cfg: ArchConfig, r: TrialRecord, info: StudyInfo, record: dict[str, Any], timm: dict | None, device: dict | None) -> str:
     m = record.get("measurement") or {}
-    tp = f"{ua['throughput']:,.0f} img/s" if ua.get("throughput") else "not measured"
-    acc = ua.get("accuracy")
+    tp = f"{r.throughput:,.0f} img/s" if r.throughput else "not measured"
+    acc = r.accuracy
     proxy = "not run" if acc is None else f"{100 * acc:.1f} % top-1" if info.proxy == "train" else f"{acc:.4g}"
     rows = [
         f"| {i + 1} | {cfg.widths[i]} | {cfg.depths[i]} | {cfg.heads[i]} | {cfg.qk_dims[i]} | {cfg.v_ratios[i]:g} | {cfg.ffn_ratios[i]:g} | {cfg.windows[i]} |"
         for i in range(cfg.num_stages)
     ]
     lines = [
-        f"# EfficientViT {cfg.short_hash()} (study `{info.name}`, trial {t.number})",
+        f"# EfficientViT {cfg.short_hash()} (study `{info.name}`, trial {r.number})",
         "",
         f"Found by `effvit-nas search` on `{info.device}` under a budget of {info.budget:,.0f} img/s"
         + (f"; identical to {preset_name(cfg)}." if preset_name(cfg) else "."),
         "",
         "| | |",
         "|---|---|",
-        f"| params | {ua.get('params', 0) / 1e6:.2f} M |",
-        f"| MACs | {ua.get('macs', 0) / 1e6:.1f} M at {cfg.img_size} px |",
+        f"| params | {(r.params or 0) / 1e6:.2f} M |",
+        f"| MACs | {(r.macs or 0) / 1e6:.1f} M at {cfg.img_size} px |",
         f"| throughput | {tp} ({(device or {}).get('name', info.device)}; {info.protocol()}) |",
         f"| proxy ({info.proxy}) | {proxy} |",
-        f"| feasible / Pareto | {is_feasible(t)} / {t.number in record.get('pareto_numbers', ())} |",
+        f"| feasible / Pareto | {r.feasible} / {r.number in record.get('pareto_numbers', ())} |",
     ]
     if m.get("remeasured") is not None:
-        lines.append(f"| re-measured | {m['remeasured']:,.0f} img/s (drift {100 * m['drift']:+.1f} %{', over 5 %' if abs(m['drift']) > DRIFT_LIMIT else ''}) |")
+        lines.append(
+            f"| re-measured | {m['remeasured']:,.0f} img/s (drift {100 * m['drift']:+.1f} %{', over 5 %' if abs(m['drift']) > DRIFT_LIMIT else ''}) |"
+        )
     lines += [
         "",
         "| stage | width | depth | heads | QK dim | V ratio | FFN ratio | window |",
@@ -140,79 +149,129 @@ def _card(cfg: ArchConfig, t: Any, info: StudyInfo, record: dict[str, Any], timm
     return "\n".join(lines)
 
 
-def export_trials(study: Any, info: StudyInfo, storage: str, trials: list, out: Path, onnx: bool = False,
-                  remeasure: bool = False, ray_address: str | None = None) -> list[Exported]:
+def export_trials(
+    study: Any,
+    info: StudyInfo,
+    storage: str,
+    trials: list,
+    out: Path,
+    onnx: bool = False,
+    remeasure: bool = False,
+    ray_address: str | None = None,
+) -> list[Exported]:
     """Write one folder per trial under ``out`` (see the module doc)."""
     from effvit_nas.measure.store import MeasurementStore
-    from effvit_nas.model.timm_compat import timm_kwargs
 
     _check_writable(out)
     store = MeasurementStore(storage)
     bench = info.bench_settings()
-    device = device_description(study, info, storage)
-    pareto_numbers = {t.number for t in pareto_trials(study)}
-    configs = [ArchConfig.from_dict(t.user_attrs["config"]) for t in trials]
+    records = [TrialRecord.of(t) for t in trials]
+    configs = [ArchConfig.from_dict(r.config) for r in records]
     stored = {  # read before --remeasure replaces them in the store
-        t.number: store.get(cfg.short_hash(), t.user_attrs["device_id"], bench.key())
-        for t, cfg in zip(trials, configs) if t.user_attrs.get("measured") and t.user_attrs.get("device_id")
+        r.number: store.get(cfg.short_hash(), r.device_id, bench.key())
+        for r, cfg in zip(records, configs, strict=True)
+        if r.measured and r.device_id
     }
     fresh: dict[str, Any] = {}
     if remeasure:
         from effvit_nas.measure.actor import measure_configs
 
-        for m in measure_configs(configs, info.device, bench, store, fresh=True, ray_address=ray_address):
-            fresh[m.config_hash] = m
-    exported = []
-    for t, cfg in zip(trials, configs):
-        ua = t.user_attrs
-        folder = out / f"trial-{t.number}-{cfg.short_hash()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.yaml").write_text(
-            f"# EfficientViT {cfg.short_hash()}: study {info.name!r}, trial {t.number} (effvit-nas export)\n" + cfg.to_yaml()
-        )
-        tk = timm_kwargs(cfg)
-        if tk is not None:
-            (folder / "timm.json").write_text(json.dumps({"model": "timm.models.efficientvit_msra.EfficientVitMsra", "kwargs": tk}, indent=1) + "\n")
-        measurement: dict[str, Any] = {
-            "throughput": ua.get("throughput"), "unit": "images/s", "iqr": ua.get("throughput_iqr"),
-            "measured": ua.get("measured"), "device": device, "protocol": info.bench, "protocol_text": info.protocol(),
-        }
-        if stored.get(t.number) is not None:
-            measurement["record"] = stored[t.number].to_dict()
-        item = Exported(t.number, cfg.short_hash(), folder, ua.get("throughput"), ua.get("accuracy"))
-        if cfg.short_hash() in fresh:
-            m = fresh[cfg.short_hash()]
-            item.remeasured = m.throughput
-            measurement["remeasured"] = m.throughput
-            measurement["remeasured_record"] = m.to_dict()
-            if ua.get("throughput"):
-                item.drift = m.throughput / ua["throughput"] - 1
-                measurement["drift"] = item.drift
-                measurement["drift_flag"] = item.drifted
-        (folder / "measurement.json").write_text(json.dumps(measurement, indent=1) + "\n")
-        (folder / "proxy.json").write_text(json.dumps({
-            "proxy": info.proxy, "value": ua.get("accuracy"), "seconds": ua.get("proxy_seconds"),
-            "data": info.data, "train": info.train, "study": info.name, "trial": t.number,
-        }, indent=1) + "\n")
-        if onnx:
-            import torch
-
-            from effvit_nas.model.efficientvit import build_model
-            from effvit_nas.model.deploy import export_onnx
-
-            model = build_model(cfg).eval().deploy()
-            export_onnx(model, torch.randn(1, 3, cfg.img_size, cfg.img_size), str(folder / "model.onnx"), dynamic_batch=True)
-        record = {"measurement": measurement, "pareto_numbers": pareto_numbers}
-        (folder / "README.md").write_text(_card(cfg, t, info, record, tk, device))
-        exported.append(item)
-    index = [
-        {"trial": e.trial, "hash": e.config_hash, "folder": e.folder.name, "throughput": e.throughput, "accuracy": e.accuracy,
-         "remeasured": e.remeasured, "drift": e.drift}
-        for e in exported
+        fresh = {m.config_hash: m for m in measure_configs(configs, info.device, bench, store, fresh=True, ray_address=ray_address)}
+    context = {"info": info, "device": device_description(study, info, storage), "pareto_numbers": {t.number for t in pareto_trials(study)}}
+    exported = [
+        _write_folder(out, r, cfg, stored.get(r.number), fresh.get(cfg.short_hash()), onnx, context)
+        for r, cfg in zip(records, configs, strict=True)
     ]
+    _write_index(out, info, storage, exported)
+    return exported
+
+
+def _measurement(r: TrialRecord, item: Exported, info: StudyInfo, device: dict | None, stored: Any, fresh: Any) -> dict[str, Any]:
+    """measurement.json; fills ``item``'s re-measured figure and drift when ``fresh`` is given."""
+    measurement: dict[str, Any] = {
+        "throughput": r.throughput,
+        "unit": "images/s",
+        "iqr": list(r.throughput_iqr) if r.throughput_iqr else None,
+        "measured": r.measured,
+        "device": device,
+        "protocol": info.bench,
+        "protocol_text": info.protocol(),
+    }
+    if stored is not None:
+        measurement["record"] = stored.to_dict()
+    if fresh is not None:
+        item.remeasured = fresh.throughput
+        measurement.update(remeasured=fresh.throughput, remeasured_record=fresh.to_dict())
+        if r.throughput:
+            item.drift = fresh.throughput / r.throughput - 1
+            measurement.update(drift=item.drift, drift_flag=item.drifted)
+    return measurement
+
+
+def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh: Any, onnx: bool, context: dict[str, Any]) -> Exported:
+    from effvit_nas.model.timm_compat import timm_kwargs
+
+    info = context["info"]
+    folder = out / f"trial-{r.number}-{cfg.short_hash()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(
+        f"# EfficientViT {cfg.short_hash()}: study {info.name!r}, trial {r.number} (effvit-nas export)\n" + cfg.to_yaml()
+    )
+    tk = timm_kwargs(cfg)
+    if tk is not None:
+        (folder / "timm.json").write_text(
+            json.dumps({"model": "timm.models.efficientvit_msra.EfficientVitMsra", "kwargs": tk}, indent=1) + "\n"
+        )
+    item = Exported(r.number, cfg.short_hash(), folder, r.throughput, r.accuracy)
+    measurement = _measurement(r, item, info, context["device"], stored, fresh)
+    (folder / "measurement.json").write_text(json.dumps(measurement, indent=1) + "\n")
+    proxy = {
+        "proxy": info.proxy,
+        "value": r.accuracy,
+        "seconds": r.proxy_seconds,
+        "data": info.data,
+        "train": info.train,
+        "study": info.name,
+        "trial": r.number,
+    }
+    (folder / "proxy.json").write_text(json.dumps(proxy, indent=1) + "\n")
+    if onnx:
+        _write_onnx(cfg, folder / "model.onnx")
+    record = {"measurement": measurement, "pareto_numbers": context["pareto_numbers"]}
+    (folder / "README.md").write_text(_card(cfg, r, info, record, tk, context["device"]))
+    return item
+
+
+def _write_onnx(cfg: ArchConfig, path: Path) -> None:
+    import torch
+
+    from effvit_nas.model.deploy import export_onnx
+    from effvit_nas.model.efficientvit import build_model
+
+    model = build_model(cfg).eval().deploy()
+    export_onnx(model, torch.randn(1, 3, cfg.img_size, cfg.img_size), str(path), dynamic_batch=True)
+
+
+def _write_index(out: Path, info: StudyInfo, storage: str, exported: list[Exported]) -> None:
     from sqlalchemy.engine import make_url
 
+    index = [
+        {
+            "trial": e.trial,
+            "hash": e.config_hash,
+            "folder": e.folder.name,
+            "throughput": e.throughput,
+            "accuracy": e.accuracy,
+            "remeasured": e.remeasured,
+            "drift": e.drift,
+        }
+        for e in exported
+    ]
     where = make_url(storage).render_as_string(hide_password=True)
-    (out / "index.json").write_text(json.dumps({"study": info.name, "storage": where, "device": info.device, "budget": info.budget,
-                                                "proxy": info.proxy, "models": index}, indent=1) + "\n")
-    return exported
+    (out / "index.json").write_text(
+        json.dumps(
+            {"study": info.name, "storage": where, "device": info.device, "budget": info.budget, "proxy": info.proxy, "models": index},
+            indent=1,
+        )
+        + "\n"
+    )

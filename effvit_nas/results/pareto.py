@@ -8,12 +8,12 @@ the set.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+from effvit_nas.search.records import TrialRecord, is_feasible
 
-def is_feasible(trial: Any) -> bool:
-    """Complete with values and every constraint satisfied."""
-    return bool(trial.values) and all(c <= 0 for c in trial.constraints.values())
+__all__ = ["front_points", "hypervolume_2d", "is_feasible", "pareto_trials"]
 
 
 def front_points(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
@@ -40,14 +40,15 @@ def hypervolume_2d(points: Sequence[Sequence[float]], ref: Sequence[float]) -> f
 
 
 def pareto_trials(study: Any) -> list:
-    """Feasible, complete, measured, non-dominated trials, each architecture once (its first
-    trial), best accuracy first."""
+    """Feasible, complete, measured, non-dominated trials (Optuna ``FrozenTrial``), each
+    architecture once (its first trial), best accuracy first."""
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     first: dict[str, Any] = {}
     for t in sorted(complete, key=lambda t: t.number):
-        if is_feasible(t) and t.user_attrs.get("measured", True):
-            first.setdefault(t.user_attrs.get("config_hash", str(t.number)), t)
+        r = TrialRecord.of(t)
+        if r.feasible and r.measured:
+            first.setdefault(r.key(), t)
     front = set(front_points([tuple(t.values) for t in first.values()]))
     return sorted((t for t in first.values() if tuple(map(float, t.values)) in front), key=lambda t: -t.values[0])

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from effvit_nas.errors import UserError
-from effvit_nas.results.pareto import is_feasible, pareto_trials
+from effvit_nas.results.pareto import pareto_trials
 from effvit_nas.results.references import ReferencePoint
 from effvit_nas.results.studies import StudyInfo
+from effvit_nas.search.records import TrialRecord
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,10 @@ class ParetoView:
         return 100 * value if self.percent else value
 
 
-def _point(t: Any) -> Point:
-    ua = t.user_attrs
-    c = ua.get("config") or {}
-    hover = f"widths {c.get('widths')}, depths {c.get('depths')}, heads {c.get('heads')}; {ua.get('params', 0) / 1e6:.2f} M params, {ua.get('macs', 0) / 1e6:.0f} M MACs"
-    return Point(float(ua["throughput"]), ua.get("accuracy"), f"#{t.number} {ua.get('config_hash', '')}", hover)
+def _point(r: TrialRecord) -> Point:
+    c = r.config or {}
+    hover = f"widths {c.get('widths')}, depths {c.get('depths')}, heads {c.get('heads')}; {(r.params or 0) / 1e6:.2f} M params, {(r.macs or 0) / 1e6:.0f} M MACs"
+    return Point(float(r.throughput), r.accuracy, f"#{r.number} {r.config_hash or ''}", hover)
 
 
 def pareto_view(study: Any, info: StudyInfo, device: dict[str, Any] | None, references: list[ReferencePoint]) -> ParetoView:
@@ -67,20 +67,18 @@ def pareto_view(study: Any, info: StudyInfo, device: dict[str, Any] | None, refe
         percent=info.proxy == "train",
         references=[r for r in references if r.throughput is not None],
     )
-    for t in sorted(complete, key=lambda t: t.number):
-        ua = t.user_attrs
-        h = ua.get("config_hash", str(t.number))
-        if h in seen:  # a re-proposed architecture: drawn once
+    for r in sorted((TrialRecord.of(t) for t in complete), key=lambda r: r.number):
+        if r.key() in seen:  # a re-proposed architecture: drawn once
             continue
-        seen.add(h)
-        if not ua.get("measured", True) or ua.get("throughput") is None:
+        seen.add(r.key())
+        if not r.measured or r.throughput is None:
             view.skipped += 1
-        elif t.number in front_numbers:
-            view.front.append(_point(t))
-        elif is_feasible(t):
-            view.feasible.append(_point(t))
+        elif r.number in front_numbers:
+            view.front.append(_point(r))
+        elif r.feasible:
+            view.feasible.append(_point(r))
         else:
-            view.under_budget.append(_point(t))
+            view.under_budget.append(_point(r))
     view.front.sort(key=lambda p: p.throughput)
     return view
 
@@ -96,29 +94,42 @@ def _under_budget_y(view: ParetoView) -> float:
 
 
 def save_png(view: ParetoView, path: Path) -> None:
-    import matplotlib
+    # A figure on its own Agg canvas: no pyplot, so no global backend is chosen for the caller.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display on servers; the caller wants a file
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
+    fig = Figure(figsize=(9, 6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     floor = _under_budget_y(view)
     if view.under_budget:
-        ax.scatter([p.throughput for p in view.under_budget], [floor] * len(view.under_budget), marker="x", c="0.6",
-                   label=f"under budget, proxy not run ({len(view.under_budget)})")
+        ax.scatter(
+            [p.throughput for p in view.under_budget],
+            [floor] * len(view.under_budget),
+            marker="x",
+            c="0.6",
+            label=f"under budget, proxy not run ({len(view.under_budget)})",
+        )
     if view.feasible:
-        ax.scatter([p.throughput for p in view.feasible], [view.y(p.accuracy) for p in view.feasible], c="tab:blue",
-                   alpha=0.7, label=f"feasible ({len(view.feasible)})")
+        ax.scatter(
+            [p.throughput for p in view.feasible],
+            [view.y(p.accuracy) for p in view.feasible],
+            c="tab:blue",
+            alpha=0.7,
+            label=f"feasible ({len(view.feasible)})",
+        )
     if view.front:
         xs, ys = [p.throughput for p in view.front], [view.y(p.accuracy) for p in view.front]
         ax.plot(xs, ys, "-o", c="tab:red", lw=1.5, ms=7, drawstyle="steps-pre", label=f"Pareto front ({len(view.front)})")
-        for p, y in zip(view.front, ys):
+        for p, y in zip(view.front, ys, strict=True):
             ax.annotate(p.label.split()[0], (p.throughput, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color="tab:red")
     refs = view.references
     if refs:
         ry = [view.y(r.accuracy) if r.accuracy is not None else floor for r in refs]
-        ax.scatter([r.throughput for r in refs], ry, marker="*", s=160, c="black", label="EfficientViT M0-M5 (same device, protocol, proxy)")
-        for r, y in zip(refs, ry):
+        ax.scatter(
+            [r.throughput for r in refs], ry, marker="*", s=160, c="black", label="EfficientViT M0-M5 (same device, protocol, proxy)"
+        )
+        for r, y in zip(refs, ry, strict=True):
             ax.annotate(r.name, (r.throughput, y), textcoords="offset points", xytext=(5, -10), fontsize=9)
     ax.axvline(view.budget, ls="--", c="tab:green", label=f"budget {view.budget:,.0f} img/s")
     ax.set_xscale("log")
@@ -126,7 +137,7 @@ def save_png(view: ParetoView, path: Path) -> None:
 
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
     ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if str(int(round(v)))[0] in "2358" else ""))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if str(round(v))[0] in "2358" else ""))
     ax.set_xlabel("throughput (images/s, log scale)")
     ax.set_ylabel(view.y_label)
     extra = f"; {view.skipped} predicted infeasible, not measured (not drawn)" if view.skipped else ""
@@ -138,8 +149,6 @@ def save_png(view: ParetoView, path: Path) -> None:
         fig.savefig(path)
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
 
 
 def save_html(view: ParetoView, path: Path) -> None:
@@ -149,30 +158,46 @@ def save_html(view: ParetoView, path: Path) -> None:
     floor = _under_budget_y(view)
 
     def trace(points: list[Point], name: str, **kw: Any) -> None:
-        fig.add_trace(go.Scatter(
-            x=[p.throughput for p in points],
-            y=[view.y(p.accuracy) if p.accuracy is not None else floor for p in points],
-            text=[f"{p.label}<br>{p.hover}" for p in points], hovertemplate="%{text}<br>%{x:,.0f} img/s, %{y:.4g}<extra></extra>",
-            name=name, **kw,
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[p.throughput for p in points],
+                y=[view.y(p.accuracy) if p.accuracy is not None else floor for p in points],
+                text=[f"{p.label}<br>{p.hover}" for p in points],
+                hovertemplate="%{text}<br>%{x:,.0f} img/s, %{y:.4g}<extra></extra>",
+                name=name,
+                **kw,
+            )
+        )
 
-    trace(view.under_budget, f"under budget, proxy not run ({len(view.under_budget)})", mode="markers", marker=dict(symbol="x", color="gray"))
+    trace(
+        view.under_budget, f"under budget, proxy not run ({len(view.under_budget)})", mode="markers", marker=dict(symbol="x", color="gray")
+    )
     trace(view.feasible, f"feasible ({len(view.feasible)})", mode="markers", marker=dict(color="royalblue"))
-    trace(view.front, f"Pareto front ({len(view.front)})", mode="lines+markers", line=dict(shape="vh", color="crimson"), marker=dict(size=9))
+    trace(
+        view.front, f"Pareto front ({len(view.front)})", mode="lines+markers", line=dict(shape="vh", color="crimson"), marker=dict(size=9)
+    )
     if view.references:
-        fig.add_trace(go.Scatter(
-            x=[r.throughput for r in view.references],
-            y=[view.y(r.accuracy) if r.accuracy is not None else floor for r in view.references],
-            text=[r.name for r in view.references], mode="markers+text", textposition="bottom right",
-            marker=dict(symbol="star", size=14, color="black"), name="EfficientViT M0-M5",
-            hovertemplate="%{text}<br>%{x:,.0f} img/s, %{y:.4g}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[r.throughput for r in view.references],
+                y=[view.y(r.accuracy) if r.accuracy is not None else floor for r in view.references],
+                text=[r.name for r in view.references],
+                mode="markers+text",
+                textposition="bottom right",
+                marker=dict(symbol="star", size=14, color="black"),
+                name="EfficientViT M0-M5",
+                hovertemplate="%{text}<br>%{x:,.0f} img/s, %{y:.4g}<extra></extra>",
+            )
+        )
     fig.add_vline(x=view.budget, line_dash="dash", line_color="green", annotation_text=f"budget {view.budget:,.0f} img/s")
     extra = f"; {view.skipped} predicted infeasible, not measured" if view.skipped else ""
     fig.update_layout(
         title=dict(text=f"{view.title}<br><sup>{view.subtitle}{extra}</sup>"),
         xaxis=dict(title="throughput (images/s, log scale)", type="log"),
-        yaxis=dict(title=view.y_label), template="plotly_white", width=1000, height=650,
+        yaxis=dict(title=view.y_label),
+        template="plotly_white",
+        width=1000,
+        height=650,
     )
     try:
         fig.write_html(str(path), include_plotlyjs=True, full_html=True)
@@ -182,13 +207,17 @@ def save_html(view: ParetoView, path: Path) -> None:
 
 def view_json(view: ParetoView) -> dict[str, Any]:
     """The plotted numbers (for --json and tests)."""
+
     def pts(ps: list[Point]) -> list[dict[str, Any]]:
         return [{"label": p.label, "throughput": p.throughput, "accuracy": p.accuracy} for p in ps]
 
     return {
-        "title": view.title, "subtitle": view.subtitle, "budget": view.budget,
-        "front": pts(view.front), "feasible": pts(view.feasible), "under_budget": pts(view.under_budget),
+        "title": view.title,
+        "subtitle": view.subtitle,
+        "budget": view.budget,
+        "front": pts(view.front),
+        "feasible": pts(view.feasible),
+        "under_budget": pts(view.under_budget),
         "skipped": view.skipped,
         "references": [{"name": r.name, "throughput": r.throughput, "accuracy": r.accuracy} for r in view.references],
     }
-

@@ -33,8 +33,9 @@ def preset_configs(space: Any) -> dict[str, ArchConfig]:
     }
 
 
-def reference_points(study: Any, info: StudyInfo, storage: str, measure: bool = False, ray_address: str | None = None,
-                     on_progress: Any = None) -> list[ReferencePoint]:
+def reference_points(
+    study: Any, info: StudyInfo, storage: str, measure: bool = False, ray_address: str | None = None, on_progress: Any = None
+) -> list[ReferencePoint]:
     """M0-M5 for ``study``. Stored figures are used as they are; with ``measure`` the missing
     ones are measured (device actor, measurement store) and scored (proxy, stored in the study)."""
     from effvit_nas.arch.space import load_space
@@ -48,8 +49,7 @@ def reference_points(study: Any, info: StudyInfo, storage: str, measure: bool = 
     if measure:
         from effvit_nas.measure.actor import measure_configs
 
-        for m in measure_configs(list(configs.values()), info.device, bench, store, ray_address=ray_address,
-                                 on_result=on_progress):
+        for m in measure_configs(list(configs.values()), info.device, bench, store, ray_address=ray_address, on_result=on_progress):
             throughputs[m.config_hash] = m.throughput
         missing = {n: c for n, c in configs.items() if c.short_hash() not in scores}
         if missing:
@@ -58,7 +58,7 @@ def reference_points(study: Any, info: StudyInfo, storage: str, measure: bool = 
             from effvit_nas.proxy.short_training import ShortTrainSettings
 
             data = load_data(DataConfig(**info.data)) if info.proxy not in ("params", "macs") else None
-            for name, cfg in missing.items():
+            for cfg in missing.values():
                 r = evaluate_proxy(info.proxy, cfg, data, ShortTrainSettings(**info.train))
                 scores[cfg.short_hash()] = r.value
                 if on_progress:
@@ -70,7 +70,4 @@ def reference_points(study: Any, info: StudyInfo, storage: str, measure: bool = 
             m = store.get(cfg.short_hash(), device["id"], bench.key()) if device else None
             if m is not None:
                 throughputs[cfg.short_hash()] = m.throughput
-    return [
-        ReferencePoint(name, cfg, throughputs.get(cfg.short_hash()), scores.get(cfg.short_hash()))
-        for name, cfg in configs.items()
-    ]
+    return [ReferencePoint(name, cfg, throughputs.get(cfg.short_hash()), scores.get(cfg.short_hash())) for name, cfg in configs.items()]

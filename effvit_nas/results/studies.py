@@ -10,14 +10,29 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from effvit_nas.errors import UserError
-from effvit_nas.results.pareto import is_feasible, pareto_trials
+from effvit_nas.results.pareto import pareto_trials
+from effvit_nas.runtime import quiet_optuna
+from effvit_nas.search.records import TrialRecord
 
-CSV_COLUMNS = ("number", "state", "hash", "params", "macs", "throughput", "accuracy", "proxy", "feasible", "pareto", "trained_top1",
-               "note", "config")
+CSV_COLUMNS = (
+    "number",
+    "state",
+    "hash",
+    "params",
+    "macs",
+    "throughput",
+    "accuracy",
+    "proxy",
+    "feasible",
+    "pareto",
+    "trained_top1",
+    "note",
+    "config",
+)
 
 
 def load_study(name: str, storage: str):
@@ -28,12 +43,12 @@ def load_study(name: str, storage: str):
     from effvit_nas.measure.store import open_engine
 
     open_engine(storage)  # one-line errors for bad URLs / unreachable servers
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise UserError(f"no study {name!r} in {storage} (studies: {', '.join(names) or 'none'})") from None
+    with quiet_optuna():
+        try:
+            return optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+            raise UserError(f"no study {name!r} in {storage} (studies: {', '.join(names) or 'none'})") from None
 
 
 @dataclass(frozen=True)
@@ -51,13 +66,19 @@ class StudyInfo:
     created: float | None  # Unix time
 
     @classmethod
-    def of(cls, study: Any) -> "StudyInfo":
+    def of(cls, study: Any) -> StudyInfo:
         ident = study.user_attrs.get("effvit")
         if not ident:
             raise UserError(f"study {study.study_name!r} was not made by `effvit-nas search` (no effvit attributes)")
         return cls(
-            name=study.study_name, device=ident["device"], budget=float(ident["budget"]), space=ident["space"],
-            proxy=ident["proxy"], data=ident["data"], train=ident["train"], bench=ident["bench"],
+            name=study.study_name,
+            device=ident["device"],
+            budget=float(ident["budget"]),
+            space=ident["space"],
+            proxy=ident["proxy"],
+            data=ident["data"],
+            train=ident["train"],
+            bench=ident["bench"],
             created=study.user_attrs.get("created"),
         )
 
@@ -75,22 +96,22 @@ class StudyInfo:
 def trial_record(t: Any, pareto_numbers: set[int] | None = None, trained: dict[str, Any] | None = None) -> dict[str, Any]:
     """The row of one trial as `show` prints it (JSON keys are the issue's, plus
     ``trained_top1`` once `effvit-nas train` trained it)."""
-    ua = t.user_attrs
-    done = (trained or {}).get(str(t.number)) or {}
+    r = TrialRecord.of(t)
+    done = (trained or {}).get(str(r.number)) or {}
     return {
-        "number": t.number,
-        "state": t.state.name,
-        "config": ua.get("config"),
-        "hash": ua.get("config_hash"),
-        "params": ua.get("params"),
-        "macs": ua.get("macs"),
-        "throughput": ua.get("throughput"),
-        "measured": ua.get("measured"),
-        "accuracy": ua.get("accuracy"),
-        "proxy": ua.get("proxy"),
-        "feasible": is_feasible(t) if t.state.name == "COMPLETE" else None,
-        "pareto": t.number in (pareto_numbers or set()),
-        "note": ua.get("note", ua.get("fail_reason", "")),
+        "number": r.number,
+        "state": r.state,
+        "config": r.config,
+        "hash": r.config_hash,
+        "params": r.params,
+        "macs": r.macs,
+        "throughput": r.throughput,
+        "measured": r.measured,
+        "accuracy": r.accuracy,
+        "proxy": r.proxy,
+        "feasible": r.feasible if r.complete else None,
+        "pareto": r.number in (pareto_numbers or set()),
+        "note": r.note or r.fail_reason,
         "trained_top1": done.get("top1"),
         "trained_top1_ema": done.get("top1_ema"),
     }
@@ -120,26 +141,29 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
     from effvit_nas.measure.store import open_engine
 
     open_engine(storage)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    with quiet_optuna():
+        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    for summary in summaries:
+        study = load_study(summary.study_name, storage)
         complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
         ident = study.user_attrs.get("effvit") or {}
         created = study.user_attrs.get("created")
         if created is None and summary.datetime_start is not None:
             created = summary.datetime_start.timestamp()
-        rows.append({
-            "study": summary.study_name,
-            "trials": len(complete),
-            "all_trials": summary.n_trials,
-            "feasible": sum(1 for t in complete if is_feasible(t)),
-            "pareto": len(pareto_trials(study)),
-            "device": ident.get("device"),
-            "budget": ident.get("budget"),
-            "proxy": ident.get("proxy"),
-            "created": datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds") if created else None,
-        })
+        rows.append(
+            {
+                "study": summary.study_name,
+                "trials": len(complete),
+                "all_trials": summary.n_trials,
+                "feasible": sum(TrialRecord.of(t).feasible for t in complete),
+                "pareto": len(pareto_trials(study)),
+                "device": ident.get("device"),
+                "budget": ident.get("budget"),
+                "proxy": ident.get("proxy"),
+                "created": datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds") if created else None,
+            }
+        )
     return rows
 
 
@@ -151,9 +175,9 @@ def device_description(study: Any, info: StudyInfo, storage: str) -> dict[str, A
     store = MeasurementStore(storage)
     key = info.bench_settings().key()
     for t in study.get_trials(deepcopy=False):
-        ua = t.user_attrs
-        if ua.get("measured") and ua.get("device_id") and ua.get("config_hash"):
-            m = store.get(ua["config_hash"], ua["device_id"], key)
+        r = TrialRecord.of(t)
+        if r.measured and r.device_id and r.config_hash:
+            m = store.get(r.config_hash, r.device_id, key)
             if m is not None:
                 return m.device
     return None

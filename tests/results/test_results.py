@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from effvit_nas.arch.config import ArchConfig, load_config
-
 from tests.support import run_main
 
 
@@ -58,7 +57,7 @@ def test_pareto_plot_png_html_and_presets(small_study, tmp_path, capsys, monkeyp
 
     r = run_main(capsys, "pareto", "--study", name, "--storage", url, "--out", str(png), "--with-presets", "--json")
     assert r.returncode == 0, r.stderr
-    refs = json.loads(r.stdout[r.stdout.index("{"):])["references"]
+    refs = json.loads(r.stdout[r.stdout.index("{") :])["references"]
     assert [x["name"] for x in refs] == [f"M{i}@64px" for i in range(6)]
     assert all(x["throughput"] > 0 and x["accuracy"] is not None for x in refs)
     # stored: a re-plot shows them without measuring again; --json alone writes no file
@@ -127,7 +126,7 @@ def test_export_top_and_trial_and_timm_kwargs(small_study, tmp_path, capsys):
     [
         (["export", "--study", "nope", "--out", "{tmp}/x"], "no study 'nope'"),
         (["export", "--study", "small", "--out", "{tmp}/x", "--trial", "99"], "no trial 99"),
-        (["export", "--study", "small", "--out", "/proc/forbidden/x"], "cannot create --out"),
+        (["export", "--study", "small", "--out", "/proc/forbidden/x"], "--out '/proc/forbidden/x' cannot be created"),
         (["export", "--study", "small", "--out", "{tmp}/x", "--top", "2", "--trial", "1"], "one of --pareto"),
         (["export", "--study", "empty", "--out", "{tmp}/x"], "is empty"),
         (["pareto", "--study", "empty", "--out", "{tmp}/p.png"], "no complete trials"),
@@ -137,10 +136,12 @@ def test_export_top_and_trial_and_timm_kwargs(small_study, tmp_path, capsys):
     ],
 )
 def test_results_bad_input(small_study, tmp_path, capsys, args, needle):
-    from effvit_nas.search.loop import SearchSettings, open_study
+    from effvit_nas.search.options import RunOptions
+    from effvit_nas.search.problem import SearchProblem
+    from effvit_nas.search.study import open_study
 
     url = _copy(small_study, tmp_path)
-    open_study(SearchSettings(device="cpu", budget=2000.0, study="empty", storage=url, space="tiny", trials=1))
+    open_study(SearchProblem(device="cpu", budget=2000.0, space="tiny"), RunOptions(study="empty", storage=url, trials=1))
     r = run_main(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in args], "--storage", url)
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
@@ -169,8 +170,16 @@ def test_study_database_is_readable_by_optuna_dashboard(small_study):
 
     def get(path: str) -> dict:
         status = {}
-        env = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr,
-               "SERVER_NAME": "localhost", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
+        env = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "wsgi.input": io.BytesIO(),
+            "wsgi.errors": sys.stderr,
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "80",
+            "wsgi.url_scheme": "http",
+        }
         body = b"".join(app(env, lambda s, h, exc=None: status.setdefault("s", s)))
         assert status["s"].startswith("200"), (status, body[:300])
         return json.loads(body)

@@ -202,29 +202,27 @@ def test_resume_after_sigkill(tmp_path, capsys, local_ray):
 def test_search_bad_input(tmp_path, capsys, args, needle):
     r = run_main(capsys, *args, "--storage", f"sqlite:///{tmp_path}/b.db")
     assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [l for l in r.stderr.strip().splitlines() if "Token authentication" not in l]
+    lines = [line for line in r.stderr.strip().splitlines() if "Token authentication" not in line]
     assert len(lines) == 1 and needle in lines[0], r.stderr
 
 
-def _tiny_settings(url: str, study: str, **kw):
+def _tiny_settings(url: str, study: str, budget: float = 300.0, **kw):
+    """(problem, options) of a small real search in the tiny space."""
     from effvit_nas.measure.settings import BenchSettings
     from effvit_nas.proxy.data import DataConfig
-    from effvit_nas.search.loop import SearchSettings
+    from effvit_nas.search.options import RunOptions
+    from effvit_nas.search.problem import SearchProblem
     from tests.support import FAST_BENCH
 
-    base = dict(
+    problem = SearchProblem(
         device="cpu",
-        budget=300.0,
-        study=study,
-        storage=url,
+        budget=budget,
         space="tiny",
         proxy="naswot",
         data=DataConfig(img_size=32, num_classes=4, train_per_class=16, val_per_class=8),
         bench=BenchSettings(batch=16, **FAST_BENCH),
-        sampler="random",
-        heartbeat_s=1,
     )
-    return SearchSettings(**{**base, **kw})
+    return problem, RunOptions(**{"study": study, "storage": url, "sampler": "random", "heartbeat_s": 1, **kw})
 
 
 def test_a_failing_candidate_is_stored_failed_and_the_search_goes_on(tmp_path, local_ray, monkeypatch):
@@ -246,7 +244,7 @@ def test_a_failing_candidate_is_stored_failed_and_the_search_goes_on(tmp_path, l
 
     monkeypatch.setattr(workers, "measure_configs", measure_or_oom)
     url = f"sqlite:///{tmp_path}/f.db"
-    summary = run_search(_tiny_settings(url, "f", trials=3))
+    summary = run_search(*_tiny_settings(url, "f", trials=3))
     assert summary.complete == 3 and summary.failed == 1
     study = optuna.load_study(study_name="f", storage=url)
     failed = study.get_trials(states=[optuna.trial.TrialState.FAIL])
@@ -263,7 +261,7 @@ def test_tight_budget_skips_predicted_infeasible_and_audits(tmp_path, local_ray)
     from effvit_nas.search.loop import run_search
 
     url = f"sqlite:///{tmp_path}/t.db"
-    summary = run_search(_tiny_settings(url, "t", budget=1e6, trials=14))
+    summary = run_search(*_tiny_settings(url, "t", budget=1e6, trials=14))
     assert summary.complete == 14 and summary.feasible == 0 and summary.pareto == []
     assert summary.skipped_predicted >= 3 and summary.audited >= 1
     assert summary.audit_correct == summary.audited
@@ -283,8 +281,8 @@ def test_search_on_postgres_resumes(postgres_url, local_ray, capsys):
     from tests.support import run_main
 
     name = f"pg-{uuid.uuid4().hex[:8]}"
-    assert run_search(_tiny_settings(postgres_url, name, trials=2)).complete == 2
-    again = run_search(_tiny_settings(postgres_url, name, trials=3))
+    assert run_search(*_tiny_settings(postgres_url, name, trials=2)).complete == 2
+    again = run_search(*_tiny_settings(postgres_url, name, trials=3))
     assert again.complete == 3 and again.run_trials == 1
     r = run_main(capsys, "show", "--study", name, "--storage", postgres_url, "--json")
     assert r.returncode == 0, r.stderr

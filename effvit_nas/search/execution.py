@@ -1,0 +1,68 @@
+"""Where a search's work runs: the Ray implementations of the two things the loop needs, a
+measurer (throughput of one config on the target device) and a proxy runner (proxy values of
+several configs, in parallel). The loop takes any objects with these shapes, so it never
+knows how either is computed (Once-for-All's efficiency and accuracy predictors)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from effvit_nas.arch.config import ArchConfig
+from effvit_nas.measure.settings import Measurement
+from effvit_nas.search.problem import SearchProblem
+
+
+class Measurer(Protocol):
+    def __call__(self, config: ArchConfig) -> Measurement:
+        """Throughput of ``config`` on the study's device with the study's protocol."""
+
+
+class ProxyRunner(Protocol):
+    def __call__(self, configs: Sequence[ArchConfig]) -> Iterator[dict[str, Any] | BaseException]:
+        """For each config in order: its proxy result (``value``, ``proxy``, ``seconds``) or
+        the error it raised. All may run at once; results are yielded as they are needed."""
+
+
+def _proxy_task(proxy: str, config: dict[str, Any], data: Any, short_train: dict[str, Any]) -> dict[str, Any]:
+    from effvit_nas.proxy.registry import evaluate_proxy
+    from effvit_nas.proxy.short_training import ShortTrainSettings
+
+    return evaluate_proxy(proxy, ArchConfig.from_dict(config), data, ShortTrainSettings(**short_train)).to_dict()
+
+
+class RayExecution:
+    """One device actor for the whole run (it lives while this object does, and its process
+    start is set-up, not part of the first measurement) and proxies as Ray tasks of 1 CPU."""
+
+    def __init__(self, problem: SearchProblem, storage: str, ray_address: str | None):
+        from effvit_nas.measure.actor import connect, get_worker
+        from effvit_nas.measure.store import MeasurementStore
+        from effvit_nas.proxy.data import load_data
+        from effvit_nas.runtime import import_ray
+
+        self._ray = import_ray()
+        self.problem, self.ray_address = problem, ray_address
+        self.store = MeasurementStore(storage)
+        data = load_data(problem.data) if problem.proxy not in ("params", "macs") else None
+        connect(ray_address)
+        self.worker = get_worker(problem.device, problem.bench, ray_address)
+        self._ray.get(self.worker.fingerprint.remote())
+        self._data_ref = self._ray.put(data) if data is not None else None
+        self._task = self._ray.remote(num_cpus=1)(_proxy_task)
+
+    def measure(self, config: ArchConfig) -> Measurement:
+        from effvit_nas.measure.actor import measure_configs
+
+        p = self.problem
+        return measure_configs([config], p.device, p.bench, self.store, ray_address=self.ray_address, worker=self.worker)[0]
+
+    def run_proxies(self, configs: Sequence[ArchConfig]) -> Iterator[dict[str, Any] | BaseException]:
+        p = self.problem
+        futures = [self._task.remote(p.proxy, c.to_dict(), self._data_ref, asdict(p.short_train)) for c in configs]
+        for future in futures:
+            try:
+                yield self._ray.get(future)
+            except Exception as e:  # the loop records it as the trial's failure
+                yield e

@@ -1,0 +1,86 @@
+"""How one search run goes: where the study lives, when to stop, the sampler, parallelism,
+heartbeats. None of it changes what a trial's numbers mean, so it may differ between the runs
+that share a study."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from effvit_nas.errors import SettingError
+
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``2h`` or plain seconds -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise SettingError("RunOptions.timeout_s", f"{text!r} is not a duration: use e.g. 90s, 30m or 2h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a search runs.
+
+    Attributes:
+        study: study name.
+        storage: SQLAlchemy URL of the study database (SQLite file or PostgreSQL).
+        trials: finished trials the study should hold at the end (a resumed study runs only
+            the missing ones); ``timeout_s``: stop after this many seconds. One is needed.
+        sampler: ``tpe`` (default), ``nsga2`` or ``random``.
+        workers: candidates per round; their proxies run in parallel.
+        ray_address: an existing Ray cluster, or None for a local Ray.
+        seed: sampler seed.
+        seed_presets: enqueue the M0-M5 that are points of the space first.
+        heartbeat_s: seconds between trial heartbeats; a trial silent for 3x is failed and re-run.
+        audit_every: measure 1 in N predicted-infeasible candidates anyway (checks the
+            throughput model).
+        max_failures: stop once more candidates than this failed; default max(10, 2 x trials).
+    """
+
+    study: str
+    storage: str
+    trials: int | None = None
+    timeout_s: float | None = None
+    sampler: str = "tpe"
+    workers: int = 1
+    ray_address: str | None = None
+    seed: int = 0
+    seed_presets: bool = False
+    heartbeat_s: float = 30.0
+    audit_every: int = 4
+    max_failures: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.trials is None and self.timeout_s is None:
+            raise SettingError("RunOptions.trials", "is needed when RunOptions.timeout_s is not given (how long to search)")
+        if self.trials is not None and self.trials < 1:
+            raise SettingError("RunOptions.trials", f"must be positive, got {self.trials}")
+        if self.workers < 1:
+            raise SettingError("RunOptions.workers", f"must be positive, got {self.workers}")
+        if self.sampler not in SAMPLERS:
+            raise SettingError("RunOptions.sampler", f"{self.sampler!r} is unknown (choose from {', '.join(SAMPLERS)})")
+        if self.audit_every < 1:
+            raise SettingError("RunOptions.audit_every", f"must be positive, got {self.audit_every}")
+
+    @property
+    def failure_limit(self) -> int:
+        return self.max_failures if self.max_failures is not None else max(10, 2 * (self.trials or 10))
+
+    def round_size(self, done: int) -> int:
+        """Candidates to ask for now, ``done`` trials being finished."""
+        return self.workers if self.trials is None else min(self.workers, self.trials - done)
+
+
+def make_sampler(options: RunOptions):
+    """The Optuna sampler ``options`` name; TPE lies about running trials (constant liar) when
+    several run at once, so a round's candidates differ."""
+    import optuna
+
+    if options.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=options.seed, constant_liar=options.workers > 1, n_startup_trials=8)
+    if options.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=options.seed, population_size=16)
+    return optuna.samplers.RandomSampler(seed=options.seed)

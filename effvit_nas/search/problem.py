@@ -1,0 +1,66 @@
+"""What a study is about: device, throughput budget, space, proxy and the protocols behind
+both measurements. Two runs may share a study only when their problems are equal, since
+otherwise its trials would not be comparable."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from effvit_nas.errors import SettingError
+from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.proxy.data import DataConfig
+from effvit_nas.proxy.short_training import ShortTrainSettings
+
+OBJECTIVES = ("accuracy", "throughput")  # both maximised, in this order in every trial's values
+
+
+def parse_budget(text: str) -> float:
+    """``10k-imgs/s``, ``10000img/s``, ``2.5k``, ``300-imgs/s`` -> images per second."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:-?\s*imgs?\s*/\s*s)?\s*", text)
+    if not m:
+        raise SettingError("SearchProblem.budget", f"{text!r} is not a throughput: use e.g. 10k-imgs/s, 10000img/s, 2.5k or 300-imgs/s")
+    value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+    if value <= 0:
+        raise SettingError("SearchProblem.budget", f"{text!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class SearchProblem:
+    """What a study is about.
+
+    Attributes:
+        device: target device as the user named it (``cpu``, ``cuda``, ``v100``, ...).
+        budget: minimum throughput of a feasible model, images/s on ``device``.
+        space: search-space name or file (as :func:`effvit_nas.arch.space.load_space` takes it).
+        proxy: proxy name (:data:`effvit_nas.proxy.registry.PROXIES`), default ``naswot``.
+        data: the proxy's data.
+        short_train: settings of the ``train`` proxy (steps, batch, seed).
+        bench: the throughput protocol (default: batch 16, 1 thread, fp32, traced).
+    """
+
+    device: str
+    budget: float
+    space: str = "efficientvit"
+    proxy: str = "naswot"
+    data: DataConfig = DataConfig()
+    short_train: ShortTrainSettings = ShortTrainSettings()
+    bench: BenchSettings = BenchSettings(batch=16)
+
+    def __post_init__(self) -> None:
+        if not self.budget > 0:
+            raise SettingError("SearchProblem.budget", f"must be positive images/s, got {self.budget}")
+
+    def identity(self) -> dict[str, Any]:
+        """The problem as stored in the study (JSON); its keys are what `show`/`studies` read."""
+        return {
+            "device": self.device,
+            "budget": self.budget,
+            "space": self.space,
+            "proxy": self.proxy,
+            "data": asdict(self.data),
+            "train": asdict(self.short_train),
+            "bench": asdict(self.bench),
+        }

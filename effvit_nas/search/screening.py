@@ -1,0 +1,208 @@
+"""What happens to a candidate before any proxy runs, and how each trial ends.
+
+:meth:`Screener.decide` sends every candidate to one of five fates: its architecture ran
+before (``REUSED``), the throughput model calls it clearly infeasible and no audit is due
+(``PREDICTED_INFEASIBLE``, never measured), measured under the budget (``UNDER_BUDGET``, its
+proxy is not worth running), measured within budget (``NEEDS_PROXY``) or it raised
+(``FAILED``). Each fate is an :class:`Outcome`: the attributes, objective values and
+constraint the trial is finished with. Nothing here touches Optuna or Ray: the measurer and
+the lookup of earlier trials are passed in, so every decision is testable with fakes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from effvit_nas.arch.config import ArchConfig
+from effvit_nas.errors import UserError
+from effvit_nas.measure.settings import Measurement
+from effvit_nas.measure.throughput_model import FeasibilityModel, features
+from effvit_nas.runtime import root_cause
+from effvit_nas.search.records import REUSED_ATTRS, Attr, TrialRecord
+
+
+class Fate(enum.Enum):
+    REUSED = "reused"
+    PREDICTED_INFEASIBLE = "predicted infeasible"
+    UNDER_BUDGET = "under budget"
+    NEEDS_PROXY = "needs proxy"
+    FAILED = "failed"
+    COMPLETE = "complete"  # proxy ran
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An architecture the sampler proposed, with its cost."""
+
+    config: ArchConfig
+    params: int
+    macs: int
+
+    @property
+    def config_hash(self) -> str:
+        return self.config.short_hash()
+
+    def attrs(self) -> dict[Attr, Any]:
+        return {Attr.CONFIG: self.config.to_dict(), Attr.CONFIG_HASH: self.config_hash, Attr.PARAMS: self.params, Attr.MACS: self.macs}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a trial ends: attributes to store, objective values (accuracy, throughput) and the
+    throughput constraint ``(budget - throughput) / budget`` (feasible when <= 0), or a
+    failure. ``NEEDS_PROXY`` outcomes are not final: :func:`with_proxy` completes them."""
+
+    fate: Fate
+    attrs: dict[Attr, Any] = field(default_factory=dict)
+    values: tuple[float, float] | None = None
+    constraint: float | None = None
+    throughput: float | None = None  # images/s, measured or reused (None: not measured)
+    accuracy: float | None = None
+    note: str = ""  # for the progress line
+
+    @property
+    def feasible(self) -> bool:
+        return self.constraint is not None and self.constraint <= 0 and self.values is not None
+
+    @property
+    def failed(self) -> bool:
+        return self.fate is Fate.FAILED
+
+
+def _constraint(throughput: float, budget: float) -> float:
+    return (budget - throughput) / budget
+
+
+def reused(previous: TrialRecord) -> Outcome:
+    """A repeat of ``previous``'s architecture: its result, not a second measurement."""
+    attrs = {k: previous.attrs[k] for k in REUSED_ATTRS if k in previous.attrs}
+    attrs[Attr.NOTE] = f"same architecture as trial {previous.number}: result reused"
+    throughput = previous.throughput if previous.measured else None
+    return Outcome(
+        Fate.REUSED,
+        attrs,
+        previous.values,
+        previous.constraints.get("throughput"),
+        throughput,
+        previous.accuracy,
+        f"repeat of trial {previous.number}",
+    )
+
+
+def predicted_infeasible(predicted: float, budget: float) -> Outcome:
+    """Skipped: stored with the predicted throughput as its value, accuracy 0, infeasible."""
+    attrs = {
+        Attr.PREDICTED_INFEASIBLE: True,
+        Attr.PREDICTED_THROUGHPUT: predicted,
+        Attr.MEASURED: False,
+        Attr.THROUGHPUT: None,
+        Attr.NOTE: f"skipped: predicted {predicted:.0f} img/s < budget",
+    }
+    return Outcome(
+        Fate.PREDICTED_INFEASIBLE, attrs, (0.0, predicted), _constraint(predicted, budget), None, None, "skipped (predicted infeasible)"
+    )
+
+
+def measured(m: Measurement, budget: float, audit_of: float | None = None) -> Outcome:
+    """After the measurement: ``UNDER_BUDGET`` (final, accuracy 0) or ``NEEDS_PROXY``.
+    ``audit_of``: the prediction this measurement audits, if it was a would-be skip."""
+    attrs: dict[Attr, Any] = {
+        Attr.MEASURED: True,
+        Attr.THROUGHPUT: m.throughput,
+        Attr.THROUGHPUT_IQR: [m.q1, m.q3],
+        Attr.DEVICE_ID: m.device["id"],
+    }
+    if audit_of is not None:
+        attrs.update({Attr.PREDICTED_INFEASIBLE: True, Attr.PREDICTED_THROUGHPUT: audit_of, Attr.AUDIT: True})
+    constraint = _constraint(m.throughput, budget)
+    if m.throughput < budget:
+        attrs[Attr.NOTE] = "under budget: proxy skipped"
+        return Outcome(Fate.UNDER_BUDGET, attrs, (0.0, m.throughput), constraint, m.throughput, None, "under budget")
+    return Outcome(Fate.NEEDS_PROXY, attrs, None, constraint, m.throughput)
+
+
+def with_proxy(pending: Outcome, result: dict[str, Any]) -> Outcome:
+    """``pending`` (NEEDS_PROXY) completed by a proxy result (``value``, ``proxy``, ``seconds``)."""
+    attrs = {**pending.attrs, Attr.ACCURACY: result["value"], Attr.PROXY: result["proxy"], Attr.PROXY_SECONDS: result["seconds"]}
+    return Outcome(Fate.COMPLETE, attrs, (result["value"], pending.throughput), pending.constraint, pending.throughput, result["value"])
+
+
+def failed(error: BaseException) -> Outcome:
+    """A candidate that raised: stored FAIL with the root cause's first line (Ray wraps
+    errors raised in its workers)."""
+    cause = root_cause(error)
+    text = str(cause).splitlines()[0] if str(cause) else ""
+    reason = f"{type(cause).__name__}: {text}"[:500]
+    return Outcome(Fate.FAILED, {Attr.FAIL_REASON: reason}, note=reason)
+
+
+@dataclass
+class ScreenCounts:
+    """Predicted-infeasible candidates: skipped, audited (measured anyway) and audits whose
+    measurement confirmed the prediction."""
+
+    skipped: int = 0
+    audited: int = 0
+    audit_correct: int = 0
+
+    @classmethod
+    def of(cls, records: list[TrialRecord], budget: float) -> ScreenCounts:
+        done = [r for r in records if r.complete]
+        return cls(
+            skipped=sum(r.skipped for r in done),
+            audited=sum(r.audited for r in done),
+            audit_correct=sum(r.audited and (r.throughput or 0) < budget for r in done),
+        )
+
+
+class Screener:
+    """Decides each candidate's fate (module doc). ``measure`` times one config on the
+    target device; ``previous`` finds the earliest complete trial of an architecture hash."""
+
+    def __init__(
+        self,
+        budget: float,
+        model: FeasibilityModel,
+        measure: Callable[[ArchConfig], Measurement],
+        previous: Callable[[str], TrialRecord | None],
+        audit_every: int = 4,
+        counts: ScreenCounts | None = None,
+    ):
+        self.budget, self.model, self.measure, self.previous = budget, model, measure, previous
+        self.audit_every = audit_every
+        self.counts = counts or ScreenCounts()
+
+    def decide(self, candidate: Candidate) -> Outcome:
+        try:
+            return self._decide(candidate)
+        except UserError:
+            raise  # the user's setup is wrong (device, storage): stop, do not fail trial after trial
+        except Exception as e:  # a broken candidate must not stop the search
+            return failed(e)
+
+    def _decide(self, candidate: Candidate) -> Outcome:
+        prev = self.previous(candidate.config_hash)
+        if prev is not None:
+            return reused(prev)
+        x = features(candidate.config, candidate.params, candidate.macs)
+        audit_of = None
+        if self.model.clearly_infeasible(x):
+            predicted = self.model.predict(x)
+            if not self._audit_due():
+                self.counts.skipped += 1
+                return predicted_infeasible(predicted, self.budget)
+            self.counts.audited += 1
+            audit_of = predicted
+        m = self.measure(candidate.config)
+        self.model.add(x, m.throughput)
+        if audit_of is not None and m.throughput < self.budget:
+            self.counts.audit_correct += 1
+        return measured(m, self.budget, audit_of)
+
+    def _audit_due(self) -> bool:
+        """Every ``audit_every``-th would-be skip is measured anyway."""
+        c = self.counts
+        return (c.skipped + c.audited + 1) % self.audit_every == 0

@@ -1,0 +1,149 @@
+"""The study a search runs in: opening (or creating) it in Optuna's RDB storage, checking it
+is about the same problem, heartbeats of running trials, and finishing a trial."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from effvit_nas.errors import UserError
+from effvit_nas.runtime import quiet_optuna
+from effvit_nas.search.options import RunOptions, make_sampler
+from effvit_nas.search.problem import OBJECTIVES, SearchProblem
+from effvit_nas.search.records import Attr, TrialRecord
+from effvit_nas.search.screening import Outcome
+
+
+@dataclass
+class StudyHandle:
+    """An open study with the storage it lives in (heartbeats and trial states need it)."""
+
+    study: Any
+    storage: Any
+    study_id: int
+
+    def trial_id(self, trial: Any) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+
+    def records(self, states: tuple[str, ...] | None = None) -> list[TrialRecord]:
+        import optuna
+
+        wanted = None if states is None else [optuna.trial.TrialState[s] for s in states]
+        return [TrialRecord.of(t) for t in self.study.get_trials(deepcopy=False, states=wanted)]
+
+    def first_complete(self, config_hash: str) -> TrialRecord | None:
+        """The earliest complete trial of this architecture (None if there is none)."""
+        return next((r for r in self.records(("COMPLETE",)) if r.config_hash == config_hash), None)
+
+
+def _storage(url: str, heartbeat_s: float):
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    from effvit_nas.measure.store import open_engine
+
+    open_engine(url)  # one-line errors for bad URLs / unreachable servers
+    with quiet_optuna():
+        return RDBStorage(
+            url,
+            heartbeat_interval=max(1, int(heartbeat_s)),
+            grace_period=max(2, int(3 * heartbeat_s)),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+        )
+
+
+def _check_same_problem(study: Any, problem: SearchProblem) -> None:
+    want, have = problem.identity(), study.user_attrs.get("effvit")
+    if have is None:
+        study.set_metric_names(list(OBJECTIVES))
+        study.set_user_attr("effvit", want)
+        study.set_user_attr("created", time.time())
+        return
+    diff = [k for k in want if have.get(k) != want[k]]
+    if diff:
+        raise UserError(
+            f"study {study.study_name!r} was created with another {diff[0]} ({have.get(diff[0])!r}); "
+            f"use a new --study name to search with {want[diff[0]]!r}"
+        )
+
+
+def open_study(problem: SearchProblem, options: RunOptions, create: bool = True) -> StudyHandle:
+    """The study ``options.study`` in ``options.storage``, created if missing (when ``create``)
+    and checked to be about ``problem`` when it exists."""
+    import optuna
+
+    storage = _storage(options.storage, options.heartbeat_s)
+    with quiet_optuna():
+        exists = options.study in [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        if not exists and not create:
+            raise UserError(f"no study {options.study!r} in {options.storage}")
+        study = optuna.create_study(
+            study_name=options.study,
+            storage=storage,
+            directions=["maximize", "maximize"],
+            sampler=make_sampler(options),
+            load_if_exists=True,
+        )
+        _check_same_problem(study, problem)
+    return StudyHandle(study, storage, storage.get_study_id_from_name(options.study))
+
+
+def tell(handle: StudyHandle, trial: Any, outcome: Outcome) -> None:
+    """Finish ``trial`` with ``outcome``: the one place a trial's state is decided."""
+    import optuna
+
+    for key, value in outcome.attrs.items():
+        trial.set_user_attr(str(key), value)
+    with quiet_optuna():
+        if outcome.failed:
+            handle.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return
+        if outcome.constraint is not None:
+            trial.set_constraint("throughput", outcome.constraint)
+        handle.study.tell(trial, list(outcome.values))
+
+
+def interrupt(handle: StudyHandle, trials: list[Any]) -> None:
+    """Ctrl-C: fail the round's unfinished trials and enqueue them again for the next run."""
+    import optuna
+
+    for trial in trials:
+        if handle.storage.get_trial(handle.trial_id(trial)).state == optuna.trial.TrialState.RUNNING:
+            trial.set_user_attr(str(Attr.FAIL_REASON), "interrupted (Ctrl-C); re-enqueued")
+            with quiet_optuna():
+                handle.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                handle.study.enqueue_trial(trial.params)
+
+
+class Heartbeat:
+    """Records heartbeats of the round's running trials so that a dead run's trials go stale
+    (Optuna then fails them and retries their parameters)."""
+
+    def __init__(self, storage: Any, interval: float):
+        self.storage, self.interval = storage, interval
+        self.trial_ids: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for tid in list(self.trial_ids):
+                with contextlib.suppress(Exception):  # a missed beat only makes the trial look older
+                    self.storage.record_heartbeat(tid)
+
+    def assign(self, trial_ids: list[int]) -> None:
+        """Track these trials, beating once at once: Optuna only ever finds a trial stale if it
+        has a heartbeat, so a process killed before the first interval would leave it RUNNING."""
+        for tid in trial_ids:
+            self.storage.record_heartbeat(tid)
+        self.trial_ids = trial_ids
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -1,0 +1,200 @@
+"""The search's decisions, without Ray or real timings: a fake measurer, a fake throughput
+model and fake proxies drive the screener and the loop over a real SQLite study."""
+
+import math
+
+import optuna
+import pytest
+
+from effvit_nas.arch.config import ArchConfig
+from effvit_nas.errors import UserError
+from effvit_nas.measure.settings import Measurement
+from effvit_nas.search.records import TrialRecord
+from effvit_nas.search.screening import Candidate, Fate, Screener, with_proxy
+from tests.support import TINY
+
+BUDGET = 1000.0
+
+
+def fake_measurement(config: ArchConfig, throughput: float) -> Measurement:
+    return Measurement(config_hash=config.short_hash(), throughput=throughput, q1=0.9 * throughput, q3=1.1 * throughput, cv=0.01,
+                       iterations=10, batch=16, seconds=0.1, settings={}, device={"id": "fake-device"}, config=config.to_dict())
+
+
+class FakeModel:
+    """A throughput model whose verdict the test sets."""
+
+    def __init__(self, infeasible: bool = False, predicted: float = 10.0):
+        self.infeasible, self.predicted, self.added = infeasible, predicted, []
+
+    def clearly_infeasible(self, x) -> bool:
+        return self.infeasible
+
+    def predict(self, x) -> float:
+        return self.predicted
+
+    def add(self, x, throughput: float) -> None:
+        self.added.append(throughput)
+
+
+class FakeMeasurer:
+    def __init__(self, throughput: float | Exception):
+        self.throughput, self.calls = throughput, []
+
+    def __call__(self, config: ArchConfig) -> Measurement:
+        self.calls.append(config.short_hash())
+        if isinstance(self.throughput, BaseException):
+            raise self.throughput
+        return fake_measurement(config, self.throughput)
+
+
+def candidate(config: ArchConfig = TINY) -> Candidate:
+    return Candidate(config, params=100_000, macs=5_000_000)
+
+
+def screener(measure, model=None, previous=None, audit_every: int = 4) -> Screener:
+    return Screener(BUDGET, model or FakeModel(), measure, previous or (lambda h: None), audit_every)
+
+
+def test_within_budget_needs_the_proxy_and_the_proxy_completes_it():
+    measure = FakeMeasurer(1500.0)
+    out = screener(measure).decide(candidate())
+    assert out.fate is Fate.NEEDS_PROXY and out.values is None and measure.calls == [TINY.short_hash()]
+    assert out.constraint == pytest.approx((BUDGET - 1500) / BUDGET) and out.attrs["throughput"] == 1500.0
+    done = with_proxy(out, {"value": 0.42, "proxy": "naswot", "seconds": 0.1})
+    assert done.fate is Fate.COMPLETE and done.values == (0.42, 1500.0) and done.feasible
+
+
+def test_under_budget_is_final_without_the_proxy():
+    out = screener(FakeMeasurer(400.0)).decide(candidate())
+    assert out.fate is Fate.UNDER_BUDGET and out.values == (0.0, 400.0) and not out.feasible
+    assert out.attrs["measured"] is True and "proxy skipped" in out.attrs["note"]
+
+
+def test_a_repeated_architecture_reuses_the_earlier_result_without_measuring():
+    earlier = TrialRecord(number=3, state="COMPLETE", values=(0.5, 1200.0), constraints={"throughput": -0.2}, config=TINY.to_dict(),
+                          config_hash=TINY.short_hash(), params=1, macs=1, measured=True, throughput=1200.0, throughput_iqr=None,
+                          device_id="d", accuracy=0.5, proxy="naswot", proxy_seconds=0.1, predicted_infeasible=False,
+                          predicted_throughput=None, audit=False, note="", fail_reason="", preset=None,
+                          attrs={"measured": True, "throughput": 1200.0, "accuracy": 0.5, "proxy": "naswot"})
+    measure = FakeMeasurer(1.0)
+    out = screener(measure, previous=lambda h: earlier if h == TINY.short_hash() else None).decide(candidate())
+    assert out.fate is Fate.REUSED and out.values == (0.5, 1200.0) and out.feasible and measure.calls == []
+    assert out.attrs["accuracy"] == 0.5 and "trial 3" in out.attrs["note"]
+
+
+def test_predicted_infeasible_is_skipped_and_every_fourth_is_audited():
+    measure, model = FakeMeasurer(300.0), FakeModel(infeasible=True, predicted=250.0)
+    s = screener(measure, model)
+    fates = [s.decide(candidate()).fate for _ in range(8)]
+    assert fates == [Fate.PREDICTED_INFEASIBLE] * 3 + [Fate.UNDER_BUDGET] + [Fate.PREDICTED_INFEASIBLE] * 3 + [Fate.UNDER_BUDGET]
+    assert len(measure.calls) == 2 and model.added == [300.0, 300.0]
+    assert (s.counts.skipped, s.counts.audited, s.counts.audit_correct) == (6, 2, 2)
+
+
+def test_a_wrong_skip_is_caught_by_its_audit():
+    """The model calls it infeasible, the audit measures it within budget: the audit is counted
+    wrong and the candidate goes on to its proxy instead of being dropped."""
+    s = screener(FakeMeasurer(5000.0), FakeModel(infeasible=True, predicted=250.0), audit_every=1)
+    out = s.decide(candidate())
+    assert out.fate is Fate.NEEDS_PROXY and out.attrs["audit"] is True and out.attrs["predicted_throughput"] == 250.0
+    assert (s.counts.audited, s.counts.audit_correct) == (1, 0)
+
+
+def test_skipped_candidates_carry_the_prediction_never_a_measurement():
+    out = screener(FakeMeasurer(1.0), FakeModel(infeasible=True, predicted=250.0), audit_every=1000).decide(candidate())
+    assert out.fate is Fate.PREDICTED_INFEASIBLE and out.values == (0.0, 250.0) and out.throughput is None
+    assert out.attrs["measured"] is False and out.attrs["throughput"] is None and out.constraint > 0
+
+
+class RayLikeError(Exception):
+    """What Ray raises in the driver for an error in an actor: the original as ``cause``."""
+
+    __module__ = "ray.exceptions"
+
+    def __init__(self, cause: BaseException):
+        super().__init__(f"ray wrapper\n{cause}")
+        self.cause = cause
+
+
+def test_a_failing_measurement_fails_the_candidate_with_the_root_cause():
+    out = screener(FakeMeasurer(RayLikeError(MemoryError("out of memory in the actor")))).decide(candidate())
+    assert out.fate is Fate.FAILED and out.attrs["fail_reason"] == "MemoryError: out of memory in the actor"
+
+
+def test_a_user_error_stops_instead_of_failing_every_candidate():
+    with pytest.raises(UserError, match="device"):
+        screener(FakeMeasurer(UserError("device 'v100' is not available"))).decide(candidate())
+
+
+# --- the loop over a real study, with fake measurement and proxies (no Ray) -----------------
+
+
+def _problem_options(tmp_path, **kw):
+    from effvit_nas.search.options import RunOptions
+    from effvit_nas.search.problem import SearchProblem
+
+    problem = SearchProblem(device="cpu", budget=BUDGET, space="tiny", proxy="params")
+    return problem, RunOptions(**{"study": "fake", "storage": f"sqlite:///{tmp_path}/f.db", "sampler": "random", "heartbeat_s": 1, **kw})
+
+
+def _by_width(config: ArchConfig) -> Measurement:
+    """Fewer channels, faster: about half the tiny space is within the budget."""
+    return fake_measurement(config, 2_000_000 / sum(w * d for w, d in zip(config.widths, config.depths, strict=True)))
+
+
+def _proxies(configs):
+    for c in configs:
+        yield ValueError("proxy crashed") if c.widths[0] == 32 and c.depths[0] == 2 else {"value": math.log(sum(c.widths)), "proxy": "fake", "seconds": 0.0}
+
+
+def test_loop_finishes_every_trial_in_one_of_its_fates(tmp_path):
+    from effvit_nas.search.loop import run_search
+
+    problem, options = _problem_options(tmp_path, trials=8, workers=2)
+    summary = run_search(problem, options, measure=_by_width, run_proxies=_proxies)
+    study = optuna.load_study(study_name="fake", storage=options.storage)
+    records = [TrialRecord.of(t) for t in study.get_trials()]
+    assert summary.complete == 8 and sum(r.complete for r in records) == 8
+    for r in records:
+        if r.state == "FAIL":
+            assert r.fail_reason == "ValueError: proxy crashed"
+        elif r.feasible:
+            assert r.accuracy == pytest.approx(math.log(sum(r.config["widths"]))) and r.throughput >= BUDGET
+        else:
+            assert r.accuracy is None and r.throughput < BUDGET and r.values[0] == 0.0
+    assert summary.feasible == sum(r.feasible for r in records) and summary.failed == sum(r.state == "FAIL" for r in records)
+    front = {p["number"] for p in summary.pareto}
+    assert front and all(next(r for r in records if r.number == n).feasible for n in front)
+
+
+def test_ctrl_c_fails_and_re_enqueues_the_unfinished_trial(tmp_path):
+    from effvit_nas.search.loop import run_search
+
+    calls = []
+
+    def interrupted_third(config):
+        calls.append(config)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return _by_width(config)
+
+    problem, options = _problem_options(tmp_path, trials=6)
+    summary = run_search(problem, options, measure=interrupted_third, run_proxies=_proxies)
+    study = optuna.load_study(study_name="fake", storage=options.storage)
+    states = [t.state.name for t in study.get_trials()]
+    assert summary.interrupted and states[:3] == ["COMPLETE", "COMPLETE", "FAIL"] and states[3] == "WAITING"
+    assert study.get_trials()[2].user_attrs["fail_reason"].startswith("interrupted")
+    again = run_search(problem, options, measure=_by_width, run_proxies=_proxies)  # resumes with the re-enqueued one first
+    trials = study.get_trials()
+    assert again.complete == 6 and not again.interrupted and trials[3].params == trials[2].params
+
+
+def test_too_many_failures_stop_the_search_with_one_line(tmp_path):
+    from effvit_nas.search.loop import run_search
+
+    problem, options = _problem_options(tmp_path, trials=50, max_failures=3)
+    with pytest.raises(UserError, match="stopping: 4 candidates failed"):
+        run_search(problem, options, measure=FakeMeasurer(RuntimeError("broken")), run_proxies=_proxies)
+    failed = optuna.load_study(study_name="fake", storage=options.storage).get_trials(states=[optuna.trial.TrialState.FAIL])
+    assert len(failed) == 4 and all(t.user_attrs["fail_reason"] == "RuntimeError: broken" for t in failed)
