@@ -16,6 +16,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,7 +43,7 @@ def prepare(name: str, x: torch.Tensor) -> dict[tuple[str, str], torch.nn.Module
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--iters", type=int, default=2, help="timed forward passes per variant per round")
@@ -50,49 +51,51 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--models", default="M0,M1,M2,M3,M4,M5")
     ap.add_argument("--out", type=Path, default=Path("results/model_speed_cpu.md"))
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    torch.set_num_threads(args.threads)
-    x = torch.randn(args.batch, 3, 224, 224)
-    names = args.models.split(",")
-    fns = {}
-    for n in names:
-        for (impl, var), m in prepare(n, x).items():
-            fns[(n, impl, var)] = m
+
+@torch.no_grad()
+def time_rounds(fns: dict[tuple, torch.nn.Module], x: torch.Tensor, rounds: int, iters: int) -> dict[tuple, list[float]]:
+    """Seconds per forward pass of every variant, per round; the variants take turns in each round."""
     times: dict[tuple, list[float]] = {k: [] for k in fns}
-    with torch.no_grad():
-        for f in fns.values():  # warm-up: oneDNN primitive creation, profiling executor runs
-            for _ in range(3):
+    for f in fns.values():  # warm-up: oneDNN primitive creation, profiling executor runs
+        for _ in range(3):
+            f(x)
+    for r in range(rounds):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(iters):
                 f(x)
-        for r in range(args.rounds):
-            for k, f in fns.items():
-                t0 = time.perf_counter()
-                for _ in range(args.iters):
-                    f(x)
-                times[k].append((time.perf_counter() - t0) / args.iters)
-            print(f"round {r + 1}/{args.rounds} done", flush=True)
+            times[k].append((time.perf_counter() - t0) / iters)
+        print(f"round {r + 1}/{rounds} done", flush=True)
+    return times
+
+
+def speed_record(n: str, times: dict[tuple, list[float]], batch: int) -> dict[str, Any]:
+    """Images/s of every variant of model ``n`` and our speedups over timm (medians of per-round ratios)."""
 
     def ips(k: tuple) -> float:
-        return args.batch / statistics.median(times[k])
+        return batch / statistics.median(times[k])
 
-    def speedup(n: str, var: str, ref_var: str) -> float:
-        return statistics.median(t / o for t, o in zip(times[(n, "timm", ref_var)], times[(n, "ours", var)]))
+    def speedup(var: str, ref_var: str) -> float:
+        return statistics.median(t / o for t, o in zip(times[(n, "timm", ref_var)], times[(n, "ours", var)], strict=True))
 
-    rows = []
-    records = []
-    for n in names:
-        rec = {"model": n, **{f"{impl}_{var}": round(ips((n, impl, var)), 1) for impl in ("timm", "ours") for var in VARIANTS}}
-        rec["speedup_traced"] = round(speedup(n, "traced", "traced"), 3)
-        rec["speedup_opt_vs_timm_traced"] = round(speedup(n, "traced+opt", "traced"), 3)
-        rec["speedup_opt_vs_timm_opt"] = round(speedup(n, "traced+opt", "traced+opt"), 3)
-        records.append(rec)
-        rows.append(
-            f"| {n} | {rec['timm_eager']:.0f} | {rec['ours_eager']:.0f} | {rec['timm_traced']:.0f} | {rec['ours_traced']:.0f} "
-            f"| {rec['timm_traced+opt']:.0f} | {rec['ours_traced+opt']:.0f} | **{rec['speedup_traced']:.2f}x** "
-            f"| {rec['speedup_opt_vs_timm_traced']:.2f}x | {rec['speedup_opt_vs_timm_opt']:.2f}x |"
-        )
-    setting = f"batch {args.batch}, 224x224, fp32, {args.threads} thread(s), CPU backend, torch {torch.__version__}, {cpu_model()}"
-    md = [
+    rec = {"model": n, **{f"{impl}_{var}": round(ips((n, impl, var)), 1) for impl in ("timm", "ours") for var in VARIANTS}}
+    rec["speedup_traced"] = round(speedup("traced", "traced"), 3)
+    rec["speedup_opt_vs_timm_traced"] = round(speedup("traced+opt", "traced"), 3)
+    rec["speedup_opt_vs_timm_opt"] = round(speedup("traced+opt", "traced+opt"), 3)
+    return rec
+
+
+def report(args: argparse.Namespace, records: list[dict[str, Any]], setting: str) -> list[str]:
+    """The markdown report, one line per item."""
+    rows = [
+        f"| {rec['model']} | {rec['timm_eager']:.0f} | {rec['ours_eager']:.0f} | {rec['timm_traced']:.0f} | {rec['ours_traced']:.0f} "
+        f"| {rec['timm_traced+opt']:.0f} | {rec['ours_traced+opt']:.0f} | **{rec['speedup_traced']:.2f}x** "
+        f"| {rec['speedup_opt_vs_timm_traced']:.2f}x | {rec['speedup_opt_vs_timm_opt']:.2f}x |"
+        for rec in records
+    ]
+    return [
         "# Model speed on CPU: our deployment form vs timm (fused + traced)",
         "",
         f"Setting: {setting}. Throughput in images/s, median of {args.rounds} interleaved rounds x {args.iters} iterations.",
@@ -113,6 +116,18 @@ def main() -> None:
         "",
         "Command: `uv run python benchmarks/model_speed.py " + f"--rounds {args.rounds} --iters {args.iters} --out {args.out}`",
     ]
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    x = torch.randn(args.batch, 3, 224, 224)
+    names = args.models.split(",")
+    fns = {(n, impl, var): m for n in names for (impl, var), m in prepare(n, x).items()}
+    times = time_rounds(fns, x, args.rounds, args.iters)
+    records = [speed_record(n, times, args.batch) for n in names]
+    setting = f"batch {args.batch}, 224x224, fp32, {args.threads} thread(s), CPU backend, torch {torch.__version__}, {cpu_model()}"
+    md = report(args, records, setting)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps({"setting": setting, "results": records}, indent=2) + "\n")

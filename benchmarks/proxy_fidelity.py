@@ -24,7 +24,7 @@ from scipy.stats import kendalltau, spearmanr
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.arch.space import load_space
 from effvit_nas.model.cost import model_cost
-from effvit_nas.proxy.data import DataConfig, load_data
+from effvit_nas.proxy.data import DataConfig, Dataset, load_data
 from effvit_nas.proxy.registry import PROXIES, evaluate_proxy
 from effvit_nas.proxy.short_training import ShortTrainSettings
 
@@ -43,7 +43,7 @@ def architectures(n_sampled: int, seed: int):
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100, help="steps of the train proxy")
     ap.add_argument("--ref-factor", type=int, default=10, help="reference = train proxy with this many times the steps")
@@ -52,42 +52,57 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("results/proxy_fidelity.md"))
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    data = load_data(DataConfig(img_size=args.img_size, seed=args.seed))
-    archs = architectures(args.sampled, args.seed)
-    proxy_settings = ShortTrainSettings(steps=args.steps, seed=args.seed)
-    ref_settings = ShortTrainSettings(steps=args.steps * args.ref_factor, seed=args.seed)
+    return ap.parse_args()
+
+
+def evaluate_all(archs: dict, data: Dataset, proxy_settings: ShortTrainSettings, ref_settings: ShortTrainSettings):
+    """Every proxy and the reference on every architecture: (values, seconds), by proxy then name."""
     values: dict[str, dict[str, float]] = {p: {} for p in [*PROXIES, "reference"]}
     seconds: dict[str, list[float]] = {p: [] for p in values}
     t0 = time.time()
     for name, cfg in archs.items():
         for p in PROXIES:
             r = evaluate_proxy(p, cfg, data, proxy_settings)
-            values[p][name], _ = r.value, seconds[p].append(r.seconds)
+            values[p][name] = r.value
+            seconds[p].append(r.seconds)
         r = evaluate_proxy("train", cfg, data, ref_settings)
-        values["reference"][name], _ = r.value, seconds["reference"].append(r.seconds)
+        values["reference"][name] = r.value
+        seconds["reference"].append(r.seconds)
         print(f"{name}: ref {r.value:.3f} train {values['train'][name]:.3f} ({time.time() - t0:.0f} s)", flush=True)
+    return values, seconds
 
-    names = list(archs)
+
+def preset_order(values: dict[str, float]) -> str:
+    """M0-M5, best first by ``values``."""
+    return " > ".join(sorted(IMAGENET_TOP1, key=lambda n: -values[n]))
+
+
+def imagenet_spearman(values: dict[str, float]) -> float:
+    """Rank correlation of ``values`` of M0-M5 with their ImageNet top-1."""
+    presets = list(IMAGENET_TOP1)
+    return spearmanr([values[n] for n in presets], [IMAGENET_TOP1[n] for n in presets]).statistic
+
+
+def fidelity_rows(values: dict[str, dict[str, float]], seconds: dict[str, list[float]], names: list[str]) -> list[str]:
+    """One table row per proxy, best Spearman vs the reference first."""
     ref = [values["reference"][n] for n in names]
     rows = []
     for p in PROXIES:
         v = [values[p][n] for n in names]
         rho, tau = spearmanr(v, ref).statistic, kendalltau(v, ref).statistic
-        presets = list(IMAGENET_TOP1)
-        m_rho = spearmanr([values[p][n] for n in presets], [IMAGENET_TOP1[n] for n in presets]).statistic
-        order = " > ".join(sorted(presets, key=lambda n: -values[p][n]))
-        rows.append((p, rho, tau, m_rho, statistics.median(seconds[p]), order))
+        rows.append((p, rho, tau, imagenet_spearman(values[p]), statistics.median(seconds[p]), preset_order(values[p])))
     rows.sort(key=lambda r: -r[1])
-    presets = list(IMAGENET_TOP1)
-    ref_m = spearmanr([values["reference"][n] for n in presets], [IMAGENET_TOP1[n] for n in presets]).statistic
-    table = [f"| {p} | {rho:+.3f} | {tau:+.3f} | {m:+.3f} | {s:.2f} s | {order} |" for p, rho, tau, m, s, order in rows]
+    return [f"| {p} | {rho:+.3f} | {tau:+.3f} | {m:+.3f} | {s:.2f} s | {order} |" for p, rho, tau, m, s, order in rows]
+
+
+def report(args: argparse.Namespace, data: Dataset, archs: dict, values, seconds, proxy_settings: ShortTrainSettings) -> list[str]:
+    """The markdown report, one line per item."""
+    names = list(archs)
     acc_rows = [
         f"| {n} | {values['reference'][n] * 100:.1f} | {values['train'][n] * 100:.1f} | {model_cost(archs[n]).params / 1e6:.2f} | {model_cost(archs[n]).macs / 1e6:.0f} |"
         for n in names
     ]
-    md = [
+    return [
         "# Proxy fidelity: how each proxy ranks 12 architectures against a 10x longer training",
         "",
         f"Data: offline synthetic ({data.num_classes} classes, {len(data.train_y)} train / {len(data.val_y)} held-out images, "
@@ -98,9 +113,9 @@ def main() -> None:
         "",
         "| proxy | Spearman vs reference | Kendall vs reference | Spearman of M0-M5 vs ImageNet top-1 | seconds / candidate | M0-M5 order (best first) |",
         "|---|---|---|---|---|---|",
-        *table,
-        f"| *reference itself* | | | {ref_m:+.3f} | {statistics.median(seconds['reference']):.1f} s | "
-        + " > ".join(sorted(presets, key=lambda n: -values["reference"][n]))
+        *fidelity_rows(values, seconds, names),
+        f"| *reference itself* | | | {imagenet_spearman(values['reference']):+.3f} | {statistics.median(seconds['reference']):.1f} s | "
+        + preset_order(values["reference"])
         + " |",
         "",
         "ImageNet order (paper): M5 > M4 > M3 > M2 > M1 > M0.",
@@ -111,6 +126,17 @@ def main() -> None:
         "",
         f"Command: `uv run python benchmarks/proxy_fidelity.py --steps {args.steps} --ref-factor {args.ref_factor} --out {args.out}`",
     ]
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_data(DataConfig(img_size=args.img_size, seed=args.seed))
+    archs = architectures(args.sampled, args.seed)
+    proxy_settings = ShortTrainSettings(steps=args.steps, seed=args.seed)
+    ref_settings = ShortTrainSettings(steps=args.steps * args.ref_factor, seed=args.seed)
+    values, seconds = evaluate_all(archs, data, proxy_settings, ref_settings)
+    md = report(args, data, archs, values, seconds, proxy_settings)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")
     args.out.with_suffix(".json").write_text(

@@ -24,13 +24,31 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.results.pareto import front_points, hypervolume_2d
-from effvit_nas.search.loop import SearchSettings, open_study, run_search
+from effvit_nas.search.loop import run_search
+from effvit_nas.search.options import RunOptions
+from effvit_nas.search.problem import SearchProblem
+from effvit_nas.search.study import open_study
+
+SUMMARY_FIELDS = (
+    "complete",
+    "failed",
+    "feasible",
+    "skipped_predicted",
+    "audited",
+    "audit_correct",
+    "seconds",
+    "setup_s",
+    "measure_s",
+    "proxy_s",
+    "run_trials",
+)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=32)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -43,76 +61,66 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=int, default=8)
     ap.add_argument("--storage", default=None, help="one database for all runs (shares measurements); default: a fresh SQLite file per run")
     ap.add_argument("--out", type=Path, default=Path("results/search_quality.md"))
-    args = ap.parse_args()
-    folder = tempfile.mkdtemp()
-    bench = BenchSettings(batch=16, warmup_s=args.warmup, measure_s=args.duration)
+    return ap.parse_args()
 
-    runs = []
-    for seed in args.seeds:
-        for sampler in args.samplers:
-            s = SearchSettings(
-                device="cpu",
-                budget=args.budget,
-                study=f"{sampler}-s{seed}",
-                storage=args.storage or f"sqlite:///{folder}/{sampler}-s{seed}.db",
-                space=args.space,
-                proxy=args.proxy,
-                bench=bench,
-                trials=args.trials,
-                sampler=sampler,
-                seed=seed,
-            )
-            t0 = time.perf_counter()
-            summary = run_search(s)
-            study = open_study(s, create=False)
-            trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-            runs.append(
-                {
-                    "sampler": sampler,
-                    "seed": seed,
-                    "seconds": time.perf_counter() - t0,
-                    "summary": {
-                        k: getattr(summary, k)
-                        for k in (
-                            "complete",
-                            "failed",
-                            "feasible",
-                            "skipped_predicted",
-                            "audited",
-                            "audit_correct",
-                            "seconds",
-                            "setup_s",
-                            "measure_s",
-                            "proxy_s",
-                            "run_trials",
-                        )
-                    },
-                    "trials": [
-                        {
-                            "number": t.number,
-                            "state": t.state.name,
-                            "values": t.values,
-                            "feasible": bool(t.values) and all(c <= 0 for c in t.constraints.values()),
-                            "measured": t.user_attrs.get("measured"),
-                        }
-                        for t in trials
-                    ],
-                }
-            )
-            print(
-                f"{sampler:6s} seed {seed}: {summary.feasible}/{summary.complete} feasible, "
-                f"{len(summary.pareto)} Pareto, {summary.seconds:.0f} s",
-                flush=True,
-            )
 
-    # one reference box for all runs, so hypervolumes are comparable
-    feas = [t["values"] for r in runs for t in r["trials"] if t["feasible"] and t["values"]]
-    ref = (min(v[0] for v in feas), args.budget)  # only feasible trials have a proxy score
-    top = (max(v[0] for v in feas), max(v[1] for v in feas))
-    box = (top[0] - ref[0]) * (top[1] - ref[1])
+def run_one(args: argparse.Namespace, sampler: str, seed: int, folder: str) -> dict[str, Any]:
+    """One search; its summary and every trial's values, feasibility and measured flag."""
+    problem = SearchProblem(
+        device="cpu",
+        budget=args.budget,
+        space=args.space,
+        proxy=args.proxy,
+        bench=BenchSettings(batch=16, warmup_s=args.warmup, measure_s=args.duration),
+    )
+    options = RunOptions(
+        study=f"{sampler}-s{seed}",
+        storage=args.storage or f"sqlite:///{folder}/{sampler}-s{seed}.db",
+        trials=args.trials,
+        sampler=sampler,
+        seed=seed,
+    )
+    t0 = time.perf_counter()
+    summary = run_search(problem, options)
+    records = sorted(open_study(problem, options, create=False).records(), key=lambda r: r.number)
+    seconds = time.perf_counter() - t0
+    print(
+        f"{sampler:6s} seed {seed}: {summary.feasible}/{summary.complete} feasible, {len(summary.pareto)} Pareto, {summary.seconds:.0f} s",
+        flush=True,
+    )
+    return {
+        "sampler": sampler,
+        "seed": seed,
+        "seconds": seconds,
+        "summary": {k: getattr(summary, k) for k in SUMMARY_FIELDS},
+        "trials": [
+            {
+                "number": r.number,
+                "state": r.state,
+                "values": list(r.values) if r.values else None,
+                "feasible": r.feasible,
+                "measured": r.measured,
+            }
+            for r in records
+        ],
+    }
+
+
+def checkpoints_of(args: argparse.Namespace) -> list[int]:
+    """Trial counts at which hypervolume is reported: every ``--checkpoint`` and the last."""
     checkpoints = list(range(args.checkpoint, args.trials + 1, args.checkpoint))
     if not checkpoints or checkpoints[-1] != args.trials:
         checkpoints.append(args.trials)
+    return checkpoints
+
+
+def score_runs(runs: list[dict[str, Any]], budget: float, checkpoints: list[int]) -> tuple[tuple, tuple]:
+    """Add each run's normalised hypervolume per checkpoint and its overhead shares; returns the
+    reference point and the top corner of the box, one for all runs so they are comparable."""
+    feas = [t["values"] for r in runs for t in r["trials"] if t["feasible"] and t["values"]]
+    ref = (min(v[0] for v in feas), budget)  # only feasible trials have a proxy score
+    top = (max(v[0] for v in feas), max(v[1] for v in feas))
+    box = (top[0] - ref[0]) * (top[1] - ref[1])
     for r in runs:
         r["hypervolume"] = {}
         for n in checkpoints:
@@ -122,7 +130,11 @@ def main() -> None:
         loop = s["seconds"] - s["setup_s"]
         r["overhead_share"] = 1 - (s["measure_s"] + s["proxy_s"]) / s["seconds"]
         r["loop_overhead_share"] = 1 - (s["measure_s"] + s["proxy_s"]) / loop
+    return ref, top
 
+
+def quality_lines(args: argparse.Namespace, runs: list[dict[str, Any]], ref: tuple, top: tuple, checkpoints: list[int]) -> list[str]:
+    """The report's heading, setting, and hypervolume tables (per run, then median over seeds)."""
     lines = [
         "# Search quality: samplers vs random, orchestration overhead",
         "",
@@ -147,7 +159,12 @@ def main() -> None:
             + " | ".join(f"{r['hypervolume'][n]:.3f}" for n in checkpoints)
             + f" | {s['feasible']}/{s['complete']} | {s['skipped_predicted']} | {s['audit_correct']}/{s['audited']} | {s['seconds']:.0f} |"
         )
-    lines += [
+    return lines + median_lines(args, runs, checkpoints)
+
+
+def median_lines(args: argparse.Namespace, runs: list[dict[str, Any]], checkpoints: list[int]) -> list[str]:
+    """Median hypervolume over seeds per sampler, and its ratio to random search's."""
+    lines = [
         "",
         "Median over seeds:",
         "",
@@ -162,9 +179,12 @@ def main() -> None:
         base = med.get("random", {}).get(args.trials)
         ratio = f"{med[sampler][args.trials] / base:.2f}x" if base else "n/a"
         lines.append(f"| {sampler} | " + " | ".join(f"{med[sampler][n]:.3f}" for n in checkpoints) + f" | {ratio} |")
-    shares = [r["overhead_share"] for r in runs]
-    loop_shares = [r["loop_overhead_share"] for r in runs]
-    lines += [
+    return lines
+
+
+def overhead_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """The orchestration-overhead table and its medians."""
+    lines = [
         "",
         "## Orchestration overhead",
         "",
@@ -181,12 +201,24 @@ def main() -> None:
             f"| {r['sampler']} | {r['seed']} | {s['seconds']:.1f} | {s['setup_s']:.1f} | {s['measure_s']:.1f} | {s['proxy_s']:.1f} "
             f"| {100 * r['overhead_share']:.1f} % | {100 * r['loop_overhead_share']:.1f} % |"
         )
-    lines += [
+    shares = [r["overhead_share"] for r in runs]
+    loop_shares = [r["loop_overhead_share"] for r in runs]
+    return [
+        *lines,
         "",
         f"Median overhead: {100 * statistics.median(shares):.1f} % of wall time including start-up, "
         f"{100 * statistics.median(loop_shares):.1f} % after it (target < 5 %).",
         "",
     ]
+
+
+def main() -> None:
+    args = parse_args()
+    folder = tempfile.mkdtemp()
+    runs = [run_one(args, sampler, seed, folder) for seed in args.seeds for sampler in args.samplers]
+    checkpoints = checkpoints_of(args)
+    ref, top = score_runs(runs, args.budget, checkpoints)
+    lines = quality_lines(args, runs, ref, top, checkpoints) + overhead_lines(runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     args.out.with_suffix(".json").write_text(

@@ -16,6 +16,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -51,21 +52,22 @@ def timm_reference(name: str, settings: BenchSettings) -> float:
         torch.set_num_threads(prev)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--backends", default=",".join(BACKENDS))
     ap.add_argument("--models", default=",".join(PRESETS))
     ap.add_argument("--out", type=Path, default=Path("results/throughput_cpu_backends.md"))
-    args = ap.parse_args()
-    backends = args.backends.split(",")
-    names = args.models.split(",")
-    fp = fingerprint("cpu")
+    return ap.parse_args()
+
+
+def measure_rounds(names: list[str], backends: list[str], rounds: int, fp: dict[str, Any]):
+    """Images/s and seconds of every (model, backend) per round, timm's reference as backend ``timm``."""
     base = BenchSettings.for_device("cpu")
     ips: dict[tuple[str, str], list[float]] = {}
     secs: dict[tuple[str, str], list[float]] = {}
     t0 = time.time()
-    for r in range(args.rounds):
+    for r in range(rounds):
         for n in names:
             ips.setdefault((n, "timm"), []).append(timm_reference(n, base))
             for b in backends:
@@ -73,20 +75,34 @@ def main() -> None:
                 ips.setdefault((n, b), []).append(m.throughput)
                 secs.setdefault((n, b), []).append(m.seconds)
             print(f"round {r + 1} {n} done ({time.time() - t0:.0f} s)", flush=True)
+    return ips, secs
 
-    med = {k: statistics.median(v) for k, v in ips.items()}
+
+def ordering_lines(names: list[str], backends: list[str], med: dict[tuple[str, str], float]) -> list[str]:
+    """The fastest-first order of M0-M5 per backend, next to the paper's V100 order."""
+    order = {b: sorted(names, key=lambda n: -med[(n, b)]) for b in ["timm", *backends]}
+    paper_order = sorted(names, key=lambda n: -PAPER_V100[n])
+    return [
+        f"- paper (V100, batch 2048 fp16): {' > '.join(paper_order)}",
+        *[
+            f"- {b} on this CPU: {' > '.join(o)}" + ("  (same as the paper)" if o == paper_order else "  (differs from the paper)")
+            for b, o in order.items()
+        ],
+    ]
+
+
+def report(args: argparse.Namespace, names: list[str], backends: list[str], fp: dict[str, Any], med, secs) -> list[str]:
+    """The markdown report, one line per item."""
     rows = []
     for n in names:
         cells = [f"{med[(n, 'timm')]:.0f}"] + [f"{med[(n, b)]:.0f} ({med[(n, b)] / med[(n, 'timm')]:.2f}x)" for b in backends]
         rows.append(f"| {n} | " + " | ".join(cells) + f" | {PAPER_V100[n]:,} |")
-    order = {b: sorted(names, key=lambda n: -med[(n, b)]) for b in ["timm", *backends]}
-    paper_order = sorted(names, key=lambda n: -PAPER_V100[n])
-    s = base
+    s = BenchSettings.for_device("cpu")
     setting = (
         f"batch {s.batch}, 224x224, {s.precision}, {s.threads} thread, warm-up {s.warmup_s:g} s + {s.measure_s:g} s timed per measurement"
     )
     sec_line = ", ".join(f"{b} {statistics.median(v for (n, bb), vs in secs.items() if bb == b for v in vs):.1f} s" for b in backends)
-    md = [
+    return [
         "# M0-M5 throughput on this CPU, every backend, timm reference in the same run",
         "",
         f"Device: {fp['name']} ({fp['logical_cores']} logical cores, {fp['isa']}), torch {fp['torch']}, fingerprint `{fp['id']}`.",
@@ -99,30 +115,28 @@ def main() -> None:
         "",
         "Ordering (fastest first):",
         "",
-        f"- paper (V100, batch 2048 fp16): {' > '.join(paper_order)}",
-        *[
-            f"- {b} on this CPU: {' > '.join(o)}" + ("  (same as the paper)" if o == paper_order else "  (differs from the paper)")
-            for b, o in order.items()
-        ],
+        *ordering_lines(names, backends, med),
         "",
         f"Median seconds per measurement incl. build, backend preparation and warm-up: {sec_line}.",
         "The paper's CPU figure for M0 is 228 img/s (Xeon E5-2690 v4, one thread) and 340 img/s as ONNX (1.49x).",
         "",
         f"Command: `uv run python benchmarks/throughput_backends.py --rounds {args.rounds} --out {args.out}`",
     ]
+
+
+def main() -> None:
+    args = parse_args()
+    backends = args.backends.split(",")
+    names = args.models.split(",")
+    fp = fingerprint("cpu")
+    ips, secs = measure_rounds(names, backends, args.rounds, fp)
+    med = {k: statistics.median(v) for k, v in ips.items()}
+    md = report(args, names, backends, fp, med, secs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")
-    args.out.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "device": fp,
-                "median_ips": {f"{n}/{b}": v for (n, b), v in med.items()},
-                "rounds": {f"{n}/{b}": v for (n, b), v in ips.items()},
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    rounds = {f"{n}/{b}": v for (n, b), v in ips.items()}
+    record = {"device": fp, "median_ips": {f"{n}/{b}": v for (n, b), v in med.items()}, "rounds": rounds}
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print("\n".join(md))
 
 

@@ -44,8 +44,8 @@ _EXPORTS = {
     "pareto_trials": "results.pareto",
     "load_study": "results.studies",
     "export_trials": "results.export",
-    "TrainRecipe": "train.runner",
-    "train": "train.runner",
+    "TrainRecipe": "training.recipe",
+    "train": "training.runner",
 }
 __all__ = sorted(_EXPORTS)
 

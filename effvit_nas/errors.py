@@ -28,6 +28,11 @@ class SettingError(UserError, ValueError):
         self.setting, self.problem = setting, problem
         super().__init__(f"{setting} {problem}")
 
+    def __reduce__(self):
+        # Ray ships errors raised in workers back by pickling them; the default would call
+        # __init__ with the formatted message only.
+        return (type(self), (self.setting, self.problem))
+
     @property
     def field(self) -> str:
         """The setting's own name, without its owner (``batch`` for ``BenchSettings.batch``)."""

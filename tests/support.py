@@ -54,3 +54,26 @@ def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
 
 
 FAST_BENCH = {"warmup_s": 0.1, "measure_s": 0.3}
+
+
+# A real search small enough for a test: the tiny space at 32 px, 4 classes, short timings.
+TINY_SEARCH = [
+    "--space",
+    "tiny",
+    "--device",
+    "cpu",
+    "--img-size",
+    "32",
+    "--classes",
+    "4",
+    "--train-per-class",
+    "16",
+    "--val-per-class",
+    "8",
+    "--warmup",
+    "0.1",
+    "--duration",
+    "0.3",
+    "--heartbeat",
+    "1",
+]

@@ -170,10 +170,10 @@ class ArchConfig:
 
     def v_dim(self, stage: int) -> int:
         """Per-head value dim in ``stage``."""
-        return int(round(self.v_ratios[stage] * self.widths[stage] / self.heads[stage]))
+        return round(self.v_ratios[stage] * self.widths[stage] / self.heads[stage])
 
     def ffn_hidden(self, stage: int) -> int:
-        return int(round(self.ffn_ratios[stage] * self.widths[stage]))
+        return round(self.ffn_ratios[stage] * self.widths[stage])
 
     def resolutions(self) -> tuple[int, ...]:
         """Feature-map side of each stage (conv arithmetic: stem /16, then stride 2 per stage)."""

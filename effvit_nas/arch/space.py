@@ -62,7 +62,7 @@ def _arithmetic_step(values: Sequence[Value]) -> int | None:
     if len(values) < 2 or not all(isinstance(v, int) for v in values):
         return None
     step = values[1] - values[0]
-    if step <= 0 or any(b - a != step for a, b in zip(values, values[1:])):
+    if step <= 0 or any(b - a != step for a, b in itertools.pairwise(values)):
         return None
     return int(step)
 

@@ -15,8 +15,8 @@ from dataclasses import asdict
 from typing import Any
 
 from effvit_nas.arch.config import ArchConfig
-from effvit_nas.errors import UserError
-from effvit_nas.measure.devices import DeviceError, fingerprint, parse_device, resolve_local
+from effvit_nas.errors import SettingError, UserError
+from effvit_nas.measure.devices import DeviceError, DeviceSpec, fingerprint, parse_device, resolve_local
 from effvit_nas.measure.settings import BenchSettings, Measurement
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.measure.timing import check_supported, measure
@@ -87,6 +87,23 @@ def _actor_options(name: str, gpu: bool, settings: BenchSettings) -> dict[str, A
     return opts
 
 
+def _cluster_device(spec: DeviceSpec, res: dict[str, float]) -> tuple[str, bool, str | None]:
+    """(actor name, whether it needs a GPU, the cluster's accelerator type to ask for) of
+    ``spec`` on a Ray cluster with resources ``res``; DeviceError listing what the cluster has."""
+    types = ray_accelerator_types()
+    gpu = spec.kind == "cuda" or (spec.kind == "auto" and res.get("GPU", 0) >= 1)
+    accel = None
+    if spec.ray_accelerator_type:
+        accel = next((t for t in types if t.startswith(spec.ray_accelerator_type)), None)
+    if spec.kind == "cuda" and (res.get("GPU", 0) < 1 or (spec.ray_accelerator_type and accel is None)):
+        raise DeviceError(
+            f"device {spec.raw!r} is not in the Ray cluster; available: cpu ({int(res.get('CPU', 0))} CPUs), "
+            f"{int(res.get('GPU', 0))} GPUs" + (f", accelerator types {', '.join(types)}" if types else "")
+        )
+    name = spec.raw.lower() if spec.kind != "auto" else ("cuda" if gpu else "cpu")
+    return name, gpu, accel
+
+
 def get_worker(device: str, settings: BenchSettings, ray_address: str | None = None):
     """The Ray actor holding ``device`` (created if missing). DeviceError if it does not exist.
 
@@ -104,22 +121,13 @@ def get_worker(device: str, settings: BenchSettings, ray_address: str | None = N
     res = ray.cluster_resources()
     if ray_address is None:
         name = resolve_local(spec)  # raises DeviceError listing local devices
-        gpu = name.startswith("cuda")
-        accel = None
+        gpu, accel = name.startswith("cuda"), None
     else:
-        types = ray_accelerator_types()
-        gpu = spec.kind == "cuda" or (spec.kind == "auto" and res.get("GPU", 0) >= 1)
-        accel = None
-        if spec.ray_accelerator_type:
-            accel = next((t for t in types if t.startswith(spec.ray_accelerator_type)), None)
-        if spec.kind == "cuda" and (res.get("GPU", 0) < 1 or (spec.ray_accelerator_type and accel is None)):
-            raise DeviceError(
-                f"device {device!r} is not in the Ray cluster; available: cpu ({int(res.get('CPU', 0))} CPUs), "
-                f"{int(res.get('GPU', 0))} GPUs" + (f", accelerator types {', '.join(types)}" if types else "")
-            )
-        name = spec.raw.lower() if spec.kind != "auto" else ("cuda" if gpu else "cpu")
+        name, gpu, accel = _cluster_device(spec, res)
     if not gpu and settings.threads > res.get("CPU", 0):
-        raise DeviceError(f"--threads {settings.threads} is more than the {int(res.get('CPU', 0))} CPUs Ray can give one worker")
+        raise SettingError(
+            "BenchSettings.threads", f"{settings.threads} is more than the {int(res.get('CPU', 0))} CPUs Ray can give one worker"
+        )
     opts = _actor_options(name, gpu, settings)
     if accel:
         # Ray matches accelerator types exactly; use the cluster's full name (A100-80G, ...).
@@ -132,6 +140,29 @@ def _unwrap_user_error(e: Exception) -> None:
     cause = getattr(e, "cause", None)
     if isinstance(cause, UserError):
         raise cause from None
+
+
+def _check_local(device: str, settings: BenchSettings) -> dict[str, Any]:
+    """The fingerprint of ``device`` on this machine, after checking it can run ``settings``."""
+    torch_device = resolve_local(parse_device(device))
+    check_supported(settings, torch_device)
+    return fingerprint(torch_device)
+
+
+def _check_on_worker(worker: Any, settings: BenchSettings) -> dict[str, Any]:
+    """The fingerprint of ``worker``'s device, after checking it can run ``settings``
+    (a UserError raised in the actor is raised here as itself)."""
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
+
+    try:
+        device_fp = ray.get(worker.fingerprint.remote())
+        ray.get(worker.check.remote(asdict(settings)))
+    except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as e:
+        _unwrap_user_error(e)
+        raise
+    return device_fp
 
 
 def measure_configs(
@@ -162,17 +193,10 @@ def measure_configs(
 
     configs = list(configs)
     if worker is None and ray_address is None:
-        torch_device = resolve_local(parse_device(device))
-        check_supported(settings, torch_device)
-        device_fp = fingerprint(torch_device)
+        device_fp = _check_local(device, settings)
     else:
         worker = worker or get_worker(device, settings, ray_address)
-        try:
-            device_fp = ray.get(worker.fingerprint.remote())
-            ray.get(worker.check.remote(asdict(settings)))
-        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as e:
-            _unwrap_user_error(e)
-            raise
+        device_fp = _check_on_worker(worker, settings)
     key = settings.key()
     results = []
     for cfg in configs:

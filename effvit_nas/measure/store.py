@@ -2,9 +2,10 @@
 
 A SQLAlchemy database (SQLite file by default, any PostgreSQL URL for many workers; the same
 database can hold the Optuna study). Rows are keyed by (config hash, device fingerprint id,
-protocol key); storing again under a key replaces the row (``--fresh``). The schema is
-created on first use and versioned in ``effvit_schema``; a database written by an
-incompatible version is refused rather than misread.
+protocol key); storing again under a key replaces the row (``fresh`` in
+:func:`effvit_nas.measure.actor.measure_configs`). The schema is created on first use and
+versioned in ``effvit_schema``; a database written by an incompatible version is refused
+rather than misread.
 """
 
 from __future__ import annotations

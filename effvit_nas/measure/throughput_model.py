@@ -19,7 +19,7 @@ from effvit_nas.arch.config import ArchConfig
 
 
 def features(config: ArchConfig, params: int, macs: int) -> np.ndarray:
-    tokens = sum(r * r * d for r, d in zip(config.resolutions(), config.depths))
+    tokens = sum(r * r * d for r, d in zip(config.resolutions(), config.depths, strict=True))
     return np.array([1.0, math.log(macs), math.log(params), float(sum(config.depths)), math.log1p(tokens), float(sum(config.heads))])
 
 

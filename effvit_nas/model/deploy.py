@@ -28,7 +28,10 @@ def trace_for_inference(model: nn.Module, example: torch.Tensor, optimize: bool 
         # torch>=2.10 marks jit.trace deprecated; it is still the paper's protocol.
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(model, example)
+        # No check_trace: torch's check traces twice more and compares the graphs, several
+        # seconds per call for a large model (more than a short measurement); the deployment
+        # tests compare the traced outputs with eager mode instead.
+        traced = torch.jit.trace(model, example, check_trace=False)
         if optimize:
             traced = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
     return traced

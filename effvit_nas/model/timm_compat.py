@@ -41,7 +41,7 @@ def _timm_windows(config: ArchConfig) -> tuple[int, ...]:
 
 
 def _our_windows(config: ArchConfig) -> tuple[int, ...]:
-    return tuple(min(w, r) for w, r in zip(config.windows, config.resolutions()))
+    return tuple(min(w, r) for w, r in zip(config.windows, config.resolutions(), strict=True))
 
 
 def timm_kwargs(config: ArchConfig) -> dict[str, Any] | None:

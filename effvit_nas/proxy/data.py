@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from effvit_nas.errors import UserError
+from effvit_nas.errors import SettingError, UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,13 +60,15 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.img_size < 16:
-            raise DataError(f"img_size: must be at least 16 px, got {self.img_size}")
+            raise SettingError("DataConfig.img_size", f"must be at least 16 px, got {self.img_size}")
         for name in ("num_classes", "train_per_class", "val_per_class"):
             v = getattr(self, name)
             if v is not None and v < 1:
-                raise DataError(f"{name}: must be positive, got {v}")
-        if self.source == "synthetic" and self.num_classes is not None and self.num_classes < 2:
-            raise DataError("num_classes: synthetic data needs at least 2 classes")
+                raise SettingError(f"DataConfig.{name}", f"must be positive, got {v}")
+        if self.source == "synthetic" and self.num_classes is not None:
+            most = len(_class_pairs())
+            if not 2 <= self.num_classes <= most:
+                raise SettingError("DataConfig.num_classes", f"must be between 2 and {most} for synthetic data, got {self.num_classes}")
 
 
 @dataclass
@@ -101,13 +103,22 @@ _ORIENTATIONS = np.linspace(0, math.pi, 6, endpoint=False)
 _FREQS = (2.0, 3.5, 5.0)  # cycles per image side
 
 
+def _atoms() -> list[tuple[int, int]]:
+    """Every (orientation index, frequency index) a blob's grating can have."""
+    return [(o, f) for o in range(len(_ORIENTATIONS)) for f in range(len(_FREQS))]
+
+
+def _class_pairs() -> list[tuple[int, int]]:
+    """Every ordered pair of distinct atoms: the most classes synthetic data can tell apart."""
+    n = len(_atoms())
+    return [(a, b) for a in range(n) for b in range(n) if a != b]
+
+
 def _class_signatures(num_classes: int, seed: int) -> np.ndarray:
-    """(C, 4): orientation/frequency index pairs of the two blobs, distinct per class."""
+    """(C, 4): orientation/frequency index pairs of the two blobs, distinct per class
+    (``num_classes`` is at most ``len(_class_pairs())``, checked by :class:`DataConfig`)."""
     rng = np.random.default_rng(seed)
-    atoms = [(o, f) for o in range(len(_ORIENTATIONS)) for f in range(len(_FREQS))]
-    pairs = [(a, b) for a in range(len(atoms)) for b in range(len(atoms)) if a != b]
-    if num_classes > len(pairs):
-        raise DataError(f"num_classes: synthetic data supports at most {len(pairs)} classes")
+    atoms, pairs = _atoms(), _class_pairs()
     chosen = rng.choice(len(pairs), size=num_classes, replace=False)
     return np.array([[*atoms[pairs[i][0]], *atoms[pairs[i][1]]] for i in chosen])
 
@@ -269,7 +280,7 @@ def load_data(cfg: DataConfig) -> Dataset:
         return _synthetic(cfg)
     root = Path(cfg.source)
     if not root.exists():
-        raise DataError(f"data directory {cfg.source!r} does not exist (use --data synthetic for generated data)")
+        raise DataError(f"data directory {cfg.source!r} does not exist (the source 'synthetic' generates data instead)")
     if not root.is_dir():
         raise DataError(f"data path {cfg.source!r} is not a directory")
     files = _cifar_files(root)

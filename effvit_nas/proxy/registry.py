@@ -49,7 +49,7 @@ class ProxyResult:
 
 def _zero_cost(fn_name: str) -> Callable[..., tuple[float, dict]]:
     def run(config: ArchConfig, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> tuple[float, dict]:
-        from effvit_nas import zero_cost
+        from effvit_nas.proxy import zero_cost
 
         return getattr(zero_cost, fn_name)(config, data, seed=settings.seed), {}
 

@@ -9,15 +9,17 @@ top-1 on the held-out split. Deterministic under a seed on a fixed number of thr
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from effvit_nas.arch.config import ArchConfig
-from effvit_nas.errors import UserError
+from effvit_nas.errors import SettingError
 from effvit_nas.model.efficientvit import build_model
 from effvit_nas.proxy.data import Dataset, normalize
 
@@ -54,14 +56,20 @@ class ShortTrainSettings:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch < 1:
-            raise UserError(f"--steps and batch must be positive, got {self.steps} and {self.batch}")
+        for name in ("steps", "batch"):
+            if getattr(self, name) < 1:
+                raise SettingError(f"ShortTrainSettings.{name}", f"must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
-            raise UserError(f"lr must be positive, got {self.lr}")
+            raise SettingError("ShortTrainSettings.lr", f"must be positive, got {self.lr}")
+        if self.eval_every < 0:
+            raise SettingError("ShortTrainSettings.eval_every", f"must be >= 0 (0: no intermediate evaluation), got {self.eval_every}")
 
 
 @dataclass
-class TrainResult:
+class ShortTrainResult:
+    """What one short training run reached (not :class:`effvit_nas.training.runner.TrainResult`,
+    the full training's result)."""
+
     top1: float  # held-out accuracy in [0, 1]
     steps: int  # updates actually run (fewer if stopped early)
     seconds: float
@@ -93,57 +101,76 @@ def _augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
     return xp[:, :, dy : dy + h, dx : dx + w]
 
 
-def train_proxy(
-    config: ArchConfig, data: Dataset, settings: ShortTrainSettings = ShortTrainSettings(), report: Reporter | None = None
-) -> TrainResult:
-    """Train ``config`` (rebuilt at the data's resolution and class count) and evaluate it."""
-    from timm.loss import LabelSmoothingCrossEntropy
+def _optimizer(model: torch.nn.Module, settings: ShortTrainSettings) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW (no decay on 1-D params and attention biases) and its per-update cosine schedule."""
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
 
+    opt = create_optimizer_v2(model, "adamw", lr=settings.lr, weight_decay=settings.weight_decay)
+    warm = settings.warmup_steps if settings.warmup_steps is not None else max(1, settings.steps // 10)
+    sched = CosineLRScheduler(
+        opt,
+        t_initial=settings.steps,
+        lr_min=settings.min_lr if settings.min_lr is not None else settings.lr / 100,
+        warmup_t=warm,
+        warmup_lr_init=settings.lr / 100,
+        t_in_epochs=False,
+    )
+    return opt, sched
+
+
+def _batches(data: Dataset, batch: int, g: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless augmented, normalised training batches: a fresh permutation of the training set
+    once the current one has no full batch left (its tail is skipped)."""
+    n = len(data.train_y)
+    order, pos = torch.randperm(n, generator=g), 0
+    while True:
+        if pos + batch > n:
+            order, pos = torch.randperm(n, generator=g), 0
+        idx = order[pos : pos + batch]
+        pos += batch
+        yield normalize(_augment(data.train_x[idx], g)), data.train_y[idx]
+
+
+def _run_steps(model: torch.nn.Module, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> ShortTrainResult:
+    """The training loop; ``top1`` and ``seconds`` of the result are left for the caller."""
+    from timm.loss import LabelSmoothingCrossEntropy
+
+    opt, sched = _optimizer(model, settings)
+    loss_fn = LabelSmoothingCrossEntropy(settings.label_smoothing)
+    batches = _batches(data, settings.batch, torch.Generator().manual_seed(settings.seed + 1))
+    result = ShortTrainResult(top1=math.nan, steps=0, seconds=math.nan, final_loss=math.nan, history=[], stopped_early=False)
+    for step in range(1, settings.steps + 1):
+        x, y = next(batches)
+        loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step_update(step)
+        result.steps, result.final_loss = step, loss.item()
+        if settings.eval_every and step % settings.eval_every == 0 and step < settings.steps:
+            acc = evaluate(model, data.val_x, data.val_y)
+            result.history.append((step, acc))
+            if report is not None and report(step, acc):
+                result.stopped_early = True
+                break
+    return result
+
+
+def train_proxy(
+    config: ArchConfig, data: Dataset, settings: ShortTrainSettings = ShortTrainSettings(), report: Reporter | None = None
+) -> ShortTrainResult:
+    """Train ``config`` (rebuilt at the data's resolution and class count) and evaluate it."""
     start = time.perf_counter()
     prev_threads = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)
     try:
         torch.manual_seed(settings.seed)
-        model = build_model(config.replace(img_size=data.img_size, num_classes=data.num_classes))
-        model.train()
-        opt = create_optimizer_v2(model, "adamw", lr=settings.lr, weight_decay=settings.weight_decay)
-        warm = settings.warmup_steps if settings.warmup_steps is not None else max(1, settings.steps // 10)
-        sched = CosineLRScheduler(
-            opt,
-            t_initial=settings.steps,
-            lr_min=settings.min_lr if settings.min_lr is not None else settings.lr / 100,
-            warmup_t=warm,
-            warmup_lr_init=settings.lr / 100,
-            t_in_epochs=False,
-        )
-        loss_fn = LabelSmoothingCrossEntropy(settings.label_smoothing)
-        g = torch.Generator().manual_seed(settings.seed + 1)
-        n = len(data.train_y)
-        order = torch.randperm(n, generator=g)
-        pos, history, loss_val, stopped = 0, [], float("nan"), False
-        step = 0
-        for step in range(1, settings.steps + 1):
-            if pos + settings.batch > n:
-                order, pos = torch.randperm(n, generator=g), 0
-            idx = order[pos : pos + settings.batch]
-            pos += settings.batch
-            x = normalize(_augment(data.train_x[idx], g))
-            loss = loss_fn(model(x), data.train_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step_update(step)
-            loss_val = loss.item()
-            if settings.eval_every and step % settings.eval_every == 0 and step < settings.steps:
-                acc = evaluate(model, data.val_x, data.val_y)
-                history.append((step, acc))
-                if report is not None and report(step, acc):
-                    stopped = True
-                    break
-        top1 = evaluate(model, data.val_x, data.val_y)
+        model = build_model(config.replace(img_size=data.img_size, num_classes=data.num_classes)).train()
+        result = _run_steps(model, data, settings, report)
+        result.top1 = evaluate(model, data.val_x, data.val_y)
     finally:
         torch.set_num_threads(prev_threads)
-    return TrainResult(top1, step, time.perf_counter() - start, loss_val, history, stopped)
+    result.seconds = time.perf_counter() - start
+    return result

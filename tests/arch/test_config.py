@@ -89,7 +89,7 @@ def test_load_config_files_and_presets(tmp_path):
     bad.write_text("widths: [64, 128\n")
     with pytest.raises(ConfigError, match="cannot parse config file"):
         load_config(bad)
-    with pytest.raises(ConfigError, match="unknown preset|neither a preset"):
+    with pytest.raises(ConfigError, match=r"unknown preset|neither a preset"):
         load_config("M7")
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")

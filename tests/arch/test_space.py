@@ -56,7 +56,7 @@ def test_size_is_the_product_of_choices():
     # per stage: heads 2 x head_dims 2 x depths (1|2) x qk 1 x v 1 x ffn 1 x window 1
     assert space.size() == (2 * 2 * 1) * (2 * 2 * 2) * 2 * 2
     hashes = {
-        space.config_from_params(dict(zip([k.name for k in space.knobs()], combo))).short_hash()
+        space.config_from_params(dict(zip([k.name for k in space.knobs()], combo, strict=True))).short_hash()
         for combo in __import__("itertools").product(*[k.choices for k in space.knobs()])
     }
     assert len(hashes) == space.size()
@@ -86,7 +86,7 @@ def test_optuna_define_by_run_reconstructs_exact_configs():
 
 def test_params_outside_the_space_are_rejected():
     space = SearchSpace.from_dict(SMALL)
-    with pytest.raises(ConfigError, match="outside space|not among"):
+    with pytest.raises(ConfigError, match=r"outside space|not among"):
         space.params_from_config(ArchConfig(widths=(64, 64), depths=(1, 1), heads=(1, 1), kernels=(5, 3), img_size=64, num_classes=10))
     params = space.params_from_config(
         ArchConfig(

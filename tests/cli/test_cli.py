@@ -97,3 +97,28 @@ def test_bad_input_in_a_real_process_has_no_traceback():
     r = run_cli("frobnicate")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().startswith("error: No such command") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_train_and_search_name_the_training_settings_by_their_own_flags():
+    """The library's training errors name settings (TrainRecipe.epochs, ...); `train` renders
+    them as --epochs/--batch/--workers, `search` as --train-epochs/--train-batch/--train-workers."""
+    from effvit_nas.cli.common import setting_flags
+    from effvit_nas.cli.search import TRAIN_TOP_FLAGS
+    from effvit_nas.cli.train import TRAIN_FLAGS
+    from effvit_nas.errors import SettingError, UserError
+    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.training.recipe import recipe_for
+    from effvit_nas.training.runner import TrainExecution
+
+    cases = [
+        (lambda: recipe_for(DataConfig(), {"epochs": 0}), "TrainRecipe.epochs", "--epochs", "--train-epochs"),
+        (lambda: recipe_for(DataConfig(), {"batch": 1}), "TrainRecipe.batch", "--batch", "--train-batch"),
+        (lambda: TrainExecution(workers=0), "TrainExecution.workers", "--workers", "--train-workers"),
+    ]
+    for make, setting, train_flag, search_flag in cases:
+        with pytest.raises(SettingError, match=f"^{setting} "):
+            make()
+        for flags, flag in ((TRAIN_FLAGS, train_flag), (TRAIN_TOP_FLAGS, search_flag)):
+            with pytest.raises(UserError) as e, setting_flags(flags):
+                make()
+            assert type(e.value) is UserError and str(e.value).startswith(f"{flag} "), str(e.value)

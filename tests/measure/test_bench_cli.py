@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tests.support import TINY, run_cli, run_main
+from tests.support import FAST_BENCH, TINY, run_cli, run_main
 
 
 @pytest.fixture
@@ -12,24 +12,33 @@ def tiny_file(tmp_path):
     return p
 
 
-def test_bench_measures_then_reuses(tmp_path, tiny_file):
+def test_bench_measures_then_reuses(tmp_path, tiny_file, capsys, monkeypatch, local_ray, cpu_worker):
     db = f"sqlite:///{tmp_path}/bench.db"
-    args = ["bench", str(tiny_file), "--device", "cpu", "--batch", "4", "--warmup", "0.2", "--duration", "0.5", "--storage", db]
-    r = run_cli(*args, "--json")
+    timing = ["--warmup", str(FAST_BENCH["warmup_s"]), "--duration", str(FAST_BENCH["measure_s"])]
+    args = ["bench", str(tiny_file), "--device", "cpu", "--batch", "4", *timing, "--storage", db]
+    # End to end in a fresh process, joining this session's Ray as a cluster (so its device
+    # actor measures, and no second Ray starts: ~10 s); the search's end-to-end test covers a
+    # process starting its own local Ray.
+    r = run_cli(*args, "--ray-address", local_ray.get_runtime_context().gcs_address, "--json")
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     assert j["throughput"] > 0 and j["cv"] >= 0 and j["batch"] == 4 and j["threads"] == 1
     assert j["precision"] == "fp32" and j["backend"] == "trace" and j["device"]["kind"] == "cpu"
     assert j["device"]["name"] and j["device"]["torch"] and j["cached"] is False
 
-    r2 = run_cli(*args)
+    # the cached path needs no Ray: neither a connection nor a device actor is asked for
+    def no_ray(*a, **kw):
+        raise AssertionError("a stored figure was measured again")
+
+    monkeypatch.setattr("effvit_nas.measure.actor.connect", no_ray)
+    monkeypatch.setattr("effvit_nas.measure.actor.get_worker", no_ray)
+    r2 = run_main(capsys, *args)
     assert r2.returncode == 0, r2.stderr
     assert "cached" in r2.stdout and "batch 4, fp32, 1 thread(s), backend trace" in r2.stdout
     assert f"{j['throughput']:.1f}" in r2.stdout
-    # the cached path needs no Ray: nothing of Ray's start-up is printed
-    assert "Ray" not in r2.stderr
+    monkeypatch.undo()
 
-    both = json.loads(run_cli(*args, "M0", "--fresh", "--backend", "eager", "--json").stdout)
+    both = json.loads(run_main(capsys, *args, "M0", "--fresh", "--backend", "eager", "--json").stdout)
     assert isinstance(both, list) and len(both) == 2 and not any(m["cached"] for m in both)
 
 
@@ -54,3 +63,11 @@ def test_bench_bad_input(tmp_path, capsys, extra, needle):
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+
+
+def test_bench_names_the_threads_flag(tmp_path, capsys, local_ray):
+    """The library names BenchSettings.threads; the CLI says which flag set it."""
+    cpus = int(local_ray.cluster_resources()["CPU"])
+    r = run_main(capsys, "bench", "M0", "--threads", str(cpus + 1), "--storage", f"sqlite:///{tmp_path}/x.db")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == f"error: --threads {cpus + 1} is more than the {cpus} CPUs Ray can give one worker"

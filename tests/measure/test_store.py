@@ -3,37 +3,39 @@ import threading
 
 import pytest
 
+from effvit_nas.errors import SettingError
 from effvit_nas.measure.actor import get_worker, measure_configs
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import MeasurementStore, StorageError
+from tests.support import FAST_BENCH
 
-FAST = dict(warmup_s=0.2, measure_s=0.5, min_iters=5)
+FAST = {**FAST_BENCH, "min_iters": 5}
 
 
-def test_hit_miss_and_fresh(tmp_path, tiny, local_ray):
+def test_hit_miss_and_fresh(tmp_path, tiny, cpu_worker):
     store = MeasurementStore(f"sqlite:///{tmp_path}/m.db")
     settings = BenchSettings(batch=4, **FAST)
     other = tiny.replace(depths=(1, 1, 2))
-    worker = get_worker("cpu", settings)  # one actor for all calls (it lives while a handle does)
 
-    first = measure_configs([tiny], "cpu", settings, store, worker=worker)
+    first = measure_configs([tiny], "cpu", settings, store, worker=cpu_worker)
     assert not first[0].cached and store.count() == 1
 
-    again = measure_configs([tiny, other], "cpu", settings, store, worker=worker)
+    again = measure_configs([tiny, other], "cpu", settings, store, worker=cpu_worker)
     assert again[0].cached and not again[1].cached and store.count() == 2
     assert again[0].throughput == first[0].throughput
 
     # another protocol is another key
-    measure_configs([tiny], "cpu", BenchSettings(batch=2, **FAST), store, worker=worker)
+    measure_configs([tiny], "cpu", BenchSettings(batch=2, **FAST), store, worker=cpu_worker)
     assert store.count() == 3
 
-    fresh = measure_configs([tiny], "cpu", settings, store, fresh=True, worker=worker)
+    fresh = measure_configs([tiny], "cpu", settings, store, fresh=True, worker=cpu_worker)
     assert not fresh[0].cached and store.count() == 3
     stored = store.get(tiny.short_hash(), fresh[0].device["id"], settings.key())
     assert stored.cached and stored.throughput == fresh[0].throughput != first[0].throughput
 
 
-def test_store_reopens_and_survives(tmp_path, tiny, local_ray):
+def test_store_reopens_and_survives(tmp_path, tiny, cpu_worker):
+    """Measured the way the CLI does (no handle passed: the named actor is looked up)."""
     url = f"sqlite:///{tmp_path}/m.db"
     m = measure_configs([tiny], "cpu", BenchSettings(batch=4, **FAST), MeasurementStore(url))[0]
     reopened = MeasurementStore(url).get(tiny.short_hash(), m.device["id"], BenchSettings(batch=4, **FAST).key())
@@ -56,7 +58,7 @@ def test_bad_urls(url, message):
         MeasurementStore(url)
 
 
-def test_device_actor_never_times_two_configs_at_once(tiny, local_ray):
+def test_device_actor_never_times_two_configs_at_once(tiny, cpu_worker):
     """Two callers, each with its own handle, submit at the same time: the timings must not overlap."""
     from effvit_nas.runtime import import_ray
 
@@ -68,7 +70,7 @@ def test_device_actor_never_times_two_configs_at_once(tiny, local_ray):
     results = []
 
     def call(cfg):
-        worker = get_worker("cpu", settings)  # same named actor for both
+        worker = get_worker("cpu", settings)  # the same named actor for both (and as cpu_worker)
         results.append(ray.get(worker.measure.remote(cfg.to_dict(), asdict(settings))))
 
     threads = [threading.Thread(target=call, args=(c,)) for c in (tiny, tiny.replace(depths=(1, 2, 1)))]
@@ -78,3 +80,11 @@ def test_device_actor_never_times_two_configs_at_once(tiny, local_ray):
         t.join()
     a, b = sorted(results, key=lambda m: m.started)
     assert a.finished <= b.started
+
+
+def test_more_threads_than_ray_has_cpus_names_the_setting(local_ray):
+    cpus = int(local_ray.cluster_resources()["CPU"])
+    with pytest.raises(SettingError) as e:
+        get_worker("cpu", BenchSettings(batch=4, threads=cpus + 1))
+    assert e.value.setting == "BenchSettings.threads" and f"more than the {cpus} CPUs" in str(e.value)
+    assert "--" not in str(e.value)

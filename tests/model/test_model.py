@@ -70,7 +70,7 @@ def deploy_configs() -> list[ArchConfig]:
     space = load_space("efficientvit")
     rng = np.random.default_rng(7)
     samples = [space.sample(rng).replace(num_classes=10, img_size=int(rng.choice([96, 128, 160]))) for _ in range(4)]
-    return [PRESETS["M0"], PRESETS["M5"]] + samples
+    return [PRESETS["M0"], PRESETS["M5"], *samples]
 
 
 @pytest.mark.parametrize("config", deploy_configs(), ids=lambda c: c.short_hash())

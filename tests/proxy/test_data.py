@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from effvit_nas.errors import SettingError
 from effvit_nas.proxy.data import DataConfig, DataError, load_data, normalize
 
 
@@ -76,5 +77,27 @@ def test_bad_data(tmp_path):
     (bad / "test_batch").write_bytes(b"no")
     with pytest.raises(DataError, match="not a CIFAR"):
         load_data(DataConfig(str(bad)))
-    with pytest.raises(DataError, match="img_size"):
-        DataConfig(img_size=8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, setting",
+    [
+        (dict(img_size=8), "DataConfig.img_size"),
+        (dict(num_classes=0), "DataConfig.num_classes"),
+        (dict(num_classes=1), "DataConfig.num_classes"),
+        (dict(num_classes=10_000), "DataConfig.num_classes"),
+        (dict(train_per_class=0), "DataConfig.train_per_class"),
+        (dict(source="/some/dir", val_per_class=0), "DataConfig.val_per_class"),
+    ],
+)
+def test_bad_settings_name_the_setting(kwargs, setting):
+    """Checked when the config is made (not when data is loaded), named as the library knows them."""
+    with pytest.raises(SettingError) as e:
+        DataConfig(**kwargs)
+    assert e.value.setting == setting and str(e.value).startswith(setting) and "--" not in str(e.value)
+
+
+def test_missing_directory_names_no_flag(tmp_path):
+    with pytest.raises(DataError, match="does not exist") as e:
+        load_data(DataConfig(str(tmp_path / "nope")))
+    assert "--" not in str(e.value)

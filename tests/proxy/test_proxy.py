@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from effvit_nas.errors import UserError
+from effvit_nas.errors import SettingError, UserError
 from effvit_nas.proxy.data import DataConfig, load_data
 from effvit_nas.proxy.registry import PROXIES, evaluate_proxy
 from effvit_nas.proxy.short_training import ShortTrainSettings
@@ -60,6 +60,21 @@ def test_zero_cost_proxies_see_capacity(small_data):
     bigger = TINY.replace(widths=(32, 64, 96), depths=(1, 2, 2))
     for name in ("synflow", "params", "macs"):
         assert evaluate_proxy(name, bigger, small_data).value > evaluate_proxy(name, TINY, small_data).value
+
+
+@pytest.mark.parametrize(
+    "kwargs, setting",
+    [
+        (dict(steps=0), "ShortTrainSettings.steps"),
+        (dict(batch=0), "ShortTrainSettings.batch"),
+        (dict(lr=0.0), "ShortTrainSettings.lr"),
+        (dict(eval_every=-1), "ShortTrainSettings.eval_every"),
+    ],
+)
+def test_bad_short_train_settings_name_the_setting(kwargs, setting):
+    with pytest.raises(SettingError) as e:
+        ShortTrainSettings(**kwargs)
+    assert e.value.setting == setting and str(e.value).startswith(setting) and "--" not in str(e.value)
 
 
 def test_unknown_proxy():

@@ -17,8 +17,19 @@ BUDGET = 1000.0
 
 
 def fake_measurement(config: ArchConfig, throughput: float) -> Measurement:
-    return Measurement(config_hash=config.short_hash(), throughput=throughput, q1=0.9 * throughput, q3=1.1 * throughput, cv=0.01,
-                       iterations=10, batch=16, seconds=0.1, settings={}, device={"id": "fake-device"}, config=config.to_dict())
+    return Measurement(
+        config_hash=config.short_hash(),
+        throughput=throughput,
+        q1=0.9 * throughput,
+        q3=1.1 * throughput,
+        cv=0.01,
+        iterations=10,
+        batch=16,
+        seconds=0.1,
+        settings={},
+        device={"id": "fake-device"},
+        config=config.to_dict(),
+    )
 
 
 class FakeModel:
@@ -72,11 +83,30 @@ def test_under_budget_is_final_without_the_proxy():
 
 
 def test_a_repeated_architecture_reuses_the_earlier_result_without_measuring():
-    earlier = TrialRecord(number=3, state="COMPLETE", values=(0.5, 1200.0), constraints={"throughput": -0.2}, config=TINY.to_dict(),
-                          config_hash=TINY.short_hash(), params=1, macs=1, measured=True, throughput=1200.0, throughput_iqr=None,
-                          device_id="d", accuracy=0.5, proxy="naswot", proxy_seconds=0.1, predicted_infeasible=False,
-                          predicted_throughput=None, audit=False, note="", fail_reason="", preset=None,
-                          attrs={"measured": True, "throughput": 1200.0, "accuracy": 0.5, "proxy": "naswot"})
+    earlier = TrialRecord(
+        number=3,
+        state="COMPLETE",
+        values=(0.5, 1200.0),
+        constraints={"throughput": -0.2},
+        config=TINY.to_dict(),
+        config_hash=TINY.short_hash(),
+        params=1,
+        macs=1,
+        measured=True,
+        throughput=1200.0,
+        throughput_iqr=None,
+        device_id="d",
+        accuracy=0.5,
+        proxy="naswot",
+        proxy_seconds=0.1,
+        predicted_infeasible=False,
+        predicted_throughput=None,
+        audit=False,
+        note="",
+        fail_reason="",
+        preset=None,
+        attrs={"measured": True, "throughput": 1200.0, "accuracy": 0.5, "proxy": "naswot"},
+    )
     measure = FakeMeasurer(1.0)
     out = screener(measure, previous=lambda h: earlier if h == TINY.short_hash() else None).decide(candidate())
     assert out.fate is Fate.REUSED and out.values == (0.5, 1200.0) and out.feasible and measure.calls == []
@@ -145,7 +175,11 @@ def _by_width(config: ArchConfig) -> Measurement:
 
 def _proxies(configs):
     for c in configs:
-        yield ValueError("proxy crashed") if c.widths[0] == 32 and c.depths[0] == 2 else {"value": math.log(sum(c.widths)), "proxy": "fake", "seconds": 0.0}
+        yield (
+            ValueError("proxy crashed")
+            if c.widths[0] == 32 and c.depths[0] == 2
+            else {"value": math.log(sum(c.widths)), "proxy": "fake", "seconds": 0.0}
+        )
 
 
 def test_loop_finishes_every_trial_in_one_of_its_fates(tmp_path):

@@ -8,32 +8,13 @@ import time
 
 import pytest
 
-from effvit_nas.errors import UserError
-from effvit_nas.search.loop import parse_budget, parse_duration
+from effvit_nas.errors import SettingError, UserError
+from effvit_nas.search.options import parse_duration
+from effvit_nas.search.problem import parse_budget
+from tests.support import TINY_SEARCH as SMALL
 from tests.support import run_cli, run_main
 
-TINY_SEARCH = [
-    "--space",
-    "tiny",
-    "--device",
-    "cpu",
-    "--steps",
-    "8",
-    "--img-size",
-    "32",
-    "--classes",
-    "4",
-    "--train-per-class",
-    "16",
-    "--val-per-class",
-    "8",
-    "--warmup",
-    "0.1",
-    "--duration",
-    "0.3",
-    "--heartbeat",
-    "1",
-]
+TINY_SEARCH = [*SMALL, "--steps", "8"]
 
 
 @pytest.mark.parametrize(
@@ -46,7 +27,7 @@ def test_parse_budget(text, value):
 
 @pytest.mark.parametrize("text", ["fast", "10 kimgs", "-3k", "0", "10k-imgs/min", ""])
 def test_bad_budgets(text):
-    with pytest.raises(UserError, match="invalid --budget"):
+    with pytest.raises(SettingError, match=r"^SearchProblem\.budget "):
         parse_budget(text)
 
 
@@ -191,11 +172,12 @@ def test_resume_after_sigkill(tmp_path, capsys, local_ray):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["search", "--budget", "fast", "--trials", "1"], "invalid --budget"),
+        (["search", "--budget", "fast", "--trials", "1"], "--budget 'fast' is not a throughput"),
         (["search", "--budget", "1k"], "--trials N or --timeout"),
         (["search", "--budget", "1k", "--trials", "1", "--device", "v100"], "not available"),
         (["search", "--budget", "1k", "--trials", "1", "--space", "nope"], "bundled space"),
-        (["search", "--budget", "1k", "--trials", "1", "--timeout", "soon"], "invalid --timeout"),
+        (["search", "--budget", "1k", "--trials", "1", "--timeout", "soon"], "--timeout 'soon' is not a duration"),
+        (["search", "--budget", "1k", "--trials", "0"], "--trials must be positive"),
         (["show", "--study", "nothing-here"], "no study"),
     ],
 )

@@ -1,0 +1,184 @@
+"""What the command modules share: option groups, tables, JSON, number formats, and naming
+library settings by this command's flags."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import click
+
+from effvit_nas.errors import SettingError
+
+SPACE_HELP = "Search-space YAML file, or the name of a bundled space (default: efficientvit)."
+STORAGE_HELP = "SQLAlchemy URL [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db]."
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """Left-aligned columns under a dashed rule."""
+    cells = [headers] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def fmt_tuple(values: tuple) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def fmt_proxy(value: float, proxy: str | None) -> str:
+    """Top-1 as a percentage for the training proxy, the raw score for zero-cost ones."""
+    return f"{100 * value:.1f} %" if proxy == "train" else f"{value:.4g}"
+
+
+def print_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2))
+
+
+def print_trials(records: list[dict], title: str) -> None:
+    """The trial table of `show` and `search` (a trained top-1 column when any has one)."""
+    click.echo(title + ":")
+    if not records:
+        click.echo("  (none)")
+        return
+    trained = any(r.get("trained_top1") is not None for r in records)
+    rows = [
+        _trial_row(r) + ([f"{100 * r['trained_top1']:.1f} %" if r.get("trained_top1") is not None else "-"] if trained else [])
+        for r in records
+    ]
+    headers = ["trial", "state", "hash", "widths", "depths", "params(M)", "MACs(M)", "img/s", "proxy", "feasible", "pareto"]
+    click.echo(table(headers + (["trained top-1"] if trained else []), rows))
+
+
+def _trial_row(r: dict) -> list[Any]:
+    c = r.get("config") or {}
+    return [
+        r["number"],
+        r["state"],
+        r.get("hash") or "-",
+        fmt_tuple(tuple(c.get("widths", ()))) or "-",
+        fmt_tuple(tuple(c.get("depths", ()))) or "-",
+        f"{r['params'] / 1e6:.2f}" if r.get("params") else "-",
+        f"{r['macs'] / 1e6:.1f}" if r.get("macs") else "-",
+        f"{r['throughput']:,.0f}" if r.get("throughput") else "-",
+        fmt_proxy(r["accuracy"], r.get("proxy")) if r.get("accuracy") is not None else "-",
+        {True: "yes", False: "no", None: "-"}[r.get("feasible")],
+        "*" if r.get("pareto") else "",
+    ]
+
+
+def device_kind(spec) -> str:
+    """``cuda`` or ``cpu``: which paper defaults (batch, precision) a device request gets."""
+    if spec.kind == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if spec.kind == "cuda" else "cpu"
+
+
+def open_study(study_name: str, storage: str | None):
+    """(study, StudyInfo, storage URL) of an existing study made by `search`."""
+    from effvit_nas.measure.store import default_storage
+    from effvit_nas.results.studies import StudyInfo, load_study
+
+    url = storage or default_storage()
+    study = load_study(study_name, url)
+    return study, StudyInfo.of(study), url
+
+
+def data_options(f, img_size_default: int | None = 64, img_size_help: str = "Proxy resolution (px)."):
+    """The data options shared by `proxy`, `search` and `train`."""
+    options = [
+        click.option(
+            "--data",
+            "data_source",
+            default="synthetic",
+            show_default=True,
+            help="synthetic, or a directory: ImageFolder (train/, val/) or CIFAR python batches.",
+        ),
+        click.option(
+            "--img-size",
+            type=click.IntRange(min=16),
+            default=img_size_default,
+            show_default=img_size_default is not None,
+            help=img_size_help,
+        ),
+        click.option("--classes", type=click.IntRange(min=2), default=None, help="Use the first K classes [synthetic default: 10]."),
+        click.option("--train-per-class", type=click.IntRange(min=1), default=None, help="At most N training images per class."),
+        click.option("--val-per-class", type=click.IntRange(min=1), default=None, help="At most N held-out images per class."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def bench_options(f):
+    """The throughput-protocol options shared by `bench` and `search` (BenchSettings' fields)."""
+    options = [
+        click.option("--batch", type=int, default=None, help="Images per forward pass [default: 16 on CPU, 2048 on GPU]."),
+        click.option("--threads", type=int, default=1, show_default=True, help="CPU intra-op threads."),
+        click.option(
+            "--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="[default: fp32 on CPU, fp16 autocast on GPU]"
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(["eager", "trace", "compile", "onnxruntime"]),
+            default="trace",
+            show_default=True,
+            help="How the fused model runs.",
+        ),
+        click.option("--warmup", "warmup_s", type=float, default=1.5, show_default=True, help="Seconds of warm-up iterations."),
+        click.option("--duration", "measure_s", type=float, default=4.0, show_default=True, help="Seconds of timed iterations."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def bench_settings(device: str, opts: Mapping[str, Any]):
+    """BenchSettings from `bench_options`' values: the paper's defaults for ``device``'s kind."""
+    from effvit_nas.measure.devices import parse_device
+    from effvit_nas.measure.settings import BenchSettings
+
+    keys = ("batch", "precision", "threads", "backend", "warmup_s", "measure_s")
+    return BenchSettings.for_device(device_kind(parse_device(device)), **{k: opts[k] for k in keys})
+
+
+def data_config(opts: Mapping[str, Any], img_size: int | None = None):
+    """DataConfig from `data_options`' values (and ``--seed``)."""
+    from effvit_nas.proxy.data import DataConfig
+
+    return DataConfig(
+        opts["data_source"], img_size or opts["img_size"], opts["classes"], opts["train_per_class"], opts["val_per_class"], opts["seed"]
+    )
+
+
+def data_options_train(f):
+    return data_options(f, img_size_default=None, img_size_help="Training resolution (px) [default: the config's img_size].")
+
+
+@contextlib.contextmanager
+def setting_flags(flags: Mapping[str, str]) -> Iterator[None]:
+    """Inside the block, a SettingError of a setting in ``flags`` comes out as a UserError
+    naming this command's flag for it instead (`main` names the others by field).
+
+    Keys are settings (``"TrainRecipe.epochs"``) or an owner's wildcard (``"TrainRecipe.*"``);
+    values may use ``{field}`` (``"--set {field}"``).
+    """
+    try:
+        yield
+    except SettingError as e:
+        flag = flags.get(e.setting) or flags.get(e.setting.split(".")[0] + ".*")
+        if flag is None:
+            raise
+        raise e.named(flag.format(field=e.field)) from None

@@ -1,0 +1,200 @@
+"""`search`: the architecture search, and optionally training its best models."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from effvit_nas.cli.common import (
+    SPACE_HELP,
+    STORAGE_HELP,
+    bench_options,
+    bench_settings,
+    data_config,
+    data_options,
+    fmt_eta,
+    fmt_proxy,
+    print_json,
+    print_trials,
+    setting_flags,
+)
+from effvit_nas.cli.train import TrainProgress, show_recorded
+from effvit_nas.errors import UserError
+
+# the --train-top flags that set the training settings `train` sets with --epochs, ...
+TRAIN_TOP_FLAGS = {
+    "TrainRecipe.epochs": "--train-epochs",
+    "TrainRecipe.batch": "--train-batch",
+    "TrainExecution.workers": "--train-workers",
+    "export_trials.out": "--train-out",
+    "TrainExecution.resume": "`effvit-nas train FOLDER --resume`",
+}
+
+
+@click.command("search")
+@click.option("--device", "device", default="cpu", show_default=True, help="Target device: cpu, cuda, cuda:N, auto, v100, a100, h100, ...")
+@click.option("--budget", required=True, help="Throughput budget, e.g. 10k-imgs/s, 10000img/s, 2.5k, 300-imgs/s.")
+@click.option(
+    "--trials",
+    type=int,
+    default=None,
+    help="Finished trials the study should hold when the command ends (a resumed study runs only the missing ones).",
+)
+@click.option("--timeout", default=None, help="Stop after this long, e.g. 90s, 30m, 2h.")
+@click.option("--study", "study_name", default=None, help="Study name [default: effvit-<device>-<budget>].")
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--space", default=None, help=SPACE_HELP)
+@click.option(
+    "--proxy",
+    "proxy_name",
+    default="naswot",
+    show_default=True,
+    help="Proxy: naswot, train, synflow, gradnorm, params, macs (results/proxy_fidelity.md).",
+)
+@data_options
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")
+@bench_options
+@click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random"]), default="tpe", show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Candidates per round (proxies run in parallel Ray tasks)."
+)
+@click.option("--ray-address", default=None, help="Join an existing Ray cluster instead of a local Ray.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed-presets", is_flag=True, help="Enqueue the M0-M5 that are points of the space first.")
+@click.option(
+    "--heartbeat",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between trial heartbeats; trials silent for 3x are failed and re-run.",
+)
+@click.option(
+    "--train-top",
+    type=click.IntRange(min=1),
+    default=None,
+    help="After the search, export the K most accurate Pareto models and train each (`train` recipe).",
+)
+@click.option("--train-epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Epochs for --train-top.")
+@click.option("--train-batch", type=click.IntRange(min=2), default=256, show_default=True, help="Total batch for --train-top.")
+@click.option("--train-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Train workers for --train-top.")
+@click.option("--train-out", type=click.Path(path_type=Path), default=None, help="Export folder for --train-top [default: <study>-models].")
+@click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+def search_cmd(**opts) -> None:
+    """Search the space for the most accurate models that meet a throughput budget on DEVICE.
+
+    Trials are measured (throughput, in a Ray actor holding the device) before their proxy
+    runs; candidates under the budget skip the proxy. The study lives in the storage
+    database: running the same command again resumes it.
+    """
+    from effvit_nas.search.loop import run_search
+
+    if opts["trials"] is None and opts["timeout"] is None:
+        raise click.UsageError("give --trials N or --timeout DURATION")
+    problem = _problem(opts)
+    options = _run_options(opts, problem)
+    quiet = opts["quiet"] or opts["as_json"]
+    if not quiet:
+        click.echo(_header(problem, options, opts["data_source"]))
+    summary = run_search(problem, options, None if quiet else _progress(problem.proxy))
+    if opts["train_top"]:
+        k, epochs, batch, workers, out = (opts[k] for k in ("train_top", "train_epochs", "train_batch", "train_workers", "train_out"))
+        summary.extra["trained"] = _train_top(problem, options, k, epochs, batch, workers, out, quiet)
+    if opts["as_json"]:
+        print_json(asdict(summary))
+        return
+    click.echo(
+        f"{'interrupted: ' if summary.interrupted else ''}{summary.complete} complete ({summary.feasible} feasible), {summary.failed} failed; "
+        f"{summary.skipped_predicted} skipped as predicted infeasible, audits right {summary.audit_correct}/{summary.audited}; {summary.seconds:.0f} s"
+    )
+    print_trials(summary.pareto, title="Pareto set (feasible, non-dominated)")
+
+
+def _problem(opts: dict):
+    """What the study is about, from the flags."""
+    from effvit_nas.arch.space import load_space
+    from effvit_nas.proxy.registry import PROXIES
+    from effvit_nas.proxy.short_training import ShortTrainSettings
+    from effvit_nas.search.problem import SearchProblem, parse_budget
+
+    if opts["proxy_name"] not in PROXIES:
+        raise UserError(f"unknown proxy {opts['proxy_name']!r} (choose from {', '.join(PROXIES)})")
+    budget = parse_budget(opts["budget"])
+    return SearchProblem(
+        device=opts["device"],
+        budget=budget,
+        space=load_space(opts["space"]).source,
+        proxy=opts["proxy_name"],
+        data=data_config(opts),
+        short_train=ShortTrainSettings(steps=opts["steps"], seed=opts["seed"]),
+        bench=bench_settings(opts["device"], opts),
+    )
+
+
+def _run_options(opts: dict, problem):
+    """How this run goes, from the flags."""
+    from effvit_nas.measure.store import default_storage
+    from effvit_nas.search.options import RunOptions, parse_duration
+
+    return RunOptions(
+        study=opts["study_name"] or f"effvit-{problem.device.lower()}-{problem.budget:g}",
+        storage=opts["storage"] or default_storage(),
+        trials=opts["trials"],
+        timeout_s=parse_duration(opts["timeout"]) if opts["timeout"] else None,
+        sampler=opts["sampler"],
+        workers=opts["workers"],
+        ray_address=opts["ray_address"],
+        seed=opts["seed"],
+        seed_presets=opts["seed_presets"],
+        heartbeat_s=opts["heartbeat"],
+    )
+
+
+def _header(problem, options, data_source: str) -> str:
+    b = problem.bench
+    return (
+        f"study {options.study} in {options.storage}: budget {problem.budget:,.0f} img/s on {problem.device} "
+        f"(batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}); proxy {problem.proxy} on {data_source}; "
+        f"sampler {options.sampler}"
+    )
+
+
+def _progress(proxy: str):
+    """The per-trial progress line."""
+
+    def on_event(e) -> None:
+        total = f"/{e.total}" if e.total else ""
+        tp = f"{e.throughput:,.0f} img/s" if e.throughput is not None else "not measured"
+        acc = f", {proxy} {fmt_proxy(e.accuracy, proxy)}" if e.accuracy is not None else ""
+        best = fmt_proxy(e.best_accuracy, proxy) if e.best_accuracy is not None else "-"
+        note = f" [{e.note}]" if e.note else ""
+        click.echo(
+            f"[{e.done}{total}] trial {e.number} {e.config_hash} {e.state.lower()}: {tp}{acc}{note} | "
+            f"feasible {e.feasible_count}, best under budget {best}, pareto {e.pareto_size}, ETA {fmt_eta(e.eta_s)}"
+        )
+
+    return on_event
+
+
+def _train_top(problem, options, k: int, epochs: int, batch: int, workers: int, out: Path | None, quiet: bool) -> list[dict]:
+    """--train-top: train the k best Pareto models on the search's data, printing progress."""
+    from effvit_nas.training.recipe import recipe_for
+    from effvit_nas.training.runner import TrainExecution, train_top
+
+    def trained(t) -> None:
+        show_recorded(t.trained.recorded, quiet)
+        if not quiet:
+            click.echo(f"trial {t.trial} {t.config_hash}: trained top-1 {100 * t.trained.result.top1:.1f} % ({t.folder})")
+
+    with setting_flags(TRAIN_TOP_FLAGS):
+        run = TrainExecution(workers=workers, ray_address=options.ray_address)
+        recipe, note = recipe_for(problem.data, {"epochs": epochs, "batch": batch, "seed": options.seed}, workers=workers)
+        if note and not quiet:
+            click.echo(f"note: {note}")
+        progress = None if quiet else TrainProgress()
+        done = train_top(options.study, options.storage, k, problem.data, recipe, run, out=out, on_progress=progress, on_trained=trained)
+    if not done:
+        click.echo("--train-top: no feasible model to train", err=True)
+    return [t.to_dict() for t in done]

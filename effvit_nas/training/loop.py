@@ -1,0 +1,343 @@
+"""One Ray Train worker: the training loop, its data transforms and the weight files.
+
+Every epoch rank 0 reports a checkpoint (weights as safetensors; optimizer, scheduler and
+scaler state, epoch and metrics history in ``state.pt``) that Ray Train persists; a resumed
+run's workers restore the newest one. Data order, augmentation and Mixup draws are seeded per
+(seed, epoch, rank), so a resumed run reaches the same weights as an uninterrupted one.
+
+Data is held in memory as uint8 tensors (``effvit_nas.proxy.data``): synthetic, CIFAR, or an
+ImageFolder subset; a full ImageNet does not fit this path.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from effvit_nas.arch.config import ArchConfig
+from effvit_nas.errors import UserError
+from effvit_nas.runtime import import_ray
+from effvit_nas.training.recipe import TrainRecipe
+
+MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "state.pt"
+
+
+class _MemoryImages:
+    """uint8 CHW tensors as PIL images through a timm transform (what RandAugment expects)."""
+
+    def __init__(self, x: Any, y: Any, transform: Any):
+        self.x, self.y, self.transform = x, y, transform
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        img = Image.fromarray(self.x[i].permute(1, 2, 0).numpy())
+        return self.transform(img), int(self.y[i])
+
+
+def train_transform(recipe: TrainRecipe, size: int) -> Any:
+    """timm's ImageNet training transform for ``recipe`` at ``size`` px, its crop swapped for a
+    padded random crop when ``crop_pad`` > 0."""
+    from timm.data import create_transform
+    from torchvision import transforms
+
+    crop, augment, final = create_transform(
+        size,
+        is_training=True,
+        auto_augment=recipe.auto_augment or None,
+        interpolation="bicubic",
+        re_prob=recipe.reprob,
+        re_mode="pixel",
+        scale=(recipe.scale_min, 1.0),
+        hflip=recipe.hflip,
+        color_jitter=recipe.color_jitter or None,
+        separate=True,
+    )
+    if recipe.crop_pad > 0:
+        crop = transforms.Compose(
+            [transforms.RandomCrop(size, padding=recipe.crop_pad, padding_mode="reflect"), transforms.RandomHorizontalFlip(recipe.hflip)]
+        )
+    return transforms.Compose([crop, augment, final])
+
+
+def steps_per_epoch(images: int, batch: int, workers: int) -> int:
+    """Updates per epoch: each worker gets ceil(images / workers) images (timm's
+    ``RepeatAugSampler`` with ``selected_round=0``) in full batches of ``batch // workers``."""
+    return -(-images // workers) // (batch // workers)
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_weights(model: Any, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path)))
+
+
+def save_weights(model: Any, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def load_state(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint's ``state.pt``, unpickled with ``weights_only=True``: tensors, numbers,
+    strings and containers only, which is all :func:`_Worker.save` writes (optimizer,
+    scheduler and scaler state dicts are made of those). Anything else, e.g. a pickle that
+    would run code, is refused with a UserError and never executed."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch names the refused object on a line of its own ("... GLOBAL posix.system ...")
+        reason = next((line.strip().rstrip(".") for line in str(e).splitlines() if "GLOBAL" in line), "not plain data")
+        raise UserError(f"refusing to load {path}: it is not a training state effvit-nas wrote ({reason})") from None
+
+
+class _Worker:
+    """What one worker trains with, built in the order that fixes the random streams."""
+
+    def __init__(self, cfg: dict[str, Any]):
+        ray = import_ray()
+        import torch
+        from ray.train import get_context
+        from ray.train.torch import get_device
+
+        self.recipe = TrainRecipe(**cfg["recipe"])
+        ctx = get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = get_device()
+        torch.set_num_threads(cfg["threads"])  # Ray sets 1 thread per worker; use the CPUs it reserved
+        self.data = ray.get(cfg["data_ref"])  # loaded (and checked) once by the driver
+        self.queue = cfg.get("progress")
+        self._data_pipeline()
+        torch.manual_seed(self.recipe.seed)
+        self._model(ArchConfig.from_dict(cfg["arch"]))
+        self._losses(cfg.get("teacher"))
+
+    def _data_pipeline(self) -> None:
+        import torch
+        from timm.data.distributed_sampler import RepeatAugSampler
+
+        r = self.recipe
+        train_set = _MemoryImages(self.data.train_x, self.data.train_y, train_transform(r, self.data.img_size))
+        self.sampler = RepeatAugSampler(
+            train_set, num_replicas=self.world, rank=self.rank, num_repeats=max(r.repeated_aug, 1), selected_round=0
+        )
+        self.loader = torch.utils.data.DataLoader(
+            train_set, batch_size=r.batch // self.world, sampler=self.sampler, drop_last=True, num_workers=0
+        )
+        self.steps = len(self.loader)
+
+    def _model(self, arch: ArchConfig) -> None:
+        """Model, AdamW, per-update cosine schedule, EMA and grad scaler (timm's pieces)."""
+        import torch
+        from timm.optim import create_optimizer_v2
+        from timm.scheduler import create_scheduler_v2
+        from timm.utils import ModelEmaV3
+
+        from effvit_nas.model.efficientvit import build_model
+
+        r = self.recipe
+        self.model = build_model(arch.replace(num_classes=self.data.num_classes)).to(self.device)
+        self.optimizer = create_optimizer_v2(self.model, opt="adamw", lr=r.lr, weight_decay=r.weight_decay, eps=r.eps)
+        self.scheduler, _ = create_scheduler_v2(
+            self.optimizer,
+            sched="cosine",
+            num_epochs=r.epochs,
+            warmup_epochs=r.warmup_epochs,
+            warmup_lr=r.warmup_lr,
+            min_lr=r.min_lr,
+            step_on_epochs=False,
+            updates_per_epoch=self.steps,
+        )
+        self.ema = ModelEmaV3(self.model, decay=r.ema_decay, use_warmup=True) if r.ema_decay > 0 else None
+        self.amp = r.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+    def _losses(self, teacher: dict[str, Any] | None) -> None:
+        """Mixup/CutMix with soft-target cross-entropy, and the distillation teacher."""
+        from timm.data import Mixup
+        from timm.loss import SoftTargetCrossEntropy
+
+        from effvit_nas.model.efficientvit import build_model
+
+        r, classes = self.recipe, self.data.num_classes
+        mixing = r.mixup > 0 or r.cutmix > 0
+        self.mixup = Mixup(mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, label_smoothing=r.smoothing, num_classes=classes) if mixing else None
+        self.soft_ce = SoftTargetCrossEntropy()
+        self.teacher = None
+        if teacher:
+            net = build_model(ArchConfig.from_dict(teacher["arch"]).replace(num_classes=classes))
+            load_weights(net, Path(teacher["weights"]))
+            self.teacher = net.to(self.device).eval()
+
+    def restore(self, checkpoint: Any) -> tuple[int, list[dict[str, Any]]]:
+        """Load Ray Train's newest checkpoint (if any): (first epoch to run, history so far)."""
+        if not checkpoint:
+            return 0, []
+        with checkpoint.as_directory() as d:
+            load_weights(self.model, Path(d) / MODEL_FILE)
+            state = load_state(Path(d) / STATE_FILE, map_location=self.device)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            if self.ema is not None:
+                load_weights(self.ema.module, Path(d) / EMA_FILE)
+        return state["epoch"] + 1, state["history"]
+
+    def loss(self, net: Any, x: Any, y: Any) -> Any:
+        """Soft-target cross-entropy of ``net`` on a mixed batch, blended with the teacher's
+        soft targets when distilling."""
+        import torch
+        import torch.nn.functional as F
+
+        r, classes = self.recipe, self.data.num_classes
+        if self.mixup is not None:
+            x, target = self.mixup(x, y)
+        else:
+            target = F.one_hot(y, classes).float() * (1 - r.smoothing) + r.smoothing / classes
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            logits = net(x)
+            loss = self.soft_ce(logits, target)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_logits = self.teacher(x)
+                tau = r.distill_tau
+                kd = (
+                    F.kl_div(F.log_softmax(logits / tau, 1), F.log_softmax(t_logits / tau, 1), reduction="batchmean", log_target=True)
+                    * tau
+                    * tau
+                )
+                loss = (1 - r.distill_alpha) * loss + r.distill_alpha * kd
+        return loss
+
+    def step(self, loss: Any, update: int) -> None:
+        """Backward, AGC, optimizer and scaler step, lr schedule and EMA for update number ``update``."""
+        from timm.models import model_parameters
+        from timm.utils import dispatch_clip_grad
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.recipe.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            # timm's train.py leaves the classifier out of AGC
+            dispatch_clip_grad(model_parameters(self.model, exclude_head=True), self.recipe.clip_grad, mode="agc")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step_update(num_updates=update)
+        if self.ema is not None:
+            self.ema.update(self.model, step=update)
+
+    def epoch(self, net: Any, epoch: int) -> dict[str, Any]:
+        """Train ``net`` (the DDP wrapper) one epoch; its metrics, without the evaluation."""
+        _seed_everything(self.recipe.seed * 100_003 + epoch * 1_009 + self.rank)
+        self.sampler.set_epoch(self.recipe.seed * 10_007 + epoch)
+        net.train()
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for step, (x, y) in enumerate(self.loader):
+            x, y = x.to(self.device), y.to(self.device)
+            loss = self.loss(net, x, y)
+            self.step(loss, update=epoch * self.steps + step + 1)
+            seen += len(x) * self.world
+            loss_sum += loss.item()
+            self._progress(epoch, step, loss.item(), seen / max(time.perf_counter() - t0, 1e-9))
+        train_s = time.perf_counter() - t0
+        return {"epoch": epoch + 1, "loss": loss_sum / self.steps, "lr": self.lr, "img_s": seen / train_s, "train_s": train_s}
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _progress(self, epoch: int, step: int, loss: float, img_s: float) -> None:
+        """About ten progress events per epoch from rank 0 to the driver's queue."""
+        if self.queue is None or self.rank != 0 or not (step % max(1, self.steps // 10) == 0 or step == self.steps - 1):
+            return
+        event = {"epoch": epoch + 1, "epochs": self.recipe.epochs, "step": step + 1, "steps": self.steps}
+        self.queue.put({**event, "loss": loss, "lr": self.lr, "img_s": img_s})
+
+    def top1(self, net: Any) -> float:
+        """Held-out top-1 of ``net`` in [0, 1]: each worker a shard of the images, summed."""
+        import torch
+        import torch.distributed as dist
+
+        from effvit_nas.proxy.data import normalize
+
+        data = self.data
+        net.eval()
+        idx = range(self.rank, len(data.val_x), self.world)
+        correct = torch.zeros(2, device=self.device)
+        with torch.no_grad():
+            for i in range(0, len(idx), 256):
+                sel = list(idx[i : i + 256])
+                x = normalize(data.val_x[sel].to(self.device))
+                correct[0] += (net(x).argmax(1) == data.val_y[sel].to(self.device)).sum()
+                correct[1] += len(sel)
+        if self.world > 1:
+            dist.all_reduce(correct)
+        return (correct[0] / correct[1].clamp(min=1)).item()
+
+    def save(self, folder: Path, epoch: int, history: list[dict[str, Any]]) -> None:
+        """The epoch checkpoint: weights as safetensors, the rest in ``state.pt``."""
+        import torch
+
+        save_weights(self.model, folder / MODEL_FILE)
+        if self.ema is not None:
+            save_weights(self.ema.module, folder / EMA_FILE)
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "num_classes": self.data.num_classes,
+        }
+        torch.save(state, folder / STATE_FILE)
+
+
+def _report(worker: _Worker, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """Report the epoch to Ray Train, rank 0 with the checkpoint Ray Train persists."""
+    import_ray()
+    from ray.train import Checkpoint, report
+
+    with tempfile.TemporaryDirectory() as d:
+        checkpoint = None
+        if worker.rank == 0:
+            worker.save(Path(d), epoch, history)
+            checkpoint = Checkpoint.from_directory(d)
+        report(metrics, checkpoint=checkpoint)
+
+
+def train_loop(cfg: dict[str, Any]) -> None:
+    """One Ray Train worker (``train_loop_config``: arch, data_ref, recipe, teacher, progress,
+    threads; see :func:`effvit_nas.training.runner.train`)."""
+    import_ray()
+    from ray.train import get_checkpoint
+    from ray.train.torch import prepare_model
+
+    w = _Worker(cfg)
+    start_epoch, history = w.restore(get_checkpoint())
+    ddp = prepare_model(w.model)  # DDP across workers (gloo on CPU, NCCL on GPU)
+    for epoch in range(start_epoch, w.recipe.epochs):
+        metrics = w.epoch(ddp, epoch)
+        train_s = metrics.pop("train_s")  # last, as train.json has always listed it
+        metrics.update(top1=w.top1(w.model), top1_ema=w.top1(w.ema.module) if w.ema is not None else None, train_s=train_s)
+        history.append(metrics)
+        _report(w, epoch, metrics, history)
+        if w.queue is not None and w.rank == 0:
+            w.queue.put({"epoch_done": metrics})

@@ -1,0 +1,296 @@
+"""Full training through Ray Train: DDP on CPU, checkpoints, resume after a kill, results
+written back to the export folder and the study, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support import TINY, TINY_SEARCH, run_main
+
+# 64 training images: 4 updates per epoch at --batch 16 on 2 workers, a few seconds per run
+DATA = ["--classes", "4", "--train-per-class", "16", "--val-per-class", "4", "--img-size", "32"]
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path):
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY.replace(num_classes=4, img_size=32).to_yaml())
+    return p
+
+
+def _teacher(folder, classes: int):
+    """A model folder as `train` leaves it (config.yaml, model.safetensors), untrained."""
+    from safetensors.torch import save_file
+
+    from effvit_nas.model.efficientvit import build_model
+
+    folder.mkdir()
+    cfg = TINY.replace(num_classes=classes, img_size=32)
+    (folder / "config.yaml").write_text(cfg.to_yaml())
+    save_file({k: v.contiguous() for k, v in build_model(cfg).state_dict().items()}, str(folder / "model.safetensors"))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _prompt_ray_train(monkeypatch):
+    """Ray Train's controller polls its workers every 2 s by default, so each run ends up to
+    2 s after its last epoch; it passes this variable on to the controller it starts."""
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+
+
+def _kill_after_first_checkpoint(p: subprocess.Popen, out, timeout: float = 240) -> int:
+    """SIGKILL the training process ``p`` once Ray Train has committed its first epoch
+    checkpoint; the epoch of the newest checkpoint in ``out`` then."""
+    from effvit_nas.training.runner import latest_checkpoint
+
+    # Ray Train writes this file after a checkpoint is fully persisted and registered; a
+    # resumed run restores the newest checkpoint it lists
+    committed = out / "checkpoints" / "train" / "checkpoint_manager_snapshot.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline and p.poll() is None and not committed.exists():
+        time.sleep(0.02)
+    assert p.poll() is None, p.stderr.read().decode()[-2000:]
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    from effvit_nas.training.loop import load_state
+
+    return load_state(latest_checkpoint(out) / "state.pt")["epoch"]
+
+
+def test_two_workers_resume_after_kill_reaches_the_uninterrupted_weights(tmp_path, tiny_yaml, local_ray, capsys):
+    """Two DDP workers (gloo), distilling from a teacher: a run SIGKILLed after its first epoch
+    checkpoint and resumed ends with exactly the weights (and EMA) of an uninterrupted run."""
+    teacher = _teacher(tmp_path / "teacher", 4)
+    args = ["train", str(tiny_yaml), *DATA, "--epochs", "3", "--batch", "16", "--workers", "2", "--distill", str(teacher)]
+    killed = tmp_path / "killed"
+    # the killed process joins this session's Ray, so no second Ray starts
+    address = local_ray.get_runtime_context().gcs_address
+    p = subprocess.Popen(
+        [sys.executable, "-m", "effvit_nas.cli", *args, "--out", str(killed), "--quiet", "--ray-address", address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert _kill_after_first_checkpoint(p, killed) < 2  # it died with epochs left to run
+    assert not (killed / "train.json").exists()
+
+    r = run_main(capsys, *args, "--out", str(killed), "--resume", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    resumed = json.loads(r.stdout[r.stdout.index("{") :])
+    assert resumed["epochs"] == 3 and len(resumed["history"]) == 3
+
+    whole = tmp_path / "whole"
+    r = run_main(capsys, *args, "--out", str(whole), "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("model.safetensors", "model_ema.safetensors"):
+        a, b = _weights(killed / name), _weights(whole / name)
+        assert a.keys() == b.keys()
+        assert all((a[k] == b[k]).all() for k in a), f"resumed {name} differs from the uninterrupted run"
+    record = json.loads((whole / "train.json").read_text())
+    assert record["workers"] == 2 and record["recipe"]["batch"] == 16 and 0 <= record["top1"] <= 1
+    assert record["recipe"]["auto_augment"].startswith("rand-m9-mstd0.5-inc1") and record["recipe"]["mixup"] == 0.8
+    assert record["teacher"]["weights"] == str((teacher / "model.safetensors").resolve()) and record["recipe"]["distill_alpha"] == 0.5
+
+    # training again into a finished run needs --resume; resuming with other data is refused
+    r = run_main(capsys, *args, "--out", str(whole))
+    assert r.returncode == 2 and "--resume is needed" in r.stderr
+    r = run_main(
+        capsys, "train", str(tiny_yaml), "--classes", "3", "--train-per-class", "24", "--img-size", "32", "--out", str(whole), "--resume"
+    )
+    assert r.returncode == 2 and "has 4 classes, the data 3" in r.stderr
+
+
+def test_search_train_top_writes_back_to_export_and_study(small_study, tmp_path, capsys):
+    """`search --train-top 1` on a finished study: the best Pareto model is exported, trained,
+    and its trained top-1 lands in the export folder, its model card and the study."""
+    import shutil
+
+    src = small_study[0].removeprefix("sqlite:///")
+    shutil.copy(src, tmp_path / "s.db")
+    url = f"sqlite:///{tmp_path}/s.db"
+    out = tmp_path / "models"
+    r = run_main(
+        capsys,
+        "search",
+        "--study",
+        "small",
+        "--storage",
+        url,
+        "--budget",
+        "2000",
+        "--trials",
+        "8",
+        "--sampler",
+        "random",
+        *TINY_SEARCH,
+        "--train-top",
+        "1",
+        "--train-epochs",
+        "1",
+        "--train-batch",
+        "16",
+        "--train-out",
+        str(out),
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    trained = json.loads(r.stdout[r.stdout.index("{") :])["extra"]["trained"]
+    assert len(trained) == 1
+    folder = out / f"trial-{trained[0]['trial']}-{trained[0]['hash']}"
+    assert (folder / "model.safetensors").exists() and (folder / "config.yaml").exists()
+    assert json.loads((folder / "train.json").read_text())["top1"] == trained[0]["top1"]
+    assert "## Trained" in (folder / "README.md").read_text()
+    rows = json.loads(run_main(capsys, "show", "--study", "small", "--storage", url, "--json").stdout)
+    row = next(x for x in rows if x["number"] == trained[0]["trial"])
+    assert row["trained_top1"] == trained[0]["top1"] and row["accuracy"] is not None
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--data", "/no/such/dir"], "does not exist"),
+        (["--data", "{empty}"], "unrecognised layout"),
+        (["--distill", "/no/teacher"], "unknown teacher"),
+        (["--set", "warp=9"], "--set 'warp=9': expected KEY=VALUE"),
+        (["--set", "mixup=lots"], "--set mixup must be a number, got 'lots'"),
+        (["--set", "amp=maybe"], "--set amp must be true or false"),
+        (["--set", "crop_pad=-1"], "--set crop_pad must be >= 0 px"),
+        (["--set", "scale_min=0"], "--set scale_min must be in (0, 1]"),
+        (["--set", "epochs=0"], "--set epochs must be positive"),
+        (["--epochs", "0"], "--epochs"),
+        (["--lr", "-1"], "--lr must be positive"),
+        (["--classes", "2", "--train-per-class", "4", "--batch", "16"], "--batch 16 is more than 8 training images"),
+        (["--resume"], "nothing to resume"),
+    ],
+)
+def test_train_bad_input(tmp_path, tiny_yaml, capsys, extra, needle):
+    (tmp_path / "empty").mkdir()
+    extra = [e.replace("{empty}", str(tmp_path / "empty")) for e in extra]
+    r = run_main(capsys, "train", str(tiny_yaml), "--out", str(tmp_path / "o"), *extra)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_library_errors_name_the_setting_and_the_cli_its_flag(tmp_path, tiny_yaml, local_ray, capsys):
+    """The library says which setting is wrong (no CLI flag in its message); `train` says
+    which of its flags set it."""
+    from effvit_nas.errors import SettingError
+    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.training.recipe import TrainRecipe, parse_overrides
+    from effvit_nas.training.runner import TrainExecution, train
+
+    cases = [
+        (lambda: TrainRecipe(epochs=0), "TrainRecipe.epochs"),
+        (lambda: TrainRecipe(lr=-1.0), "TrainRecipe.lr"),
+        (lambda: parse_overrides(["mixup=lots"]), "TrainRecipe.mixup"),
+        (lambda: parse_overrides(["warp=9"]), "parse_overrides.pairs"),
+        (lambda: TrainExecution(workers=0), "TrainExecution.workers"),
+    ]
+    cpus = int(local_ray.cluster_resources()["CPU"])
+    n = cpus + 1  # one worker more than Ray has CPUs
+    data = DataConfig(img_size=32, num_classes=4, train_per_class=16, val_per_class=4)
+    run = TrainExecution(out=tmp_path / "lib", workers=n)
+    cases.append((lambda: train(TINY.replace(img_size=32), data, TrainRecipe(epochs=1, batch=2 * n), run), "TrainExecution.workers"))
+    for make, setting in cases:
+        with pytest.raises(SettingError) as e:
+            make()
+        assert e.value.setting == setting and str(e.value).startswith(setting) and "--" not in str(e.value)
+
+    r = run_main(capsys, "train", str(tiny_yaml), *DATA, "--batch", str(2 * n), "--workers", str(n), "--out", str(tmp_path / "cli"))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --workers {n} needs {n} CPUs; Ray has {cpus}"
+    assert "note: synthetic data: crop_pad=4" in r.stdout  # the CLI says what the data changed
+
+
+def test_a_checkpoint_carrying_code_is_refused_and_not_run(tmp_path, tiny_yaml, capsys):
+    """state.pt is loaded with weights_only=True: a pickle that would run a command is
+    refused with one line, and the command never runs."""
+    import shlex
+
+    import torch
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {shlex.quote(str(marker))}",)
+
+    checkpoint = tmp_path / "o" / "checkpoints" / "train" / "checkpoint_000000"
+    checkpoint.mkdir(parents=True)
+    torch.save({"epoch": 0, "history": [], "num_classes": 4, "optimizer": Payload()}, checkpoint / "state.pt")
+    (checkpoint / "model.safetensors").write_bytes(b"")
+    r = run_main(capsys, "train", str(tiny_yaml), *DATA, "--out", str(tmp_path / "o"), "--resume")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: refusing to load ") and "state.pt" in lines[0], r.stderr
+    assert "posix.system" in lines[0] and "Traceback" not in r.stderr
+    assert not marker.exists()
+    torch.load(checkpoint / "state.pt", weights_only=False)  # the payload is live: unrestricted loading runs it
+    assert marker.exists()
+
+
+def test_crop_pad_shifts_the_image_without_rescaling_it():
+    """crop_pad=N replaces the random-resized crop by a crop of the N-px reflect-padded image:
+    every output is the input shifted by at most N px (scale, hence grating frequency, kept)."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from effvit_nas.proxy.data import normalize
+    from effvit_nas.training.loop import train_transform
+    from effvit_nas.training.recipe import TrainRecipe
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    tf = train_transform(TrainRecipe(crop_pad=4, hflip=0, auto_augment="", color_jitter=0, reprob=0), 32)
+    padded = F.pad(normalize(x[None]), (4, 4, 4, 4), mode="reflect")[0]
+    shifts = set()
+    for _ in range(20):
+        out = tf(Image.fromarray(x.permute(1, 2, 0).numpy()))
+        match = [(dy, dx) for dy in range(9) for dx in range(9) if torch.allclose(out, padded[:, dy : dy + 32, dx : dx + 32], atol=1e-5)]
+        assert len(match) >= 1, "output is not a shifted copy of the input"
+        shifts.add(match[0])
+    assert len(shifts) > 1  # it does move
+
+
+def test_synthetic_data_gets_the_padded_crop_unless_set():
+    """Synthetic data defaults to crop_pad=4 and says so; an override wins (and nothing is
+    said); other data keeps the paper's random-resized crop."""
+    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.training.recipe import parse_overrides, recipe_for
+
+    synthetic, folder = DataConfig("synthetic"), DataConfig("/data/imagenet")
+    recipe, note = recipe_for(synthetic, {"epochs": 2})
+    assert recipe.crop_pad == 4 and note.startswith("synthetic data: crop_pad=4")
+    recipe, note = recipe_for(synthetic, {"epochs": 2}, parse_overrides(["crop_pad=0"]))
+    assert recipe.crop_pad == 0 and note == ""
+    recipe, note = recipe_for(folder, {"epochs": 2})
+    assert recipe.crop_pad == 0 and recipe.scale_min == 0.08 and note == ""
+    assert parse_overrides(["ema-decay=0.9", "amp=no", "warmup_epochs=1", "lr=1e-3"]) == {
+        "ema_decay": 0.9,
+        "amp": False,
+        "warmup_epochs": 1,
+        "lr": 1e-3,
+    }
+
+
+def test_a_teacher_with_other_classes_is_refused_before_training(tmp_path, tiny_yaml, capsys):
+    """--distill checks the teacher's class count against the data before any Ray Train run
+    (distilling itself is part of the resume test above)."""
+    wrong = _teacher(tmp_path / "t7", 7)
+    r = run_main(
+        capsys, "train", str(tiny_yaml), *DATA, "--epochs", "1", "--batch", "16", "--distill", str(wrong), "--out", str(tmp_path / "w")
+    )
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: teacher has 7 classes, the data 4"], r.stderr
+    assert not (tmp_path / "w" / "checkpoints").exists()
