@@ -104,7 +104,7 @@ def data_options(f, img_size_default: int | None = 64, img_size_help: str = "Pro
             "data_source",
             default="synthetic",
             show_default=True,
-            help="synthetic, or a directory: ImageFolder (train/, val/) or CIFAR python batches.",
+            help="synthetic, fashion-mnist, or a directory: ImageFolder (train/, val/), CIFAR python batches or MNIST-format IDX files.",
         ),
         click.option(
             "--img-size",
