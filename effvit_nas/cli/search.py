@@ -35,7 +35,12 @@ TRAIN_TOP_FLAGS = {
 
 @click.command("search")
 @click.option("--device", "device", default="cpu", show_default=True, help="Target device: cpu, cuda, cuda:N, auto, v100, a100, h100, ...")
-@click.option("--budget", required=True, help="Throughput budget, e.g. 10k-imgs/s, 10000img/s, 2.5k, 300-imgs/s.")
+@click.option(
+    "--budget",
+    required=True,
+    help="Throughput budget: images/s (10k-imgs/s, 2.5k, 300-imgs/s) or relative to a preset measured on DEVICE "
+    "at the space's resolution (M0, 1.5xM0, 0.8xM2; resolved once per study and stored).",
+)
 @click.option(
     "--trials",
     type=int,
@@ -93,8 +98,8 @@ def search_cmd(**opts) -> None:
 
     if opts["trials"] is None and opts["timeout"] is None:
         raise click.UsageError("give --trials N or --timeout DURATION")
-    problem = _problem(opts)
-    options = _run_options(opts, problem)
+    options = _run_options(opts)
+    problem = _problem(opts, options)
     quiet = opts["quiet"] or opts["as_json"]
     if not quiet:
         click.echo(_header(problem, options, opts["data_source"]))
@@ -112,34 +117,41 @@ def search_cmd(**opts) -> None:
     print_trials(summary.pareto, title="Pareto set (feasible, non-dominated)")
 
 
-def _problem(opts: dict):
-    """What the study is about, from the flags."""
+def _problem(opts: dict, options):
+    """What the study is about, from the flags (a relative budget is resolved here, once per
+    study: see effvit_nas.search.budget)."""
     from effvit_nas.arch.space import load_space
     from effvit_nas.proxy.registry import PROXIES
     from effvit_nas.proxy.short_training import ShortTrainSettings
-    from effvit_nas.search.problem import SearchProblem, parse_budget
+    from effvit_nas.search.budget import study_budget
+    from effvit_nas.search.problem import SearchProblem
 
     if opts["proxy_name"] not in PROXIES:
         raise UserError(f"unknown proxy {opts['proxy_name']!r} (choose from {', '.join(PROXIES)})")
-    budget = parse_budget(opts["budget"])
+    space = load_space(opts["space"])
+    bench = bench_settings(opts["device"], opts)
+    budget = study_budget(opts["budget"], space, opts["device"], bench, options)
     return SearchProblem(
         device=opts["device"],
-        budget=budget,
-        space=load_space(opts["space"]).source,
+        budget=budget.images_per_s,
+        space=space.source,
         proxy=opts["proxy_name"],
         data=data_config(opts),
         short_train=ShortTrainSettings(steps=opts["steps"], seed=opts["seed"]),
-        bench=bench_settings(opts["device"], opts),
+        bench=bench,
+        budget_spec=budget.spec,
+        budget_reference=budget.reference,
     )
 
 
-def _run_options(opts: dict, problem):
+def _run_options(opts: dict):
     """How this run goes, from the flags."""
     from effvit_nas.measure.store import default_storage
+    from effvit_nas.search.budget import default_study_name
     from effvit_nas.search.options import RunOptions, parse_duration
 
     return RunOptions(
-        study=opts["study_name"] or f"effvit-{problem.device.lower()}-{problem.budget:g}",
+        study=opts["study_name"] or default_study_name(opts["device"], opts["budget"]),
         storage=opts["storage"] or default_storage(),
         trials=opts["trials"],
         timeout_s=parse_duration(opts["timeout"]) if opts["timeout"] else None,
@@ -154,8 +166,12 @@ def _run_options(opts: dict, problem):
 
 def _header(problem, options, data_source: str) -> str:
     b = problem.bench
+    budget = f"{problem.budget:,.0f} img/s"
+    if problem.budget_spec:
+        preset = problem.budget_spec.split("x")[-1]
+        budget = f"{problem.budget_spec} = {budget} ({preset} at the space's resolution measured {problem.budget_reference:,.0f} img/s)"
     return (
-        f"study {options.study} in {options.storage}: budget {problem.budget:,.0f} img/s on {problem.device} "
+        f"study {options.study} in {options.storage}: budget {budget} on {problem.device} "
         f"(batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}); proxy {problem.proxy} on {data_source}; "
         f"sampler {options.sampler}"
     )

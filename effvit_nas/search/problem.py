@@ -20,7 +20,9 @@ def parse_budget(text: str) -> float:
     """``10k-imgs/s``, ``10000img/s``, ``2.5k``, ``300-imgs/s`` -> images per second."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:-?\s*imgs?\s*/\s*s)?\s*", text)
     if not m:
-        raise SettingError("SearchProblem.budget", f"{text!r} is not a throughput: use e.g. 10k-imgs/s, 10000img/s, 2.5k or 300-imgs/s")
+        raise SettingError(
+            "SearchProblem.budget", f"{text!r} is not a throughput: use e.g. 10k-imgs/s, 10000img/s, 2.5k, 300-imgs/s, M0 or 1.5xM0"
+        )
     value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
     if value <= 0:
         raise SettingError("SearchProblem.budget", f"{text!r} must be positive")
@@ -34,6 +36,9 @@ class SearchProblem:
     Attributes:
         device: target device as the user named it (``cpu``, ``cuda``, ``v100``, ...).
         budget: minimum throughput of a feasible model, images/s on ``device``.
+        budget_spec: for a budget relative to a preset, what it was resolved from
+            (``"1.5xM0"``, see :mod:`effvit_nas.search.budget`); None for an absolute one.
+        budget_reference: the preset's measured throughput behind ``budget_spec``, images/s.
         space: search-space name or file (as :func:`effvit_nas.arch.space.load_space` takes it).
         proxy: proxy name (:data:`effvit_nas.proxy.registry.PROXIES`), default ``naswot``.
         data: the proxy's data.
@@ -48,6 +53,8 @@ class SearchProblem:
     data: DataConfig = DataConfig()
     short_train: ShortTrainSettings = ShortTrainSettings()
     bench: BenchSettings = BenchSettings(batch=16)
+    budget_spec: str | None = None
+    budget_reference: float | None = None
 
     def __post_init__(self) -> None:
         if not self.budget > 0:
@@ -63,4 +70,6 @@ class SearchProblem:
             "data": asdict(self.data),
             "train": asdict(self.short_train),
             "bench": asdict(self.bench),
+            "budget_spec": self.budget_spec,
+            "budget_reference": self.budget_reference,
         }

@@ -90,6 +90,22 @@ def open_study(problem: SearchProblem, options: RunOptions, create: bool = True)
     return StudyHandle(study, storage, storage.get_study_id_from_name(options.study))
 
 
+def stored_problem(options: RunOptions) -> dict[str, Any] | None:
+    """What the existing study ``options.study`` is about (its stored problem), or None when
+    there is no such study."""
+    import optuna
+
+    from effvit_nas.measure.store import open_engine
+
+    open_engine(options.storage)
+    with quiet_optuna():
+        try:
+            study = optuna.load_study(study_name=options.study, storage=options.storage)
+        except KeyError:
+            return None
+    return study.user_attrs.get("effvit")
+
+
 def tell(handle: StudyHandle, trial: Any, outcome: Outcome) -> None:
     """Finish ``trial`` with ``outcome``: the one place a trial's state is decided."""
     import optuna

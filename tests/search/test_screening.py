@@ -232,3 +232,22 @@ def test_too_many_failures_stop_the_search_with_one_line(tmp_path):
         run_search(problem, options, measure=FakeMeasurer(RuntimeError("broken")), run_proxies=_proxies)
     failed = optuna.load_study(study_name="fake", storage=options.storage).get_trials(states=[optuna.trial.TrialState.FAIL])
     assert len(failed) == 4 and all(t.user_attrs["fail_reason"] == "RuntimeError: broken" for t in failed)
+
+
+def test_an_unreachable_budget_is_screened_by_the_real_throughput_model(tmp_path):
+    """After 8 measurements the (real) throughput model skips candidates without measuring
+    them, measures 1 in 4 anyway, and the stored trials say which were skipped."""
+    from effvit_nas.search.loop import run_search
+
+    problem, options = _problem_options(tmp_path, trials=14)
+    problem = problem.__class__(**{**problem.__dict__, "budget": 1e6})
+    measured = []
+    summary = run_search(problem, options, measure=lambda c: measured.append(c) or _by_width(c), run_proxies=_proxies)
+    assert summary.complete == 14 and summary.feasible == 0 and summary.pareto == []
+    assert summary.skipped_predicted >= 3 and summary.audited >= 1 and summary.audit_correct == summary.audited
+    records = [TrialRecord.of(t) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()]
+    skipped = [r for r in records if r.skipped]
+    assert len(skipped) == summary.skipped_predicted and len(measured) == 14 - len(skipped) - sum(
+        r.note.startswith("same") for r in records
+    )
+    assert all(r.number >= 8 and r.throughput is None and r.predicted_throughput < 1e6 for r in skipped)

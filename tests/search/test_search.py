@@ -46,18 +46,22 @@ def _trials(db: str, study: str) -> list[tuple[int, str]]:
 
 
 def test_search_end_to_end_resume_and_show(tmp_path, capsys, local_ray):
+    """A real search in a fresh process with a budget relative to M0 (measured there, at the
+    space's 64 px), resumed here with the stored budget, then read back by `show`/`studies`."""
     db = tmp_path / "s.db"
     url = f"sqlite:///{db}"
-    r = run_cli("search", "--budget", "300-imgs/s", "--trials", "3", "--study", "e2e", "--storage", url, *TINY_SEARCH, "--json")
+    r = run_cli("search", "--budget", "0.3xM0", "--trials", "3", "--study", "e2e", "--storage", url, *TINY_SEARCH, "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)
-    assert summary["complete"] == 3 and summary["run_trials"] == 3 and summary["feasible"] >= 1
+    budget = json.loads(run_main(capsys, "studies", "--storage", url, "--json").stdout)[0]["budget"]
+    assert summary["complete"] == 3 and summary["run_trials"] == 3 and budget > 0
     for p in summary["pareto"]:
-        assert p["feasible"] and p["pareto"] and p["throughput"] >= 300 and p["accuracy"] > 0 and p["proxy"] == "naswot"
+        assert p["feasible"] and p["pareto"] and p["throughput"] >= budget and p["accuracy"] > 0 and p["proxy"] == "naswot"
 
     # same command with more trials (here in this process): resumes and runs only the missing ones
-    r = run_main(capsys, "search", "--budget", "300-imgs/s", "--trials", "5", "--study", "e2e", "--storage", url, *TINY_SEARCH, "--quiet")
+    r = run_main(capsys, "search", "--budget", "0.3xM0", "--trials", "5", "--study", "e2e", "--storage", url, *TINY_SEARCH)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert f"budget 0.3xM0 = {budget:,.0f} img/s" in r.stdout
     assert [s for _, s in _trials(str(db), "e2e")].count("COMPLETE") == 5
 
     rows = json.loads(run_main(capsys, "show", "--study", "e2e", "--storage", url, "--json").stdout)
@@ -66,11 +70,11 @@ def test_search_end_to_end_resume_and_show(tmp_path, capsys, local_ray):
         for k in ("number", "state", "config", "params", "macs", "throughput", "accuracy", "feasible", "pareto"):
             assert k in row
         assert row["params"] > 0 and row["config"]["img_size"] == 64
+        assert row["feasible"] == (row["throughput"] >= budget)
         if row["feasible"]:
-            assert row["throughput"] >= 300 and row["accuracy"] is not None
-    assert any(r["pareto"] for r in rows)
+            assert row["accuracy"] is not None
     text = run_main(capsys, "show", "--study", "e2e", "--storage", url).stdout
-    assert "budget 300 img/s" in text and "pareto" in text
+    assert f"budget {budget:,.0f} img/s" in text and "pareto" in text
 
     # resuming with another budget would mix incomparable trials
     r = run_main(capsys, "search", "--budget", "500", "--trials", "6", "--study", "e2e", "--storage", url, *TINY_SEARCH)
@@ -143,6 +147,8 @@ def test_resume_after_sigkill(tmp_path, capsys, local_ray):
         url,
         *TINY_SEARCH,
         "--quiet",
+        "--ray-address",  # the session's Ray: this test is about the killed driver, not starting Ray
+        local_ray.get_runtime_context().gcs_address,
     ]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 240
@@ -235,36 +241,20 @@ def test_a_failing_candidate_is_stored_failed_and_the_search_goes_on(tmp_path, l
     assert failed[0].user_attrs["config_hash"] == calls[1]
 
 
-def test_tight_budget_skips_predicted_infeasible_and_audits(tmp_path, local_ray):
-    """An unreachable budget: after 8 measurements the throughput model skips candidates
-    without measuring them, measures 1 in 4 anyway, and every audit confirms the skip."""
-    import optuna
-
-    from effvit_nas.search.loop import run_search
-
-    url = f"sqlite:///{tmp_path}/t.db"
-    summary = run_search(*_tiny_settings(url, "t", budget=1e6, trials=14))
-    assert summary.complete == 14 and summary.feasible == 0 and summary.pareto == []
-    assert summary.skipped_predicted >= 3 and summary.audited >= 1
-    assert summary.audit_correct == summary.audited
-    trials = optuna.load_study(study_name="t", storage=url).get_trials()
-    skipped = [t for t in trials if t.user_attrs.get("measured") is False]
-    assert len(skipped) == summary.skipped_predicted
-    assert all(t.number >= 8 and t.user_attrs["throughput"] is None and t.user_attrs["predicted_throughput"] < 1e6 for t in skipped)
-    assert summary.measure_s > 0 and summary.setup_s > 0 and summary.seconds >= summary.setup_s + summary.measure_s
-
-
-def test_search_on_postgres_resumes(postgres_url, local_ray, capsys):
+def test_search_on_postgres_resumes(postgres_url, capsys):
     """The study in a real PostgreSQL server: a search, then the same study grown by a second
-    run (another process could be running it), read back by `show`."""
+    run (another process could be running it), read back by `show`. Measurement and proxies
+    are fakes here: what is tested is the study's storage (Ray runs in the other tests)."""
     import uuid
 
     from effvit_nas.search.loop import run_search
+    from tests.search.test_screening import _by_width, _proxies
     from tests.support import run_main
 
     name = f"pg-{uuid.uuid4().hex[:8]}"
-    assert run_search(*_tiny_settings(postgres_url, name, trials=2)).complete == 2
-    again = run_search(*_tiny_settings(postgres_url, name, trials=3))
+    fakes = dict(measure=_by_width, run_proxies=_proxies)
+    assert run_search(*_tiny_settings(postgres_url, name, trials=2), **fakes).complete == 2
+    again = run_search(*_tiny_settings(postgres_url, name, trials=3), **fakes)
     assert again.complete == 3 and again.run_trials == 1
     r = run_main(capsys, "show", "--study", name, "--storage", postgres_url, "--json")
     assert r.returncode == 0, r.stderr

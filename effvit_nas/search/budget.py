@@ -1,0 +1,98 @@
+"""Throughput budgets: absolute (``10k-imgs/s``) or relative to a hand-designed preset measured
+on the target device (``M0``, ``1.5xM0``, ``0.8xM2``).
+
+A relative budget is the preset rescaled to the space (its largest resolution, its classes),
+measured with the study's protocol in the device actor (and kept in the measurement store),
+times the factor. It is resolved once, when the study is created, and stored with it: resuming
+uses the stored figure, never a new measurement, so the study's feasibility never moves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from effvit_nas.arch.config import PRESETS, ArchConfig
+from effvit_nas.errors import SettingError
+from effvit_nas.measure.settings import BenchSettings, Measurement
+from effvit_nas.search.options import RunOptions
+from effvit_nas.search.problem import parse_budget
+
+_RELATIVE = re.compile(r"\s*(?:(\d+(?:\.\d+)?)\s*[xX*]\s*)?(M\d)\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A resolved budget. ``images_per_s`` is what feasibility is judged against; for a
+    relative budget ``spec`` says what it was resolved from (``"1.5xM0"``) and ``reference``
+    is the preset's measured throughput (images/s)."""
+
+    images_per_s: float
+    spec: str | None = None
+    reference: float | None = None
+
+
+def parse_relative(text: str) -> tuple[float, str] | None:
+    """``(factor, preset)`` for ``M0``, ``1.5xM0``, ``0.8x M2``; None for any other form.
+    SettingError for an unknown preset or a factor that is not positive."""
+    m = _RELATIVE.fullmatch(text)
+    if not m:
+        return None
+    factor, name = float(m.group(1) or 1.0), m.group(2).upper()
+    if name not in PRESETS:
+        raise SettingError("SearchProblem.budget", f"{text!r} names no preset (choose from {', '.join(PRESETS)})")
+    if factor <= 0:
+        raise SettingError("SearchProblem.budget", f"{text!r}: the factor must be positive")
+    return factor, name
+
+
+def reference_config(preset: str, img_size: int, num_classes: int) -> ArchConfig:
+    """The preset as the space would build it: at the space's resolution and class count."""
+    return PRESETS[preset].replace(img_size=img_size, num_classes=num_classes)
+
+
+def resolve_budget(
+    text: str, img_size: int, num_classes: int, measure: Callable[[ArchConfig], Measurement], stored: Budget | None = None
+) -> Budget:
+    """The budget ``text`` means. ``stored``: the budget a study already holds for the same
+    text, which wins over measuring again. ``measure`` is only called for a relative budget
+    without a stored figure."""
+    relative = parse_relative(text)
+    if relative is None:
+        return Budget(parse_budget(text))
+    if stored is not None and stored.spec == _canonical(*relative):
+        return stored
+    factor, name = relative
+    m = measure(reference_config(name, img_size, num_classes))
+    return Budget(factor * m.throughput, _canonical(factor, name), m.throughput)
+
+
+def _canonical(factor: float, name: str) -> str:
+    return f"{factor:g}x{name}"
+
+
+def default_study_name(device: str, text: str) -> str:
+    """``effvit-<device>-<budget>``: the budget as images/s, or its preset form."""
+    relative = parse_relative(text)
+    budget = _canonical(*relative) if relative else f"{parse_budget(text):g}"
+    return f"effvit-{device.lower()}-{budget}"
+
+
+def study_budget(text: str, space: Any, device: str, bench: BenchSettings, options: RunOptions) -> Budget:
+    """The budget ``text`` means for the study ``options`` name: its stored figure when the
+    study exists with the same relative budget, else resolved now (a relative budget measures
+    its preset in the device's actor, through the measurement store)."""
+    from effvit_nas.search.study import stored_problem
+
+    have = stored_problem(options) or {}
+    stored = Budget(have["budget"], have["budget_spec"], have.get("budget_reference")) if have.get("budget_spec") else None
+
+    def measure(config: ArchConfig) -> Measurement:
+        from effvit_nas.measure.actor import measure_configs
+        from effvit_nas.measure.store import MeasurementStore
+
+        return measure_configs([config], device, bench, MeasurementStore(options.storage), ray_address=options.ray_address)[0]
+
+    return resolve_budget(text, max(space.img_sizes), space.num_classes, measure, stored)

@@ -1,0 +1,60 @@
+"""Budgets relative to a preset: parsed, resolved once by measuring the preset at the space's
+resolution, stored with the study and reused on resume."""
+
+import pytest
+
+from effvit_nas.errors import SettingError
+from effvit_nas.search.budget import Budget, default_study_name, parse_relative, resolve_budget
+from tests.search.test_screening import fake_measurement
+
+
+@pytest.mark.parametrize("text, parsed", [("M0", (1.0, "M0")), ("1.5xM0", (1.5, "M0")), ("0.8x M2", (0.8, "M2")), ("2*m5", (2.0, "M5"))])
+def test_relative_forms(text, parsed):
+    assert parse_relative(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["10k-imgs/s", "2.5k", "300"])
+def test_absolute_forms_are_not_relative(text):
+    assert parse_relative(text) is None
+
+
+@pytest.mark.parametrize("text, needle", [("M9", "names no preset"), ("0xM0", "factor must be positive"), ("1.5xM", "not a throughput")])
+def test_bad_budgets_name_the_setting(text, needle):
+    with pytest.raises(SettingError, match=needle) as e:
+        resolve_budget(text, 64, 10, lambda c: pytest.fail("must not measure"))
+    assert e.value.setting == "SearchProblem.budget"
+
+
+def test_a_relative_budget_measures_the_preset_at_the_spaces_size_once():
+    seen = []
+
+    def measure(config):
+        seen.append(config)
+        return fake_measurement(config, 1200.0)
+
+    b = resolve_budget("1.5xM0", 64, 10, measure)
+    assert b == Budget(1800.0, "1.5xM0", 1200.0)
+    assert len(seen) == 1 and seen[0].img_size == 64 and seen[0].num_classes == 10 and seen[0].widths == (64, 128, 192)
+    again = resolve_budget("1.5 x M0", 64, 10, lambda c: pytest.fail("a stored budget is never re-measured"), stored=b)
+    assert again == b
+    assert resolve_budget("2.5k", 64, 10, lambda c: pytest.fail("absolute")) == Budget(2500.0)
+    assert default_study_name("CPU", "1.5xM0") == "effvit-cpu-1.5xM0" and default_study_name("cpu", "2.5k") == "effvit-cpu-2500"
+
+
+def test_resuming_a_study_takes_its_stored_relative_budget(tmp_path):
+    from effvit_nas.arch.space import load_space
+    from effvit_nas.measure.settings import BenchSettings
+    from effvit_nas.search.budget import study_budget
+    from effvit_nas.search.loop import run_search
+    from effvit_nas.search.options import RunOptions
+    from effvit_nas.search.problem import SearchProblem
+    from tests.search.test_screening import _by_width, _proxies
+
+    options = RunOptions(study="rel", storage=f"sqlite:///{tmp_path}/r.db", trials=1, sampler="random")
+    problem = SearchProblem(device="cpu", budget=600.0, space="tiny", proxy="params", budget_spec="0.5xM0", budget_reference=1200.0)
+    run_search(problem, options, measure=_by_width, run_proxies=_proxies)
+    # the stored figure (600 = 0.5 x 1200 from the fake run), not a new measurement of M0
+    resumed = study_budget("0.5 x M0", load_space("tiny"), "cpu", BenchSettings(batch=16), options)
+    assert resumed == Budget(600.0, "0.5xM0", 1200.0)
+    new = RunOptions(study="other", storage=options.storage, trials=1)
+    assert study_budget("2.5k", load_space("tiny"), "cpu", BenchSettings(batch=16), new) == Budget(2500.0)
