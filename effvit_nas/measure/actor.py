@@ -137,7 +137,9 @@ def get_worker(device: str, settings: BenchSettings, ray_address: str | None = N
 
 def _unwrap_user_error(e: Exception) -> None:
     """Re-raise a UserError that happened inside an actor as itself (one-line CLI error)."""
-    cause = getattr(e, "cause", None)
+    from effvit_nas.runtime import root_cause
+
+    cause = root_cause(e)
     if isinstance(cause, UserError):
         raise cause from None
 
