@@ -9,6 +9,12 @@ global matplotlib backend. What cannot be scoped:
   run`` again, re-resolving the environment and packaging the working directory (minutes per
   worker). effvit-nas is installed in the environment already, and must be on cluster nodes
   (runners/README.md). A value the user set is kept.
+* ``RAY_AUTH_MODE=token`` before Ray starts or joins a cluster. Ray 2.60 enables token
+  authentication by default for a local cluster, but only a process that says so explicitly
+  sends the token when it joins one (``ray start`` clusters, ``--ray-address``), and an unset
+  mode prints a warning on every run. Explicit token mode is Ray's default behaviour made
+  explicit: the token (``~/.ray/auth_token``) is created for a new local cluster when missing.
+  A value the user set (``disabled``) is kept.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from types import ModuleType
 def import_ray() -> ModuleType:
     """``ray``, imported with the environment above. Use this instead of ``import ray``."""
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     return ray

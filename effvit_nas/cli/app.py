@@ -12,6 +12,7 @@ import sys
 import click
 
 from effvit_nas.cli.arch import model_app, space_app
+from effvit_nas.cli.fidelity import fidelity_cmd
 from effvit_nas.cli.measure import bench
 from effvit_nas.cli.proxy import proxy_cmd
 from effvit_nas.cli.results import export_cmd, pareto_cmd, show_cmd, studies_cmd
@@ -27,7 +28,7 @@ def app() -> None:
     """Hardware-aware neural architecture search for EfficientViT."""
 
 
-for command in (space_app, model_app, bench, proxy_cmd, search_cmd, show_cmd, studies_cmd, pareto_cmd, export_cmd, train_cmd):
+for command in (space_app, model_app, bench, proxy_cmd, fidelity_cmd, search_cmd, show_cmd, studies_cmd, pareto_cmd, export_cmd, train_cmd):
     app.add_command(command)
 
 # settings whose flag is not the field name with dashes (commands rename their own, see

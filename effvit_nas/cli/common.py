@@ -96,13 +96,13 @@ def open_study(study_name: str, storage: str | None):
     return study, StudyInfo.of(study), url
 
 
-def data_options(f, img_size_default: int | None = 64, img_size_help: str = "Proxy resolution (px)."):
-    """The data options shared by `proxy`, `search` and `train`."""
+def data_options(f, img_size_default: int | None = 64, img_size_help: str = "Proxy resolution (px).", data_default: str = "synthetic"):
+    """The data options shared by `proxy`, `search`, `fidelity` and `train`."""
     options = [
         click.option(
             "--data",
             "data_source",
-            default="synthetic",
+            default=data_default,
             show_default=True,
             help="synthetic, fashion-mnist, or a directory: ImageFolder (train/, val/), CIFAR python batches or MNIST-format IDX files.",
         ),

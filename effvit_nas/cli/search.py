@@ -60,6 +60,12 @@ TRAIN_TOP_FLAGS = {
 )
 @data_options
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")
+@click.option(
+    "--halving",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Successive halving of --proxy train with this eta (3: judged at 1/9 and 1/3 of --steps, the best third by Pareto rank go on).",
+)
 @bench_options
 @click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random"]), default="tpe", show_default=True)
 @click.option(
@@ -121,6 +127,7 @@ def _problem(opts: dict, options):
     """What the study is about, from the flags (a relative budget is resolved here, once per
     study: see effvit_nas.search.budget)."""
     from effvit_nas.arch.space import load_space
+    from effvit_nas.proxy.halving import Halving
     from effvit_nas.proxy.registry import PROXIES
     from effvit_nas.proxy.short_training import ShortTrainSettings
     from effvit_nas.search.budget import study_budget
@@ -128,6 +135,8 @@ def _problem(opts: dict, options):
 
     if opts["proxy_name"] not in PROXIES:
         raise UserError(f"unknown proxy {opts['proxy_name']!r} (choose from {', '.join(PROXIES)})")
+    if opts["halving"] and opts["proxy_name"] != "train":
+        raise UserError(f"--halving applies to --proxy train, not {opts['proxy_name']}")
     space = load_space(opts["space"])
     bench = bench_settings(opts["device"], opts)
     budget = study_budget(opts["budget"], space, opts["device"], bench, options)
@@ -141,6 +150,7 @@ def _problem(opts: dict, options):
         bench=bench,
         budget_spec=budget.spec,
         budget_reference=budget.reference,
+        halving=Halving(eta=opts["halving"]) if opts["halving"] else None,
     )
 
 

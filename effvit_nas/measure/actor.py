@@ -10,6 +10,7 @@ CPUs. Only the driver touches the measurement store: workers return results.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
@@ -26,7 +27,12 @@ NAMESPACE = "effvit-nas"
 
 def connect(address: str | None = None) -> None:
     """Join the Ray cluster at ``address`` (e.g. ``ray://head:10001`` or ``auto``), or start a
-    local Ray when ``address`` is None. Does nothing if Ray is already initialised."""
+    local Ray when ``address`` is None. Does nothing if Ray is already initialised.
+
+    None means a new local Ray (or ``$RAY_ADDRESS`` when set), never Ray's own default of
+    joining whatever cluster a ``ray start`` left recorded on this machine: when that cluster
+    died without ``ray stop`` the join hangs silently for minutes. Joining is explicit
+    (``--ray-address auto``)."""
     from effvit_nas.runtime import import_ray
 
     ray = import_ray()
@@ -35,7 +41,7 @@ def connect(address: str | None = None) -> None:
         return
     try:
         ray.init(
-            address=address,
+            address=address or os.environ.get("RAY_ADDRESS") or "local",
             namespace=NAMESPACE,
             include_dashboard=False,
             log_to_driver=False,

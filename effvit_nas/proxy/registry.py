@@ -6,6 +6,7 @@
 | ``synflow``| score    | data-free synaptic-flow saliency                            |
 | ``naswot`` | score    | activation-pattern kernel log-determinant (search default)  |
 | ``gradnorm``| score   | gradient norm at initialisation                             |
+| ``dss``    | score    | TF-TAS's DSS indicator for vision transformers (CVPR 2022)   |
 | ``params`` | score    | parameter count (baseline)                                  |
 | ``macs``   | score    | multiply-accumulates at the proxy resolution (baseline)     |
 
@@ -58,7 +59,8 @@ def _zero_cost(fn_name: str) -> Callable[..., tuple[float, dict]]:
 
 def _train(config: ArchConfig, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> tuple[float, dict]:
     r = train_proxy(config, data, settings, report)
-    return r.top1, {"steps": r.steps, "final_loss": r.final_loss, "history": r.history, "stopped_early": r.stopped_early}
+    details = {"steps": r.steps, "final_loss": r.final_loss, "history": r.history, "stopped_early": r.stopped_early}
+    return r.top1, {**details, "eval_seconds": r.eval_seconds}
 
 
 def _params(config: ArchConfig, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> tuple[float, dict]:
@@ -78,6 +80,7 @@ PROXIES: dict[str, tuple[str, Callable[..., tuple[float, dict]]]] = {
     "synflow": ("score", _zero_cost("synflow")),
     "naswot": ("score", _zero_cost("naswot")),
     "gradnorm": ("score", _zero_cost("grad_norm")),
+    "dss": ("score", _zero_cost("dss")),
     "params": ("score", _params),
     "macs": ("score", _macs),
 }

@@ -40,6 +40,7 @@ class ShortTrainSettings:
         min_lr: cosine floor (default lr / 100).
         label_smoothing: (paper: 0.1).
         eval_every: intermediate evaluations every N steps for early stopping (0: none).
+        eval_at: intermediate evaluations at these steps too (successive halving's rungs).
         seed: weight init, data order and augmentation.
         threads: torch intra-op threads (None: leave as is).
     """
@@ -52,6 +53,7 @@ class ShortTrainSettings:
     min_lr: float | None = None
     label_smoothing: float = 0.1
     eval_every: int = 0
+    eval_at: tuple[int, ...] = ()
     seed: int = 0
     threads: int | None = None
 
@@ -76,6 +78,7 @@ class ShortTrainResult:
     final_loss: float
     history: list[tuple[int, float]]  # (step, top1) of intermediate evaluations
     stopped_early: bool
+    eval_seconds: float = 0.0  # of ``seconds``, spent on intermediate evaluations
 
 
 @torch.no_grad()
@@ -148,8 +151,10 @@ def _run_steps(model: torch.nn.Module, data: Dataset, settings: ShortTrainSettin
         opt.step()
         sched.step_update(step)
         result.steps, result.final_loss = step, loss.item()
-        if settings.eval_every and step % settings.eval_every == 0 and step < settings.steps:
+        if step < settings.steps and ((settings.eval_every and step % settings.eval_every == 0) or step in settings.eval_at):
+            start = time.perf_counter()
             acc = evaluate(model, data.val_x, data.val_y)
+            result.eval_seconds += time.perf_counter() - start
             result.history.append((step, acc))
             if report is not None and report(step, acc):
                 result.stopped_early = True

@@ -5,6 +5,15 @@
 * ``naswot`` (Mellor et al. 2021): log-determinant of the Hamming-similarity kernel of the
   ReLU activation patterns of a minibatch.
 * ``gradnorm``: L2 norm of the cross-entropy gradient over all weights on a minibatch.
+* ``dss`` (Zhou et al., "Training-free Transformer Architecture Search", CVPR 2022, TF-TAS):
+  the DSS indicator, built for vision transformers. The network is linearised (absolute
+  weights), fed an all-ones image, and R = sum of its outputs is back-propagated. Attention
+  (MSA) weights score their synaptic *diversity*, ||dR/dW||_nuc * ||W||_nuc per weight
+  matrix (the paper's eq. 4: a rank-collapsed attention has a small nuclear norm); MLP
+  weights and the classifier score their synaptic *saliency*, sum |W * dR/dW| (eq. 5);
+  everything else (patch embedding, depthwise token mixing) counts 0, as in the paper. In
+  EfficientViT the MSA matrices are each head's Q/K/V 1x1 projection and the output
+  projection of cascaded group attention; the MLPs are the sandwich's 1x1 FFNs.
 
 EfficientViT closes every residual branch with a BatchNorm whose weight starts at 0, which
 would hide those branches from every score (zero output, zero gradient); scores are taken
@@ -69,6 +78,44 @@ def naswot(config: ArchConfig, data: Dataset, seed: int = 0, batch: int = 64) ->
         for h in hooks:
             h.remove()
     return float(torch.linalg.slogdet(kernel)[1])
+
+
+def _matrix(w: torch.Tensor) -> torch.Tensor:
+    return w.reshape(w.shape[0], -1)
+
+
+def _attention_weights(model: nn.Module) -> list[torch.Tensor]:
+    from effvit_nas.model.efficientvit import CascadedGroupAttention
+
+    out = []
+    for m in model.modules():
+        if isinstance(m, CascadedGroupAttention):
+            out += [qkv.conv.weight for qkv in m.qkvs]
+            out.append(m.proj[1].conv.weight)
+    return out
+
+
+def _mlp_weights(model: nn.Module) -> list[torch.Tensor]:
+    from effvit_nas.model.efficientvit import ConvMlp
+
+    out = [w for m in model.modules() if isinstance(m, ConvMlp) for w in (m.pw1.conv.weight, m.pw2.conv.weight)]
+    return out + [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def dss(config: ArchConfig, data: Dataset, seed: int = 0) -> float:
+    # float64 as for synflow: products of absolute weights over the depth overflow fp32
+    model = _scoring_model(config, data, seed).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()
+    model(torch.ones(1, 3, data.img_size, data.img_size, dtype=torch.float64)).sum().backward()
+    with torch.no_grad():
+        diversity = sum(
+            torch.linalg.matrix_norm(_matrix(w), "nuc") * torch.linalg.matrix_norm(_matrix(w.grad), "nuc")
+            for w in _attention_weights(model)
+        )
+        saliency = sum((w * w.grad).abs().sum() for w in _mlp_weights(model))
+    return float(diversity + saliency)
 
 
 def grad_norm(config: ArchConfig, data: Dataset, seed: int = 0, batch: int = 64) -> float:

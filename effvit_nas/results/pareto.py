@@ -3,7 +3,8 @@
 Both objectives are maximised. A trial is feasible when every constraint Optuna stores for it
 is <= 0 (the search stores ``(budget - throughput) / budget``). Candidates the search skipped
 as predicted-infeasible carry a predicted throughput, never a measured one, and never enter
-the set.
+the set; nor do candidates stopped at a successive-halving rung (their accuracy comes from fewer
+training steps than the others').
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def pareto_trials(study: Any) -> list:
     first: dict[str, Any] = {}
     for t in sorted(complete, key=lambda t: t.number):
         r = TrialRecord.of(t)
-        if r.feasible and r.measured:
+        if r.feasible and r.measured and not r.stopped:
             first.setdefault(r.key(), t)
     front = set(front_points([tuple(t.values) for t in first.values()]))
     return sorted((t for t in first.values() if tuple(map(float, t.values)) in front), key=lambda t: -t.values[0])

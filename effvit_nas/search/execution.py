@@ -5,8 +5,8 @@ knows how either is computed (Once-for-All's efficiency and accuracy predictors)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 from effvit_nas.arch.config import ArchConfig
@@ -19,31 +19,55 @@ class Measurer(Protocol):
         """Throughput of ``config`` on the study's device with the study's protocol."""
 
 
+@dataclass(frozen=True)
+class ProxyJob:
+    """A candidate whose proxy is needed, with its measured throughput (images/s)."""
+
+    config: ArchConfig
+    throughput: float
+
+
 class ProxyRunner(Protocol):
-    def __call__(self, configs: Sequence[ArchConfig]) -> Iterator[dict[str, Any] | BaseException]:
-        """For each config in order: its proxy result (``value``, ``proxy``, ``seconds``) or
-        the error it raised. All may run at once; results are yielded as they are needed."""
+    def __call__(self, jobs: Sequence[ProxyJob]) -> Iterator[dict[str, Any] | BaseException]:
+        """For each job in order: its proxy result (``value``, ``proxy``, ``seconds``, and for
+        the train proxy ``details`` with the ``steps`` behind the value) or the error it
+        raised. All may run at once; results are yielded as they are needed."""
 
 
-def _proxy_task(proxy: str, config: dict[str, Any], data: Any, short_train: dict[str, Any]) -> dict[str, Any]:
+Rungs = Callable[[], Mapping[int, Sequence[tuple[float, float]]]]
+"""Earlier candidates' (top-1, throughput) at each successive-halving rung."""
+
+
+def _proxy_task(
+    proxy: str, config: dict[str, Any], data: Any, short_train: dict[str, Any], halving: dict[str, Any] | None, throughput: float, earlier
+) -> dict[str, Any]:
+    from effvit_nas.proxy.halving import Halving, reporter
     from effvit_nas.proxy.registry import evaluate_proxy
     from effvit_nas.proxy.short_training import ShortTrainSettings
 
-    return evaluate_proxy(proxy, ArchConfig.from_dict(config), data, ShortTrainSettings(**short_train)).to_dict()
+    settings, report, reached = ShortTrainSettings(**short_train), None, {}
+    if halving is not None:
+        h = Halving(**halving)
+        settings = replace(settings, eval_at=h.rung_steps(settings.steps))
+        report = reporter(h, settings.steps, throughput, earlier, reached)
+    result = evaluate_proxy(proxy, ArchConfig.from_dict(config), data, settings, report).to_dict()
+    if "steps" in result["details"]:
+        result["details"]["rungs"] = reached
+    return result
 
 
 class RayExecution:
     """One device actor for the whole run (it lives while this object does, and its process
     start is set-up, not part of the first measurement) and proxies as Ray tasks of 1 CPU."""
 
-    def __init__(self, problem: SearchProblem, storage: str, ray_address: str | None):
+    def __init__(self, problem: SearchProblem, storage: str, ray_address: str | None, earlier: Rungs = dict):
         from effvit_nas.measure.actor import connect, get_worker
         from effvit_nas.measure.store import MeasurementStore
         from effvit_nas.proxy.data import load_data
         from effvit_nas.runtime import import_ray
 
         self._ray = import_ray()
-        self.problem, self.ray_address = problem, ray_address
+        self.problem, self.ray_address, self.earlier = problem, ray_address, earlier
         self.store = MeasurementStore(storage)
         data = load_data(problem.data) if problem.proxy not in ("params", "macs") else None
         connect(ray_address)
@@ -58,9 +82,14 @@ class RayExecution:
         p = self.problem
         return measure_configs([config], p.device, p.bench, self.store, ray_address=self.ray_address, worker=self.worker)[0]
 
-    def run_proxies(self, configs: Sequence[ArchConfig]) -> Iterator[dict[str, Any] | BaseException]:
+    def run_proxies(self, jobs: Sequence[ProxyJob]) -> Iterator[dict[str, Any] | BaseException]:
         p = self.problem
-        futures = [self._task.remote(p.proxy, c.to_dict(), self._data_ref, asdict(p.short_train)) for c in configs]
+        halving = asdict(p.halving) if p.halving else None
+        earlier = self.earlier() if halving else {}
+        futures = [
+            self._task.remote(p.proxy, j.config.to_dict(), self._data_ref, asdict(p.short_train), halving, j.throughput, earlier)
+            for j in jobs
+        ]
         for future in futures:
             try:
                 yield self._ray.get(future)

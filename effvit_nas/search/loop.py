@@ -22,10 +22,10 @@ from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.errors import UserError
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.runtime import quiet_optuna
-from effvit_nas.search.execution import Measurer, ProxyRunner
+from effvit_nas.search.execution import Measurer, ProxyJob, ProxyRunner
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
-from effvit_nas.search.records import Attr
+from effvit_nas.search.records import Attr, rung_points
 from effvit_nas.search.screening import Candidate, Fate, Outcome, ScreenCounts, Screener, failed, with_proxy
 from effvit_nas.search.study import Heartbeat, StudyHandle, interrupt, open_study, tell
 
@@ -158,7 +158,7 @@ class _Run:
         if not pending:
             return
         t = time.perf_counter()
-        results = self.run_proxies([c.config for _, c, _ in pending])
+        results = self.run_proxies([ProxyJob(c.config, o.throughput) for _, c, o in pending])
         for (trial, candidate, outcome), result in zip(pending, results, strict=True):
             final = failed(result) if isinstance(result, BaseException) else with_proxy(outcome, result)
             self.finish(trial, final, candidate)
@@ -200,7 +200,7 @@ class _Run:
             eta = elapsed / self.run_trials * max(self.options.trials - len(records), 0)
         elif self.deadline:
             eta = max(self.deadline - time.time(), 0)
-        best = max((r.values[0] for r in feasible if r.measured), default=None)
+        best = max((r.values[0] for r in feasible if r.measured and not r.stopped), default=None)
         self.on_event(
             TrialEvent(
                 number,
@@ -250,7 +250,7 @@ def run_search(
     if measure is None or run_proxies is None:
         from effvit_nas.search.execution import RayExecution
 
-        execution = RayExecution(problem, options.storage, options.ray_address)
+        execution = RayExecution(problem, options.storage, options.ray_address, earlier=lambda: rung_points(handle.records(("COMPLETE",))))
     timed = _TimedMeasurer(measure or execution.measure)
     run = _Run(handle, space, _screener(handle, problem, options, timed), run_proxies or execution.run_proxies, options, on_event)
     setup_s = time.perf_counter() - t_start

@@ -11,6 +11,7 @@ from typing import Any
 from effvit_nas.errors import SettingError
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.proxy.data import DataConfig
+from effvit_nas.proxy.halving import Halving
 from effvit_nas.proxy.short_training import ShortTrainSettings
 
 OBJECTIVES = ("accuracy", "throughput")  # both maximised, in this order in every trial's values
@@ -44,6 +45,8 @@ class SearchProblem:
         data: the proxy's data.
         short_train: settings of the ``train`` proxy (steps, batch, seed).
         bench: the throughput protocol (default: batch 16, 1 thread, fp32, traced).
+        halving: successive halving of the ``train`` proxy (:mod:`effvit_nas.proxy.halving`);
+            None (default) trains every candidate for all its steps.
     """
 
     device: str
@@ -55,10 +58,13 @@ class SearchProblem:
     bench: BenchSettings = BenchSettings(batch=16)
     budget_spec: str | None = None
     budget_reference: float | None = None
+    halving: Halving | None = None
 
     def __post_init__(self) -> None:
         if not self.budget > 0:
             raise SettingError("SearchProblem.budget", f"must be positive images/s, got {self.budget}")
+        if self.halving is not None and self.proxy != "train":
+            raise SettingError("SearchProblem.halving", f"applies to the train proxy only, not {self.proxy!r}")
 
     def identity(self) -> dict[str, Any]:
         """The problem as stored in the study (JSON); its keys are what `show`/`studies` read."""
@@ -68,8 +74,9 @@ class SearchProblem:
             "space": self.space,
             "proxy": self.proxy,
             "data": asdict(self.data),
-            "train": asdict(self.short_train),
+            "train": {k: v for k, v in asdict(self.short_train).items() if k != "eval_at"},  # eval_at: set per run by halving
             "bench": asdict(self.bench),
             "budget_spec": self.budget_spec,
             "budget_reference": self.budget_reference,
+            "halving": asdict(self.halving) if self.halving else None,
         }

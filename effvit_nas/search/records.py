@@ -26,6 +26,9 @@ class Attr(StrEnum):
     ACCURACY = "accuracy"  # the proxy's value (top-1 in [0, 1] or a zero-cost score)
     PROXY = "proxy"
     PROXY_SECONDS = "proxy_seconds"
+    PROXY_STEPS = "proxy_steps"  # train proxy: the updates its accuracy came from
+    PROXY_STOPPED = "proxy_stopped"  # True: stopped at a halving rung (never in the Pareto set)
+    RUNGS = "rungs"  # {step: top-1} at the halving rungs the candidate reached
     PREDICTED_INFEASIBLE = "predicted_infeasible"
     PREDICTED_THROUGHPUT = "predicted_throughput"  # images/s, from the throughput model
     AUDIT = "audit"  # predicted infeasible, measured anyway to check the prediction
@@ -35,7 +38,7 @@ class Attr(StrEnum):
 
 
 # What a repeat of an architecture copies from the trial that ran it first.
-REUSED_ATTRS = (Attr.MEASURED, Attr.THROUGHPUT, Attr.ACCURACY, Attr.PROXY, Attr.PREDICTED_INFEASIBLE)
+REUSED_ATTRS = (Attr.MEASURED, Attr.THROUGHPUT, Attr.ACCURACY, Attr.PROXY, Attr.PREDICTED_INFEASIBLE, Attr.PROXY_STEPS, Attr.PROXY_STOPPED)
 
 
 def is_feasible(trial: Any) -> bool:
@@ -69,6 +72,7 @@ class TrialRecord:
     note: str
     fail_reason: str
     preset: str | None
+    stopped: bool = False  # stopped at a successive-halving rung: a lower-fidelity accuracy
     attrs: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -98,6 +102,7 @@ class TrialRecord:
             note=ua.get(Attr.NOTE, ""),
             fail_reason=ua.get(Attr.FAIL_REASON, ""),
             preset=ua.get(Attr.PRESET),
+            stopped=bool(ua.get(Attr.PROXY_STOPPED, False)),
             attrs=dict(ua),
         )
 
@@ -123,3 +128,14 @@ class TrialRecord:
     def key(self) -> str:
         """The architecture's id (its config hash), or the trial number before it had one."""
         return self.config_hash or str(self.number)
+
+
+def rung_points(records: list[TrialRecord]) -> dict[int, list[tuple[float, float]]]:
+    """(top-1, throughput) of the complete, measured trials at each halving rung they reached:
+    what the next candidate's promotions are judged against."""
+    out: dict[int, list[tuple[float, float]]] = {}
+    for r in records:
+        if r.complete and r.measured and r.throughput:
+            for step, top1 in (r.attrs.get(Attr.RUNGS) or {}).items():
+                out.setdefault(int(step), []).append((float(top1), float(r.throughput)))
+    return out

@@ -127,7 +127,18 @@ def measured(m: Measurement, budget: float, audit_of: float | None = None) -> Ou
 def with_proxy(pending: Outcome, result: dict[str, Any]) -> Outcome:
     """``pending`` (NEEDS_PROXY) completed by a proxy result (``value``, ``proxy``, ``seconds``)."""
     attrs = {**pending.attrs, Attr.ACCURACY: result["value"], Attr.PROXY: result["proxy"], Attr.PROXY_SECONDS: result["seconds"]}
-    return Outcome(Fate.COMPLETE, attrs, (result["value"], pending.throughput), pending.constraint, pending.throughput, result["value"])
+    details = result.get("details") or {}
+    note = pending.note
+    if "steps" in details:  # the train proxy: record the fidelity its accuracy came from
+        attrs[Attr.PROXY_STEPS] = details["steps"]
+        if details.get("rungs"):
+            attrs[Attr.RUNGS] = {str(k): v for k, v in details["rungs"].items()}
+        if details.get("stopped_early"):
+            attrs[Attr.PROXY_STOPPED] = True
+            note = attrs[Attr.NOTE] = f"stopped at {details['steps']} steps (halving)"
+    return Outcome(
+        Fate.COMPLETE, attrs, (result["value"], pending.throughput), pending.constraint, pending.throughput, result["value"], note
+    )
 
 
 def failed(error: BaseException) -> Outcome:

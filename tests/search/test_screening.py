@@ -173,8 +173,8 @@ def _by_width(config: ArchConfig) -> Measurement:
     return fake_measurement(config, 2_000_000 / sum(w * d for w, d in zip(config.widths, config.depths, strict=True)))
 
 
-def _proxies(configs):
-    for c in configs:
+def _proxies(jobs):
+    for c in (j.config for j in jobs):
         yield (
             ValueError("proxy crashed")
             if c.widths[0] == 32 and c.depths[0] == 2
@@ -251,3 +251,28 @@ def test_an_unreachable_budget_is_screened_by_the_real_throughput_model(tmp_path
         r.note.startswith("same") for r in records
     )
     assert all(r.number >= 8 and r.throughput is None and r.predicted_throughput < 1e6 for r in skipped)
+
+
+def test_halved_candidates_record_their_steps_and_stay_off_the_front(tmp_path):
+    """A proxy runner reporting some candidates stopped at a rung: each trial stores the steps
+    behind its accuracy, the stopped ones are marked and never enter the Pareto set, even
+    when their (lower-fidelity) accuracy would put them there."""
+    from effvit_nas.results.pareto import pareto_trials
+    from effvit_nas.search.loop import run_search
+
+    def halved(jobs):
+        for j in jobs:
+            stop = int(j.config.short_hash(), 16) % 2 == 0
+            # a stopped candidate reports a high accuracy on purpose: fidelity must decide, not value
+            value = 0.99 if stop else 0.5 + sum(j.config.widths) / 1e4
+            steps = 3 if stop else 9
+            yield {"value": value, "proxy": "train", "seconds": 0.0, "details": {"steps": steps, "stopped_early": stop, "rungs": {1: 0.2}}}
+
+    problem, options = _problem_options(tmp_path, trials=10)
+    run_search(problem, options, measure=lambda c: fake_measurement(c, 2 * BUDGET), run_proxies=halved)
+    study = optuna.load_study(study_name="fake", storage=options.storage)
+    records = [TrialRecord.of(t) for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert {r.attrs["proxy_steps"] for r in records} == {3, 9} and all(r.attrs["rungs"] == {"1": 0.2} for r in records)
+    assert all(r.stopped == (r.attrs["proxy_steps"] == 3) for r in records)
+    front = {t.number for t in pareto_trials(study)}
+    assert front and not any(r.stopped for r in records if r.number in front)

@@ -45,13 +45,31 @@ def _trials(db: str, study: str) -> list[tuple[int, str]]:
         ).fetchall()
 
 
-def test_search_end_to_end_resume_and_show(tmp_path, capsys, local_ray):
+@pytest.fixture
+def stale_cluster_file():
+    """What `ray start` leaves behind when its cluster dies without `ray stop`: the address
+    of a cluster that no longer answers, where Ray's default `ray.init()` would try to join."""
+    from pathlib import Path
+
+    path = Path("/tmp/ray/ray_current_cluster")
+    if path.exists():
+        pytest.skip("a Ray cluster started with `ray start` is recorded on this machine")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("127.0.0.1:1")
+    yield
+    path.unlink(missing_ok=True)
+
+
+def test_search_end_to_end_resume_and_show(tmp_path, capsys, local_ray, stale_cluster_file):
     """A real search in a fresh process with a budget relative to M0 (measured there, at the
-    space's 64 px), resumed here with the stored budget, then read back by `show`/`studies`."""
+    space's 64 px), resumed here with the stored budget, then read back by `show`/`studies`.
+    The fresh process starts its own local Ray although a dead cluster is recorded on the
+    machine, and Ray's own log lines stay off the user's terminal."""
     db = tmp_path / "s.db"
     url = f"sqlite:///{db}"
     r = run_cli("search", "--budget", "0.3xM0", "--trials", "3", "--study", "e2e", "--storage", url, *TINY_SEARCH, "--json")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "Token authentication" not in r.stderr, r.stderr
     summary = json.loads(r.stdout)
     budget = json.loads(run_main(capsys, "studies", "--storage", url, "--json").stdout)[0]["budget"]
     assert summary["complete"] == 3 and summary["run_trials"] == 3 and budget > 0
@@ -260,3 +278,41 @@ def test_search_on_postgres_resumes(postgres_url, capsys):
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert [row["state"] for row in rows] == ["COMPLETE"] * 3 and all(row["throughput"] > 0 for row in rows)
+
+
+def test_halving_records_the_steps_behind_each_accuracy(tmp_path, capsys, local_ray):
+    """A real search with the train proxy under successive halving (9 steps: rungs at 1 and 3):
+    every trial stores the steps its accuracy came from and its rung top-1s; the stored stop
+    decisions are those the rule gives when replayed in trial order; stopped trials stay out
+    of the Pareto set."""
+    import optuna
+
+    from effvit_nas.proxy.halving import Halving, promoted
+    from effvit_nas.search.records import Attr, TrialRecord
+
+    url = f"sqlite:///{tmp_path}/h.db"
+    args = ["search", "--budget", "1", "--trials", "5", "--study", "h", "--storage", url, *TINY_SEARCH, "--proxy", "train", "--steps", "9"]
+    r = run_main(capsys, *args, "--halving", "3", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    pareto = {p["number"] for p in json.loads(r.stdout)["pareto"]}
+    trials = optuna.load_study(study_name="h", storage=url).get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    records = sorted((TrialRecord.of(t) for t in trials), key=lambda r: r.number)
+    earlier: dict[int, list] = {1: [], 3: []}
+    for rec in records:
+        if rec.note.startswith("same architecture"):
+            continue
+        rungs = {int(k): v for k, v in rec.attrs[Attr.RUNGS].items()}
+        expect_stop = None
+        for step in Halving().rung_steps(9):
+            go_on = promoted((rungs[step], rec.throughput), earlier[step], 3)
+            earlier[step].append((rungs[step], rec.throughput))
+            if not go_on:
+                expect_stop = step
+                break
+        assert rec.stopped == (expect_stop is not None), rec.number
+        assert rec.attrs[Attr.PROXY_STEPS] == (expect_stop or 9)
+        assert not (rec.stopped and rec.number in pareto)
+    assert all(not rec.stopped for rec in records[:3])  # nothing to compare with yet
+
+    r = run_main(capsys, "search", "--budget", "1", "--trials", "2", "--study", "h2", "--storage", url, "--halving", "3", *TINY_SEARCH)
+    assert r.returncode == 2 and "--halving applies to --proxy train" in r.stderr

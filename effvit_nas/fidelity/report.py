@@ -1,0 +1,116 @@
+"""The fidelity table: each proxy's agreement with the reference (mean top-1 over the seeds),
+with the seed-to-seed agreement of the reference itself as the ceiling. Built from what the
+study has stored, so it can be printed while (or after) a run is partly done."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from effvit_nas.fidelity.ranking import Agreement, agreement
+from effvit_nas.fidelity.settings import FidelitySettings
+from effvit_nas.fidelity.store import FidelityStore
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class ProxyRow:
+    """One proxy: its agreement with the reference (None below 3 complete architectures) and
+    its median seconds per candidate."""
+
+    proxy: str
+    agreement: Agreement | None
+    seconds: float | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FidelityReport:
+    study: str
+    settings: dict[str, Any]
+    archs: int  # architectures drawn
+    complete: int  # architectures with every reference seed
+    rows: list[ProxyRow]  # best Kendall first
+    ceiling: Agreement | None  # reference seed vs seed (the first two seeds)
+    reference_seconds: float | None
+    per_arch: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _reference(settings: FidelitySettings, store: FidelityStore, h: str) -> list[float] | None:
+    values = [store.get("reference", h, str(settings.seed + s)) for s in range(settings.seeds)]
+    return None if any(v is None for v in values) else [v.value for v in values]
+
+
+def _median_seconds(results: list) -> float | None:
+    return statistics.median(r.seconds for r in results) if results else None
+
+
+def build_report(settings: FidelitySettings, store: FidelityStore, archs: list[dict[str, Any]], resamples: int = 2000) -> FidelityReport:
+    """The table over the architectures whose reference is complete."""
+    refs = {a["hash"]: _reference(settings, store, a["hash"]) for a in archs}
+    done = [a for a in archs if refs[a["hash"]] is not None]
+    ref_mean = [statistics.fmean(refs[a["hash"]]) for a in done]
+    rows = []
+    for spec in settings.proxies:
+        results = [store.get("proxy", a["hash"], str(spec)) for a in archs]
+        paired = [(r.value, m) for a, m in zip(done, ref_mean, strict=True) if (r := store.get("proxy", a["hash"], str(spec))) is not None]
+        agr = (
+            agreement([p for p, _ in paired], [m for _, m in paired], top_k=TOP_K, resamples=resamples, seed=settings.seed)
+            if len(paired) >= 3
+            else None
+        )
+        rows.append(ProxyRow(str(spec), agr, _median_seconds([r for r in results if r is not None])))
+    halving = _halving_row(settings, store, done, ref_mean, resamples)
+    rows += [halving] if halving else []
+    rows.sort(key=lambda r: -(r.agreement.kendall if r.agreement else -2))
+    ceiling = None
+    if settings.seeds >= 2 and len(done) >= 3:
+        ceiling = agreement([refs[a["hash"]][0] for a in done], [refs[a["hash"]][1] for a in done], TOP_K, resamples, settings.seed)
+    ref_results = [r for a in archs for s in range(settings.seeds) if (r := store.get("reference", a["hash"], str(settings.seed + s)))]
+    return FidelityReport(
+        study=store.name,
+        settings=settings.identity(),
+        archs=len(archs),
+        complete=len(done),
+        rows=rows,
+        ceiling=ceiling,
+        reference_seconds=_median_seconds(ref_results),
+        per_arch=[_arch_row(settings, store, a, refs[a["hash"]]) for a in archs],
+    )
+
+
+def _arch_row(settings: FidelitySettings, store: FidelityStore, arch: dict[str, Any], ref: list[float] | None) -> dict[str, Any]:
+    proxies = {str(p): r.value for p in settings.proxies if (r := store.get("proxy", arch["hash"], str(p))) is not None}
+    return {"hash": arch["hash"], "throughput": arch["throughput"], "reference": ref, "proxies": proxies, "config": arch["config"]}
+
+
+def _halving_row(
+    settings: FidelitySettings, store: FidelityStore, done: list[dict[str, Any]], ref_mean: list[float], resamples: int
+) -> ProxyRow | None:
+    """The longest train proxy under successive halving (eta 3, rungs at 1/9 and 1/3),
+    replayed in sampling order on its recorded history: its agreement, and its seconds scaled
+    by the steps it would have trained."""
+    from effvit_nas.proxy.halving import Halving, replay
+
+    longest = max(settings.proxies, key=lambda p: p.steps or 0)
+    if not longest.steps:
+        return None
+    halving, runs, refs = Halving(), [], []
+    for arch, ref in zip(done, ref_mean, strict=True):
+        r = store.get("proxy", arch["hash"], str(longest))
+        history = {int(s): acc for s, acc in (r.details.get("history") or [])} if r else {}
+        if r is not None and all(s in history for s in halving.rung_steps(longest.steps)):
+            runs.append((r, history, arch["throughput"]))
+            refs.append(ref)
+    if len(runs) < 3:
+        return None
+    replayed = replay([(h, r.value, thr) for r, h, thr in runs], halving, longest.steps)
+    share = sum(x.steps for x in replayed) / (len(replayed) * longest.steps)
+    agr = agreement([x.score for x in replayed], refs, top_k=TOP_K, resamples=resamples, seed=settings.seed)
+    seconds = statistics.median(r.seconds * x.steps / longest.steps for (r, _, _), x in zip(runs, replayed, strict=True))
+    return ProxyRow(f"{longest}+halving", agr, seconds, f"{100 * share:.0f} % of {longest}'s steps")
