@@ -50,28 +50,29 @@ def _ci(value: float, ci: list[float]) -> str:
     return f"{value:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
-def table(report: dict) -> list[str]:
-    lines = ["| proxy | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | top-5 overlap | s / candidate |", "|---|---|---|---|---|"]
-    for row in report["rows"]:
+def table(rows: list[dict], ceiling: dict | None = None, reference_seconds: float | None = None) -> list[str]:
+    lines = ["| proxy | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | top-5 overlap | s / candidate | note |", "|---|---|---|---|---|---|"]
+    for row in rows:
         a = row["agreement"]
         cells = (
             f"{_ci(a['kendall'], a['kendall_ci'])} | {_ci(a['spearman'], a['spearman_ci'])} | {a['top_k_overlap']:.2f}"
             if a
             else "- | - | -"
         )
-        lines.append(f"| {row['proxy']} | {cells} | {row['seconds']:.2f} |" if row["seconds"] else f"| {row['proxy']} | {cells} | - |")
-    c = report["ceiling"]
-    if c:
+        seconds = f"{row['seconds']:.2f}" if row["seconds"] is not None else "-"
+        lines.append(f"| {row['proxy']} | {cells} | {seconds} | {row['note']} |")
+    if ceiling:
+        c = ceiling
         lines.append(
             f"| *reference seed 0 vs seed 1 (ceiling)* | {_ci(c['kendall'], c['kendall_ci'])} | {_ci(c['spearman'], c['spearman_ci'])} "
-            f"| {c['top_k_overlap']:.2f} | {report['reference_seconds']:.0f} |"
+            f"| {c['top_k_overlap']:.2f} | {reference_seconds:.0f} | |"
         )
     return lines
 
 
 def pooled(reports: list[dict]) -> list[str]:
     """Agreement over the architectures of both studies together (same proxies, same reference)."""
-    archs = [a for r in reports for a in r["per_arch"] if a["reference"]]
+    archs = [a for r in reports for a in r["per_arch"] if a["complete"]]
     if len(archs) < 3:
         return []
     ref = [statistics.fmean(a["reference"]) for a in archs]
@@ -98,7 +99,7 @@ def arch_table(report: dict) -> list[str]:
     return lines
 
 
-def markdown(reports: dict[str, dict]) -> str:
+def markdown(reports: dict[str, dict], note: str | None) -> str:
     out = [
         "# Proxy fidelity on real images: Fashion-MNIST at 64 px",
         "",
@@ -107,6 +108,7 @@ def markdown(reports: dict[str, dict]) -> str:
         "Proxies: on 100 training images per class (train proxy top-1 on 100 test images per class); zero-cost scores on one batch.",
         "Intervals: percentile bootstrap over architectures (2,000 resamples). CPU: this 2-core machine, 2 torch threads.",
         "",
+        *([f"Note: {note}", ""] if note else []),
     ]
     for name, report in reports.items():
         title = "Inside one throughput band: M0±25 % on this CPU" if name == "band" else "Across the whole space"
@@ -116,7 +118,15 @@ def markdown(reports: dict[str, dict]) -> str:
             f"{report['complete']} of {report['archs']} architectures have both reference seeds.",
             "",
         ]
-        out += [*table(report), "", *arch_table(report), ""]
+        out += [*table(report["rows"], report["ceiling"], report["reference_seconds"]), ""]
+        if report["first_seed_rows"]:
+            out += [
+                f"Partial, until every seed ran: against reference seed 0 alone, over the {report['first_seed']} architectures that have it.",
+                "",
+                *table(report["first_seed_rows"]),
+                "",
+            ]
+        out += [*arch_table(report), ""]
     out += pooled(list(reports.values()))
     for name in reports:
         out += [f"Command ({name}): `{shlex.join(['uv', 'run', *command(name)])}`", ""]
@@ -127,12 +137,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("results/proxy_fidelity_fashion.md"))
+    ap.add_argument("--note", default=None, help="a line about this run written under the header (e.g. what shared the machine)")
     args = ap.parse_args()
     if not args.report_only:
         for name in STUDIES:
             subprocess.run(command(name), check=True, stdout=sys.stderr)
     reports = {name: r for name in STUDIES if (r := report_of(name))}
-    args.out.write_text(markdown(reports))
+    args.out.write_text(markdown(reports, args.note))
     args.out.with_suffix(".json").write_text(json.dumps(reports, indent=1) + "\n")
     print(args.out.read_text())
 

@@ -60,26 +60,36 @@ def postgres_url():
         subprocess.run(["bash", str(script), "stop"], env=env, timeout=120)
 
 
+SMALL_STUDY_BUDGET = "0.3xM0"
+
+
 @pytest.fixture(scope="session")
 def small_study(tmp_path_factory, local_ray):
-    """A finished 8-trial search in the tiny space (2k img/s budget),
-    shared by the report/export/training tests: (storage URL, study name)."""
+    """A finished 8-trial search in the tiny space, shared by the report/export/training tests:
+    (storage URL, study name). Its budget is 0.3x M0 measured in the same run (tiny-space
+    models run 1-3x M0's speed), never a fixed figure a slower machine could miss."""
     from effvit_nas.arch.space import load_space
     from effvit_nas.measure.settings import BenchSettings
     from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.search.budget import study_budget
     from effvit_nas.search.loop import run_search
     from effvit_nas.search.options import RunOptions
     from effvit_nas.search.problem import SearchProblem
 
     url = f"sqlite:///{tmp_path_factory.mktemp('study')}/s.db"
+    bench = BenchSettings(batch=16, **FAST_BENCH)
+    options = RunOptions(study="small", storage=url, trials=8, sampler="random", heartbeat_s=1)
+    budget = study_budget(SMALL_STUDY_BUDGET, load_space("tiny"), "cpu", bench, options)
     problem = SearchProblem(  # the space as the CLI records it, so CLI runs can resume this study
         device="cpu",
-        budget=2000.0,
+        budget=budget.images_per_s,
+        budget_spec=budget.spec,
+        budget_reference=budget.reference,
         space=load_space("tiny").source,
         proxy="naswot",
         data=DataConfig(img_size=32, num_classes=4, train_per_class=16, val_per_class=8),
-        bench=BenchSettings(batch=16, **FAST_BENCH),
+        bench=bench,
     )
-    summary = run_search(problem, RunOptions(study="small", storage=url, trials=8, sampler="random", heartbeat_s=1))
+    summary = run_search(problem, options)
     assert summary.complete == 8
     return url, "small"

@@ -60,9 +60,9 @@ def fidelity_cmd(**opts) -> None:
     if opts["report_only"]:
         archs = store.archs()[: settings.archs]
     else:
-        archs = _draw(settings, store, storage, opts["ray_address"], opts["as_json"])
+        archs = _draw(settings, store, storage, opts["ray_address"])  # progress on stderr, also with --json
         jobs, stored = pending_jobs(settings, store, archs)
-        _run(settings, store, archs, jobs, stored, opts["as_json"])
+        _run(settings, store, archs, jobs, stored)
     if len(archs) < 3:
         raise UserError(f"study {study!r} holds {len(archs)} architectures: run it without --report-only first")
     report = build_report(settings, store, archs)
@@ -110,7 +110,7 @@ def _default_name(settings) -> str:
     return f"fidelity-{Path(settings.space).stem}-{data}-{band}-s{settings.seed}"
 
 
-def _draw(settings, store, storage, ray_address, quiet):
+def _draw(settings, store, storage, ray_address):
     from effvit_nas.fidelity.run import device_measurer, draw_architectures
     from effvit_nas.measure.actor import connect
 
@@ -119,11 +119,8 @@ def _draw(settings, store, storage, ray_address, quiet):
     if have >= settings.archs:
         return store.archs()[: settings.archs]
     where = f" in {settings.band}" if settings.band else ""
-    if not quiet:
-        click.echo(
-            f"drawing {settings.archs - have} architectures from {settings.space}{where} (throughput on {settings.device})", err=True
-        )
-    show = None if quiet else functools.partial(_show_draw, settings.archs)
+    click.echo(f"drawing {settings.archs - have} architectures from {settings.space}{where} (throughput on {settings.device})", err=True)
+    show = functools.partial(_show_draw, settings.archs)
     return draw_architectures(settings, store, device_measurer(settings, storage, ray_address), show)
 
 
@@ -131,18 +128,15 @@ def _show_draw(total: int, kept: int, drawn: int) -> None:
     click.echo(f"\r  {kept}/{total} kept of {drawn} drawn", err=True, nl=kept >= total)
 
 
-def _run(settings, store, archs, jobs, stored, quiet) -> None:
-    import io
+def _run(settings, store, archs, jobs, stored) -> None:
     import sys
 
     from effvit_nas.fidelity.run import run_jobs
 
-    if not quiet:
-        click.echo(f"{stored} results stored, {len(jobs)} to run", err=True)
+    click.echo(f"{stored} results stored, {len(jobs)} to run", err=True)
     if not jobs:
         return
-    stream = io.StringIO() if quiet else sys.stderr
-    with click.progressbar(length=len(jobs), label="evaluating", file=stream, show_pos=True, item_show_func=lambda j: j or "") as bar:
+    with click.progressbar(length=len(jobs), label="evaluating", file=sys.stderr, show_pos=True, item_show_func=lambda j: j or "") as bar:
         run_jobs(settings, store, archs, jobs, lambda job, result: bar.update(1, job.label()))
 
 
@@ -150,23 +144,23 @@ def _interval(value: float, ci: tuple[float, float]) -> str:
     return f"{value:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
-def _print(report) -> None:
-    rows = []
-    for r in report.rows:
+def _proxy_table(rows, ceiling=None, reference_seconds=None) -> str:
+    lines = []
+    for r in rows:
         a = r.agreement
         cells = [_interval(a.kendall, a.kendall_ci), _interval(a.spearman, a.spearman_ci), f"{a.top_k_overlap:.2f}"] if a else ["-"] * 3
-        rows.append([r.proxy, *cells, f"{r.seconds:.2f}" if r.seconds is not None else "-"])
-    c = report.ceiling
-    if c is not None:
-        rows.append(
-            [
-                "reference seed vs seed (ceiling)",
-                _interval(c.kendall, c.kendall_ci),
-                _interval(c.spearman, c.spearman_ci),
-                f"{c.top_k_overlap:.2f}",
-                f"{report.reference_seconds:.1f}",
-            ]
-        )
-    k = report.rows[0].agreement.top_k if report.rows and report.rows[0].agreement else 5
+        lines.append([r.proxy, *cells, f"{r.seconds:.2f}" if r.seconds is not None else "-", r.note])
+    if ceiling is not None:
+        c = ceiling
+        lines.append(["reference seed vs seed (ceiling)", _interval(c.kendall, c.kendall_ci), _interval(c.spearman, c.spearman_ci),
+                      f"{c.top_k_overlap:.2f}", f"{reference_seconds:.1f}", ""])  # fmt: skip
+    k = next((r.agreement.top_k for r in rows if r.agreement), 5)
+    return table(["proxy", "Kendall [95% CI]", "Spearman [95% CI]", f"top-{k} overlap", "s / candidate", ""], lines)
+
+
+def _print(report) -> None:
     click.echo(f"study {report.study}: {report.complete} of {report.archs} architectures have every reference seed")
-    click.echo(table(["proxy", "Kendall [95% CI]", "Spearman [95% CI]", f"top-{k} overlap", "s / candidate"], rows))
+    click.echo(_proxy_table(report.rows, report.ceiling, report.reference_seconds))
+    if report.first_seed_rows:
+        click.echo(f"\nagainst the first reference seed alone ({report.first_seed} architectures have it; partial, until every seed ran):")
+        click.echo(_proxy_table(report.first_seed_rows))

@@ -30,6 +30,14 @@ def show_cmd(study_name, storage, as_json, as_csv) -> None:
         return
     click.echo(f"study {study_name}: device {info.device}, budget {info.budget:,.0f} img/s, proxy {info.proxy}")
     print_trials(records, title=f"{len(records)} trials")
+    comparison = study.user_attrs.get("comparison")
+    if comparison:
+        from effvit_nas.training.comparison import TABLE_HEADERS, table_rows
+
+        click.echo(
+            f"\ncompared with {comparison['baseline']} (same recipe, data and seeds {comparison['seeds']}; throughput re-measured interleaved):"
+        )
+        click.echo(table(TABLE_HEADERS, table_rows(comparison["rows"])))
 
 
 @click.command("studies")

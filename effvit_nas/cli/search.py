@@ -91,6 +91,15 @@ TRAIN_TOP_FLAGS = {
 @click.option("--train-batch", type=click.IntRange(min=2), default=256, show_default=True, help="Total batch for --train-top.")
 @click.option("--train-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Train workers for --train-top.")
 @click.option("--train-out", type=click.Path(path_type=Path), default=None, help="Export folder for --train-top [default: <study>-models].")
+@click.option(
+    "--baseline",
+    default=None,
+    help="With --train-top: also train this preset (M0..M5, at the space's resolution) with the same recipe, data and seeds, "
+    "re-measure all interleaved and print who dominates it.",
+)
+@click.option(
+    "--train-seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per model for --baseline (SEED, SEED+1, ...)."
+)
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def search_cmd(**opts) -> None:
@@ -104,6 +113,8 @@ def search_cmd(**opts) -> None:
 
     if opts["trials"] is None and opts["timeout"] is None:
         raise click.UsageError("give --trials N or --timeout DURATION")
+    if opts["baseline"] and not opts["train_top"]:
+        raise UserError("--baseline needs --train-top K")
     options = _run_options(opts)
     problem = _problem(opts, options)
     quiet = opts["quiet"] or opts["as_json"]
@@ -112,7 +123,10 @@ def search_cmd(**opts) -> None:
     summary = run_search(problem, options, None if quiet else _progress(problem.proxy))
     if opts["train_top"]:
         k, epochs, batch, workers, out = (opts[k] for k in ("train_top", "train_epochs", "train_batch", "train_workers", "train_out"))
-        summary.extra["trained"] = _train_top(problem, options, k, epochs, batch, workers, out, quiet)
+        if opts["baseline"]:
+            summary.extra["comparison"] = _compare(problem, options, opts, quiet)
+        else:
+            summary.extra["trained"] = _train_top(problem, options, k, epochs, batch, workers, out, quiet)
     if opts["as_json"]:
         print_json(asdict(summary))
         return
@@ -224,3 +238,33 @@ def _train_top(problem, options, k: int, epochs: int, batch: int, workers: int, 
     if not done:
         click.echo("--train-top: no feasible model to train", err=True)
     return [t.to_dict() for t in done]
+
+
+def _compare(problem, options, opts: dict, quiet: bool) -> list[dict]:
+    """--train-top K --baseline M0: train the K best Pareto models and the preset with the same
+    recipe and seeds, re-measure them interleaved, print the table."""
+    from effvit_nas.cli.common import table
+    from effvit_nas.training.comparison import TABLE_HEADERS, compare, table_rows
+    from effvit_nas.training.recipe import recipe_for
+    from effvit_nas.training.runner import TrainExecution
+
+    with setting_flags({**TRAIN_TOP_FLAGS, "compare.baseline": "--baseline"}):
+        workers = opts["train_workers"]
+        run = TrainExecution(workers=workers, ray_address=options.ray_address)
+        recipe, note = recipe_for(problem.data, {"epochs": opts["train_epochs"], "batch": opts["train_batch"]}, workers=workers)
+        if note and not quiet:
+            click.echo(f"note: {note}")
+        seeds = [options.seed + i for i in range(opts["train_seeds"])]
+
+        def trained(c) -> None:
+            if not quiet:
+                click.echo(f"{c.name}: top-1 per seed " + ", ".join(f"{100 * v:.1f} %" for v in c.top1.values()))
+
+        progress = None if quiet else TrainProgress()
+        rows = compare(options.study, options.storage, opts["train_top"], opts["baseline"].upper(), problem.data, recipe, seeds, run,
+                       out=opts["train_out"], on_progress=progress, on_trained=trained)  # fmt: skip
+    if not rows:
+        click.echo("--train-top: no feasible model to train", err=True)
+    elif not quiet:
+        click.echo(table(TABLE_HEADERS, table_rows([c.summary() for c in rows])))
+    return [c.summary() for c in rows]

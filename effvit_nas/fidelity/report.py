@@ -5,7 +5,7 @@ study has stored, so it can be printed while (or after) a run is partly done."""
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from effvit_nas.fidelity.ranking import Agreement, agreement
@@ -36,6 +36,8 @@ class FidelityReport:
     ceiling: Agreement | None  # reference seed vs seed (the first two seeds)
     reference_seconds: float | None
     per_arch: list[dict[str, Any]]
+    first_seed: int = 0  # architectures with the first seed's reference
+    first_seed_rows: list[ProxyRow] = field(default_factory=list)  # against that seed alone, while incomplete
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,27 +52,42 @@ def _median_seconds(results: list) -> float | None:
     return statistics.median(r.seconds for r in results) if results else None
 
 
-def build_report(settings: FidelitySettings, store: FidelityStore, archs: list[dict[str, Any]], resamples: int = 2000) -> FidelityReport:
-    """The table over the architectures whose reference is complete."""
-    refs = {a["hash"]: _reference(settings, store, a["hash"]) for a in archs}
-    done = [a for a in archs if refs[a["hash"]] is not None]
-    ref_mean = [statistics.fmean(refs[a["hash"]]) for a in done]
+def _rows(
+    settings: FidelitySettings,
+    store: FidelityStore,
+    archs: list[dict[str, Any]],
+    done: list[dict[str, Any]],
+    ref: list[float],
+    resamples: int,
+) -> list[ProxyRow]:
+    """Every proxy's agreement with ``ref`` (one value per architecture of ``done``), best first."""
     rows = []
     for spec in settings.proxies:
         results = [store.get("proxy", a["hash"], str(spec)) for a in archs]
-        paired = [(r.value, m) for a, m in zip(done, ref_mean, strict=True) if (r := store.get("proxy", a["hash"], str(spec))) is not None]
-        agr = (
-            agreement([p for p, _ in paired], [m for _, m in paired], top_k=TOP_K, resamples=resamples, seed=settings.seed)
-            if len(paired) >= 3
-            else None
-        )
+        paired = [(r.value, m) for a, m in zip(done, ref, strict=True) if (r := store.get("proxy", a["hash"], str(spec))) is not None]
+        agr = None
+        if len(paired) >= 3:
+            agr = agreement([p for p, _ in paired], [m for _, m in paired], top_k=TOP_K, resamples=resamples, seed=settings.seed)
         rows.append(ProxyRow(str(spec), agr, _median_seconds([r for r in results if r is not None])))
-    halving = _halving_row(settings, store, done, ref_mean, resamples)
+    halving = _halving_row(settings, store, done, ref, resamples)
     rows += [halving] if halving else []
-    rows.sort(key=lambda r: -(r.agreement.kendall if r.agreement else -2))
+    return sorted(rows, key=lambda r: -(r.agreement.kendall if r.agreement else -2))
+
+
+def build_report(settings: FidelitySettings, store: FidelityStore, archs: list[dict[str, Any]], resamples: int = 2000) -> FidelityReport:
+    """The table over the architectures whose reference is complete (every seed); while some
+    are not, also the table against the first seed alone over those that have it."""
+    refs = {a["hash"]: _reference(settings, store, a["hash"]) for a in archs}
+    done = [a for a in archs if refs[a["hash"]] is not None]
+    rows = _rows(settings, store, archs, done, [statistics.fmean(refs[a["hash"]]) for a in done], resamples)
     ceiling = None
     if settings.seeds >= 2 and len(done) >= 3:
         ceiling = agreement([refs[a["hash"]][0] for a in done], [refs[a["hash"]][1] for a in done], TOP_K, resamples, settings.seed)
+    first = {a["hash"]: r.value for a in archs if (r := store.get("reference", a["hash"], str(settings.seed)))}
+    first_done = [a for a in archs if a["hash"] in first]
+    first_rows = []
+    if len(done) < len(archs) and len(first_done) >= 3:
+        first_rows = _rows(settings, store, archs, first_done, [first[a["hash"]] for a in first_done], resamples)
     ref_results = [r for a in archs for s in range(settings.seeds) if (r := store.get("reference", a["hash"], str(settings.seed + s)))]
     return FidelityReport(
         study=store.name,
@@ -80,13 +97,19 @@ def build_report(settings: FidelitySettings, store: FidelityStore, archs: list[d
         rows=rows,
         ceiling=ceiling,
         reference_seconds=_median_seconds(ref_results),
-        per_arch=[_arch_row(settings, store, a, refs[a["hash"]]) for a in archs],
+        per_arch=[_arch_row(settings, store, a) for a in archs],
+        first_seed=len(first_done),
+        first_seed_rows=first_rows,
     )
 
 
-def _arch_row(settings: FidelitySettings, store: FidelityStore, arch: dict[str, Any], ref: list[float] | None) -> dict[str, Any]:
+def _arch_row(settings: FidelitySettings, store: FidelityStore, arch: dict[str, Any]) -> dict[str, Any]:
+    """One architecture: throughput, the reference top-1 of each seed it has so far (``complete``
+    when it has them all) and its proxy values."""
     proxies = {str(p): r.value for p in settings.proxies if (r := store.get("proxy", arch["hash"], str(p))) is not None}
-    return {"hash": arch["hash"], "throughput": arch["throughput"], "reference": ref, "proxies": proxies, "config": arch["config"]}
+    ref = [r.value for s in range(settings.seeds) if (r := store.get("reference", arch["hash"], str(settings.seed + s)))]
+    row = {"hash": arch["hash"], "throughput": arch["throughput"], "reference": ref, "complete": len(ref) == settings.seeds}
+    return {**row, "proxies": proxies, "config": arch["config"]}
 
 
 def _halving_row(

@@ -246,16 +246,21 @@ def run_search(
         fail_stale_trials(handle.study)
     if options.seed_presets:
         _enqueue_presets(handle, space)
-    execution = None
-    if measure is None or run_proxies is None:
+    finished = options.trials is not None and len(handle.records(("COMPLETE",))) >= options.trials
+    if (measure is None or run_proxies is None) and not finished:  # a finished study starts no actor, loads no data
         from effvit_nas.search.execution import RayExecution
 
         execution = RayExecution(problem, options.storage, options.ray_address, earlier=lambda: rung_points(handle.records(("COMPLETE",))))
-    timed = _TimedMeasurer(measure or execution.measure)
-    run = _Run(handle, space, _screener(handle, problem, options, timed), run_proxies or execution.run_proxies, options, on_event)
+        measure, run_proxies = measure or execution.measure, run_proxies or execution.run_proxies
+    timed = _TimedMeasurer(measure or _nothing_to_run)
+    run = _Run(handle, space, _screener(handle, problem, options, timed), run_proxies or _nothing_to_run, options, on_event)
     setup_s = time.perf_counter() - t_start
     run.loop()
     return _summary(run, problem, options, time.perf_counter() - t_start, setup_s, timed.seconds)
+
+
+def _nothing_to_run(*_: Any) -> Any:
+    raise AssertionError("a finished study's run measured or scored a candidate")
 
 
 def _check_local_device(problem: SearchProblem) -> None:

@@ -20,6 +20,15 @@ def _copy(small_study, tmp_path) -> str:
     return f"sqlite:///{tmp_path}/copy.db"
 
 
+
+def _budget(url: str) -> float:
+    """The small study's budget as stored (0.3x M0 measured when it was made)."""
+    import optuna
+
+    study = optuna.load_study(study_name="small", storage=url)
+    assert study.user_attrs["effvit"]["budget_spec"] == "0.3xM0"
+    return study.user_attrs["effvit"]["budget"]
+
 def test_show_csv_and_studies(small_study, capsys):
     url, name = small_study
     r = run_main(capsys, "show", "--study", name, "--storage", url, "--csv")
@@ -32,7 +41,7 @@ def test_show_csv_and_studies(small_study, capsys):
     listed = json.loads(run_main(capsys, "studies", "--storage", url, "--json").stdout)
     assert [s["study"] for s in listed] == [name]
     s = listed[0]
-    assert s["trials"] == 8 and s["device"] == "cpu" and s["budget"] == 2000 and s["created"]
+    assert s["trials"] == 8 and s["device"] == "cpu" and s["budget"] == _budget(url) and s["created"]
     assert s["feasible"] == sum(row["feasible"] == "True" for row in rows)
     assert s["pareto"] == sum(row["pareto"] == "True" for row in rows) >= 1
     assert "small" in run_main(capsys, "studies", "--storage", url).stdout
@@ -44,12 +53,14 @@ def test_pareto_plot_png_html_and_presets(small_study, tmp_path, capsys, monkeyp
     r = run_main(capsys, "pareto", "--study", name, "--storage", url, "--out", str(png), "--html", str(html), "--json")
     assert r.returncode == 0, r.stderr
     view = json.loads(r.stdout)
-    assert view["references"] == []  # not measured yet
+    # only M0, measured when the study's 0.3xM0 budget was resolved, and never scored yet
+    assert [(x["name"], x["accuracy"]) for x in view["references"]] == [("M0@64px", None)]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     text = html.read_text()
-    assert "plotly" in text and "Pareto front" in text and "budget 2,000 img" in text
+    budget = _budget(url)
+    assert "plotly" in text and "Pareto front" in text and f"budget {budget:,.0f} img" in text
     front = view["front"]
-    assert front and all(p["throughput"] >= 2000 for p in front)
+    assert front and all(p["throughput"] >= budget for p in front)
     assert sorted(p["throughput"] for p in front) == [p["throughput"] for p in front]
     accs = [p["accuracy"] for p in front]  # along the front: faster means lower proxy value
     assert accs == sorted(accs, reverse=True)
