@@ -111,6 +111,11 @@ def test_two_workers_resume_after_kill_reaches_the_uninterrupted_weights(tmp_pat
     assert r.returncode == 2 and "has 4 classes, the data 3" in r.stderr
 
 
+def _small_search(url: str) -> list[str]:
+    """`search` resuming the finished small study (it runs no trial)."""
+    return ["search", "--study", "small", "--storage", url, "--budget", "0.3xM0", "--trials", "8", "--sampler", "random", *TINY_SEARCH]
+
+
 def test_search_train_top_writes_back_to_export_and_study(small_study, tmp_path, capsys):
     """`search --train-top 1` on a finished study: the best Pareto model is exported, trained,
     and its trained top-1 lands in the export folder, its model card and the study."""
@@ -120,30 +125,8 @@ def test_search_train_top_writes_back_to_export_and_study(small_study, tmp_path,
     shutil.copy(src, tmp_path / "s.db")
     url = f"sqlite:///{tmp_path}/s.db"
     out = tmp_path / "models"
-    r = run_main(
-        capsys,
-        "search",
-        "--study",
-        "small",
-        "--storage",
-        url,
-        "--budget",
-        "0.3xM0",
-        "--trials",
-        "8",
-        "--sampler",
-        "random",
-        *TINY_SEARCH,
-        "--train-top",
-        "1",
-        "--train-epochs",
-        "1",
-        "--train-batch",
-        "16",
-        "--train-out",
-        str(out),
-        "--json",
-    )
+    train = ["--train-top", "1", "--train-epochs", "1", "--train-batch", "16", "--train-out", str(out)]
+    r = run_main(capsys, *_small_search(url), *train, "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     trained = json.loads(r.stdout[r.stdout.index("{") :])["extra"]["trained"]
     assert len(trained) == 1
@@ -320,7 +303,7 @@ def test_search_baseline_trains_found_and_preset_alike_and_tables_them(small_stu
 
     shutil.copy(small_study[0].removeprefix("sqlite:///"), tmp_path / "s.db")
     url, out = f"sqlite:///{tmp_path}/s.db", tmp_path / "models"
-    args = ["search", "--study", "small", "--storage", url, "--budget", "0.3xM0", "--trials", "8", "--sampler", "random", *TINY_SEARCH]
+    args = _small_search(url)
     train = [
         "--train-top",
         "1",
