@@ -77,3 +77,16 @@ TINY_SEARCH = [
     "--heartbeat",
     "1",
 ]
+
+
+def held_cpu_actor(ray):
+    """The ``cpu`` device actor (1 thread), started now and held until the generator ends, so
+    that a package's tests and their in-process and joined CLI runs share one actor instead
+    of starting one (a process importing torch and timm: seconds) per search. Killed at the
+    end so that its CPU is free for the other packages (training needs both)."""
+    from effvit_nas.measure.actor import get_worker
+    from effvit_nas.measure.settings import BenchSettings
+
+    worker = get_worker("cpu", BenchSettings(batch=4, **FAST_BENCH))
+    yield worker
+    ray.kill(worker)

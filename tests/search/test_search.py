@@ -299,7 +299,7 @@ def test_halving_records_the_steps_behind_each_accuracy(tmp_path, capsys, local_
     from effvit_nas.search.records import Attr, TrialRecord
 
     url = f"sqlite:///{tmp_path}/h.db"
-    args = ["search", "--budget", "1", "--trials", "5", "--study", "h", "--storage", url, *TINY_SEARCH, "--proxy", "train", "--steps", "9"]
+    args = ["search", "--budget", "1", "--trials", "4", "--study", "h", "--storage", url, *TINY_SEARCH, "--proxy", "train", "--steps", "9"]
     r = run_main(capsys, *args, "--halving", "3", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     pareto = {p["number"] for p in json.loads(r.stdout)["pareto"]}

@@ -335,10 +335,20 @@ def test_search_baseline_trains_found_and_preset_alike_and_tables_them(small_stu
     shown = run_main(capsys, "show", "--study", "small", "--storage", url).stdout
     assert "compared with M0" in shown and "dominates baseline" in shown
 
-    calls.clear()
-    r = run_main(capsys, *args, *train, "--json")  # everything trained: only re-measured
-    again = json.loads(r.stdout[r.stdout.index("{") :])["extra"]["comparison"]
-    assert [row["top1"] for row in again] == [row["top1"] for row in rows] and calls == []
+
+def test_a_comparison_reuses_every_seed_already_trained(tmp_path, monkeypatch):
+    """A (model, seed) whose train.json exists is read, not trained again."""
+    from effvit_nas.training.comparison import Contender, _train_seeds
+
+    def no_training(*a, **kw):
+        raise AssertionError("a trained seed was trained again")
+
+    monkeypatch.setattr("effvit_nas.training.comparison.train", no_training)
+    (tmp_path / "seed-0").mkdir()
+    (tmp_path / "seed-0" / "train.json").write_text(json.dumps({"top1": 0.42}))
+    c = Contender("M0", None, "h", TINY.to_dict(), str(tmp_path), 1, 1)
+    _train_seeds(c, None, None, None, [0], None)
+    assert c.top1 == {0: 0.42}
 
 
 def test_baseline_needs_train_top_and_a_preset(small_study, tmp_path, capsys):
