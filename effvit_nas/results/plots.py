@@ -93,6 +93,25 @@ def _under_budget_y(view: ParetoView) -> float:
     return lo - 0.08 * max(hi - lo, abs(lo) * 0.05, 1e-9)
 
 
+def separate_labels(fig: Any, labels: list, step_pt: float = 9.0, tries: int = 12) -> int:
+    """Move point labels apart until no two overlap: each label, in order, is shifted up and
+    down by growing steps (points) from where it was put until it clears the ones placed
+    before it. Returns the number of labels still overlapping (0 unless ``tries`` ran out)."""
+    renderer = fig.canvas.get_renderer()
+    placed, left = [], 0
+    for label in labels:
+        x0, y0 = label.xyann
+        for k in range(tries + 1):
+            label.xyann = (x0, y0 + step_pt * ((k + 1) // 2) * (1 if k % 2 else -1))
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        else:
+            left += 1
+        placed.append(label.get_window_extent(renderer))
+    return left
+
+
 def save_png(view: ParetoView, path: Path) -> None:
     # A figure on its own Agg canvas: no pyplot, so no global backend is chosen for the caller.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -102,6 +121,7 @@ def save_png(view: ParetoView, path: Path) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     floor = _under_budget_y(view)
+    labels: list = []
     if view.under_budget:
         ax.scatter(
             [p.throughput for p in view.under_budget],
@@ -122,7 +142,9 @@ def save_png(view: ParetoView, path: Path) -> None:
         xs, ys = [p.throughput for p in view.front], [view.y(p.accuracy) for p in view.front]
         ax.plot(xs, ys, "-o", c="tab:red", lw=1.5, ms=7, drawstyle="steps-pre", label=f"Pareto front ({len(view.front)})")
         for p, y in zip(view.front, ys, strict=True):
-            ax.annotate(p.label.split()[0], (p.throughput, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color="tab:red")
+            labels.append(
+                ax.annotate(p.label.split()[0], (p.throughput, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color="tab:red")
+            )
     refs = view.references
     if refs:
         ry = [view.y(r.accuracy) if r.accuracy is not None else floor for r in refs]
@@ -130,7 +152,7 @@ def save_png(view: ParetoView, path: Path) -> None:
             [r.throughput for r in refs], ry, marker="*", s=160, c="black", label="EfficientViT M0-M5 (same device, protocol, proxy)"
         )
         for r, y in zip(refs, ry, strict=True):
-            ax.annotate(r.name, (r.throughput, y), textcoords="offset points", xytext=(5, -10), fontsize=9)
+            labels.append(ax.annotate(r.name, (r.throughput, y), textcoords="offset points", xytext=(5, -10), fontsize=9))
     ax.axvline(view.budget, ls="--", c="tab:green", label=f"budget {view.budget:,.0f} img/s")
     ax.set_xscale("log")
     from matplotlib.ticker import FuncFormatter
@@ -145,6 +167,7 @@ def save_png(view: ParetoView, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
+    separate_labels(fig, labels)
     try:
         fig.savefig(path)
     except OSError as e:
