@@ -63,12 +63,12 @@ def _rows(
     """Every proxy's agreement with ``ref`` (one value per architecture of ``done``), best first."""
     rows = []
     for spec in settings.proxies:
-        results = [store.get("proxy", a["hash"], str(spec)) for a in archs]
-        paired = [(r.value, m) for a, m in zip(done, ref, strict=True) if (r := store.get("proxy", a["hash"], str(spec))) is not None]
+        results = {a["hash"]: store.get("proxy", a["hash"], str(spec)) for a in archs}
+        paired = [(r.value, m) for a, m in zip(done, ref, strict=True) if (r := results[a["hash"]]) is not None]
         agr = None
         if len(paired) >= 3:
             agr = agreement([p for p, _ in paired], [m for _, m in paired], top_k=TOP_K, resamples=resamples, seed=settings.seed)
-        rows.append(ProxyRow(str(spec), agr, _median_seconds([r for r in results if r is not None])))
+        rows.append(ProxyRow(str(spec), agr, _median_seconds([r for r in results.values() if r is not None])))
     halving = _halving_row(settings, store, done, ref, resamples)
     rows += [halving] if halving else []
     return sorted(rows, key=lambda r: -(r.agreement.kendall if r.agreement else -2))

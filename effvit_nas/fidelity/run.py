@@ -33,8 +33,7 @@ class Job:
 
 
 Progress = Callable[[Job, Result | None], None]
-"""Called before nothing and after each job: ``(job, result)``; ``result`` None for a job
-already stored (skipped)."""
+"""Called after each job with ``(job, result)``."""
 
 
 def open_store(settings: FidelitySettings, storage: str, study: str, create: bool = True) -> FidelityStore:
