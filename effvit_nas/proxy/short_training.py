@@ -88,7 +88,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
     model.eval()
     correct = 0
     for i in range(0, len(x), batch):
-        correct += (model(normalize(x[i : i + batch])).argmax(1) == y[i : i + batch]).sum().item()
+        xb = normalize(x[i : i + batch]).contiguous(memory_format=torch.channels_last)
+        correct += (model(xb).argmax(1) == y[i : i + batch]).sum().item()
     model.train(was)
     return correct / max(len(x), 1)
 
@@ -132,7 +133,7 @@ def _batches(data: Dataset, batch: int, g: torch.Generator) -> Iterator[tuple[to
             order, pos = torch.randperm(n, generator=g), 0
         idx = order[pos : pos + batch]
         pos += batch
-        yield normalize(_augment(data.train_x[idx], g)), data.train_y[idx]
+        yield normalize(_augment(data.train_x[idx], g)).contiguous(memory_format=torch.channels_last), data.train_y[idx]
 
 
 def _run_steps(model: torch.nn.Module, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> ShortTrainResult:
@@ -173,6 +174,7 @@ def train_proxy(
     try:
         torch.manual_seed(settings.seed)
         model = build_model(config.replace(img_size=data.img_size, num_classes=data.num_classes)).train()
+        model = model.to(memory_format=torch.channels_last)  # 1.6-2x faster training steps on CPU (results/training_speed_cpu.md)
         result = _run_steps(model, data, settings, report)
         result.top1 = evaluate(model, data.val_x, data.val_y)
     finally:

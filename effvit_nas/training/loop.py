@@ -154,7 +154,8 @@ class _Worker:
         from effvit_nas.model.efficientvit import build_model
 
         r = self.recipe
-        self.model = build_model(arch.replace(num_classes=self.data.num_classes)).to(self.device)
+        # channels_last: measured 1.6-2x faster training steps on CPU (results/training_speed_cpu.md)
+        self.model = build_model(arch.replace(num_classes=self.data.num_classes)).to(self.device, memory_format=torch.channels_last)
         self.optimizer = create_optimizer_v2(self.model, opt="adamw", lr=r.lr, weight_decay=r.weight_decay, eps=r.eps)
         self.scheduler, _ = create_scheduler_v2(
             self.optimizer,
@@ -246,12 +247,14 @@ class _Worker:
 
     def epoch(self, net: Any, epoch: int) -> dict[str, Any]:
         """Train ``net`` (the DDP wrapper) one epoch; its metrics, without the evaluation."""
+        import torch
+
         _seed_everything(self.recipe.seed * 100_003 + epoch * 1_009 + self.rank)
         self.sampler.set_epoch(self.recipe.seed * 10_007 + epoch)
         net.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         for step, (x, y) in enumerate(self.loader):
-            x, y = x.to(self.device), y.to(self.device)
+            x, y = x.to(self.device, memory_format=torch.channels_last), y.to(self.device)
             loss = self.loss(net, x, y)
             self.step(loss, update=epoch * self.steps + step + 1)
             seen += len(x) * self.world
@@ -285,7 +288,7 @@ class _Worker:
         with torch.no_grad():
             for i in range(0, len(idx), 256):
                 sel = list(idx[i : i + 256])
-                x = normalize(data.val_x[sel].to(self.device))
+                x = normalize(data.val_x[sel].to(self.device)).contiguous(memory_format=torch.channels_last)
                 correct[0] += (net(x).argmax(1) == data.val_y[sel].to(self.device)).sum()
                 correct[1] += len(sel)
         if self.world > 1:
