@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
@@ -25,6 +25,8 @@ from effvit_nas.errors import UserError
 
 # the --train-top flags that set the training settings `train` sets with --epochs, ...
 TRAIN_TOP_FLAGS = {
+    "parse_overrides.pairs": "--train-set",
+    "TrainRecipe.*": "--train-set {field}",
     "TrainRecipe.epochs": "--train-epochs",
     "TrainRecipe.batch": "--train-batch",
     "TrainExecution.workers": "--train-workers",
@@ -92,6 +94,20 @@ TRAIN_TOP_FLAGS = {
 @click.option("--train-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Train workers for --train-top.")
 @click.option("--train-out", type=click.Path(path_type=Path), default=None, help="Export folder for --train-top [default: <study>-models].")
 @click.option(
+    "--train-set",
+    "train_overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe knob for --train-top, as `train --set` (e.g. --train-set mixup=0).",
+)
+@click.option(
+    "--train-top-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training images per class for --train-top [default: the search's --train-per-class]; "
+    "--train-top always evaluates on the whole held-out split.",
+)
+@click.option(
     "--baseline",
     default=None,
     help="With --train-top: also train this preset (M0..M5, at the space's resolution) with the same recipe, data and seeds, "
@@ -115,6 +131,7 @@ def search_cmd(**opts) -> None:
         raise click.UsageError("give --trials N or --timeout DURATION")
     if opts["baseline"] and not opts["train_top"]:
         raise UserError("--baseline needs --train-top K")
+    _check_training_flags(opts)
     options = _run_options(opts)
     problem = _problem(opts, options)
     quiet = opts["quiet"] or opts["as_json"]
@@ -122,11 +139,10 @@ def search_cmd(**opts) -> None:
         click.echo(_header(problem, options, opts["data_source"]))
     summary = run_search(problem, options, None if quiet else _progress(problem.proxy))
     if opts["train_top"]:
-        k, epochs, batch, workers, out = (opts[k] for k in ("train_top", "train_epochs", "train_batch", "train_workers", "train_out"))
         if opts["baseline"]:
             summary.extra["comparison"] = _compare(problem, options, opts, quiet)
         else:
-            summary.extra["trained"] = _train_top(problem, options, k, epochs, batch, workers, out, quiet)
+            summary.extra["trained"] = _train_top(problem, options, opts, quiet)
     if opts["as_json"]:
         print_json(asdict(summary))
         return
@@ -218,10 +234,38 @@ def _progress(proxy: str):
     return on_event
 
 
-def _train_top(problem, options, k: int, epochs: int, batch: int, workers: int, out: Path | None, quiet: bool) -> list[dict]:
+def _check_training_flags(opts: dict) -> None:
+    """Bad --train-set / --baseline values fail before the search, not after it."""
+    from effvit_nas.arch.config import PRESETS
+    from effvit_nas.training.recipe import TrainRecipe, parse_overrides
+
+    with setting_flags(TRAIN_TOP_FLAGS):
+        TrainRecipe(**parse_overrides(opts["train_overrides"]))
+    if opts["baseline"] and opts["baseline"].upper() not in PRESETS:
+        raise UserError(f"--baseline: {opts['baseline']!r} is no preset (choose from {', '.join(PRESETS)})")
+
+
+def _training(problem, options, opts: dict, seed: int | None) -> tuple:
+    """What --train-top trains with: (data, recipe, run). The data is the search's, with
+    --train-top-per-class images per class and the whole held-out split; the recipe is
+    `train`'s with --train-epochs/--train-batch/--train-set. Prints the recipe's note."""
+    from effvit_nas.training.recipe import parse_overrides, recipe_for
+    from effvit_nas.training.runner import TrainExecution
+
+    explicit = parse_overrides(opts["train_overrides"])
+    per_class = opts["train_top_per_class"] or problem.data.train_per_class
+    data = replace(problem.data, train_per_class=per_class, val_per_class=None)
+    run = TrainExecution(workers=opts["train_workers"], ray_address=options.ray_address)
+    chosen = {"epochs": opts["train_epochs"], "batch": opts["train_batch"], **({"seed": seed} if seed is not None else {})}
+    recipe, note = recipe_for(data, chosen, explicit, workers=opts["train_workers"])
+    if note and not (opts["quiet"] or opts["as_json"]):
+        click.echo(f"note: {note}")
+    return data, recipe, run
+
+
+def _train_top(problem, options, opts: dict, quiet: bool) -> list[dict]:
     """--train-top: train the k best Pareto models on the search's data, printing progress."""
-    from effvit_nas.training.recipe import recipe_for
-    from effvit_nas.training.runner import TrainExecution, train_top
+    from effvit_nas.training.runner import train_top
 
     def trained(t) -> None:
         show_recorded(t.trained.recorded, quiet)
@@ -229,12 +273,19 @@ def _train_top(problem, options, k: int, epochs: int, batch: int, workers: int, 
             click.echo(f"trial {t.trial} {t.config_hash}: trained top-1 {100 * t.trained.result.top1:.1f} % ({t.folder})")
 
     with setting_flags(TRAIN_TOP_FLAGS):
-        run = TrainExecution(workers=workers, ray_address=options.ray_address)
-        recipe, note = recipe_for(problem.data, {"epochs": epochs, "batch": batch, "seed": options.seed}, workers=workers)
-        if note and not quiet:
-            click.echo(f"note: {note}")
+        data, recipe, run = _training(problem, options, opts, options.seed)
         progress = None if quiet else TrainProgress()
-        done = train_top(options.study, options.storage, k, problem.data, recipe, run, out=out, on_progress=progress, on_trained=trained)
+        done = train_top(
+            options.study,
+            options.storage,
+            opts["train_top"],
+            data,
+            recipe,
+            run,
+            out=opts["train_out"],
+            on_progress=progress,
+            on_trained=trained,
+        )
     if not done:
         click.echo("--train-top: no feasible model to train", err=True)
     return [t.to_dict() for t in done]
@@ -245,15 +296,9 @@ def _compare(problem, options, opts: dict, quiet: bool) -> list[dict]:
     recipe and seeds, re-measure them interleaved, print the table."""
     from effvit_nas.cli.common import table
     from effvit_nas.training.comparison import TABLE_HEADERS, compare, table_rows
-    from effvit_nas.training.recipe import recipe_for
-    from effvit_nas.training.runner import TrainExecution
 
     with setting_flags({**TRAIN_TOP_FLAGS, "compare.baseline": "--baseline"}):
-        workers = opts["train_workers"]
-        run = TrainExecution(workers=workers, ray_address=options.ray_address)
-        recipe, note = recipe_for(problem.data, {"epochs": opts["train_epochs"], "batch": opts["train_batch"]}, workers=workers)
-        if note and not quiet:
-            click.echo(f"note: {note}")
+        data, recipe, run = _training(problem, options, opts, None)
         seeds = [options.seed + i for i in range(opts["train_seeds"])]
 
         def trained(c) -> None:
@@ -261,7 +306,7 @@ def _compare(problem, options, opts: dict, quiet: bool) -> list[dict]:
                 click.echo(f"{c.name}: top-1 per seed " + ", ".join(f"{100 * v:.1f} %" for v in c.top1.values()))
 
         progress = None if quiet else TrainProgress()
-        rows = compare(options.study, options.storage, opts["train_top"], opts["baseline"].upper(), problem.data, recipe, seeds, run,
+        rows = compare(options.study, options.storage, opts["train_top"], opts["baseline"].upper(), data, recipe, seeds, run,
                        out=opts["train_out"], on_progress=progress, on_trained=trained)  # fmt: skip
     if not rows:
         click.echo("--train-top: no feasible model to train", err=True)

@@ -293,6 +293,7 @@ def test_search_baseline_trains_found_and_preset_alike_and_tables_them(small_stu
     calls = []
 
     def fake_train(arch, data, recipe, run, teacher=None, on_progress=None):
+        assert (data.train_per_class, data.val_per_class, recipe.mixup, recipe.repeated_aug) == (7, None, 0.0, 1)  # the flags below
         calls.append((arch.short_hash(), recipe.seed, recipe.epochs, data.img_size))
         top1 = 0.5 + 0.01 * recipe.seed + (0.1 if arch.widths == (64, 128, 192) else 0.0)  # M0 better by 10 points
         run.out.mkdir(parents=True)
@@ -317,6 +318,12 @@ def test_search_baseline_trains_found_and_preset_alike_and_tables_them(small_stu
         "16",
         "--train-out",
         str(out),
+        "--train-set",
+        "mixup=0",
+        "--train-set",
+        "repeated_aug=1",
+        "--train-top-per-class",
+        "7",
     ]
     r = run_main(capsys, *args, *train, "--json")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -334,6 +341,12 @@ def test_search_baseline_trains_found_and_preset_alike_and_tables_them(small_stu
     assert "## Compared with the baseline" in (tmp_path / found["folder"] / "README.md").read_text()
     shown = run_main(capsys, "show", "--study", "small", "--storage", url).stdout
     assert "compared with M0" in shown and "dominates baseline" in shown
+    png = tmp_path / "p.png"
+    view = json.loads(run_main(capsys, "pareto", "--study", "small", "--storage", url, "--out", str(png), "--json").stdout)
+    trained = {p["name"]: p for p in view["trained"]}  # drawn on the plot's second axis
+    assert trained["M0"]["baseline"] and not trained[found["name"]]["baseline"]
+    assert trained["M0"]["top1"] == pytest.approx(0.605) and trained["M0"]["throughput"] == base["throughput_median"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_comparison_reuses_every_seed_already_trained(tmp_path, monkeypatch):
@@ -351,7 +364,22 @@ def test_a_comparison_reuses_every_seed_already_trained(tmp_path, monkeypatch):
     assert c.top1 == {0: 0.42}
 
 
-def test_baseline_needs_train_top_and_a_preset(small_study, tmp_path, capsys):
-    args = ["search", "--study", "small", "--storage", small_study[0], "--budget", "0.3xM0", "--trials", "8", *TINY_SEARCH]
-    r = run_main(capsys, *args, "--baseline", "M0")
-    assert r.returncode == 2 and "--baseline needs --train-top" in r.stderr
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--baseline", "M0"], "--baseline needs --train-top"),
+        (["--train-top", "1", "--baseline", "M9"], "--baseline: 'M9' is no preset"),
+        (["--train-top", "1", "--train-set", "mixups=0"], "--train-set 'mixups=0': expected KEY=VALUE"),
+        (["--train-top", "1", "--train-set", "mixup=lots"], "--train-set mixup must be a number"),
+    ],
+)
+def test_bad_training_flags_fail_before_the_search(small_study, tmp_path, capsys, extra, needle):
+    """Caught before any trial runs (not after an hour of search); the stored study is untouched."""
+    import optuna
+
+    url, name = small_study
+    before = len(optuna.load_study(study_name=name, storage=url).trials)
+    args = ["search", "--study", name, "--storage", url, "--budget", "0.3xM0", "--trials", str(before + 8), *TINY_SEARCH]
+    r = run_main(capsys, *args, *extra)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+    assert len(optuna.load_study(study_name=name, storage=url).trials) == before
