@@ -3,12 +3,14 @@
 One :class:`ParetoView` (built from the study) drawn two ways: a PNG with matplotlib and an
 interactive, self-contained HTML with plotly (works offline; hover shows each trial's config).
 Both show the feasible and under-budget trials, the budget line, the Pareto front and the
-M0-M5 reference points, with the device and measurement protocol in the title.
+M0-M5 reference points, with the device and measurement protocol in the title. After
+``search --train-top K --baseline M0`` the trained models and the baseline are drawn too, on a
+second y axis (trained top-1, mean ± std over seeds, at the re-measured median throughput).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,17 @@ class Point:
     hover: str = ""  # config summary for the HTML
 
 
+@dataclass(frozen=True)
+class TrainedPoint:
+    """A fully trained model of the study's comparison (``comparison`` attribute)."""
+
+    name: str  # "trial 12" or the baseline preset's name
+    throughput: float  # re-measured median, img/s
+    top1: float  # mean over seeds, in [0, 1]
+    top1_std: float
+    baseline: bool
+
+
 @dataclass
 class ParetoView:
     title: str
@@ -39,6 +52,7 @@ class ParetoView:
     under_budget: list[Point] = field(default_factory=list)  # measured, proxy skipped
     skipped: int = 0  # predicted infeasible, never measured: not drawn
     references: list[ReferencePoint] = field(default_factory=list)
+    trained: list[TrainedPoint] = field(default_factory=list)
 
     def y(self, value: float) -> float:
         return 100 * value if self.percent else value
@@ -80,7 +94,17 @@ def pareto_view(study: Any, info: StudyInfo, device: dict[str, Any] | None, refe
         else:
             view.under_budget.append(_point(r))
     view.front.sort(key=lambda p: p.throughput)
+    view.trained = trained_points(study.user_attrs.get("comparison"))
     return view
+
+
+def trained_points(comparison: dict[str, Any] | None) -> list[TrainedPoint]:
+    """The comparison's rows as points (the baseline is its last row); none without one."""
+    rows = (comparison or {}).get("rows", [])
+    return [
+        TrainedPoint(r["name"], float(r["throughput_median"]), float(r["top1_mean"]), float(r["top1_std"]), i == len(rows) - 1)
+        for i, r in enumerate(rows)
+    ]
 
 
 def _under_budget_y(view: ParetoView) -> float:
@@ -155,6 +179,7 @@ def save_png(view: ParetoView, path: Path) -> None:
             labels.append(ax.annotate(r.name, (r.throughput, y), textcoords="offset points", xytext=(5, -10), fontsize=9))
     ax.axvline(view.budget, ls="--", c="tab:green", label=f"budget {view.budget:,.0f} img/s")
     ax.set_xscale("log")
+    labels += _draw_trained(ax, view.trained)
     from matplotlib.ticker import FuncFormatter
 
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
@@ -165,13 +190,38 @@ def save_png(view: ParetoView, path: Path) -> None:
     extra = f"; {view.skipped} predicted infeasible, not measured (not drawn)" if view.skipped else ""
     ax.set_title(f"{view.title}\n{view.subtitle}{extra}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    handles, names = ax.get_legend_handles_labels()
+    for other in ax.figure.axes[1:]:  # the trained axis' entries in the same legend
+        more = other.get_legend_handles_labels()
+        handles, names = handles + more[0], names + more[1]
+    ax.legend(handles, names, fontsize=8, loc="best")
     fig.tight_layout()
     separate_labels(fig, labels)
     try:
         fig.savefig(path)
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _draw_trained(ax: Any, trained: list[TrainedPoint]) -> list:
+    """Trained top-1 (mean ± std) on a second y axis sharing the throughput axis; its labels."""
+    if not trained:
+        return []
+    ax2 = ax.twinx()
+    labels = []
+    for baseline, colour, what in ((False, "tab:purple", "found, trained"), (True, "black", "baseline, trained")):
+        pts = [p for p in trained if p.baseline == baseline]
+        if not pts:
+            continue
+        ax2.errorbar(
+            [p.throughput for p in pts], [100 * p.top1 for p in pts], yerr=[100 * p.top1_std for p in pts],
+            fmt="D", c=colour, mfc="none", ms=8, capsize=3, label=f"{what}: top-1 mean ± std over seeds (right axis)",
+        )  # fmt: skip
+        for p in pts:
+            labels.append(ax2.annotate(p.name.replace("trial ", "#"), (p.throughput, 100 * p.top1), textcoords="offset points",
+                                       xytext=(6, 2), fontsize=8, color=colour))  # fmt: skip
+    ax2.set_ylabel("trained top-1 (%, held-out split)")
+    return labels
 
 
 def save_html(view: ParetoView, path: Path) -> None:
@@ -212,12 +262,25 @@ def save_html(view: ParetoView, path: Path) -> None:
                 hovertemplate="%{text}<br>%{x:,.0f} img/s, %{y:.4g}<extra></extra>",
             )
         )
+    for baseline, colour in ((False, "purple"), (True, "black")):
+        pts = [p for p in view.trained if p.baseline == baseline]
+        if pts:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.throughput for p in pts], y=[100 * p.top1 for p in pts], text=[p.name for p in pts],
+                    error_y=dict(type="data", array=[100 * p.top1_std for p in pts]), mode="markers+text", textposition="top right",
+                    marker=dict(symbol="diamond-open", size=12, color=colour), yaxis="y2",
+                    name=("baseline" if baseline else "found") + ", trained top-1 (right axis)",
+                    hovertemplate="%{text}<br>%{x:,.0f} img/s, trained top-1 %{y:.1f} %<extra></extra>",
+                )
+            )  # fmt: skip
     fig.add_vline(x=view.budget, line_dash="dash", line_color="green", annotation_text=f"budget {view.budget:,.0f} img/s")
     extra = f"; {view.skipped} predicted infeasible, not measured" if view.skipped else ""
     fig.update_layout(
         title=dict(text=f"{view.title}<br><sup>{view.subtitle}{extra}</sup>"),
         xaxis=dict(title="throughput (images/s, log scale)", type="log"),
         yaxis=dict(title=view.y_label),
+        **({"yaxis2": dict(title="trained top-1 (%, held-out split)", overlaying="y", side="right")} if view.trained else {}),
         template="plotly_white",
         width=1000,
         height=650,
@@ -243,4 +306,5 @@ def view_json(view: ParetoView) -> dict[str, Any]:
         "under_budget": pts(view.under_budget),
         "skipped": view.skipped,
         "references": [{"name": r.name, "throughput": r.throughput, "accuracy": r.accuracy} for r in view.references],
+        "trained": [asdict(p) for p in view.trained],
     }
