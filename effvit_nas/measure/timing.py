@@ -5,16 +5,20 @@ model in deployment form (every BN folded, :meth:`EfficientViT.deploy`), prepare
 chosen backend, a time-based warm-up, then timed iterations until ``measure_s`` have passed
 (at least ``min_iters``), synchronising after each on GPU. The figure is batch / median
 iteration time, in images per second, always reported with batch, precision, threads and
-backend. Call this through :mod:`effvit_nas.measure.actor` to get the device held exclusively.
+backend. Call this through :mod:`effvit_nas.measure.actor` to get the device held exclusively
+within one Ray instance; :func:`device_lock` also keeps processes of other Ray instances (a
+second search, a `bench`) from timing on the same device of this machine at the same time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
+import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,6 +101,29 @@ def prepare(config: ArchConfig, settings: BenchSettings, torch_device: str, batc
 T = TypeVar("T")
 
 
+LOCK_DIR_ENV = "EFFVIT_NAS_LOCK_DIR"
+
+
+@contextlib.contextmanager
+def device_lock(torch_device: str) -> Iterator[None]:
+    """Hold this machine's lock for ``torch_device`` (all of the CPU counts as one device:
+    timings on any of its cores disturb each other), waiting for any process holding it.
+
+    An exclusive ``flock`` on a file in ``$EFFVIT_NAS_LOCK_DIR`` (default: the system temp
+    folder), so it is per node, spans processes and Ray instances, and is released by the OS
+    when its holder dies.
+    """
+    folder = Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / "effvit-nas-locks")
+    folder.mkdir(parents=True, exist_ok=True)
+    name = "cpu" if not torch_device.startswith("cuda") else f"cuda-{torch_device.partition(':')[2] or 0}"
+    with open(folder / f"{name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def halve_on_oom(run: Callable[[int], T], batch: int, free: Callable[[], None]) -> tuple[T, int]:
     """``run(batch)``, halving the batch after each CUDA out-of-memory until it fits.
 
@@ -158,13 +185,15 @@ def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, devi
         torch.backends.cudnn.benchmark = True
         torch.cuda.set_device(torch.device(torch_device))
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    wall_start = time.time()
     try:
-        times, batch = halve_on_oom(
-            lambda b: time_forward(prepare(config, settings, torch_device, b), settings, sync),
-            settings.batch,
-            torch.cuda.empty_cache if cuda else (lambda: None),
-        )
+        with device_lock(torch_device):
+            wall_start = time.time()
+            times, batch = halve_on_oom(
+                lambda b: time_forward(prepare(config, settings, torch_device, b), settings, sync),
+                settings.batch,
+                torch.cuda.empty_cache if cuda else (lambda: None),
+            )
+            wall_end = time.time()
     finally:
         torch.set_num_threads(prev_threads)
     note = f"batch halved to {batch} after CUDA out-of-memory at {settings.batch}" if batch != settings.batch else ""
@@ -179,5 +208,5 @@ def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, devi
         config=config.to_dict(),
         note=note,
         started=wall_start,
-        finished=time.time(),
+        finished=wall_end,
     )

@@ -200,3 +200,35 @@ def test_study_database_is_readable_by_optuna_dashboard(small_study):
     assert mine["directions"] == ["maximize", "maximize"]
     detail = get(f"/api/studies/{mine['study_id']}")
     assert len(detail["trials"]) == 8 and all(t["state"] == "Complete" for t in detail["trials"])
+
+
+def test_export_writes_timm_json_that_builds_the_same_network(small_study, tmp_path, capsys):
+    """A trial timm can express (M0 at the space's 64 px) gets a timm.json whose kwargs build
+    timm's EfficientVitMsra with our model's state-dict keys and shapes; one it cannot express
+    gets none (the small study's tiny-space trials use value/FFN ratios timm lacks)."""
+    import shutil
+
+    import optuna
+    from timm.models.efficientvit_msra import EfficientVitMsra
+
+    from effvit_nas.arch.config import PRESETS
+    from effvit_nas.model.efficientvit import build_model
+    from effvit_nas.model.timm_compat import timm_kwargs
+
+    url, name = small_study
+    shutil.copy(url.removeprefix("sqlite:///"), tmp_path / "s.db")
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.load_study(study_name=name, storage=url)
+    t = next(t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("config"))
+    m0 = PRESETS["M0"].replace(img_size=64, num_classes=10)
+    attrs = {**t.user_attrs, "config": m0.to_dict(), "config_hash": m0.short_hash()}
+    study.add_trial(optuna.trial.create_trial(values=t.values, params=t.params, distributions=t.distributions, user_attrs=attrs, system_attrs=t.system_attrs))
+    number = len(study.trials) - 1
+    assert timm_kwargs(ArchConfig.from_dict(t.user_attrs["config"])) is None  # the control: no timm.json for it
+    r = run_main(capsys, "export", "--study", name, "--storage", url, "--out", str(tmp_path / "x"), "--trial", str(t.number), "--trial", str(number), "--json")
+    assert r.returncode == 0, r.stderr
+    plain, expressible = (tmp_path / "x" / f"trial-{n}-{h}" for n, h in ((t.number, t.user_attrs["config_hash"]), (number, m0.short_hash())))
+    assert not (plain / "timm.json").exists()
+    kwargs = json.loads((expressible / "timm.json").read_text())["kwargs"]
+    theirs, ours = EfficientVitMsra(**kwargs).state_dict(), build_model(m0).state_dict()
+    assert {k: v.shape for k, v in theirs.items()} == {k: v.shape for k, v in ours.items()}

@@ -1,0 +1,67 @@
+"""The README's numbers are the committed results' numbers: each quoted figure is read back
+from the results file it cites, so a re-run benchmark that changes them fails here until the
+README is updated (nothing is measured; this reads files)."""
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _md_rows(path: str, first_cell: str) -> list[list[str]]:
+    """Cells of the table rows of ``path`` whose first cell is ``first_cell``."""
+    rows = []
+    for line in (ROOT / path).read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            rows.append(cells)
+    return rows
+
+
+def test_speed_table_matches_model_speed_results():
+    results = {r["model"]: r for r in json.loads((ROOT / "results/model_speed_cpu.json").read_text())["results"]}
+    quoted = re.findall(r"^\| (M\d) \| (\d+) \| (\d+) \| (\d+) \| ([\d.]+)x \|$", README, re.M)
+    assert [q[0] for q in quoted] == [f"M{i}" for i in range(6)]
+    for name, timm, ours, frozen, ratio in quoted:
+        r = results[name]
+        assert (int(timm), int(ours), int(frozen)) == tuple(round(r[k]) for k in ("timm_traced", "ours_traced", "ours_traced+opt")), name
+        assert float(ratio) == round(r["speedup_opt_vs_timm_traced"], 2), name
+    fold = [r["speedup_traced"] for r in results.values()]
+    assert f"ours/timm traced {min(fold):.2f}–{max(fold):.2f}x" in README
+
+
+def test_sampler_comparison_matches_search_quality_results():
+    runs = {s: [r for r in _md_rows("results/search_quality.md", s) if len(r) == 10] for s in ("tpe", "random")}
+    hv = {s: [float(r[5]) for r in runs[s]] for s in runs}
+    feasible = {s: [r[6].split("/")[0] for r in runs[s]] for s in runs}
+    med = {s: statistics.median(hv[s]) for s in hv}
+    assert f"TPE {med['tpe']:.2f}, random {med['random']:.2f} ({med['tpe'] / med['random']:.2f}x)" in README
+    per_seed = "/".join(f"{v:.2f}" for v in hv["tpe"]) + " vs " + "/".join(f"{v:.2f}" for v in hv["random"])
+    assert f"({per_seed})" in README
+    assert f"found {'/'.join(feasible['tpe'])} feasible\n  candidates against {'/'.join(feasible['random'])}" in README
+
+
+def test_synthetic_fidelity_sentence_matches_its_table():
+    quoted = {
+        "naswot": "naswot",
+        "train": "train (100 steps)",
+        "gradnorm": "gradnorm",
+        "macs": "MACs",
+        "synflow": "synflow",
+        "params": "params",
+    }
+    for proxy, name in quoted.items():
+        (row,) = _md_rows("results/proxy_fidelity.md", proxy)
+        spearman, kendall = (f"{float(v):+.2f}".replace("-", "−") for v in row[1:3])
+        assert re.search(rf"{re.escape(name)} {re.escape(spearman)} /\s+{re.escape(kendall)}", README), (name, spearman, kendall)
+
+
+def test_channels_last_speedup_matches_training_speed_results():
+    rows = {
+        (r["model"], r["batch"]): statistics.median(r["speedup"])
+        for r in json.loads((ROOT / "results/training_speed_cpu.json").read_text())["rows"]
+    }
+    assert f"batch 256, runs\n  {rows[('M0', 256)]:.1f}x / {rows[('M2', 256)]:.1f}x faster" in README
