@@ -13,12 +13,11 @@ from effvit_nas.measure.timing import LOCK_DIR_ENV, device_lock
 # one measurement in a fresh process, printed as JSON (no Ray: the lock is what keeps them apart)
 MEASURE = """
 import json
-import os
-from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.timing import measure
-m = measure(PRESETS["M0"].replace(img_size=64), BenchSettings(batch=4, warmup_s=0.2, measure_s=2.0), "cpu", fingerprint("cpu"))
+from tests.support import TINY
+m = measure(TINY, BenchSettings(batch=4, backend="eager", warmup_s=0.1, measure_s=1.5), "cpu", fingerprint("cpu"))
 print(json.dumps({"started": m.started, "finished": m.finished}))
 """
 
