@@ -135,7 +135,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")
     rounds = {f"{n}/{b}": v for (n, b), v in ips.items()}
-    record = {"device": fp, "median_ips": {f"{n}/{b}": v for (n, b), v in med.items()}, "rounds": rounds}
+    seconds = {f"{n}/{b}": v for (n, b), v in secs.items()}  # behind the report's seconds line
+    record = {"device": fp, "median_ips": {f"{n}/{b}": v for (n, b), v in med.items()}, "rounds": rounds, "seconds": seconds}
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print("\n".join(md))
 
