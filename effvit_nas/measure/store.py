@@ -123,6 +123,12 @@ class MeasurementStore:
                 for k, v in values.items():
                     setattr(row, k, v)
 
+    def all(self) -> list[tuple[str, str, Measurement]]:
+        """Every stored measurement as (device id, protocol key, measurement), oldest first."""
+        with Session(self.engine) as s:
+            rows = s.scalars(select(_MeasurementRow).order_by(_MeasurementRow.measured_at, _MeasurementRow.id))
+            return [(r.device_id, r.protocol_key, _to_measurement(r)) for r in rows]
+
     def count(self) -> int:
         with Session(self.engine) as s:
             return s.scalar(select(func.count()).select_from(_MeasurementRow)) or 0

@@ -30,6 +30,13 @@ def test_hit_miss_and_fresh(tmp_path, tiny, cpu_worker):
 
     fresh = measure_configs([tiny], "cpu", settings, store, fresh=True, worker=cpu_worker)
     assert not fresh[0].cached and store.count() == 3
+    listed = store.all()  # oldest first; the fresh one replaced tiny's first row, so it is newest
+    assert [(m.config_hash, p) for _, p, m in listed] == [
+        (other.short_hash(), settings.key()),
+        (tiny.short_hash(), BenchSettings(batch=2, **FAST).key()),
+        (tiny.short_hash(), settings.key()),
+    ]
+    assert listed[-1][2].throughput == fresh[0].throughput and {d for d, _, _ in listed} == {fresh[0].device["id"]}
     stored = store.get(tiny.short_hash(), fresh[0].device["id"], settings.key())
     assert stored.cached and stored.throughput == fresh[0].throughput != first[0].throughput
 

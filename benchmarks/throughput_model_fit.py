@@ -1,0 +1,112 @@
+"""How well does the search's throughput model rank candidates after N measurements?
+(results/throughput_model_cpu.md)
+
+Reads measurements already stored (no timing here): per store, every measurement of its
+largest (device, protocol) group, in the order they were taken. For N = 10, 20, 40 it fits
+:class:`effvit_nas.measure.throughput_model.FeasibilityModel` on the first N, exactly as a search
+refits it, and predicts every later one: Spearman of predicted vs measured throughput, and, for
+a budget at the median measured throughput, how many later candidates the screen would skip
+(optimistic prediction under the budget) and how many of those skips were wrong (measured at or
+above the budget).
+
+    uv run python benchmarks/throughput_model_fit.py --storage sqlite:///results/fidelity_fashion.db \\
+        sqlite:///results/searched_fashion.db --sizes 10,20,40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from scipy.stats import spearmanr
+
+from effvit_nas.arch.config import ArchConfig
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.measure.throughput_model import FeasibilityModel, features
+from effvit_nas.model.cost import model_cost
+
+
+def series(storage: str) -> tuple[str, list[tuple[ArchConfig, float]]]:
+    """The largest (device, protocol) group of the store: its key and (config, img/s), oldest first."""
+    rows = MeasurementStore(storage).all()
+    key, _ = Counter((d, p) for d, p, _ in rows).most_common(1)[0]
+    seen, out = set(), []
+    for d, p, m in rows:
+        if (d, p) == key and m.config_hash not in seen:
+            seen.add(m.config_hash)
+            out.append((ArchConfig.from_dict(m.config), m.throughput))
+    return f"device {key[0]}, protocol {key[1]}", out
+
+
+def evaluate(points: list[tuple[object, float]], n: int, budget: float) -> dict:
+    model = FeasibilityModel(budget)
+    for x, y in points[:n]:
+        model.add(x, y)
+    rest = points[n:]
+    pred = [model.predict(x) for x, _ in rest]
+    skipped = [y for x, y in rest if model.clearly_infeasible(x)]
+    return {
+        "n": n,
+        "predicted": len(rest),
+        "spearman": float(spearmanr(pred, [y for _, y in rest]).statistic),
+        "skipped": len(skipped),
+        "wrong_skips": sum(y >= budget for y in skipped),
+        "infeasible": sum(y < budget for _, y in rest),
+    }
+
+
+def section(storage: str, sizes: list[int]) -> tuple[list[str], dict]:
+    key, measured = series(storage)
+    points = []
+    for cfg, tp in measured:
+        cost = model_cost(cfg)
+        points.append((features(cfg, cost.params, cost.macs), tp))
+    budget = statistics.median(tp for _, tp in points)
+    rows = [evaluate(points, n, budget) for n in sizes if n < len(points) - 2]
+    lines = [
+        f"## `{storage}`",
+        "",
+        f"{len(points)} distinct architectures ({key}), in the order they were measured. Budget for the skip columns: "
+        f"the median measured throughput, {budget:,.0f} img/s.",
+        "",
+        "| N fitted | predicted | Spearman (predicted vs measured) | skipped | wrong skips | infeasible among predicted |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {r['n']} | {r['predicted']} | {r['spearman']:+.3f} | {r['skipped']} | {r['wrong_skips']} | {r['infeasible']} |"
+            for r in rows
+        ),
+        "",
+    ]
+    return lines, {"storage": storage, "key": key, "budget": budget, "rows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--storage", nargs="+", default=["sqlite:///results/fidelity_fashion.db"])
+    ap.add_argument("--sizes", default="10,20,40")
+    ap.add_argument("--out", type=Path, default=Path("results/throughput_model_cpu.md"))
+    args = ap.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+    lines = [
+        "# The throughput model behind the feasibility screen, on stored CPU measurements",
+        "",
+        "Fit on the first N measurements (as a search refits), predict every later one; a skip needs the prediction plus",
+        "3 residual SDs under the budget.",
+        "",
+    ]
+    record = []
+    for storage in args.storage:
+        more, data = section(storage, sizes)
+        lines += more
+        record.append(data)
+    lines += [f"Command: `uv run python benchmarks/throughput_model_fit.py --storage {' '.join(args.storage)} --sizes {args.sizes}`", ""]
+    args.out.write_text("\n".join(lines))
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
