@@ -138,7 +138,9 @@ def search_cmd(**opts) -> None:
     if not quiet:
         click.echo(_header(problem, options, opts["data_source"]))
     summary = run_search(problem, options, None if quiet else _progress(problem.proxy))
-    if opts["train_top"]:
+    if opts["train_top"] and summary.interrupted:  # Ctrl-C means stop, not "go on to hours of training"
+        click.echo("interrupted: --train-top skipped; run the same command again to resume", err=True)
+    elif opts["train_top"]:
         if opts["baseline"]:
             summary.extra["comparison"] = _compare(problem, options, opts, quiet)
         else:

@@ -139,6 +139,26 @@ def test_search_train_top_writes_back_to_export_and_study(small_study, tmp_path,
     assert row["trained_top1"] == trained[0]["top1"] and row["accuracy"] is not None
 
 
+def test_an_interrupted_search_trains_nothing(monkeypatch, tmp_path, capsys):
+    """Ctrl-C during the search stops the command: --train-top does not go on to train."""
+    from effvit_nas.search.loop import SearchSummary
+
+    def interrupted(problem, options, on_event=None):
+        return SearchSummary("s", options.storage, 1, 0, 1, [], 0, 0, 0, 1.0, interrupted=True)
+
+    def no_training(*a, **kw):
+        raise AssertionError("trained after an interrupted search")
+
+    monkeypatch.setattr("effvit_nas.search.loop.run_search", interrupted)
+    monkeypatch.setattr("effvit_nas.cli.search._compare", no_training)
+    monkeypatch.setattr("effvit_nas.cli.search._train_top", no_training)
+    url = f"sqlite:///{tmp_path}/s.db"
+    for extra in (["--train-top", "1"], ["--train-top", "1", "--baseline", "M0"]):
+        r = run_main(capsys, "search", "--study", "s", "--storage", url, "--budget", "100", "--trials", "2", *TINY_SEARCH, *extra)
+        assert r.returncode == 0 and "--train-top skipped" in r.stderr, r.stderr
+        assert r.stdout.startswith("interrupted:") or "\ninterrupted:" in r.stdout
+
+
 @pytest.mark.parametrize(
     "extra, needle",
     [
