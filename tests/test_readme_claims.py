@@ -65,3 +65,13 @@ def test_channels_last_speedup_matches_training_speed_results():
         for r in json.loads((ROOT / "results/training_speed_cpu.json").read_text())["rows"]
     }
     assert f"batch 256, runs\n  {rows[('M0', 256)]:.1f}x / {rows[('M2', 256)]:.1f}x faster" in README
+
+
+def test_gpu_sentence_matches_gpu_results():
+    r = json.loads((ROOT / "results/throughput_gpu.json").read_text())
+    med = {n: statistics.median(v) for n, v in r["ours"].items()}
+    assert f"gives M0 {med['M0']:,.0f}\nimg/s ... M5 {med['M5']:,.0f} img/s" in README
+    vs = [med[n] / v for n, v in {"M0": 27644, "M1": 20093, "M2": 18218, "M3": 16644, "M4": 15914, "M5": 10621}.items()]
+    assert f"{min(vs):.1f}-{max(vs):.1f}x the paper's V100 figures" in README
+    ratio = [statistics.median(r["eager"][n]) / statistics.median(r["timm"][n]) for n in med]
+    assert f"our model runs\n{min(ratio):.2f}-{max(ratio):.2f}x timm's fused model" in README

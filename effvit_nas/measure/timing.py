@@ -3,9 +3,9 @@
 Protocol (the paper's, shortened by default so a search can afford it): random-initialised
 model in deployment form (every BN folded, :meth:`EfficientViT.deploy`), prepared by the
 chosen backend, a time-based warm-up, then timed iterations until ``measure_s`` have passed
-(at least ``min_iters``), synchronising after each on GPU. The figure is batch / median
-iteration time, in images per second, always reported with batch, precision, threads and
-backend. Call this through :mod:`effvit_nas.measure.actor` to get the device held exclusively
+(at least ``min_iters``), each timed by the host clock on CPU and by CUDA events on GPU. The
+figure is batch / median iteration time, in images per second, always reported with batch,
+precision, threads and backend. Call this through :mod:`effvit_nas.measure.actor` to get the device held exclusively
 within one Ray instance; :func:`device_lock` also keeps processes of other Ray instances (a
 second search, a `bench`) from timing on the same device of this machine at the same time.
 """
@@ -141,8 +141,50 @@ def halve_on_oom(run: Callable[[int], T], batch: int, free: Callable[[], None]) 
             batch //= 2
 
 
-def time_forward(forward: Callable[[], Any], settings: BenchSettings, sync: Callable[[], None]) -> list[float]:
-    """Seconds per timed iteration of ``forward`` after the time-based warm-up."""
+def wall_timer(sync: Callable[[], None]) -> Callable[[Callable[[], Any]], float]:
+    """Seconds of one call by the host clock, after ``sync`` (the CPU protocol)."""
+
+    def timed(forward: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        forward()
+        sync()
+        return time.perf_counter() - t0
+
+    return timed
+
+
+def cuda_event_timer() -> Callable[[Callable[[], Any]], float]:
+    """Seconds of one call on the current CUDA stream, between two CUDA events.
+
+    Events are stamped by the GPU itself, so the host's scheduling jitter (a busy core, a
+    Python pause before the synchronize returns) does not enter the figure; GPU idle time
+    between kernels still does, as it should for a throughput that includes launch overhead.
+    """
+    import torch
+
+    def timed(forward: Callable[[], Any]) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        forward()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3  # elapsed_time is in milliseconds
+
+    return timed
+
+
+def time_forward(
+    forward: Callable[[], Any],
+    settings: BenchSettings,
+    sync: Callable[[], None],
+    timed: Callable[[Callable[[], Any]], float] | None = None,
+) -> list[float]:
+    """Seconds per timed iteration of ``forward`` after the time-based warm-up.
+
+    ``timed`` times one iteration (default: the host clock after ``sync``); the time budget
+    ``settings.measure_s`` is always counted on the host clock.
+    """
+    timed = timed or wall_timer(sync)
     forward()  # first call: compilation, primitive creation, cudnn autotuning
     sync()
     end = time.perf_counter() + settings.warmup_s
@@ -152,10 +194,7 @@ def time_forward(forward: Callable[[], Any], settings: BenchSettings, sync: Call
     times: list[float] = []
     end = time.perf_counter() + settings.measure_s
     while time.perf_counter() < end or len(times) < settings.min_iters:
-        t0 = time.perf_counter()
-        forward()
-        sync()
-        times.append(time.perf_counter() - t0)
+        times.append(timed(forward))
     return times
 
 
@@ -185,11 +224,12 @@ def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, devi
         torch.backends.cudnn.benchmark = True
         torch.cuda.set_device(torch.device(torch_device))
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    timer = cuda_event_timer() if cuda else wall_timer(sync)
     try:
         with device_lock(torch_device):
             wall_start = time.time()
             times, batch = halve_on_oom(
-                lambda b: time_forward(prepare(config, settings, torch_device, b), settings, sync),
+                lambda b: time_forward(prepare(config, settings, torch_device, b), settings, sync, timer),
                 settings.batch,
                 torch.cuda.empty_cache if cuda else (lambda: None),
             )

@@ -8,7 +8,7 @@ from effvit_nas.arch.config import ArchConfig
 from effvit_nas.errors import UserError
 from effvit_nas.measure.devices import DeviceError, fingerprint
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.measure.timing import check_supported, halve_on_oom, measure
+from effvit_nas.measure.timing import check_supported, cuda_event_timer, halve_on_oom, measure, time_forward, wall_timer
 from tests.support import FAST_BENCH
 
 FAST = {**FAST_BENCH, "min_iters": 5}
@@ -123,3 +123,31 @@ def test_measure_on_gpu(tiny, backend):
     s = BenchSettings.for_device("cuda", batch=256, backend=backend, **FAST)
     m = measure(tiny, s, "cuda:0", fingerprint("cuda:0"))
     assert m.throughput > 0 and m.device["kind"] == "cuda" and m.settings["precision"] == "fp16"
+
+
+def test_time_forward_uses_the_given_timer():
+    calls = []
+    s = BenchSettings(batch=1, warmup_s=0.0, measure_s=1e-9, min_iters=4)
+    times = time_forward(lambda: calls.append(1), s, lambda: None, timed=lambda f: (f(), 0.25)[1])
+    assert len(times) >= 4 and set(times) == {0.25}
+    assert len(calls) == 1 + len(times)  # the untimed first call, then one per timed iteration
+
+
+def test_wall_timer_includes_the_sync():
+    timed = wall_timer(lambda: __import__("time").sleep(0.05))
+    assert timed(lambda: None) >= 0.05
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_events_time_inside_the_host_window():
+    import time
+
+    x = torch.randn(4096, 4096, device="cuda")
+    forward = lambda: x @ x  # noqa: E731
+    forward()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    gpu = cuda_event_timer()(forward)
+    host = time.perf_counter() - t0
+    assert 0 < gpu <= host  # the events are recorded and waited for inside the host's window
