@@ -152,6 +152,11 @@ def search_cmd(**opts) -> None:
         f"{'interrupted: ' if summary.interrupted else ''}{summary.complete} complete ({summary.feasible} feasible), {summary.failed} failed; "
         f"{summary.skipped_predicted} skipped as predicted infeasible, audits right {summary.audit_correct}/{summary.audited}; {summary.seconds:.0f} s"
     )
+    if summary.model_spearman is not None:
+        click.echo(
+            f"throughput model: Spearman {summary.model_spearman:+.2f} between {summary.model_predictions} predictions "
+            "and the measurements made after them"
+        )
     print_trials(summary.pareto, title="Pareto set (feasible, non-dominated)")
 
 

@@ -26,7 +26,7 @@ from effvit_nas.search.execution import Measurer, ProxyJob, ProxyRunner
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
 from effvit_nas.search.records import Attr, rung_points
-from effvit_nas.search.screening import Candidate, Fate, Outcome, ScreenCounts, Screener, failed, with_proxy
+from effvit_nas.search.screening import Candidate, Fate, Outcome, ScreenCounts, Screener, failed, prediction_rank_correlation, with_proxy
 from effvit_nas.search.study import Heartbeat, StudyHandle, interrupt, open_study, tell
 
 
@@ -66,6 +66,8 @@ class SearchSummary:
     setup_s: float = 0.0  # Ray start, study, data, before the first trial
     measure_s: float = 0.0  # wall time in throughput measurement calls
     proxy_s: float = 0.0  # wall time from submitting a round's proxies to their last result
+    model_spearman: float | None = None  # throughput model: predictions vs the measurements after them
+    model_predictions: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -278,6 +280,7 @@ def _summary(run: _Run, problem: SearchProblem, options: RunOptions, seconds: fl
     numbers = {t.number for t in front}
     complete = run.handle.records(("COMPLETE",))
     counts = run.screener.counts
+    spearman, predictions = prediction_rank_correlation(complete)
     return SearchSummary(
         study=options.study,
         storage=options.storage,
@@ -294,4 +297,6 @@ def _summary(run: _Run, problem: SearchProblem, options: RunOptions, seconds: fl
         setup_s=setup_s,
         measure_s=measure_s,
         proxy_s=run.proxy_s,
+        model_spearman=spearman,
+        model_predictions=predictions,
     )

@@ -106,15 +106,18 @@ def predicted_infeasible(predicted: float, budget: float) -> Outcome:
     )
 
 
-def measured(m: Measurement, budget: float, audit_of: float | None = None) -> Outcome:
+def measured(m: Measurement, budget: float, audit_of: float | None = None, predicted: float | None = None) -> Outcome:
     """After the measurement: ``UNDER_BUDGET`` (final, accuracy 0) or ``NEEDS_PROXY``.
-    ``audit_of``: the prediction this measurement audits, if it was a would-be skip."""
+    ``audit_of``: the prediction this measurement audits, if it was a would-be skip;
+    ``predicted``: the throughput model's prediction made before measuring (None: not fitted yet)."""
     attrs: dict[Attr, Any] = {
         Attr.MEASURED: True,
         Attr.THROUGHPUT: m.throughput,
         Attr.THROUGHPUT_IQR: [m.q1, m.q3],
         Attr.DEVICE_ID: m.device["id"],
     }
+    if predicted is not None:
+        attrs[Attr.PREDICTED_THROUGHPUT] = predicted
     if audit_of is not None:
         attrs.update({Attr.PREDICTED_INFEASIBLE: True, Attr.PREDICTED_THROUGHPUT: audit_of, Attr.AUDIT: True})
     constraint = _constraint(m.throughput, budget)
@@ -169,6 +172,19 @@ class ScreenCounts:
         )
 
 
+def prediction_rank_correlation(records: list[TrialRecord]) -> tuple[float | None, int]:
+    """Spearman's rho between the throughput model's predictions and the measurements that
+    followed them (each architecture once), and how many pairs: how well the model ranks
+    candidates it has not seen, as the search used it. None with fewer than 3 pairs."""
+    from scipy.stats import spearmanr
+
+    pairs = {r.key(): (r.predicted_throughput, r.throughput) for r in records if r.complete and r.measured and r.predicted_throughput}
+    if len(pairs) < 3:
+        return None, len(pairs)
+    predicted, measured_ = zip(*pairs.values(), strict=True)
+    return float(spearmanr(predicted, measured_).statistic), len(pairs)
+
+
 class Screener:
     """Decides each candidate's fate (module doc). ``measure`` times one config on the
     target device; ``previous`` finds the earliest complete trial of an architecture hash."""
@@ -200,8 +216,8 @@ class Screener:
             return reused(prev)
         x = features(candidate.config, candidate.params, candidate.macs)
         audit_of = None
+        predicted = self.model.predict(x)
         if self.model.clearly_infeasible(x):
-            predicted = self.model.predict(x)
             if not self._audit_due():
                 self.counts.skipped += 1
                 return predicted_infeasible(predicted, self.budget)
@@ -211,7 +227,7 @@ class Screener:
         self.model.add(x, m.throughput)
         if audit_of is not None and m.throughput < self.budget:
             self.counts.audit_correct += 1
-        return measured(m, self.budget, audit_of)
+        return measured(m, self.budget, audit_of, predicted)
 
     def _audit_due(self) -> bool:
         """Every ``audit_every``-th would-be skip is measured anyway."""

@@ -10,7 +10,7 @@ from effvit_nas.arch.config import ArchConfig
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import Measurement
 from effvit_nas.search.records import TrialRecord
-from effvit_nas.search.screening import Candidate, Fate, Screener, with_proxy
+from effvit_nas.search.screening import Candidate, Fate, Screener, prediction_rank_correlation, with_proxy
 from tests.support import TINY
 
 BUDGET = 1000.0
@@ -276,3 +276,32 @@ def test_halved_candidates_record_their_steps_and_stay_off_the_front(tmp_path):
     assert all(r.stopped == (r.attrs["proxy_steps"] == 3) for r in records)
     front = {t.number for t in pareto_trials(study)}
     assert front and not any(r.stopped for r in records if r.number in front)
+
+
+def _measured_record(number: int, config_hash: str, predicted: float | None, throughput: float) -> TrialRecord:
+    values = dict.fromkeys(TrialRecord.__dataclass_fields__)
+    values.update(number=number, state="COMPLETE", constraints={}, config_hash=config_hash, measured=True, throughput=throughput)
+    values.update(predicted_throughput=predicted, predicted_infeasible=False, audit=False, note="", fail_reason="", attrs={})
+    return TrialRecord(**values)
+
+
+def test_the_prediction_made_before_measuring_is_stored_with_the_measurement():
+    out = screener(FakeMeasurer(1500.0), FakeModel(predicted=1234.0)).decide(candidate())
+    assert out.attrs["predicted_throughput"] == 1234.0 and "predicted_infeasible" not in out.attrs
+
+    class Unfitted(FakeModel):
+        def predict(self, x):
+            return None
+
+    assert "predicted_throughput" not in screener(FakeMeasurer(1500.0), Unfitted()).decide(candidate()).attrs
+
+
+def test_prediction_rank_correlation_counts_each_architecture_once():
+    good = [_measured_record(i, f"h{i}", 100.0 * i, 90.0 * i + 5) for i in range(1, 6)]
+    assert prediction_rank_correlation(good) == (pytest.approx(1.0), 5)
+    reversed_ = [_measured_record(i, f"h{i}", 100.0 * (6 - i), 90.0 * i) for i in range(1, 6)]
+    assert prediction_rank_correlation(reversed_) == (pytest.approx(-1.0), 5)
+    repeat = _measured_record(9, "h1", 100.0, 90.0)  # a repeat of h1: not a second pair
+    unpredicted = _measured_record(10, "h10", None, 50.0)  # measured before the model was fitted
+    assert prediction_rank_correlation([*good, repeat, unpredicted]) == (pytest.approx(1.0), 5)
+    assert prediction_rank_correlation(good[:2]) == (None, 2)
