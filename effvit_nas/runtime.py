@@ -9,6 +9,10 @@ global matplotlib backend. What cannot be scoped:
   run`` again, re-resolving the environment and packaging the working directory (minutes per
   worker). effvit-nas is installed in the environment already, and must be on cluster nodes
   (runners/README.md). A value the user set is kept.
+* SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) inside :func:`sigterm_interrupts`,
+  which the command line wraps around each run: a ``kill`` or a scheduler stopping a search
+  then takes the Ctrl-C path (the running trials are failed and re-enqueued, nothing stored is
+  lost) instead of dying mid-write. The previous handler is restored after the block.
 * ``RAY_AUTH_MODE=token`` before Ray starts or joins a cluster. Ray 2.60 enables token
   authentication by default for a local cluster, but only a process that says so explicitly
   sends the token when it joins one (``ray start`` clusters, ``--ray-address``), and an unset
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
@@ -67,3 +73,80 @@ def root_cause(error: BaseException) -> BaseException:
             break
         error = inner
     return error
+
+
+RAY_CURRENT_CLUSTER = "/tmp/ray/ray_current_cluster"  # where `ray start` records its address
+
+
+def cluster_endpoint(address: str) -> tuple[str, int] | None:
+    """The ``(host, port)`` a Ray address connects to first: ``HOST:PORT``, ``ray://HOST:PORT``,
+    or ``auto`` (the address ``ray start`` recorded on this machine). None where there is
+    nothing to probe (``local``, ``auto`` with no record, a form Ray resolves itself)."""
+    if address == "auto":
+        try:
+            with open(RAY_CURRENT_CLUSTER) as f:
+                address = f.read().strip()
+        except OSError:
+            return None  # Ray says itself, at once, that no cluster is running
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Raise a one-line UserError when nothing answers at the Ray address ``address``.
+
+    Ray retries a dead address for a minute or more, silently; a TCP connect answers in
+    milliseconds (refused) or ``timeout_s`` (unroutable)."""
+    import socket
+
+    from effvit_nas.errors import UserError
+
+    endpoint = cluster_endpoint(address)
+    if endpoint is None:
+        return
+    try:
+        socket.create_connection(endpoint, timeout=timeout_s).close()
+    except OSError as e:
+        where = f"{endpoint[0]}:{endpoint[1]}" + (f" (recorded by `ray start` in {RAY_CURRENT_CLUSTER})" if address == "auto" else "")
+        raise UserError(
+            f"no Ray cluster answers at {where}: {e.strerror or e}; start it (`ray start --head`) "
+            "or leave out --ray-address to run a local Ray"
+        ) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered as an interrupt (see the module doc)."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside the block SIGTERM raises :class:`Terminated` in the main thread (elsewhere, where
+    Python allows no handler, the block changes nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def keep_sigterm_handler() -> Iterator[None]:
+    """Restore the SIGTERM handler after the block: ``ray.init`` installs its own (``sys.exit``),
+    which would bypass :func:`sigterm_interrupts`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -19,6 +19,7 @@ from effvit_nas.cli.results import export_cmd, pareto_cmd, show_cmd, studies_cmd
 from effvit_nas.cli.search import search_cmd
 from effvit_nas.cli.train import train_cmd
 from effvit_nas.errors import SettingError, UserError
+from effvit_nas.runtime import Terminated, sigterm_interrupts
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -51,7 +52,8 @@ def flag_for(error: SettingError) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: bad input becomes one ``error:`` line and exit status 2."""
     try:
-        rv = app.main(args=argv, prog_name="effvit-nas", standalone_mode=False)
+        with sigterm_interrupts():
+            rv = app.main(args=argv, prog_name="effvit-nas", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:
         click.echo(e.ctx.get_help())
         sys.exit(0)
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except Terminated:
+        click.echo("terminated (SIGTERM)", err=True)
+        sys.exit(143)
     except (KeyboardInterrupt, click.Abort):
         click.echo("interrupted", err=True)
         sys.exit(130)

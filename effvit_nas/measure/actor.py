@@ -33,20 +33,23 @@ def connect(address: str | None = None) -> None:
     joining whatever cluster a ``ray start`` left recorded on this machine: when that cluster
     died without ``ray stop`` the join hangs silently for minutes. Joining is explicit
     (``--ray-address auto``)."""
-    from effvit_nas.runtime import import_ray
+    from effvit_nas.runtime import check_reachable, import_ray, keep_sigterm_handler
 
     ray = import_ray()
 
     if ray.is_initialized():
         return
+    target = address or os.environ.get("RAY_ADDRESS") or "local"
+    check_reachable(target)
     try:
-        ray.init(
-            address=address or os.environ.get("RAY_ADDRESS") or "local",
-            namespace=NAMESPACE,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        with keep_sigterm_handler():
+            ray.init(
+                address=target,
+                namespace=NAMESPACE,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or "local"
         raise UserError(f"cannot start/join Ray ({where}): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

@@ -71,3 +71,16 @@ def test_bench_names_the_threads_flag(tmp_path, capsys, local_ray):
     r = run_main(capsys, "bench", "M0", "--threads", str(cpus + 1), "--storage", f"sqlite:///{tmp_path}/x.db")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip() == f"error: --threads {cpus + 1} is more than the {cpus} CPUs Ray can give one worker"
+
+
+def test_bench_at_a_dead_ray_address_is_one_line(tmp_path, tiny_file):
+    """In a fresh process (a test process already has Ray initialised): nothing listens on the
+    port, so the run stops before Ray retries the address for a minute."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run_cli("bench", str(tiny_file), "--device", "cpu", "--storage", f"sqlite:///{tmp_path}/b.db", "--ray-address", f"127.0.0.1:{port}")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in r.stderr

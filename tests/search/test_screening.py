@@ -2,6 +2,7 @@
 model and fake proxies drive the screener and the loop over a real SQLite study."""
 
 import math
+import time
 
 import optuna
 import pytest
@@ -202,7 +203,18 @@ def test_loop_finishes_every_trial_in_one_of_its_fates(tmp_path):
     assert front and all(next(r for r in records if r.number == n).feasible for n in front)
 
 
-def test_ctrl_c_fails_and_re_enqueues_the_unfinished_trial(tmp_path):
+def _sigterm_self():
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # the handler raises before this returns
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_fails_and_re_enqueues_the_unfinished_trial(tmp_path, stop):
+    """Ctrl-C, or a real SIGTERM under the command line's handler (`kill`, a scheduler)."""
+    from effvit_nas.runtime import sigterm_interrupts
     from effvit_nas.search.loop import run_search
 
     calls = []
@@ -210,11 +222,14 @@ def test_ctrl_c_fails_and_re_enqueues_the_unfinished_trial(tmp_path):
     def interrupted_third(config):
         calls.append(config)
         if len(calls) == 3:
+            if stop == "sigterm":
+                _sigterm_self()
             raise KeyboardInterrupt
         return _by_width(config)
 
     problem, options = _problem_options(tmp_path, trials=6)
-    summary = run_search(problem, options, measure=interrupted_third, run_proxies=_proxies)
+    with sigterm_interrupts():
+        summary = run_search(problem, options, measure=interrupted_third, run_proxies=_proxies)
     study = optuna.load_study(study_name="fake", storage=options.storage)
     states = [t.state.name for t in study.get_trials()]
     assert summary.interrupted and states[:3] == ["COMPLETE", "COMPLETE", "FAIL"] and states[3] == "WAITING"

@@ -1,0 +1,89 @@
+"""Reaching a Ray cluster: a dead address is one line at once, not a silent minute of retries."""
+
+import socket
+
+import pytest
+
+from effvit_nas import runtime
+from effvit_nas.errors import UserError
+from effvit_nas.runtime import check_reachable, cluster_endpoint
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "address, endpoint",
+    [
+        ("10.0.0.5:6379", ("10.0.0.5", 6379)),
+        ("ray://head:10001", ("head", 10001)),
+        ("[::1]:6379", ("::1", 6379)),
+        ("local", None),
+        ("head", None),
+    ],
+)
+def test_cluster_endpoint(address, endpoint):
+    assert cluster_endpoint(address) == endpoint
+
+
+def test_auto_reads_what_ray_start_recorded(tmp_path, monkeypatch):
+    record = tmp_path / "ray_current_cluster"
+    monkeypatch.setattr(runtime, "RAY_CURRENT_CLUSTER", str(record))
+    assert cluster_endpoint("auto") is None  # no record: Ray itself says no cluster is running
+    record.write_text("127.0.0.1:6380\n")
+    assert cluster_endpoint("auto") == ("127.0.0.1", 6380)
+
+
+def test_a_dead_address_fails_at_once_with_one_line(tmp_path, monkeypatch):
+    port = _free_port()  # nothing listens there now
+    with pytest.raises(UserError) as e:
+        check_reachable(f"127.0.0.1:{port}")
+    msg = str(e.value)
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in msg and "\n" not in msg and "--ray-address" in msg
+    record = tmp_path / "ray_current_cluster"
+    record.write_text(f"127.0.0.1:{port}")
+    monkeypatch.setattr(runtime, "RAY_CURRENT_CLUSTER", str(record))
+    with pytest.raises(UserError, match="recorded by `ray start`"):
+        check_reachable("auto")
+
+
+def test_a_listening_address_passes():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_reachable(f"127.0.0.1:{server.getsockname()[1]}")
+    check_reachable("local")  # nothing to probe
+
+
+def test_sigterm_raises_terminated_inside_the_block_only():
+    import os
+    import signal
+
+    from effvit_nas.runtime import Terminated, keep_sigterm_handler, sigterm_interrupts
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated), sigterm_interrupts():
+        with keep_sigterm_handler():
+            signal.signal(signal.SIGTERM, lambda *a: None)  # as ray.init installs its own
+        os.kill(os.getpid(), signal.SIGTERM)
+        pytest.fail("SIGTERM did not interrupt")
+    assert signal.getsignal(signal.SIGTERM) is before and issubclass(Terminated, KeyboardInterrupt)
+
+
+def test_the_command_line_reports_a_sigterm_with_exit_143(monkeypatch, capsys):
+    import importlib
+
+    from effvit_nas.runtime import Terminated
+
+    app = importlib.import_module("effvit_nas.cli.app")  # the module (the package exports the group as `app`)
+
+    def terminated(**kw):
+        raise Terminated()
+
+    monkeypatch.setattr(app.app, "main", terminated)
+    with pytest.raises(SystemExit) as e:
+        app.main(["studies"])
+    assert e.value.code == 143 and capsys.readouterr().err.strip() == "terminated (SIGTERM)"
