@@ -127,7 +127,7 @@ def interrupt(handle: StudyHandle, trials: list[Any]) -> None:
 
     for trial in trials:
         if handle.storage.get_trial(handle.trial_id(trial)).state == optuna.trial.TrialState.RUNNING:
-            trial.set_user_attr(str(Attr.FAIL_REASON), "interrupted (Ctrl-C); re-enqueued")
+            trial.set_user_attr(str(Attr.FAIL_REASON), "interrupted (Ctrl-C or SIGTERM); re-enqueued")
             with quiet_optuna():
                 handle.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 handle.study.enqueue_trial(trial.params)
