@@ -67,7 +67,12 @@ class DeviceWorker:
     """Holds one device and measures one candidate at a time (run as a Ray actor)."""
 
     def __init__(self, device: str):
-        self.torch_device = resolve_local(parse_device(device))
+        try:
+            self.torch_device = resolve_local(parse_device(device))
+        except DeviceError as e:  # on a cluster: say which node claimed the device and lacks it
+            from effvit_nas.runtime import import_ray
+
+            raise DeviceError(f"{e} (Ray node {import_ray().util.get_node_ip_address()})") from None
         self._fp = fingerprint(self.torch_device)
         # import the model code now (seconds: timm, torchvision), not inside the first timing call
         import effvit_nas.model.deploy

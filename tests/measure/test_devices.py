@@ -64,3 +64,18 @@ def test_named_gpu_resolves_to_its_cuda_index():
     assert resolve_local(parse_device(token)).startswith("cuda:")
     fp = fingerprint("cuda:0")
     assert fp["kind"] == "cuda" and fp["driver"] and fp["cuda"]
+
+
+def test_a_device_worker_on_a_node_without_the_device_names_the_node():
+    """What a node that claims a GPU type it cannot use raises when the device actor starts
+    there (the driver unwraps it from Ray's ActorDiedError into one line)."""
+    import torch
+
+    from effvit_nas.measure.actor import DeviceWorker
+    from effvit_nas.runtime import import_ray
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has the device")
+    with pytest.raises(DeviceError, match=r"not available here.*\(Ray node [\d.]+\)$") as e:
+        DeviceWorker("v100")
+    assert import_ray().util.get_node_ip_address() in str(e.value) and "\n" not in str(e.value)
