@@ -12,7 +12,7 @@ from effvit_nas.errors import SettingError, UserError
 from effvit_nas.search.options import parse_duration
 from effvit_nas.search.problem import parse_budget
 from tests.support import TINY_SEARCH as SMALL
-from tests.support import run_cli, run_main
+from tests.support import run_main
 
 TINY_SEARCH = [*SMALL, "--steps", "8"]
 
@@ -66,29 +66,57 @@ def _beating(db: str) -> bool:
         return c.execute(q).fetchone()[0] > 0
 
 
-def test_search_end_to_end_resume_and_show(tmp_path, capsys, local_ray, stale_cluster_file):
-    """A real search in a fresh process with a budget relative to M0 (measured there, at the
-    space's 64 px), resumed here with the stored budget, then read back by `show`/`studies`.
-    The fresh process starts its own local Ray although a dead cluster is recorded on the
-    machine, and Ray's own log lines stay off the user's terminal."""
+def _kill_once_a_trial_runs(p: subprocess.Popen, db, study: str) -> None:
+    """SIGKILL ``p``'s process group once a trial is complete and another runs with its
+    heartbeat recorded (a kill between Optuna's ask and the first beat, milliseconds apart,
+    would leave a trial nothing can see die)."""
+    deadline = time.time() + 240
+    states: list = []
+    while time.time() < deadline and p.poll() is None:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                states = [s for _, s in _trials(str(db), study)]
+            except sqlite3.OperationalError:
+                continue
+            if states.count("COMPLETE") >= 1 and _beating(str(db)):
+                break
+    assert "RUNNING" in states, f"never saw a running trial: {states}; {p.stderr.read()[-2000:] if p.poll() is not None else ''}"
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+
+
+def test_search_in_a_fresh_process_killed_resumed_and_shown(tmp_path, capsys, local_ray, stale_cluster_file):
+    """A real search in a fresh process, with a budget relative to M0 (measured there, at the
+    space's 64 px), SIGKILLed mid-trial; the same command here resumes with the stored budget,
+    fails the killed trial by its stale heartbeat and runs only what is missing; `show` and
+    `studies` read it back. The fresh process starts its own local Ray although a dead cluster
+    is recorded on the machine, and Ray's own log lines stay off the user's terminal."""
     db = tmp_path / "s.db"
     url = f"sqlite:///{db}"
-    r = run_cli("search", "--budget", "0.3xM0", "--trials", "2", "--study", "e2e", "--storage", url, *TINY_SEARCH, "--json")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "Token authentication" not in r.stderr, r.stderr
-    summary = json.loads(r.stdout)
-    budget = json.loads(run_main(capsys, "studies", "--storage", url, "--json").stdout)[0]["budget"]
-    assert summary["complete"] == 2 and summary["run_trials"] == 2 and budget > 0
-    for p in summary["pareto"]:
-        assert p["feasible"] and p["pareto"] and p["throughput"] >= budget and p["accuracy"] > 0 and p["proxy"] == "naswot"
+    args = ["search", "--budget", "0.3xM0", "--trials", "3", "--study", "e2e", "--storage", url, *TINY_SEARCH]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "effvit_nas.cli", *args, "--quiet"],  # quiet: no progress to fill the pipes while it runs
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    _kill_once_a_trial_runs(p, db, "e2e")
+    stderr = p.stderr.read()
+    assert "Token authentication" not in stderr and "ray_current_cluster" not in stderr, stderr
+    time.sleep(4)  # > 3 heartbeats (the grace period): the killed trial is now stale
 
-    # same command with more trials (here in this process): resumes and runs only the missing ones
-    r = run_main(capsys, "search", "--budget", "0.3xM0", "--trials", "3", "--study", "e2e", "--storage", url, *TINY_SEARCH)
+    budget = json.loads(run_main(capsys, "studies", "--storage", url, "--json").stdout)[0]["budget"]
+    r = run_main(capsys, *args)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert f"budget 0.3xM0 = {budget:,.0f} img/s" in r.stdout
-    assert [s for _, s in _trials(str(db), "e2e")].count("COMPLETE") == 3
+    assert f"budget 0.3xM0 = {budget:,.0f} img/s" in r.stdout and budget > 0
+    states = [s for _, s in _trials(str(db), "e2e")]
+    assert states.count("COMPLETE") == 3 and "RUNNING" not in states and states.count("FAIL") >= 1
 
     rows = json.loads(run_main(capsys, "show", "--study", "e2e", "--storage", url, "--json").stdout)
+    assert len(rows) == len(states)  # the killed trial is listed too, as failed
+    rows = [row for row in rows if row["state"] == "COMPLETE"]
     assert len(rows) == 3
     for row in rows:
         for k in ("number", "state", "config", "params", "macs", "throughput", "accuracy", "feasible", "pareto"):
@@ -96,7 +124,7 @@ def test_search_end_to_end_resume_and_show(tmp_path, capsys, local_ray, stale_cl
         assert row["params"] > 0 and row["config"]["img_size"] == 64
         assert row["feasible"] == (row["throughput"] >= budget)
         if row["feasible"]:
-            assert row["accuracy"] is not None
+            assert row["accuracy"] is not None and row["proxy"] == "naswot"
     text = run_main(capsys, "show", "--study", "e2e", "--storage", url).stdout
     assert f"budget {budget:,.0f} img/s" in text and "pareto" in text
 
@@ -153,66 +181,6 @@ def test_pareto_set_lists_each_architecture_once():
     assert [t.number for t in front] == [1, 0]
 
 
-def test_resume_after_sigkill(tmp_path, capsys, local_ray):
-    db = tmp_path / "k.db"
-    url = f"sqlite:///{db}"
-    args = [
-        sys.executable,
-        "-m",
-        "effvit_nas.cli",
-        "search",
-        "--budget",
-        "300",
-        "--trials",
-        "3",
-        "--study",
-        "k",
-        "--storage",
-        url,
-        *TINY_SEARCH,
-        "--quiet",
-        "--ray-address",  # the session's Ray: this test is about the killed driver, not starting Ray
-        local_ray.get_runtime_context().gcs_address,
-    ]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 240
-    states: list = []
-    while time.time() < deadline:
-        time.sleep(0.5)
-        if db.exists():
-            try:
-                states = [s for _, s in _trials(str(db), "k")]
-            except sqlite3.OperationalError:
-                continue
-            # kill once a trial runs with its heartbeat recorded (a kill between Optuna's ask
-            # and the first beat, milliseconds apart, would leave a trial nothing can see die)
-            if states.count("COMPLETE") >= 1 and _beating(str(db)):
-                break
-    assert "RUNNING" in states, f"never saw a running trial: {states}"
-    os.killpg(p.pid, signal.SIGKILL)
-    p.wait()
-    time.sleep(4)  # > 3 heartbeats: the killed trial is now stale
-
-    r = run_main(capsys, "search", "--budget", "300", "--trials", "3", "--study", "k", "--storage", url, *TINY_SEARCH, "--json")
-    assert r.returncode == 0, r.stderr[-3000:]
-    after = _trials(str(db), "k")
-    assert [s for _, s in after].count("COMPLETE") == 3
-    assert "RUNNING" not in [s for _, s in after]
-    assert "FAIL" in [s for _, s in after]  # the killed trial, failed by its stale heartbeat and re-run
-
-
-@pytest.mark.parametrize(
-    "args, needle",
-    [
-        (["search", "--budget", "fast", "--trials", "1"], "--budget 'fast' is not a throughput"),
-        (["search", "--budget", "1k"], "--trials N or --timeout"),
-        (["search", "--budget", "1k", "--trials", "1", "--device", "v100"], "not available"),
-        (["search", "--budget", "1k", "--trials", "1", "--space", "nope"], "bundled space"),
-        (["search", "--budget", "1k", "--trials", "1", "--timeout", "soon"], "--timeout 'soon' is not a duration"),
-        (["search", "--budget", "1k", "--trials", "0"], "--trials must be positive"),
-        (["show", "--study", "nothing-here"], "no study"),
-    ],
-)
 def test_search_bad_input(tmp_path, capsys, args, needle):
     r = run_main(capsys, *args, "--storage", f"sqlite:///{tmp_path}/b.db")
     assert r.returncode == 2, (r.stdout, r.stderr)
