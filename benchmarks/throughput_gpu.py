@@ -125,21 +125,29 @@ def report(rec: dict, names: list[str], rounds: int, out: Path) -> list[str]:
     ]
 
 
+def require_cuda() -> None:
+    if not torch.cuda.is_available():
+        raise SystemExit("needs a CUDA GPU")
+
+
+def save(out: Path, md: list[str], rec: dict) -> None:
+    """The report as ``out`` (markdown) and its record beside it (.json); the report printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(md) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(rec, indent=1, default=str) + "\n")
+    print("\n".join(md))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", default=",".join(PRESETS))
     ap.add_argument("--out", type=Path, default=Path("results/throughput_gpu.md"))
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("needs a CUDA GPU")
+    require_cuda()
     names = args.models.split(",")
     rec = run(names, args.rounds)
-    md = report(rec, names, args.rounds, args.out)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(rec, indent=1, default=str) + "\n")
-    print("\n".join(md))
+    save(args.out, report(rec, names, args.rounds, args.out), rec)
 
 
 if __name__ == "__main__":
