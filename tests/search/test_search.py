@@ -181,6 +181,18 @@ def test_pareto_set_lists_each_architecture_once():
     assert [t.number for t in front] == [1, 0]
 
 
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["search", "--budget", "fast", "--trials", "1"], "--budget 'fast' is not a throughput"),
+        (["search", "--budget", "1k"], "--trials N or --timeout"),
+        (["search", "--budget", "1k", "--trials", "1", "--device", "v100"], "not available"),
+        (["search", "--budget", "1k", "--trials", "1", "--space", "nope"], "bundled space"),
+        (["search", "--budget", "1k", "--trials", "1", "--timeout", "soon"], "--timeout 'soon' is not a duration"),
+        (["search", "--budget", "1k", "--trials", "0"], "--trials must be positive"),
+        (["show", "--study", "nothing-here"], "no study"),
+    ],
+)
 def test_search_bad_input(tmp_path, capsys, args, needle):
     r = run_main(capsys, *args, "--storage", f"sqlite:///{tmp_path}/b.db")
     assert r.returncode == 2, (r.stdout, r.stderr)
