@@ -28,7 +28,7 @@ from throughput_backends import PAPER_V100
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.measure.timing import cuda_event_timer, measure, prepare, summarize, time_forward, wall_timer
+from effvit_nas.measure.timing import cuda_event_timer, measure, measure_ratio, prepare, summarize, time_forward, wall_timer
 from effvit_nas.model.efficientvit import fuse_modules
 from effvit_nas.model.timm_compat import create_timm_model
 
@@ -67,7 +67,18 @@ def clocks(s: BenchSettings) -> dict[str, float]:
 def run(names: list[str], rounds: int) -> dict:
     s = BenchSettings.for_device("cuda")
     fp = fingerprint(DEVICE)
-    rec: dict = {"device": fp, "settings": s.__dict__, "ours": {}, "eager": {}, "timm": {}, "cv": {}, "seconds": {}, "clocks": []}
+    rec: dict = {
+        "device": fp,
+        "settings": s.__dict__,
+        "ours": {},
+        "eager": {},
+        "timm": {},
+        "cv": {},
+        "seconds": {},
+        "clocks": [],
+        "ratio_m2_m0": [],
+        "windows": {},
+    }
     t0 = time.time()
     for r in range(rounds):
         for n in names:
@@ -76,9 +87,12 @@ def run(names: list[str], rounds: int) -> dict:
             rec["ours"].setdefault(n, []).append(m.throughput)
             rec["cv"].setdefault(n, []).append(m.cv)
             rec["seconds"].setdefault(n, []).append(m.seconds)
+            rec["windows"].setdefault(n, []).append([m.windows, m.disturbed])
             rec["eager"].setdefault(n, []).append(measure(PRESETS[n], replace(s, backend="eager"), DEVICE, fp).throughput)
             rec["timm"].setdefault(n, []).append(timm_reference(n, s))
         rec["clocks"].append(clocks(s))
+        q = measure_ratio(PRESETS["M2"], PRESETS["M0"], s, DEVICE, fp)  # ratio mode, as `bench M2 --relative-to M0`
+        rec["ratio_m2_m0"].append({"ratio": q.ratio, "ci": [q.ci_low, q.ci_high], "pairs": q.pairs, "seconds": q.seconds})
         print(f"round {r + 1}/{rounds} done ({time.time() - t0:.0f} s)", flush=True)
     return rec
 
@@ -107,7 +121,8 @@ def report(rec: dict, names: list[str], rounds: int, out: Path) -> list[str]:
         "",
         f"Device: {fp.get('name')}, torch {fp.get('torch')}, CUDA {fp.get('cuda')}, fingerprint `{fp.get('id')}`.",
         f"Protocol: batch {s['batch']}, 224x224, {s['precision']} autocast, backend {s['backend']}, BN folded, cudnn benchmark,"
-        f" warm-up {s['warmup_s']:g} s + {s['measure_s']:g} s timed (each iteration by CUDA events); {rounds} rounds, models interleaved.",
+        f" warm-up {s['warmup_s']:g} s, then {s.get('window_s', 0):g} s windows until the 95 % interval is within ±{100 * s.get('ci_target', 0):g} % or"
+        f" {s['measure_s']:g} s (each iteration timed by CUDA events); {rounds} rounds, models interleaved.",
         "Images/s: median over rounds [min-max]. 'across rounds' = CV of the per-round medians (repeatability);"
         " 'within' = median CV of iteration times inside one measurement.",
         "",
@@ -120,6 +135,16 @@ def report(rec: dict, names: list[str], rounds: int, out: Path) -> list[str]:
         f" {'same' if order == paper else 'differs'}); per round: {sum(o == paper for o in per_round)} of {rounds} in the paper's order.",
         "",
         f"Clocks on one prepared M0: CUDA-event / host-clock throughput = {', '.join(f'{x:.3f}' for x in ratio)} per round.",
+        "",
+        "Windows per measurement (disturbed), ours trace: "
+        + "; ".join(f"{n} " + ", ".join(f"{w} ({d})" for w, d in rec["windows"][n]) for n in names)
+        + ".",
+        "",
+        "Ratio mode, M2 relative to M0 in alternating windows, per round: "
+        + ", ".join(
+            f"{q['ratio']:.3f} [{q['ci'][0]:.3f}-{q['ci'][1]:.3f}] ({q['pairs']} pairs, {q['seconds']:.1f} s)" for q in rec["ratio_m2_m0"]
+        )
+        + f"; separate figures' M2/M0 per round: {', '.join(f'{a / b:.3f}' for a, b in zip(rec['ours']['M2'], rec['ours']['M0'], strict=True))}.",
         "",
         f"Command: `python benchmarks/throughput_gpu.py --rounds {rounds} --out {out}`",
     ]

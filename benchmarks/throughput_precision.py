@@ -1,61 +1,195 @@
-"""How repeatable is one default throughput measurement, and what does it cost?
+"""How repeatable is one default throughput measurement, quiet and beside a busy process?
 
-Measures the same configs N times with the default CPU protocol of `effvit-nas bench`
-(batch 16, 1 thread, fp32, traced, 1.5 s warm-up + 4 s timed) and reports the CV of the
-N medians (target <= 2 %) and the seconds each measurement took (target <= 10 s).
+Measures M0..M5 (at their own resolutions) in rounds, N rounds per condition, with the default
+CPU protocol of `effvit-nas bench` (batch 16, 1 thread, fp32, traced; 1.5 s warm-up, then
+0.25 s windows until the 95 % interval is within ±1 % or 4 s have passed; disturbed windows
+left out). Conditions: ``quiet`` (nothing else running) and ``busy`` (a second process spins
+on one core the whole time: the other core of this 2-core VM). Reports, per model and
+condition, the CV of the N figures (targets: <= 2 % quiet, <= 3 % busy), the seconds per
+measurement (target <= 10 s) and the disturbed windows; per round, whether M0..M5 came out in
+the paper's order (M0 fastest).
 
-    uv run python benchmarks/throughput_precision.py --repeats 5 --out results/throughput_precision_cpu.md
+    uv run python benchmarks/throughput_precision.py --repeats 10 --out results/throughput_precision_cpu.md
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.measure.timing import measure
+from effvit_nas.measure.timing import measure, measure_ratio
+from effvit_nas.measure.windows import FIGURE_QUANTILE
+
+MODELS = ("M0", "M1", "M2", "M3", "M4", "M5")
+RATIO_MODELS, RATIO_REFERENCE = ("M2", "M5"), "M0"
+ESTIMATOR_QUANTILES = (0.5, 0.25, 0.1, 0.0)
+
+
+def rounds(repeats: int, settings: BenchSettings, fp: dict) -> list[dict[str, dict]]:
+    """``repeats`` rounds, each measuring M0..M5 once in order."""
+    out = []
+    for r in range(repeats):
+        row = {}
+        for name in MODELS:
+            m = measure(PRESETS[name], settings, "cpu", fp)
+            row[name] = {
+                "throughput": m.throughput,
+                "seconds": m.seconds,
+                "windows": m.windows,
+                "disturbed": m.disturbed,
+                "ci": [m.ci_low, m.ci_high],
+                "window_times": m.window_times,
+                "batch": m.batch,
+            }
+        for name in RATIO_MODELS:
+            q = measure_ratio(PRESETS[name], PRESETS[RATIO_REFERENCE], settings, "cpu", fp)
+            row[f"{name}/{RATIO_REFERENCE}"] = {"ratio": q.ratio, "ci": [q.ci_low, q.ci_high], "seconds": q.seconds, "pairs": q.pairs}
+        print(f"round {r}: " + "  ".join(f"{n} {row[n]['throughput']:.0f}" for n in MODELS), flush=True)
+        out.append(row)
+    return out
+
+
+def busy_process() -> subprocess.Popen:
+    """A process that keeps one core busy until killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def estimators(data: list[dict[str, dict]]) -> dict[str, dict[str, float]]:
+    """CV over rounds of other figures computed from the same windows: which window quantile
+    (of seconds per iteration; 0 = the fastest window) repeats best."""
+    out: dict[str, dict[str, float]] = {}
+    for q in ESTIMATOR_QUANTILES:
+        out[f"q{q:g}"] = {}
+        for name in MODELS:
+            tp = [r[name]["batch"] / float(np.quantile(r[name]["window_times"], q)) for r in data]
+            out[f"q{q:g}"][name] = statistics.stdev(tp) / statistics.mean(tp)
+    return out
+
+
+def summary(data: list[dict[str, dict]]) -> dict:
+    per_model = {}
+    for name in MODELS:
+        tp = [r[name]["throughput"] for r in data]
+        sec = [r[name]["seconds"] for r in data]
+        per_model[name] = {
+            "throughput": tp,
+            "median": statistics.median(tp),
+            "cv": statistics.stdev(tp) / statistics.mean(tp),
+            "seconds_median": statistics.median(sec),
+            "seconds_max": max(sec),
+            "disturbed": sum(r[name]["disturbed"] for r in data),
+            "windows": sum(r[name]["windows"] for r in data),
+        }
+    in_order = [all(r[a]["throughput"] > r[b]["throughput"] for a, b in itertools.pairwise(MODELS)) for r in data]
+    return {"models": per_model, "paper_order": in_order, "estimator_cv": estimators(data), "ratios": ratio_summary(data)}
+
+
+def ratio_summary(data: list[dict[str, dict]]) -> dict[str, dict]:
+    """Ratio mode against the same rounds' separate figures: CV over rounds of each."""
+    out = {}
+    for name in RATIO_MODELS:
+        ratios = [r[f"{name}/{RATIO_REFERENCE}"]["ratio"] for r in data]
+        separate = [r[name]["throughput"] / r[RATIO_REFERENCE]["throughput"] for r in data]
+        out[name] = {
+            "ratios": ratios,
+            "cv": statistics.stdev(ratios) / statistics.mean(ratios),
+            "separate": separate,
+            "separate_cv": statistics.stdev(separate) / statistics.mean(separate),
+            "seconds_median": statistics.median(r[f"{name}/{RATIO_REFERENCE}"]["seconds"] for r in data),
+        }
+    return out
+
+
+def table(cond: str, s: dict) -> list[str]:
+    lines = []
+    for name in MODELS:
+        m = s["models"][name]
+        lines.append(
+            f"| {cond} | {name} | {m['median']:,.0f} | {100 * m['cv']:.2f} % | {min(m['throughput']):,.0f}-{max(m['throughput']):,.0f} "
+            f"| {m['seconds_median']:.1f} s (max {m['seconds_max']:.1f}) | {m['disturbed']} of {m['windows']} |"
+        )
+    return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--models", default="M0,M2,M5")
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--conditions", default="quiet,busy")
     ap.add_argument("--out", type=Path, default=Path("results/throughput_precision_cpu.md"))
     args = ap.parse_args()
     fp = fingerprint("cpu")
     s = BenchSettings.for_device("cpu")
-    rows, data = [], {}
-    for n in args.models.split(","):
-        ms = [measure(PRESETS[n], s, "cpu", fp) for _ in range(args.repeats)]
-        tp = [m.throughput for m in ms]
-        cv = statistics.stdev(tp) / statistics.mean(tp)
-        sec = [m.seconds for m in ms]
-        data[n] = {"throughput": tp, "seconds": sec, "cv_of_medians": cv, "within_cv": [m.cv for m in ms]}
-        rows.append(
-            f"| {n} | {' / '.join(f'{t:.0f}' for t in tp)} | {100 * cv:.2f} % | {statistics.median(m.cv for m in ms) * 100:.1f} % "
-            f"| {statistics.median(sec):.1f} s (max {max(sec):.1f}) |"
-        )
-        print(rows[-1], flush=True)
+    results = {}
+    for cond in args.conditions.split(","):
+        print(f"== {cond}", flush=True)
+        competitor = busy_process() if cond == "busy" else None
+        try:
+            time.sleep(1.0 if competitor else 0.0)
+            results[cond] = summary(rounds(args.repeats, s, fp))
+        finally:
+            if competitor:
+                competitor.kill()
+                competitor.wait()
     md = [
         "# Repeatability and cost of one throughput measurement (CPU, default protocol)",
         "",
         f"Device: {fp['name']} ({fp['logical_cores']} logical cores), torch {fp['torch']}. Protocol: batch {s.batch}, "
-        f"{s.precision}, {s.threads} thread, backend {s.backend}, warm-up {s.warmup_s:g} s, timed {s.measure_s:g} s.",
-        f"Each model measured {args.repeats} times back to back in one process.",
+        f"{s.precision}, {s.threads} thread, backend {s.backend}, warm-up {s.warmup_s:g} s, then {s.window_s:g} s windows until the "
+        f"95 % interval of the figure is within ±{100 * s.ci_target:g} % or {s.measure_s:g} s have passed; windows in which "
+        "our thread ran < 95 % of the wall time or the hypervisor stole > 5 % are left out (disturbed).",
+        f"{args.repeats} rounds per condition, each measuring M0..M5 once, in one process. busy: a second Python process "
+        "spins on one core throughout (this VM has 2).",
         "",
-        "| model | medians (img/s) | CV of the medians | median within-run CV of iteration times | seconds per measurement |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-        f"Command: `uv run python benchmarks/throughput_precision.py --repeats {args.repeats} --out {args.out}`",
+        "| condition | model | median img/s | CV over rounds | range | seconds per measurement | disturbed windows |",
+        "|---|---|---|---|---|---|---|",
     ]
+    for cond, summ in results.items():
+        md += table(cond, summ)
+    md += [""]
+    md += [
+        "",
+        "CV over rounds of figures taken from the same windows with another estimator (quantile q of the windows' seconds "
+        f"per iteration; q0.5 = median; q0 = fastest window). The default is q{FIGURE_QUANTILE:g}.",
+        "",
+        "| condition | estimator | " + " | ".join(MODELS) + " |",
+        "|---|---|" + "---|" * len(MODELS),
+    ]
+    for cond, summ in results.items():
+        for est, cvs in summ["estimator_cv"].items():
+            md.append(f"| {cond} | {est} | " + " | ".join(f"{100 * cvs[n]:.2f} %" for n in MODELS) + " |")
+    md += [
+        "",
+        f"Ratio mode (`effvit-nas bench M2 --relative-to {RATIO_REFERENCE}`): the model and {RATIO_REFERENCE} timed in alternating "
+        "windows, the figure the median ratio of their throughputs; against the ratio of the two separate figures of the same round.",
+        "",
+        f"| condition | model | ratio to {RATIO_REFERENCE}, median | CV over rounds | separate figures' ratio, CV | seconds per ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cond, summ in results.items():
+        for name, q in summ["ratios"].items():
+            md.append(
+                f"| {cond} | {name} | {statistics.median(q['ratios']):.3f} | {100 * q['cv']:.2f} % | {100 * q['separate_cv']:.2f} % "
+                f"| {q['seconds_median']:.1f} s |"
+            )
+    md += [""]
+    for cond, summ in results.items():
+        order = summ["paper_order"]
+        md.append(f"- {cond}: M0..M5 in the paper's order (M0 fastest) in {sum(order)} of {len(order)} rounds.")
+    md += ["", f"Command: `uv run python benchmarks/throughput_precision.py --repeats {args.repeats} --out {args.out}`"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "results": data}, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "settings": s.__dict__, "results": results}, indent=1) + "\n")
     print("\n".join(md))
 
 

@@ -69,6 +69,7 @@ def small_study(tmp_path_factory, local_ray):
     (storage URL, study name). Its budget is 0.3x M0 measured in the same run (tiny-space
     models run 1-3x M0's speed), never a fixed figure a slower machine could miss."""
     from effvit_nas.arch.space import load_space
+    from effvit_nas.measure.actor import LazyWorker
     from effvit_nas.measure.settings import BenchSettings
     from effvit_nas.proxy.data import DataConfig
     from effvit_nas.search.budget import study_budget
@@ -79,7 +80,8 @@ def small_study(tmp_path_factory, local_ray):
     url = f"sqlite:///{tmp_path_factory.mktemp('study')}/s.db"
     bench = BenchSettings(batch=16, **FAST_BENCH)
     options = RunOptions(study="small", storage=url, trials=8, sampler="random", heartbeat_s=1)
-    budget = study_budget(SMALL_STUDY_BUDGET, load_space("tiny"), "cpu", bench, options)
+    device = LazyWorker("cpu", bench)  # one device actor for the budget and the search, as the CLI
+    budget = study_budget(SMALL_STUDY_BUDGET, load_space("tiny"), "cpu", bench, options, device)
     problem = SearchProblem(  # the space as the CLI records it, so CLI runs can resume this study
         device="cpu",
         budget=budget.images_per_s,
@@ -91,5 +93,6 @@ def small_study(tmp_path_factory, local_ray):
         bench=bench,
     )
     summary = run_search(problem, options)
+    device.release()
     assert summary.complete == 8
     return url, "small"

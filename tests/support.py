@@ -53,7 +53,7 @@ def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, out.out, out.err)
 
 
-FAST_BENCH = {"warmup_s": 0.1, "measure_s": 0.3}
+FAST_BENCH = {"warmup_s": 0.1, "measure_s": 0.3, "window_s": 0.05}
 
 
 # A real search small enough for a test: the tiny space at 32 px, 4 classes, short timings.
@@ -72,6 +72,8 @@ TINY_SEARCH = [
     "8",
     "--warmup",
     "0.1",
+    "--window",
+    "0.05",
     "--duration",
     "0.3",
     "--heartbeat",

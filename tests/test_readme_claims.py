@@ -75,3 +75,18 @@ def test_gpu_sentence_matches_gpu_results():
     assert f"{min(vs):.1f}-{max(vs):.1f}x the paper's V100 figures" in README
     ratio = [statistics.median(r["eager"][n]) / statistics.median(r["timm"][n]) for n in med]
     assert f"our model runs\n{min(ratio):.2f}-{max(ratio):.2f}x timm's fused model" in README
+
+
+def test_headline_tables_match_the_searched_vs_handdesigned_results():
+    """Each row of the README's two headline tables (top-1 mean ± std, median [IQR] img/s,
+    params) is the committed comparison's."""
+    data = json.loads((ROOT / "results/searched_vs_handdesigned.json").read_text())
+    assert set(data) == {"M0", "M2"}
+    for budget, comp in data.items():
+        for row in comp["rows"]:
+            q1, q3 = row["throughput_iqr"]
+            quoted = (
+                f"| {row['name']} | {100 * row['top1_mean']:.1f} ± {100 * row['top1_std']:.1f} | "
+                f"{row['throughput_median']:,.0f} [{q1:,.0f}-{q3:,.0f}] | {row['params'] / 1e6:.2f} |"
+            )
+            assert quoted in README, (budget, quoted)

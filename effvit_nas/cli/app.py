@@ -37,6 +37,7 @@ for command in (space_app, model_app, bench, proxy_cmd, fidelity_cmd, search_cmd
 _FLAGS = {
     "measure_s": "--duration",
     "warmup_s": "--warmup",
+    "window_s": "--window",
     "timeout_s": "--timeout",
     "heartbeat_s": "--heartbeat",
     "num_classes": "--classes",

@@ -138,7 +138,15 @@ def bench_options(f):
             help="How the fused model runs.",
         ),
         click.option("--warmup", "warmup_s", type=float, default=1.5, show_default=True, help="Seconds of warm-up iterations."),
-        click.option("--duration", "measure_s", type=float, default=4.0, show_default=True, help="Seconds of timed iterations."),
+        click.option("--duration", "measure_s", type=float, default=4.0, show_default=True, help="Most seconds of timed windows."),
+        click.option("--window", "window_s", type=float, default=0.25, show_default=True, help="Seconds per timed window."),
+        click.option(
+            "--ci-target",
+            type=float,
+            default=0.01,
+            show_default=True,
+            help="Stop timing once the 95 % interval of the figure is within this fraction of it (0: time the whole --duration).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -150,7 +158,7 @@ def bench_settings(device: str, opts: Mapping[str, Any]):
     from effvit_nas.measure.devices import parse_device
     from effvit_nas.measure.settings import BenchSettings
 
-    keys = ("batch", "precision", "threads", "backend", "warmup_s", "measure_s")
+    keys = ("batch", "precision", "threads", "backend", "warmup_s", "measure_s", "window_s", "ci_target")
     return BenchSettings.for_device(device_kind(parse_device(device)), **{k: opts[k] for k in keys})
 
 

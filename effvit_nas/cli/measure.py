@@ -19,8 +19,15 @@ from effvit_nas.cli.common import bench_options, bench_settings, print_json
 )
 @click.option("--fresh", is_flag=True, help="Measure again even if the store has this measurement (replaces it).")
 @click.option("--ray-address", default=None, help="Join this Ray cluster (e.g. auto, ray://head:10001) instead of a local Ray.")
+@click.option(
+    "--relative-to",
+    "reference",
+    default=None,
+    metavar="CONFIG",
+    help="Ratio mode: time each CONFIG in windows alternating with this one and print its throughput relative to it (not stored).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object for one CONFIG, a list for several.")
-def bench(configs, device, storage, fresh, ray_address, as_json, **protocol) -> None:
+def bench(configs, device, storage, fresh, ray_address, reference, as_json, **protocol) -> None:
     """Measure the throughput (images/s) of each CONFIG on a device.
 
     CONFIG is a preset (M0..M5) or a YAML/JSON config file. The model is measured in
@@ -33,28 +40,67 @@ def bench(configs, device, storage, fresh, ray_address, as_json, **protocol) -> 
 
     cfgs = [load_config(c) for c in configs]
     settings = bench_settings(device, protocol)
+    if reference is not None:
+        _bench_ratios(cfgs, load_config(reference), device, settings, ray_address, as_json)
+        return
     store = MeasurementStore(storage)
-    names = {c.short_hash(): preset_name(c) or c.short_hash() for c in cfgs}
 
-    s = settings
-    header = f"bench on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend}, warm-up {s.warmup_s:g} s, timed {s.measure_s:g} s"
-    printed: list[bool] = []
+    def line(m) -> str:
+        return (
+            f"{m.throughput:10.1f} img/s  95% {m.ci_low:.1f}-{m.ci_high:.1f}  {m.windows} windows ({m.disturbed} disturbed)  "
+            f"{m.iterations} iters  {'cached' if m.cached else f'{m.seconds:.1f} s'}"
+        )
 
-    def show(m) -> None:
-        if not as_json:
-            if not printed:  # after validation, so bad input prints nothing but its error
-                click.echo(header)
-                printed.append(True)
-            extra = f"  ({m.note})" if m.note else ""
-            click.echo(
-                f"{names[m.config_hash]:>12}  {m.throughput:10.1f} img/s  IQR {m.q1:.1f}-{m.q3:.1f}  CV {100 * m.cv:.1f}%  "
-                f"{m.iterations} iters  {'cached' if m.cached else f'{m.seconds:.1f} s'}{extra}"
-            )
-
-    results = measure_configs(cfgs, device, settings, store, fresh=fresh, ray_address=ray_address, on_result=show)
+    results = measure_configs(
+        cfgs, device, settings, store, fresh=fresh, ray_address=ray_address, on_result=_printer(device, settings, cfgs, line, as_json)
+    )
     if as_json:
-        records = [m.to_dict() for m in results]
-        print_json(records[0] if len(records) == 1 else records)
+        _print_records(results)
     else:
         d = results[0].device
         click.echo(f"device: {d['name']} [{d['id']}], torch {d['torch']}; store: {store.url}")
+
+
+def _print_records(results: list) -> None:
+    records = [r.to_dict() for r in results]
+    print_json(records[0] if len(records) == 1 else records)
+
+
+def _printer(device: str, s, cfgs, line, as_json: bool):
+    """Print each result as its config's name, ``line(result)`` and its note, the protocol
+    line before the first (after validation, so bad input prints nothing but its error);
+    nothing with --json."""
+    names = {c.short_hash(): preset_name(c) or c.short_hash() for c in cfgs}
+    header = (
+        f"bench on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend}, warm-up {s.warmup_s:g} s, "
+        f"timed in {s.window_s:g} s windows until ±{100 * s.ci_target:g} % (95 % interval) or {s.measure_s:g} s"
+    )
+    printed: list[bool] = []
+
+    def on_result(m) -> None:
+        if as_json:
+            return
+        if not printed:
+            click.echo(header)
+            printed.append(True)
+        click.echo(f"{names[m.config_hash]:>12}  {line(m)}" + (f"  ({m.note})" if m.note else ""))
+
+    return on_result
+
+
+def _bench_ratios(cfgs, reference, device: str, settings, ray_address, as_json: bool) -> None:
+    from effvit_nas.measure.actor import measure_ratios
+
+    ref = preset_name(reference) or reference.short_hash()
+
+    def line(r) -> str:
+        return (
+            f"{r.ratio:.3f}x {ref}  95% {r.ci_low:.3f}-{r.ci_high:.3f}  ({r.throughput:.1f} vs {r.reference_throughput:.1f} img/s in this run)  "
+            f"{r.pairs} pairs ({r.disturbed} disturbed)  {r.seconds:.1f} s"
+        )
+
+    results = measure_ratios(
+        cfgs, reference, device, settings, ray_address=ray_address, on_result=_printer(device, settings, cfgs, line, as_json)
+    )
+    if as_json:
+        _print_records(results)

@@ -125,6 +125,7 @@ def search_cmd(**opts) -> None:
     runs; candidates under the budget skip the proxy. The study lives in the storage
     database: running the same command again resumes it.
     """
+    from effvit_nas.measure.actor import LazyWorker
     from effvit_nas.search.loop import run_search
 
     if opts["trials"] is None and opts["timeout"] is None:
@@ -133,11 +134,14 @@ def search_cmd(**opts) -> None:
         raise UserError("--baseline needs --train-top K")
     _check_training_flags(opts)
     options = _run_options(opts)
-    problem = _problem(opts, options)
+    bench = bench_settings(opts["device"], opts)
+    device = LazyWorker(opts["device"], bench, options.ray_address)  # one actor for the budget and the search
+    problem = _problem(opts, options, bench, device)
     quiet = opts["quiet"] or opts["as_json"]
     if not quiet:
         click.echo(_header(problem, options, opts["data_source"]))
     summary = run_search(problem, options, None if quiet else _progress(problem.proxy))
+    device.release()  # before --train-top: training wants the CPUs the actor holds
     if opts["train_top"] and summary.interrupted:  # Ctrl-C means stop, not "go on to hours of training"
         click.echo("interrupted: --train-top skipped; run the same command again to resume", err=True)
     elif opts["train_top"]:
@@ -160,7 +164,7 @@ def search_cmd(**opts) -> None:
     print_trials(summary.pareto, title="Pareto set (feasible, non-dominated)")
 
 
-def _problem(opts: dict, options):
+def _problem(opts: dict, options, bench, device):
     """What the study is about, from the flags (a relative budget is resolved here, once per
     study: see effvit_nas.search.budget)."""
     from effvit_nas.arch.space import load_space
@@ -175,8 +179,7 @@ def _problem(opts: dict, options):
     if opts["halving"] and opts["proxy_name"] != "train":
         raise UserError(f"--halving applies to --proxy train, not {opts['proxy_name']}")
     space = load_space(opts["space"])
-    bench = bench_settings(opts["device"], opts)
-    budget = study_budget(opts["budget"], space, opts["device"], bench, options)
+    budget = study_budget(opts["budget"], space, opts["device"], bench, options, device)
     return SearchProblem(
         device=opts["device"],
         budget=budget.images_per_s,

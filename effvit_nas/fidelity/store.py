@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from effvit_nas.errors import UserError
+from effvit_nas.measure.settings import with_later_fields
 from effvit_nas.runtime import quiet_optuna
 
 SETTINGS = "fidelity"  # the study's settings; also marks a study as a fidelity study
@@ -52,7 +53,10 @@ class FidelityStore:
             if any(k.startswith(("proxy:", "reference:")) for k in self._attrs) or self._study.trials:
                 raise UserError(f"study {self.name!r} in {self.storage} is not a fidelity study: choose another --study")
             self._set(SETTINGS, settings)
-        elif have != settings:
+            return
+        if isinstance(have.get("bench"), dict):
+            have = {**have, "bench": with_later_fields(have["bench"], settings["bench"])}
+        if have != settings:
             diff = sorted(k for k in settings.keys() | have.keys() if settings.get(k) != have.get(k))
             raise UserError(f"study {self.name!r} was made with other settings ({', '.join(diff)} differ): choose another --study")
 

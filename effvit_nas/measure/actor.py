@@ -18,9 +18,9 @@ from typing import Any
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.measure.devices import DeviceError, DeviceSpec, fingerprint, parse_device, resolve_local
-from effvit_nas.measure.settings import BenchSettings, Measurement
+from effvit_nas.measure.settings import BenchSettings, Measurement, RatioMeasurement
 from effvit_nas.measure.store import MeasurementStore
-from effvit_nas.measure.timing import check_supported, measure
+from effvit_nas.measure.timing import check_supported, measure, measure_ratio
 
 NAMESPACE = "effvit-nas"
 
@@ -87,6 +87,10 @@ class DeviceWorker:
     def measure(self, config: dict[str, Any], settings: dict[str, Any]) -> Measurement:
         return measure(ArchConfig.from_dict(config), BenchSettings(**settings), self.torch_device, self._fp)
 
+    def measure_ratio(self, config: dict[str, Any], reference: dict[str, Any], settings: dict[str, Any]) -> RatioMeasurement:
+        configs = (ArchConfig.from_dict(config), ArchConfig.from_dict(reference))
+        return measure_ratio(*configs, BenchSettings(**settings), self.torch_device, self._fp)
+
 
 def _actor_options(name: str, gpu: bool, settings: BenchSettings) -> dict[str, Any]:
     opts: dict[str, Any] = {
@@ -147,6 +151,25 @@ def get_worker(device: str, settings: BenchSettings, ray_address: str | None = N
         # Ray matches accelerator types exactly; use the cluster's full name (A100-80G, ...).
         opts["accelerator_type"] = accel
     return ray.remote(DeviceWorker).options(**opts).remote(device)
+
+
+class LazyWorker:
+    """The device's actor, started on first call and alive while this object holds it: steps
+    of one command that each need the device (a relative budget's measurement, then the
+    search) share one actor instead of paying an actor start (seconds) each, as
+    :func:`get_worker` finds a live named actor."""
+
+    def __init__(self, device: str, settings: BenchSettings, ray_address: str | None = None):
+        self._args, self._handle = (device, settings, ray_address), None
+
+    def __call__(self) -> Any:
+        if self._handle is None:
+            self._handle = get_worker(*self._args)
+        return self._handle
+
+    def release(self) -> None:
+        """Drop the handle (Ray ends the actor once no one else holds it)."""
+        self._handle = None
 
 
 def _unwrap_user_error(e: Exception) -> None:
@@ -225,4 +248,28 @@ def measure_configs(
         results.append(m)
         if on_result:
             on_result(m)
+    return results
+
+
+def measure_ratios(
+    configs: Iterable[ArchConfig],
+    reference: ArchConfig,
+    device: str,
+    settings: BenchSettings,
+    *,
+    ray_address: str | None = None,
+    on_result: Callable[[RatioMeasurement], None] | None = None,
+) -> list[RatioMeasurement]:
+    """Each config's throughput relative to ``reference`` on ``device`` (ratio mode), measured
+    by the device's Ray actor. Ratios are not stored: they belong to a pair, not a config."""
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
+    worker = get_worker(device, settings, ray_address)
+    _check_on_worker(worker, settings)
+    results = []
+    for cfg in configs:
+        results.append(ray.get(worker.measure_ratio.remote(cfg.to_dict(), reference.to_dict(), asdict(settings))))
+        if on_result:
+            on_result(results[-1])
     return results

@@ -11,6 +11,7 @@ rather than misread.
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +62,11 @@ class _MeasurementRow(_Base):
     batch: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
     note: Mapped[str] = mapped_column(Text, default="")
+    # added after schema v1 was first written: nullable, and added to old tables on open
+    ci_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ci_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    windows: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    disturbed: Mapped[int | None] = mapped_column(Integer, nullable=True)
     settings_json: Mapped[str] = mapped_column(Text)
     device_json: Mapped[str] = mapped_column(Text)
     config_json: Mapped[str] = mapped_column(Text)
@@ -93,6 +99,7 @@ class MeasurementStore:
         self.url = url or default_storage()
         self.engine = open_engine(self.url)
         _Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         with Session(self.engine) as s:
             row = s.get(_Meta, "measurements_schema")
             if row is None:
@@ -110,6 +117,7 @@ class MeasurementStore:
         """Store ``m``, replacing an earlier measurement under the same key."""
         values: dict[str, Any] = dict(
             {k: getattr(m, k) for k in _SCALARS},
+            **{k: _finite_or_none(getattr(m, k)) for k in _WINDOW_STATS},
             settings_json=json.dumps(m.settings, sort_keys=True),
             device_json=json.dumps(m.device, sort_keys=True),
             config_json=json.dumps(m.config, sort_keys=True),
@@ -136,6 +144,23 @@ class MeasurementStore:
 
 # Fields stored as plain columns under the same name in Measurement and the table.
 _SCALARS = ("throughput", "q1", "q3", "cv", "iterations", "batch", "seconds", "note")
+_WINDOW_STATS = ("ci_low", "ci_high", "windows", "disturbed")  # NULL in rows from before windows
+
+
+def _add_missing_columns(engine) -> None:
+    """Add the nullable window-statistics columns to a table written before they existed, so
+    such a database keeps working (its old rows read back with NaN / 0)."""
+    from sqlalchemy import inspect, text
+
+    have = {c["name"] for c in inspect(engine).get_columns(_MeasurementRow.__tablename__)}
+    for name in (n for n in _WINDOW_STATS if n not in have):
+        kind = "INTEGER" if name in ("windows", "disturbed") else "FLOAT"
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {_MeasurementRow.__tablename__} ADD COLUMN {name} {kind}"))
+        except SQLAlchemyError:  # another process opening the same store added it first
+            if name not in {c["name"] for c in inspect(engine).get_columns(_MeasurementRow.__tablename__)}:
+                raise
 
 
 def _by_key(config_hash: str, device_id: str, protocol_key: str):
@@ -146,10 +171,18 @@ def _by_key(config_hash: str, device_id: str, protocol_key: str):
     )
 
 
+def _finite_or_none(value: float) -> float | None:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def _to_measurement(row: _MeasurementRow) -> Measurement:
     return Measurement(
         config_hash=row.config_hash,
         **{k: getattr(row, k) for k in _SCALARS},
+        ci_low=math.nan if row.ci_low is None else row.ci_low,
+        ci_high=math.nan if row.ci_high is None else row.ci_high,
+        windows=row.windows or 0,
+        disturbed=row.disturbed or 0,
         settings=json.loads(row.settings_json),
         device=json.loads(row.device_json),
         config=json.loads(row.config_json),

@@ -2,10 +2,12 @@
 
 Protocol (the paper's, shortened by default so a search can afford it): random-initialised
 model in deployment form (every BN folded, :meth:`EfficientViT.deploy`), prepared by the
-chosen backend, a time-based warm-up, then timed iterations until ``measure_s`` have passed
-(at least ``min_iters``), each timed by the host clock on CPU and by CUDA events on GPU. The
-figure is batch / median iteration time, in images per second, always reported with batch,
-precision, threads and backend. Call this through :mod:`effvit_nas.measure.actor` to get the device held exclusively
+chosen backend, a time-based warm-up, then short timed windows until the figure is precise to
+``ci_target`` or ``measure_s`` have passed (at least ``min_iters`` iterations), each iteration
+timed by the host clock on CPU and by CUDA events on GPU; windows disturbed by other processes
+or the hypervisor are left out (:mod:`effvit_nas.measure.windows`). The figure is batch / the
+median window's median iteration time, in images per second, with its 95 % interval, always
+reported with batch, precision, threads and backend. Call this through :mod:`effvit_nas.measure.actor` to get the device held exclusively
 within one Ray instance; :func:`device_lock` also keeps processes of other Ray instances (a
 second search, a `bench`) from timing on the same device of this machine at the same time.
 """
@@ -27,7 +29,17 @@ import numpy as np
 
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.measure.devices import DeviceError
-from effvit_nas.measure.settings import BenchSettings, Measurement
+from effvit_nas.measure.settings import BenchSettings, Measurement, RatioMeasurement
+from effvit_nas.measure.windows import (
+    FIGURE_QUANTILE,
+    PairRecord,
+    WindowRecord,
+    cpu_clock,
+    figure_time,
+    quantile_interval,
+    run_pairs,
+    run_windows,
+)
 
 
 def check_supported(settings: BenchSettings, torch_device: str) -> None:
@@ -173,50 +185,71 @@ def cuda_event_timer() -> Callable[[Callable[[], Any]], float]:
     return timed
 
 
-def time_forward(
-    forward: Callable[[], Any],
-    settings: BenchSettings,
-    sync: Callable[[], None],
-    timed: Callable[[Callable[[], Any]], float] | None = None,
-) -> list[float]:
-    """Seconds per timed iteration of ``forward`` after the time-based warm-up.
-
-    ``timed`` times one iteration (default: the host clock after ``sync``); the time budget
-    ``settings.measure_s`` is always counted on the host clock.
-    """
-    timed = timed or wall_timer(sync)
-    forward()  # first call: compilation, primitive creation, cudnn autotuning
+def warm_up(forward: Callable[[], Any], settings: BenchSettings, sync: Callable[[], None]) -> None:
+    """The untimed first call (compilation, primitive creation, cudnn autotuning), then
+    ``settings.warmup_s`` seconds of untimed iterations."""
+    forward()
     sync()
     end = time.perf_counter() + settings.warmup_s
     while time.perf_counter() < end:
         forward()
     sync()
-    times: list[float] = []
-    end = time.perf_counter() + settings.measure_s
-    while time.perf_counter() < end or len(times) < settings.min_iters:
-        times.append(timed(forward))
-    return times
 
 
-def summarize(times: list[float], batch: int) -> dict[str, Any]:
-    """Median throughput (img/s), its IQR, the CV of iteration times and the count."""
-    t = np.asarray(times)
+def time_forward(
+    forward: Callable[[], Any],
+    settings: BenchSettings,
+    sync: Callable[[], None],
+    timed: Callable[[Callable[[], Any]], float] | None = None,
+    cpu: Callable[[], float] | None = None,
+) -> WindowRecord:
+    """Timed windows of ``forward`` after the warm-up (see :mod:`effvit_nas.measure.windows`).
+
+    ``timed`` times one iteration (default: the host clock after ``sync``); ``cpu`` is the
+    CPU-time clock that reveals interference (default: none, nothing counts as disturbed).
+    The time budget ``settings.measure_s`` is always counted on the host clock.
+    """
+    warm_up(forward, settings, sync)
+    return run_windows(
+        forward,
+        timed or wall_timer(sync),
+        window_s=settings.window_s,
+        measure_s=settings.measure_s,
+        ci_target=settings.ci_target,
+        min_iters=settings.min_iters,
+        cpu=cpu or (lambda: math.nan),
+    )
+
+
+def summarize(record: WindowRecord, batch: int) -> dict[str, Any]:
+    """The figure (img/s): batch / the median of the windows' median iteration times, its 95 %
+    interval, the IQR and CV of single iterations, and the window counts."""
+    t = np.asarray(record.times())
     per_iter = batch / t
+    lo, hi = quantile_interval(record.medians(), FIGURE_QUANTILE)
+    note = "every window disturbed: figure from all of them" if not record.kept else ""
     return {
-        "throughput": float(batch / np.median(t)),
+        "throughput": batch / figure_time(record),
         "q1": float(np.percentile(per_iter, 25)),
         "q3": float(np.percentile(per_iter, 75)),
         "cv": float(t.std() / t.mean()) if len(t) > 1 else math.nan,
         "iterations": len(t),
+        "ci_low": batch / hi,  # the slowest window bounds the throughput from below
+        "ci_high": batch / lo,
+        "windows": len(record.windows),
+        "disturbed": record.disturbed,
+        "note": note,
+        "window_times": [float(t) for t in record.medians()],
     }
 
 
-def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, device_fp: dict[str, Any]) -> Measurement:
-    """Measure ``config`` on ``torch_device`` in this process (see the module doc)."""
+@contextlib.contextmanager
+def on_device(settings: BenchSettings, torch_device: str) -> Iterator[tuple[Callable, Callable, Callable]]:
+    """Hold ``torch_device`` (its lock, ``settings.threads`` intra-op threads) and yield its
+    (sync, iteration timer, CPU-time clock)."""
     import torch
 
     check_supported(settings, torch_device)
-    start = time.perf_counter()
     cuda = torch_device.startswith("cuda")
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
@@ -227,17 +260,34 @@ def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, devi
     timer = cuda_event_timer() if cuda else wall_timer(sync)
     try:
         with device_lock(torch_device):
-            wall_start = time.time()
-            times, batch = halve_on_oom(
-                lambda b: time_forward(prepare(config, settings, torch_device, b), settings, sync, timer),
-                settings.batch,
-                torch.cuda.empty_cache if cuda else (lambda: None),
-            )
-            wall_end = time.time()
+            yield sync, timer, cpu_clock(settings.threads, on_cpu=not cuda)
     finally:
         torch.set_num_threads(prev_threads)
-    note = f"batch halved to {batch} after CUDA out-of-memory at {settings.batch}" if batch != settings.batch else ""
-    stats = summarize(times, batch)
+
+
+def _free(torch_device: str) -> Callable[[], None]:
+    import torch
+
+    return torch.cuda.empty_cache if torch_device.startswith("cuda") else (lambda: None)
+
+
+def _halved(batch: int, settings: BenchSettings) -> list[str]:
+    return [f"batch halved to {batch} after CUDA out-of-memory at {settings.batch}"] if batch != settings.batch else []
+
+
+def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, device_fp: dict[str, Any]) -> Measurement:
+    """Measure ``config`` on ``torch_device`` in this process (see the module doc)."""
+    start = time.perf_counter()
+    with on_device(settings, torch_device) as (sync, timer, cpu):
+        wall_start = time.time()
+        record, batch = halve_on_oom(
+            lambda b: time_forward(prepare(config, settings, torch_device, b), settings, sync, timer, cpu),
+            settings.batch,
+            _free(torch_device),
+        )
+        wall_end = time.time()
+    stats = summarize(record, batch)
+    note = "; ".join(n for n in [*_halved(batch, settings), stats.pop("note")] if n)
     return Measurement(
         config_hash=config.short_hash(),
         **stats,
@@ -249,4 +299,44 @@ def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, devi
         note=note,
         started=wall_start,
         finished=wall_end,
+    )
+
+
+def measure_ratio(
+    config: ArchConfig, reference: ArchConfig, settings: BenchSettings, torch_device: str, device_fp: dict[str, Any]
+) -> RatioMeasurement:
+    """``config``'s throughput relative to ``reference``'s, timed in alternating windows on
+    ``torch_device`` in this process (ratio mode, :class:`~effvit_nas.measure.windows.PairRecord`)."""
+    start = time.perf_counter()
+
+    def pairs(batch: int) -> PairRecord:
+        candidate, ref = (prepare(c, settings, torch_device, batch) for c in (config, reference))
+        warm_up(candidate, settings, sync)
+        warm_up(ref, settings, sync)
+        window = dict(window_s=settings.window_s, measure_s=settings.measure_s, ci_target=settings.ci_target)
+        return run_pairs(candidate, ref, timer, cpu=cpu, **window)
+
+    with on_device(settings, torch_device) as (sync, timer, cpu):
+        record, batch = halve_on_oom(pairs, settings.batch, _free(torch_device))
+    ratios = record.ratios()
+    notes = _halved(batch, settings)
+    if not len(ratios):
+        ratios = record.ratios(disturbed_too=True)
+        notes.append("every pair disturbed: ratio from all of them")
+    lo, hi = quantile_interval(ratios, 0.5)
+    return RatioMeasurement(
+        config_hash=config.short_hash(),
+        reference_hash=reference.short_hash(),
+        ratio=float(np.median(ratios)),
+        ci_low=lo,
+        ci_high=hi,
+        pairs=len(record.candidate.windows),
+        disturbed=record.disturbed,
+        throughput=batch / float(np.median([np.median(w.times) for w in record.candidate.windows])),
+        reference_throughput=batch / float(np.median([np.median(w.times) for w in record.reference.windows])),
+        batch=batch,
+        seconds=time.perf_counter() - start,
+        settings=asdict(settings),
+        device=device_fp,
+        note="; ".join(notes),
     )

@@ -2,8 +2,8 @@
 on the target device (``M0``, ``1.5xM0``, ``0.8xM2``).
 
 A relative budget is the preset rescaled to the space (its largest resolution, its classes),
-measured with the study's protocol in the device actor (and kept in the measurement store),
-times the factor. It is resolved once, when the study is created, and stored with it: resuming
+measured ``REFERENCE_RUNS`` times with the study's protocol in the device actor (the median
+kept; the newest figure stays in the measurement store), times the factor. It is resolved once, when the study is created, and stored with it: resuming
 uses the stored figure, never a new measurement, so the study's feasibility never moves.
 """
 
@@ -19,6 +19,11 @@ from effvit_nas.errors import SettingError
 from effvit_nas.measure.settings import BenchSettings, Measurement
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import parse_budget
+
+# The preset behind a relative budget is measured this many times and the median kept: the
+# whole study's feasibility rests on this one figure, and a single measurement in a fresh
+# device actor once came out 25 % under the preset's median in later interleaved rounds.
+REFERENCE_RUNS = 3
 
 _RELATIVE = re.compile(r"\s*(?:(\d+(?:\.\d+)?)\s*[xX*]\s*)?(M\d)\s*", re.IGNORECASE)
 
@@ -80,19 +85,28 @@ def default_study_name(device: str, text: str) -> str:
     return f"effvit-{device.lower()}-{budget}"
 
 
-def study_budget(text: str, space: Any, device: str, bench: BenchSettings, options: RunOptions) -> Budget:
+def study_budget(
+    text: str, space: Any, device: str, bench: BenchSettings, options: RunOptions, worker: Callable[[], Any] | None = None
+) -> Budget:
     """The budget ``text`` means for the study ``options`` name: its stored figure when the
     study exists with the same relative budget, else resolved now (a relative budget measures
-    its preset in the device's actor, through the measurement store)."""
+    its preset in the device's actor, through the measurement store). ``worker``: returns
+    the device actor to use (default: one started for this call)."""
     from effvit_nas.search.study import stored_problem
 
     have = stored_problem(options) or {}
     stored = Budget(have["budget"], have["budget_spec"], have.get("budget_reference")) if have.get("budget_spec") else None
 
     def measure(config: ArchConfig) -> Measurement:
-        from effvit_nas.measure.actor import measure_configs
+        from effvit_nas.measure.actor import LazyWorker, measure_configs
         from effvit_nas.measure.store import MeasurementStore
 
-        return measure_configs([config], device, bench, MeasurementStore(options.storage), ray_address=options.ray_address)[0]
+        store = MeasurementStore(options.storage)
+        actor = (worker or LazyWorker(device, bench, options.ray_address))()  # one actor for all runs
+        runs = [
+            measure_configs([config], device, bench, store, fresh=i > 0, ray_address=options.ray_address, worker=actor)[0]
+            for i in range(REFERENCE_RUNS)
+        ]
+        return sorted(runs, key=lambda m: m.throughput)[len(runs) // 2]
 
     return resolve_budget(text, max(space.img_sizes), space.num_classes, measure, stored)

@@ -14,7 +14,7 @@ def tiny_file(tmp_path):
 
 def test_bench_measures_then_reuses(tmp_path, tiny_file, capsys, monkeypatch, local_ray, cpu_worker):
     db = f"sqlite:///{tmp_path}/bench.db"
-    timing = ["--warmup", str(FAST_BENCH["warmup_s"]), "--duration", str(FAST_BENCH["measure_s"])]
+    timing = ["--warmup", str(FAST_BENCH["warmup_s"]), "--duration", str(FAST_BENCH["measure_s"]), "--window", str(FAST_BENCH["window_s"])]
     args = ["bench", str(tiny_file), "--device", "cpu", "--batch", "4", *timing, "--storage", db]
     # End to end in a fresh process, joining this session's Ray as a cluster (so its device
     # actor measures, and no second Ray starts: ~10 s); the search's end-to-end test covers a
@@ -25,6 +25,7 @@ def test_bench_measures_then_reuses(tmp_path, tiny_file, capsys, monkeypatch, lo
     assert j["throughput"] > 0 and j["cv"] >= 0 and j["batch"] == 4 and j["threads"] == 1
     assert j["precision"] == "fp32" and j["backend"] == "trace" and j["device"]["kind"] == "cpu"
     assert j["device"]["name"] and j["device"]["torch"] and j["cached"] is False
+    assert j["windows"] >= 1 and 0 <= j["disturbed"] <= j["windows"] and "window_times" not in j
 
     # the cached path needs no Ray: neither a connection nor a device actor is asked for
     def no_ray(*a, **kw):
@@ -40,6 +41,12 @@ def test_bench_measures_then_reuses(tmp_path, tiny_file, capsys, monkeypatch, lo
 
     both = json.loads(run_main(capsys, *args, "M0", "--fresh", "--backend", "eager", "--json").stdout)
     assert isinstance(both, list) and len(both) == 2 and not any(m["cached"] for m in both)
+
+    # ratio mode: a model against itself, in alternating windows, comes out near 1x; not stored
+    r3 = run_main(capsys, *args, "--relative-to", str(tiny_file))
+    assert r3.returncode == 0, r3.stderr
+    ratio = float(r3.stdout.split(f"{TINY.short_hash()}  ")[1].split("x")[0])
+    assert 0.5 < ratio < 2 and "pairs" in r3.stdout
 
 
 @pytest.mark.parametrize(

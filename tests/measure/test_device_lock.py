@@ -17,7 +17,7 @@ from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.timing import measure
 from tests.support import TINY
-m = measure(TINY, BenchSettings(batch=4, backend="eager", warmup_s=0.1, measure_s=1.5), "cpu", fingerprint("cpu"))
+m = measure(TINY, BenchSettings(batch=4, backend="eager", warmup_s=0.1, measure_s=0.5, window_s=0.05), "cpu", fingerprint("cpu"))
 print(json.dumps({"started": m.started, "finished": m.finished}))
 """
 

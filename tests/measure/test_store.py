@@ -96,3 +96,31 @@ def test_more_threads_than_ray_has_cpus_names_the_setting(local_ray):
         get_worker("cpu", BenchSettings(batch=4, threads=cpus + 1))
     assert e.value.setting == "BenchSettings.threads" and f"more than the {cpus} CPUs" in str(e.value)
     assert "--" not in str(e.value)
+
+
+def test_a_store_written_before_window_statistics_is_upgraded_in_place(tmp_path, tiny, cpu_worker):
+    """A v1 table without the window columns (as effvit-nas 0.1 wrote it) gains them on open;
+    its rows read back with NaN intervals, and new figures keep their interval and counts."""
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    MeasurementStore(f"sqlite:///{db}")
+    con = sqlite3.connect(db)
+    for column in ("ci_low", "ci_high", "windows", "disturbed"):
+        con.execute(f"ALTER TABLE effvit_measurements DROP COLUMN {column}")
+    con.execute(
+        "INSERT INTO effvit_measurements (config_hash, device_id, protocol_key, throughput, q1, q3, cv, iterations, batch, seconds, "
+        "note, settings_json, device_json, config_json, measured_at) VALUES ('old', 'dev', 'p', 100, 90, 110, 0.1, 10, 4, 1, '', "
+        "'{}', '{\"id\": \"dev\"}', '{}', '2026-01-01 00:00:00')"
+    )
+    con.commit()
+    con.close()
+
+    store = MeasurementStore(f"sqlite:///{db}")
+    old = store.get("old", "dev", "p")
+    assert old.throughput == 100 and math.isnan(old.ci_low) and old.windows == 0
+    settings = BenchSettings(batch=4, **FAST)
+    new = measure_configs([tiny], "cpu", settings, store, worker=cpu_worker)[0]
+    back = store.get(tiny.short_hash(), new.device["id"], settings.key())
+    assert back.windows == new.windows > 0 and back.disturbed == new.disturbed
+    assert back.ci_low == new.ci_low or (math.isnan(back.ci_low) and math.isnan(new.ci_low))

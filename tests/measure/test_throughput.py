@@ -123,12 +123,23 @@ def test_measure_on_gpu(tiny, backend):
     s = BenchSettings.for_device("cuda", batch=256, backend=backend, **FAST)
     m = measure(tiny, s, "cuda:0", fingerprint("cuda:0"))
     assert m.throughput > 0 and m.device["kind"] == "cuda" and m.settings["precision"] == "fp16"
+    assert m.windows >= 1 and m.disturbed == 0  # no CPU-time test on GPU: waiting for the device is not interference
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_ratio_mode_on_gpu(tiny):
+    from effvit_nas.measure.timing import measure_ratio
+
+    s = BenchSettings.for_device("cuda", batch=256, **FAST)
+    r = measure_ratio(tiny, tiny, s, "cuda:0", fingerprint("cuda:0"))
+    assert 0.5 < r.ratio < 2 and r.pairs >= 1 and r.throughput > 0 and r.reference_throughput > 0
 
 
 def test_time_forward_uses_the_given_timer():
     calls = []
     s = BenchSettings(batch=1, warmup_s=0.0, measure_s=1e-9, min_iters=4)
-    times = time_forward(lambda: calls.append(1), s, lambda: None, timed=lambda f: (f(), 0.25)[1])
+    times = time_forward(lambda: calls.append(1), s, lambda: None, timed=lambda f: (f(), 0.25)[1]).times()
     assert len(times) >= 4 and set(times) == {0.25}
     assert len(calls) == 1 + len(times)  # the untimed first call, then one per timed iteration
 

@@ -1,0 +1,211 @@
+"""Timed windows: the repeatable part of the throughput protocol.
+
+A shared VM runs our timing thread beside other processes and other guests. Instead of one
+long run summarised by its median iteration, the timed phase is cut into short windows
+(``window_s`` each, at least ``_MIN_WINDOW_ITERS`` iterations). A window during which our
+thread was off its core (the thread's CPU time falls short of the window's wall time) or the
+hypervisor stole CPU time (``/proc/stat``) is *disturbed*: counted, kept out of the figure,
+and replaced by another window. The figure is the median of the undisturbed windows' median
+iteration times, with a distribution-free 95 % interval for it; timing stops as soon as that
+interval is within ``±ci_target`` of the median (after ``_MIN_WINDOWS`` windows), or when
+``measure_s`` seconds have been timed, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_MIN_WINDOWS = 8  # fewer windows give no usable 95 % interval of the median
+_MIN_WINDOW_ITERS = 2
+_OFF_CPU = 0.05  # a window is disturbed when our thread ran < 95 % of its wall time ...
+_STEAL = 0.05  # ... or the hypervisor stole > 5 % of one core's time during it
+_STAT = Path("/proc/stat")
+FIGURE_QUANTILE = 0.5  # which window the figure stands for: the median (see the module doc)
+
+
+def steal_seconds() -> float:
+    """CPU seconds stolen by the hypervisor on this machine so far, all cores together
+    (``/proc/stat``); NaN where the OS has no such file."""
+    try:
+        fields = _STAT.read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / 100.0  # USER_HZ is 100 on every Linux port
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+@dataclass
+class Window:
+    """One timed window: its iteration times (s), wall time, our CPU time and stolen time (s)."""
+
+    times: list[float]
+    wall: float
+    cpu: float
+    steal: float
+
+    @property
+    def disturbed(self) -> bool:
+        """Our thread was off its core, or the hypervisor stole time, for a noticeable part."""
+        off_cpu = not math.isnan(self.cpu) and self.cpu < (1 - _OFF_CPU) * self.wall
+        stolen = not math.isnan(self.steal) and self.steal > _STEAL * self.wall
+        return off_cpu or stolen
+
+
+@dataclass
+class WindowRecord:
+    """All windows of one measurement. The figure uses the undisturbed ones; only when every
+    window was disturbed (a machine busy throughout) does it fall back to all of them."""
+
+    windows: list[Window] = field(default_factory=list)
+
+    @property
+    def kept(self) -> list[Window]:
+        return [w for w in self.windows if not w.disturbed]
+
+    @property
+    def disturbed(self) -> int:
+        return len(self.windows) - len(self.kept)
+
+    def used(self) -> list[Window]:
+        return self.kept or self.windows
+
+    def medians(self) -> np.ndarray:
+        return np.asarray([np.median(w.times) for w in self.used()])
+
+    def times(self) -> list[float]:
+        return [t for w in self.used() for t in w.times]
+
+
+def quantile_interval(values: np.ndarray, q: float) -> tuple[float, float]:
+    """Distribution-free 95 % interval of the ``q`` quantile of ``values`` (order statistics at
+    ranks n·q ± 1.96·sqrt(n·q·(1-q)), the normal approximation to the binomial); (NaN, NaN)
+    for fewer than 6 values."""
+    n = len(values)
+    if n < 6:
+        return math.nan, math.nan
+    v = np.sort(values)
+    half = 1.96 * math.sqrt(n * q * (1 - q))
+    lo = max(0, math.floor(n * q - half) - 1)
+    hi = min(n - 1, math.ceil(n * q + half))
+    return float(v[lo]), float(v[hi])
+
+
+def figure_time(record: WindowRecord) -> float:
+    """Seconds per iteration the figure stands for: the ``FIGURE_QUANTILE`` of the window
+    medians."""
+    return float(np.quantile(record.medians(), FIGURE_QUANTILE))
+
+
+def precise_enough(record: WindowRecord, ci_target: float) -> bool:
+    """Whether the 95 % interval of the figure is within ``±ci_target`` of it."""
+    if ci_target <= 0 or len(record.kept) < _MIN_WINDOWS:  # never judged on disturbed windows
+        return False
+    lo, hi = quantile_interval(record.medians(), FIGURE_QUANTILE)
+    return (hi - lo) / 2 <= ci_target * figure_time(record)
+
+
+def cpu_clock(threads: int, on_cpu: bool) -> Callable[[], float]:
+    """The CPU-time clock that shows interference: this thread's when it runs every op (one
+    intra-op thread), the process's per thread otherwise; NaN on GPU, where waiting for the
+    device rightly leaves the CPU idle."""
+    if not on_cpu:
+        return lambda: math.nan
+    if threads == 1:
+        return time.thread_time
+    return lambda: time.process_time() / threads
+
+
+def timed_window(
+    forward: Callable[[], Any], timed: Callable[[Callable[[], Any]], float], window_s: float, cpu: Callable[[], float]
+) -> Window:
+    """Time iterations of ``forward`` for ``window_s`` seconds (at least ``_MIN_WINDOW_ITERS``)."""
+    times: list[float] = []
+    c0, s0, t0 = cpu(), steal_seconds(), time.perf_counter()
+    while len(times) < _MIN_WINDOW_ITERS or time.perf_counter() - t0 < window_s:
+        times.append(timed(forward))
+    wall = time.perf_counter() - t0
+    return Window(times, wall, cpu() - c0, steal_seconds() - s0)
+
+
+def run_windows(
+    forward: Callable[[], Any],
+    timed: Callable[[Callable[[], Any]], float],
+    *,
+    window_s: float,
+    measure_s: float,
+    ci_target: float,
+    min_iters: int,
+    cpu: Callable[[], float],
+) -> WindowRecord:
+    """Windows until the figure is precise enough (and ``min_iters`` iterations are kept) or
+    ``measure_s`` seconds are spent. Past that, windows go on only while none is undisturbed,
+    for at most another ``measure_s``."""
+    record = WindowRecord()
+    start = time.perf_counter()
+    while True:
+        enough = sum(len(w.times) for w in record.kept) >= min_iters
+        if enough and precise_enough(record, ci_target):
+            break
+        spent = time.perf_counter() - start
+        if spent >= measure_s and enough:
+            break
+        if spent >= 2 * measure_s and len(record.times()) >= min_iters:  # disturbed throughout
+            break
+        record.windows.append(timed_window(forward, timed, window_s, cpu))
+    return record
+
+
+@dataclass
+class PairRecord:
+    """Windows of a candidate and a reference timed alternately (ratio mode): drift of the
+    machine's speed over seconds (a host-level neighbour, invisible to the guest) slows both
+    windows of a pair alike and cancels in their ratio."""
+
+    candidate: WindowRecord = field(default_factory=WindowRecord)
+    reference: WindowRecord = field(default_factory=WindowRecord)
+
+    def ratios(self, disturbed_too: bool = False) -> np.ndarray:
+        """Candidate throughput / reference throughput of every pair with neither window
+        disturbed (of every pair with ``disturbed_too``)."""
+        pairs = zip(self.candidate.windows, self.reference.windows, strict=True)
+        keep = [(c, r) for c, r in pairs if disturbed_too or not (c.disturbed or r.disturbed)]
+        return np.asarray([np.median(r.times) / np.median(c.times) for c, r in keep])
+
+    @property
+    def disturbed(self) -> int:
+        return len(self.candidate.windows) - len(self.ratios())
+
+
+def run_pairs(
+    candidate: Callable[[], Any],
+    reference: Callable[[], Any],
+    timed: Callable[[Callable[[], Any]], float],
+    *,
+    window_s: float,
+    measure_s: float,
+    ci_target: float,
+    cpu: Callable[[], float],
+) -> PairRecord:
+    """Alternate windows of ``candidate`` and ``reference`` until the median ratio's 95 %
+    interval is within ``±ci_target`` of it (after ``_MIN_WINDOWS`` undisturbed pairs) or
+    ``measure_s`` seconds are spent (going on while no pair is undisturbed, up to twice that)."""
+    record = PairRecord()
+    start = time.perf_counter()
+    while True:
+        ratios = record.ratios()
+        if ci_target > 0 and len(ratios) >= _MIN_WINDOWS:
+            lo, hi = quantile_interval(ratios, 0.5)
+            if (hi - lo) / 2 <= ci_target * float(np.median(ratios)):
+                break
+        spent = time.perf_counter() - start
+        if record.candidate.windows and ((spent >= measure_s and len(ratios)) or spent >= 2 * measure_s):
+            break
+        record.candidate.windows.append(timed_window(candidate, timed, window_s, cpu))
+        record.reference.windows.append(timed_window(reference, timed, window_s, cpu))
+    return record

@@ -1,0 +1,88 @@
+import math
+
+import numpy as np
+import pytest
+
+from effvit_nas.measure.timing import summarize
+from effvit_nas.measure.windows import Window, WindowRecord, quantile_interval, run_windows
+
+
+def test_quantile_interval_brackets_the_median_by_order_statistics():
+    v = np.arange(1.0, 21.0)  # 20 values, median 10.5
+    lo, hi = quantile_interval(v, 0.5)
+    assert (lo, hi) == (5.0, 16.0)  # ranks 5 and 16 of 20 (normal approximation to the binomial)
+    assert all(math.isnan(x) for x in quantile_interval(np.arange(5.0), 0.5))
+
+
+@pytest.mark.parametrize(
+    "cpu, steal, disturbed",
+    [(1.0, 0.0, False), (0.9, 0.0, True), (1.0, 0.06, True), (math.nan, math.nan, False), (math.nan, 0.2, True)],
+)
+def test_a_window_is_disturbed_when_our_thread_lost_its_core(cpu, steal, disturbed):
+    assert Window([0.1], wall=1.0, cpu=cpu, steal=steal).disturbed is disturbed
+
+
+class _Interference:
+    """A CPU clock and an iteration timer for run_windows: every ``period``-th window our
+    thread gets no CPU time and its iterations take 10x longer, as under a competing process."""
+
+    def __init__(self, period: int):
+        self.calls, self.period = 0, period
+
+    def window(self) -> int:
+        return self.calls // 2  # the CPU clock is read at the start and the end of each window
+
+    def cpu(self) -> float:
+        w, start = self.window(), self.calls % 2 == 0
+        self.calls += 1
+        return 0.0 if start or w % self.period == 0 else 1e9
+
+    def timed(self, forward) -> float:
+        forward()
+        return 1.0 if self.window() % self.period == 0 else 0.1
+
+
+def test_disturbed_windows_are_counted_and_left_out_of_the_figure():
+    fake = _Interference(period=3)
+    record = run_windows(lambda: None, fake.timed, window_s=0.002, measure_s=0.1, ci_target=0.0, min_iters=1, cpu=fake.cpu)
+    stats = summarize(record, batch=16)
+    assert stats["disturbed"] == len(record.windows) - len(record.kept) > 0
+    assert stats["throughput"] == pytest.approx(160.0)  # 16 images / 0.1 s: the slow windows do not count
+    assert stats["ci_low"] == pytest.approx(160.0) and stats["ci_high"] == pytest.approx(160.0)
+    assert stats["note"] == ""
+
+
+def test_timing_stops_once_the_interval_is_narrow_enough():
+    fake = _Interference(period=10**9)  # window 0 only is disturbed
+    record = run_windows(lambda: None, fake.timed, window_s=0.001, measure_s=30.0, ci_target=0.01, min_iters=1, cpu=fake.cpu)
+    assert len(record.kept) == 8 and record.disturbed == 1  # constant times: 8 windows suffice, long before 30 s
+
+
+def test_a_machine_busy_throughout_still_gives_a_figure_and_says_so():
+    record = WindowRecord([Window([0.2, 0.2], wall=0.4, cpu=0.0, steal=0.0) for _ in range(3)])
+    stats = summarize(record, batch=4)
+    assert stats["throughput"] == pytest.approx(20.0) and stats["disturbed"] == 3
+    assert "every window disturbed" in stats["note"] and math.isnan(stats["ci_low"])
+
+
+def test_ratio_mode_cancels_drift_that_slows_both_models_alike():
+    """The machine runs at full speed, then 1.5x slower, alternating every few windows; the
+    candidate is twice as fast as the reference. Separate windows scatter, the ratio does not."""
+    from effvit_nas.measure.windows import run_pairs
+
+    state = {"windows": 0}
+
+    def timed(forward) -> float:
+        base = forward()  # seconds per iteration of that model at full speed
+        return base * (1.5 if (state["windows"] // 6) % 2 else 1.0)
+
+    def cpu() -> float:  # read at the start and the end of each window: counts windows
+        state["windows"] += 0.5
+        return math.nan
+
+    record = run_pairs(lambda: 0.01, lambda: 0.02, timed, window_s=0.001, measure_s=0.2, ci_target=0.0, cpu=cpu)
+    ratios = record.ratios()
+    assert len(ratios) >= 8 and record.disturbed == 0
+    assert np.allclose(ratios, 2.0)
+    separate = [np.median(w.times) for w in record.candidate.windows]
+    assert max(separate) / min(separate) == pytest.approx(1.5)
