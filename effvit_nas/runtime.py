@@ -19,6 +19,9 @@ global matplotlib backend. What cannot be scoped:
   mode prints a warning on every run. Explicit token mode is Ray's default behaviour made
   explicit: the token (``~/.ray/auth_token``) is created for a new local cluster when missing.
   A value the user set (``disabled``) is kept.
+* File descriptor 2 inside :func:`captured_stderr`, while joining a cluster: Ray's C++ client
+  logs each refused connection attempt straight to it (bypassing Python's logging), a screen
+  of lines that hides the one that matters; captured, they are read for the cause and dropped.
 """
 
 from __future__ import annotations
@@ -57,6 +60,42 @@ def quiet_optuna() -> Iterator[None]:
             yield
     finally:
         optuna.logging.set_verbosity(level)
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """What this process (C++ code included) writes to file descriptor 2 inside the block goes
+    to a temporary file instead of the terminal; the yielded list holds its text afterwards."""
+    import sys
+    import tempfile
+
+    text: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield text
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            f.seek(0)
+            text.append(f.read().decode(errors="replace"))
+
+
+AUTH_HELP = "token authentication is on: set RAY_AUTH_MODE=token and copy the head's ~/.ray/auth_token here (runners/README.md)"
+
+
+def join_error(address: str, error: BaseException, log: str) -> str:
+    """The one line that says why joining the Ray cluster at ``address`` failed, from Ray's
+    exception and what its client logged meanwhile."""
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if type(error).__name__ == "AuthenticationError":
+        return f"cannot join Ray at {address}: this process has no token; {AUTH_HELP}"
+    if "InvalidAuthToken" in log or "Unauthenticated" in log:
+        return f"cannot join Ray at {address}: the cluster refused this process's token; {AUTH_HELP}"
+    return f"cannot start/join Ray ({address}): {first}"
 
 
 def root_cause(error: BaseException) -> BaseException:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from effvit_nas.arch.config import load_config, preset_name
@@ -47,7 +49,7 @@ def bench(configs, device, storage, fresh, ray_address, reference, as_json, **pr
 
     def line(m) -> str:
         return (
-            f"{m.throughput:10.1f} img/s  95% {m.ci_low:.1f}-{m.ci_high:.1f}  {m.windows} windows ({m.disturbed} disturbed)  "
+            f"{m.throughput:10.1f} img/s  {_interval(m.ci_low, m.ci_high, '.1f')}  {m.windows} windows ({m.disturbed} disturbed)  "
             f"{m.iterations} iters  {'cached' if m.cached else f'{m.seconds:.1f} s'}"
         )
 
@@ -59,6 +61,12 @@ def bench(configs, device, storage, fresh, ray_address, reference, as_json, **pr
     else:
         d = results[0].device
         click.echo(f"device: {d['name']} [{d['id']}], torch {d['torch']}; store: {store.url}")
+
+
+def _interval(lo: float, hi: float, fmt: str) -> str:
+    if math.isnan(lo):
+        return "95% n/a (under 6 windows)"
+    return f"95% {lo:{fmt}}-{hi:{fmt}}"
 
 
 def _print_records(results: list) -> None:
@@ -95,7 +103,7 @@ def _bench_ratios(cfgs, reference, device: str, settings, ray_address, as_json: 
 
     def line(r) -> str:
         return (
-            f"{r.ratio:.3f}x {ref}  95% {r.ci_low:.3f}-{r.ci_high:.3f}  ({r.throughput:.1f} vs {r.reference_throughput:.1f} img/s in this run)  "
+            f"{r.ratio:.3f}x {ref}  {_interval(r.ci_low, r.ci_high, '.3f')}  ({r.throughput:.1f} vs {r.reference_throughput:.1f} img/s in this run)  "
             f"{r.pairs} pairs ({r.disturbed} disturbed)  {r.seconds:.1f} s"
         )
 

@@ -10,6 +10,7 @@ CPUs. Only the driver touches the measurement store: workers return results.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -33,7 +34,7 @@ def connect(address: str | None = None) -> None:
     joining whatever cluster a ``ray start`` left recorded on this machine: when that cluster
     died without ``ray stop`` the join hangs silently for minutes. Joining is explicit
     (``--ray-address auto``)."""
-    from effvit_nas.runtime import check_reachable, import_ray, keep_sigterm_handler
+    from effvit_nas.runtime import captured_stderr, check_reachable, import_ray, join_error, keep_sigterm_handler
 
     ray = import_ray()
 
@@ -41,8 +42,11 @@ def connect(address: str | None = None) -> None:
         return
     target = address or os.environ.get("RAY_ADDRESS") or "local"
     check_reachable(target)
+    # joining: Ray's client logs every refused attempt to fd 2; a new local Ray must keep it
+    # (the processes it starts inherit it)
+    capture = captured_stderr() if target != "local" else contextlib.nullcontext([])
     try:
-        with keep_sigterm_handler():
+        with keep_sigterm_handler(), capture as log:
             ray.init(
                 address=target,
                 namespace=NAMESPACE,
@@ -50,9 +54,8 @@ def connect(address: str | None = None) -> None:
                 log_to_driver=False,
                 configure_logging=False,
             )
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        where = address or "local"
-        raise UserError(f"cannot start/join Ray ({where}): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as e:
+        raise UserError(join_error(address or "local", e, "".join(log))) from None
 
 
 def ray_accelerator_types() -> list[str]:
