@@ -116,6 +116,12 @@ TRAIN_TOP_FLAGS = {
 @click.option(
     "--train-seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per model for --baseline (SEED, SEED+1, ...)."
 )
+@click.option(
+    "--paired",
+    is_flag=True,
+    help="With a relative budget: time each candidate in windows alternating with the budget's preset and judge it by "
+    "their throughput ratio, so the machine's speed drift cancels (twice the timing work per candidate).",
+)
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def search_cmd(**opts) -> None:
@@ -191,6 +197,7 @@ def _problem(opts: dict, options, bench, device):
         budget_spec=budget.spec,
         budget_reference=budget.reference,
         halving=Halving(eta=opts["halving"]) if opts["halving"] else None,
+        paired=opts["paired"],
     )
 
 
@@ -220,6 +227,7 @@ def _header(problem, options, data_source: str) -> str:
     if problem.budget_spec:
         preset = problem.budget_spec.split("x")[-1]
         budget = f"{problem.budget_spec} = {budget} ({preset} at the space's resolution measured {problem.budget_reference:,.0f} img/s)"
+        budget += f"; candidates paired with {preset}" if problem.paired else ""
     return (
         f"study {options.study} in {options.storage}: budget {budget} on {problem.device} "
         f"(batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}); proxy {problem.proxy} on {data_source}; "

@@ -11,6 +11,7 @@ CPUs. Only the driver touches the measurement store: workers return results.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -276,3 +277,54 @@ def measure_ratios(
         if on_result:
             on_result(results[-1])
     return results
+
+
+def paired_key(settings: BenchSettings, reference: ArchConfig) -> str:
+    """Store key of figures taken in ratio mode against ``reference`` (another protocol)."""
+    return f"{settings.key()}-vs-{reference.short_hash()}"
+
+
+def measure_against(
+    config: ArchConfig,
+    reference: ArchConfig,
+    reference_throughput: float,
+    device: str,
+    settings: BenchSettings,
+    store: MeasurementStore,
+    worker: Any,
+) -> Measurement:
+    """``config``'s throughput as its ratio to ``reference`` (timed in alternating windows by
+    ``worker``) times ``reference_throughput`` (images/s): the figure a study with a relative
+    budget compares with its budget, the machine's drift cancelled. Stored under
+    :func:`paired_key`; a stored figure is answered without measuring."""
+    from effvit_nas.runtime import import_ray
+
+    key = paired_key(settings, reference)
+    device_fp = _check_on_worker(worker, settings)
+    stored = store.get(config.short_hash(), device_fp["id"], key)
+    if stored is not None:
+        return stored
+    r = import_ray().get(worker.measure_ratio.remote(config.to_dict(), reference.to_dict(), asdict(settings)))
+    figure = r.ratio * reference_throughput
+    # the spread a paired figure has is its interval; under 6 pairs there is none to give
+    lo, hi = (figure, figure) if math.isnan(r.ci_low) else (r.ci_low * reference_throughput, r.ci_high * reference_throughput)
+    m = Measurement(
+        config_hash=config.short_hash(),
+        throughput=figure,
+        q1=lo,
+        q3=hi,
+        cv=r.cv,
+        iterations=r.pairs,
+        batch=r.batch,
+        seconds=r.seconds,
+        settings=r.settings,
+        device=r.device,
+        config=config.to_dict(),
+        note="; ".join(n for n in (f"paired: {r.ratio:.3f}x the budget's preset", r.note) if n),
+        ci_low=r.ci_low * reference_throughput,
+        ci_high=r.ci_high * reference_throughput,
+        windows=r.pairs,
+        disturbed=r.disturbed,
+    )
+    store.put(m, key)
+    return m

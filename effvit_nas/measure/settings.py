@@ -133,7 +133,7 @@ class Measurement:
 class RatioMeasurement:
     """A candidate's throughput relative to a reference's, timed in alternating windows (ratio
     mode). ``ratio`` is the median over undisturbed pairs of candidate img/s / reference img/s,
-    ``ci_low``/``ci_high`` its 95 % interval; ``throughput`` and ``reference_throughput`` are
+    ``ci_low``/``ci_high`` its 95 % interval, ``cv`` the CV of those ratios; ``throughput`` and ``reference_throughput`` are
     the two models' median windows in the same run (images/s)."""
 
     config_hash: str
@@ -141,6 +141,7 @@ class RatioMeasurement:
     ratio: float
     ci_low: float
     ci_high: float
+    cv: float  # of the pair ratios used
     pairs: int
     disturbed: int
     throughput: float

@@ -320,9 +320,9 @@ def measure_ratio(
         record, batch = halve_on_oom(pairs, settings.batch, _free(torch_device))
     ratios = record.ratios()
     notes = _halved(batch, settings)
-    if not len(ratios):
+    if len(ratios) < 2:  # run_pairs stops with 2 pairs at least; too few undisturbed ones
         ratios = record.ratios(disturbed_too=True)
-        notes.append("every pair disturbed: ratio from all of them")
+        notes.append("under 2 undisturbed pairs: ratio from all of them")
     lo, hi = quantile_interval(ratios, 0.5)
     return RatioMeasurement(
         config_hash=config.short_hash(),
@@ -330,6 +330,7 @@ def measure_ratio(
         ratio=float(np.median(ratios)),
         ci_low=lo,
         ci_high=hi,
+        cv=float(ratios.std() / ratios.mean()) if len(ratios) > 1 else math.nan,
         pairs=len(record.candidate.windows),
         disturbed=record.disturbed,
         throughput=batch / float(np.median([np.median(w.times) for w in record.candidate.windows])),

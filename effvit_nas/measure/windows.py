@@ -194,7 +194,8 @@ def run_pairs(
 ) -> PairRecord:
     """Alternate windows of ``candidate`` and ``reference`` until the median ratio's 95 %
     interval is within ``±ci_target`` of it (after ``_MIN_WINDOWS`` undisturbed pairs) or
-    ``measure_s`` seconds are spent (going on while no pair is undisturbed, up to twice that)."""
+    ``measure_s`` seconds are spent, with at least 2 pairs (going on while fewer than 2 are
+    undisturbed, up to twice that)."""
     record = PairRecord()
     start = time.perf_counter()
     while True:
@@ -204,7 +205,8 @@ def run_pairs(
             if (hi - lo) / 2 <= ci_target * float(np.median(ratios)):
                 break
         spent = time.perf_counter() - start
-        if record.candidate.windows and ((spent >= measure_s and len(ratios)) or spent >= 2 * measure_s):
+        pairs = len(record.candidate.windows)
+        if (spent >= measure_s and len(ratios) >= 2) or (spent >= 2 * measure_s and pairs >= 2):  # 2: a spread exists
             break
         record.candidate.windows.append(timed_window(candidate, timed, window_s, cpu))
         record.reference.windows.append(timed_window(reference, timed, window_s, cpu))

@@ -77,10 +77,21 @@ class RayExecution:
         self._task = self._ray.remote(num_cpus=1)(_proxy_task)
 
     def measure(self, config: ArchConfig) -> Measurement:
-        from effvit_nas.measure.actor import measure_configs
+        from effvit_nas.measure.actor import measure_against, measure_configs
 
         p = self.problem
+        if p.paired:
+            return measure_against(config, self._reference(), p.budget_reference, p.device, p.bench, self.store, self.worker)
         return measure_configs([config], p.device, p.bench, self.store, ray_address=self.ray_address, worker=self.worker)[0]
+
+    def _reference(self) -> ArchConfig:
+        """The budget's preset as the budget measured it: at the space's resolution and classes."""
+        from effvit_nas.arch.space import load_space
+        from effvit_nas.search.budget import parse_relative, reference_config
+
+        space = load_space(self.problem.space)
+        _, name = parse_relative(self.problem.budget_spec)
+        return reference_config(name, max(space.img_sizes), space.num_classes)
 
     def run_proxies(self, jobs: Sequence[ProxyJob]) -> Iterator[dict[str, Any] | BaseException]:
         p = self.problem

@@ -47,6 +47,10 @@ class SearchProblem:
         bench: the throughput protocol (default: batch 16, 1 thread, fp32, traced).
         halving: successive halving of the ``train`` proxy (:mod:`effvit_nas.proxy.halving`);
             None (default) trains every candidate for all its steps.
+        paired: time each candidate in windows alternating with the budget's preset (ratio
+            mode) and take its throughput as the ratio times ``budget_reference``, so drift of
+            the machine's speed cancels out of every feasibility decision; needs a relative
+            budget. Default False (each candidate timed alone).
     """
 
     device: str
@@ -59,10 +63,13 @@ class SearchProblem:
     budget_spec: str | None = None
     budget_reference: float | None = None
     halving: Halving | None = None
+    paired: bool = False
 
     def __post_init__(self) -> None:
         if not self.budget > 0:
             raise SettingError("SearchProblem.budget", f"must be positive images/s, got {self.budget}")
+        if self.paired and not (self.budget_spec and self.budget_reference):
+            raise SettingError("SearchProblem.paired", "needs a budget relative to a preset (e.g. M0, 1.5xM0)")
         if self.halving is not None and self.proxy != "train":
             raise SettingError("SearchProblem.halving", f"applies to the train proxy only, not {self.proxy!r}")
 
@@ -79,4 +86,10 @@ class SearchProblem:
             "budget_spec": self.budget_spec,
             "budget_reference": self.budget_reference,
             "halving": asdict(self.halving) if self.halving else None,
+            "paired": self.paired,
         }
+
+
+LATER_KEYS = {"paired": False}
+"""Keys :meth:`SearchProblem.identity` gained after studies were stored without them, with the
+value those studies had in effect."""

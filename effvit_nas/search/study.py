@@ -13,7 +13,7 @@ from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import with_later_fields
 from effvit_nas.runtime import quiet_optuna
 from effvit_nas.search.options import RunOptions, make_sampler
-from effvit_nas.search.problem import OBJECTIVES, SearchProblem
+from effvit_nas.search.problem import LATER_KEYS, OBJECTIVES, SearchProblem
 from effvit_nas.search.records import Attr, TrialRecord
 from effvit_nas.search.screening import Outcome
 
@@ -62,6 +62,7 @@ def _check_same_problem(study: Any, problem: SearchProblem) -> None:
         study.set_user_attr("effvit", want)
         study.set_user_attr("created", time.time())
         return
+    have = {**LATER_KEYS, **have}
     if isinstance(have.get("bench"), dict):
         have = {**have, "bench": with_later_fields(have["bench"], want["bench"])}
     diff = [k for k in want if have.get(k) != want[k]]

@@ -157,6 +157,49 @@ def test_under_budget_skips_the_proxy_and_repeats_reuse_results(tmp_path, capsys
     assert rows[1]["throughput"] == rows[0]["throughput"] and rows[1]["hash"] == rows[0]["hash"]
 
 
+def test_a_paired_search_judges_candidates_by_their_ratio_to_the_budget_preset(tmp_path, capsys, local_ray):
+    """--paired: the candidate is timed in windows alternating with M0 (the budget's preset)
+    and stored as ratio x M0's budget figure, under its own protocol key; --paired without a
+    relative budget is one line."""
+    from effvit_nas.measure.store import MeasurementStore
+
+    space = tmp_path / "one.yaml"
+    space.write_text(ONE_POINT_SPACE)
+    url = f"sqlite:///{tmp_path}/p.db"
+    args = [a if a != "tiny" else str(space) for a in TINY_SEARCH]
+    r = run_main(capsys, "search", "--budget", "100xM0", "--paired", "--trials", "1", "--study", "p", "--storage", url, *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "candidates paired with M0" in r.stdout
+    reference = json.loads(run_main(capsys, "studies", "--storage", url, "--json").stdout)[0]["budget"] / 100
+    (paired,) = [(k, m) for _, k, m in MeasurementStore(url).all() if "-vs-" in k]
+    ratio = float(paired[1].note.split("paired: ")[1].split("x")[0])
+    assert paired[1].throughput == pytest.approx(ratio * reference, rel=1e-3) and paired[1].windows >= 1
+    rows = json.loads(run_main(capsys, "show", "--study", "p", "--storage", url, "--json").stdout)
+    assert rows[0]["throughput"] == pytest.approx(paired[1].throughput)
+
+    r = run_main(capsys, "search", "--budget", "1k", "--paired", "--trials", "1", "--study", "q", "--storage", url, *args)
+    assert r.returncode == 2 and "--paired needs a budget relative to a preset" in r.stderr, r.stderr
+
+
+def test_a_study_stored_before_paired_existed_resumes_unpaired():
+    from dataclasses import replace
+
+    from effvit_nas.search.problem import SearchProblem
+    from effvit_nas.search.study import _check_same_problem
+
+    problem = SearchProblem(device="cpu", budget=100.0, budget_spec="1xM0", budget_reference=100.0)
+
+    class Stored:
+        study_name = "old"
+
+        def __init__(self):
+            self.user_attrs = {"effvit": {k: v for k, v in problem.identity().items() if k != "paired"}}
+
+    _check_same_problem(Stored(), problem)  # no error: the old study was unpaired
+    with pytest.raises(Exception, match="another paired"):
+        _check_same_problem(Stored(), replace(problem, paired=True))
+
+
 def test_pareto_set_lists_each_architecture_once():
     import optuna
 
