@@ -17,6 +17,7 @@ from effvit_nas.cli.measure import bench
 from effvit_nas.cli.proxy import proxy_cmd
 from effvit_nas.cli.results import export_cmd, pareto_cmd, show_cmd, studies_cmd
 from effvit_nas.cli.search import search_cmd
+from effvit_nas.cli.supernet import supernet_app
 from effvit_nas.cli.train import train_cmd
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.runtime import Terminated, sigterm_interrupts
@@ -29,7 +30,20 @@ def app() -> None:
     """Hardware-aware neural architecture search for EfficientViT."""
 
 
-for command in (space_app, model_app, bench, proxy_cmd, fidelity_cmd, search_cmd, show_cmd, studies_cmd, pareto_cmd, export_cmd, train_cmd):
+for command in (
+    space_app,
+    model_app,
+    bench,
+    proxy_cmd,
+    fidelity_cmd,
+    search_cmd,
+    show_cmd,
+    studies_cmd,
+    pareto_cmd,
+    export_cmd,
+    train_cmd,
+    supernet_app,
+):
     app.add_command(command)
 
 # settings whose flag is not the field name with dashes (commands rename their own, see

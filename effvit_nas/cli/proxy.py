@@ -6,7 +6,6 @@ import click
 
 from effvit_nas.arch.config import load_config, preset_name
 from effvit_nas.cli.common import data_options, print_json
-from effvit_nas.errors import UserError
 
 
 @click.command("proxy")
@@ -27,11 +26,10 @@ def proxy_cmd(
     the data's class count. Higher is better for every proxy.
     """
     from effvit_nas.proxy.data import DataConfig, load_data
-    from effvit_nas.proxy.registry import PROXIES, evaluate_proxy
+    from effvit_nas.proxy.registry import check_proxy, evaluate_proxy
     from effvit_nas.proxy.short_training import ShortTrainSettings
 
-    if proxy_name not in PROXIES:
-        raise UserError(f"unknown proxy {proxy_name!r} (choose from {', '.join(PROXIES)})")
+    proxy_name = check_proxy(proxy_name)
     cfgs = [load_config(c) for c in configs]
     data = load_data(DataConfig(data_source, img_size, classes, train_per_class, val_per_class, seed))
     settings = ShortTrainSettings(steps=steps, batch=batch, seed=seed, threads=threads)

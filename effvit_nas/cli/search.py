@@ -175,16 +175,15 @@ def _problem(opts: dict, options, bench, device):
     study: see effvit_nas.search.budget)."""
     from effvit_nas.arch.space import load_space
     from effvit_nas.proxy.halving import Halving
-    from effvit_nas.proxy.registry import PROXIES
+    from effvit_nas.proxy.registry import check_proxy
     from effvit_nas.proxy.short_training import ShortTrainSettings
     from effvit_nas.search.budget import study_budget
     from effvit_nas.search.problem import SearchProblem
 
-    if opts["proxy_name"] not in PROXIES:
-        raise UserError(f"unknown proxy {opts['proxy_name']!r} (choose from {', '.join(PROXIES)})")
     if opts["halving"] and opts["proxy_name"] != "train":
         raise UserError(f"--halving applies to --proxy train, not {opts['proxy_name']}")
     space = load_space(opts["space"])
+    opts["proxy_name"] = check_proxy(opts["proxy_name"], space)
     budget = study_budget(opts["budget"], space, opts["device"], bench, options, device)
     return SearchProblem(
         device=opts["device"],

@@ -38,6 +38,8 @@ class TrainProgress:
         elif "epoch_done" in p:
             m = p["epoch_done"]
             ema = f", EMA {100 * m['top1_ema']:.1f} %" if m.get("top1_ema") is not None else ""
+            if "top1_smallest" in m:  # a supernet: its largest and smallest subnet
+                ema += f", smallest subnet {100 * m['top1_smallest']:.1f} %"
             click.echo(f"epoch {m['epoch']}: loss {m['loss']:.3f}, top-1 {100 * m['top1']:.1f} %{ema}, {m['img_s']:.0f} img/s")
         else:
             self.step(p)
@@ -87,6 +89,9 @@ def show_recorded(recorded: Any, quiet: bool) -> None:
 @click.option(
     "--distill", default=None, metavar="TEACHER", help="Soft distillation from a trained model folder (config.yaml + model.safetensors)."
 )
+@click.option(
+    "--init-from", default=None, metavar="SUPERNET_DIR", help="Start from the weights inherited from a trained supernet (fine-tuning)."
+)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [default: the export folder, or train-<hash>].")
 @click.option(
     "--set",
@@ -113,6 +118,7 @@ def train_cmd(
     workers,
     resume,
     distill,
+    init_from,
     out,
     overrides,
     seed,
@@ -137,7 +143,8 @@ def train_cmd(
         recipe, note = recipe_for(data, {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}, explicit, workers)
         if note and not quiet:
             click.echo(f"note: {note}")
-        trained = train_model(config, data, recipe, run, distill=distill, storage=storage, on_progress=None if quiet else TrainProgress())
+        progress = None if quiet else TrainProgress()
+        trained = train_model(config, data, recipe, run, distill=distill, storage=storage, on_progress=progress, init_from=init_from)
     show_recorded(trained.recorded, quiet)
     res = trained.result
     if as_json:

@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from effvit_nas.errors import SettingError
+from effvit_nas.errors import SettingError, UserError
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.proxy.data import DataConfig
 from effvit_nas.proxy.short_training import ShortTrainSettings
@@ -54,11 +54,15 @@ class ProxySpec:
 
     @classmethod
     def parse(cls, text: str) -> ProxySpec:
-        from effvit_nas.proxy.registry import PROXIES
+        from effvit_nas.proxy.registry import SUPERNET, check_proxy
 
+        if text.strip().startswith(SUPERNET):
+            return cls(check_proxy(text.strip()))
         name, _, steps = text.strip().partition("@")
-        if name not in PROXIES:
-            raise SettingError("FidelitySettings.proxies", f"unknown proxy {name!r} (choose from {', '.join(PROXIES)}; train@STEPS)")
+        try:
+            name = check_proxy(name)
+        except UserError as e:
+            raise SettingError("FidelitySettings.proxies", f"{e}; train@STEPS") from None
         if name != "train" and steps:
             raise SettingError("FidelitySettings.proxies", f"{text!r}: only train takes @STEPS")
         if name == "train":

@@ -166,7 +166,7 @@ class CascadedGroupAttention(nn.Module):
         self.proj = nn.Sequential(nn.ReLU(), ConvNorm(v_dim * num_heads, dim, bn_weight_init=0.0))
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, resolution * resolution))
         self.register_buffer("attention_bias_idxs", _relative_offset_index(resolution), persistent=False)
-        self._bias_cache: tuple[tuple, torch.Tensor] | None = None
+        self._bias_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
         self.dense_bias = False  # True once fuse() stored the gathered (heads, N, N) biases
 
     def attention_bias(self) -> torch.Tensor:
@@ -178,10 +178,12 @@ class CascadedGroupAttention(nn.Module):
             return table[:, self.attention_bias_idxs]
         # The key changes whenever the table is written in place (load_state_dict, optimizer
         # steps bump _version) or moved/cast (.to() gives new storage), so a hit is never stale.
+        # The cache holds the table itself: a table passed in per call (a supernet's slice)
+        # could otherwise be freed and a new one allocated at the same address, version 0.
         key = (table.data_ptr(), table._version, table.dtype, table.device, self.attention_bias_idxs.data_ptr())
         if self._bias_cache is None or self._bias_cache[0] != key:
             with torch.no_grad():
-                self._bias_cache = (key, table[:, self.attention_bias_idxs])
+                self._bias_cache = (key, table[:, self.attention_bias_idxs], table)
         return self._bias_cache[1]
 
     def _cascade_input(self, split: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@
 | ``dss``    | score    | TF-TAS's DSS indicator for vision transformers (CVPR 2022)   |
 | ``params`` | score    | parameter count (baseline)                                  |
 | ``macs``   | score    | multiply-accumulates at the proxy resolution (baseline)     |
+| ``supernet:DIR`` | accuracy | inherited weights of a trained supernet, BN recalibrated, top-1 |
 
 Higher is better for every proxy. The search's default is ``naswot``, chosen from the
 fidelity report (results/proxy_fidelity.md): on 12 architectures it ranked as well as 100
@@ -21,9 +22,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.arch.space import SearchSpace
 from effvit_nas.errors import UserError
 from effvit_nas.proxy.data import Dataset
 from effvit_nas.proxy.short_training import Reporter, ShortTrainSettings, train_proxy
@@ -86,6 +89,46 @@ PROXIES: dict[str, tuple[str, Callable[..., tuple[float, dict]]]] = {
 }
 
 
+SUPERNET = "supernet:"
+CALIBRATION_IMAGES = 512  # BN recalibration images of the supernet proxy (OFA uses 2,000 at ImageNet scale)
+
+
+def _supernet(folder: str) -> Callable[..., tuple[float, dict]]:
+    def run(config: ArchConfig, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> tuple[float, dict]:
+        from effvit_nas.supernet.scoring import load_supernet, subnet_top1
+
+        net, digest = load_supernet(folder)
+        top1 = subnet_top1(net, config, data, CALIBRATION_IMAGES, settings.seed)
+        return top1, {"supernet": folder, "weights_sha256": digest, "calibration_images": CALIBRATION_IMAGES}
+
+    return run
+
+
+def check_proxy(name: str, space: SearchSpace | None = None) -> str:
+    """The canonical name of proxy ``name`` (``supernet:DIR`` with DIR absolute); UserError for
+    an unknown proxy, a folder that holds no trained supernet, or (given the candidates'
+    ``space``) a supernet trained over another space."""
+    if not name.startswith(SUPERNET):
+        if name not in PROXIES:
+            raise UserError(f"unknown proxy {name!r} (choose from {', '.join(PROXIES)}, supernet:DIR)")
+        return name
+    from effvit_nas.supernet.scoring import load_supernet
+
+    folder = str(Path(name[len(SUPERNET) :]).resolve())
+    net, _ = load_supernet(folder)
+    if space is not None and [k.choices for k in space.knobs()] != [k.choices for k in net.space.knobs()]:
+        raise UserError(f"the supernet in {folder} covers space {net.space.name!r}, not the search's space {space.name!r}")
+    return SUPERNET + folder
+
+
+def _proxy(name: str) -> tuple[str, Callable[..., tuple[float, dict]]]:
+    if name.startswith(SUPERNET):
+        return "accuracy", _supernet(name[len(SUPERNET) :])
+    if name not in PROXIES:
+        raise UserError(f"unknown proxy {name!r} (choose from {', '.join(PROXIES)}, supernet:DIR)")
+    return PROXIES[name]
+
+
 def evaluate_proxy(
     name: str,
     config: ArchConfig,
@@ -94,9 +137,7 @@ def evaluate_proxy(
     report: Reporter | None = None,
 ) -> ProxyResult:
     """Evaluate proxy ``name`` on ``config`` with ``data`` (UserError for unknown names)."""
-    if name not in PROXIES:
-        raise UserError(f"unknown proxy {name!r} (choose from {', '.join(PROXIES)})")
-    kind, fn = PROXIES[name]
+    kind, fn = _proxy(name)
     start = time.perf_counter()
     value, details = fn(config, data, settings, report)
     return ProxyResult(name, kind, float(value), time.perf_counter() - start, config.short_hash(), details)

@@ -96,7 +96,7 @@ def save_weights(model: Any, path: Path) -> None:
 
 def load_state(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     """A checkpoint's ``state.pt``, unpickled with ``weights_only=True``: tensors, numbers,
-    strings and containers only, which is all :func:`_Worker.save` writes (optimizer,
+    strings and containers only, which is all :func:`Worker.save` writes (optimizer,
     scheduler and scaler state dicts are made of those). Anything else, e.g. a pickle that
     would run code, is refused with a UserError and never executed."""
     import torch
@@ -109,7 +109,7 @@ def load_state(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
         raise UserError(f"refusing to load {path}: it is not a training state effvit-nas wrote ({reason})") from None
 
 
-class _Worker:
+class Worker:
     """What one worker trains with, built in the order that fixes the random streams."""
 
     def __init__(self, cfg: dict[str, Any]):
@@ -125,6 +125,7 @@ class _Worker:
         torch.set_num_threads(cfg["threads"])  # Ray sets 1 thread per worker; use the CPUs it reserved
         self.data = ray.get(cfg["data_ref"])  # loaded (and checked) once by the driver
         self.queue = cfg.get("progress")
+        self.init_from = cfg.get("init_from")  # a trained supernet folder: inherited weights
         self._data_pipeline()
         torch.manual_seed(self.recipe.seed)
         self._model(ArchConfig.from_dict(cfg["arch"]))
@@ -144,6 +145,19 @@ class _Worker:
         )
         self.steps = len(self.loader)
 
+    def build_net(self, arch: ArchConfig) -> Any:
+        """The network to train, from scratch or with weights inherited from a supernet (a
+        supernet worker trains a supernet instead)."""
+        from effvit_nas.model.efficientvit import build_model
+
+        arch = arch.replace(num_classes=self.data.num_classes)
+        net = build_model(arch)
+        if self.init_from:
+            from effvit_nas.supernet.scoring import load_supernet
+
+            net.load_state_dict(load_supernet(self.init_from)[0].extract(arch).state_dict())
+        return net
+
     def _model(self, arch: ArchConfig) -> None:
         """Model, AdamW, per-update cosine schedule, EMA and grad scaler (timm's pieces)."""
         import torch
@@ -151,11 +165,9 @@ class _Worker:
         from timm.scheduler import create_scheduler_v2
         from timm.utils import ModelEmaV3
 
-        from effvit_nas.model.efficientvit import build_model
-
         r = self.recipe
         # channels_last: measured 1.6-2x faster training steps on CPU (results/training_speed_cpu.md)
-        self.model = build_model(arch.replace(num_classes=self.data.num_classes)).to(self.device, memory_format=torch.channels_last)
+        self.model = self.build_net(arch).to(self.device, memory_format=torch.channels_last)
         self.optimizer = create_optimizer_v2(self.model, opt="adamw", lr=r.lr, weight_decay=r.weight_decay, eps=r.eps)
         self.scheduler, _ = create_scheduler_v2(
             self.optimizer,
@@ -228,13 +240,20 @@ class _Worker:
                 loss = (1 - r.distill_alpha) * loss + r.distill_alpha * kd
         return loss
 
-    def step(self, loss: Any, update: int) -> None:
-        """Backward, AGC, optimizer and scaler step, lr schedule and EMA for update number ``update``."""
+    def train_batch(self, net: Any, x: Any, y: Any, update: int) -> float:
+        """One update on the batch ``(x, y)``; its training loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(net, x, y)
+        self.scaler.scale(loss).backward()
+        self.update(update)
+        return loss.item()
+
+    def update(self, update: int) -> None:
+        """AGC, optimizer and scaler step, lr schedule and EMA for update number ``update``
+        (the gradients are in place)."""
         from timm.models import model_parameters
         from timm.utils import dispatch_clip_grad
 
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
         if self.recipe.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
             # timm's train.py leaves the classifier out of AGC
@@ -255,11 +274,10 @@ class _Worker:
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         for step, (x, y) in enumerate(self.loader):
             x, y = x.to(self.device, memory_format=torch.channels_last), y.to(self.device)
-            loss = self.loss(net, x, y)
-            self.step(loss, update=epoch * self.steps + step + 1)
+            loss = self.train_batch(net, x, y, update=epoch * self.steps + step + 1)
             seen += len(x) * self.world
-            loss_sum += loss.item()
-            self._progress(epoch, step, loss.item(), seen / max(time.perf_counter() - t0, 1e-9))
+            loss_sum += loss
+            self._progress(epoch, step, loss, seen / max(time.perf_counter() - t0, 1e-9))
         train_s = time.perf_counter() - t0
         return {"epoch": epoch + 1, "loss": loss_sum / self.steps, "lr": self.lr, "img_s": seen / train_s, "train_s": train_s}
 
@@ -273,6 +291,10 @@ class _Worker:
             return
         event = {"epoch": epoch + 1, "epochs": self.recipe.epochs, "step": step + 1, "steps": self.steps}
         self.queue.put({**event, "loss": loss, "lr": self.lr, "img_s": img_s})
+
+    def evaluate(self) -> dict[str, Any]:
+        """Held-out metrics after an epoch (``top1``, ``top1_ema``)."""
+        return {"top1": self.top1(self.model), "top1_ema": self.top1(self.ema.module) if self.ema is not None else None}
 
     def top1(self, net: Any) -> float:
         """Held-out top-1 of ``net`` in [0, 1]: each worker a shard of the images, summed."""
@@ -313,7 +335,7 @@ class _Worker:
         torch.save(state, folder / STATE_FILE)
 
 
-def _report(worker: _Worker, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+def _report(worker: Worker, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
     """Report the epoch to Ray Train, rank 0 with the checkpoint Ray Train persists."""
     import_ray()
     from ray.train import Checkpoint, report
@@ -329,17 +351,22 @@ def _report(worker: _Worker, epoch: int, metrics: dict[str, Any], history: list[
 def train_loop(cfg: dict[str, Any]) -> None:
     """One Ray Train worker (``train_loop_config``: arch, data_ref, recipe, teacher, progress,
     threads; see :func:`effvit_nas.training.runner.train`)."""
+    run_worker(Worker(cfg))
+
+
+def run_worker(w: Worker, **ddp_kwargs: Any) -> None:
+    """Train ``w`` from Ray Train's newest checkpoint to its last epoch, reporting each epoch
+    (``ddp_kwargs``: for torch's DistributedDataParallel)."""
     import_ray()
     from ray.train import get_checkpoint
     from ray.train.torch import prepare_model
 
-    w = _Worker(cfg)
     start_epoch, history = w.restore(get_checkpoint())
-    ddp = prepare_model(w.model)  # DDP across workers (gloo on CPU, NCCL on GPU)
+    ddp = prepare_model(w.model, parallel_strategy_kwargs=ddp_kwargs or None)  # DDP across workers (gloo on CPU, NCCL on GPU)
     for epoch in range(start_epoch, w.recipe.epochs):
         metrics = w.epoch(ddp, epoch)
         train_s = metrics.pop("train_s")  # last, as train.json has always listed it
-        metrics.update(top1=w.top1(w.model), top1_ema=w.top1(w.ema.module) if w.ema is not None else None, train_s=train_s)
+        metrics.update(**w.evaluate(), train_s=train_s)
         history.append(metrics)
         _report(w, epoch, metrics, history)
         if w.queue is not None and w.rank == 0:

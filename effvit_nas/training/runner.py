@@ -196,25 +196,17 @@ def _threads(ray: Any, workers: int, use_gpu: bool) -> int:
     return 1 if use_gpu else max(1, min(cpus, free) // workers)
 
 
-def _trainer(
-    ray: Any, arch: ArchConfig, dataset: Any, recipe: TrainRecipe, run: TrainExecution, teacher: Teacher | None, queue: Any
-) -> Any:
-    """Ray Train's TorchTrainer: what runs as ``train_loop_config`` (the data once in Ray's
-    object store), ``run`` as its ScalingConfig and RunConfig."""
+def _trainer(ray: Any, loop: Callable[[dict[str, Any]], None], config: dict[str, Any], dataset: Any, run: TrainExecution) -> Any:
+    """Ray Train's TorchTrainer: ``loop`` with ``config`` (plus the data, once in Ray's object
+    store, and the worker's threads) as ``train_loop_config``, ``run`` as its ScalingConfig
+    and RunConfig."""
     from ray.train.torch import TorchConfig, TorchTrainer
 
     threads = _threads(ray, run.workers, bool(run.use_gpu))
-    config = {
-        "arch": arch.to_dict(),
-        "data_ref": ray.put(dataset),
-        "recipe": asdict(recipe),
-        "teacher": teacher.to_dict() if teacher else None,
-        "progress": queue,
-        "threads": threads,
-    }
+    config = {**config, "data_ref": ray.put(dataset), "threads": threads}
     backend = TorchConfig(backend="nccl" if run.use_gpu else "gloo")
     return TorchTrainer(
-        train_loop, train_loop_config=config, torch_config=backend, scaling_config=run.scaling_config(threads), run_config=run.run_config()
+        loop, train_loop_config=config, torch_config=backend, scaling_config=run.scaling_config(threads), run_config=run.run_config()
     )
 
 
@@ -257,6 +249,54 @@ def _fit(trainer: Any, queue: Any, on_progress: Progress | None) -> Any:
     return box["result"]
 
 
+@dataclass
+class FinishedRun:
+    """What :func:`execute` leaves: the newest checkpoint folder, its metrics history, the
+    data's class count, wall seconds and Ray Train's run folder."""
+
+    final: Path
+    history: list[dict[str, Any]]
+    num_classes: int
+    seconds: float
+    ray_path: str | None
+
+
+def execute(
+    loop: Callable[[dict[str, Any]], None],
+    config: dict[str, Any],
+    data: DataConfig,
+    recipe: TrainRecipe,
+    run: TrainExecution,
+    start: dict[str, Any],
+    teacher: Teacher | None = None,
+    on_progress: Progress | None = None,
+) -> FinishedRun:
+    """Run the Ray Train ``loop`` (``config`` + recipe as its ``train_loop_config``) into the
+    resolved ``run.out``; ``start``: the progress header's run description."""
+    ray = import_ray()
+    from ray.util.queue import Queue
+
+    from effvit_nas.measure.actor import connect
+    from effvit_nas.proxy.data import load_data
+
+    previous = _prepare_out(run.out, run.resume)
+    dataset = load_data(data)  # DataError (exit 2) here, not inside a worker
+    _check_inputs(dataset, recipe, run.workers, previous, teacher, run.out)
+    connect(run.ray_address)
+    queue = Queue() if on_progress else None
+    trainer = _trainer(ray, loop, {**config, "recipe": asdict(recipe), "progress": queue}, dataset, run)
+    if on_progress:
+        info = {"data": data.source, "img_size": data.img_size, "workers": run.workers, "use_gpu": run.use_gpu}
+        on_progress({"start": {**start, **info, "recipe": asdict(recipe)}})
+    t0 = time.perf_counter()
+    result = _fit(trainer, queue, on_progress)
+    final = latest_checkpoint(run.out)
+    if final is None:
+        raise UserError(f"training ended without a checkpoint in {run.out}")
+    history = load_state(final / STATE_FILE)["history"]
+    return FinishedRun(final, history, dataset.num_classes, time.perf_counter() - t0, getattr(result, "path", None))
+
+
 def train(
     arch: ArchConfig,
     data: DataConfig,
@@ -264,39 +304,35 @@ def train(
     run: TrainExecution = TrainExecution(),
     teacher: Teacher | None = None,
     on_progress: Progress | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train ``arch`` on ``data`` with ``recipe`` (resolved for ``run.workers``, see
     :func:`effvit_nas.training.recipe.recipe_for`) as ``run`` says; write ``model.safetensors``,
-    ``model_ema.safetensors``, ``config.yaml`` and ``train.json`` into ``run.out``."""
-    ray = import_ray()
-    from ray.util.queue import Queue
-
-    from effvit_nas.measure.actor import connect
-    from effvit_nas.proxy.data import load_data
-
+    ``model_ema.safetensors``, ``config.yaml`` and ``train.json`` into ``run.out``.
+    ``init_from``: a trained supernet folder whose weights ``arch`` starts from (fine-tuning)."""
     given = run.out or Path(f"train-{arch.short_hash()}")
     run = run.resolved(given)
-    out = run.out
-    previous = _prepare_out(out, run.resume)
-    dataset = load_data(data)  # DataError (exit 2) here, not inside a worker
-    _check_inputs(dataset, recipe, run.workers, previous, teacher, out)
-    connect(run.ray_address)
-    queue = Queue() if on_progress else None
-    trainer = _trainer(ray, arch, dataset, recipe, run, teacher, queue)
-    if on_progress:
-        start = {"config_hash": arch.short_hash(), "data": data.source, "img_size": data.img_size, "workers": run.workers}
-        on_progress({"start": {**start, "use_gpu": run.use_gpu, "out": str(given), "recipe": asdict(recipe)}})
-    t0 = time.perf_counter()
-    result = _fit(trainer, queue, on_progress)
-    final = latest_checkpoint(out)
-    if final is None:
-        raise UserError(f"training ended without a checkpoint in {out}")
-    history = load_state(final / STATE_FILE)["history"]
-    _copy_final(final, out, arch, dataset.num_classes)
-    res = TrainResult.of(history, str(out), time.perf_counter() - t0)
+    inherited = _inherited(init_from, arch) if init_from is not None else None
+    config = {"arch": arch.to_dict(), "teacher": teacher.to_dict() if teacher else None, "init_from": inherited and inherited["supernet"]}
+    start = {"config_hash": arch.short_hash(), "out": str(given)}
+    done = execute(train_loop, config, data, recipe, run, start, teacher, on_progress)
+    _copy_final(done.final, run.out, arch, done.num_classes)
+    res = TrainResult.of(done.history, str(run.out), done.seconds)
     extra = {"workers": run.workers, "recipe": asdict(recipe), "data": asdict(data), "teacher": teacher.to_dict() if teacher else None}
-    _write_record(out / "train.json", arch, res, extra, getattr(result, "path", None))
+    _write_record(run.out / "train.json", arch, res, {**extra, "init_from": inherited}, done.ray_path)
     return res
+
+
+def _inherited(folder: str | Path, arch: ArchConfig) -> dict[str, str]:
+    """The supernet ``arch`` inherits its weights from (UserError when it is no point of its space)."""
+    from effvit_nas.supernet.scoring import load_supernet
+
+    supernet, digest = load_supernet(folder)
+    if not supernet.space.contains(arch.replace(num_classes=supernet.space.num_classes)):
+        raise UserError(
+            f"{arch.short_hash()} is not a point of the space of the supernet in {folder} ({supernet.space.name!r}): nothing to inherit"
+        )
+    return {"supernet": str(Path(folder).resolve()), "weights_sha256": digest}
 
 
 def _write_record(path: Path, arch: ArchConfig, res: TrainResult, extra: dict[str, Any], ray_path: str | None) -> None:
@@ -350,20 +386,22 @@ def train_model(
     distill: str | Path | None = None,
     storage: str | None = None,
     on_progress: Progress | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainedModel:
     """Train ``source`` (a preset, a config file, or an export folder) with :func:`train`.
 
     An export folder trains in place unless ``run.out`` is given, and gets the trained top-1
     in its model card (README.md) and in its study's ``trained`` user attr (``storage``:
     default the one the export recorded, else the default storage). ``distill``: a
-    :class:`Teacher` folder to distill from.
+    :class:`Teacher` folder to distill from; ``init_from``: a trained supernet folder to
+    inherit the initial weights from.
     """
     arch = load_config(source)
     export = _export_folder(source)
     if run.out is None:
         run = replace(run, out=export if export is not None else Path(f"train-{arch.short_hash()}"))
     teacher = Teacher.from_folder(distill) if distill is not None else None
-    result = train(arch, data, recipe, run, teacher, on_progress)
+    result = train(arch, data, recipe, run, teacher, on_progress, init_from)
     return TrainedModel(result, record_training(export, arch, result, storage) if export is not None else None)
 
 
