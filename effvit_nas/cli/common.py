@@ -37,8 +37,10 @@ def fmt_eta(seconds: float | None) -> str:
 
 
 def fmt_proxy(value: float, proxy: str | None) -> str:
-    """Top-1 as a percentage for the training proxy, the raw score for zero-cost ones."""
-    return f"{100 * value:.1f} %" if proxy == "train" else f"{value:.4g}"
+    """Top-1 as a percentage for accuracy proxies (train, supernet), the raw score for zero-cost ones."""
+    from effvit_nas.proxy.registry import is_accuracy
+
+    return f"{100 * value:.1f} %" if is_accuracy(proxy) else f"{value:.4g}"
 
 
 def print_json(obj: Any) -> None:

@@ -121,6 +121,11 @@ def check_proxy(name: str, space: SearchSpace | None = None) -> str:
     return SUPERNET + folder
 
 
+def is_accuracy(name: str | None) -> bool:
+    """Whether proxy ``name`` gives top-1 in [0, 1] (shown as a percentage) rather than a score."""
+    return name is not None and (name.startswith(SUPERNET) or PROXIES.get(name, ("score",))[0] == "accuracy")
+
+
 def _proxy(name: str) -> tuple[str, Callable[..., tuple[float, dict]]]:
     if name.startswith(SUPERNET):
         return "accuracy", _supernet(name[len(SUPERNET) :])

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.arch.config import ArchConfig, preset_name
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.results.pareto import pareto_trials
@@ -102,7 +103,7 @@ def _card(cfg: ArchConfig, r: TrialRecord, info: StudyInfo, record: dict[str, An
     m = record.get("measurement") or {}
     tp = f"{r.throughput:,.0f} img/s" if r.throughput else "not measured"
     acc = r.accuracy
-    proxy = "not run" if acc is None else f"{100 * acc:.1f} % top-1" if info.proxy == "train" else f"{acc:.4g}"
+    proxy = "not run" if acc is None else f"{100 * acc:.1f} % top-1" if is_accuracy(info.proxy) else f"{acc:.4g}"
     rows = [
         f"| {i + 1} | {cfg.widths[i]} | {cfg.depths[i]} | {cfg.heads[i]} | {cfg.qk_dims[i]} | {cfg.v_ratios[i]:g} | {cfg.ffn_ratios[i]:g} | {cfg.windows[i]} |"
         for i in range(cfg.num_stages)

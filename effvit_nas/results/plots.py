@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.errors import UserError
 from effvit_nas.results.pareto import pareto_trials
 from effvit_nas.results.references import ReferencePoint
@@ -64,6 +65,12 @@ def _point(r: TrialRecord) -> Point:
     return Point(float(r.throughput), r.accuracy, f"#{r.number} {r.config_hash or ''}", hover)
 
 
+def _y_label(proxy: str) -> str:
+    if proxy.startswith("supernet:"):
+        return "proxy top-1 (%, inherited supernet weights)"
+    return "proxy top-1 (%, short training)" if is_accuracy(proxy) else f"{proxy} score (higher is better)"
+
+
 def pareto_view(study: Any, info: StudyInfo, device: dict[str, Any] | None, references: list[ReferencePoint]) -> ParetoView:
     """Everything the plots draw, from the study's complete trials."""
     import optuna
@@ -76,9 +83,9 @@ def pareto_view(study: Any, info: StudyInfo, device: dict[str, Any] | None, refe
     view = ParetoView(
         title=f"{study.study_name}: {info.proxy} proxy vs throughput, budget {info.budget:,.0f} img/s",
         subtitle=f"{(device or {}).get('name', info.device)} [{info.device}] · {info.protocol()}",
-        y_label="proxy top-1 (%, short training)" if info.proxy == "train" else f"{info.proxy} score (higher is better)",
+        y_label=_y_label(info.proxy),
         budget=info.budget,
-        percent=info.proxy == "train",
+        percent=is_accuracy(info.proxy),
         references=[r for r in references if r.throughput is not None],
     )
     for r in sorted((TrialRecord.of(t) for t in complete), key=lambda r: r.number):

@@ -27,6 +27,7 @@ class Attr(StrEnum):
     PROXY = "proxy"
     PROXY_SECONDS = "proxy_seconds"
     PROXY_STEPS = "proxy_steps"  # train proxy: the updates its accuracy came from
+    PROXY_WEIGHTS = "proxy_weights"  # supernet proxy: digest of the weights that scored it (its folder is in PROXY)
     PROXY_STOPPED = "proxy_stopped"  # True: stopped at a halving rung (never in the Pareto set)
     RUNGS = "rungs"  # {step: top-1} at the halving rungs the candidate reached
     PREDICTED_INFEASIBLE = "predicted_infeasible"

@@ -132,6 +132,8 @@ def with_proxy(pending: Outcome, result: dict[str, Any]) -> Outcome:
     attrs = {**pending.attrs, Attr.ACCURACY: result["value"], Attr.PROXY: result["proxy"], Attr.PROXY_SECONDS: result["seconds"]}
     details = result.get("details") or {}
     note = pending.note
+    if "weights_sha256" in details:  # the supernet proxy: which trained weights scored it
+        attrs[Attr.PROXY_WEIGHTS] = details["weights_sha256"]
     if "steps" in details:  # the train proxy: record the fidelity its accuracy came from
         attrs[Attr.PROXY_STEPS] = details["steps"]
         if details.get("rungs"):

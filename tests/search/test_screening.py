@@ -75,6 +75,9 @@ def test_within_budget_needs_the_proxy_and_the_proxy_completes_it():
     assert out.constraint == pytest.approx((BUDGET - 1500) / BUDGET) and out.attrs["throughput"] == 1500.0
     done = with_proxy(out, {"value": 0.42, "proxy": "naswot", "seconds": 0.1})
     assert done.fate is Fate.COMPLETE and done.values == (0.42, 1500.0) and done.feasible
+    assert "proxy_weights" not in done.attrs
+    scored = with_proxy(out, {"value": 0.5, "proxy": "supernet:/sn", "seconds": 0.4, "details": {"weights_sha256": "3fcf503d0325"}})
+    assert scored.attrs["proxy"] == "supernet:/sn" and scored.attrs["proxy_weights"] == "3fcf503d0325"  # which supernet scored it
 
 
 def test_under_budget_is_final_without_the_proxy():
