@@ -10,7 +10,13 @@ from effvit_nas.cli.common import data_options, print_json
 
 @click.command("proxy")
 @click.argument("configs", nargs=-1, required=True, metavar="CONFIG...")
-@click.option("--proxy", "proxy_name", default="train", show_default=True, help="train, synflow, naswot, gradnorm, dss, params, macs, or supernet:DIR (a trained supernet folder).")
+@click.option(
+    "--proxy",
+    "proxy_name",
+    default="train",
+    show_default=True,
+    help="train, synflow, naswot, gradnorm, dss, params, macs, or supernet:DIR (a trained supernet folder).",
+)
 @data_options
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Training batch of the train proxy.")
