@@ -58,7 +58,7 @@ TRAIN_TOP_FLAGS = {
     "proxy_name",
     default="naswot",
     show_default=True,
-    help="Proxy: naswot, train, synflow, gradnorm, params, macs (results/proxy_fidelity.md).",
+    help="Proxy: naswot, train, synflow, gradnorm, dss, params, macs (results/proxy_fidelity.md), or supernet:DIR (a trained supernet folder).",
 )
 @data_options
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")

@@ -87,6 +87,12 @@ def show_recorded(recorded: Any, quiet: bool) -> None:
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest epoch checkpoint.")
 @click.option(
+    "--stream", is_flag=True, help="Read the ImageFolder --data from disk as training goes (any size) instead of loading it into memory."
+)
+@click.option(
+    "--loader-workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader processes per Ray Train worker."
+)
+@click.option(
     "--distill", default=None, metavar="TEACHER", help="Soft distillation from a trained model folder (config.yaml + model.safetensors)."
 )
 @click.option(
@@ -117,6 +123,8 @@ def train_cmd(
     lr,
     workers,
     resume,
+    stream,
+    loader_workers,
     distill,
     init_from,
     out,
@@ -139,7 +147,7 @@ def train_cmd(
     # a field given with --set is named so, even where a flag sets it too
     with setting_flags({**TRAIN_FLAGS, **{f"TrainRecipe.{k}": f"--set {k}" for k in explicit}}):
         data = DataConfig(data_source, img_size or load_config(config).img_size, classes, train_per_class, val_per_class, seed)
-        run = TrainExecution(out=out, workers=workers, ray_address=ray_address, resume=resume)
+        run = TrainExecution(out=out, workers=workers, ray_address=ray_address, resume=resume, stream=stream, loader_workers=loader_workers)
         recipe, note = recipe_for(data, {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}, explicit, workers)
         if note and not quiet:
             click.echo(f"note: {note}")

@@ -91,6 +91,10 @@ class Dataset:
         return len(self.classes)
 
     @property
+    def train_count(self) -> int:
+        return len(self.train_x)
+
+    @property
     def img_size(self) -> int:
         return int(self.train_x.shape[-1])
 

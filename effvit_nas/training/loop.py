@@ -5,8 +5,9 @@ scaler state, epoch and metrics history in ``state.pt``) that Ray Train persists
 run's workers restore the newest one. Data order, augmentation and Mixup draws are seeded per
 (seed, epoch, rank), so a resumed run reaches the same weights as an uninterrupted one.
 
-Data is held in memory as uint8 tensors (``effvit_nas.proxy.data``): synthetic, CIFAR, or an
-ImageFolder subset; a full ImageNet does not fit this path.
+Data is held in memory as uint8 tensors (``effvit_nas.proxy.data``: synthetic, CIFAR, an
+ImageFolder subset) or, for an ImageFolder of any size, read from disk by DataLoader processes
+as training goes (:class:`effvit_nas.training.streaming.FolderData`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pickle
 import random
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from effvit_nas.arch.config import ArchConfig
 from effvit_nas.errors import UserError
 from effvit_nas.runtime import import_ray
 from effvit_nas.training.recipe import TrainRecipe
+from effvit_nas.training.streaming import FolderData
 
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "state.pt"
 
@@ -126,6 +129,7 @@ class Worker:
         self.data = ray.get(cfg["data_ref"])  # loaded (and checked) once by the driver
         self.queue = cfg.get("progress")
         self.init_from = cfg.get("init_from")  # a trained supernet folder: inherited weights
+        self.loader_workers = cfg.get("loader_workers", 0)
         self._data_pipeline()
         torch.manual_seed(self.recipe.seed)
         self._model(ArchConfig.from_dict(cfg["arch"]))
@@ -136,12 +140,16 @@ class Worker:
         from timm.data.distributed_sampler import RepeatAugSampler
 
         r = self.recipe
-        train_set = _MemoryImages(self.data.train_x, self.data.train_y, train_transform(r, self.data.img_size))
+        transform = train_transform(r, self.data.img_size)
+        if isinstance(self.data, FolderData):
+            train_set = self.data.train_set(transform, resize_first=r.crop_pad > 0)
+        else:
+            train_set = _MemoryImages(self.data.train_x, self.data.train_y, transform)
         self.sampler = RepeatAugSampler(
             train_set, num_replicas=self.world, rank=self.rank, num_repeats=max(r.repeated_aug, 1), selected_round=0
         )
         self.loader = torch.utils.data.DataLoader(
-            train_set, batch_size=r.batch // self.world, sampler=self.sampler, drop_last=True, num_workers=0
+            train_set, batch_size=r.batch // self.world, sampler=self.sampler, drop_last=True, num_workers=self.loader_workers
         )
         self.steps = len(self.loader)
 
@@ -279,7 +287,8 @@ class Worker:
             loss_sum += loss
             self._progress(epoch, step, loss, seen / max(time.perf_counter() - t0, 1e-9))
         train_s = time.perf_counter() - t0
-        return {"epoch": epoch + 1, "loss": loss_sum / self.steps, "lr": self.lr, "img_s": seen / train_s, "train_s": train_s}
+        metrics = {"epoch": epoch + 1, "loss": loss_sum / self.steps, "lr": self.lr, "img_s": seen / train_s}
+        return {**metrics, **_peak_memory(), "train_s": train_s}
 
     @property
     def lr(self) -> float:
@@ -301,21 +310,33 @@ class Worker:
         import torch
         import torch.distributed as dist
 
-        from effvit_nas.proxy.data import normalize
-
-        data = self.data
         net.eval()
-        idx = range(self.rank, len(data.val_x), self.world)
         correct = torch.zeros(2, device=self.device)
         with torch.no_grad():
-            for i in range(0, len(idx), 256):
-                sel = list(idx[i : i + 256])
-                x = normalize(data.val_x[sel].to(self.device)).contiguous(memory_format=torch.channels_last)
-                correct[0] += (net(x).argmax(1) == data.val_y[sel].to(self.device)).sum()
-                correct[1] += len(sel)
+            for x, y in self._val_batches(256):
+                x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+                correct[0] += (net(x).argmax(1) == y.to(self.device)).sum()
+                correct[1] += len(y)
         if self.world > 1:
             dist.all_reduce(correct)
         return (correct[0] / correct[1].clamp(min=1)).item()
+
+    def _val_batches(self, batch: int) -> Iterator[tuple[Any, Any]]:
+        """This rank's share of the held-out images, normalised, with their labels."""
+        import torch
+
+        from effvit_nas.proxy.data import normalize
+
+        data = self.data
+        if isinstance(data, FolderData):
+            val = data.split("val", data.eval_transform())
+            shard = torch.utils.data.Subset(val, range(self.rank, len(val), self.world))
+            yield from torch.utils.data.DataLoader(shard, batch_size=batch, num_workers=self.loader_workers)
+            return
+        idx = range(self.rank, len(data.val_x), self.world)
+        for i in range(0, len(idx), batch):
+            sel = list(idx[i : i + batch])
+            yield normalize(data.val_x[sel]), data.val_y[sel]
 
     def save(self, folder: Path, epoch: int, history: list[dict[str, Any]]) -> None:
         """The epoch checkpoint: weights as safetensors, the rest in ``state.pt``."""
@@ -333,6 +354,15 @@ class Worker:
             "num_classes": self.data.num_classes,
         }
         torch.save(state, folder / STATE_FILE)
+
+
+def _peak_memory() -> dict[str, float]:
+    """Peak resident memory so far, MiB: this worker's, and the largest of its finished
+    DataLoader processes' (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    own, loaders = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"max_rss_mib": own.ru_maxrss / 1024, "loader_max_rss_mib": loaders.ru_maxrss / 1024}
 
 
 def _report(worker: Worker, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:

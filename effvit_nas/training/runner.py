@@ -50,6 +50,10 @@ class TrainExecution:
         use_gpu: one GPU per worker; None (default): when CUDA is available here.
         ray_address: an existing Ray cluster; None: a local Ray.
         resume: continue the run in ``out`` from its newest epoch checkpoint.
+        stream: read an ImageFolder from disk as training goes (any size) instead of loading
+            it into memory first (:mod:`effvit_nas.training.streaming`; default False).
+        loader_workers: DataLoader processes per Ray Train worker decoding and augmenting
+            images (default 0: in the worker itself).
     """
 
     out: Path | None = None
@@ -57,10 +61,14 @@ class TrainExecution:
     use_gpu: bool | None = None
     ray_address: str | None = None
     resume: bool = False
+    stream: bool = False
+    loader_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise SettingError("TrainExecution.workers", f"must be positive, got {self.workers}")
+        if self.loader_workers < 0:
+            raise SettingError("TrainExecution.loader_workers", f"must be 0 or more, got {self.loader_workers}")
 
     def resolved(self, default_out: Path) -> TrainExecution:
         """``out`` absolute (``default_out`` when None) and ``use_gpu`` decided."""
@@ -178,7 +186,7 @@ def _check_inputs(dataset: Any, recipe: TrainRecipe, workers: int, previous: Pat
             raise UserError(f"the checkpoint in {out} has {had} classes, the data {dataset.num_classes}; resume with the same data")
     if teacher is not None and teacher.num_classes not in (None, dataset.num_classes):
         raise UserError(f"teacher has {teacher.num_classes} classes, the data {dataset.num_classes}")
-    images = len(dataset.train_x)
+    images = dataset.train_count
     if steps_per_epoch(images, recipe.batch, workers) == 0:
         per_worker = recipe.batch // workers
         raise SettingError(
@@ -203,7 +211,7 @@ def _trainer(ray: Any, loop: Callable[[dict[str, Any]], None], config: dict[str,
     from ray.train.torch import TorchConfig, TorchTrainer
 
     threads = _threads(ray, run.workers, bool(run.use_gpu))
-    config = {**config, "data_ref": ray.put(dataset), "threads": threads}
+    config = {**config, "data_ref": ray.put(dataset), "threads": threads, "loader_workers": run.loader_workers}
     backend = TorchConfig(backend="nccl" if run.use_gpu else "gloo")
     return TorchTrainer(
         loop, train_loop_config=config, torch_config=backend, scaling_config=run.scaling_config(threads), run_config=run.run_config()
@@ -277,10 +285,10 @@ def execute(
     from ray.util.queue import Queue
 
     from effvit_nas.measure.actor import connect
-    from effvit_nas.proxy.data import load_data
+    from effvit_nas.training.streaming import training_data
 
     previous = _prepare_out(run.out, run.resume)
-    dataset = load_data(data)  # DataError (exit 2) here, not inside a worker
+    dataset = training_data(data, run.stream)  # DataError (exit 2) here, not inside a worker
     _check_inputs(dataset, recipe, run.workers, previous, teacher, run.out)
     connect(run.ray_address)
     queue = Queue() if on_progress else None
