@@ -290,6 +290,29 @@ def test_a_failing_candidate_is_stored_failed_and_the_search_goes_on(tmp_path, l
     assert failed[0].user_attrs["config_hash"] == calls[1]
 
 
+def test_a_failure_inside_the_device_actor_is_stored_with_its_own_reason(tmp_path, local_ray):
+    """A batch no machine can allocate fails inside the Ray actor that measures (Ray wraps it
+    in a RayTaskError): each trial stores torch's own reason, and the search stops at the
+    failure limit with one line (issue 19 item 2: the driver-side test above cannot see Ray's
+    wrapping)."""
+    import dataclasses
+
+    import optuna
+
+    from effvit_nas.errors import UserError
+    from effvit_nas.search.loop import run_search
+
+    url = f"sqlite:///{tmp_path}/a.db"
+    problem, options = _tiny_settings(url, "a", trials=5, max_failures=2)
+    problem = dataclasses.replace(problem, bench=dataclasses.replace(problem.bench, batch=10_000_000))  # 123 GB of input
+    with pytest.raises(UserError, match="stopping: 3 candidates failed"):
+        run_search(problem, options)
+    failed = optuna.load_study(study_name="a", storage=url).get_trials(states=[optuna.trial.TrialState.FAIL])
+    assert len(failed) == 3
+    assert all("DefaultCPUAllocator: can't allocate memory" in t.user_attrs["fail_reason"] for t in failed)
+    assert not any("RayTaskError" in t.user_attrs["fail_reason"] or "ray::" in t.user_attrs["fail_reason"] for t in failed)
+
+
 def test_search_on_postgres_resumes(postgres_url, capsys):
     """The study in a real PostgreSQL server: a search, then the same study grown by a second
     run (another process could be running it), read back by `show`. Measurement and proxies
