@@ -102,6 +102,10 @@ def _actor_options(name: str, gpu: bool, settings: BenchSettings) -> dict[str, A
         "namespace": NAMESPACE,
         "get_if_exists": True,
         "max_concurrency": 1,
+        # a killed actor process (OOM killer, a crash) is restarted by Ray and the call it was
+        # running re-sent once, so the search goes on and the candidate is measured afresh
+        "max_restarts": 2,
+        "max_task_retries": 1,
         "num_cpus": 1 if gpu else settings.threads,
     }
     if gpu:

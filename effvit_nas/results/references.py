@@ -57,7 +57,7 @@ def reference_points(
             from effvit_nas.proxy.registry import evaluate_proxy
             from effvit_nas.proxy.short_training import ShortTrainSettings
 
-            data = load_data(DataConfig(**info.data)) if info.proxy not in ("params", "macs") else None
+            data = load_data(DataConfig(**info.data))
             for cfg in missing.values():
                 r = evaluate_proxy(info.proxy, cfg, data, ShortTrainSettings(**info.train))
                 scores[cfg.short_hash()] = r.value

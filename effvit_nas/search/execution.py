@@ -69,7 +69,7 @@ class RayExecution:
         self._ray = import_ray()
         self.problem, self.ray_address, self.earlier = problem, ray_address, earlier
         self.store = MeasurementStore(storage)
-        data = load_data(problem.data) if problem.proxy not in ("params", "macs") else None
+        data = load_data(problem.data)  # params and macs count at the data's resolution and classes too
         connect(ray_address)
         self.worker = get_worker(problem.device, problem.bench, ray_address)
         self._ray.get(self.worker.fingerprint.remote())

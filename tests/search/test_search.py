@@ -313,6 +313,46 @@ def test_a_failure_inside_the_device_actor_is_stored_with_its_own_reason(tmp_pat
     assert not any("RayTaskError" in t.user_attrs["fail_reason"] or "ray::" in t.user_attrs["fail_reason"] for t in failed)
 
 
+def test_a_killed_device_actor_is_restarted_and_the_search_goes_on(tmp_path, local_ray):
+    """SIGKILL the process of the actor that measures while a search runs (issue 18 item 6):
+    Ray restarts it and re-sends the call it was running, so no trial fails or is lost."""
+    import dataclasses
+    import os
+    import signal
+    import threading
+
+    import optuna
+
+    from effvit_nas.measure.actor import NAMESPACE
+    from effvit_nas.search.loop import run_search
+
+    url = f"sqlite:///{tmp_path}/k.db"
+    problem, options = _tiny_settings(url, "k", budget=1.0, trials=4)
+    problem = dataclasses.replace(problem, proxy="params")
+    box = {}
+    search = threading.Thread(target=lambda: box.update(summary=run_search(problem, options)))
+    search.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and not _complete(tmp_path / "k.db"):
+        time.sleep(0.05)
+    actor = local_ray.get_actor("effvit-device-cpu", namespace=NAMESPACE)
+    os.kill(local_ray.get(actor.__ray_call__.remote(lambda _: os.getpid())), signal.SIGKILL)
+    search.join(timeout=240)
+    study = optuna.load_study(study_name="k", storage=url)
+    assert [(t.state.name, t.user_attrs.get("fail_reason")) for t in study.trials] == [("COMPLETE", None)] * 4
+    assert box["summary"].complete == 4 and box["summary"].failed == 0
+
+
+def _complete(path) -> bool:
+    """Whether the search writing the SQLite file ``path`` has finished a trial (read with
+    sqlite3: opening it with Optuna while the search creates it would race on its tables)."""
+    try:
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0] > 0
+    except sqlite3.OperationalError:  # not created yet
+        return False
+
+
 def test_search_on_postgres_resumes(postgres_url, capsys):
     """The study in a real PostgreSQL server: a search, then the same study grown by a second
     run (another process could be running it), read back by `show`. Measurement and proxies
