@@ -357,8 +357,8 @@ class Worker:
 
 
 def _peak_memory() -> dict[str, float]:
-    """Peak resident memory so far, MiB: this worker's, and the largest of its finished
-    DataLoader processes' (Linux reports ru_maxrss in KiB)."""
+    """Peak resident memory so far, MiB: this worker's, and the largest of its finished child
+    processes' (its DataLoader processes among them; Linux reports ru_maxrss in KiB)."""
     import resource
 
     own, loaders = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
