@@ -21,6 +21,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from scipy.stats import spearmanr
 
 from effvit_nas.arch.config import ArchConfig
@@ -29,7 +30,7 @@ from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.model.cost import model_cost
 
 
-def series(storage: str) -> tuple[str, list[tuple[ArchConfig, float]]]:
+def series(storage: str) -> tuple[str, tuple[str, str], list[tuple[ArchConfig, float]]]:
     """The largest (device, protocol) group of the store: its key and (config, img/s), oldest first."""
     rows = MeasurementStore(storage).all()
     key, _ = Counter((d, p) for d, p, _ in rows).most_common(1)[0]
@@ -38,7 +39,36 @@ def series(storage: str) -> tuple[str, list[tuple[ArchConfig, float]]]:
         if (d, p) == key and m.config_hash not in seen:
             seen.add(m.config_hash)
             out.append((ArchConfig.from_dict(m.config), m.throughput))
-    return f"device {key[0]}, protocol {key[1]}", out
+    return f"device {key[0]}, protocol {key[1]}", key, out
+
+
+def repeat_noise(storage: str, key: tuple[str, str]) -> tuple[float, int] | None:
+    """SD of one measurement's log-throughput, from the configs of ``key``'s group measured
+    again under another protocol key of the same device (a paired study re-measures them):
+    SD of the log ratios around their median (the protocols differ by a constant), over
+    sqrt(2); with how many configs. None when fewer than 8 were measured twice."""
+    rows = MeasurementStore(storage).all()
+    groups: dict[tuple[str, str], dict[str, float]] = {}
+    for d, p, m in rows:
+        groups.setdefault((d, p), {})[m.config_hash] = m.throughput
+    base = groups[key]
+    best = max((g for k, g in groups.items() if k != key and k[0] == key[0]), key=lambda g: len(set(g) & set(base)), default={})
+    common = sorted(set(best) & set(base))
+    if len(common) < 8:
+        return None
+    logs = np.log([best[c] / base[c] for c in common])
+    return float(np.std(logs - np.median(logs), ddof=1) / np.sqrt(2)), len(common)
+
+
+def noise_ceiling(measured: list[float], noise: float, draws: int = 2000) -> float:
+    """Median Spearman between true and measured throughput for a perfect predictor, when each
+    measurement carries log-normal noise of SD ``noise`` (true spread: the measured spread less
+    the noise)."""
+    logs = np.log(measured)
+    true_sd = np.sqrt(max(np.var(logs, ddof=1) - noise**2, 1e-12))
+    rng = np.random.default_rng(0)
+    truth = (logs - logs.mean()) / np.std(logs, ddof=1) * true_sd
+    return float(np.median([spearmanr(truth, truth + rng.normal(0, noise, len(truth))).statistic for _ in range(draws)]))
 
 
 def evaluate(points: list[tuple[object, float]], n: int, budget: float) -> dict:
@@ -59,28 +89,43 @@ def evaluate(points: list[tuple[object, float]], n: int, budget: float) -> dict:
 
 
 def section(storage: str, sizes: list[int]) -> tuple[list[str], dict]:
-    key, measured = series(storage)
+    key, raw_key, measured = series(storage)
     points = []
     for cfg, tp in measured:
         cost = model_cost(cfg)
         points.append((features(cfg, cost.params, cost.macs), tp))
     budget = statistics.median(tp for _, tp in points)
     rows = [evaluate(points, n, budget) for n in sizes if n < len(points) - 2]
+    noise = repeat_noise(storage, raw_key)
+    for r in rows:
+        r["ceiling"] = noise_ceiling([tp for _, tp in points[r["n"] :]], noise[0]) if noise else None
     lines = [
         f"## `{storage}`",
         "",
         f"{len(points)} distinct architectures ({key}), in the order they were measured. Budget for the skip columns: "
         f"the median measured throughput, {budget:,.0f} img/s.",
         "",
-        "| N fitted | predicted | Spearman (predicted vs measured) | skipped | wrong skips | infeasible among predicted |",
-        "|---|---|---|---|---|---|",
+        "| N fitted | predicted | Spearman (predicted vs measured) | noise ceiling | skipped | wrong skips | infeasible among predicted |",
+        "|---|---|---|---|---|---|---|",
         *(
-            f"| {r['n']} | {r['predicted']} | {r['spearman']:+.3f} | {r['skipped']} | {r['wrong_skips']} | {r['infeasible']} |"
+            f"| {r['n']} | {r['predicted']} | {r['spearman']:+.3f} | {_ceiling(r)} | {r['skipped']} | {r['wrong_skips']} | {r['infeasible']} |"
             for r in rows
         ),
         "",
+        (
+            f"Noise ceiling: the Spearman a perfect predictor would reach against these measurements, given the "
+            f"measurement noise ({100 * noise[0]:.1f} % SD of one measurement, from {noise[1]} architectures this store "
+            "measured twice under two protocols, differences around the median ratio)."
+            if noise
+            else "Noise ceiling: n/a (fewer than 8 architectures were measured twice in this store)."
+        ),
+        "",
     ]
-    return lines, {"storage": storage, "key": key, "budget": budget, "rows": rows}
+    return lines, {"storage": storage, "key": key, "budget": budget, "noise_sd": noise and noise[0], "rows": rows}
+
+
+def _ceiling(row: dict) -> str:
+    return "n/a" if row["ceiling"] is None else f"{row['ceiling']:+.3f}"
 
 
 def main() -> None:
