@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from effvit_nas.cli.common import data_options_train, print_json, setting_flags
+from effvit_nas.cli.common import data_options, print_json, setting_flags
 from effvit_nas.cli.train import SET_FLAGS, TRAIN_FLAGS, TrainProgress
 
 # Not used by the sandwich rule (it distils from the largest subnet's predictions instead)
@@ -21,7 +22,7 @@ def supernet_app() -> None:
 
 @supernet_app.command("train")
 @click.option("--space", required=True, help="Search space (bundled name or YAML file).")
-@data_options_train
+@functools.partial(data_options, img_size_default=None, img_size_help="Training resolution (px) [default: the space's largest].")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [default: supernet-<space>].")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--batch", type=click.IntRange(min=2), default=256, show_default=True, help="Total images per update over all workers.")
