@@ -16,6 +16,7 @@ paper's regularisers for 300 ImageNet epochs and chosen before any run here, not
 Proxy: train@50, the best-ranking proxy on the fidelity band study at the time of the run.
 
     uv run python benchmarks/searched_vs_handdesigned.py --budgets M0,M2     # run (resumes), then report
+    uv run python benchmarks/searched_vs_handdesigned.py --budgets M0,M2,M2-paired   # + M2 with `search --paired`
     uv run python benchmarks/searched_vs_handdesigned.py --report-only
 """
 
@@ -33,15 +34,18 @@ RECIPE = ["auto_augment=", "reprob=0", "mixup=0", "cutmix=0", "repeated_aug=1", 
 TRIALS = 48
 
 
-def command(budget: str) -> list[str]:
+def command(run: str) -> list[str]:
+    """The search + training command of ``run``: a budget (``M0``), or a budget measured in
+    pairs with its preset (``M2-paired``: `search --paired`)."""
+    budget, paired = run.removesuffix("-paired"), run.endswith("-paired")
     sets = [a for kv in RECIPE for a in ("--train-set", kv)]
     return [
-        "effvit-nas", "search", "--space", "efficientvit64", "--device", "cpu", "--budget", budget,
+        "effvit-nas", "search", "--space", "efficientvit64", "--device", "cpu", "--budget", budget, *(["--paired"] if paired else []),
         "--data", "fashion-mnist", "--img-size", "64", "--train-per-class", "100", "--val-per-class", "100",
         "--proxy", "train", "--steps", "50", "--trials", str(TRIALS), "--seed", "0",
-        "--study", f"searched-{budget}", "--storage", STORAGE,
+        "--study", f"searched-{run}", "--storage", STORAGE,
         "--train-top", "3", "--baseline", budget, "--train-seeds", "3", "--train-epochs", "10", "--train-batch", "256",
-        "--train-top-per-class", "2000", "--train-out", f"results/searched/{budget}", *sets,
+        "--train-top-per-class", "2000", "--train-out", f"results/searched/{run}", *sets,
     ]  # fmt: skip
 
 
@@ -88,7 +92,15 @@ def section(budget: str, comp: dict) -> list[str]:
     return [*lines, "", f"Command: `{shlex.join(['uv', 'run', *command(budget)])}`", ""]
 
 
+def _previous_note() -> str | None:
+    """The note of the report already written (kept when a rerun gives no --note)."""
+    path = Path("results/searched_vs_handdesigned.md")
+    lines = path.read_text().splitlines() if path.exists() else []
+    return next((line.removeprefix("Note: ") for line in lines if line.startswith("Note: ")), None)
+
+
 def report(budgets: list[str], note: str | None) -> None:
+    note = note or _previous_note()
     out = ["# Searched models vs hand-designed EfficientViT presets on Fashion-MNIST (64 px, this CPU)", ""]
     out += [f"Note: {note}", ""] if note else []
     data = {}
