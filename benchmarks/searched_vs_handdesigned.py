@@ -72,7 +72,9 @@ def section(budget: str, comp: dict) -> list[str]:
 
     rows = comp["rows"]
     base = rows[-1]
-    lines = [f"## Budget {budget}: at least {budget}'s throughput on this CPU", "", "| " + " | ".join(TABLE_HEADERS) + " |"]
+    preset = budget.removesuffix("-paired")
+    how = f", candidates measured in pairs with {preset} (`search --paired`)" if budget != preset else ""
+    lines = [f"## Budget {budget}: at least {preset}'s throughput on this CPU{how}", "", "| " + " | ".join(TABLE_HEADERS) + " |"]
     lines += ["|" + "---|" * len(TABLE_HEADERS)] + ["| " + " | ".join(r) + " |" for r in table_rows(rows)]
     best = max(rows[:-1], key=lambda r: r["top1_mean"])
     margin = 100 * (best["top1_mean"] - base["top1_mean"])

@@ -70,4 +70,19 @@ def reference_points(
             m = store.get(cfg.short_hash(), device["id"], bench.key()) if device else None
             if m is not None:
                 throughputs[cfg.short_hash()] = m.throughput
+    throughputs.update(_budget_preset_throughput(info, configs))
     return [ReferencePoint(name, cfg, throughputs.get(cfg.short_hash()), scores.get(cfg.short_hash())) for name, cfg in configs.items()]
+
+
+def _budget_preset_throughput(info: StudyInfo, configs: dict[str, ArchConfig]) -> dict[str, float]:
+    """The preset a relative budget names, at the figure the study resolved its budget from (the
+    median of its reference runs, or the paired figure): the store keeps only the newest run,
+    which can lie far from it, and the plot must show the preset where the budget line says."""
+    from effvit_nas.search.budget import parse_relative
+
+    relative = parse_relative(info.budget_spec) if info.budget_spec and info.budget_reference else None
+    if relative is None:
+        return {}
+    name = relative[1]
+    cfg = next((c for n, c in configs.items() if n.split("@")[0] == name), None)
+    return {cfg.short_hash(): float(info.budget_reference)} if cfg is not None else {}

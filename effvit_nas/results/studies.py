@@ -64,6 +64,8 @@ class StudyInfo:
     train: dict[str, Any]
     bench: dict[str, Any]
     created: float | None  # Unix time
+    budget_spec: str | None = None  # e.g. "1xM2" for a budget relative to a preset
+    budget_reference: float | None = None  # that preset's throughput the study used, img/s
 
     @classmethod
     def of(cls, study: Any) -> StudyInfo:
@@ -80,6 +82,8 @@ class StudyInfo:
             train=ident["train"],
             bench=ident["bench"],
             created=study.user_attrs.get("created"),
+            budget_spec=ident.get("budget_spec"),
+            budget_reference=ident.get("budget_reference"),
         )
 
     def bench_settings(self):

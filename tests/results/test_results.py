@@ -55,6 +55,8 @@ def test_pareto_plot_png_html_and_presets(small_study, tmp_path, capsys, monkeyp
     view = json.loads(r.stdout)
     # only M0, measured when the study's 0.3xM0 budget was resolved, and never scored yet
     assert [(x["name"], x["accuracy"]) for x in view["references"]] == [("M0@64px", None)]
+    # drawn where the budget line puts it (the median of the budget's runs), not at the newest run
+    assert view["references"][0]["throughput"] == pytest.approx(_budget(url) / 0.3)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     text = html.read_text()
     budget = _budget(url)
@@ -71,6 +73,7 @@ def test_pareto_plot_png_html_and_presets(small_study, tmp_path, capsys, monkeyp
     refs = json.loads(r.stdout[r.stdout.index("{") :])["references"]
     assert [x["name"] for x in refs] == [f"M{i}@64px" for i in range(6)]
     assert all(x["throughput"] > 0 and x["accuracy"] is not None for x in refs)
+    assert refs[0]["throughput"] == pytest.approx(_budget(url) / 0.3)
     # stored: a re-plot shows them without measuring again; --json alone writes no file
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
