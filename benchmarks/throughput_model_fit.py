@@ -138,8 +138,9 @@ def main() -> None:
     lines = [
         "# The throughput model behind the feasibility screen, on stored CPU measurements",
         "",
-        "Fit on the first N measurements (as a search refits), predict every later one; a skip needs the prediction plus",
-        "3 residual SDs under the budget.",
+        "Fit on the first N measurements (as a search refits), predict every later one; a skip needs the optimistic end",
+        "of the prediction interval (z = 3 as a Student-t quantile of the fit's degrees of freedom, widened by the",
+        "candidate's leverage) under the budget.",
         "",
     ]
     record = []

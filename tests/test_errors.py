@@ -17,3 +17,45 @@ def test_setting_error_survives_pickling():
         and e.setting == "ShortTrainSettings.steps"
         and str(e.named("--steps")) == "--steps must be positive, got -1"
     )
+
+
+def _database_full() -> Exception:
+    """What Optuna raises when SQLite cannot write: its own error chained from SQLAlchemy's."""
+    import sqlite3
+
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        try:
+            raise OperationalError("INSERT ...", {}, sqlite3.OperationalError("database or disk is full"))
+        except OperationalError as e:
+            raise StorageInternalError("An exception is raised during the commit.") from e
+    except StorageInternalError as e:
+        return e
+
+
+def test_a_database_failing_in_any_command_is_one_line_and_exit_2(monkeypatch, capsys):
+    """Whatever command meets a failing database (disk full, read-only) ends with the
+    database's own reason on one line, exit 2; any other exception stays a traceback (a bug)."""
+    import importlib
+
+    import pytest
+
+    app = importlib.import_module("effvit_nas.cli.app")  # the package exports the click group as `app`
+
+    def fail(error):
+        def main(**_):
+            raise error
+
+        return main
+
+    monkeypatch.setattr(app.app, "main", fail(_database_full()))
+    with pytest.raises(SystemExit) as stop:
+        app.main(["studies"])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "\n" not in err
+    assert err.startswith("error: the database failed while writing: database or disk is full;")
+    monkeypatch.setattr(app.app, "main", fail(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        app.main(["studies"])

@@ -89,6 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, click.Abort):
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as e:  # a database that fails mid-command (disk full, read-only) is not a bug
+        from effvit_nas.measure.store import is_storage_failure, storage_error
+
+        if not is_storage_failure(e):
+            raise
+        click.echo(f"error: {storage_error(e)}", err=True)
+        sys.exit(2)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

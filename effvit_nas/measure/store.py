@@ -10,9 +10,11 @@ rather than misread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import Measurement
+from effvit_nas.runtime import root_cause
 
 SCHEMA_VERSION = 1
 DEFAULT_STORAGE = "sqlite:///effvit-nas.db"
@@ -34,6 +37,56 @@ def default_storage() -> str:
 
 class StorageError(UserError):
     """The storage URL is malformed, unreachable, or holds an incompatible schema."""
+
+
+def is_storage_failure(error: BaseException) -> bool:
+    """Whether ``error`` is the database failing (disk full, file read-only, server gone), also
+    when Optuna or a Ray task wraps it: such an error is never the candidate's fault."""
+    from optuna.exceptions import StorageInternalError
+
+    return isinstance(root_cause(error), (SQLAlchemyError, StorageInternalError))
+
+
+@contextlib.contextmanager
+def storage_failures_stop(url: str) -> Iterator[None]:
+    """Turn a database failure inside the block into :func:`storage_error` for ``url``."""
+    try:
+        yield
+    except Exception as e:
+        if not is_storage_failure(e):
+            raise
+        raise storage_error(e, url) from None
+
+
+def storage_error(error: BaseException, url: str | None = None) -> StorageError:
+    """One line for a database failure: ``url`` (password hidden) and the database's own reason.
+    Transactions that failed rolled back, so whatever was stored before stays, and the same
+    command resumes once the database is writable again."""
+    where = f"storage {_shown(url)}" if url else "the database"
+    return StorageError(
+        f"{where} failed while writing: {_database_reason(error)}; what was stored before is kept: "
+        "free disk space or make the database writable, then run the same command again to resume"
+    )
+
+
+def _database_reason(error: BaseException) -> str:
+    """The driver's own message (``disk I/O error``, ``attempt to write a readonly database``)."""
+    seen: BaseException | None = root_cause(error)
+    while seen is not None:
+        orig = getattr(seen, "orig", None)
+        if orig is not None:
+            return str(orig).strip().splitlines()[0]
+        seen = seen.__cause__ or seen.__context__
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _shown(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return repr(make_url(url).render_as_string(hide_password=True))
+    except ArgumentError:
+        return repr(url)
 
 
 class _Base(DeclarativeBase):
@@ -80,10 +133,10 @@ def open_engine(url: str):
         with engine.connect():
             pass
     except (ArgumentError, NoSuchModuleError) as e:
-        raise StorageError(f"invalid storage URL {url!r}: {str(e).splitlines()[0]}") from None
+        raise StorageError(f"invalid storage URL {_shown(url)}: {str(e).splitlines()[0]}") from None
     except (OperationalError, SQLAlchemyError) as e:
         reason = str(getattr(e, "orig", e) or e).strip().splitlines()
-        raise StorageError(f"cannot open storage {url!r}: {reason[0] if reason else type(e).__name__}") from None
+        raise StorageError(f"cannot open storage {_shown(url)}: {reason[0] if reason else type(e).__name__}") from None
     return engine
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.errors import UserError
+from effvit_nas.measure.store import is_storage_failure, storage_failures_stop
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.runtime import quiet_optuna
 from effvit_nas.search.execution import Measurer, ProxyJob, ProxyRunner
@@ -91,7 +92,8 @@ def _enqueue_presets(handle: StudyHandle, space: Any) -> None:
     for name, p in PRESETS.items():
         cfg = p.replace(num_classes=space.num_classes)
         if space.contains(cfg) and cfg.short_hash() not in known:
-            handle.study.enqueue_trial(space.params_from_config(cfg), user_attrs={str(Attr.PRESET): name})
+            # skip_if_exists: a preset still waiting from a run stopped early is not queued twice
+            handle.study.enqueue_trial(space.params_from_config(cfg), user_attrs={str(Attr.PRESET): name}, skip_if_exists=True)
 
 
 def _screener(handle: StudyHandle, problem: SearchProblem, options: RunOptions, measure: Measurer) -> Screener:
@@ -175,6 +177,8 @@ class _Run:
         except UserError:
             raise
         except Exception as e:  # a config the model code cannot build is a failed candidate
+            if is_storage_failure(e):
+                raise
             return None, failed(e)
         candidate = Candidate(config, cost.params, cost.macs)
         for key, value in candidate.attrs().items():  # stored now: a failure still shows what failed
@@ -257,7 +261,8 @@ def run_search(
     timed = _TimedMeasurer(measure or _nothing_to_run)
     run = _Run(handle, space, _screener(handle, problem, options, timed), run_proxies or _nothing_to_run, options, on_event)
     setup_s = time.perf_counter() - t_start
-    run.loop()
+    with storage_failures_stop(options.storage):
+        run.loop()
     return _summary(run, problem, options, time.perf_counter() - t_start, setup_s, timed.seconds)
 
 

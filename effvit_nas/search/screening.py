@@ -19,6 +19,7 @@ from typing import Any
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import Measurement
+from effvit_nas.measure.store import is_storage_failure
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.runtime import root_cause
 from effvit_nas.search.records import REUSED_ATTRS, Attr, TrialRecord
@@ -210,6 +211,8 @@ class Screener:
         except UserError:
             raise  # the user's setup is wrong (device, storage): stop, do not fail trial after trial
         except Exception as e:  # a broken candidate must not stop the search
+            if is_storage_failure(e):  # but a database that fails writes would fail every candidate
+                raise
             return failed(e)
 
     def _decide(self, candidate: Candidate) -> Outcome:

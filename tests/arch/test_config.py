@@ -103,3 +103,13 @@ def test_resolutions_follow_conv_arithmetic():
     assert PRESETS["M0"].resolutions() == (14, 7, 4)
     assert PRESETS["M0"].replace(img_size=160).resolutions() == (10, 5, 3)
     assert PRESETS["M0"].replace(img_size=100).resolutions() == (7, 4, 2)
+
+
+def test_an_export_folder_without_config_yaml_or_an_undecodable_file_is_one_line(tmp_path):
+    folder, undecodable = tmp_path / "export", tmp_path / "bytes.yaml"
+    folder.mkdir()
+    undecodable.write_bytes(b"\xff\xfe\x00")  # not UTF-8
+    for spec, message in [(folder, "has no config.yaml"), (undecodable, "cannot read config file")]:
+        with pytest.raises(ConfigError, match=message) as e:
+            load_config(spec)
+        assert "\n" not in str(e.value)

@@ -45,10 +45,17 @@ def test_samples_are_valid_members_and_round_trip():
 
 
 def test_sampling_is_deterministic_under_a_seed():
+    """A seed fixes the whole sequence of draws from one generator, and the seed matters."""
     space = load_space()
-    a = [space.sample(np.random.default_rng(5)).short_hash() for _ in range(1)]
-    b = [space.sample(np.random.default_rng(5)).short_hash() for _ in range(1)]
-    assert a == b
+
+    def draws(seed):
+        rng = np.random.default_rng(seed)  # one generator for all draws: the sequence is what is fixed
+        return [space.sample(rng).short_hash() for _ in range(20)]
+
+    a = draws(5)
+    assert a == draws(5)
+    assert len(set(a)) > 1  # a constant sampler would also repeat itself
+    assert a != draws(6)
 
 
 def test_size_is_the_product_of_choices():

@@ -124,3 +124,17 @@ def test_a_store_written_before_window_statistics_is_upgraded_in_place(tmp_path,
     back = store.get(tiny.short_hash(), new.device["id"], settings.key())
     assert back.windows == new.windows > 0 and back.disturbed == new.disturbed
     assert back.ci_low == new.ci_low or (math.isnan(back.ci_low) and math.isnan(new.ci_low))
+
+
+@pytest.mark.parametrize("url", ["sqlite:////no/such/dir/x.db", "postgresql+psycopg://effvit@127.0.0.1:1/effvit"])
+def test_unreachable_storage_is_one_line(url):
+    """A folder that does not exist; a server that does not answer (nothing listens on port 1)."""
+    with pytest.raises(StorageError, match=r"^cannot open storage '.+': \S") as e:
+        MeasurementStore(url)
+    assert "\n" not in str(e.value)
+
+
+def test_an_unreachable_server_is_named_without_its_password():
+    with pytest.raises(StorageError) as e:
+        MeasurementStore("postgresql+psycopg://effvit:s3cret@127.0.0.1:1/effvit")
+    assert "s3cret" not in str(e.value)

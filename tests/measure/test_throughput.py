@@ -8,7 +8,7 @@ from effvit_nas.arch.config import ArchConfig
 from effvit_nas.errors import UserError
 from effvit_nas.measure.devices import DeviceError, fingerprint
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.measure.timing import check_supported, cuda_event_timer, halve_on_oom, measure, time_forward, wall_timer
+from effvit_nas.measure.timing import check_supported, cuda_event_timer, halve_on_oom, measure, prepare, time_forward, wall_timer
 from tests.support import FAST_BENCH
 
 FAST = {**FAST_BENCH, "min_iters": 5}
@@ -83,8 +83,15 @@ def test_throughput_is_batch_over_median_time(tiny):
 
 
 def test_bf16_autocast_on_cpu(tiny):
+    """bf16 is recorded and really run: the prepared forward pass computes in bf16 (fp32 as control)."""
     m = measure(tiny, BenchSettings(batch=4, precision="bf16", backend="eager", **FAST), "cpu", fingerprint("cpu"))
     assert m.throughput > 0 and m.settings["precision"] == "bf16"
+    # the output's dtype shows what the timed callable computes in, which the record cannot;
+    # ONE_STAGE: building and tracing it four times costs ~1 s against ~3 s for tiny
+    for backend in ("eager", "trace"):
+        for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+            forward = prepare(ONE_STAGE, BenchSettings(batch=1, precision=precision, backend=backend, **FAST), "cpu", 1)
+            assert forward().dtype == dtype, (backend, precision)
 
 
 def test_halve_on_oom_backs_off_until_it_fits():

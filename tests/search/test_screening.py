@@ -1,13 +1,16 @@
 """The search's decisions, without Ray or real timings: a fake measurer, a fake throughput
 model and fake proxies drive the screener and the loop over a real SQLite study."""
 
+import functools
 import math
 import time
 
+import numpy as np
 import optuna
 import pytest
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.arch.space import load_space
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import Measurement
 from effvit_nas.search.records import TrialRecord
@@ -172,9 +175,26 @@ def _problem_options(tmp_path, **kw):
     return problem, RunOptions(**{"study": "fake", "storage": f"sqlite:///{tmp_path}/f.db", "sampler": "random", "heartbeat_s": 1, **kw})
 
 
+def _load(config: ArchConfig) -> int:
+    return sum(w * d for w, d in zip(config.widths, config.depths, strict=True))
+
+
+@functools.cache
+def _median_load() -> float:
+    """The median :func:`_load` of 64 configs drawn from the tiny space."""
+    space, rng = load_space("tiny"), np.random.default_rng(0)
+    return float(np.median([_load(space.sample(rng)) for _ in range(64)]))
+
+
 def _by_width(config: ArchConfig) -> Measurement:
-    """Fewer channels, faster: about half the tiny space is within the budget."""
-    return fake_measurement(config, 2_000_000 / sum(w * d for w, d in zip(config.widths, config.depths, strict=True)))
+    """Fewer channels, faster, scaled so that the median tiny config runs at the budget: about
+    half the tiny space is within it."""
+    return fake_measurement(config, BUDGET * _median_load() / _load(config))
+
+
+def _truth(record: TrialRecord) -> float:
+    """What :func:`_by_width` says a stored trial's throughput is, measured or not."""
+    return _by_width(ArchConfig.from_dict(record.config)).throughput
 
 
 def _proxies(jobs):
@@ -189,11 +209,19 @@ def _proxies(jobs):
 def test_loop_finishes_every_trial_in_one_of_its_fates(tmp_path):
     from effvit_nas.search.loop import run_search
 
+    scored = []
+
+    def second_proxy_crashes(jobs):  # the crash branch runs whatever configs the sampler draws
+        for job, result in zip(jobs, _proxies(jobs), strict=True):
+            scored.append(job)
+            yield ValueError("proxy crashed") if len(scored) == 2 else result
+
     problem, options = _problem_options(tmp_path, trials=8, workers=2)
-    summary = run_search(problem, options, measure=_by_width, run_proxies=_proxies)
+    summary = run_search(problem, options, measure=_by_width, run_proxies=second_proxy_crashes)
     study = optuna.load_study(study_name="fake", storage=options.storage)
     records = [TrialRecord.of(t) for t in study.get_trials()]
-    assert summary.complete == 8 and sum(r.complete for r in records) == 8
+    assert summary.complete == 8 and sum(r.complete for r in records) == 8 and summary.failed >= 1
+    assert 0 < summary.feasible < sum(r.complete and r.measured for r in records)  # both branches below run
     for r in records:
         if r.state == "FAIL":
             assert r.fail_reason == "ValueError: proxy crashed"
@@ -252,23 +280,28 @@ def test_too_many_failures_stop_the_search_with_one_line(tmp_path):
     assert len(failed) == 4 and all(t.user_attrs["fail_reason"] == "RuntimeError: broken" for t in failed)
 
 
-def test_an_unreachable_budget_is_screened_by_the_real_throughput_model(tmp_path):
-    """After 8 measurements the (real) throughput model skips candidates without measuring
-    them, measures 1 in 4 anyway, and the stored trials say which were skipped."""
+def test_the_real_throughput_models_skips_are_checked_against_the_true_throughputs(tmp_path):
+    """With the budget where about a third of the space meets it, so that a skip can be wrong:
+    after 8 measurements the (real) throughput model skips candidates without measuring them,
+    measures every second would-be skip anyway (an audit), and the stored trials say which.
+    Each skip is right by the fake truth, and the audits counted correct are exactly those
+    under budget. (Before the model's prediction interval, 3 sigma of a 2-dof fit skipped
+    feasible candidates here.)"""
     from effvit_nas.search.loop import run_search
 
-    problem, options = _problem_options(tmp_path, trials=14)
-    problem = problem.__class__(**{**problem.__dict__, "budget": 1e6})
+    problem, options = _problem_options(tmp_path, trials=24, audit_every=2)
+    problem = problem.__class__(**{**problem.__dict__, "budget": 1.5 * BUDGET})
     measured = []
     summary = run_search(problem, options, measure=lambda c: measured.append(c) or _by_width(c), run_proxies=_proxies)
-    assert summary.complete == 14 and summary.feasible == 0 and summary.pareto == []
-    assert summary.skipped_predicted >= 3 and summary.audited >= 1 and summary.audit_correct == summary.audited
     records = [TrialRecord.of(t) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()]
-    skipped = [r for r in records if r.skipped]
-    assert len(skipped) == summary.skipped_predicted and len(measured) == 14 - len(skipped) - sum(
-        r.note.startswith("same") for r in records
-    )
-    assert all(r.number >= 8 and r.throughput is None and r.predicted_throughput < 1e6 for r in skipped)
+    skipped, audited = [r for r in records if r.skipped], [r for r in records if r.audited]
+    budget = problem.budget
+    assert summary.complete == 24 and 0 < summary.feasible < 24
+    assert len(skipped) == summary.skipped_predicted >= 1 and len(audited) == summary.audited >= 1
+    assert len(measured) == 24 - len(skipped) - sum(r.note.startswith("same") for r in records)
+    assert all(_truth(r) < budget for r in skipped)  # no feasible candidate dropped unmeasured
+    assert all(r.number >= 8 and r.throughput is None and r.predicted_throughput < budget for r in skipped)
+    assert summary.audit_correct == sum(_truth(r) < budget for r in audited)
 
 
 def test_halved_candidates_record_their_steps_and_stay_off_the_front(tmp_path):
@@ -323,3 +356,43 @@ def test_prediction_rank_correlation_counts_each_architecture_once():
     unpredicted = _measured_record(10, "h10", None, 50.0)  # measured before the model was fitted
     assert prediction_rank_correlation([*good, repeat, unpredicted]) == (pytest.approx(1.0), 5)
     assert prediction_rank_correlation(good[:2]) == (None, 2)
+
+
+def test_a_database_failing_mid_search_stops_it_with_one_line_and_keeps_what_was_stored(tmp_path):
+    """The study's SQLite file cannot grow any more (the process's file-size limit: what a full
+    disk looks like to SQLite) after 4 measurements: the search stops with one StorageError
+    instead of failing candidate after candidate, the trials completed before keep their
+    values, and the same search resumes once the file can grow."""
+    import os
+    import resource
+    import signal
+
+    from effvit_nas.measure.store import StorageError
+    from effvit_nas.search.loop import run_search
+
+    problem, options = _problem_options(tmp_path, trials=12)
+    db = tmp_path / "f.db"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    calls = []
+
+    def measure_then_fill_disk(config):
+        calls.append(config)
+        if len(calls) == 4:  # writes past the file's current size now fail with EFBIG
+            resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(db), hard))
+        return _by_width(config)
+
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+    try:
+        with pytest.raises(StorageError, match=r"f\.db' failed while writing: .*(disk|full).* run the same command again"):
+            run_search(problem, options, measure=measure_then_fill_disk, run_proxies=_proxies)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    before = {t.number: (t.state.name, t.values) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()}
+    assert sum(state == "COMPLETE" for state, _ in before.values()) >= 3
+    assert not any(state == "FAIL" for state, _ in before.values())  # no candidate blamed for the disk
+
+    summary = run_search(problem, options, measure=_by_width, run_proxies=_proxies)
+    after = {t.number: (t.state.name, t.values) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()}
+    assert summary.complete == 12
+    assert all(after[n] == v for n, v in before.items() if v[0] == "COMPLETE")

@@ -288,6 +288,44 @@ def test_synthetic_data_gets_the_padded_crop_unless_set():
     }
 
 
+def test_distillation_loss_is_deits_soft_distillation():
+    """With a teacher the loss is (1 - alpha) CE(student, labels) + alpha tau^2
+    KL(softmax(teacher / tau) || softmax(student / tau)), KL summed over classes and averaged
+    over the batch (DeiT's soft distillation, the paper's formula); without one, the CE alone."""
+    import types
+
+    import torch
+    import torch.nn.functional as F
+
+    from effvit_nas.training.loop import Worker
+    from effvit_nas.training.recipe import TrainRecipe
+
+    alpha, tau = 0.3, 2.0  # alpha != 1/2 and tau != 1: a swapped weight or a lost tau^2 shows
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(6, 5, generator=g), 3 * torch.randn(6, 5, generator=g)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    w = Worker.__new__(Worker)  # only what loss() reads: no Ray, no data, no model
+    w.recipe = TrainRecipe(mixup=0, cutmix=0, smoothing=0, distill_alpha=alpha, distill_tau=tau)
+    w.data, w.device, w.amp = types.SimpleNamespace(num_classes=5), torch.device("cpu"), False
+    w._losses(None)  # the worker's own target mixing (none here) and soft-target CE
+    w.teacher = lambda x: teacher  # fixed logits, whatever the batch
+    x = torch.zeros(6, 3, 8, 8)
+
+    def net(x):
+        return student
+
+    ce = F.cross_entropy(student, y)
+    p_t = F.softmax(teacher / tau, 1)
+    kl = (p_t * (p_t.log() - F.log_softmax(student / tau, 1))).sum(1).mean()
+    expected = (1 - alpha) * ce + alpha * tau**2 * kl
+    assert not torch.isclose(expected, ce)  # the teacher's term is not negligible here
+    got = w.loss(net, x, y)
+    assert torch.isclose(got, expected), (got, expected)
+    w.teacher = None
+    got = w.loss(net, x, y)
+    assert torch.isclose(got, ce), (got, ce)
+
+
 def test_a_teacher_with_other_classes_is_refused_before_training(tmp_path, tiny_yaml, capsys):
     """--distill checks the teacher's class count against the data before any Ray Train run
     (distilling itself is part of the resume test above)."""

@@ -1,0 +1,108 @@
+"""How runs of one study go, without Ray: refusing to resume another problem, --timeout,
+--seed-presets and --sampler nsga2, over the fake loop of test_screening."""
+
+from dataclasses import replace
+
+import optuna
+import pytest
+
+from effvit_nas.arch.config import PRESETS, ArchConfig
+from effvit_nas.arch.space import load_space
+from effvit_nas.errors import UserError
+from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.search.loop import run_search
+from effvit_nas.search.study import open_study
+from tests.search.test_screening import _by_width, _load, _problem_options, _proxies
+
+
+@pytest.fixture
+def cheap_costs(monkeypatch):
+    """Costs from the widths instead of building each model (a fifth of a second at 64 px,
+    seconds at 224 px): these tests are about how the loop runs, not what candidates cost."""
+    from effvit_nas.model import cost
+
+    monkeypatch.setattr(cost, "model_cost", lambda c: cost.ModelCost(params=1000 * _load(c), macs=10**6 * _load(c)))
+
+
+def _trials(options) -> list:
+    return optuna.load_study(study_name=options.study, storage=options.storage).get_trials()
+
+
+@pytest.mark.parametrize("change", [{"device": "cuda"}, {"space": "efficientvit"}, {"proxy": "naswot"}, {"bench": BenchSettings(batch=32)}])
+def test_resuming_a_study_about_another_problem_is_refused_with_one_line(tmp_path, change):
+    """Another device, space, proxy or measurement protocol would mix incomparable trials."""
+    problem, options = _problem_options(tmp_path, trials=1)
+    open_study(problem, options)
+    (what,) = change
+    with pytest.raises(UserError, match=f"created with another {what} ") as e:
+        open_study(replace(problem, **change), options)
+    assert "\n" not in str(e.value)
+
+
+class FakeClock:
+    """The loop module's ``time``: it moves only when the fake measurer says so."""
+
+    def __init__(self):
+        self.now = 1_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    perf_counter = time
+
+
+def test_a_timeout_without_trials_stops_the_search_at_its_deadline(tmp_path, monkeypatch, cheap_costs):
+    """--timeout 15s: each measurement takes 10 s on the loop's clock, so the round that would
+    start at 20 s is past the deadline and never asked for: 2 trials."""
+    from effvit_nas.search import loop
+
+    clock = FakeClock()
+    monkeypatch.setattr(loop, "time", clock)
+    start = clock.now
+
+    def ten_seconds(config):
+        if clock.now - start > 100:  # the deadline is ignored: stop here rather than forever
+            pytest.fail("still measuring 100 s into a 15 s search")
+        clock.now += 10
+        return _by_width(config)
+
+    problem, options = _problem_options(tmp_path, trials=None, timeout_s=15)
+    summary = run_search(problem, options, measure=ten_seconds, run_proxies=_proxies)
+    assert summary.complete == 2 and len(_trials(options)) == 2 and clock.now == start + 20
+
+
+def _presets_in(space_name: str) -> dict[str, ArchConfig]:
+    space = load_space(space_name)
+    inside = {name: p.replace(num_classes=space.num_classes) for name, p in PRESETS.items()}
+    return {name: p for name, p in inside.items() if space.contains(p)}
+
+
+def _preset_run(tmp_path, first: int, total: int) -> list:
+    """``first`` trials with --seed-presets in the bundled space (M0-M5 are all points of it),
+    then the same run resumed up to ``total``: the study's trials."""
+    problem, options = _problem_options(tmp_path, trials=first, seed_presets=True)
+    problem = replace(problem, space="efficientvit")
+    run_search(problem, options, measure=_by_width, run_proxies=_proxies)
+    run_search(problem, replace(options, trials=total), measure=_by_width, run_proxies=_proxies)
+    return _trials(options)
+
+
+def test_seed_presets_are_the_first_trials_and_a_resumed_run_does_not_enqueue_them_again(tmp_path, cheap_costs):
+    presets = _presets_in("efficientvit")
+    trials = _preset_run(tmp_path, first=len(presets), total=len(presets) + 1)
+    assert len(presets) == 6 and len(trials) == 7
+    assert [t.user_attrs.get("preset") for t in trials] == [*presets, None]
+    assert [ArchConfig.from_dict(t.user_attrs["config"]) for t in trials[:6]] == list(presets.values())
+
+
+def test_a_run_stopped_before_its_presets_ran_resumes_them_once(tmp_path, cheap_costs):
+    trials = _preset_run(tmp_path, first=2, total=6)
+    assert [t.user_attrs.get("preset") for t in trials] == list(_presets_in("efficientvit"))  # no duplicates waiting
+
+
+def test_the_nsga2_sampler_proposes_every_trial(tmp_path, cheap_costs):
+    """Each trial carries the generation that Optuna's NSGA-II sampler stamps on its trials."""
+    problem, options = _problem_options(tmp_path, trials=3, sampler="nsga2")
+    assert run_search(problem, options, measure=_by_width, run_proxies=_proxies).complete == 3
+    trials = _trials(options)
+    assert len(trials) == 3 and all(t.system_attrs.get("NSGAIISampler:generation") == 0 for t in trials)
