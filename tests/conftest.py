@@ -79,7 +79,7 @@ def small_study(tmp_path_factory, local_ray):
 
     url = f"sqlite:///{tmp_path_factory.mktemp('study')}/s.db"
     bench = BenchSettings(batch=16, **FAST_BENCH)
-    options = RunOptions(study="small", storage=url, trials=8, sampler="random", heartbeat_s=1)
+    options = RunOptions(study="small", storage=url, trials=8, sampler="random", heartbeat_s=1, workers=2)  # proxies as parallel Ray tasks
     device = LazyWorker("cpu", bench)  # one device actor for the budget and the search, as the CLI
     budget = study_budget(SMALL_STUDY_BUDGET, load_space("tiny"), "cpu", bench, options, device)
     problem = SearchProblem(  # the space as the CLI records it, so CLI runs can resume this study

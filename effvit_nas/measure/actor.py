@@ -97,8 +97,11 @@ class DeviceWorker:
 
 
 def _actor_options(name: str, gpu: bool, settings: BenchSettings) -> dict[str, Any]:
+    # a CPU actor reserves as many Ray CPUs as it times threads with: one holding 1 CPU must not
+    # be found by name and reused for a 2-thread measurement (Ray would schedule work beside it)
+    threads = f"-{settings.threads}t" if not gpu and settings.threads > 1 else ""
     opts: dict[str, Any] = {
-        "name": f"effvit-device-{name}",
+        "name": f"effvit-device-{name}{threads}",
         "namespace": NAMESPACE,
         "get_if_exists": True,
         "max_concurrency": 1,

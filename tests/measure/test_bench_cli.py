@@ -37,6 +37,8 @@ def test_bench_measures_then_reuses(tmp_path, tiny_file, capsys, monkeypatch, lo
     assert r2.returncode == 0, r2.stderr
     assert "cached" in r2.stdout and "batch 4, fp32, 1 thread(s), backend trace" in r2.stdout
     assert f"{j['throughput']:.1f}" in r2.stdout
+    with pytest.raises(AssertionError, match="measured again"):  # positive control: the trap is live
+        run_main(capsys, *args, "--fresh")
     monkeypatch.undo()
 
     both = json.loads(run_main(capsys, *args, "M0", "--fresh", "--backend", "eager", "--json").stdout)
