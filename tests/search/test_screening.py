@@ -1,8 +1,14 @@
 """The search's decisions, without Ray or real timings: a fake measurer, a fake throughput
 model and fake proxies drive the screener and the loop over a real SQLite study."""
 
+import contextlib
 import functools
 import math
+import os
+import resource
+import shutil
+import signal
+import subprocess
 import time
 
 import numpy as np
@@ -358,39 +364,56 @@ def test_prediction_rank_correlation_counts_each_architecture_once():
     assert prediction_rank_correlation(good[:2]) == (None, 2)
 
 
-def test_a_database_failing_mid_search_stops_it_with_one_line_and_keeps_what_was_stored(tmp_path):
-    """The study's SQLite file cannot grow any more (the process's file-size limit: what a full
-    disk looks like to SQLite) after 4 measurements: the search stops with one StorageError
-    instead of failing candidate after candidate, the trials completed before keep their
-    values, and the same search resumes once the file can grow."""
-    import os
-    import resource
-    import signal
+@contextlib.contextmanager
+def _disk_full(db):
+    """Writes past the file's size fail from ``fail()`` on (the process's file-size limit: what a
+    full disk looks like to SQLite), until the block ends."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+    try:
+        yield lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(db), hard))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
+
+@contextlib.contextmanager
+def _read_only(db):
+    """The file immutable from ``fail()`` on (root ignores chmod, not the immutable flag)."""
+    probe = db.with_suffix(".probe")
+    probe.touch()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode:
+        pytest.skip("this file system or user cannot set the immutable flag")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+    try:
+        yield lambda: subprocess.run(["chattr", "+i", str(db)], check=True)
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+
+
+@pytest.mark.parametrize("failure", [_disk_full, _read_only], ids=["disk full", "read-only"])
+def test_a_database_failing_mid_search_stops_it_with_one_line_and_keeps_what_was_stored(tmp_path, failure):
+    """The study's SQLite file stops taking writes after 4 measurements: the search stops with
+    one StorageError instead of failing candidate after candidate, the trials completed before
+    keep their values, and the same search resumes once the file is writable again."""
     from effvit_nas.measure.store import StorageError
     from effvit_nas.search.loop import run_search
 
     problem, options = _problem_options(tmp_path, trials=12)
-    db = tmp_path / "f.db"
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     calls = []
+    with failure(tmp_path / "f.db") as fail:
 
-    def measure_then_fill_disk(config):
-        calls.append(config)
-        if len(calls) == 4:  # writes past the file's current size now fail with EFBIG
-            resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(db), hard))
-        return _by_width(config)
+        def measure_then_fail(config):
+            calls.append(config)
+            if len(calls) == 4:
+                fail()
+            return _by_width(config)
 
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
-    try:
-        with pytest.raises(StorageError, match=r"f\.db' failed while writing: .*(disk|full).* run the same command again"):
-            run_search(problem, options, measure=measure_then_fill_disk, run_proxies=_proxies)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
+        with pytest.raises(StorageError, match=r"f\.db' failed while writing: .*(disk|full|readonly).* run the same command again"):
+            run_search(problem, options, measure=measure_then_fail, run_proxies=_proxies)
     before = {t.number: (t.state.name, t.values) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()}
     assert sum(state == "COMPLETE" for state, _ in before.values()) >= 3
-    assert not any(state == "FAIL" for state, _ in before.values())  # no candidate blamed for the disk
+    assert not any(state == "FAIL" for state, _ in before.values())  # no candidate blamed for the database
 
     summary = run_search(problem, options, measure=_by_width, run_proxies=_proxies)
     after = {t.number: (t.state.name, t.values) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()}
