@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from effvit_nas.errors import UserError
 from tests.support import FAST_BENCH, TINY, run_cli, run_main
 
 
@@ -49,6 +50,29 @@ def test_bench_measures_then_reuses(tmp_path, tiny_file, capsys, monkeypatch, lo
     assert r3.returncode == 0, r3.stderr
     ratio = float(r3.stdout.split(f"{TINY.short_hash()}  ")[1].split("x")[0])
     assert 0.5 < ratio < 2 and "pairs" in r3.stdout
+
+
+@pytest.mark.parametrize(
+    "flags, protocol",
+    [
+        (["--backend", "compile"], ("compile", "fp32")),
+        (["--backend", "onnxruntime"], ("onnxruntime", "fp32")),
+        (["--precision", "bf16"], ("trace", "bf16")),
+    ],
+)
+def test_bench_backend_and_precision_flags_reach_the_measurement(tmp_path, tiny_file, capsys, monkeypatch, flags, protocol):
+    """Only the flags' way to the measurement: through the CLI a cold torch.compile takes ~30 s
+    on these CPUs, an ONNX export or a bf16 trace ~10 s, and test_throughput.py measures all
+    three through the library."""
+    seen = []
+
+    def fake_measure_configs(cfgs, device, settings, store, **kw):
+        seen.append(settings)
+        raise UserError("stop here")
+
+    monkeypatch.setattr("effvit_nas.measure.actor.measure_configs", fake_measure_configs)
+    r = run_main(capsys, "bench", str(tiny_file), *flags, "--storage", f"sqlite:///{tmp_path}/b.db")
+    assert r.returncode == 2 and [(s.backend, s.precision, s.threads) for s in seen] == [(*protocol, 1)]
 
 
 @pytest.mark.parametrize(

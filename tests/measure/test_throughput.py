@@ -169,3 +169,16 @@ def test_cuda_events_time_inside_the_host_window():
     gpu = cuda_event_timer()(forward)
     host = time.perf_counter() - t0
     assert 0 < gpu <= host  # the events are recorded and waited for inside the host's window
+
+
+def test_a_measurement_times_with_the_threads_asked_for_and_gives_them_back(tmp_path, monkeypatch):
+    """`--threads 2`: torch runs 2 intra-op threads while the device is held, and the process's
+    own setting is restored after (a 1-thread default would otherwise pass for 2)."""
+    from effvit_nas.measure.timing import LOCK_DIR_ENV, on_device
+
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path))  # a private lock: the session's actor may be timing
+    before = torch.get_num_threads()
+    for threads in (1, 2):
+        with on_device(BenchSettings(batch=1, threads=threads), "cpu"):
+            assert torch.get_num_threads() == threads
+        assert torch.get_num_threads() == before
