@@ -90,3 +90,18 @@ def test_headline_tables_match_the_searched_vs_handdesigned_results():
                 f"{row['throughput_median']:,.0f} [{q1:,.0f}-{q3:,.0f}] | {row['params'] / 1e6:.2f} |"
             )
             assert quoted in README, (budget, quoted)
+
+
+def test_real_data_fidelity_table_matches_the_band_study():
+    """The README's Fashion-MNIST band table (Kendall τ with its interval, seconds per candidate,
+    the seed-to-seed ceiling) is the committed band study's."""
+    band = json.loads((ROOT / "results/proxy_fidelity_fashion.json").read_text())["band"]
+    rows = {r["proxy"]: r for r in band["rows"]}
+    c = band["ceiling"]
+    quoted = {"reference seed vs seed (ceiling)": (c["kendall"], c["kendall_ci"], band["reference_seconds"])}
+    for name in ("macs", "naswot", "train@200", "train@50", "params"):
+        quoted[name] = (rows[name]["agreement"]["kendall"], rows[name]["agreement"]["kendall_ci"], rows[name]["seconds"])
+    for name, (tau, (lo, hi), seconds) in quoted.items():
+        s = f"{seconds:.2f}" if seconds < 1 else f"{seconds:.0f}"
+        line = f"| {name} | {tau:+.2f} [{lo:+.2f}, {hi:+.2f}] | {s} |".replace("+-", "-")
+        assert line in README, line
