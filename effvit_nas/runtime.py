@@ -92,7 +92,12 @@ def join_error(address: str, error: BaseException, log: str) -> str:
     exception and what its client logged meanwhile."""
     first = str(error).splitlines()[0] if str(error) else type(error).__name__
     if type(error).__name__ == "AuthenticationError":
-        return f"cannot join Ray at {address}: this process has no token; {AUTH_HELP}"
+        # effvit-nas runs Ray in token mode, so a cluster started without authentication (plain
+        # `ray start` on a machine without a token) refuses it this way too
+        return (
+            f"cannot join Ray at {address}: this process has no token (~/.ray/auth_token); copy the head's token here "
+            "(runners/ray_node.sh, runners/README.md), or set RAY_AUTH_MODE=disabled for a cluster started without authentication"
+        )
     if "InvalidAuthToken" in log or "Unauthenticated" in log:
         return f"cannot join Ray at {address}: the cluster refused this process's token; {AUTH_HELP}"
     return f"cannot start/join Ray ({address}): {first}"
@@ -100,13 +105,17 @@ def join_error(address: str, error: BaseException, log: str) -> str:
 
 def root_cause(error: BaseException) -> BaseException:
     """The error a Ray worker or actor raised, not Ray's wrappers around it: ``RayTaskError``
-    and ``ActorDiedError`` carry it as ``cause``, Ray Train's errors chain it as ``__cause__``.
-    Chains of our own errors are left alone (their outer error is the one that explains)."""
+    carries it as ``cause``; an ``ActorDiedError`` from a failed ``__init__`` holds that
+    ``RayTaskError`` as its first argument (it keeps no ``cause``); Ray Train's errors chain it
+    as ``__cause__``. Chains of our own errors are left alone (their outer error explains)."""
     seen = set()
     while id(error) not in seen:
         seen.add(id(error))
         inner = getattr(error, "cause", None)
-        if inner is None and type(error).__module__.startswith("ray."):
+        from_ray = type(error).__module__.startswith("ray.")
+        if inner is None and from_ray and error.args and isinstance(error.args[0], BaseException):
+            inner = error.args[0]
+        if inner is None and from_ray:
             inner = error.__cause__
         if not isinstance(inner, BaseException):
             break

@@ -87,3 +87,37 @@ def test_the_command_line_reports_a_sigterm_with_exit_143(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         app.main(["studies"])
     assert e.value.code == 143 and capsys.readouterr().err.strip() == "terminated (SIGTERM)"
+
+
+def test_a_refused_token_is_named_from_what_rays_client_logged():
+    """Ray's exception only says it could not connect; the client's log lines say why."""
+    log = "gcs_client.cc:210: Failed to get cluster ID from GCS server: Unauthenticated: RPC error: InvalidAuthToken: ...\n" * 5
+    msg = runtime.join_error("10.0.0.1:6379", ConnectionError("Failed to connect to Ray cluster"), log)
+    assert msg.startswith("cannot join Ray at 10.0.0.1:6379: the cluster refused this process's token;") and "\n" not in msg
+    plain = runtime.join_error("10.0.0.1:6379", ConnectionError("Failed to connect to Ray cluster"), "")
+    assert plain == "cannot start/join Ray (10.0.0.1:6379): Failed to connect to Ray cluster"  # control: no auth words
+
+
+def test_captured_stderr_takes_what_native_code_writes_to_fd_2(capfd):
+    import os
+
+    with runtime.captured_stderr() as text:
+        os.write(2, b"InvalidAuthToken from C++\n")
+    assert text == ["InvalidAuthToken from C++\n"] and capfd.readouterr().err == ""
+
+
+def test_sigterm_while_ray_starts_is_an_interrupt_not_a_silent_exit(monkeypatch):
+    """ray.init installs its own SIGTERM handler (sys.exit(SIGTERM)) while it runs: a kill
+    then must still take the Ctrl-C path (exit 143 with a line), not exit 15 in silence."""
+    import signal
+    import types
+
+    from effvit_nas.measure.actor import connect
+
+    def init(**_):
+        raise SystemExit(signal.SIGTERM)
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=init, exceptions=types.SimpleNamespace(AuthenticationError=OSError))
+    monkeypatch.setattr(runtime, "import_ray", lambda: fake)
+    with pytest.raises(runtime.Terminated):
+        connect(None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
@@ -35,7 +36,7 @@ def connect(address: str | None = None) -> None:
     joining whatever cluster a ``ray start`` left recorded on this machine: when that cluster
     died without ``ray stop`` the join hangs silently for minutes. Joining is explicit
     (``--ray-address auto``)."""
-    from effvit_nas.runtime import captured_stderr, check_reachable, import_ray, join_error, keep_sigterm_handler
+    from effvit_nas.runtime import Terminated, captured_stderr, check_reachable, import_ray, join_error, keep_sigterm_handler
 
     ray = import_ray()
 
@@ -57,6 +58,10 @@ def connect(address: str | None = None) -> None:
             )
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as e:
         raise UserError(join_error(address or "local", e, "".join(log))) from None
+    except SystemExit as e:  # SIGTERM while ray.init had its own handler (sys.exit) installed
+        if e.code != signal.SIGTERM:
+            raise
+        raise Terminated() from None
 
 
 def ray_accelerator_types() -> list[str]:
@@ -199,7 +204,7 @@ def _check_local(device: str, settings: BenchSettings) -> dict[str, Any]:
     return fingerprint(torch_device)
 
 
-def _check_on_worker(worker: Any, settings: BenchSettings) -> dict[str, Any]:
+def check_on_worker(worker: Any, settings: BenchSettings) -> dict[str, Any]:
     """The fingerprint of ``worker``'s device, after checking it can run ``settings``
     (a UserError raised in the actor is raised here as itself)."""
     from effvit_nas.runtime import import_ray
@@ -246,7 +251,7 @@ def measure_configs(
         device_fp = _check_local(device, settings)
     else:
         worker = worker or get_worker(device, settings, ray_address)
-        device_fp = _check_on_worker(worker, settings)
+        device_fp = check_on_worker(worker, settings)
     key = settings.key()
     results = []
     for cfg in configs:
@@ -277,7 +282,7 @@ def measure_ratios(
 
     ray = import_ray()
     worker = get_worker(device, settings, ray_address)
-    _check_on_worker(worker, settings)
+    check_on_worker(worker, settings)
     results = []
     for cfg in configs:
         results.append(ray.get(worker.measure_ratio.remote(cfg.to_dict(), reference.to_dict(), asdict(settings))))
@@ -307,7 +312,7 @@ def measure_against(
     from effvit_nas.runtime import import_ray
 
     key = paired_key(settings, reference)
-    device_fp = _check_on_worker(worker, settings)
+    device_fp = check_on_worker(worker, settings)
     stored = store.get(config.short_hash(), device_fp["id"], key)
     if stored is not None:
         return stored

@@ -13,6 +13,10 @@ from effvit_nas.arch.config import ArchConfig
 from effvit_nas.measure.settings import Measurement
 from effvit_nas.search.problem import SearchProblem
 
+# A proxy task's worker killed (OOM killer, a crash) is retried once, as the device actor's
+# calls are; killed again, the task's WorkerCrashedError becomes the trial's failure.
+PROXY_TASK_OPTIONS = {"num_cpus": 1, "max_retries": 1}
+
 
 class Measurer(Protocol):
     def __call__(self, config: ArchConfig) -> Measurement:
@@ -61,7 +65,7 @@ class RayExecution:
     start is set-up, not part of the first measurement) and proxies as Ray tasks of 1 CPU."""
 
     def __init__(self, problem: SearchProblem, storage: str, ray_address: str | None, earlier: Rungs = dict):
-        from effvit_nas.measure.actor import connect, get_worker
+        from effvit_nas.measure.actor import check_on_worker, connect, get_worker
         from effvit_nas.measure.store import MeasurementStore
         from effvit_nas.proxy.data import load_data
         from effvit_nas.runtime import import_ray
@@ -72,9 +76,9 @@ class RayExecution:
         data = load_data(problem.data)  # params and macs count at the data's resolution and classes too
         connect(ray_address)
         self.worker = get_worker(problem.device, problem.bench, ray_address)
-        self._ray.get(self.worker.fingerprint.remote())
+        check_on_worker(self.worker, problem.bench)  # a device the actor's node lacks: one line, before any trial
         self._data_ref = self._ray.put(data) if data is not None else None
-        self._task = self._ray.remote(num_cpus=1)(_proxy_task)
+        self._task = self._ray.remote(**PROXY_TASK_OPTIONS)(_proxy_task)
 
     def measure(self, config: ArchConfig) -> Measurement:
         from effvit_nas.measure.actor import measure_against, measure_configs

@@ -137,3 +137,16 @@ def test_joining_a_token_cluster_without_its_token_says_so_in_one_line(tmp_path,
     r = subprocess.run([sys.executable, "-m", "effvit_nas.cli", *args], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
     assert "this process has no token" in r.stderr and "~/.ray/auth_token" in r.stderr
+
+
+def test_a_node_claiming_a_device_it_lacks_is_named_in_one_line(tmp_path, capsys, monkeypatch, local_ray):
+    """A cluster node advertises a GPU type it has no CUDA for: the device actor's __init__
+    fails there, Ray wraps that in ActorDiedError(RayTaskError(DeviceError)), and the command
+    ends with the DeviceError's one line naming the node, exit 2 (was a 45-line traceback).
+    `search` starts its actor through the same check (measure.actor.check_on_worker); run by
+    hand it gives the same line (15 s more here, so not in the suite)."""
+    monkeypatch.setattr("effvit_nas.measure.actor._cluster_device", lambda spec, res: ("v100", False, None))
+    address = ["--device", "v100", "--ray-address", local_ray.get_runtime_context().gcs_address]
+    r = run_main(capsys, "bench", "M0", "--storage", f"sqlite:///{tmp_path}/x.db", *address)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "'v100' is not available" in r.stderr and "(Ray node " in r.stderr

@@ -1,0 +1,39 @@
+"""The Ray proxy runner when a proxy task's worker process dies (the OOM killer, a crash)."""
+
+import os
+
+from effvit_nas.search.execution import PROXY_TASK_OPTIONS
+from effvit_nas.search.screening import failed
+
+
+def _dies(times: int, marker: str):
+    """A task body that kills its own worker process the first ``times`` attempts (counted in
+    ``marker``), then returns. Nested, so Ray ships it by value and imports no test module."""
+
+    def task() -> str:
+        with open(marker, "a") as f:
+            f.write("x")
+        with open(marker) as f:
+            attempt = len(f.read())
+        if attempt <= times:
+            os._exit(9)
+        return f"done at attempt {attempt}"
+
+    return task
+
+
+def test_a_killed_proxy_worker_is_retried_once_then_fails_the_trial_with_its_reason(tmp_path, local_ray):
+    """With the search's task options: killed once, the proxy is re-run and completes; killed
+    on every attempt, Ray's WorkerCrashedError becomes the trial's one-line failure reason."""
+    once = local_ray.remote(**PROXY_TASK_OPTIONS)(_dies(1, str(tmp_path / "once")))
+    assert local_ray.get(once.remote()) == "done at attempt 2"
+
+    always = local_ray.remote(**PROXY_TASK_OPTIONS)(_dies(99, str(tmp_path / "always")))
+    try:
+        local_ray.get(always.remote())
+        raise AssertionError("a task killed on every attempt returned")
+    except local_ray.exceptions.WorkerCrashedError as e:
+        outcome = failed(e)
+    assert (tmp_path / "always").read_text() == "xx"  # the first attempt and one retry
+    reason = outcome.attrs["fail_reason"]
+    assert outcome.failed and reason.startswith("WorkerCrashedError: ") and "\n" not in reason
