@@ -56,9 +56,10 @@ TRAIN_TOP_FLAGS = {
 @click.option(
     "--proxy",
     "proxy_name",
-    default="naswot",
-    show_default=True,
-    help="Proxy: naswot, train, synflow, gradnorm, dss, params, macs (results/proxy_fidelity.md), or supernet:DIR (a trained supernet folder).",
+    default=None,
+    help="Proxy: macs, naswot, train, synflow, gradnorm, dss, params, or supernet:DIR (a trained supernet folder) "
+    "[default: macs, which ranked trained accuracy best on real images (results/proxy_fidelity_fashion.md); "
+    "a resumed study keeps its own].",
 )
 @data_options
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")
@@ -178,8 +179,11 @@ def _problem(opts: dict, options, bench, device):
     from effvit_nas.proxy.registry import check_proxy
     from effvit_nas.proxy.short_training import ShortTrainSettings
     from effvit_nas.search.budget import study_budget
-    from effvit_nas.search.problem import SearchProblem
+    from effvit_nas.search.problem import DEFAULT_PROXY, SearchProblem
+    from effvit_nas.search.study import stored_problem
 
+    # a study resumed without --proxy goes on with the proxy it was created with, whatever the default is now
+    opts["proxy_name"] = opts["proxy_name"] or (stored_problem(options) or {}).get("proxy") or DEFAULT_PROXY
     if opts["halving"] and opts["proxy_name"] != "train":
         raise UserError(f"--halving applies to --proxy train, not {opts['proxy_name']}")
     space = load_space(opts["space"])

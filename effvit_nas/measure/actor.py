@@ -212,7 +212,9 @@ def check_on_worker(worker: Any, settings: BenchSettings) -> dict[str, Any]:
     ray = import_ray()
 
     try:
-        device_fp = ray.get(worker.fingerprint.remote())
+        # no retry of this first call: when the actor's __init__ failed (a node claiming a GPU it
+        # lacks) a retry cannot help, and Ray would print the __init__ traceback with its notice
+        device_fp = ray.get(worker.fingerprint.options(max_task_retries=0).remote())
         ray.get(worker.check.remote(asdict(settings)))
     except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as e:
         _unwrap_user_error(e)

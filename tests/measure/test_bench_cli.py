@@ -139,14 +139,42 @@ def test_joining_a_token_cluster_without_its_token_says_so_in_one_line(tmp_path,
     assert "this process has no token" in r.stderr and "~/.ray/auth_token" in r.stderr
 
 
-def test_a_node_claiming_a_device_it_lacks_is_named_in_one_line(tmp_path, capsys, monkeypatch, local_ray):
+# A Ray whose node claims a V100 (num_gpus=1 and the accelerator_type resource) on this CPU-only
+# machine, as a `ray start --num-gpus 1 --resources ...` node would; both commands run against
+# it by address, as a user joining that cluster would. (Ray's test cluster with a second node
+# would be closer, but it rewrites the address `ray start` recorded on this machine.)
+_CLAIMING_NODE = """
+import sys
+from effvit_nas.runtime import import_ray
+ray = import_ray()
+ray.init(address="local", num_cpus=2, num_gpus=1, resources={"accelerator_type:V100": 1}, include_dashboard=False, log_to_driver=False, configure_logging=False)
+from effvit_nas.cli import main
+address = ["--device", "v100", "--ray-address", ray.get_runtime_context().gcs_address, "--storage", sys.argv[1]]
+for command in (["bench", "M0"], ["search", "--space", "tiny", "--budget", "10", "--trials", "1"]):
+    try:
+        main(command + address)
+    except SystemExit as e:
+        print(f"exit {e.code}", file=sys.stderr, flush=True)
+"""
+
+
+def test_a_node_claiming_a_device_it_lacks_is_named_in_one_line(tmp_path):
     """A cluster node advertises a GPU type it has no CUDA for: the device actor's __init__
-    fails there, Ray wraps that in ActorDiedError(RayTaskError(DeviceError)), and the command
-    ends with the DeviceError's one line naming the node, exit 2 (was a 45-line traceback).
-    `search` starts its actor through the same check (measure.actor.check_on_worker); run by
-    hand it gives the same line (15 s more here, so not in the suite)."""
-    monkeypatch.setattr("effvit_nas.measure.actor._cluster_device", lambda spec, res: ("v100", False, None))
-    address = ["--device", "v100", "--ray-address", local_ray.get_runtime_context().gcs_address]
-    r = run_main(capsys, "bench", "M0", "--storage", f"sqlite:///{tmp_path}/x.db", *address)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert "'v100' is not available" in r.stderr and "(Ray node " in r.stderr
+    fails there, and `bench` and `search` each end with the DeviceError's one line naming the
+    node, exit 2 (was a 45-line traceback). Everything the process wrote to fd 2 (Ray's threads
+    and C++ code included) is checked. On a real 2-node cluster Ray also printed its notice of
+    the retried first call, __init__ traceback included (the first call is no longer retried);
+    that notice is a race this one-node set-up does not lose, so it was checked by hand."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", _CLAIMING_NODE, f"sqlite:///{tmp_path}/x.db"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    line = "error: device 'v100' is not available here"
+    assert [x.split(";")[0] for x in lines] == [line, "exit 2", line, "exit 2"], r.stderr
+    assert all("(Ray node " in x for x in lines[::2]), r.stderr

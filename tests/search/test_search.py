@@ -125,7 +125,7 @@ def test_search_in_a_fresh_process_killed_resumed_and_shown(tmp_path, capsys, lo
         assert row["params"] > 0 and row["config"]["img_size"] == 64
         assert row["feasible"] == (row["throughput"] >= budget)
         if row["feasible"]:
-            assert row["accuracy"] is not None and row["proxy"] == "naswot"
+            assert row["accuracy"] is not None and row["proxy"] == "macs"  # the default
     text = run_main(capsys, "show", "--study", "e2e", "--storage", url).stdout
     assert f"budget {budget:,.0f} img/s" in text and "pareto" in text
 
@@ -156,6 +156,26 @@ def test_under_budget_skips_the_proxy_and_repeats_reuse_results(tmp_path, capsys
     assert rows[0]["note"] == "under budget: proxy skipped"
     assert rows[1]["note"] == "same architecture as trial 0: result reused"
     assert rows[1]["throughput"] == rows[0]["throughput"] and rows[1]["hash"] == rows[0]["hash"]
+
+
+def test_a_resumed_study_keeps_its_proxy_and_a_new_one_gets_the_default(tmp_path, capsys, local_ray):
+    """The default proxy changed (naswot -> macs, from the fidelity study on real images): a
+    study created with naswot resumes with naswot when --proxy is not given, a new study gets
+    macs, and asking for another proxy explicitly is refused as before. (A one-point space under
+    an unreachable budget: no proxy runs, the trials are cheap.)"""
+    space = tmp_path / "one.yaml"
+    space.write_text(ONE_POINT_SPACE)
+    url = f"sqlite:///{tmp_path}/p.db"
+    args = ["search", "--budget", "1M", "--storage", url, *[a if a != "tiny" else str(space) for a in TINY_SEARCH]]
+    assert run_main(capsys, *args, "--study", "old", "--trials", "1", "--proxy", "naswot").returncode == 0
+    r = run_main(capsys, *args, "--study", "old", "--trials", "2")
+    assert r.returncode == 0 and "; proxy naswot on " in r.stdout, r.stderr[-2000:]
+    r = run_main(capsys, *args, "--study", "old", "--trials", "3", "--proxy", "macs")
+    assert r.returncode == 2 and "created with another proxy ('naswot')" in r.stderr, r.stderr
+    r = run_main(capsys, *args, "--study", "new", "--trials", "1")
+    assert r.returncode == 0 and "; proxy macs on " in r.stdout, r.stderr[-2000:]
+    studies = {s["study"]: s for s in json.loads(run_main(capsys, "studies", "--storage", url, "--json").stdout)}
+    assert (studies["old"]["proxy"], studies["new"]["proxy"]) == ("naswot", "macs")
 
 
 def test_a_paired_search_judges_candidates_by_their_ratio_to_the_budget_preset(tmp_path, capsys, local_ray):

@@ -49,9 +49,29 @@ def _prompt_ray_train(monkeypatch):
     monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
 
 
+def _live_actors_of(driver_pid: int) -> dict[str, int]:
+    """``class:id`` -> process id of the actors still alive that the Ray job of ``driver_pid``
+    created and that die with it (read from the GCS tables: Ray's state API needs the dashboard,
+    which effvit-nas leaves off). Detached ones (Ray Train's state bookkeeping) outlive any job
+    by design and write no checkpoint."""
+    from ray._private import state
+
+    jobs = {j["JobID"] for j in state.jobs() if j["DriverPid"] == driver_pid}
+    return {
+        f"{info['ActorClassName']}:{a}": info["Pid"]
+        for a, info in state.actors().items()
+        if info["JobID"] in jobs and info["State"] != "DEAD" and not info["IsDetached"]
+    }
+
+
 def _kill_after_first_checkpoint(p: subprocess.Popen, out, timeout: float = 240) -> int:
-    """SIGKILL the training process ``p`` once Ray Train has committed its first epoch
-    checkpoint; the epoch of the newest checkpoint in ``out`` then."""
+    """SIGKILL the training process ``p`` and its Ray Train controller and workers once Ray Train
+    has committed its first epoch checkpoint, and wait until the cluster has them dead; the epoch
+    of the newest checkpoint in ``out`` then.
+
+    The run joined this session's Ray, so its actors are not in its process group: killed with
+    the driver alone they would live on until Ray notices the driver's death, and could commit
+    another epoch while the resumed run reads the same folder (the race this test once lost)."""
     from effvit_nas.training.runner import latest_checkpoint
 
     # Ray Train writes this file after a checkpoint is fully persisted and registered; a
@@ -61,8 +81,16 @@ def _kill_after_first_checkpoint(p: subprocess.Popen, out, timeout: float = 240)
     while time.time() < deadline and p.poll() is None and not committed.exists():
         time.sleep(0.02)
     assert p.poll() is None, p.stderr.read().decode()[-2000:]
+    actors = _live_actors_of(p.pid)
+    assert actors, "the run's Ray Train actors were not found"
+    for pid in actors.values():
+        if pid > 0:  # 0: not started yet (and os.kill(0, ...) would signal this test's own group)
+            os.kill(pid, signal.SIGKILL)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
+    while _live_actors_of(p.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _live_actors_of(p.pid), "the killed run's actors are still alive"
     from effvit_nas.training.loop import load_state
 
     return load_state(latest_checkpoint(out) / "state.pt")["epoch"]
