@@ -34,13 +34,13 @@ class FidelityStore:
     def __init__(self, storage: str, name: str, create: bool = True):
         import optuna
 
-        from effvit_nas.measure.store import open_engine
+        from effvit_nas.measure.store import optuna_storage
 
-        open_engine(storage)  # one-line errors for bad URLs / unreachable servers
+        rdb = optuna_storage(storage)
         with quiet_optuna():
-            if not create and name not in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+            if not create and name not in {s.study_name for s in optuna.get_all_study_summaries(rdb)}:
                 raise UserError(f"no fidelity study {name!r} in {storage}")
-            self._study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
+            self._study = optuna.create_study(study_name=name, storage=rdb, load_if_exists=True)
         self.name, self.storage = name, storage
         self._attrs = dict(self._study.user_attrs)
 

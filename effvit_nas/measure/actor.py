@@ -315,14 +315,21 @@ def measure_against(
 
     key = paired_key(settings, reference)
     device_fp = check_on_worker(worker, settings)
-    stored = store.get(config.short_hash(), device_fp["id"], key)
-    if stored is not None:
-        return stored
-    r = import_ray().get(worker.measure_ratio.remote(config.to_dict(), reference.to_dict(), asdict(settings)))
+    with store.measuring(config.short_hash(), device_fp["id"], key) as stored:  # a claim, as in measure_configs
+        if stored is not None:
+            return stored
+        r = import_ray().get(worker.measure_ratio.remote(config.to_dict(), reference.to_dict(), asdict(settings)))
+        m = _paired_measurement(config, r, reference_throughput)
+        store.put(m, key)
+    return m
+
+
+def _paired_measurement(config: ArchConfig, r: RatioMeasurement, reference_throughput: float) -> Measurement:
+    """A ratio to the budget's preset as a figure in images/s, with its interval."""
     figure = r.ratio * reference_throughput
     # the spread a paired figure has is its interval; under 6 pairs there is none to give
     lo, hi = (figure, figure) if math.isnan(r.ci_low) else (r.ci_low * reference_throughput, r.ci_high * reference_throughput)
-    m = Measurement(
+    return Measurement(
         config_hash=config.short_hash(),
         throughput=figure,
         q1=lo,
@@ -340,5 +347,3 @@ def measure_against(
         windows=r.pairs,
         disturbed=r.disturbed,
     )
-    store.put(m, key)
-    return m

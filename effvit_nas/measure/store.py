@@ -14,12 +14,14 @@ import contextlib
 import json
 import math
 import os
+import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, func, select
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, delete, func, select, text
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from effvit_nas.errors import UserError
@@ -126,6 +128,16 @@ class _MeasurementRow(_Base):
     measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class _ClaimRow(_Base):
+    """A measurement in progress: drivers sharing a store (several searches on one study) wait
+    for it instead of timing the same architecture again."""
+
+    __tablename__ = "effvit_measurement_claims"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # config hash / device id / protocol key
+    owner: Mapped[str] = mapped_column(String(128))  # host:pid of the claiming process
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 def open_engine(url: str):
     """A SQLAlchemy engine for ``url`` that has answered once; StorageError otherwise."""
     try:
@@ -140,6 +152,44 @@ def open_engine(url: str):
     return engine
 
 
+# pg_advisory_lock's key for creating effvit-nas's and Optuna's tables (any fixed 64-bit number
+# no other application on the server uses; this one spells "effvitsc")
+_SCHEMA_LOCK_KEY = 0x6566667669747363
+
+
+@contextlib.contextmanager
+def schema_lock(engine) -> Iterator[None]:
+    """Inside the block no other process creates tables (or a study) in ``engine``'s PostgreSQL
+    database. Several drivers starting on one fresh database (Optuna's distributed pattern)
+    would otherwise run CREATE TABLE at once, and PostgreSQL fails all but one of them (a
+    unique violation in pg_type) instead of waiting. SQLite's file lock serialises that already."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as c:
+        c.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+        c.commit()  # a session-level lock: held across transactions until unlocked
+        try:
+            yield
+        finally:
+            c.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+            c.commit()
+
+
+def optuna_storage(url: str, **kwargs: Any):
+    """Optuna's RDBStorage for ``url`` (``kwargs`` go to it), with a one-line StorageError for a
+    bad or unreachable URL and its tables created under :func:`schema_lock`. Every Optuna use
+    goes through here rather than passing Optuna the URL, which would create the tables
+    unguarded."""
+    from optuna.storages import RDBStorage
+
+    from effvit_nas.runtime import quiet_optuna
+
+    engine = open_engine(url)
+    with quiet_optuna(), schema_lock(engine):
+        return RDBStorage(url, **kwargs)
+
+
 class MeasurementStore:
     """Throughput measurements keyed by (config hash, device id, protocol key).
 
@@ -151,15 +201,18 @@ class MeasurementStore:
     def __init__(self, url: str | None = None):
         self.url = url or default_storage()
         self.engine = open_engine(self.url)
-        _Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
-        with Session(self.engine) as s:
-            row = s.get(_Meta, "measurements_schema")
-            if row is None:
-                s.add(_Meta(key="measurements_schema", value=str(SCHEMA_VERSION)))
-                s.commit()
-            elif row.value != str(SCHEMA_VERSION):
-                raise StorageError(f"storage {self.url!r} holds measurement schema v{row.value}; this effvit-nas reads v{SCHEMA_VERSION}")
+        with schema_lock(self.engine):
+            _Base.metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
+            with Session(self.engine) as s:
+                row = s.get(_Meta, "measurements_schema")
+                if row is None:
+                    s.add(_Meta(key="measurements_schema", value=str(SCHEMA_VERSION)))
+                    s.commit()
+                elif row.value != str(SCHEMA_VERSION):
+                    raise StorageError(
+                        f"storage {self.url!r} holds measurement schema v{row.value}; this effvit-nas reads v{SCHEMA_VERSION}"
+                    )
 
     def get(self, config_hash: str, device_id: str, protocol_key: str) -> Measurement | None:
         with Session(self.engine) as s:
@@ -176,13 +229,55 @@ class MeasurementStore:
             config_json=json.dumps(m.config, sort_keys=True),
             measured_at=datetime.now(UTC),
         )
-        with Session(self.engine) as s, s.begin():
-            row = s.scalars(_by_key(m.config_hash, m.device["id"], protocol_key)).first()
-            if row is None:
-                s.add(_MeasurementRow(config_hash=m.config_hash, device_id=m.device["id"], protocol_key=protocol_key, **values))
-            else:
-                for k, v in values.items():
-                    setattr(row, k, v)
+        for attempt in range(2):
+            try:
+                with Session(self.engine) as s, s.begin():
+                    row = s.scalars(_by_key(m.config_hash, m.device["id"], protocol_key)).first()
+                    if row is None:
+                        s.add(_MeasurementRow(config_hash=m.config_hash, device_id=m.device["id"], protocol_key=protocol_key, **values))
+                    else:
+                        for k, v in values.items():
+                            setattr(row, k, v)
+                return
+            except IntegrityError:
+                # another driver stored the same key between our read and our insert: the
+                # row exists now, so the second attempt replaces it
+                if attempt:
+                    raise
+
+    @contextlib.contextmanager
+    def measuring(self, config_hash: str, device_id: str, protocol_key: str, poll_s: float = 0.25) -> Iterator[Measurement | None]:
+        """Claim the key for the caller to measure and :meth:`put`: yields None, and the claim
+        is dropped on leaving. While another live process holds the claim, waits; yields the
+        measurement that process stored (nothing to measure), or None when it gave up. A
+        claim of a dead process on this host, or older than :data:`CLAIM_STALE_S`, is taken over."""
+        key = f"{config_hash}/{device_id}/{protocol_key}"
+        while (m := self.get(config_hash, device_id, protocol_key)) is None and not self._claim(key):
+            time.sleep(poll_s)
+        if m is not None:
+            yield m
+            return
+        try:
+            yield None
+        finally:
+            with Session(self.engine) as s, s.begin():
+                s.execute(delete(_ClaimRow).where(_ClaimRow.key == key, _ClaimRow.owner == _owner()))
+
+    def _claim(self, key: str) -> bool:
+        """Whether this process now holds the claim on ``key`` (a stale one is taken over)."""
+        now = datetime.now(UTC)
+        try:
+            with Session(self.engine) as s, s.begin():
+                row = s.get(_ClaimRow, key)
+                if row is not None and not _stale(row, now):
+                    return False
+                if row is not None:
+                    s.delete(row)
+                    s.flush()
+                s.add(_ClaimRow(key=key, owner=_owner(), claimed_at=now))
+            return True
+        except IntegrityError:  # claimed by another process between our read and our insert
+            return False
 
     def all(self) -> list[tuple[str, str, Measurement]]:
         """Every stored measurement as (device id, protocol key, measurement), oldest first."""
@@ -214,6 +309,33 @@ def _add_missing_columns(engine) -> None:
         except SQLAlchemyError:  # another process opening the same store added it first
             if name not in {c["name"] for c in inspect(engine).get_columns(_MeasurementRow.__tablename__)}:
                 raise
+
+
+# A measurement takes seconds to minutes (behind other processes' timings on the device lock);
+# a claim this old belongs to a process on another host that died
+CLAIM_STALE_S = 900.0
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _stale(row: _ClaimRow, now: datetime) -> bool:
+    host, _, pid = row.owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        return True
+    claimed = row.claimed_at if row.claimed_at.tzinfo else row.claimed_at.replace(tzinfo=UTC)  # SQLite drops the zone
+    return (now - claimed).total_seconds() > CLAIM_STALE_S
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _by_key(config_hash: str, device_id: str, protocol_key: str):

@@ -40,14 +40,14 @@ def load_study(name: str, storage: str):
     there when it is missing."""
     import optuna
 
-    from effvit_nas.measure.store import open_engine
+    from effvit_nas.measure.store import optuna_storage
 
-    open_engine(storage)  # one-line errors for bad URLs / unreachable servers
+    rdb = optuna_storage(storage)
     with quiet_optuna():
         try:
-            return optuna.load_study(study_name=name, storage=storage)
+            return optuna.load_study(study_name=name, storage=rdb)
         except KeyError:
-            names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+            names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
             raise UserError(f"no study {name!r} in {storage} (studies: {', '.join(names) or 'none'})") from None
 
 
@@ -142,14 +142,15 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
     """One row per study in ``storage``: trials, feasible, Pareto size, device, budget, created."""
     import optuna
 
-    from effvit_nas.measure.store import open_engine
+    from effvit_nas.measure.store import optuna_storage
 
-    open_engine(storage)
+    rdb = optuna_storage(storage)
     rows = []
     with quiet_optuna():
-        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        summaries = optuna.get_all_study_summaries(rdb, include_best_trial=False)
     for summary in summaries:
-        study = load_study(summary.study_name, storage)
+        with quiet_optuna():
+            study = optuna.load_study(study_name=summary.study_name, storage=rdb)
         complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
         ident = study.user_attrs.get("effvit") or {}
         created = study.user_attrs.get("created")

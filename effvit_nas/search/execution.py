@@ -81,6 +81,19 @@ class RayExecution:
         self._task = self._ray.remote(**PROXY_TASK_OPTIONS)(_proxy_task)
 
     def measure(self, config: ArchConfig) -> Measurement:
+        try:
+            return self._measure(config)
+        except self._ray.exceptions.RayActorError:
+            # The device actor is named, and a second driver on one cluster uses the first's
+            # actor, which dies with the job that created it: this driver starts its own
+            # (a restarted crash is Ray's own retry; this is for an actor gone for good).
+            from effvit_nas.measure.actor import check_on_worker, get_worker
+
+            self.worker = get_worker(self.problem.device, self.problem.bench, self.ray_address)
+            check_on_worker(self.worker, self.problem.bench)
+            return self._measure(config)
+
+    def _measure(self, config: ArchConfig) -> Measurement:
         from effvit_nas.measure.actor import measure_against, measure_configs
 
         p = self.problem

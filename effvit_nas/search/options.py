@@ -74,13 +74,19 @@ class RunOptions:
         return self.workers if self.trials is None else min(self.workers, self.trials - done)
 
 
-def make_sampler(options: RunOptions):
-    """The Optuna sampler ``options`` name; TPE lies about running trials (constant liar) when
-    several run at once, so a round's candidates differ."""
+def make_sampler(options: RunOptions, driver: int = 0):
+    """The Optuna sampler ``options`` name, for the ``driver``-th process to open the study.
+
+    The first driver samples with ``options.seed`` (a run alone is reproducible); each later one
+    with a seed of its own, or drivers started together on one study (Optuna's distributed
+    pattern, same command) would propose the same architectures in the same order. TPE lies
+    about running trials (constant liar), so candidates in flight elsewhere, in this round or
+    in another driver, are not proposed again."""
     import optuna
 
+    seed = options.seed if driver == 0 else (options.seed * 1_000_003 + driver) % 2**32
     if options.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=options.seed, constant_liar=options.workers > 1, n_startup_trials=8)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=8)
     if options.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=options.seed, population_size=16)
-    return optuna.samplers.RandomSampler(seed=options.seed)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
+    return optuna.samplers.RandomSampler(seed=seed)

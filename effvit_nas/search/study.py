@@ -17,6 +17,8 @@ from effvit_nas.search.problem import LATER_KEYS, OBJECTIVES, SearchProblem
 from effvit_nas.search.records import Attr, TrialRecord
 from effvit_nas.search.screening import Outcome
 
+DRIVERS_ATTR = "drivers"  # study attribute: how many search processes have opened the study
+
 
 @dataclass
 class StudyHandle:
@@ -41,18 +43,15 @@ class StudyHandle:
 
 
 def _storage(url: str, heartbeat_s: float):
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    from effvit_nas.measure.store import open_engine
+    from effvit_nas.measure.store import optuna_storage
 
-    open_engine(url)  # one-line errors for bad URLs / unreachable servers
-    with quiet_optuna():
-        return RDBStorage(
-            url,
-            heartbeat_interval=max(1, int(heartbeat_s)),
-            grace_period=max(2, int(3 * heartbeat_s)),
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-        )
+    with quiet_optuna():  # the callback is experimental in Optuna, used deliberately
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=2)
+    return optuna_storage(
+        url, heartbeat_interval=max(1, int(heartbeat_s)), grace_period=max(2, int(3 * heartbeat_s)), heartbeat_stale_trial_callback=retry
+    )
 
 
 def _check_same_problem(study: Any, problem: SearchProblem) -> None:
@@ -78,8 +77,12 @@ def open_study(problem: SearchProblem, options: RunOptions, create: bool = True)
     and checked to be about ``problem`` when it exists."""
     import optuna
 
+    from effvit_nas.measure.store import schema_lock
+
     storage = _storage(options.storage, options.heartbeat_s)
-    with quiet_optuna():
+    # under the lock: drivers started together on one study create it and store what it is
+    # about once, instead of racing to insert the same attribute rows
+    with quiet_optuna(), schema_lock(storage.engine):
         exists = options.study in [s.study_name for s in optuna.get_all_study_summaries(storage)]
         if not exists and not create:
             raise UserError(f"no study {options.study!r} in {options.storage}")
@@ -87,10 +90,13 @@ def open_study(problem: SearchProblem, options: RunOptions, create: bool = True)
             study_name=options.study,
             storage=storage,
             directions=["maximize", "maximize"],
-            sampler=make_sampler(options),
             load_if_exists=True,
         )
         _check_same_problem(study, problem)
+        # the lock makes this count atomic on PostgreSQL, where several drivers share a study
+        driver = study.user_attrs.get(DRIVERS_ATTR, 0)
+        study.set_user_attr(DRIVERS_ATTR, driver + 1)
+        study.sampler = make_sampler(options, driver)
     return StudyHandle(study, storage, storage.get_study_id_from_name(options.study))
 
 
@@ -99,12 +105,12 @@ def stored_problem(options: RunOptions) -> dict[str, Any] | None:
     there is no such study."""
     import optuna
 
-    from effvit_nas.measure.store import open_engine
+    from effvit_nas.measure.store import optuna_storage
 
-    open_engine(options.storage)
+    storage = optuna_storage(options.storage)
     with quiet_optuna():
         try:
-            study = optuna.load_study(study_name=options.study, storage=options.storage)
+            study = optuna.load_study(study_name=options.study, storage=storage)
         except KeyError:
             return None
     return study.user_attrs.get("effvit")

@@ -149,3 +149,67 @@ def test_a_cpu_actor_reserves_the_threads_it_times_with_under_its_own_name():
     assert (one["num_cpus"], two["num_cpus"]) == (1, 2) and one["name"] != two["name"]
     gpu = _actor_options("cuda:0", True, BenchSettings(batch=1, threads=2))  # a GPU actor: 1 CPU, 1 GPU
     assert (gpu["num_cpus"], gpu["num_gpus"], gpu["name"]) == (1, 1, "effvit-device-cuda:0")
+
+
+def _figure(config_hash: str, throughput: float):
+    from effvit_nas.measure.settings import Measurement
+
+    return Measurement(config_hash, throughput, throughput, throughput, 0.0, 5, 4, 1.0, {}, {"id": "dev"}, {})
+
+
+def test_a_second_driver_waits_for_the_measurement_in_progress_and_takes_its_figure(tmp_path, monkeypatch):
+    """Two drivers sharing a store ask for the same key: the second waits while the first holds
+    the claim, then gets the first's figure instead of measuring again (without the claim it
+    would have been told to measure at once, before the first stored anything)."""
+    import types
+
+    import effvit_nas.measure.store as store_module
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    first, second = MeasurementStore(url), MeasurementStore(url)
+    polled = threading.Event()
+    # the waiter's poll, observed (the store's own `time` only: other threads keep theirs)
+    monkeypatch.setattr(store_module, "time", types.SimpleNamespace(sleep=lambda s: polled.set()))
+    got = []
+    with first.measuring("abc", "dev", "p") as m:
+        assert m is None  # nothing stored: the first measures
+        waiter = threading.Thread(target=lambda: got.append(_enter(second)))
+        waiter.start()
+        assert polled.wait(timeout=60)  # the second is waiting on the claim
+        assert not got
+        first.put(_figure("abc", 123.0), "p")
+    waiter.join(timeout=60)
+    assert [m.throughput if m else None for m in got] == [123.0]
+
+
+def _enter(store: MeasurementStore):
+    with store.measuring("abc", "dev", "p") as m:
+        return m
+
+
+def test_a_claim_left_by_a_dead_process_or_too_old_is_taken_over(tmp_path):
+    """A driver killed mid-measurement leaves its claim: on this host a dead owner frees it at
+    once (a resumed search must not wait), from another host only its age does."""
+    import datetime
+    import socket
+    import subprocess
+    import sys
+
+    from sqlalchemy.orm import Session
+
+    from effvit_nas.measure.store import CLAIM_STALE_S, _ClaimRow
+
+    store = MeasurementStore(f"sqlite:///{tmp_path}/c.db")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    now = datetime.datetime.now(datetime.UTC)
+    old = now - datetime.timedelta(seconds=CLAIM_STALE_S + 60)
+    with Session(store.engine) as s, s.begin():
+        s.add(_ClaimRow(key="a/dev/p", owner=f"{socket.gethostname()}:{dead.pid}", claimed_at=now))
+        s.add(_ClaimRow(key="b/dev/p", owner="elsewhere:1", claimed_at=old))
+        s.add(_ClaimRow(key="c/dev/p", owner="elsewhere:1", claimed_at=now))
+    for key in ("a", "b"):
+        with store.measuring(key, "dev", "p") as m:
+            assert m is None  # ours to measure
+    assert store._claim("a/dev/p") and store._claim("b/dev/p")  # and the claims were dropped on leaving
+    assert not store._claim("c/dev/p")  # a live claim from another host is respected

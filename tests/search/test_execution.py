@@ -37,3 +37,21 @@ def test_a_killed_proxy_worker_is_retried_once_then_fails_the_trial_with_its_rea
     assert (tmp_path / "always").read_text() == "xx"  # the first attempt and one retry
     reason = outcome.attrs["fail_reason"]
     assert outcome.failed and reason.startswith("WorkerCrashedError: ") and "\n" not in reason
+
+
+def test_a_device_actor_gone_for_good_is_replaced_and_the_measurement_made(tmp_path, local_ray):
+    """The device actor is named and shared: a second driver on one cluster measures through
+    the first driver's actor, which dies for good when that driver's job ends (no restart).
+    The measurement then starts a new actor and is made, instead of failing this and every
+    later trial (was: "stopping: 25 candidates failed" in the second driver)."""
+    from effvit_nas.search.execution import RayExecution
+    from tests.search.test_search import _tiny_settings
+    from tests.support import TINY
+
+    problem, _ = _tiny_settings(f"sqlite:///{tmp_path}/e.db", "e", trials=1)
+    execution = RayExecution(problem, f"sqlite:///{tmp_path}/e.db", None)
+    gone = execution.worker
+    local_ray.kill(gone, no_restart=True)
+    m = execution.measure(TINY.replace(img_size=32, num_classes=4))
+    assert m.throughput > 0 and not m.cached
+    assert execution.worker._actor_id != gone._actor_id

@@ -395,6 +395,48 @@ def test_search_on_postgres_resumes(postgres_url, capsys):
     assert [row["state"] for row in rows] == ["COMPLETE"] * 3 and all(row["throughput"] > 0 for row in rows)
 
 
+def _fresh_database(server_url: str) -> str:
+    """A new, empty database on the PostgreSQL server of ``server_url``; its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"multi_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def test_three_drivers_on_one_postgres_study_lose_no_trial_and_time_nothing_twice(postgres_url, capsys):
+    """Optuna's distributed pattern: the same `search` command started three times at once on a
+    fresh PostgreSQL database, each with its own local Ray (the machine-wide device lock keeps
+    their timings apart).
+    All three finish; every trial ends COMPLETE (none lost, none left RUNNING); and an
+    architecture that several trials drew was timed once: its trials carry the same figure
+    to the last bit (two timings never agree that closely). Was: two of three drivers failed
+    creating the tables at once, and drivers with one --seed drew the same architectures."""
+    url = _fresh_database(postgres_url)
+    args = ["search", "--study", "multi", "--storage", url, "--budget", "10", "--trials", "6", *TINY_SEARCH]
+    drivers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "effvit_nas.cli", *args, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    outs = [d.communicate(timeout=600) for d in drivers]
+    assert [d.returncode for d in drivers] == [0, 0, 0], [err[-2000:] for _, err in outs]
+    rows = json.loads(run_main(capsys, "show", "--study", "multi", "--storage", url, "--json").stdout)
+    assert len(rows) >= 6 and {row["state"] for row in rows} == {"COMPLETE"}, rows
+    figures: dict[str, set] = {}
+    for row in rows:
+        figures.setdefault(row["hash"], set()).add(row["throughput"])
+    assert all(len(f) == 1 for f in figures.values()), figures
+    assert len(figures) > len(rows) / 2  # different architectures, not one sequence drawn three times
+
+
 def test_halving_records_the_steps_behind_each_accuracy(tmp_path, capsys, local_ray):
     """A real search with the train proxy under successive halving (9 steps: rungs at 1 and 3):
     every trial stores the steps its accuracy came from and its rung top-1s; the stored stop
