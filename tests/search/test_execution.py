@@ -44,13 +44,16 @@ def test_a_device_actor_gone_for_good_is_replaced_and_the_measurement_made(tmp_p
     the first driver's actor, which dies for good when that driver's job ends (no restart).
     The measurement then starts a new actor and is made, instead of failing this and every
     later trial (was: "stopping: 25 candidates failed" in the second driver)."""
+    from effvit_nas.measure.actor import DeviceWorker
     from effvit_nas.search.execution import RayExecution
     from tests.search.test_search import _tiny_settings
     from tests.support import TINY
 
     problem, _ = _tiny_settings(f"sqlite:///{tmp_path}/e.db", "e", trials=1)
     execution = RayExecution(problem, f"sqlite:///{tmp_path}/e.db", None)
-    gone = execution.worker
+    # an actor of its own stands for the other driver's: the session's named actor, which the
+    # other tests reuse, must stay alive
+    gone = execution.worker = local_ray.remote(DeviceWorker).options(num_cpus=1).remote("cpu")
     local_ray.kill(gone, no_restart=True)
     m = execution.measure(TINY.replace(img_size=32, num_classes=4))
     assert m.throughput > 0 and not m.cached
