@@ -109,4 +109,20 @@ def study_budget(
         ]
         return sorted(runs, key=lambda m: m.throughput)[len(runs) // 2]
 
-    return resolve_budget(text, max(space.img_sizes), space.num_classes, measure, stored)
+    budget = resolve_budget(text, max(space.img_sizes), space.num_classes, measure, stored)
+    return budget if stored is not None else adopt_stored(budget, options)
+
+
+def adopt_stored(budget: Budget, options: RunOptions) -> Budget:
+    """``budget``, or the figure a study of the same relative budget got meanwhile: drivers of
+    one command started together each measure the preset while no study exists yet; the first
+    to create the study stores its figure, and the others take it instead of being refused
+    for a budget a few img/s apart (a study compares every trial with one figure)."""
+    from effvit_nas.search.study import stored_problem
+
+    if budget.spec is None:
+        return budget
+    have = stored_problem(options) or {}
+    if have.get("budget_spec") != budget.spec:
+        return budget
+    return Budget(have["budget"], budget.spec, have.get("budget_reference"))

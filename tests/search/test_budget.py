@@ -58,3 +58,20 @@ def test_resuming_a_study_takes_its_stored_relative_budget(tmp_path):
     assert resumed == Budget(600.0, "0.5xM0", 1200.0)
     new = RunOptions(study="other", storage=options.storage, trials=1)
     assert study_budget("2.5k", load_space("tiny"), "cpu", BenchSettings(batch=16), new) == Budget(2500.0)
+
+
+def test_a_driver_that_measured_while_another_created_the_study_takes_the_stored_figure(tmp_path):
+    """Drivers of one command started together each measure M0 before the study exists; the
+    one that measured while another created the study takes that study's figure (it would be
+    refused for a figure a few img/s apart); another relative budget, or an absolute one, is
+    its own."""
+    from effvit_nas.search.budget import adopt_stored
+    from effvit_nas.search.options import RunOptions
+    from effvit_nas.search.problem import SearchProblem
+    from effvit_nas.search.study import open_study
+
+    options = RunOptions(study="rel", storage=f"sqlite:///{tmp_path}/r.db", trials=1, sampler="random")
+    open_study(SearchProblem(device="cpu", budget=600.0, space="tiny", budget_spec="0.5xM0", budget_reference=1200.0), options)
+    assert adopt_stored(Budget(590.0, "0.5xM0", 1180.0), options) == Budget(600.0, "0.5xM0", 1200.0)
+    assert adopt_stored(Budget(1180.0, "1xM0", 1180.0), options) == Budget(1180.0, "1xM0", 1180.0)
+    assert adopt_stored(Budget(600.0), options) == Budget(600.0)
