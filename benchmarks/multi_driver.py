@@ -39,7 +39,9 @@ def _server() -> str:
     return r.stdout.strip().splitlines()[-1]
 
 
-def _fresh_database(server: str, name: str) -> str:
+def fresh_database(server: str, name: str) -> str:
+    """The URL of database ``name``, new and empty, on the PostgreSQL server of ``server`` (an
+    existing one of that name is dropped); the suite's multi-driver test uses it too."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -52,7 +54,7 @@ def _fresh_database(server: str, name: str) -> str:
 
 
 def run(drivers: int, trials: int, server: str) -> dict[str, Any]:
-    url = _fresh_database(server, f"multi_driver_{drivers}")
+    url = fresh_database(server, f"multi_driver_{drivers}")
     cmd = [
         sys.executable,
         "-m",

@@ -94,8 +94,7 @@ def study_budget(
     the device actor to use (default: one started for this call)."""
     from effvit_nas.search.study import stored_problem
 
-    have = stored_problem(options) or {}
-    stored = Budget(have["budget"], have["budget_spec"], have.get("budget_reference")) if have.get("budget_spec") else None
+    stored = _stored_budget(stored_problem(options))
 
     def measure(config: ArchConfig) -> Measurement:
         from effvit_nas.measure.actor import LazyWorker, measure_configs
@@ -122,7 +121,12 @@ def adopt_stored(budget: Budget, options: RunOptions) -> Budget:
 
     if budget.spec is None:
         return budget
-    have = stored_problem(options) or {}
-    if have.get("budget_spec") != budget.spec:
-        return budget
-    return Budget(have["budget"], budget.spec, have.get("budget_reference"))
+    stored = _stored_budget(stored_problem(options))
+    return stored if stored is not None and stored.spec == budget.spec else budget
+
+
+def _stored_budget(problem: dict[str, Any] | None) -> Budget | None:
+    """The relative budget a study's stored problem holds, if it has one."""
+    if not problem or not problem.get("budget_spec"):
+        return None
+    return Budget(problem["budget"], problem["budget_spec"], problem.get("budget_reference"))

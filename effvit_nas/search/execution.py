@@ -65,7 +65,7 @@ class RayExecution:
     start is set-up, not part of the first measurement) and proxies as Ray tasks of 1 CPU."""
 
     def __init__(self, problem: SearchProblem, storage: str, ray_address: str | None, earlier: Rungs = dict):
-        from effvit_nas.measure.actor import check_on_worker, connect, get_worker
+        from effvit_nas.measure.actor import connect
         from effvit_nas.measure.store import MeasurementStore
         from effvit_nas.proxy.data import load_data
         from effvit_nas.runtime import import_ray
@@ -75,8 +75,7 @@ class RayExecution:
         self.store = MeasurementStore(storage)
         data = load_data(problem.data)  # params and macs count at the data's resolution and classes too
         connect(ray_address)
-        self.worker = get_worker(problem.device, problem.bench, ray_address)
-        check_on_worker(self.worker, problem.bench)  # a device the actor's node lacks: one line, before any trial
+        self.worker = self._start_worker()
         self._data_ref = self._ray.put(data) if data is not None else None
         self._task = self._ray.remote(**PROXY_TASK_OPTIONS)(_proxy_task)
 
@@ -87,11 +86,17 @@ class RayExecution:
             # The device actor is named, and a second driver on one cluster uses the first's
             # actor, which dies with the job that created it: this driver starts its own
             # (a restarted crash is Ray's own retry; this is for an actor gone for good).
-            from effvit_nas.measure.actor import check_on_worker, get_worker
-
-            self.worker = get_worker(self.problem.device, self.problem.bench, self.ray_address)
-            check_on_worker(self.worker, self.problem.bench)
+            self.worker = self._start_worker()
             return self._measure(config)
+
+    def _start_worker(self) -> Any:
+        """The device's actor (found by name or started), checked on its node: a device the
+        node lacks is one line, before any trial."""
+        from effvit_nas.measure.actor import check_on_worker, get_worker
+
+        worker = get_worker(self.problem.device, self.problem.bench, self.ray_address)
+        check_on_worker(worker, self.problem.bench)
+        return worker
 
     def _measure(self, config: ArchConfig) -> Measurement:
         from effvit_nas.measure.actor import measure_against, measure_configs

@@ -395,21 +395,6 @@ def test_search_on_postgres_resumes(postgres_url, capsys):
     assert [row["state"] for row in rows] == ["COMPLETE"] * 3 and all(row["throughput"] > 0 for row in rows)
 
 
-def _fresh_database(server_url: str) -> str:
-    """A new, empty database on the PostgreSQL server of ``server_url``; its URL."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"multi_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 # Three real `search` processes at once on one study: benchmarks/multi_driver.py
 # (results/multi_driver.md); over a minute of start-ups here, so the suite checks the parts.
 def test_drivers_starting_together_on_a_fresh_postgres_database_all_open_the_study(postgres_url):
@@ -418,11 +403,13 @@ def test_drivers_starting_together_on_a_fresh_postgres_database_all_open_the_stu
     count), and they sample with different seeds (was: a unique violation in pg_type for all
     but one, and one sequence of architectures drawn three times)."""
     import threading
+    import uuid
 
+    from benchmarks.multi_driver import fresh_database
     from effvit_nas.measure.store import MeasurementStore
     from effvit_nas.search.study import DRIVERS_ATTR, open_study
 
-    url = _fresh_database(postgres_url)
+    url = fresh_database(postgres_url, f"multi_{uuid.uuid4().hex[:8]}")
     problem, options = _tiny_settings(url, "multi", trials=3)
     start, handles, errors = threading.Barrier(3), [], []
 
