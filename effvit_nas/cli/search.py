@@ -71,8 +71,12 @@ TRAIN_TOP_FLAGS = {
 )
 @bench_options
 @click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random"]), default="tpe", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Proxies that run at once (Ray tasks of 1 CPU).")
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Candidates per round (proxies run in parallel Ray tasks)."
+    "--measure-actors",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Device actors measuring at once [default: one per matching accelerator: each GPU of the device's type, each node's CPU].",
 )
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster instead of a local Ray.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -147,6 +151,10 @@ def search_cmd(**opts) -> None:
     quiet = opts["quiet"] or opts["as_json"]
     if not quiet:
         click.echo(_header(problem, options, opts["data_source"]))
+    if options.ray_address is not None:
+        # on a cluster the search's actors are pinned to nodes, so the budget's actor is another
+        # one: it would hold a CPU the proxies need (locally the search finds it by name)
+        device.release()
     summary = run_search(problem, options, None if quiet else _progress(problem.proxy))
     device.release()  # before --train-top: training wants the CPUs the actor holds
     if opts["train_top"] and summary.interrupted:  # Ctrl-C means stop, not "go on to hours of training"
@@ -162,6 +170,7 @@ def search_cmd(**opts) -> None:
     click.echo(
         f"{'interrupted: ' if summary.interrupted else ''}{summary.complete} complete ({summary.feasible} feasible), {summary.failed} failed; "
         f"{summary.skipped_predicted} skipped as predicted infeasible, audits right {summary.audit_correct}/{summary.audited}; {summary.seconds:.0f} s"
+        + (f"; measured by {summary.measured_by}" if summary.measured_by else "")
     )
     if summary.model_spearman is not None:
         click.echo(
@@ -217,6 +226,7 @@ def _run_options(opts: dict):
         timeout_s=parse_duration(opts["timeout"]) if opts["timeout"] else None,
         sampler=opts["sampler"],
         workers=opts["workers"],
+        measure_actors=opts["measure_actors"],
         ray_address=opts["ray_address"],
         seed=opts["seed"],
         seed_presets=opts["seed_presets"],

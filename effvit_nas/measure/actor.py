@@ -15,7 +15,7 @@ import math
 import os
 import signal
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from effvit_nas.arch.config import ArchConfig
@@ -72,6 +72,15 @@ def ray_accelerator_types() -> list[str]:
     return sorted(k.split(":", 1)[1] for k in ray.cluster_resources() if k.startswith("accelerator_type:"))
 
 
+def _this_node() -> str:
+    """This process's Ray node as IP and short id (one host may run several nodes)."""
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
+    node = ray.util.get_node_ip_address()
+    return f"{node}, id {ray.get_runtime_context().get_node_id()[:8]}" if ray.is_initialized() else node
+
+
 class DeviceWorker:
     """Holds one device and measures one candidate at a time (run as a Ray actor)."""
 
@@ -79,9 +88,7 @@ class DeviceWorker:
         try:
             self.torch_device = resolve_local(parse_device(device))
         except DeviceError as e:  # on a cluster: say which node claimed the device and lacks it
-            from effvit_nas.runtime import import_ray
-
-            raise DeviceError(f"{e} (Ray node {import_ray().util.get_node_ip_address()})") from None
+            raise DeviceError(f"{e} (Ray node {_this_node()})") from None
         self._fp = fingerprint(self.torch_device)
         # import the model code now (seconds: timm, torchvision), not inside the first timing call
         import effvit_nas.model.deploy
@@ -89,6 +96,13 @@ class DeviceWorker:
 
     def fingerprint(self) -> dict[str, Any]:
         return self._fp
+
+    def node(self) -> tuple[str, str]:
+        """(Ray node id, node IP) of the node this actor runs on."""
+        from effvit_nas.runtime import import_ray
+
+        ray = import_ray()
+        return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
 
     def check(self, settings: dict[str, Any]) -> None:
         check_supported(BenchSettings(**settings), self.torch_device)
@@ -101,12 +115,12 @@ class DeviceWorker:
         return measure_ratio(*configs, BenchSettings(**settings), self.torch_device, self._fp)
 
 
-def _actor_options(name: str, gpu: bool, settings: BenchSettings) -> dict[str, Any]:
+def _actor_options(name: str, gpu: bool, settings: BenchSettings, slot: Slot) -> dict[str, Any]:
     # a CPU actor reserves as many Ray CPUs as it times threads with: one holding 1 CPU must not
     # be found by name and reused for a 2-thread measurement (Ray would schedule work beside it)
     threads = f"-{settings.threads}t" if not gpu and settings.threads > 1 else ""
     opts: dict[str, Any] = {
-        "name": f"effvit-device-{name}{threads}",
+        "name": f"effvit-device-{name}{threads}{slot.suffix()}",
         "namespace": NAMESPACE,
         "get_if_exists": True,
         "max_concurrency": 1,
@@ -118,7 +132,25 @@ def _actor_options(name: str, gpu: bool, settings: BenchSettings) -> dict[str, A
     }
     if gpu:
         opts["num_gpus"] = 1
+    if slot.node_id:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(slot.node_id, soft=False)
     return opts
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one of a device's actors lives: on ``node_id`` (None: wherever Ray places it), the
+    ``index``-th of that node's (GPU actors; each holds one GPU)."""
+
+    node_id: str | None = None
+    index: int = 0
+
+    def suffix(self) -> str:
+        """Name suffix: the first actor keeps the device's plain name (shared with ``bench``)."""
+        node = f"-{self.node_id[:8]}" if self.node_id else ""
+        return f"{node}-{self.index}" if self.index else node
 
 
 def _cluster_device(spec: DeviceSpec, res: dict[str, float]) -> tuple[str, bool, str | None]:
@@ -138,8 +170,9 @@ def _cluster_device(spec: DeviceSpec, res: dict[str, float]) -> tuple[str, bool,
     return name, gpu, accel
 
 
-def get_worker(device: str, settings: BenchSettings, ray_address: str | None = None):
-    """The Ray actor holding ``device`` (created if missing). DeviceError if it does not exist.
+def get_worker(device: str, settings: BenchSettings, ray_address: str | None = None, slot: Slot = Slot()):
+    """The Ray actor holding ``device`` (created if missing) in ``slot``. DeviceError if the
+    device does not exist.
 
     Availability is checked before anything is scheduled: locally against torch's devices,
     on a cluster against its GPUs and accelerator types, so a missing device fails fast with
@@ -162,7 +195,7 @@ def get_worker(device: str, settings: BenchSettings, ray_address: str | None = N
         raise SettingError(
             "BenchSettings.threads", f"{settings.threads} is more than the {int(res.get('CPU', 0))} CPUs Ray can give one worker"
         )
-    opts = _actor_options(name, gpu, settings)
+    opts = _actor_options(name, gpu, settings, slot)
     if accel:
         # Ray matches accelerator types exactly; use the cluster's full name (A100-80G, ...).
         opts["accelerator_type"] = accel
@@ -298,33 +331,7 @@ def paired_key(settings: BenchSettings, reference: ArchConfig) -> str:
     return f"{settings.key()}-vs-{reference.short_hash()}"
 
 
-def measure_against(
-    config: ArchConfig,
-    reference: ArchConfig,
-    reference_throughput: float,
-    device: str,
-    settings: BenchSettings,
-    store: MeasurementStore,
-    worker: Any,
-) -> Measurement:
-    """``config``'s throughput as its ratio to ``reference`` (timed in alternating windows by
-    ``worker``) times ``reference_throughput`` (images/s): the figure a study with a relative
-    budget compares with its budget, the machine's drift cancelled. Stored under
-    :func:`paired_key`; a stored figure is answered without measuring."""
-    from effvit_nas.runtime import import_ray
-
-    key = paired_key(settings, reference)
-    device_fp = check_on_worker(worker, settings)
-    with store.measuring(config.short_hash(), device_fp["id"], key) as stored:  # a claim, as in measure_configs
-        if stored is not None:
-            return stored
-        r = import_ray().get(worker.measure_ratio.remote(config.to_dict(), reference.to_dict(), asdict(settings)))
-        m = _paired_measurement(config, r, reference_throughput)
-        store.put(m, key)
-    return m
-
-
-def _paired_measurement(config: ArchConfig, r: RatioMeasurement, reference_throughput: float) -> Measurement:
+def paired_measurement(config: ArchConfig, r: RatioMeasurement, reference_throughput: float) -> Measurement:
     """A ratio to the budget's preset as a figure in images/s, with its interval."""
     figure = r.ratio * reference_throughput
     # the spread a paired figure has is its interval; under 6 pairs there is none to give

@@ -1,12 +1,21 @@
-"""Where a search's work runs: the Ray implementations of the two things the loop needs, a
-measurer (throughput of one config on the target device) and a proxy runner (proxy values of
-several configs, in parallel). The loop takes any objects with these shapes, so it never
-knows how either is computed (Once-for-All's efficiency and accuracy predictors)."""
+"""Where a search's work runs. The loop hands an :class:`Execution` two kinds of work, a
+measurement (throughput of one config on the target device) and a proxy (its accuracy proxy),
+starts each when the execution has room, and takes results back as they finish; it never
+knows how either is computed (Once-for-All's efficiency and accuracy predictors).
+
+:class:`RayExecution` runs measurements on a pool of device actors
+(:mod:`effvit_nas.measure.pool`) and proxies as Ray tasks, all at once, except that on a CPU
+target no proxy runs on a node while one of its cores is being timed (the timing would be
+disturbed): proxies there wait, or run on a node that is not timing. :class:`SerialExecution`
+runs plain functions one after the other (tests, no Ray)."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from effvit_nas.arch.config import ArchConfig
@@ -16,6 +25,36 @@ from effvit_nas.search.problem import SearchProblem
 # A proxy task's worker killed (OOM killer, a crash) is retried once, as the device actor's
 # calls are; killed again, the task's WorkerCrashedError becomes the trial's failure.
 PROXY_TASK_OPTIONS = {"num_cpus": 1, "max_retries": 1}
+
+
+class Execution(Protocol):
+    """Runs a search's measurements and proxies. Work is started under an integer ``key`` of the
+    caller's and comes back from :meth:`next_result` under it, in any order."""
+
+    measure_slots: int  # measurements that can run at once (the pool's actors)
+
+    def can_measure(self) -> bool:
+        """Whether a measurement started now would run at once."""
+
+    def can_proxy(self) -> bool:
+        """Whether a proxy started now would run at once."""
+
+    def start_measure(self, key: int, config: ArchConfig) -> None: ...
+
+    def start_proxy(self, key: int, job: ProxyJob) -> None: ...
+
+    def next_result(self) -> tuple[int, Any]:
+        """(key, result) of work that finished, waiting for one: a :class:`Measurement`, a
+        proxy result dict, or the exception the work raised."""
+
+    def busy_seconds(self) -> tuple[float, float]:
+        """Seconds the measurement actors (summed over actors) and the proxies spent working."""
+
+    def close(self) -> None:
+        """Let go of what work still in flight holds (the run stops early)."""
+
+    def describe(self) -> str:
+        """What measures, for the summary ("" when nothing to say)."""
 
 
 class Measurer(Protocol):
@@ -60,51 +99,257 @@ def _proxy_task(
     return result
 
 
-class RayExecution:
-    """One device actor for the whole run (it lives while this object does, and its process
-    start is set-up, not part of the first measurement) and proxies as Ray tasks of 1 CPU."""
+class SerialExecution:
+    """An :class:`Execution` over plain functions, each piece of work done when started."""
 
-    def __init__(self, problem: SearchProblem, storage: str, ray_address: str | None, earlier: Rungs = dict):
+    measure_slots = 1
+
+    def __init__(self, measure: Measurer, run_proxies: ProxyRunner):
+        self._measure, self._run_proxies = measure, run_proxies
+        self._done: deque[tuple[int, Any]] = deque()
+        self._seconds = [0.0, 0.0]
+
+    def can_measure(self) -> bool:
+        return True
+
+    def can_proxy(self) -> bool:
+        return True
+
+    def start_measure(self, key: int, config: ArchConfig) -> None:
+        self._done.append((key, self._timed(0, lambda: self._measure(config))))
+
+    def start_proxy(self, key: int, job: ProxyJob) -> None:
+        self._done.append((key, self._timed(1, lambda: next(iter(self._run_proxies([job]))))))
+
+    def _timed(self, which: int, work: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        try:
+            return work()
+        except Exception as e:  # the loop records it as the trial's failure
+            return e
+        finally:
+            self._seconds[which] += time.perf_counter() - t
+
+    def next_result(self) -> tuple[int, Any]:
+        return self._done.popleft()
+
+    def busy_seconds(self) -> tuple[float, float]:
+        return self._seconds[0], self._seconds[1]
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return ""
+
+
+@dataclass
+class _Work:
+    """Work in flight on Ray: the keys waiting for it (one measurement serves every candidate
+    of its architecture in flight), the pool member or node it runs on, since when."""
+
+    kind: str  # "measure" or "proxy"
+    keys: list[int]
+    node: str | None
+    started: float
+    member: int | None = None
+    config: ArchConfig | None = None
+    claim: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    retried: bool = False
+
+
+def _warm_proxy_worker(data: Any) -> None:
+    import effvit_nas.proxy.registry  # noqa: F401  (torch, timm and the model code)
+
+
+class RayExecution:
+    """The device's actor pool measuring (set-up, not part of any trial: the actors start here)
+    and proxies as Ray tasks of 1 CPU, at most ``workers`` at once (module doc)."""
+
+    def __init__(
+        self,
+        problem: SearchProblem,
+        storage: str,
+        ray_address: str | None,
+        earlier: Rungs = dict,
+        workers: int = 1,
+        measure_actors: int | None = None,
+    ):
         from effvit_nas.measure.actor import connect
+        from effvit_nas.measure.pool import start_pool
         from effvit_nas.measure.store import MeasurementStore
         from effvit_nas.proxy.data import load_data
         from effvit_nas.runtime import import_ray
 
         self._ray = import_ray()
-        self.problem, self.ray_address, self.earlier = problem, ray_address, earlier
+        self.problem, self.ray_address, self.earlier, self.workers = problem, ray_address, earlier, workers
         self.store = MeasurementStore(storage)
         data = load_data(problem.data)  # params and macs count at the data's resolution and classes too
         connect(ray_address)
-        self.worker = self._start_worker()
+        self.pool = start_pool(problem.device, problem.bench, ray_address, measure_actors)
+        self.members = list(self.pool.members)
+        self.measure_slots = len(self.members)
+        self.exclusive = self.members[0].fingerprint["kind"] == "cpu"
+        self._proxy_nodes = self._spare_cpu_nodes() if self.exclusive else []
+        self._idle = list(range(len(self.members)))
+        self._running: dict[Any, _Work] = {}
+        self._by_hash: dict[str, _Work] = {}
+        self._done: deque[tuple[int, Any]] = deque()
+        self._seconds = [0.0, 0.0]
         self._data_ref = self._ray.put(data) if data is not None else None
         self._task = self._ray.remote(**PROXY_TASK_OPTIONS)(_proxy_task)
+        self._reference_config = self._reference() if problem.paired else None
+        self._warm_proxy_workers()
 
-    def measure(self, config: ArchConfig) -> Measurement:
+    def _warm_proxy_workers(self) -> None:
+        """Start a proxy worker on each node proxies will run on, with the proxy code imported
+        and the data copied there: seconds of process start per node that are set-up, not a
+        wait of the first trials (Ray keeps the idle worker for the next task)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        warm = self._ray.remote(**PROXY_TASK_OPTIONS)(_warm_proxy_worker)
+        nodes = self._proxy_nodes or [None]
+        strategies = [NodeAffinitySchedulingStrategy(n, soft=False) if n else "DEFAULT" for n in nodes]
+        self._ray.get([warm.options(scheduling_strategy=s).remote(self._data_ref) for s in strategies])
+
+    def _spare_cpu_nodes(self) -> list[str]:
+        """Nodes with a CPU to spare for a proxy beside any device actor of theirs, those
+        without one first (a proxy there never waits for a timing)."""
+        held = {m.node_id: self.problem.bench.threads for m in self.members}
+        free = [n["NodeID"] for n in self._ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) - held.get(n["NodeID"], 0) >= 1]
+        return sorted(free, key=lambda node: node in held)
+
+    def _nodes(self, kind: str) -> set[str | None]:
+        return {w.node for w in self._running.values() if w.kind == kind}
+
+    def _free_members(self) -> list[int]:
+        blocked = self._nodes("proxy") if self.exclusive else set()
+        return [i for i in self._idle if self.members[i].node_id not in blocked and None not in blocked]
+
+    def _proxy_node(self) -> str | bool | None:
+        """Where a proxy may start now: a node id to pin it to, None (anywhere), or False (wait)."""
+        if sum(w.kind == "proxy" for w in self._running.values()) >= self.workers:
+            return False
+        if not self.exclusive:
+            return None
+        timing = self._nodes("measure")
+        if not self._proxy_nodes:  # no node can take one: proxies run between timings only
+            return None if not timing else False
+        return next((n for n in self._proxy_nodes if n not in timing), False)
+
+    def can_measure(self) -> bool:
+        return bool(self._free_members())
+
+    def can_proxy(self) -> bool:
+        return self._proxy_node() is not False
+
+    def start_measure(self, key: int, config: ArchConfig) -> None:
+        h = config.short_hash()
+        if h in self._by_hash:  # the same architecture is being measured: wait for that figure
+            self._by_hash[h].keys.append(key)
+            return
+        i = self._free_members()[0]
+        fp_id = self.members[i].fingerprint["id"]
+        work = _Work("measure", [key], self.members[i].node_id, time.perf_counter(), i, config)
+        # a claim, so another driver drawing this architecture waits for our figure (it may
+        # make this driver wait the same way, for another's)
+        stored = work.claim.enter_context(self.store.measuring(h, fp_id, self._store_key()))
+        if stored is not None:
+            work.claim.close()
+            self._done.append((key, stored))
+            return
         try:
-            return self._measure(config)
-        except self._ray.exceptions.RayActorError:
-            # The device actor is named, and a second driver on one cluster uses the first's
-            # actor, which dies with the job that created it: this driver starts its own
-            # (a restarted crash is Ray's own retry; this is for an actor gone for good).
-            self.worker = self._start_worker()
-            return self._measure(config)
+            self._submit(work)
+        except BaseException:
+            work.claim.close()
+            raise
 
-    def _start_worker(self) -> Any:
-        """The device's actor (found by name or started), checked on its node: a device the
-        node lacks is one line, before any trial."""
-        from effvit_nas.measure.actor import check_on_worker, get_worker
+    def _submit(self, work: _Work) -> None:
+        member = self.members[work.member]
+        settings = asdict(self.problem.bench)
+        if self._reference_config is not None:
+            ref = member.handle.measure_ratio.remote(work.config.to_dict(), self._reference_config.to_dict(), settings)
+        else:
+            ref = member.handle.measure.remote(work.config.to_dict(), settings)
+        self._idle.remove(work.member)
+        self._running[ref] = self._by_hash[work.config.short_hash()] = work
 
-        worker = get_worker(self.problem.device, self.problem.bench, self.ray_address)
-        check_on_worker(worker, self.problem.bench)
-        return worker
+    def _store_key(self) -> str:
+        from effvit_nas.measure.actor import paired_key
 
-    def _measure(self, config: ArchConfig) -> Measurement:
-        from effvit_nas.measure.actor import measure_against, measure_configs
+        if self._reference_config is not None:
+            return paired_key(self.problem.bench, self._reference_config)
+        return self.problem.bench.key()
 
-        p = self.problem
-        if p.paired:
-            return measure_against(config, self._reference(), p.budget_reference, p.device, p.bench, self.store, self.worker)
-        return measure_configs([config], p.device, p.bench, self.store, ray_address=self.ray_address, worker=self.worker)[0]
+    def start_proxy(self, key: int, job: ProxyJob) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        p, node = self.problem, self._proxy_node()
+        node = node or None
+        halving = asdict(p.halving) if p.halving else None
+        earlier = self.earlier() if halving else {}
+        task = self._task if node is None else self._task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+        ref = task.remote(p.proxy, job.config.to_dict(), self._data_ref, asdict(p.short_train), halving, job.throughput, earlier)
+        self._running[ref] = _Work("proxy", [key], node, time.perf_counter())
+
+    def next_result(self) -> tuple[int, Any]:
+        while not self._done:
+            [ref], _ = self._ray.wait(list(self._running), num_returns=1)
+            work = self._running.pop(ref)
+            self._seconds[work.kind == "proxy"] += time.perf_counter() - work.started
+            if work.kind == "proxy":
+                self._done.append((work.keys[0], self._get(ref)))
+            else:
+                self._measured(work, ref)
+        return self._done.popleft()
+
+    def _get(self, ref: Any) -> Any:
+        try:
+            return self._ray.get(ref)
+        except Exception as e:  # the loop records it as the trial's failure
+            return e
+
+    def _measured(self, work: _Work, ref: Any) -> None:
+        """Store a finished measurement, free its actor and hand the figure to every key."""
+        from effvit_nas.measure.actor import paired_measurement
+        from effvit_nas.measure.pool import restart_member
+
+        self._idle.append(work.member)
+        try:
+            result = self._ray.get(ref)
+        except self._ray.exceptions.RayActorError as e:
+            # the actor may be another driver's, found by name, gone with that driver's job
+            # (a crash Ray restarts is retried by Ray itself): start one of our own, once
+            if work.retried:
+                result = e
+            else:
+                self.members[work.member] = restart_member(
+                    self.members[work.member], self.problem.device, self.problem.bench, self.ray_address
+                )
+                work.retried, work.started = True, time.perf_counter()
+                self._submit(work)
+                return
+        except Exception as e:
+            result = e
+        with work.claim:
+            if not isinstance(result, Exception):
+                if self._reference_config is not None:
+                    result = paired_measurement(work.config, result, self.problem.budget_reference)
+                self.store.put(result, self._store_key())
+        del self._by_hash[work.config.short_hash()]
+        self._done.extend((k, result) for k in work.keys)
+
+    def busy_seconds(self) -> tuple[float, float]:
+        return self._seconds[0], self._seconds[1]
+
+    def close(self) -> None:
+        """Drop the claims of measurements still running, so other drivers need not wait for
+        figures this run will not store."""
+        for work in self._running.values():
+            work.claim.close()
+
+    def describe(self) -> str:
+        return self.pool.describe()
 
     def _reference(self) -> ArchConfig:
         """The budget's preset as the budget measured it: at the space's resolution and classes."""
@@ -114,17 +359,3 @@ class RayExecution:
         space = load_space(self.problem.space)
         _, name = parse_relative(self.problem.budget_spec)
         return reference_config(name, max(space.img_sizes), space.num_classes)
-
-    def run_proxies(self, jobs: Sequence[ProxyJob]) -> Iterator[dict[str, Any] | BaseException]:
-        p = self.problem
-        halving = asdict(p.halving) if p.halving else None
-        earlier = self.earlier() if halving else {}
-        futures = [
-            self._task.remote(p.proxy, j.config.to_dict(), self._data_ref, asdict(p.short_train), halving, j.throughput, earlier)
-            for j in jobs
-        ]
-        for future in futures:
-            try:
-                yield self._ray.get(future)
-            except Exception as e:  # the loop records it as the trial's failure
-                yield e

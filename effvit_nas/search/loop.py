@@ -1,19 +1,23 @@
 """The search loop: Optuna multi-objective (proxy accuracy, throughput) under a throughput budget.
 
 Why ask/tell and not Ray Tune: Optuna's RDB storage is the single source of truth, so
-resuming, heartbeats and PostgreSQL sharing come from Optuna alone; Ray only runs work. Each
-round the loop asks Optuna for up to ``workers`` candidates, screens each
-(:mod:`effvit_nas.search.screening`: reuse, skip, measure), runs the proxies of those within
-budget together, and finishes every trial in one place (:func:`effvit_nas.search.study.tell`).
-Measuring happens before any proxy of the round starts, so no proxy training disturbs a
-timing on the same machine. Trials of a dead process are failed by their stale heartbeat and
-re-run; a candidate that raises is stored as failed with its reason; Ctrl-C fails the
-round's unfinished trials, re-enqueues them and stops with everything stored.
+resuming, heartbeats and PostgreSQL sharing come from Optuna alone; Ray only runs work.
+
+There are no rounds: the loop keeps up to (device actors + ``workers``) candidates in flight
+and asks Optuna for a new one as soon as one finishes (TPE's constant liar keeps it from
+proposing those in flight again). Each is screened (:mod:`effvit_nas.search.screening`:
+reuse, skip, measure), measured when an actor is free, its proxy run when a proxy slot is
+free (the longest waiting work first), and finished in one place
+(:func:`effvit_nas.search.study.tell`). The execution decides what may overlap: on a CPU
+target no proxy runs beside a timing on the same node. Trials of a dead process are failed by
+their stale heartbeat and re-run; a candidate that raises is stored as failed with its
+reason; Ctrl-C fails the unfinished trials, re-enqueues them and stops with everything stored.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +27,21 @@ from effvit_nas.errors import UserError
 from effvit_nas.measure.store import is_storage_failure, storage_failures_stop
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.runtime import quiet_optuna
-from effvit_nas.search.execution import Measurer, ProxyJob, ProxyRunner
+from effvit_nas.search.execution import Execution, Measurer, ProxyJob, ProxyRunner, SerialExecution
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
 from effvit_nas.search.records import Attr, rung_points
-from effvit_nas.search.screening import Candidate, Fate, Outcome, ScreenCounts, Screener, failed, prediction_rank_correlation, with_proxy
+from effvit_nas.search.screening import (
+    Candidate,
+    Fate,
+    Outcome,
+    Planned,
+    ScreenCounts,
+    Screener,
+    failed,
+    prediction_rank_correlation,
+    with_proxy,
+)
 from effvit_nas.search.study import Heartbeat, StudyHandle, interrupt, open_study, tell
 
 
@@ -65,25 +79,13 @@ class SearchSummary:
     interrupted: bool = False
     run_trials: int = 0
     setup_s: float = 0.0  # Ray start, study, data, before the first trial
-    measure_s: float = 0.0  # wall time in throughput measurement calls
-    proxy_s: float = 0.0  # wall time from submitting a round's proxies to their last result
+    measure_s: float = 0.0  # seconds the device actors spent measuring, summed over actors
+    proxy_s: float = 0.0  # seconds from submitting each proxy to its result, summed
+    measure_actors: int = 1
+    measured_by: str = ""  # the device actors, e.g. "2 device actors (cpu: AMD EPYC) on 2 nodes"
     model_spearman: float | None = None  # throughput model: predictions vs the measurements after them
     model_predictions: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class _TimedMeasurer:
-    """A measurer that adds up the wall time spent in it (the summary's ``measure_s``)."""
-
-    def __init__(self, measure: Measurer):
-        self.measure, self.seconds = measure, 0.0
-
-    def __call__(self, config: ArchConfig):
-        t = time.perf_counter()
-        try:
-            return self.measure(config)
-        finally:
-            self.seconds += time.perf_counter() - t
 
 
 def _enqueue_presets(handle: StudyHandle, space: Any) -> None:
@@ -96,14 +98,25 @@ def _enqueue_presets(handle: StudyHandle, space: Any) -> None:
             handle.study.enqueue_trial(space.params_from_config(cfg), user_attrs={str(Attr.PRESET): name}, skip_if_exists=True)
 
 
-def _screener(handle: StudyHandle, problem: SearchProblem, options: RunOptions, measure: Measurer) -> Screener:
+def _screener(handle: StudyHandle, problem: SearchProblem, options: RunOptions) -> Screener:
     """A screener whose throughput model and counts continue from the study's trials."""
     model = FeasibilityModel(problem.budget)
     records = handle.records(("COMPLETE",))
     for r in records:
         if r.measured and r.throughput:
             model.add(features(ArchConfig.from_dict(r.config), r.params, r.macs), r.throughput)
-    return Screener(problem.budget, model, measure, handle.first_complete, options.audit_every, ScreenCounts.of(records, problem.budget))
+    return Screener(problem.budget, model, handle.first_complete, options.audit_every, ScreenCounts.of(records, problem.budget))
+
+
+@dataclass
+class _Flight:
+    """A trial asked and not yet told: its candidate, what it waits for, since when (a tick)."""
+
+    trial: Any
+    candidate: Candidate | None = None
+    planned: Planned | None = None
+    pending: Outcome | None = None  # measured, waiting for its proxy
+    since: int = 0
 
 
 class _Run:
@@ -114,17 +127,24 @@ class _Run:
         handle: StudyHandle,
         space: Any,
         screener: Screener,
-        run_proxies: ProxyRunner,
+        execution: Execution,
         options: RunOptions,
         on_event: Callable[[TrialEvent], None] | None,
     ):
-        self.handle, self.space, self.screener, self.run_proxies = handle, space, screener, run_proxies
+        self.handle, self.space, self.screener, self.execution = handle, space, screener, execution
         self.options, self.on_event = options, on_event
         self.t_start = time.perf_counter()
         self.deadline = time.time() + options.timeout_s if options.timeout_s else None
         self.failures = self.run_trials = 0
-        self.proxy_s = 0.0
         self.interrupted = False
+        self.flight: dict[int, _Flight] = {}
+        self.queues: dict[str, deque[int]] = {"measure": deque(), "proxy": deque()}
+        # an architecture in flight is measured and scored once: later trials of it wait
+        self.leading: dict[str, int] = {}  # architecture hash -> the trial measuring it
+        self.followers: dict[str, list[int]] = {}
+        self.tick = 0
+        # enough candidates in flight to keep every device actor and every proxy slot busy
+        self.bound = execution.measure_slots + options.workers
 
     def done(self) -> int:
         return len(self.handle.records(("COMPLETE",)))
@@ -132,43 +152,85 @@ class _Run:
     def should_stop(self) -> bool:
         if self.failures > self.options.failure_limit:
             raise UserError(f"stopping: {self.failures} candidates failed (see `effvit-nas show --study {self.options.study}`)")
-        trials_done = self.options.trials is not None and self.done() >= self.options.trials
+        trials_done = self.options.trials is not None and self.done() + len(self.flight) >= self.options.trials
         return trials_done or (self.deadline is not None and time.time() >= self.deadline)
 
     def loop(self) -> None:
         with Heartbeat(self.handle.storage, self.options.heartbeat_s) as hb:
-            while not self.should_stop():
-                with quiet_optuna():
-                    batch = [self.handle.study.ask() for _ in range(self.options.round_size(self.done()))]
-                hb.assign([self.handle.trial_id(t) for t in batch])
-                try:
-                    self.round(batch)
-                except KeyboardInterrupt:
-                    self.interrupted = True
-                    interrupt(self.handle, batch)
-                    break
-                finally:
-                    hb.assign([])
+            try:
+                while self.ask_more() or self.flight:
+                    hb.assign([self.handle.trial_id(f.trial) for f in self.flight.values()])
+                    self.dispatch()
+                    self.receive(*self.execution.next_result())
+            except KeyboardInterrupt:
+                self.interrupted = True
+                interrupt(self.handle, [f.trial for f in self.flight.values()])
+            finally:
+                hb.assign([])
 
-    def round(self, batch: list[Any]) -> None:
-        """Screen every candidate (measuring as needed), then run the proxies still needed."""
-        pending = []
-        for trial in batch:
-            candidate, outcome = self.screen(trial)
+    def ask_more(self) -> bool:
+        """Ask Optuna for candidates up to the bound in flight; False once the run should stop
+        (trials or time reached). Candidates that need no measurement finish here."""
+        while len(self.flight) < self.bound:
+            if self.should_stop():
+                return False
+            with quiet_optuna():
+                trial = self.handle.study.ask()
+            self.flight[trial.number] = _Flight(trial)
+            candidate, plan = self.screen(trial)
+            self.flight[trial.number].candidate = candidate
+            self.place(trial.number, plan)
+        return True
+
+    def place(self, number: int, plan: Outcome | Planned | None) -> None:
+        """Send a screened trial on: to be measured, to wait for the trial in flight with its
+        architecture (None: it then reuses that result), or finished now."""
+        if plan is None:
+            self.followers.setdefault(self.flight[number].candidate.config_hash, []).append(number)
+        elif isinstance(plan, Planned):
+            self.flight[number].planned = plan
+            self.leading[plan.candidate.config_hash] = number
+            self.enqueue("measure", number)
+        else:
+            self.finish(number, plan)
+
+    def enqueue(self, kind: str, number: int) -> None:
+        self.tick += 1
+        self.flight[number].since = self.tick
+        self.queues[kind].append(number)
+
+    def dispatch(self) -> None:
+        """Start the waiting work the execution has room for, the longest waiting first."""
+        ex = self.execution
+        while True:
+            ready = [k for k, q in self.queues.items() if q and (ex.can_measure() if k == "measure" else ex.can_proxy())]
+            if not ready:
+                return
+            kind = min(ready, key=lambda k: self.flight[self.queues[k][0]].since)
+            number = self.queues[kind].popleft()
+            f = self.flight[number]
+            try:
+                if kind == "measure":
+                    ex.start_measure(number, f.planned.candidate.config)
+                else:
+                    ex.start_proxy(number, ProxyJob(f.candidate.config, f.pending.throughput))
+            except Exception as e:  # this candidate's failure (or, for a setup error, the search's)
+                self.receive(number, e)
+
+    def receive(self, number: int, result: Any) -> None:
+        """A measurement or proxy result of trial ``number``: its next step or its end."""
+        f = self.flight[number]
+        if f.pending is None:  # its measurement
+            outcome = self.screener.complete(f.planned, result)
             if outcome.fate is Fate.NEEDS_PROXY:
-                pending.append((trial, candidate, outcome))
-            else:
-                self.finish(trial, outcome, candidate)
-        if not pending:
-            return
-        t = time.perf_counter()
-        results = self.run_proxies([ProxyJob(c.config, o.throughput) for _, c, o in pending])
-        for (trial, candidate, outcome), result in zip(pending, results, strict=True):
-            final = failed(result) if isinstance(result, BaseException) else with_proxy(outcome, result)
-            self.finish(trial, final, candidate)
-        self.proxy_s += time.perf_counter() - t
+                f.pending = outcome
+                self.enqueue("proxy", number)
+                return
+        else:
+            outcome = failed(result) if isinstance(result, BaseException) else with_proxy(f.pending, result)
+        self.finish(number, outcome)
 
-    def screen(self, trial: Any) -> tuple[Candidate | None, Outcome]:
+    def screen(self, trial: Any) -> tuple[Candidate | None, Outcome | Planned | None]:
         from effvit_nas.model.cost import model_cost
 
         try:
@@ -183,15 +245,23 @@ class _Run:
         candidate = Candidate(config, cost.params, cost.macs)
         for key, value in candidate.attrs().items():  # stored now: a failure still shows what failed
             trial.set_user_attr(str(key), value)
-        return candidate, self.screener.decide(candidate)
+        if candidate.config_hash in self.leading:  # measured or scored now: wait, then reuse
+            return candidate, None
+        return candidate, self.screener.plan(candidate)
 
-    def finish(self, trial: Any, outcome: Outcome, candidate: Candidate | None) -> None:
-        tell(self.handle, trial, outcome)
+    def finish(self, number: int, outcome: Outcome) -> None:
+        f = self.flight.pop(number)
+        tell(self.handle, f.trial, outcome)
         if outcome.failed:
             self.failures += 1
         else:
             self.run_trials += 1
-        self.emit(trial.number, outcome, candidate.config_hash if candidate else "?")
+        self.emit(number, outcome, f.candidate.config_hash if f.candidate else "?")
+        if f.planned is not None and self.leading.get(f.planned.candidate.config_hash) == number:
+            del self.leading[f.planned.candidate.config_hash]
+            for follower in self.followers.pop(f.planned.candidate.config_hash, []):
+                # screened again: it reuses this trial's result, or is measured if this one failed
+                self.place(follower, self.screener.plan(self.flight[follower].candidate))
 
     def emit(self, number: int, outcome: Outcome, config_hash: str) -> None:
         if self.on_event is None:
@@ -237,7 +307,8 @@ def run_search(
     """Run (or resume) the search for ``problem`` as ``options`` say; see the module doc.
 
     ``measure`` and ``run_proxies`` default to Ray (:class:`~effvit_nas.search.execution.RayExecution`):
-    the device's actor and proxy tasks. Passing both runs the loop without Ray.
+    the device's actor pool and proxy tasks. Passing both runs the loop without Ray, one piece
+    of work at a time (:class:`~effvit_nas.search.execution.SerialExecution`).
     """
     from optuna.storages import fail_stale_trials
 
@@ -253,17 +324,23 @@ def run_search(
     if options.seed_presets:
         _enqueue_presets(handle, space)
     finished = options.trials is not None and len(handle.records(("COMPLETE",))) >= options.trials
-    if (measure is None or run_proxies is None) and not finished:  # a finished study starts no actor, loads no data
+    if measure is not None and run_proxies is not None:
+        execution: Execution = SerialExecution(measure, run_proxies)
+    elif finished:  # a finished study starts no actor, loads no data
+        execution = SerialExecution(_nothing_to_run, _nothing_to_run)
+    else:
         from effvit_nas.search.execution import RayExecution
 
-        execution = RayExecution(problem, options.storage, options.ray_address, earlier=lambda: rung_points(handle.records(("COMPLETE",))))
-        measure, run_proxies = measure or execution.measure, run_proxies or execution.run_proxies
-    timed = _TimedMeasurer(measure or _nothing_to_run)
-    run = _Run(handle, space, _screener(handle, problem, options, timed), run_proxies or _nothing_to_run, options, on_event)
+        earlier = lambda: rung_points(handle.records(("COMPLETE",)))  # noqa: E731
+        execution = RayExecution(problem, options.storage, options.ray_address, earlier, options.workers, options.measure_actors)
+    run = _Run(handle, space, _screener(handle, problem, options), execution, options, on_event)
     setup_s = time.perf_counter() - t_start
     with storage_failures_stop(options.storage):
-        run.loop()
-    return _summary(run, problem, options, time.perf_counter() - t_start, setup_s, timed.seconds)
+        try:
+            run.loop()
+        finally:
+            execution.close()
+    return _summary(run, time.perf_counter() - t_start, setup_s)
 
 
 def _nothing_to_run(*_: Any) -> Any:
@@ -277,7 +354,7 @@ def _check_local_device(problem: SearchProblem) -> None:
     check_supported(problem.bench, resolve_local(parse_device(problem.device)))
 
 
-def _summary(run: _Run, problem: SearchProblem, options: RunOptions, seconds: float, setup_s: float, measure_s: float) -> SearchSummary:
+def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
     from effvit_nas.results.pareto import pareto_trials
     from effvit_nas.results.studies import trial_record
 
@@ -286,9 +363,10 @@ def _summary(run: _Run, problem: SearchProblem, options: RunOptions, seconds: fl
     complete = run.handle.records(("COMPLETE",))
     counts = run.screener.counts
     spearman, predictions = prediction_rank_correlation(complete)
+    measure_s, proxy_s = run.execution.busy_seconds()
     return SearchSummary(
-        study=options.study,
-        storage=options.storage,
+        study=run.options.study,
+        storage=run.options.storage,
         complete=len(complete),
         failed=len(run.handle.records(("FAIL",))),
         feasible=sum(r.feasible for r in complete),
@@ -301,7 +379,9 @@ def _summary(run: _Run, problem: SearchProblem, options: RunOptions, seconds: fl
         run_trials=run.run_trials,
         setup_s=setup_s,
         measure_s=measure_s,
-        proxy_s=run.proxy_s,
+        proxy_s=proxy_s,
+        measure_actors=run.execution.measure_slots,
+        measured_by=run.execution.describe(),
         model_spearman=spearman,
         model_predictions=predictions,
     )

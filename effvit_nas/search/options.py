@@ -30,7 +30,9 @@ class RunOptions:
         trials: finished trials the study should hold at the end (a resumed study runs only
             the missing ones); ``timeout_s``: stop after this many seconds. One is needed.
         sampler: ``tpe`` (default), ``nsga2`` or ``random``.
-        workers: candidates per round; their proxies run in parallel.
+        workers: proxies that run at once.
+        measure_actors: device actors measuring at once; None: one per matching accelerator
+            (each GPU of the device's type; each node's CPU).
         ray_address: an existing Ray cluster, or None for a local Ray.
         seed: sampler seed.
         seed_presets: enqueue the M0-M5 that are points of the space first.
@@ -46,6 +48,7 @@ class RunOptions:
     timeout_s: float | None = None
     sampler: str = "tpe"
     workers: int = 1
+    measure_actors: int | None = None
     ray_address: str | None = None
     seed: int = 0
     seed_presets: bool = False
@@ -60,6 +63,8 @@ class RunOptions:
             raise SettingError("RunOptions.trials", f"must be positive, got {self.trials}")
         if self.workers < 1:
             raise SettingError("RunOptions.workers", f"must be positive, got {self.workers}")
+        if self.measure_actors is not None and self.measure_actors < 1:
+            raise SettingError("RunOptions.measure_actors", f"must be positive, got {self.measure_actors}")
         if self.sampler not in SAMPLERS:
             raise SettingError("RunOptions.sampler", f"{self.sampler!r} is unknown (choose from {', '.join(SAMPLERS)})")
         if self.audit_every < 1:
@@ -69,10 +74,6 @@ class RunOptions:
     def failure_limit(self) -> int:
         return self.max_failures if self.max_failures is not None else max(10, 2 * (self.trials or 10))
 
-    def round_size(self, done: int) -> int:
-        """Candidates to ask for now, ``done`` trials being finished."""
-        return self.workers if self.trials is None else min(self.workers, self.trials - done)
-
 
 def make_sampler(options: RunOptions, driver: int = 0):
     """The Optuna sampler ``options`` name, for the ``driver``-th process to open the study.
@@ -80,8 +81,8 @@ def make_sampler(options: RunOptions, driver: int = 0):
     The first driver samples with ``options.seed`` (a run alone is reproducible); each later one
     with a seed of its own, or drivers started together on one study (Optuna's distributed
     pattern, same command) would propose the same architectures in the same order. TPE lies
-    about running trials (constant liar), so candidates in flight elsewhere, in this round or
-    in another driver, are not proposed again."""
+    about running trials (constant liar), so candidates in flight, in this driver or another,
+    are not proposed again."""
     import optuna
 
     seed = options.seed if driver == 0 else (options.seed * 1_000_003 + driver) % 2**32

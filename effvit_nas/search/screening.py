@@ -1,12 +1,13 @@
 """What happens to a candidate before any proxy runs, and how each trial ends.
 
-:meth:`Screener.decide` sends every candidate to one of five fates: its architecture ran
+:class:`Screener` sends every candidate to one of five fates: its architecture ran
 before (``REUSED``), the throughput model calls it clearly infeasible and no audit is due
 (``PREDICTED_INFEASIBLE``, never measured), measured under the budget (``UNDER_BUDGET``, its
 proxy is not worth running), measured within budget (``NEEDS_PROXY``) or it raised
 (``FAILED``). Each fate is an :class:`Outcome`: the attributes, objective values and
-constraint the trial is finished with. Nothing here touches Optuna or Ray: the measurer and
-the lookup of earlier trials are passed in, so every decision is testable with fakes.
+constraint the trial is finished with. Nothing here touches Optuna or Ray: the caller
+measures between :meth:`Screener.plan` and :meth:`Screener.complete`, and the lookup of
+earlier trials is passed in, so every decision is testable with fakes.
 """
 
 from __future__ import annotations
@@ -188,34 +189,60 @@ def prediction_rank_correlation(records: list[TrialRecord]) -> tuple[float | Non
     return float(spearmanr(predicted, measured_).statistic), len(pairs)
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A candidate to measure: its throughput-model features, the model's prediction made before
+    measuring (None: not fitted yet) and, for an audit, the prediction it audits."""
+
+    candidate: Candidate
+    x: Any
+    predicted: float | None
+    audit_of: float | None = None
+
+
+def _failure(error: Exception) -> Outcome:
+    """A candidate's error as its failed outcome. A setup error (device, storage) is raised
+    instead: it would fail every candidate, so it stops the search."""
+    if isinstance(error, UserError) or is_storage_failure(error):
+        raise error
+    return failed(error)
+
+
 class Screener:
-    """Decides each candidate's fate (module doc). ``measure`` times one config on the
-    target device; ``previous`` finds the earliest complete trial of an architecture hash."""
+    """Decides each candidate's fate (module doc) in two steps around its measurement, so the
+    caller measures where and when it likes: :meth:`plan` (reused, skipped, or to measure) and
+    :meth:`complete` (the measurement's outcome). ``previous`` finds the earliest complete
+    trial of an architecture hash."""
 
     def __init__(
         self,
         budget: float,
         model: FeasibilityModel,
-        measure: Callable[[ArchConfig], Measurement],
         previous: Callable[[str], TrialRecord | None],
         audit_every: int = 4,
         counts: ScreenCounts | None = None,
     ):
-        self.budget, self.model, self.measure, self.previous = budget, model, measure, previous
+        self.budget, self.model, self.previous = budget, model, previous
         self.audit_every = audit_every
         self.counts = counts or ScreenCounts()
 
-    def decide(self, candidate: Candidate) -> Outcome:
+    def plan(self, candidate: Candidate) -> Outcome | Planned:
+        """The final outcome of a candidate that needs no measurement, else what to measure."""
         try:
-            return self._decide(candidate)
-        except UserError:
-            raise  # the user's setup is wrong (device, storage): stop, do not fail trial after trial
-        except Exception as e:  # a broken candidate must not stop the search
-            if is_storage_failure(e):  # but a database that fails writes would fail every candidate
-                raise
-            return failed(e)
+            return self._plan(candidate)
+        except Exception as e:
+            return _failure(e)
 
-    def _decide(self, candidate: Candidate) -> Outcome:
+    def complete(self, planned: Planned, measurement: Measurement | Exception) -> Outcome:
+        """The outcome of ``planned`` measured (or its measurement's error)."""
+        if isinstance(measurement, Exception):
+            return _failure(measurement)
+        self.model.add(planned.x, measurement.throughput)
+        if planned.audit_of is not None and measurement.throughput < self.budget:
+            self.counts.audit_correct += 1
+        return measured(measurement, self.budget, planned.audit_of, planned.predicted)
+
+    def _plan(self, candidate: Candidate) -> Outcome | Planned:
         prev = self.previous(candidate.config_hash)
         if prev is not None:
             return reused(prev)
@@ -228,11 +255,7 @@ class Screener:
                 return predicted_infeasible(predicted, self.budget)
             self.counts.audited += 1
             audit_of = predicted
-        m = self.measure(candidate.config)
-        self.model.add(x, m.throughput)
-        if audit_of is not None and m.throughput < self.budget:
-            self.counts.audit_correct += 1
-        return measured(m, self.budget, audit_of, predicted)
+        return Planned(candidate, x, predicted, audit_of)
 
     def _audit_due(self) -> bool:
         """Every ``audit_every``-th would-be skip is measured anyway."""

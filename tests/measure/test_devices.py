@@ -76,6 +76,6 @@ def test_a_device_worker_on_a_node_without_the_device_names_the_node():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has the device")
-    with pytest.raises(DeviceError, match=r"not available here.*\(Ray node [\d.]+\)$") as e:
+    with pytest.raises(DeviceError, match=r"not available here.*\(Ray node [\d.]+(, id [0-9a-f]{8})?\)$") as e:
         DeviceWorker("v100")
     assert import_ray().util.get_node_ip_address() in str(e.value) and "\n" not in str(e.value)

@@ -143,11 +143,11 @@ def test_an_unreachable_server_is_named_without_its_password():
 def test_a_cpu_actor_reserves_the_threads_it_times_with_under_its_own_name():
     """A 2-thread measurement gets an actor holding 2 Ray CPUs, never the 1-CPU actor of the
     same device found by name (Ray would then schedule other work on the second core)."""
-    from effvit_nas.measure.actor import _actor_options
+    from effvit_nas.measure.actor import Slot, _actor_options
 
-    one, two = (_actor_options("cpu", False, BenchSettings(batch=1, threads=n)) for n in (1, 2))
+    one, two = (_actor_options("cpu", False, BenchSettings(batch=1, threads=n), Slot()) for n in (1, 2))
     assert (one["num_cpus"], two["num_cpus"]) == (1, 2) and one["name"] != two["name"]
-    gpu = _actor_options("cuda:0", True, BenchSettings(batch=1, threads=2))  # a GPU actor: 1 CPU, 1 GPU
+    gpu = _actor_options("cuda:0", True, BenchSettings(batch=1, threads=2), Slot())  # a GPU actor: 1 CPU, 1 GPU
     assert (gpu["num_cpus"], gpu["num_gpus"], gpu["name"]) == (1, 1, "effvit-device-cuda:0")
 
 

@@ -39,22 +39,56 @@ def test_a_killed_proxy_worker_is_retried_once_then_fails_the_trial_with_its_rea
     assert outcome.failed and reason.startswith("WorkerCrashedError: ") and "\n" not in reason
 
 
+def _execution(tmp_path, **kw):
+    from effvit_nas.search.execution import RayExecution
+    from tests.search.test_search import _tiny_settings
+
+    problem, _ = _tiny_settings(f"sqlite:///{tmp_path}/e.db", "e", trials=1, **kw)
+    return RayExecution(problem, f"sqlite:///{tmp_path}/e.db", None)
+
+
 def test_a_device_actor_gone_for_good_is_replaced_and_the_measurement_made(tmp_path, local_ray):
     """The device actor is named and shared: a second driver on one cluster measures through
     the first driver's actor, which dies for good when that driver's job ends (no restart).
     The measurement then starts a new actor and is made, instead of failing this and every
     later trial (was: "stopping: 25 candidates failed" in the second driver)."""
+    from dataclasses import replace
+
     from effvit_nas.measure.actor import DeviceWorker
-    from effvit_nas.search.execution import RayExecution
-    from tests.search.test_search import _tiny_settings
     from tests.support import TINY
 
-    problem, _ = _tiny_settings(f"sqlite:///{tmp_path}/e.db", "e", trials=1)
-    execution = RayExecution(problem, f"sqlite:///{tmp_path}/e.db", None)
+    execution = _execution(tmp_path)
     # an actor of its own stands for the other driver's: the session's named actor, which the
     # other tests reuse, must stay alive
-    gone = execution.worker = local_ray.remote(DeviceWorker).options(num_cpus=1).remote("cpu")
+    gone = local_ray.remote(DeviceWorker).options(num_cpus=1).remote("cpu")
+    execution.members[0] = replace(execution.members[0], handle=gone)
     local_ray.kill(gone, no_restart=True)
-    m = execution.measure(TINY.replace(img_size=32, num_classes=4))
-    assert m.throughput > 0 and not m.cached
-    assert execution.worker._actor_id != gone._actor_id
+    execution.start_measure(7, TINY.replace(img_size=32, num_classes=4))
+    key, m = execution.next_result()
+    assert key == 7 and m.throughput > 0 and not m.cached
+    assert execution.members[0].handle._actor_id != gone._actor_id
+
+
+def test_on_a_cpu_no_proxy_runs_beside_a_timing_and_one_architecture_is_timed_once(tmp_path, local_ray):
+    """One node, the CPU as the device: while a candidate is timed no proxy may start there,
+    and while a proxy runs no timing may; two candidates of one architecture in flight get
+    one measurement (the second waits for the first's figure)."""
+    from effvit_nas.search.execution import ProxyJob
+    from tests.support import TINY
+
+    execution = _execution(tmp_path)
+    assert execution.measure_slots == 1 and execution.exclusive
+    cfg = TINY.replace(img_size=32, num_classes=4)
+    assert execution.can_measure() and execution.can_proxy()
+    execution.start_measure(1, cfg)
+    execution.start_measure(2, cfg)  # the same architecture, while the first is timed
+    assert not execution.can_proxy() and not execution.can_measure()
+    results = dict(execution.next_result() for _ in range(2))
+    assert results[1] is results[2] and not results[1].cached
+    assert execution.can_proxy()
+    execution.start_proxy(3, ProxyJob(cfg, results[1].throughput))
+    assert not execution.can_measure()
+    key, proxy = execution.next_result()
+    assert key == 3 and proxy["proxy"] == "naswot" and execution.can_measure()
+    measured_s, proxy_s = execution.busy_seconds()
+    assert measured_s > 0 and proxy_s > 0

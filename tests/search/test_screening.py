@@ -20,7 +20,7 @@ from effvit_nas.arch.space import load_space
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import Measurement
 from effvit_nas.search.records import TrialRecord
-from effvit_nas.search.screening import Candidate, Fate, Screener, prediction_rank_correlation, with_proxy
+from effvit_nas.search.screening import Candidate, Fate, Planned, Screener, prediction_rank_correlation, with_proxy
 from tests.support import TINY
 
 BUDGET = 1000.0
@@ -73,8 +73,27 @@ def candidate(config: ArchConfig = TINY) -> Candidate:
     return Candidate(config, params=100_000, macs=5_000_000)
 
 
-def screener(measure, model=None, previous=None, audit_every: int = 4) -> Screener:
-    return Screener(BUDGET, model or FakeModel(), measure, previous or (lambda h: None), audit_every)
+class Measuring:
+    """A screener and a measurer, deciding a candidate as the loop does: plan, measure if
+    planned, complete."""
+
+    def __init__(self, measure, model=None, previous=None, audit_every: int = 4):
+        self.measure = measure
+        self.screener = Screener(BUDGET, model or FakeModel(), previous or (lambda h: None), audit_every)
+        self.counts = self.screener.counts
+
+    def decide(self, c: Candidate):
+        plan = self.screener.plan(c)
+        if not isinstance(plan, Planned):
+            return plan
+        try:
+            m = self.measure(c.config)
+        except Exception as e:
+            m = e
+        return self.screener.complete(plan, m)
+
+
+screener = Measuring
 
 
 def test_within_budget_needs_the_proxy_and_the_proxy_completes_it():
@@ -249,8 +268,10 @@ def _sigterm_self():
 
 
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
-def test_ctrl_c_or_sigterm_fails_and_re_enqueues_the_unfinished_trial(tmp_path, stop):
-    """Ctrl-C, or a real SIGTERM under the command line's handler (`kill`, a scheduler)."""
+def test_ctrl_c_or_sigterm_fails_and_re_enqueues_the_unfinished_trials(tmp_path, stop):
+    """Ctrl-C, or a real SIGTERM under the command line's handler (`kill`, a scheduler): the
+    trials in flight (one measured and waiting for its proxy, one measuring) are failed and
+    enqueued again, and the next run starts with them."""
     from effvit_nas.runtime import sigterm_interrupts
     from effvit_nas.search.loop import run_search
 
@@ -269,11 +290,12 @@ def test_ctrl_c_or_sigterm_fails_and_re_enqueues_the_unfinished_trial(tmp_path, 
         summary = run_search(problem, options, measure=interrupted_third, run_proxies=_proxies)
     study = optuna.load_study(study_name="fake", storage=options.storage)
     states = [t.state.name for t in study.get_trials()]
-    assert summary.interrupted and states[:3] == ["COMPLETE", "COMPLETE", "FAIL"] and states[3] == "WAITING"
-    assert study.get_trials()[2].user_attrs["fail_reason"].startswith("interrupted")
-    again = run_search(problem, options, measure=_by_width, run_proxies=_proxies)  # resumes with the re-enqueued one first
+    assert summary.interrupted and states == ["COMPLETE", "FAIL", "FAIL", "WAITING", "WAITING"]
+    assert all(t.user_attrs["fail_reason"].startswith("interrupted") for t in study.get_trials()[1:3])
+    again = run_search(problem, options, measure=_by_width, run_proxies=_proxies)  # resumes with the re-enqueued ones first
     trials = study.get_trials()
-    assert again.complete == 6 and not again.interrupted and trials[3].params == trials[2].params
+    assert again.complete == 6 and not again.interrupted
+    assert [t.params for t in trials[3:5]] == [t.params for t in trials[1:3]]
 
 
 def test_too_many_failures_stop_the_search_with_one_line(tmp_path):
@@ -412,7 +434,9 @@ def test_a_database_failing_mid_search_stops_it_with_one_line_and_keeps_what_was
         with pytest.raises(StorageError, match=r"f\.db' failed while writing: .*(disk|full|readonly).* run the same command again"):
             run_search(problem, options, measure=measure_then_fail, run_proxies=_proxies)
     before = {t.number: (t.state.name, t.values) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()}
-    assert sum(state == "COMPLETE" for state, _ in before.values()) >= 3
+    assert (
+        sum(state == "COMPLETE" for state, _ in before.values()) >= 2
+    )  # the two before the 4th measurement (two trials are in flight at a time)
     assert not any(state == "FAIL" for state, _ in before.values())  # no candidate blamed for the database
 
     summary = run_search(problem, options, measure=_by_width, run_proxies=_proxies)

@@ -289,18 +289,18 @@ def test_a_failing_candidate_is_stored_failed_and_the_search_goes_on(tmp_path, l
     import optuna
     import torch
 
-    import effvit_nas.measure.actor as workers
+    from effvit_nas.search.execution import RayExecution
     from effvit_nas.search.loop import run_search
 
-    real, calls = workers.measure_configs, []
+    real, calls = RayExecution._submit, []
 
-    def measure_or_oom(configs, *args, **kwargs):
-        calls.append(configs[0].short_hash())
+    def submit_or_oom(self, work):
+        calls.append(work.config.short_hash())
         if len(calls) == 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(configs, *args, **kwargs)
+        return real(self, work)
 
-    monkeypatch.setattr(workers, "measure_configs", measure_or_oom)
+    monkeypatch.setattr(RayExecution, "_submit", submit_or_oom)
     url = f"sqlite:///{tmp_path}/f.db"
     summary = run_search(*_tiny_settings(url, "f", trials=3))
     assert summary.complete == 3 and summary.failed == 1
