@@ -9,7 +9,8 @@ proxy ``macs``, a budget every candidate meets, so every trial is measured) runs
 ``--measure-actors 1`` and ``2``, alternating, each on a fresh SQLite study and store.
 
 Reported per run: complete trials per hour after set-up (Ray join, study, actor start), the
-device actors' busy share of that time and the orchestration overhead ``1 - busy / (actors x
+seconds from submitting a proxy to its result (per trial), the device actors' busy share of
+that time and the orchestration overhead ``1 - busy / (actors x
 loop time)``: the share of the actors' time not spent timing (asking Optuna, storing, waiting
 for a proxy, Ray's round trips). The driver, Ray's own processes and the proxies share the
 machine's 2 cores with the timings, which a real cluster would not.
@@ -118,6 +119,7 @@ def run(actors: int, trials: int, seed: int, work: Path, index: int) -> dict[str
         "complete": s["complete"],
         "failed": s["failed"],
         "trials_per_hour": round(s["run_trials"] / loop * 3600, 1),
+        "proxy_s_per_trial": round(s["proxy_s"] / max(s["run_trials"], 1), 3),  # submit to result
         "busy_share": round(busy, 3),
         "overhead_share": round(1 - busy, 3),
     }
@@ -136,13 +138,13 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"`effvit-nas search {' '.join(SEARCH[:-2])} --trials {args.trials} --measure-actors N --ray-address HEAD`, "
         "a fresh study and store per run, runs alternating.",
         "",
-        "| run | actors | measured by | set-up s | loop s | complete | failed | trials/h | actors busy | overhead |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | actors | measured by | set-up s | loop s | complete | failed | trials/h | proxy s/trial | actors busy | overhead |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rows):
         lines.append(
             f"| {i + 1} | {r['actors']} | {r['measured_by']} | {r['setup_s']} | {r['loop_s']} | {r['complete']} | {r['failed']} "
-            f"| {r['trials_per_hour']:.0f} | {100 * r['busy_share']:.1f} % | {100 * r['overhead_share']:.1f} % |"
+            f"| {r['trials_per_hour']:.0f} | {r['proxy_s_per_trial']:.2f} | {100 * r['busy_share']:.1f} % | {100 * r['overhead_share']:.1f} % |"
         )
     spread = {a: f"{min(r['trials_per_hour'] for r in rs):.0f}-{max(r['trials_per_hour'] for r in rs):.0f}" for a, rs in by.items()}
     lines += [

@@ -148,7 +148,8 @@ class Slot:
     index: int = 0
 
     def suffix(self) -> str:
-        """Name suffix: the first actor keeps the device's plain name (shared with ``bench``)."""
+        """Name suffix: a slot placed by Ray (no node) and first keeps the device's plain name,
+        the actor ``bench`` and a relative budget use too."""
         node = f"-{self.node_id[:8]}" if self.node_id else ""
         return f"{node}-{self.index}" if self.index else node
 

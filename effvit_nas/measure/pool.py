@@ -90,19 +90,32 @@ def start_pool(device: str, settings: BenchSettings, ray_address: str | None = N
     connect(ray_address)
     spec = parse_device(device)
     slots = _local_slots(spec) if ray_address is None else _cluster_slots(spec, settings)
-    handles = [get_worker(device, settings, ray_address, slot) for slot in slots[:size]]
-    fps = [check_on_worker(h, settings) for h in handles]
-    places = ray.get([h.node.remote() for h in handles])
-    members = [PoolMember(h, fp, node, ip, s) for h, fp, (node, ip), s in zip(handles, fps, places, slots, strict=False)]
+    handles = [get_worker(device, settings, ray_address, slot) for slot in slots[:size]]  # all start at once
+    members = [_member(h, slot, device, settings, ray_address) for h, slot in zip(handles, slots, strict=False)]
     common, _ = Counter(m.fingerprint["id"] for m in members).most_common(1)[0]
-    kept = [m for m in members if m.fingerprint["id"] == common]
-    left = [f"{m.node_ip}: {m.fingerprint['name']} (fingerprint {m.fingerprint['id']})" for m in members if m.fingerprint["id"] != common]
-    return Pool(kept, left)
+    left = [m for m in members if m.fingerprint["id"] != common]
+    for m in left:  # not kept alive holding CPUs or a GPU that proxies and training could use
+        ray.kill(m.handle)
+    described = [f"{m.node_ip}: {m.fingerprint['name']} (fingerprint {m.fingerprint['id']})" for m in left]
+    return Pool([m for m in members if m.fingerprint["id"] == common], described)
+
+
+def _member(handle: Any, slot: Slot, device: str, settings: BenchSettings, ray_address: str | None) -> PoolMember:
+    """``handle`` checked on its node. One found by name as it ends (the command's budget actor,
+    released just before) is replaced by a new one in its slot."""
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
+    try:
+        fp = check_on_worker(handle, settings)
+    except ray.exceptions.RayActorError:
+        handle = get_worker(device, settings, ray_address, slot)
+        fp = check_on_worker(handle, settings)
+    node, ip = ray.get(handle.node.remote())
+    return PoolMember(handle, fp, node, ip, slot)
 
 
 def restart_member(member: PoolMember, device: str, settings: BenchSettings, ray_address: str | None) -> PoolMember:
     """``member`` with a new actor in its slot: a named actor found by name may be another
     driver's, which dies for good with that driver's job."""
-    handle = get_worker(device, settings, ray_address, member.slot)
-    fp = check_on_worker(handle, settings)
-    return PoolMember(handle, fp, member.node_id, member.node_ip, member.slot)
+    return _member(get_worker(device, settings, ray_address, member.slot), member.slot, device, settings, ray_address)

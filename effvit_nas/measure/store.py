@@ -15,7 +15,6 @@ import json
 import math
 import os
 import socket
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -245,23 +244,18 @@ class MeasurementStore:
                 if attempt:
                     raise
 
-    @contextlib.contextmanager
-    def measuring(self, config_hash: str, device_id: str, protocol_key: str, poll_s: float = 0.25) -> Iterator[Measurement | None]:
-        """Claim the key for the caller to measure and :meth:`put`: yields None, and the claim
-        is dropped on leaving. While another live process holds the claim, waits; yields the
-        measurement that process stored (nothing to measure), or None when it gave up. A
-        claim of a dead process on this host, or older than :data:`CLAIM_STALE_S`, is taken over."""
+    def claim(self, config_hash: str, device_id: str, protocol_key: str) -> bool:
+        """Whether this process now holds the claim to measure the key (and :meth:`put` its
+        figure), so other drivers drawing the same architecture wait for that figure instead of
+        timing it again. False while another live process holds it; a claim of a dead process on
+        this host, or older than :data:`CLAIM_STALE_S`, is taken over. Drop it with :meth:`release`."""
+        return self._claim(f"{config_hash}/{device_id}/{protocol_key}")
+
+    def release(self, config_hash: str, device_id: str, protocol_key: str) -> None:
+        """Drop this process's claim on the key (nothing if it holds none)."""
         key = f"{config_hash}/{device_id}/{protocol_key}"
-        while (m := self.get(config_hash, device_id, protocol_key)) is None and not self._claim(key):
-            time.sleep(poll_s)
-        if m is not None:
-            yield m
-            return
-        try:
-            yield None
-        finally:
-            with Session(self.engine) as s, s.begin():
-                s.execute(delete(_ClaimRow).where(_ClaimRow.key == key, _ClaimRow.owner == _owner()))
+        with Session(self.engine) as s, s.begin():
+            s.execute(delete(_ClaimRow).where(_ClaimRow.key == key, _ClaimRow.owner == _owner()))
 
     def _claim(self, key: str) -> bool:
         """Whether this process now holds the claim on ``key`` (a stale one is taken over)."""

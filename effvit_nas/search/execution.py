@@ -25,6 +25,8 @@ from effvit_nas.search.problem import SearchProblem
 # A proxy task's worker killed (OOM killer, a crash) is retried once, as the device actor's
 # calls are; killed again, the task's WorkerCrashedError becomes the trial's failure.
 PROXY_TASK_OPTIONS = {"num_cpus": 1, "max_retries": 1}
+# Seconds between looks at the store for a figure another driver is measuring.
+CLAIM_POLL_S = 0.25
 
 
 class Execution(Protocol):
@@ -32,6 +34,7 @@ class Execution(Protocol):
     caller's and comes back from :meth:`next_result` under it, in any order."""
 
     measure_slots: int  # measurements that can run at once (the pool's actors)
+    proxies_block_timing: bool  # a running proxy keeps timings off its node (a CPU target)
 
     def can_measure(self) -> bool:
         """Whether a measurement started now would run at once."""
@@ -103,6 +106,7 @@ class SerialExecution:
     """An :class:`Execution` over plain functions, each piece of work done when started."""
 
     measure_slots = 1
+    proxies_block_timing = False
 
     def __init__(self, measure: Measurer, run_proxies: ProxyRunner):
         self._measure, self._run_proxies = measure, run_proxies
@@ -189,11 +193,12 @@ class RayExecution:
         self.pool = start_pool(problem.device, problem.bench, ray_address, measure_actors)
         self.members = list(self.pool.members)
         self.measure_slots = len(self.members)
-        self.exclusive = self.members[0].fingerprint["kind"] == "cpu"
-        self._proxy_nodes = self._spare_cpu_nodes() if self.exclusive else []
+        self.exclusive = self.proxies_block_timing = self.members[0].fingerprint["kind"] == "cpu"
+        self._proxy_nodes = self._spare_cpu_nodes() if self.exclusive else {}
         self._idle = list(range(len(self.members)))
         self._running: dict[Any, _Work] = {}
-        self._by_hash: dict[str, _Work] = {}
+        self._by_hash: dict[str, _Work] = {}  # every measurement in flight, by architecture
+        self._waiting: list[_Work] = []  # measurements waiting for an actor or another driver's figure
         self._done: deque[tuple[int, Any]] = deque()
         self._seconds = [0.0, 0.0]
         self._data_ref = self._ray.put(data) if data is not None else None
@@ -208,34 +213,36 @@ class RayExecution:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         warm = self._ray.remote(**PROXY_TASK_OPTIONS)(_warm_proxy_worker)
-        nodes = self._proxy_nodes or [None]
+        nodes = list(self._proxy_nodes) or [None]
         strategies = [NodeAffinitySchedulingStrategy(n, soft=False) if n else "DEFAULT" for n in nodes]
         self._ray.get([warm.options(scheduling_strategy=s).remote(self._data_ref) for s in strategies])
 
-    def _spare_cpu_nodes(self) -> list[str]:
-        """Nodes with a CPU to spare for a proxy beside any device actor of theirs, those
-        without one first (a proxy there never waits for a timing)."""
+    def _spare_cpu_nodes(self) -> dict[str, int]:
+        """Node -> CPUs it has for proxies beside its device actor; nodes without an actor first
+        (a proxy there never waits for a timing)."""
         held = {m.node_id: self.problem.bench.threads for m in self.members}
-        free = [n["NodeID"] for n in self._ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) - held.get(n["NodeID"], 0) >= 1]
-        return sorted(free, key=lambda node: node in held)
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        spare = {n["NodeID"]: int(n["Resources"].get("CPU", 0) - held.get(n["NodeID"], 0)) for n in nodes}
+        return {node: spare[node] for node in sorted(spare, key=lambda node: node in held) if spare[node] >= 1}
 
-    def _nodes(self, kind: str) -> set[str | None]:
-        return {w.node for w in self._running.values() if w.kind == kind}
+    def _nodes(self, kind: str) -> list[str | None]:
+        return [w.node for w in self._running.values() if w.kind == kind]
 
     def _free_members(self) -> list[int]:
-        blocked = self._nodes("proxy") if self.exclusive else set()
+        blocked = set(self._nodes("proxy")) if self.exclusive else set()
         return [i for i in self._idle if self.members[i].node_id not in blocked and None not in blocked]
 
     def _proxy_node(self) -> str | bool | None:
         """Where a proxy may start now: a node id to pin it to, None (anywhere), or False (wait)."""
-        if sum(w.kind == "proxy" for w in self._running.values()) >= self.workers:
+        proxies = self._nodes("proxy")
+        if len(proxies) >= self.workers:
             return False
         if not self.exclusive:
             return None
-        timing = self._nodes("measure")
+        timing = set(self._nodes("measure"))
         if not self._proxy_nodes:  # no node can take one: proxies run between timings only
             return None if not timing else False
-        return next((n for n in self._proxy_nodes if n not in timing), False)
+        return next((n for n, cpus in self._proxy_nodes.items() if n not in timing and proxies.count(n) < cpus), False)
 
     def can_measure(self) -> bool:
         return bool(self._free_members())
@@ -248,21 +255,31 @@ class RayExecution:
         if h in self._by_hash:  # the same architecture is being measured: wait for that figure
             self._by_hash[h].keys.append(key)
             return
-        i = self._free_members()[0]
-        fp_id = self.members[i].fingerprint["id"]
-        work = _Work("measure", [key], self.members[i].node_id, time.perf_counter(), i, config)
-        # a claim, so another driver drawing this architecture waits for our figure (it may
-        # make this driver wait the same way, for another's)
-        stored = work.claim.enter_context(self.store.measuring(h, fp_id, self._store_key()))
-        if stored is not None:
-            work.claim.close()
-            self._done.append((key, stored))
-            return
-        try:
-            self._submit(work)
-        except BaseException:
-            work.claim.close()
-            raise
+        self._by_hash[h] = work = _Work("measure", [key], None, 0.0, config=config)
+        self._waiting.append(work)
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """Measurements waiting: a stored figure (another driver's) answers at once, one that
+        another driver is timing (it holds the claim) waits for that figure, the rest start on
+        free actors under this driver's claim. Never blocks: two drivers each waiting for a
+        claim the other holds would stall both."""
+        fp_id, key = self.members[0].fingerprint["id"], self._store_key()  # a pool has one fingerprint
+        for work in list(self._waiting):
+            h = work.config.short_hash()
+            stored = self.store.get(h, fp_id, key)
+            if stored is not None:
+                self._waiting.remove(work)
+                self._deliver(work, stored)
+            elif self._free_members() and self.store.claim(h, fp_id, key):
+                work.claim.callback(self.store.release, h, fp_id, key)
+                work.member = self._free_members()[0]
+                self._waiting.remove(work)
+                try:
+                    self._submit(work)
+                except BaseException:
+                    work.claim.close()
+                    raise
 
     def _submit(self, work: _Work) -> None:
         member = self.members[work.member]
@@ -272,7 +289,8 @@ class RayExecution:
         else:
             ref = member.handle.measure.remote(work.config.to_dict(), settings)
         self._idle.remove(work.member)
-        self._running[ref] = self._by_hash[work.config.short_hash()] = work
+        work.node, work.started = member.node_id, time.perf_counter()
+        self._running[ref] = work
 
     def _store_key(self) -> str:
         from effvit_nas.measure.actor import paired_key
@@ -284,8 +302,7 @@ class RayExecution:
     def start_proxy(self, key: int, job: ProxyJob) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        p, node = self.problem, self._proxy_node()
-        node = node or None
+        p, node = self.problem, self._proxy_node() or None
         halving = asdict(p.halving) if p.halving else None
         earlier = self.earlier() if halving else {}
         task = self._task if node is None else self._task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
@@ -294,13 +311,24 @@ class RayExecution:
 
     def next_result(self) -> tuple[int, Any]:
         while not self._done:
-            [ref], _ = self._ray.wait(list(self._running), num_returns=1)
-            work = self._running.pop(ref)
-            self._seconds[work.kind == "proxy"] += time.perf_counter() - work.started
-            if work.kind == "proxy":
-                self._done.append((work.keys[0], self._get(ref)))
-            else:
-                self._measured(work, ref)
+            self._start_waiting()
+            if self._done:
+                break
+            if not self._running:  # only figures another driver is timing: look again soon
+                time.sleep(CLAIM_POLL_S)
+                continue
+            refs = list(self._running)
+            ready, _ = self._ray.wait(refs, num_returns=1, timeout=CLAIM_POLL_S if self._waiting else None)
+            if ready:  # all that finished by now, each charged until now, not until it is read
+                ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+            now = time.perf_counter()
+            for ref in ready:
+                work = self._running.pop(ref)
+                self._seconds[work.kind == "proxy"] += now - work.started
+                if work.kind == "proxy":
+                    self._done.append((work.keys[0], self._get(ref)))
+                else:
+                    self._measured(work, ref)
         return self._done.popleft()
 
     def _get(self, ref: Any) -> Any:
@@ -310,25 +338,16 @@ class RayExecution:
             return e
 
     def _measured(self, work: _Work, ref: Any) -> None:
-        """Store a finished measurement, free its actor and hand the figure to every key."""
+        """Store a finished measurement, free its actor, drop the claim, hand the figure on."""
         from effvit_nas.measure.actor import paired_measurement
-        from effvit_nas.measure.pool import restart_member
 
         self._idle.append(work.member)
         try:
             result = self._ray.get(ref)
         except self._ray.exceptions.RayActorError as e:
-            # the actor may be another driver's, found by name, gone with that driver's job
-            # (a crash Ray restarts is retried by Ray itself): start one of our own, once
-            if work.retried:
-                result = e
-            else:
-                self.members[work.member] = restart_member(
-                    self.members[work.member], self.problem.device, self.problem.bench, self.ray_address
-                )
-                work.retried, work.started = True, time.perf_counter()
-                self._submit(work)
+            if not work.retried and self._resubmit(work):
                 return
+            result = e
         except Exception as e:
             result = e
         with work.claim:
@@ -336,6 +355,23 @@ class RayExecution:
                 if self._reference_config is not None:
                     result = paired_measurement(work.config, result, self.problem.budget_reference)
                 self.store.put(result, self._store_key())
+        self._deliver(work, result)
+
+    def _resubmit(self, work: _Work) -> bool:
+        """Measure again on a new actor in the slot of one gone for good (it may have been
+        another driver's, found by name, gone with that driver's job; a crash Ray restarts is
+        retried by Ray itself), once. False when that fails too (its node is gone)."""
+        from effvit_nas.measure.pool import restart_member
+
+        work.retried = True
+        try:
+            self.members[work.member] = restart_member(self.members[work.member], self.problem.device, self.problem.bench, self.ray_address)
+            self._submit(work)
+        except Exception:  # the trial fails with the actor's error
+            return False
+        return True
+
+    def _deliver(self, work: _Work, result: Any) -> None:
         del self._by_hash[work.config.short_hash()]
         self._done.extend((k, result) for k in work.keys)
 
@@ -343,9 +379,9 @@ class RayExecution:
         return self._seconds[0], self._seconds[1]
 
     def close(self) -> None:
-        """Drop the claims of measurements still running, so other drivers need not wait for
-        figures this run will not store."""
-        for work in self._running.values():
+        """Drop the claims of measurements in flight, so other drivers need not wait for figures
+        this run will not store."""
+        for work in self._by_hash.values():
             work.claim.close()
 
     def describe(self) -> str:

@@ -203,7 +203,7 @@ class _Run:
         """Start the waiting work the execution has room for, the longest waiting first."""
         ex = self.execution
         while True:
-            ready = [k for k, q in self.queues.items() if q and (ex.can_measure() if k == "measure" else ex.can_proxy())]
+            ready = [k for k in self.queues if self.startable(k)]
             if not ready:
                 return
             kind = min(ready, key=lambda k: self.flight[self.queues[k][0]].since)
@@ -214,8 +214,20 @@ class _Run:
                     ex.start_measure(number, f.planned.candidate.config)
                 else:
                     ex.start_proxy(number, ProxyJob(f.candidate.config, f.pending.throughput))
-            except Exception as e:  # this candidate's failure (or, for a setup error, the search's)
+            except Exception as e:  # this candidate's failure (a measurement's setup error stops the search)
                 self.receive(number, e)
+
+    def startable(self, kind: str) -> bool:
+        q, ex = self.queues[kind], self.execution
+        if not q:
+            return False
+        if kind == "measure":
+            return ex.can_measure()
+        # where a proxy holds timings off its node it never passes an older waiting measurement:
+        # started there, it would keep that measurement waiting for the proxy queue to drain
+        waiting = self.queues["measure"]
+        older = bool(waiting) and self.flight[waiting[0]].since < self.flight[q[0]].since
+        return ex.can_proxy() and not (ex.proxies_block_timing and older)
 
     def receive(self, number: int, result: Any) -> None:
         """A measurement or proxy result of trial ``number``: its next step or its end."""
@@ -249,6 +261,10 @@ class _Run:
             return candidate, None
         return candidate, self.screener.plan(candidate)
 
+    def screen_again(self, number: int) -> Outcome | Planned | None:
+        candidate = self.flight[number].candidate
+        return None if candidate.config_hash in self.leading else self.screener.plan(candidate)
+
     def finish(self, number: int, outcome: Outcome) -> None:
         f = self.flight.pop(number)
         tell(self.handle, f.trial, outcome)
@@ -260,8 +276,9 @@ class _Run:
         if f.planned is not None and self.leading.get(f.planned.candidate.config_hash) == number:
             del self.leading[f.planned.candidate.config_hash]
             for follower in self.followers.pop(f.planned.candidate.config_hash, []):
-                # screened again: it reuses this trial's result, or is measured if this one failed
-                self.place(follower, self.screener.plan(self.flight[follower].candidate))
+                # screened again: it reuses this trial's result; if this one failed, the first
+                # is measured and leads the others
+                self.place(follower, self.screen_again(follower))
 
     def emit(self, number: int, outcome: Outcome, config_hash: str) -> None:
         if self.on_event is None:

@@ -132,7 +132,7 @@ def tell(handle: StudyHandle, trial: Any, outcome: Outcome) -> None:
 
 
 def interrupt(handle: StudyHandle, trials: list[Any]) -> None:
-    """Ctrl-C: fail the round's unfinished trials and enqueue them again for the next run."""
+    """Ctrl-C: fail the unfinished trials in flight and enqueue them again for the next run."""
     import optuna
 
     for trial in trials:
@@ -144,7 +144,7 @@ def interrupt(handle: StudyHandle, trials: list[Any]) -> None:
 
 
 class Heartbeat:
-    """Records heartbeats of the round's running trials so that a dead run's trials go stale
+    """Records heartbeats of the running trials in flight so that a dead run's trials go stale
     (Optuna then fails them and retries their parameters)."""
 
     def __init__(self, storage: Any, interval: float):

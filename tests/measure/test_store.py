@@ -157,34 +157,17 @@ def _figure(config_hash: str, throughput: float):
     return Measurement(config_hash, throughput, throughput, throughput, 0.0, 5, 4, 1.0, {}, {"id": "dev"}, {})
 
 
-def test_a_second_driver_waits_for_the_measurement_in_progress_and_takes_its_figure(tmp_path, monkeypatch):
-    """Two drivers sharing a store ask for the same key: the second waits while the first holds
-    the claim, then gets the first's figure instead of measuring again (without the claim it
-    would have been told to measure at once, before the first stored anything)."""
-    import types
-
-    import effvit_nas.measure.store as store_module
-
+def test_a_claim_keeps_a_second_driver_off_the_key_until_released(tmp_path):
+    """Two drivers sharing a store: while the first holds the claim on a key the second cannot
+    take it (it waits for the first's figure); released, the key is free again."""
     url = f"sqlite:///{tmp_path}/c.db"
     first, second = MeasurementStore(url), MeasurementStore(url)
-    polled = threading.Event()
-    # the waiter's poll, observed (the store's own `time` only: other threads keep theirs)
-    monkeypatch.setattr(store_module, "time", types.SimpleNamespace(sleep=lambda s: polled.set()))
-    got = []
-    with first.measuring("abc", "dev", "p") as m:
-        assert m is None  # nothing stored: the first measures
-        waiter = threading.Thread(target=lambda: got.append(_enter(second)))
-        waiter.start()
-        assert polled.wait(timeout=60)  # the second is waiting on the claim
-        assert not got
-        first.put(_figure("abc", 123.0), "p")
-    waiter.join(timeout=60)
-    assert [m.throughput if m else None for m in got] == [123.0]
-
-
-def _enter(store: MeasurementStore):
-    with store.measuring("abc", "dev", "p") as m:
-        return m
+    assert first.claim("abc", "dev", "p")
+    assert not first.claim("abc", "dev", "p")  # one claim per key, this process included
+    first.put(_figure("abc", 123.0), "p")
+    assert second.get("abc", "dev", "p").throughput == 123.0  # what the second waits for
+    first.release("abc", "dev", "p")
+    assert second.claim("abc", "dev", "p")
 
 
 def test_a_claim_left_by_a_dead_process_or_too_old_is_taken_over(tmp_path):
@@ -209,7 +192,7 @@ def test_a_claim_left_by_a_dead_process_or_too_old_is_taken_over(tmp_path):
         s.add(_ClaimRow(key="b/dev/p", owner="elsewhere:1", claimed_at=old))
         s.add(_ClaimRow(key="c/dev/p", owner="elsewhere:1", claimed_at=now))
     for key in ("a", "b"):
-        with store.measuring(key, "dev", "p") as m:
-            assert m is None  # ours to measure
-    assert store._claim("a/dev/p") and store._claim("b/dev/p")  # and the claims were dropped on leaving
-    assert not store._claim("c/dev/p")  # a live claim from another host is respected
+        assert store.claim(key, "dev", "p")  # ours to measure
+        store.release(key, "dev", "p")
+    assert store.claim("a", "dev", "p") and store.claim("b", "dev", "p")  # and the claims were dropped
+    assert not store.claim("c", "dev", "p")  # a live claim from another host is respected

@@ -1,6 +1,9 @@
-"""The Ray proxy runner when a proxy task's worker process dies (the OOM killer, a crash)."""
+"""The Ray execution: a proxy task's worker process dying, a device actor gone, what may
+overlap on a CPU node, a figure another driver is timing."""
 
 import os
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from effvit_nas.search.execution import PROXY_TASK_OPTIONS
 from effvit_nas.search.screening import failed
@@ -92,3 +95,28 @@ def test_on_a_cpu_no_proxy_runs_beside_a_timing_and_one_architecture_is_timed_on
     assert key == 3 and proxy["proxy"] == "naswot" and execution.can_measure()
     measured_s, proxy_s = execution.busy_seconds()
     assert measured_s > 0 and proxy_s > 0
+
+
+def test_a_figure_another_driver_is_timing_is_awaited_without_blocking(tmp_path, local_ray):
+    """Another driver holds the claim on an architecture: this one does not time it, and does
+    not block in start_measure either (two drivers each waiting there for the other's claim
+    would stall both); the figure that driver stores is what this one gets."""
+    import socket
+
+    from sqlalchemy.orm import Session
+
+    from effvit_nas.measure.store import _ClaimRow
+    from tests.search.test_screening import fake_measurement
+    from tests.support import TINY
+
+    execution = _execution(tmp_path)
+    cfg = TINY.replace(img_size=32, num_classes=4)
+    fp_id, key = execution.members[0].fingerprint["id"], execution._store_key()
+    with Session(execution.store.engine) as s, s.begin():  # a live claim of a process elsewhere
+        s.add(_ClaimRow(key=f"{cfg.short_hash()}/{fp_id}/{key}", owner=f"not-{socket.gethostname()}:1", claimed_at=datetime.now(UTC)))
+    execution.start_measure(5, cfg)
+    assert not execution._running and execution.can_measure()  # parked: no actor taken
+    theirs = fake_measurement(cfg, 321.0)
+    execution.store.put(replace(theirs, device={**theirs.device, "id": fp_id}), key)
+    k, m = execution.next_result()
+    assert k == 5 and m.throughput == 321.0 and m.cached

@@ -443,3 +443,29 @@ def test_a_database_failing_mid_search_stops_it_with_one_line_and_keeps_what_was
     after = {t.number: (t.state.name, t.values) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()}
     assert summary.complete == 12
     assert all(after[n] == v for n, v in before.items() if v[0] == "COMPLETE")
+
+
+def test_trials_of_an_architecture_in_flight_wait_for_it_and_one_measures_again_if_it_failed(tmp_path):
+    """Every trial of a one-point space has the architecture of the first: the trials in flight
+    beside it wait for it instead of being measured too. Its measurement fails, so the next
+    one is measured once and the rest reuse that result (was: each waiting trial measured)."""
+    from dataclasses import replace
+
+    from effvit_nas.search.loop import run_search
+    from tests.search.test_search import ONE_POINT_SPACE
+
+    space = tmp_path / "one.yaml"
+    space.write_text(ONE_POINT_SPACE)
+    problem, options = _problem_options(tmp_path, trials=4, workers=3)  # 4 trials in flight at once
+    calls = []
+
+    def first_fails(config):
+        calls.append(config.short_hash())
+        if len(calls) == 1:
+            raise RuntimeError("the first measurement breaks")
+        return fake_measurement(config, 2 * BUDGET)
+
+    summary = run_search(replace(problem, space=str(space)), options, measure=first_fails, run_proxies=_proxies)
+    assert (summary.complete, summary.failed, len(calls)) == (4, 1, 2)
+    notes = [t.user_attrs.get("note", "") for t in optuna.load_study(study_name="fake", storage=options.storage).trials]
+    assert sum("result reused" in n for n in notes) == 3
