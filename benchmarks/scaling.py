@@ -53,7 +53,7 @@ def start_cluster(work: Path, port: int = PORT, node_args: Sequence[Sequence[str
     head's address."""
     ray = [sys.executable, "-m", "ray.scripts.scripts"]
     subprocess.run([*ray, "get-auth-token", "--generate"], env=_ray_env(), check=True, capture_output=True)
-    common = ["--num-cpus", "2", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    common = ["--num-cpus", "2", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--include-log-monitor", "false"]
     for core, more in enumerate(node_args):
         role = ["--head", "--port", str(port), "--include-dashboard", "false"] if core == 0 else ["--address", f"127.0.0.1:{port}"]
         taskset = ["taskset", "-c", str(core % os.cpu_count())] if pin else []

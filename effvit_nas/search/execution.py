@@ -190,6 +190,8 @@ class RayExecution:
         self.store = MeasurementStore(storage)
         data = load_data(problem.data)  # params and macs count at the data's resolution and classes too
         connect(ray_address)
+        self._data_ref = self._ray.put(data) if data is not None else None
+        warming = self._warm_proxy_workers()  # while the device actors start: both are set-up
         self.pool = start_pool(problem.device, problem.bench, ray_address, measure_actors)
         self.members = list(self.pool.members)
         self.measure_slots = len(self.members)
@@ -201,21 +203,19 @@ class RayExecution:
         self._waiting: list[_Work] = []  # measurements waiting for an actor or another driver's figure
         self._done: deque[tuple[int, Any]] = deque()
         self._seconds = [0.0, 0.0]
-        self._data_ref = self._ray.put(data) if data is not None else None
         self._task = self._ray.remote(**PROXY_TASK_OPTIONS)(_proxy_task)
         self._reference_config = self._reference() if problem.paired else None
-        self._warm_proxy_workers()
+        self._ray.get(warming)
 
-    def _warm_proxy_workers(self) -> None:
-        """Start a proxy worker on each node proxies will run on, with the proxy code imported
-        and the data copied there: seconds of process start per node that are set-up, not a
-        wait of the first trials (Ray keeps the idle worker for the next task)."""
+    def _warm_proxy_workers(self) -> list[Any]:
+        """Start a proxy worker on each node with a CPU, with the proxy code imported and the
+        data copied there: seconds of process start per node that are set-up, not a wait of the
+        first trials, nor beside their timings (Ray keeps the idle worker for the next task)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         warm = self._ray.remote(**PROXY_TASK_OPTIONS)(_warm_proxy_worker)
-        nodes = list(self._proxy_nodes) or [None]
-        strategies = [NodeAffinitySchedulingStrategy(n, soft=False) if n else "DEFAULT" for n in nodes]
-        self._ray.get([warm.options(scheduling_strategy=s).remote(self._data_ref) for s in strategies])
+        nodes = [n["NodeID"] for n in self._ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= 1]
+        return [warm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(self._data_ref) for n in nodes]
 
     def _spare_cpu_nodes(self) -> dict[str, int]:
         """Node -> CPUs it has for proxies beside its device actor; nodes without an actor first
