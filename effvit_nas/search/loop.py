@@ -156,17 +156,20 @@ class _Run:
         return trials_done or (self.deadline is not None and time.time() >= self.deadline)
 
     def loop(self) -> None:
-        with Heartbeat(self.handle.storage, self.options.heartbeat_s) as hb:
+        with Heartbeat(self.handle.storage, self.options.heartbeat_s) as self.heartbeat:
             try:
                 while self.ask_more() or self.flight:
-                    hb.assign([self.handle.trial_id(f.trial) for f in self.flight.values()])
+                    self.beat()
                     self.dispatch()
                     self.receive(*self.execution.next_result())
             except KeyboardInterrupt:
                 self.interrupted = True
                 interrupt(self.handle, [f.trial for f in self.flight.values()])
             finally:
-                hb.assign([])
+                self.heartbeat.assign([])
+
+    def beat(self) -> None:
+        self.heartbeat.assign([self.handle.trial_id(f.trial) for f in self.flight.values()])
 
     def ask_more(self) -> bool:
         """Ask Optuna for candidates up to the bound in flight; False once the run should stop
@@ -177,6 +180,7 @@ class _Run:
             with quiet_optuna():
                 trial = self.handle.study.ask()
             self.flight[trial.number] = _Flight(trial)
+            self.beat()  # at once: killed before its first beat, a trial would stay RUNNING
             candidate, plan = self.screen(trial)
             self.flight[trial.number].candidate = candidate
             self.place(trial.number, plan)

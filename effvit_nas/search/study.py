@@ -160,11 +160,14 @@ class Heartbeat:
                     self.storage.record_heartbeat(tid)
 
     def assign(self, trial_ids: list[int]) -> None:
-        """Track these trials, beating once at once: Optuna only ever finds a trial stale if it
-        has a heartbeat, so a process killed before the first interval would leave it RUNNING."""
+        """Track these trials, beating at once for each new one: Optuna only ever finds a trial
+        stale if it has a heartbeat, so a process killed before the first interval would leave
+        it RUNNING."""
+        known = set(self.trial_ids)
         for tid in trial_ids:
-            self.storage.record_heartbeat(tid)
-        self.trial_ids = trial_ids
+            if tid not in known:
+                self.storage.record_heartbeat(tid)
+        self.trial_ids = list(trial_ids)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

@@ -61,14 +61,16 @@ def stale_cluster_file():
 
 
 def _beating(db: str) -> bool:
+    """Whether trials run and every one of them has a heartbeat (several are in flight)."""
     with sqlite3.connect(db) as c:
+        running = c.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]
         q = "SELECT COUNT(*) FROM trial_heartbeats h JOIN trials t ON t.trial_id = h.trial_id WHERE t.state = 'RUNNING'"
-        return c.execute(q).fetchone()[0] > 0
+        return running > 0 and c.execute(q).fetchone()[0] == running
 
 
 def _kill_once_a_trial_runs(p: subprocess.Popen, db, study: str) -> None:
-    """SIGKILL ``p``'s process group once a trial is complete and another runs with its
-    heartbeat recorded (a kill between Optuna's ask and the first beat, milliseconds apart,
+    """SIGKILL ``p``'s process group once a trial is complete and the others run with their
+    heartbeats recorded (a kill between Optuna's ask and the first beat, milliseconds apart,
     would leave a trial nothing can see die)."""
     deadline = time.time() + 240
     states: list = []
