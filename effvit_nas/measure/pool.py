@@ -59,12 +59,19 @@ def _local_slots(spec: DeviceSpec) -> list[Slot]:
     return [Slot(index=i) for i in range(len(matching))] or [Slot()]  # none: get_worker says what exists
 
 
+def alive_nodes() -> list[dict[str, Any]]:
+    """The Ray cluster's live nodes (``NodeID``, ``Resources``, ...)."""
+    from effvit_nas.runtime import import_ray
+
+    return [n for n in import_ray().nodes() if n.get("Alive")]
+
+
 def _cluster_slots(spec: DeviceSpec, settings: BenchSettings) -> list[Slot]:
     """On a cluster: per alive node, one slot per matching GPU, or one for its CPU."""
     from effvit_nas.runtime import import_ray
 
     ray = import_ray()
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = alive_nodes()
     if spec.index is not None:
         return [Slot()]
     if _wants_gpu(spec, ray.cluster_resources().get("GPU", 0)):

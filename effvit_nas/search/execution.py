@@ -195,8 +195,8 @@ class RayExecution:
         self.pool = start_pool(problem.device, problem.bench, ray_address, measure_actors)
         self.members = list(self.pool.members)
         self.measure_slots = len(self.members)
-        self.exclusive = self.proxies_block_timing = self.members[0].fingerprint["kind"] == "cpu"
-        self._proxy_nodes = self._spare_cpu_nodes() if self.exclusive else {}
+        self.proxies_block_timing = self.members[0].fingerprint["kind"] == "cpu"
+        self._proxy_nodes = self._spare_cpu_nodes() if self.proxies_block_timing else {}
         self._idle = list(range(len(self.members)))
         self._running: dict[Any, _Work] = {}
         self._by_hash: dict[str, _Work] = {}  # every measurement in flight, by architecture
@@ -213,15 +213,19 @@ class RayExecution:
         first trials, nor beside their timings (Ray keeps the idle worker for the next task)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        from effvit_nas.measure.pool import alive_nodes
+
         warm = self._ray.remote(**PROXY_TASK_OPTIONS)(_warm_proxy_worker)
-        nodes = [n["NodeID"] for n in self._ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= 1]
+        nodes = [n["NodeID"] for n in alive_nodes() if n["Resources"].get("CPU", 0) >= 1]
         return [warm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(self._data_ref) for n in nodes]
 
     def _spare_cpu_nodes(self) -> dict[str, int]:
         """Node -> CPUs it has for proxies beside its device actor; nodes without an actor first
         (a proxy there never waits for a timing)."""
+        from effvit_nas.measure.pool import alive_nodes
+
         held = {m.node_id: self.problem.bench.threads for m in self.members}
-        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        nodes = alive_nodes()
         spare = {n["NodeID"]: int(n["Resources"].get("CPU", 0) - held.get(n["NodeID"], 0)) for n in nodes}
         return {node: spare[node] for node in sorted(spare, key=lambda node: node in held) if spare[node] >= 1}
 
@@ -229,7 +233,7 @@ class RayExecution:
         return [w.node for w in self._running.values() if w.kind == kind]
 
     def _free_members(self) -> list[int]:
-        blocked = set(self._nodes("proxy")) if self.exclusive else set()
+        blocked = set(self._nodes("proxy")) if self.proxies_block_timing else set()
         return [i for i in self._idle if self.members[i].node_id not in blocked and None not in blocked]
 
     def _proxy_node(self) -> str | bool | None:
@@ -237,7 +241,7 @@ class RayExecution:
         proxies = self._nodes("proxy")
         if len(proxies) >= self.workers:
             return False
-        if not self.exclusive:
+        if not self.proxies_block_timing:
             return None
         timing = set(self._nodes("measure"))
         if not self._proxy_nodes:  # no node can take one: proxies run between timings only

@@ -80,7 +80,7 @@ def test_on_a_cpu_no_proxy_runs_beside_a_timing_and_one_architecture_is_timed_on
     from tests.support import TINY
 
     execution = _execution(tmp_path)
-    assert execution.measure_slots == 1 and execution.exclusive
+    assert execution.measure_slots == 1 and execution.proxies_block_timing
     cfg = TINY.replace(img_size=32, num_classes=4)
     assert execution.can_measure() and execution.can_proxy()
     execution.start_measure(1, cfg)
