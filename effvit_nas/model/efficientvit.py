@@ -19,7 +19,6 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import SqueezeExcite, trunc_normal_
 
 from effvit_nas.arch.config import PRESETS, ArchConfig, preset
 
@@ -28,6 +27,18 @@ def _bn_affine(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> tuple[torch.Tensor, torch
     """Eval-mode BN as ``y = x * scale + shift``."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return scale, bn.bias - bn.running_mean * scale
+
+
+@torch.no_grad()
+def _truncated_normal(weight: torch.Tensor, std: float, bound: float = 2.0) -> None:
+    """N(0, std) cut at +-``bound`` (absolute), drawn by inverting the normal CDF on a uniform
+    draw: the draws timm's initialisation makes for the same seed (torch's own
+    ``trunc_normal_`` now rejects and redraws, which gives other weights), so trained results
+    stay reproducible."""
+    import math
+
+    cdf = lambda v: 0.5 * (1.0 + math.erf(v / std / math.sqrt(2.0)))  # noqa: E731
+    weight.uniform_(2 * cdf(-bound) - 1, 2 * cdf(bound) - 1).erfinv_().mul_(std * math.sqrt(2.0)).clamp_(-bound, bound)
 
 
 def fuse_modules(module: nn.Module) -> None:
@@ -66,7 +77,7 @@ class NormLinear(nn.Sequential):
         self.bn = nn.BatchNorm1d(in_features)
         self.drop = nn.Dropout(drop)
         self.linear = nn.Linear(in_features, out_features)
-        trunc_normal_(self.linear.weight, std=std)
+        _truncated_normal(self.linear.weight, std)
         nn.init.zeros_(self.linear.bias)
 
     @torch.no_grad()
@@ -285,6 +296,23 @@ class EfficientViTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ffn1(self.dw1(self.mixer(self.ffn0(self.dw0(x)))))
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gate: global mean -> 1x1 conv to ``ratio`` x channels (a multiple of 8, at least
+    8) -> ReLU -> 1x1 conv back -> sigmoid, times the input. timm's ``SqueezeExcite`` with the
+    same names and reduced width (so the state dicts match); ours because importing timm pulls
+    in torchvision and torch._dynamo, about 7 s of CPU in every process that builds a model."""
+
+    def __init__(self, channels: int, ratio: float):
+        super().__init__()
+        reduced = max(8, int(channels * ratio + 4) // 8 * 8)
+        self.fc1 = nn.Conv2d(channels, reduced, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))).sigmoid()
 
 
 class PatchMerging(nn.Module):

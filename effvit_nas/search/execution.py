@@ -53,6 +53,10 @@ class Execution(Protocol):
     def busy_seconds(self) -> tuple[float, float]:
         """Seconds the measurement actors (summed over actors) and the proxies spent working."""
 
+    def idle_seconds(self) -> dict[str, float]:
+        """Seconds the measurement actors were idle since set-up, summed over actors, by reason
+        (:func:`effvit_nas.search.usage.actor_idle`); empty when not tracked."""
+
     def close(self) -> None:
         """Let go of what work still in flight holds (the run stops early)."""
 
@@ -140,6 +144,9 @@ class SerialExecution:
     def busy_seconds(self) -> tuple[float, float]:
         return self._seconds[0], self._seconds[1]
 
+    def idle_seconds(self) -> dict[str, float]:
+        return {}
+
     def close(self) -> None:
         pass
 
@@ -206,6 +213,11 @@ class RayExecution:
         self._task = self._ray.remote(**PROXY_TASK_OPTIONS)(_proxy_task)
         self._reference_config = self._reference() if problem.paired else None
         self._ray.get(warming)
+        # what the actors did after set-up: spans measuring (by actor) and of proxies that held
+        # timings off their node (by node), for idle_seconds
+        self._spans: dict[str, dict[Any, list[tuple[float, float]]]] = {"measure": {}, "proxy": {}}
+        self._t0 = self._last_start = time.perf_counter()
+        self._t_end: float | None = None
 
     def _warm_proxy_workers(self) -> list[Any]:
         """Start a proxy worker on each node with a CPU, with the proxy code imported and the
@@ -294,6 +306,7 @@ class RayExecution:
             ref = member.handle.measure.remote(work.config.to_dict(), settings)
         self._idle.remove(work.member)
         work.node, work.started = member.node_id, time.perf_counter()
+        self._last_start = work.started
         self._running[ref] = work
 
     def _store_key(self) -> str:
@@ -329,11 +342,20 @@ class RayExecution:
             for ref in ready:
                 work = self._running.pop(ref)
                 self._seconds[work.kind == "proxy"] += now - work.started
+                self._span(work, now)
                 if work.kind == "proxy":
                     self._done.append((work.keys[0], self._get(ref)))
                 else:
                     self._measured(work, ref)
         return self._done.popleft()
+
+    def _span(self, work: _Work, now: float) -> None:
+        from effvit_nas.search.usage import ANY_NODE
+
+        if work.kind == "measure":
+            self._spans["measure"].setdefault(work.member, []).append((work.started, now))
+        elif self.proxies_block_timing:
+            self._spans["proxy"].setdefault(work.node or ANY_NODE, []).append((work.started, now))
 
     def _get(self, ref: Any) -> Any:
         try:
@@ -382,9 +404,17 @@ class RayExecution:
     def busy_seconds(self) -> tuple[float, float]:
         return self._seconds[0], self._seconds[1]
 
+    def idle_seconds(self) -> dict[str, float]:
+        from effvit_nas.search.usage import actor_idle
+
+        nodes = {i: m.node_id for i, m in enumerate(self.members)}
+        window = (self._t0, self._t_end or time.perf_counter())
+        return actor_idle(self._spans["measure"], nodes, self._spans["proxy"], window, self._last_start)
+
     def close(self) -> None:
         """Drop the claims of measurements in flight, so other drivers need not wait for figures
         this run will not store."""
+        self._t_end = time.perf_counter()
         for work in self._by_hash.values():
             work.claim.close()
 

@@ -3,7 +3,7 @@
 Why ask/tell and not Ray Tune: Optuna's RDB storage is the single source of truth, so
 resuming, heartbeats and PostgreSQL sharing come from Optuna alone; Ray only runs work.
 
-There are no rounds: the loop keeps up to (device actors + ``workers``) candidates in flight
+There are no rounds: the loop keeps up to (2 x device actors + ``workers``) candidates in flight
 and asks Optuna for a new one as soon as one finishes (TPE's constant liar keeps it from
 proposing those in flight again). Each is screened (:mod:`effvit_nas.search.screening`:
 reuse, skip, measure), measured when an actor is free, its proxy run when a proxy slot is
@@ -81,6 +81,9 @@ class SearchSummary:
     setup_s: float = 0.0  # Ray start, study, data, before the first trial
     measure_s: float = 0.0  # seconds the device actors spent measuring, summed over actors
     proxy_s: float = 0.0  # seconds from submitting each proxy to its result, summed
+    # seconds the device actors were idle after set-up, summed over actors, by reason
+    # (effvit_nas.search.usage: "end", "proxy", "other"); empty without Ray
+    actor_idle_s: dict[str, float] = field(default_factory=dict)
     measure_actors: int = 1
     measured_by: str = ""  # the device actors, e.g. "2 device actors (cpu: AMD EPYC) on 2 nodes"
     model_spearman: float | None = None  # throughput model: predictions vs the measurements after them
@@ -143,8 +146,10 @@ class _Run:
         self.leading: dict[str, int] = {}  # architecture hash -> the trial measuring it
         self.followers: dict[str, list[int]] = {}
         self.tick = 0
-        # enough candidates in flight to keep every device actor and every proxy slot busy
-        self.bound = execution.measure_slots + options.workers
+        # every device actor timing one candidate with the next one screened and waiting (so an
+        # actor that finishes starts again at once, not after a tell, an ask and a screen), and
+        # every proxy slot busy
+        self.bound = 2 * execution.measure_slots + options.workers
 
     def done(self) -> int:
         return len(self.handle.records(("COMPLETE",)))
@@ -401,6 +406,7 @@ def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
         setup_s=setup_s,
         measure_s=measure_s,
         proxy_s=proxy_s,
+        actor_idle_s={k: round(v, 3) for k, v in run.execution.idle_seconds().items()},
         measure_actors=run.execution.measure_slots,
         measured_by=run.execution.describe(),
         model_spearman=spearman,
