@@ -128,6 +128,16 @@ def _ceiling(row: dict) -> str:
     return "n/a" if row["ceiling"] is None else f"{row['ceiling']:+.3f}"
 
 
+NOTES = "## Variants tried"
+
+
+def kept_notes(path: Path) -> list[str]:
+    """The hand-written record from ``NOTES`` on in an earlier report, so a rerun refreshes the
+    numbers without erasing the record of which model designs were tried."""
+    text = path.read_text() if path.exists() else ""
+    return [*text[text.index(NOTES) :].splitlines(), ""] if NOTES in text else []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--storage", nargs="+", default=["sqlite:///results/fidelity_fashion.db"])
@@ -149,6 +159,7 @@ def main() -> None:
         lines += more
         record.append(data)
     lines += [f"Command: `uv run python benchmarks/throughput_model_fit.py --storage {' '.join(args.storage)} --sizes {args.sizes}`", ""]
+    lines += kept_notes(args.out)
     args.out.write_text("\n".join(lines))
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
     print("\n".join(lines))

@@ -105,3 +105,19 @@ def test_real_data_fidelity_table_matches_the_band_study():
         s = f"{seconds:.2f}" if seconds < 1 else f"{seconds:.0f}"
         line = f"| {name} | {tau:+.2f} [{lo:+.2f}, {hi:+.2f}] | {s} |".replace("+-", "-")
         assert line in README, line
+
+
+def test_scaling_sentence_matches_the_scaling_runs():
+    runs = json.loads((ROOT / "results/scaling.json").read_text())["runs"]
+    by = {a: [r for r in runs if r["actors"] == a] for a in (1, 2)}
+
+    def med(actors: int, key: str) -> float:
+        return statistics.median(r[key] for r in by[actors])
+
+    tph = {a: med(a, "trials_per_hour") for a in by}
+    sentence = (
+        f"{tph[1]:.0f} trials per hour with 1 measurement actor and {tph[2]:.0f} with 2 ({tph[2] / tph[1]:.2f}x); the actors "
+        f"sat idle {100 * med(1, 'overhead_share'):.1f} % and {100 * med(2, 'overhead_share'):.1f} % of the loop's time, "
+        f"orchestration {100 * med(1, 'orchestration_share'):.1f} % and {100 * med(2, 'orchestration_share'):.1f} % of it"
+    )
+    assert sentence in " ".join(README.split()), sentence

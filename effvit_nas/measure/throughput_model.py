@@ -1,10 +1,25 @@
 """Predicting throughput from architecture features, to skip clearly infeasible candidates.
 
-A least-squares fit of log(throughput) on log MACs, log params, total depth, attention
-tokens and heads, refit after every measurement of the current search (device-specific by
-construction). A candidate is skipped only when even the optimistic end of its prediction
-interval stays under the budget, and only once ``min_points`` measurements exist. A fraction of would-be skips is measured anyway (audit)
-so the search can report how often skipping was right.
+On a CPU at batch 16 and one thread, the time of a forward pass is a sum of costs, so the model
+fits the time per image as a non-negative combination of cost terms (refit after every
+measurement of the current search, so device-specific by construction):
+
+* a constant: the stem, the patch mergings and the classifier, whose op count is the same for
+  every 3-stage architecture;
+* MACs: arithmetic, the cost that grows with width, FFN ratio, resolution and attention size;
+* parameters: every weight is read once per batch, and on small feature maps (the last
+  stages) that traffic, not arithmetic, is what the 1x1 convs wait on;
+* sequential head calls, the sum over stages of depth x heads: cascaded group attention runs
+  its heads one after another, about ten small ops each (Q/K/V conv, depthwise conv,
+  two matmuls, softmax, ...), and on tiny tensors each op costs its fixed dispatch overhead
+  whatever its size. Heads without the depth weight, or depth alone, miss that cost.
+
+Non-negative least squares on the times relative to their own measurement (so every point
+counts by its relative error, as the noise is relative) keeps each term a cost: no
+negative coefficient to extrapolate with. A candidate is skipped only when even the
+optimistic end of its prediction interval (see :class:`FeasibilityModel`) stays under the
+budget, and only once ``min_points`` measurements exist. A fraction of would-be skips is
+measured anyway (audit) so the search can report how often skipping was right.
 """
 
 from __future__ import annotations
@@ -13,25 +28,25 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import nnls
 
 from effvit_nas.arch.config import ArchConfig
 
 
 def features(config: ArchConfig, params: int, macs: int) -> np.ndarray:
-    tokens = sum(r * r * d for r, d in zip(config.resolutions(), config.depths, strict=True))
-    return np.array([1.0, math.log(macs), math.log(params), float(sum(config.depths)), math.log1p(tokens), float(sum(config.heads))])
+    """The cost terms of ``config`` (module doc): constant, MACs, params, sequential head calls."""
+    head_calls = sum(d * h for d, h in zip(config.depths, config.heads, strict=True))
+    return np.array([1.0, float(macs), float(params), float(head_calls)])
 
 
 @dataclass
 class FeasibilityModel:
-    """Online predictor of log-throughput; see the module doc.
+    """Online predictor of throughput; see the module doc.
 
-    The features are standardised before a light ridge, which never shrinks the intercept (the
-    mean log-throughput), so exact log-linear data is fitted exactly. A skip needs the optimistic
-    bound of a prediction interval under the budget: ``z`` normal standard deviations turned
-    into the Student-t quantile of the fit's degrees of freedom and widened by the candidate's
-    leverage, so that 8 points and 6 features (2 degrees of freedom) or a candidate far from
-    everything measured do not pass for certainty.
+    A skip needs the optimistic bound of a prediction interval under the budget: ``z`` normal
+    standard deviations of the relative residual, turned into the Student-t quantile of the
+    fit's degrees of freedom and widened by the candidate's leverage, so that 8 points and 4
+    terms or a candidate far from everything measured do not pass for certainty.
 
     Attributes:
         budget: throughput budget, img/s.
@@ -43,58 +58,57 @@ class FeasibilityModel:
     z: float = 3.0
     min_points: int = 8
     xs: list[np.ndarray] = field(default_factory=list)
-    ys: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # s/image
     _fit: _Fit | None = None
 
     def add(self, x: np.ndarray, throughput: float) -> None:
         self.xs.append(x)
-        self.ys.append(math.log(throughput))
-        if len(self.ys) >= self.min_points:
-            self._fit = _Fit.of(np.stack(self.xs)[:, 1:], np.asarray(self.ys))  # column 0 is the constant
+        self.times.append(1.0 / throughput)
+        if len(self.times) >= self.min_points:
+            self._fit = _Fit.of(np.stack(self.xs), np.asarray(self.times))
 
     def predict(self, x: np.ndarray) -> float | None:
         """Predicted throughput (img/s), or None before the model is fitted."""
-        return None if self._fit is None else float(math.exp(self._fit.mean(x[1:])))
+        return None if self._fit is None else 1.0 / self._fit.time(x)
 
     def clearly_infeasible(self, x: np.ndarray) -> bool:
         if self._fit is None:
             return False
-        return self._fit.mean(x[1:]) + self._fit.margin(x[1:], self.z) < math.log(self.budget)
+        return -math.log(self._fit.time(x)) + self._fit.margin(x, self.z) < math.log(self.budget)
 
 
 @dataclass(frozen=True)
 class _Fit:
-    """Ridge regression on standardised features with an unpenalised intercept."""
+    """Non-negative least squares of time on cost terms, in relative error."""
 
-    centre: np.ndarray
-    scale: np.ndarray
-    intercept: float
-    coef: np.ndarray
-    inverse: np.ndarray  # (Z'Z + ridge)^-1, for the leverage of a new point
-    n: int
-    sigma: float  # residual standard deviation of log-throughput
+    scale: np.ndarray  # each term's largest value so far, so the solver sees numbers near 1
+    coef: np.ndarray  # s/image per scaled unit of each term, all >= 0
+    inverse: np.ndarray  # (A'A)^+ over the terms in use, for the leverage of a new point
+    sigma: float  # residual standard deviation of log-time
     dof: int
 
     @classmethod
-    def of(cls, X: np.ndarray, y: np.ndarray) -> _Fit:
-        centre, scale = X.mean(0), X.std(0)
-        scale = np.where(scale > 0, scale, 1.0)  # a feature constant so far carries no slope
-        Z = (X - centre) / scale
-        # ridge keeps the fit sane while there are about as many points as features
-        inverse = np.linalg.inv(Z.T @ Z + 1e-3 * np.eye(Z.shape[1]))
-        coef = inverse @ Z.T @ (y - y.mean())
-        resid = y - y.mean() - Z @ coef
-        dof = max(len(y) - Z.shape[1] - 1, 1)
+    def of(cls, X: np.ndarray, times: np.ndarray) -> _Fit:
+        scale = X.max(0)
+        scale = np.where(scale > 0, scale, 1.0)
+        A = X / scale / times[:, None]  # row i predicts 1 when the fit matches time i exactly
+        coef, _ = nnls(A, np.ones(len(times)))
+        used = coef > 0  # a term held at zero is no free parameter of the fit
+        resid = np.log(times) - np.log((X / scale) @ coef)
+        dof = max(len(times) - int(used.sum()), 1)
         sigma = max(float(np.sqrt(resid @ resid / dof)), 0.02)  # never claim timing is exact
-        return cls(centre, scale, float(y.mean()), coef, inverse, len(y), sigma, dof)
+        inverse = np.zeros((len(coef), len(coef)))
+        inverse[np.ix_(used, used)] = np.linalg.pinv(A[:, used].T @ A[:, used])
+        return cls(scale, coef, inverse, sigma, dof)
 
-    def mean(self, x: np.ndarray) -> float:
-        return self.intercept + float(((x - self.centre) / self.scale) @ self.coef)
+    def time(self, x: np.ndarray) -> float:
+        return max(float((x / self.scale) @ self.coef), 1e-12)
 
     def margin(self, x: np.ndarray, z: float) -> float:
-        """The one-sided prediction-interval half-width at ``z`` normal standard deviations."""
+        """The one-sided prediction-interval half-width of log-throughput at ``z`` normal
+        standard deviations."""
         from scipy.stats import norm, t
 
-        zx = (x - self.centre) / self.scale
-        spread = self.sigma * math.sqrt(1 + 1 / self.n + float(zx @ self.inverse @ zx))
+        a = x / self.scale / self.time(x)
+        spread = self.sigma * math.sqrt(1 + float(a @ self.inverse @ a))
         return float(t.ppf(norm.cdf(z), self.dof)) * spread

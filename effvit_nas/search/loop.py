@@ -3,9 +3,10 @@
 Why ask/tell and not Ray Tune: Optuna's RDB storage is the single source of truth, so
 resuming, heartbeats and PostgreSQL sharing come from Optuna alone; Ray only runs work.
 
-There are no rounds: the loop keeps up to (2 x device actors + ``workers``) candidates in flight
-and asks Optuna for a new one as soon as one finishes (TPE's constant liar keeps it from
-proposing those in flight again). Each is screened (:mod:`effvit_nas.search.screening`:
+There are no rounds: the loop keeps two candidates per device actor being measured or
+screened and waiting (at most 3 x actors + ``workers`` in flight, counting those waiting for a
+proxy), and asks Optuna for a new one as soon as a measurement or a trial finishes (TPE's
+constant liar keeps it from proposing those in flight again). Each is screened (:mod:`effvit_nas.search.screening`:
 reuse, skip, measure), measured when an actor is free, its proxy run when a proxy slot is
 free (the longest waiting work first), and finished in one place
 (:func:`effvit_nas.search.study.tell`). The execution decides what may overlap: on a CPU
@@ -146,10 +147,14 @@ class _Run:
         self.leading: dict[str, int] = {}  # architecture hash -> the trial measuring it
         self.followers: dict[str, list[int]] = {}
         self.tick = 0
-        # every device actor timing one candidate with the next one screened and waiting (so an
-        # actor that finishes starts again at once, not after a tell, an ask and a screen), and
-        # every proxy slot busy
-        self.bound = 2 * execution.measure_slots + options.workers
+        slots = execution.measure_slots
+        # each device actor timing one candidate with the next one screened and waiting, so an
+        # actor that finishes starts again at once, not after a tell, an ask and a screen
+        self.ahead = 2 * slots
+        # trials measured and waiting for their proxy (on a CPU target, for a node that is not
+        # timing) do not hold that back, up to one per actor and proxy slot: the constant liar's
+        # pending trials stay few
+        self.bound = 3 * slots + options.workers
 
     def done(self) -> int:
         return len(self.handle.records(("COMPLETE",)))
@@ -163,7 +168,10 @@ class _Run:
     def loop(self) -> None:
         with Heartbeat(self.handle.storage, self.options.heartbeat_s) as self.heartbeat:
             try:
-                while self.ask_more() or self.flight:
+                while True:
+                    self.dispatch()  # what is screened and waiting starts before the next ask and screen
+                    if not (self.ask_more() or self.flight):
+                        break
                     self.beat()
                     self.dispatch()
                     self.receive(*self.execution.next_result())
@@ -176,10 +184,15 @@ class _Run:
     def beat(self) -> None:
         self.heartbeat.assign([self.handle.trial_id(f.trial) for f in self.flight.values()])
 
+    def to_measure(self) -> int:
+        """Trials in flight waiting for their own measurement or being measured."""
+        return sum(f.planned is not None and f.pending is None for f in self.flight.values())
+
     def ask_more(self) -> bool:
-        """Ask Optuna for candidates up to the bound in flight; False once the run should stop
-        (trials or time reached). Candidates that need no measurement finish here."""
-        while len(self.flight) < self.bound:
+        """Ask Optuna for candidates while fewer than ``ahead`` wait to be measured or are being
+        measured, within the bound in flight; False once the run should stop (trials or time
+        reached). Candidates that need no measurement finish here."""
+        while len(self.flight) < self.bound and self.to_measure() < self.ahead:
             if self.should_stop():
                 return False
             with quiet_optuna():

@@ -52,9 +52,8 @@ class FakeClock:
 
 
 def test_a_timeout_without_trials_stops_the_search_at_its_deadline(tmp_path, monkeypatch, cheap_costs):
-    """--timeout 15s: each measurement takes 10 s on the loop's clock. The three trials asked at
-    the start (the actor's candidate, the next one waiting, the proxy slot's) are measured by
-    30 s, and the first trial to finish then is past the deadline: no more are asked, 3 trials."""
+    """--timeout 15s: each measurement takes 10 s on the loop's clock, so the round that would
+    start at 20 s is past the deadline and never asked for: 2 trials."""
     from effvit_nas.search import loop
 
     clock = FakeClock()
@@ -69,7 +68,7 @@ def test_a_timeout_without_trials_stops_the_search_at_its_deadline(tmp_path, mon
 
     problem, options = _problem_options(tmp_path, trials=None, timeout_s=15)
     summary = run_search(problem, options, measure=ten_seconds, run_proxies=_proxies)
-    assert summary.complete == 3 and len(_trials(options)) == 3 and clock.now == start + 30
+    assert summary.complete == 2 and len(_trials(options)) == 2 and clock.now == start + 20
 
 
 def _presets_in(space_name: str) -> dict[str, ArchConfig]:
