@@ -165,7 +165,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"- Median trials per hour: 1 actor {med[1]:.0f} (range {spread[1]}), 2 actors {med[2]:.0f} (range {spread[2]}): "
         f"**{med[2] / med[1]:.2f}x** (goal >= 1.8x).",
         f"- Median idle share of the actors' time: 1 actor {_median_pct(by[1], 'overhead_share')}, "
-        f"2 actors {_median_pct(by[2], 'overhead_share')}; of it orchestration (idle with no proxy on the node, "
+        f"2 actors {_median_pct(by[2], 'overhead_share')}; of it orchestration (idle with no proxy computing on the node, "
         f"before the last start): 1 actor {_median_pct(by[1], 'orchestration_share')}, "
         f"2 actors {_median_pct(by[2], 'orchestration_share')} (goal < 5 %).",
     ]

@@ -90,7 +90,7 @@ class DeviceWorker:
         except DeviceError as e:  # on a cluster: say which node claimed the device and lacks it
             raise DeviceError(f"{e} (Ray node {_this_node()})") from None
         self._fp = fingerprint(self.torch_device)
-        # import the model code now (seconds: timm, torchvision), not inside the first timing call
+        # import the model code now (seconds of torch imports), not inside the first timing call
         import effvit_nas.model.deploy
         import effvit_nas.model.efficientvit  # noqa: F401
 

@@ -83,7 +83,7 @@ class _Fit:
 
     scale: np.ndarray  # each term's largest value so far, so the solver sees numbers near 1
     coef: np.ndarray  # s/image per scaled unit of each term, all >= 0
-    inverse: np.ndarray  # (A'A)^+ over the terms in use, for the leverage of a new point
+    inverse: np.ndarray  # (A'A + light ridge)^-1 over every term, for the leverage of a new point
     sigma: float  # residual standard deviation of log-time
     dof: int
 
@@ -93,12 +93,14 @@ class _Fit:
         scale = np.where(scale > 0, scale, 1.0)
         A = X / scale / times[:, None]  # row i predicts 1 when the fit matches time i exactly
         coef, _ = nnls(A, np.ones(len(times)))
-        used = coef > 0  # a term held at zero is no free parameter of the fit
         resid = np.log(times) - np.log((X / scale) @ coef)
-        dof = max(len(times) - int(used.sum()), 1)
+        # every term counts as a parameter and widens the interval, also one the fit held at
+        # zero or one the points do not vary in: a candidate that differs from everything
+        # measured in such a term is far, not certain
+        dof = max(len(times) - X.shape[1], 1)
         sigma = max(float(np.sqrt(resid @ resid / dof)), 0.02)  # never claim timing is exact
-        inverse = np.zeros((len(coef), len(coef)))
-        inverse[np.ix_(used, used)] = np.linalg.pinv(A[:, used].T @ A[:, used])
+        gram = A.T @ A
+        inverse = np.linalg.inv(gram + 1e-3 * np.trace(gram) / len(gram) * np.eye(len(gram)))
         return cls(scale, coef, inverse, sigma, dof)
 
     def time(self, x: np.ndarray) -> float:

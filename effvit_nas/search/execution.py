@@ -169,8 +169,13 @@ class _Work:
     retried: bool = False
 
 
-def _warm_proxy_worker(data: Any) -> None:
-    import effvit_nas.proxy.registry  # noqa: F401  (torch, timm and the model code)
+def _warm_proxy_worker(data: Any, proxy: str) -> None:
+    import effvit_nas.proxy.registry  # noqa: F401  (torch and the model code)
+
+    if proxy.startswith("train"):  # timm's optimiser and schedule: ~7 s of CPU (torchvision, torch._dynamo)
+        import timm.loss
+        import timm.optim
+        import timm.scheduler  # noqa: F401
 
 
 class RayExecution:
@@ -229,7 +234,10 @@ class RayExecution:
 
         warm = self._ray.remote(**PROXY_TASK_OPTIONS)(_warm_proxy_worker)
         nodes = [n["NodeID"] for n in alive_nodes() if n["Resources"].get("CPU", 0) >= 1]
-        return [warm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(self._data_ref) for n in nodes]
+        return [
+            warm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(self._data_ref, self.problem.proxy)
+            for n in nodes
+        ]
 
     def _spare_cpu_nodes(self) -> dict[str, int]:
         """Node -> CPUs it has for proxies beside its device actor; nodes without an actor first
@@ -342,20 +350,26 @@ class RayExecution:
             for ref in ready:
                 work = self._running.pop(ref)
                 self._seconds[work.kind == "proxy"] += now - work.started
-                self._span(work, now)
                 if work.kind == "proxy":
-                    self._done.append((work.keys[0], self._get(ref)))
+                    result = self._get(ref)
+                    self._span(work, now, result.get("seconds") if isinstance(result, dict) else None)
+                    self._done.append((work.keys[0], result))
                 else:
+                    self._span(work, now)
                     self._measured(work, ref)
         return self._done.popleft()
 
-    def _span(self, work: _Work, now: float) -> None:
+    def _span(self, work: _Work, now: float, compute_s: float | None = None) -> None:
+        """Record ``work``'s span. A proxy's node waits from its submission until this driver
+        collects it; only the proxy's own computing (``compute_s``, timed in the task) counts
+        as proxy time, the rest (Ray's round trip, the driver busy elsewhere) as orchestration."""
         from effvit_nas.search.usage import ANY_NODE
 
         if work.kind == "measure":
             self._spans["measure"].setdefault(work.member, []).append((work.started, now))
         elif self.proxies_block_timing:
-            self._spans["proxy"].setdefault(work.node or ANY_NODE, []).append((work.started, now))
+            end = now if compute_s is None else min(now, work.started + compute_s)
+            self._spans["proxy"].setdefault(work.node or ANY_NODE, []).append((work.started, end))
 
     def _get(self, ref: Any) -> Any:
         try:

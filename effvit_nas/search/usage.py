@@ -3,9 +3,11 @@
 An actor is idle for one of three reasons, charged in this order:
 
 * ``end``: after the run's last measurement started, there is no candidate left to give it;
-* ``proxy``: a proxy ran on its node, and on a CPU target no timing runs beside a proxy;
+* ``proxy``: a proxy was computing on its node, and on a CPU target no timing runs beside a
+  proxy (the proxy's own seconds, timed in its task);
 * ``other``: the rest, orchestration: the loop telling, asking and screening before it has a
-  candidate to hand over, Ray's round trips, and the driver's own turns on a busy machine.
+  candidate to hand over, Ray's round trips (a proxy's included), and the driver busy
+  elsewhere while a finished proxy waits to be collected.
 
 All times are ``time.perf_counter()`` seconds.
 """

@@ -165,3 +165,19 @@ def test_cuda_deploy_fp16_matches_fp32():
         with torch.autocast("cuda", dtype=torch.float16):
             half = fused(x)
     torch.testing.assert_close(half.float(), ref, atol=5e-2, rtol=5e-2)
+
+
+def test_initialisation_draws_what_timm_draws_for_the_same_seed():
+    """Our truncated normal (the classifier's init) against timm's: the same seed gives the same
+    weights as before the model code stopped importing timm, so trained results reproduce."""
+    from timm.layers import trunc_normal_
+
+    from effvit_nas.model.efficientvit import _truncated_normal
+
+    for std in (0.02, 1.0):
+        ours, theirs = torch.empty(64, 48), torch.empty(64, 48)
+        torch.manual_seed(0)
+        _truncated_normal(ours, std)
+        torch.manual_seed(0)
+        trunc_normal_(theirs, std=std)
+        assert torch.equal(ours, theirs)
