@@ -275,7 +275,7 @@ def measure_configs(
 
     ``worker``: a handle from :func:`get_worker` to reuse. The actor lives as long as a handle
     to it does, so a caller measuring repeatedly (the search) keeps one instead of paying an
-    actor start (seconds: a process, torch, timm) per call; its fingerprint, taken once when
+    actor start (seconds: a process, torch, the model code) per call; its fingerprint, taken once when
     it started, also spares each call the driver's (nvidia-smi on GPUs).
     """
     from effvit_nas.runtime import import_ray
