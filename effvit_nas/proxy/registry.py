@@ -134,6 +134,15 @@ def _proxy(name: str) -> tuple[str, Callable[..., tuple[float, dict]]]:
     return PROXIES[name]
 
 
+def preload(name: str) -> None:
+    """Import what evaluating proxy ``name`` needs beyond this module (torch and the model
+    code), so that a warmed worker's first evaluation does not pay for it."""
+    if name == "train":
+        from effvit_nas.proxy.short_training import preload_training
+
+        preload_training()
+
+
 def evaluate_proxy(
     name: str,
     config: ArchConfig,

@@ -105,6 +105,14 @@ def _augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
     return xp[:, :, dy : dy + h, dx : dx + w]
 
 
+def preload_training() -> None:
+    """Import timm's optimiser, schedule and loss now (about 7 s of CPU: timm brings
+    torchvision and torch._dynamo), for a worker warmed before its first training."""
+    import timm.loss
+    import timm.optim
+    import timm.scheduler  # noqa: F401
+
+
 def _optimizer(model: torch.nn.Module, settings: ShortTrainSettings) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW (no decay on 1-D params and attention biases) and its per-update cosine schedule."""
     from timm.optim import create_optimizer_v2

@@ -170,12 +170,9 @@ class _Work:
 
 
 def _warm_proxy_worker(data: Any, proxy: str) -> None:
-    import effvit_nas.proxy.registry  # noqa: F401  (torch and the model code)
+    from effvit_nas.proxy.registry import preload
 
-    if proxy.startswith("train"):  # timm's optimiser and schedule: ~7 s of CPU (torchvision, torch._dynamo)
-        import timm.loss
-        import timm.optim
-        import timm.scheduler  # noqa: F401
+    preload(proxy)
 
 
 class RayExecution:
