@@ -263,7 +263,14 @@ def _row(rep: dict, name: str) -> dict | None:
 def goals(reports: dict[str, dict], tuned: list[dict], supernet: dict | None) -> list[str]:
     """The issue's two goals, judged on the numbers above: the supernet's Kendall against the
     short-training proxies' at <= 1/10 of their seconds, and fine-tuning within 1/3 of the epochs."""
-    lines = ["## Goals", ""]
+    lines = [
+        "## Goals",
+        "",
+        "Seconds per candidate are the fidelity store's medians. The band's train@50 and train@200 seconds were taken while "
+        "other work shared the cores at times (results/proxy_fidelity_fashion.md gives quiet train@50 as about 7-10 s), "
+        "so the band's cost ratios below are lower bounds; the supernet's were taken on a quiet machine.",
+        "",
+    ]
     for name, rep in reports.items():
         sn = _row(rep, "supernet")
         if not sn or not sn["agreement"]:
