@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -146,8 +147,8 @@ def score_trained(models: dict[str, dict]) -> dict[str, float]:
 def headline_section(models: dict[str, dict], scores: dict[str, float]) -> list[str]:
     from effvit_nas.fidelity.ranking import agreement
 
-    rows = sorted(models, key=lambda h: -sum(models[h]["seeds"].values()) / len(models[h]["seeds"]))
-    ref = {h: sum(models[h]["seeds"].values()) / len(models[h]["seeds"]) for h in rows}
+    ref = {h: statistics.mean(m["seeds"].values()) for h, m in models.items()}
+    rows = sorted(models, key=lambda h: -ref[h])
     lines = [
         "## Against the models trained for the headline comparison",
         "",
@@ -245,8 +246,7 @@ def _lr(tuned: dict) -> str:
 
 def reference_of(rep: dict, arch_hash: str) -> float:
     """The mean of an architecture's reference seeds in a fidelity report."""
-    ref = next(a["reference"] for a in rep["per_arch"] if a["hash"] == arch_hash)
-    return sum(ref) / len(ref)
+    return statistics.mean(next(a["reference"] for a in rep["per_arch"] if a["hash"] == arch_hash))
 
 
 def per_arch(rep: dict) -> list[str]:
@@ -256,11 +256,11 @@ def per_arch(rep: dict) -> list[str]:
         "| architecture | reference top-1 % (mean) | supernet top-1 % | train@50 % | train@200 % | MACs (M) |",
         "|---|---|---|---|---|---|",
     ]
-    archs = sorted((a for a in rep["per_arch"] if a["complete"]), key=lambda a: -sum(a["reference"]) / len(a["reference"]))
+    archs = sorted((a for a in rep["per_arch"] if a["complete"]), key=lambda a: -statistics.mean(a["reference"]))
     for a in archs:
         sn = next((v for k, v in a["proxies"].items() if k.startswith("supernet:")), None)
         cells = [f"{100 * v:.1f}" if v is not None else "-" for v in (sn, a["proxies"].get("train@50"), a["proxies"].get("train@200"))]
-        ref = 100 * sum(a["reference"]) / len(a["reference"])
+        ref = 100 * statistics.mean(a["reference"])
         lines.append(f"| {a['hash']} | {ref:.1f} | {' | '.join(cells)} | {a['proxies'].get('macs', 0) / 1e6:.1f} |")
     return lines
 
