@@ -5,15 +5,17 @@ On Fashion-MNIST at 64 px, over search_spaces/efficientvit64.yaml, with the arch
 references of the fidelity studies (benchmarks/proxy_fidelity_fashion.py,
 results/fidelity_fashion.db):
 
-1. one supernet, trained once with the sandwich rule and in-place distillation on the
-   reference's 10,000 training images (`effvit-nas supernet train`);
-2. the proxy `supernet:DIR` (inherited weights, BatchNorm recalibrated, top-1 on the held-out
-   images) scored on every architecture of both fidelity studies through `effvit-nas fidelity
-   --proxies`, so its Kendall / Spearman against the references and its seconds per candidate
-   sit next to the other proxies';
+1. supernets trained once each with the sandwich rule and in-place distillation on the
+   reference's 10,000 training images (`effvit-nas supernet train`), one per peak lr in SUPERNETS
+   (`supernet train`'s default at batch 64, 1.25e-4, and the proxies' 2e-3);
+2. the proxy `supernet:DIR` of each (inherited weights, BatchNorm recalibrated, top-1 on the
+   held-out images) scored on every architecture of both fidelity studies through `effvit-nas
+   fidelity --proxies`, so its Kendall / Spearman against the references and its seconds per
+   candidate sit next to the other proxies';
 3. fine-tuning: for the first --finetune architectures of the band study, `effvit-nas
    train` from scratch and `train --init-from DIR` with one recipe, and the first epoch at which
-   the fine-tuned model reaches the from-scratch model's final top-1.
+   the fine-tuned model reaches the from-scratch model's final top-1; then short schedules of
+   their own (SHORT_EPOCHS at SHORT_LR) from each supernet, against the from-scratch runs.
 
 Every step resumes or skips what is stored (the supernet's and each training's folder, the
 fidelity study). The supernet's weights (about 300 MB) and checkpoints are not committed.
@@ -33,15 +35,50 @@ import json
 import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 STUDIES = ("band", "space")
-SUPERNET = Path("results/supernet/efficientvit64-fashion")
-FINETUNE_DIR = Path("results/supernet/finetune")
+ROOT = Path("results/supernet")
+FINETUNE_DIR = ROOT / "finetune"
 DATA = ["--data", "fashion-mnist", "--img-size", "64", "--train-per-class", "1000"]
 # the reference's regularisation (flips and padded crops, nothing else): see searched_vs_handdesigned.py
 RECIPE = ["auto_augment=", "reprob=0", "mixup=0", "cutmix=0", "repeated_aug=1", "ema_decay=0", "color_jitter=0", "crop_pad=4"]
 SETS = [a for kv in RECIPE for a in ("--set", kv)]
+# the short fine-tuning runs' peak lr and schedules (epochs), fixed before they ran: a quarter of
+# the from-scratch runs' 2e-3, each schedule a whole cosine of its own
+SHORT_LR = 5e-4
+SHORT_EPOCHS = (1, 2)
+SCRATCH_LR = 0.002  # the from-scratch runs that the short fine-tunes are judged against
+
+
+@dataclass(frozen=True)
+class Supernet:
+    """One trained supernet of this benchmark: its folder and its peak lr at batch 64 (None:
+    `supernet train`'s default, 1e-3 x 64 / 512 = 1.25e-4)."""
+
+    folder: Path
+    lr: float | None
+
+    @property
+    def label(self) -> str:
+        return f"lr {self.lr:g}" if self.lr else "lr 1.25e-4"
+
+    @property
+    def proxy(self) -> str:
+        return f"supernet:{self.folder.resolve()}"
+
+    @property
+    def record(self) -> dict | None:
+        f = self.folder / "supernet.json"
+        return json.loads(f.read_text()) if f.exists() else None
+
+    @property
+    def headline_scores(self) -> Path:
+        return self.folder / "headline_scores.json"
+
+
+SUPERNETS = (Supernet(ROOT / "efficientvit64-fashion", None), Supernet(ROOT / "efficientvit64-fashion-lr2e-3", 0.002))
 
 
 def run(cmd: list[str]) -> None:
@@ -51,16 +88,13 @@ def run(cmd: list[str]) -> None:
         sys.exit(rc)
 
 
-def train_supernet(epochs: int) -> None:
-    if (SUPERNET / "supernet.json").exists():
+def train_supernet(net: Supernet, epochs: int) -> None:
+    if net.record is not None:
         return
-    resume = ["--resume"] if (SUPERNET / "checkpoints").exists() else []
+    resume = ["--resume"] if (net.folder / "checkpoints").exists() else []
+    lr = ["--lr", f"{net.lr:g}"] if net.lr else []
     run(["effvit-nas", "supernet", "train", "--space", "efficientvit64", *DATA, "--val-per-class", "100",
-         "--epochs", str(epochs), "--batch", "64", "--out", str(SUPERNET), *SETS, *resume, "--quiet"])  # fmt: skip
-
-
-def proxy() -> str:
-    return f"supernet:{SUPERNET.resolve()}"
+         "--epochs", str(epochs), "--batch", "64", *lr, "--out", str(net.folder), *SETS, *resume, "--quiet"])  # fmt: skip
 
 
 def fidelity_command(study: str, *extra: str) -> list[str]:
@@ -71,36 +105,57 @@ def fidelity_command(study: str, *extra: str) -> list[str]:
 
 
 def report_of(study: str) -> dict | None:
-    proxies = ["--proxies", f"params,macs,naswot,synflow,gradnorm,dss,train@50,train@200,{proxy()}"]
+    nets = ",".join(n.proxy for n in SUPERNETS if n.record is not None)
+    proxies = ["--proxies", f"params,macs,naswot,synflow,gradnorm,dss,train@50,train@200,{nets}"]
     r = subprocess.run(fidelity_command(study, *proxies, "--report-only", "--json"), capture_output=True, text=True)
     return json.loads(r.stdout) if r.returncode == 0 else None
 
 
+def _train(config: dict, dest: Path, epochs: int, extra: list[str]) -> list[float] | None:
+    """`effvit-nas train` of ``config`` into ``dest`` unless it is there (``extra`` None: only
+    read what is stored); its per-epoch top-1."""
+    if extra is not None and not (dest / "train.json").exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (dest.parent / "config.json").write_text(json.dumps(config))
+        resume = ["--resume"] if dest.exists() else []
+        run(["effvit-nas", "train", str(dest.parent / "config.json"), *DATA, "--epochs", str(epochs), "--batch", "64",
+             "--out", str(dest), *SETS, *extra, *resume, "--quiet"])  # fmt: skip
+    f = dest / "train.json"
+    return [h["top1"] for h in json.loads(f.read_text())["history"]] if f.exists() else None
+
+
 def finetune(report: dict, archs: int, epochs: int, train: bool, lr: float | None = None) -> list[dict]:
-    """From scratch and from the supernet, per architecture: each run's per-epoch top-1 (with
-    ``train`` False only what is stored); ``lr``: both runs' peak lr (None: `train`'s default)."""
+    """From scratch and from the first supernet, per architecture, one schedule of ``epochs``:
+    each run's per-epoch top-1 (with ``train`` False only what is stored); ``lr``: both runs'
+    peak lr (None: `train`'s default)."""
     out = []
     for arch in [a for a in report["per_arch"] if a["complete"]][:archs]:
         folder = FINETUNE_DIR / (f"lr-{lr:g}" if lr else "") / arch["hash"]
-        runs = {}
         lr_flag = ["--lr", f"{lr:g}"] if lr else []
-        for name, extra in (("scratch", lr_flag), ("inherited", [*lr_flag, "--init-from", str(SUPERNET)])):
-            dest = folder / name
-            if train and not (dest / "train.json").exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / "config.json").write_text(json.dumps(arch["config"]))
-                resume = ["--resume"] if dest.exists() else []
-                run(["effvit-nas", "train", str(folder / "config.json"), *DATA, "--epochs", str(epochs), "--batch", "64",
-                     "--out", str(dest), *SETS, *extra, *resume, "--quiet"])  # fmt: skip
-            if (dest / "train.json").exists():
-                runs[name] = [h["top1"] for h in json.loads((dest / "train.json").read_text())["history"]]
-        if len(runs) == 2:
+        runs = {
+            name: _train(arch["config"], folder / name, epochs, extra if train else None)
+            for name, extra in (("scratch", lr_flag), ("inherited", [*lr_flag, "--init-from", str(SUPERNETS[0].folder)]))
+        }
+        if all(runs.values()):
             out.append({"hash": arch["hash"], "lr": lr, **runs})
     return out
 
 
+def short_finetune(report: dict, archs: int, net: Supernet, train: bool) -> list[dict]:
+    """Per architecture: fine-tuning from ``net`` with schedules of SHORT_EPOCHS at SHORT_LR
+    (each run's final top-1), next to the from-scratch run at SCRATCH_LR (`finetune`'s)."""
+    out = []
+    for arch in [a for a in report["per_arch"] if a["complete"]][:archs]:
+        scratch = _train(arch["config"], FINETUNE_DIR / f"lr-{SCRATCH_LR:g}" / arch["hash"] / "scratch", 0, None)
+        flags = ["--lr", f"{SHORT_LR:g}", "--init-from", str(net.folder)]
+        folder = FINETUNE_DIR / "short" / net.folder.name / arch["hash"]
+        runs = {e: _train(arch["config"], folder / f"epochs-{e}", e, flags if train else None) for e in SHORT_EPOCHS}
+        if scratch and all(runs.values()):
+            out.append({"hash": arch["hash"], "supernet": net.label, "scratch": scratch, "short": {e: r[-1] for e, r in runs.items()}})
+    return out
+
+
 HEADLINE = Path("results/searched")  # the models trained for results/searched_vs_handdesigned.md
-HEADLINE_SCORES = SUPERNET.parent / "headline_scores.json"
 
 
 def trained_models() -> dict[str, dict]:
@@ -119,120 +174,163 @@ def trained_models() -> dict[str, dict]:
     return out
 
 
-def score_trained(models: dict[str, dict]) -> dict[str, float]:
-    """The supernet proxy of each trained model (stored in HEADLINE_SCORES; only new ones run).
-    A preset's windows larger than its feature maps are set to the space's 4, the same network
-    at 64 px (a window never exceeds the tokens it covers)."""
+def score_trained(models: dict[str, dict], net: Supernet) -> dict[str, float]:
+    """The supernet proxy of each trained model (stored in the supernet's headline_scores.json;
+    only new ones run). A preset's windows larger than its feature maps are set to the space's
+    4, the same network at 64 px (a window never exceeds the tokens it covers)."""
     import yaml
 
-    scores = json.loads(HEADLINE_SCORES.read_text()) if HEADLINE_SCORES.exists() else {}
+    scores = json.loads(net.headline_scores.read_text()) if net.headline_scores.exists() else {}
     todo = [h for h in models if h not in scores]
     if todo:
         paths = []
         for h in todo:
             cfg = yaml.safe_load((Path(models[h]["folder"]) / "config.yaml").read_text())
             cfg["windows"] = [min(w, 4) for w in cfg["windows"]]
-            paths.append(SUPERNET.parent / f"headline-{h}.yaml")
+            paths.append(ROOT / f"headline-{h}.yaml")
             paths[-1].write_text(yaml.safe_dump(cfg))
-        cmd = ["effvit-nas", "proxy", *map(str, paths), "--proxy", proxy(), "--data", "fashion-mnist", "--img-size", "64",
+        cmd = ["effvit-nas", "proxy", *map(str, paths), "--proxy", net.proxy, "--data", "fashion-mnist", "--img-size", "64",
                "--train-per-class", "100", "--val-per-class", "100", "--json"]  # fmt: skip
         print("==", " ".join(cmd), flush=True)
         records = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
         records = records if isinstance(records, list) else [records]
         scores |= {h: r["value"] for h, r in zip(todo, records, strict=True)}
-        HEADLINE_SCORES.write_text(json.dumps(scores, indent=1))
+        net.headline_scores.write_text(json.dumps(scores, indent=1))
     return scores
 
 
-def headline_section(models: dict[str, dict], scores: dict[str, float]) -> list[str]:
+def headline_section(models: dict[str, dict], scores: dict[str, dict[str, float]]) -> list[str]:
+    """``scores``: supernet label -> architecture -> its supernet top-1."""
     from effvit_nas.fidelity.ranking import agreement
 
     ref = {h: statistics.mean(m["seeds"].values()) for h, m in models.items()}
     rows = sorted(models, key=lambda h: -ref[h])
+    labels = list(scores)
     lines = [
         "## Against the models trained for the headline comparison",
         "",
         f"The {len(rows)} distinct architectures trained in results/searched_vs_handdesigned.md (20,000 images, 10 epochs, 3 seeds: "
-        "a stronger reference than the fidelity studies'), scored by the supernet proxy "
+        "a stronger reference than the fidelity studies'), scored by each supernet "
         "(`effvit-nas proxy CONFIG... --proxy supernet:DIR`, same data settings as above).",
         "",
-        "| architecture | trained top-1 % (mean of seeds) | supernet top-1 % | search's train@50 % |",
-        "|---|---|---|---|",
+        f"| architecture | trained top-1 % (mean of seeds) | {' | '.join(f'supernet {x} %' for x in labels)} | search's train@50 % |",
+        "|---|---|" + "---|" * len(labels) + "---|",
     ]
     for h in rows:
         t50 = models[h]["train@50"]
-        name = Path(models[h]["folder"]).name
+        cells = " | ".join(f"{100 * scores[x][h]:.1f}" for x in labels)
         lines.append(
-            f"| {name} | {100 * ref[h]:.2f} ({len(models[h]['seeds'])}) | {100 * scores[h]:.1f} | {'-' if t50 is None else f'{100 * t50:.1f}'} |"
+            f"| {Path(models[h]['folder']).name} | {100 * ref[h]:.2f} ({len(models[h]['seeds'])}) | {cells} | "
+            f"{'-' if t50 is None else f'{100 * t50:.1f}'} |"
         )
     lines.append("")
-    a = agreement([scores[h] for h in rows], [ref[h] for h in rows])
-    lines.append(
-        f"- supernet, all {a.n}: Kendall {a.kendall:+.2f} [{a.kendall_ci[0]:+.2f}, {a.kendall_ci[1]:+.2f}], Spearman {a.spearman:+.2f}"
-    )
     found = [h for h in rows if models[h]["train@50"] is not None]
+    for label in labels:
+        a = agreement([scores[label][h] for h in rows], [ref[h] for h in rows])
+        lines.append(f"- supernet {label}, all {a.n}: Kendall {_ci(a.kendall, a.kendall_ci)}, Spearman {a.spearman:+.2f}")
+        if len(found) >= 3:
+            b = agreement([scores[label][h] for h in found], [ref[h] for h in found])
+            lines.append(f"  - the {b.n} found models: Kendall {_ci(b.kendall, b.kendall_ci)}")
     if len(found) >= 3:
-        for label, vals in (("supernet", [scores[h] for h in found]), ("train@50", [models[h]["train@50"] for h in found])):
-            b = agreement(vals, [ref[h] for h in found])
-            lines.append(f"- {label}, the {b.n} found models: Kendall {b.kendall:+.2f} [{b.kendall_ci[0]:+.2f}, {b.kendall_ci[1]:+.2f}]")
+        b = agreement([models[h]["train@50"] for h in found], [ref[h] for h in found])
+        lines.append(f"- the search's train@50, the {b.n} found models: Kendall {_ci(b.kendall, b.kendall_ci)}")
     return [*lines, ""]
+
+
+def _ci(value: float, ci: tuple[float, float] | list[float]) -> str:
+    return f"{value:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
 def epochs_to_reach(curve: list[float], target: float) -> int | None:
     return next((i + 1 for i, v in enumerate(curve) if v >= target), None)
 
 
-def markdown(reports: dict[str, dict], tuned: list[dict], supernet: dict | None) -> str:
-    lines = ["# The supernet on Fashion-MNIST at 64 px", ""]
-    if supernet:
-        lines += [
-            f"Supernet: {supernet['epochs']} epochs over 10,000 training images, batch 64, sandwich rule (largest, smallest, "
-            f"{supernet['settings']['random_subnets']} random per update), in-place distillation {supernet['settings']['distill']}; "
-            f"one-time cost {supernet['seconds'] / 60:.0f} min on this 2-core CPU. Held-out top-1 after BN recalibration: "
-            f"largest {100 * supernet['top1_largest']:.1f} %, smallest {100 * supernet['top1_smallest']:.1f} %.",
-            "",
-        ]
+def _name(proxy: str) -> str:
+    """A proxy's name in the tables: a supernet's by its lr."""
+    net = next((n for n in SUPERNETS if proxy == n.proxy), None)
+    return f"supernet {net.label}" if net else proxy
+
+
+def _supernet_lines(nets: list[Supernet]) -> list[str]:
+    lines = []
+    for net in nets:
+        r = net.record
+        lines.append(
+            f"- **supernet {net.label}** (`{net.folder}`): {r['epochs']} epochs over 10,000 training images, batch 64, peak lr "
+            f"{r['recipe']['lr']:g}, sandwich rule (largest, smallest, {r['settings']['random_subnets']} random per update), "
+            f"in-place distillation {r['settings']['distill']}; one-time cost {r['seconds'] / 60:.0f} min on this 2-core CPU. "
+            f"Held-out top-1 after BN recalibration: largest {100 * r['top1_largest']:.1f} %, smallest {100 * r['top1_smallest']:.1f} %."
+        )
+    return [*lines, ""]
+
+
+def _proxy_table(rep: dict) -> list[str]:
+    lines = ["| proxy | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | s / candidate |", "|---|---|---|---|"]
+    for row in rep["rows"]:
+        a = row["agreement"]
+        cells = f"{_ci(a['kendall'], a['kendall_ci'])} | {_ci(a['spearman'], a['spearman_ci'])}" if a else "- | -"
+        seconds = f"{row['seconds']:.2f}" if row["seconds"] is not None else "-"
+        lines.append(f"| {_name(row['proxy'])} | {cells} | {seconds} |")
+    if rep.get("ceiling"):
+        c = rep["ceiling"]
+        lines.append(f"| *reference seed 0 vs 1 (ceiling)* | {_ci(c['kendall'], c['kendall_ci'])} | | |")
+    return [*lines, ""]
+
+
+def _finetune_lines(reports: dict[str, dict], tuned: list[dict]) -> list[str]:
+    lines = [
+        "## Fine-tuning from inherited weights, one schedule for both runs",
+        "",
+        "Both runs of a row use `train`'s recipe at one peak lr (its default at batch 64 is 1.25e-4, no warm-up at 5 epochs; "
+        "`--finetune-lr` sets another for both), top-1 on the 10,000 test images, inherited from the supernet "
+        f"{SUPERNETS[0].label}. The fidelity reference of the same architecture (the proxies' recipe: peak lr 2e-3, 10 % warm-up; "
+        "same 10,000 images, 5 epochs) is another from-scratch run: the last column counts the inherited run's epochs to reach it too.",
+        "",
+        "| architecture | peak lr | from scratch (top-1 % per epoch) | inherited | epochs to reach scratch's final | reference (2 seeds) | epochs to reach it |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in tuned:
+        reach = epochs_to_reach(t["inherited"], t["scratch"][-1])
+        ref = reference_of(reports["band"], t["hash"])
+        to_ref = epochs_to_reach(t["inherited"], ref)
+        fmt = ", ".join
+        lines.append(
+            f"| {t['hash']} | {_lr(t)} | {fmt(f'{100 * v:.1f}' for v in t['scratch'])} | {fmt(f'{100 * v:.1f}' for v in t['inherited'])} | "
+            f"{reach if reach is not None else 'not reached'} of {len(t['scratch'])} | {100 * ref:.1f} | "
+            f"{to_ref if to_ref is not None else 'not reached'} of {len(t['inherited'])} |"
+        )
+    return [*lines, ""]
+
+
+def _short_lines(reports: dict[str, dict], short: list[dict]) -> list[str]:
+    lines = [
+        "## Short fine-tuning schedules",
+        "",
+        f"Fine-tuning from inherited weights with a whole schedule of {' or '.join(map(str, SHORT_EPOCHS))} epoch(s) at peak lr "
+        f"{SHORT_LR:g} (no warm-up; lr and schedules fixed before these runs), against training from scratch for "
+        f"{len(short[0]['scratch'])} epochs at peak lr {SCRATCH_LR:g} (the table above) and the fidelity reference. "
+        "Final top-1 on the 10,000 test images.",
+        "",
+        f"| architecture | inherited from | {' | '.join(f'fine-tuned {e} epoch(s) %' for e in SHORT_EPOCHS)} | scratch % | reference % |",
+        "|---|---|" + "---|" * len(SHORT_EPOCHS) + "---|---|",
+    ]
+    for t in short:
+        cells = " | ".join(f"{100 * t['short'][e]:.1f}" for e in SHORT_EPOCHS)
+        ref = reference_of(reports["band"], t["hash"])
+        lines.append(f"| {t['hash']} | supernet {t['supernet']} | {cells} | {100 * t['scratch'][-1]:.1f} | {100 * ref:.1f} |")
+    return [*lines, ""]
+
+
+def markdown(reports: dict[str, dict], tuned: list[dict], short: list[dict], nets: list[Supernet]) -> str:
+    lines = ["# The supernet on Fashion-MNIST at 64 px", "", *_supernet_lines(nets)]
     for name, rep in reports.items():
         lines += [f"## {name} study `{rep['study']}`: {rep['complete']} of {rep['archs']} architectures complete", ""]
-        lines += ["| proxy | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | s / candidate |", "|---|---|---|---|"]
-        for row in rep["rows"]:
-            a = row["agreement"]
-            cells = f"{a['kendall']:+.2f} [{a['kendall_ci'][0]:+.2f}, {a['kendall_ci'][1]:+.2f}] | " if a else "- | "
-            cells += f"{a['spearman']:+.2f} [{a['spearman_ci'][0]:+.2f}, {a['spearman_ci'][1]:+.2f}]" if a else "-"
-            seconds = f"{row['seconds']:.2f}" if row["seconds"] is not None else "-"
-            lines.append(
-                f"| {row['proxy'].split('/')[-1] if row['proxy'].startswith('supernet') else row['proxy']} | {cells} | {seconds} |"
-            )
-        if rep.get("ceiling"):
-            c = rep["ceiling"]
-            lines.append(
-                f"| *reference seed 0 vs 1 (ceiling)* | {c['kendall']:+.2f} [{c['kendall_ci'][0]:+.2f}, {c['kendall_ci'][1]:+.2f}] | | |"
-            )
-        lines += ["", *per_arch(rep), ""]
+        lines += [*_proxy_table(rep), *per_arch(rep, nets), ""]
     if tuned:
-        lines += [
-            "## Fine-tuning from inherited weights",
-            "",
-            "Both runs of a row use `train`'s recipe at one peak lr (its default at batch 64 is 1.25e-4, no warm-up at 5 epochs; "
-            "`--finetune-lr` sets another for both), top-1 on the 10,000 test images. "
-            "The fidelity reference of the same architecture (the proxies' recipe: peak lr 2e-3, 10 % warm-up; same 10,000 images, 5 epochs) "
-            "is another from-scratch run: the last column counts the inherited run's epochs to reach it too.",
-            "",
-            "| architecture | peak lr | from scratch (top-1 % per epoch) | inherited | epochs to reach scratch's final | reference (2 seeds) | epochs to reach it |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for t in tuned:
-            reach = epochs_to_reach(t["inherited"], t["scratch"][-1])
-            ref = reference_of(reports["band"], t["hash"])
-            to_ref = epochs_to_reach(t["inherited"], ref)
-            fmt = ", ".join
-            lines.append(
-                f"| {t['hash']} | {_lr(t)} | {fmt(f'{100 * v:.1f}' for v in t['scratch'])} | {fmt(f'{100 * v:.1f}' for v in t['inherited'])} | "
-                f"{reach if reach is not None else 'not reached'} of {len(t['scratch'])} | {100 * ref:.1f} | "
-                f"{to_ref if to_ref is not None else 'not reached'} of {len(t['inherited'])} |"
-            )
-        lines.append("")
-    lines += goals(reports, tuned, supernet)
+        lines += _finetune_lines(reports, tuned)
+    if short:
+        lines += _short_lines(reports, short)
+    lines += goals(reports, tuned, short, nets)
     lines += [
         "Command: `uv run python benchmarks/supernet_fashion.py --finetune-lr 0.002` (resumes; `--report-only` rebuilds this file).",
         "",
@@ -249,73 +347,94 @@ def reference_of(rep: dict, arch_hash: str) -> float:
     return statistics.mean(next(a["reference"] for a in rep["per_arch"] if a["hash"] == arch_hash))
 
 
-def per_arch(rep: dict) -> list[str]:
-    """Each architecture's reference top-1 (mean of its seeds) next to its supernet and
+def per_arch(rep: dict, nets: list[Supernet]) -> list[str]:
+    """Each architecture's reference top-1 (mean of its seeds) next to each supernet's and the
     short-training scores, sorted by the reference."""
+    heads = [f"supernet {n.label} %" for n in nets]
     lines = [
-        "| architecture | reference top-1 % (mean) | supernet top-1 % | train@50 % | train@200 % | MACs (M) |",
-        "|---|---|---|---|---|---|",
+        f"| architecture | reference top-1 % (mean) | {' | '.join(heads)} | train@50 % | train@200 % | MACs (M) |",
+        "|---|---|" + "---|" * len(heads) + "---|---|---|",
     ]
     archs = sorted((a for a in rep["per_arch"] if a["complete"]), key=lambda a: -statistics.mean(a["reference"]))
     for a in archs:
-        sn = next((v for k, v in a["proxies"].items() if k.startswith("supernet:")), None)
-        cells = [f"{100 * v:.1f}" if v is not None else "-" for v in (sn, a["proxies"].get("train@50"), a["proxies"].get("train@200"))]
+        values = [a["proxies"].get(n) for n in (*(n.proxy for n in nets), "train@50", "train@200")]
+        cells = [f"{100 * v:.1f}" if v is not None else "-" for v in values]
         ref = 100 * statistics.mean(a["reference"])
         lines.append(f"| {a['hash']} | {ref:.1f} | {' | '.join(cells)} | {a['proxies'].get('macs', 0) / 1e6:.1f} |")
     return lines
 
 
 def _row(rep: dict, name: str) -> dict | None:
-    return next((r for r in rep["rows"] if r["proxy"] == name or (name == "supernet" and r["proxy"].startswith("supernet:"))), None)
+    return next((r for r in rep["rows"] if r["proxy"] == name), None)
 
 
-def goals(reports: dict[str, dict], tuned: list[dict], supernet: dict | None) -> list[str]:
-    """The issue's two goals, judged on the numbers above: the supernet's Kendall against the
-    short-training proxies' at <= 1/10 of their seconds, and fine-tuning within 1/3 of the epochs."""
+def _ranking_goal(name: str, rep: dict, net: Supernet) -> list[str]:
+    """The supernet's Kendall against the short-training proxies' at <= 1/10 of their seconds."""
+    sn, lines = _row(rep, net.proxy), []
+    if not sn or not sn["agreement"]:
+        return lines
+    for short in ("train@50", "train@200"):
+        tr = _row(rep, short)
+        if not tr or not tr["agreement"] or not tr["seconds"]:
+            continue
+        ratio = sn["seconds"] / tr["seconds"]
+        met = sn["agreement"]["kendall"] >= tr["agreement"]["kendall"] and ratio <= 0.1
+        lines.append(
+            f"- {name}, supernet {net.label}: τ {sn['agreement']['kendall']:+.2f} vs {short} τ {tr['agreement']['kendall']:+.2f}, "
+            f"at {ratio:.3f}x its seconds per candidate ({sn['seconds']:.2f} s vs {tr['seconds']:.2f} s): {'met' if met else 'NOT met'}"
+        )
+        if tr["seconds"] > sn["seconds"]:
+            lines[-1] += f"; the one-time cost pays back after {net.record['seconds'] / (tr['seconds'] - sn['seconds']):,.0f} candidates"
+    return lines
+
+
+def _reach_line(what: str, target: float, reach: int | None, tried: int, allowed: float) -> str:
+    met = reach is not None and reach <= allowed
+    got = f"reached after {reach}" if reach else f"not reached in {tried}"
+    return f"{what} ({100 * target:.1f} %): {got} epoch(s) (goal <= {allowed:.1f}): {'met' if met else 'NOT met'}"
+
+
+def goals(reports: dict[str, dict], tuned: list[dict], short: list[dict], nets: list[Supernet]) -> list[str]:
+    """The issue's two goals, judged on the numbers above."""
     lines = [
         "## Goals",
         "",
         "Seconds per candidate are the fidelity store's medians. The band's train@50 and train@200 seconds were taken while "
         "other work shared the cores at times (results/proxy_fidelity_fashion.md gives quiet train@50 as about 7-10 s), "
-        "so the band's cost ratios below are lower bounds; the supernet's were taken on a quiet machine.",
+        "so the band's cost ratios below are lower bounds; the supernets' were taken on a quiet machine.",
         "",
     ]
     for name, rep in reports.items():
-        sn = _row(rep, "supernet")
-        if not sn or not sn["agreement"]:
-            continue
-        for short in ("train@50", "train@200"):
-            tr = _row(rep, short)
-            if not tr or not tr["agreement"] or not tr["seconds"]:
-                continue
-            ratio = sn["seconds"] / tr["seconds"]
-            met = sn["agreement"]["kendall"] >= tr["agreement"]["kendall"] and ratio <= 0.1
-            lines.append(
-                f"- {name}: supernet τ {sn['agreement']['kendall']:+.2f} vs {short} τ {tr['agreement']['kendall']:+.2f}, "
-                f"at {ratio:.3f}x its seconds per candidate ({sn['seconds']:.2f} s vs {tr['seconds']:.2f} s): "
-                f"{'met' if met else 'NOT met'}"
-            )
-            if supernet and tr["seconds"] > sn["seconds"]:
-                lines[-1] += (
-                    f"; the supernet's one-time cost pays back after {supernet['seconds'] / (tr['seconds'] - sn['seconds']):,.0f} candidates"
-                )
+        for net in nets:
+            lines += _ranking_goal(name, rep, net)
     for t in tuned:
-        reach = epochs_to_reach(t["inherited"], t["scratch"][-1])
-        met = reach is not None and reach <= len(t["scratch"]) / 3
+        allowed = len(t["scratch"]) / 3
         lines.append(
-            f"- fine-tuning {t['hash']} at lr {_lr(t)}: scratch's final top-1 ({100 * t['scratch'][-1]:.1f} % after {len(t['scratch'])} epochs) "
-            f"{'reached after ' + str(reach) if reach else 'not reached in ' + str(len(t['inherited']))} epoch(s) from inherited weights "
-            f"(goal <= {len(t['scratch']) / 3:.1f}): {'met' if met else 'NOT met'}"
+            _reach_line(
+                f"- fine-tuning {t['hash']} at lr {_lr(t)} from supernet {SUPERNETS[0].label}, to scratch's final",
+                t["scratch"][-1],
+                epochs_to_reach(t["inherited"], t["scratch"][-1]),
+                len(t["inherited"]),
+                allowed,
+            )
         )
         if "band" in reports:
             ref = reference_of(reports["band"], t["hash"])
-            to_ref = epochs_to_reach(t["inherited"], ref)
-            met = to_ref is not None and to_ref <= len(t["inherited"]) / 3
             lines.append(
-                f"  - against the fidelity reference, trained from scratch ({100 * ref:.1f} %): "
-                f"{'reached after ' + str(to_ref) if to_ref else 'not reached in ' + str(len(t['inherited']))} epoch(s): "
-                f"{'met' if met else 'NOT met'}"
+                _reach_line("  - to the fidelity reference", ref, epochs_to_reach(t["inherited"], ref), len(t["inherited"]), allowed)
             )
+    for t in short:
+        target = max(t["scratch"][-1], reference_of(reports["band"], t["hash"]))
+        reach = next((e for e in SHORT_EPOCHS if t["short"][e] >= target), None)
+        lines.append(
+            _reach_line(
+                f"- short fine-tuning {t['hash']} from supernet {t['supernet']}, to the better from-scratch run",
+                target,
+                reach,
+                max(SHORT_EPOCHS),
+                len(t["scratch"]) / 3,
+            )
+        )
     return [*lines, ""]
 
 
@@ -327,27 +446,30 @@ def main() -> None:
     ap.add_argument("--finetune-lr", type=float, default=None, help="also fine-tune and train from scratch at this peak lr")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
-    if not args.report_only:
-        train_supernet(args.epochs)
-        for study in STUDIES:
-            run(fidelity_command(study, "--proxies", proxy()))
+    train = not args.report_only
+    if train:
+        for net in SUPERNETS:
+            train_supernet(net, args.epochs)
+            for study in STUDIES:
+                run(fidelity_command(study, "--proxies", net.proxy))
+    nets = [n for n in SUPERNETS if n.record is not None]
     reports = {s: r for s in STUDIES if (r := report_of(s)) is not None}
-    tuned = []
-    if "band" in reports and (SUPERNET / "supernet.json").exists():
-        tuned = finetune(reports["band"], args.finetune, args.finetune_epochs, train=not args.report_only)
+    tuned, short = [], []
+    if "band" in reports and nets:
+        tuned = finetune(reports["band"], args.finetune, args.finetune_epochs, train)
         if args.finetune_lr:
-            tuned += finetune(reports["band"], args.finetune, args.finetune_epochs, not args.report_only, args.finetune_lr)
-    supernet = json.loads((SUPERNET / "supernet.json").read_text()) if (SUPERNET / "supernet.json").exists() else None
-    text = markdown(reports, tuned, supernet)
-    headline = None
-    if supernet and (HEADLINE_SCORES.exists() or not args.report_only):
-        models = trained_models()
-        headline = {"models": models, "supernet": score_trained(models)}
-        text += "\n" + "\n".join(headline_section(models, headline["supernet"]))
+            tuned += finetune(reports["band"], args.finetune, args.finetune_epochs, train, args.finetune_lr)
+        for net in nets:
+            short += short_finetune(reports["band"], args.finetune, net, train)
+    text = markdown(reports, tuned, short, nets)
+    models = trained_models()
+    scores = {n.label: score_trained(models, n) for n in nets if n.headline_scores.exists() or train}
+    if scores:
+        text += "\n" + "\n".join(headline_section(models, scores))
     Path("results/supernet_fashion.md").write_text(text)
-    Path("results/supernet_fashion.json").write_text(
-        json.dumps({"reports": reports, "finetune": tuned, "supernet": supernet, "headline": headline}, indent=1, default=str)
-    )
+    record = {"reports": reports, "finetune": tuned, "short_finetune": short, "supernets": {n.label: n.record for n in nets}}
+    record["headline"] = {"models": models, "supernet": scores}
+    Path("results/supernet_fashion.json").write_text(json.dumps(record, indent=1, default=str))
     print(text)
 
 
