@@ -20,9 +20,10 @@ results/fidelity_fashion.db):
 Every step resumes or skips what is stored (the supernet's and each training's folder, the
 fidelity study). The supernet's weights (about 300 MB) and checkpoints are not committed.
 
-Status (2026-12-01): run once, complete (10 supernet epochs: 92 min on these 2 cores with
-nothing else running; the fidelity scoring and 4 fine-tuning runs about 25 min more). The last
-section scores the models trained for results/searched_vs_handdesigned.md as well.
+Status (2026-12-01): run, complete for both supernets (10 epochs each: 92 and 95 min on these 2
+cores with nothing else running; the fidelity scoring and the fine-tuning runs about 25 min more
+per supernet). The last section scores the models trained for
+results/searched_vs_handdesigned.md as well.
 
     uv run python benchmarks/supernet_fashion.py --finetune-lr 0.002   # run (resumes), then report
     uv run python benchmarks/supernet_fashion.py --finetune-lr 0.002 --report-only
