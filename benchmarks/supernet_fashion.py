@@ -39,6 +39,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from proxy_fidelity_fashion import _ci, command  # a sibling script, not a package
+
 STUDIES = ("band", "space")
 ROOT = Path("results/supernet")
 FINETUNE_DIR = ROOT / "finetune"
@@ -98,17 +101,10 @@ def train_supernet(net: Supernet, epochs: int) -> None:
          "--epochs", str(epochs), "--batch", "64", *lr, "--out", str(net.folder), *SETS, *resume, "--quiet"])  # fmt: skip
 
 
-def fidelity_command(study: str, *extra: str) -> list[str]:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from proxy_fidelity_fashion import command
-
-    return command(study, *extra)
-
-
 def report_of(study: str) -> dict | None:
     nets = ",".join(n.proxy for n in SUPERNETS if n.record is not None)
     proxies = ["--proxies", f"params,macs,naswot,synflow,gradnorm,dss,train@50,train@200,{nets}"]
-    r = subprocess.run(fidelity_command(study, *proxies, "--report-only", "--json"), capture_output=True, text=True)
+    r = subprocess.run(command(study, *proxies, "--report-only", "--json"), capture_output=True, text=True)
     return json.loads(r.stdout) if r.returncode == 0 else None
 
 
@@ -121,6 +117,11 @@ def _train(config: dict, dest: Path, epochs: int, extra: list[str]) -> list[floa
         resume = ["--resume"] if dest.exists() else []
         run(["effvit-nas", "train", str(dest.parent / "config.json"), *DATA, "--epochs", str(epochs), "--batch", "64",
              "--out", str(dest), *SETS, *extra, *resume, "--quiet"])  # fmt: skip
+    return _curve(dest)
+
+
+def _curve(dest: Path) -> list[float] | None:
+    """The per-epoch top-1 of the training stored in ``dest`` (None: none there)."""
     f = dest / "train.json"
     return [h["top1"] for h in json.loads(f.read_text())["history"]] if f.exists() else None
 
@@ -147,7 +148,7 @@ def short_finetune(report: dict, archs: int, net: Supernet, train: bool) -> list
     (each run's final top-1), next to the from-scratch run at SCRATCH_LR (`finetune`'s)."""
     out = []
     for arch in [a for a in report["per_arch"] if a["complete"]][:archs]:
-        scratch = _train(arch["config"], FINETUNE_DIR / f"lr-{SCRATCH_LR:g}" / arch["hash"] / "scratch", 0, None)
+        scratch = _curve(FINETUNE_DIR / f"lr-{SCRATCH_LR:g}" / arch["hash"] / "scratch")
         flags = ["--lr", f"{SHORT_LR:g}", "--init-from", str(net.folder)]
         folder = FINETUNE_DIR / "short" / net.folder.name / arch["hash"]
         runs = {e: _train(arch["config"], folder / f"epochs-{e}", e, flags if train else None) for e in SHORT_EPOCHS}
@@ -236,10 +237,6 @@ def headline_section(models: dict[str, dict], scores: dict[str, dict[str, float]
         b = agreement([models[h]["train@50"] for h in found], [ref[h] for h in found])
         lines.append(f"- the search's train@50, the {b.n} found models: Kendall {_ci(b.kendall, b.kendall_ci)}")
     return [*lines, ""]
-
-
-def _ci(value: float, ci: tuple[float, float] | list[float]) -> str:
-    return f"{value:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
 def epochs_to_reach(curve: list[float], target: float) -> int | None:
@@ -452,7 +449,7 @@ def main() -> None:
         for net in SUPERNETS:
             train_supernet(net, args.epochs)
             for study in STUDIES:
-                run(fidelity_command(study, "--proxies", net.proxy))
+                run(command(study, "--proxies", net.proxy))
     nets = [n for n in SUPERNETS if n.record is not None]
     reports = {s: r for s in STUDIES if (r := report_of(s)) is not None}
     tuned, short = [], []
