@@ -38,10 +38,9 @@ def reference_points(
 ) -> list[ReferencePoint]:
     """M0-M5 for ``study``. Stored figures are used as they are; with ``measure`` the missing
     ones are measured (device actor, measurement store) and scored (proxy, stored in the study)."""
-    from effvit_nas.arch.space import load_space
     from effvit_nas.measure.store import MeasurementStore
 
-    configs = preset_configs(load_space(info.space))
+    configs = preset_configs(info.search_space())
     store = MeasurementStore(storage)
     bench = info.bench_settings()
     scores: dict[str, float] = dict(study.user_attrs.get("presets", {}))

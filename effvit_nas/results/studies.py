@@ -66,6 +66,7 @@ class StudyInfo:
     created: float | None  # Unix time
     budget_spec: str | None = None  # e.g. "1xM2" for a budget relative to a preset
     budget_reference: float | None = None  # that preset's throughput the study used, img/s
+    space_def: dict[str, Any] | None = None  # the space's choices (None in studies stored before them)
 
     @classmethod
     def of(cls, study: Any) -> StudyInfo:
@@ -84,7 +85,15 @@ class StudyInfo:
             created=study.user_attrs.get("created"),
             budget_spec=ident.get("budget_spec"),
             budget_reference=ident.get("budget_reference"),
+            space_def=ident.get("space_def"),
         )
+
+    def search_space(self):
+        """The space searched: from the stored choices, so a moved or deleted YAML file does
+        not matter; older studies load their stored path."""
+        from effvit_nas.arch.space import SearchSpace, load_space
+
+        return SearchSpace.from_dict(self.space_def, source=self.space) if self.space_def else load_space(self.space)
 
     def bench_settings(self):
         from effvit_nas.measure.settings import BenchSettings

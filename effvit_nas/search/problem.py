@@ -83,6 +83,7 @@ class SearchProblem:
             "device": self.device,
             "budget": self.budget,
             "space": self.space,
+            "space_def": self.space_definition(),
             "proxy": self.proxy,
             "data": asdict(self.data),
             "train": {k: v for k, v in asdict(self.short_train).items() if k != "eval_at"},  # eval_at: set per run by halving
@@ -92,6 +93,13 @@ class SearchProblem:
             "halving": asdict(self.halving) if self.halving else None,
             "paired": self.paired,
         }
+
+    def space_definition(self) -> dict[str, Any]:
+        """The space's choices (:meth:`SearchSpace.to_dict`): what a study is about, wherever
+        the YAML file lives."""
+        from effvit_nas.arch.space import load_space
+
+        return load_space(self.space).to_dict()
 
 
 LATER_KEYS = {"paired": False}

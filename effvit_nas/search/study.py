@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from effvit_nas.errors import UserError
+from effvit_nas.errors import ConfigError, UserError
 from effvit_nas.measure.settings import with_later_fields
 from effvit_nas.runtime import quiet_optuna
 from effvit_nas.search.options import RunOptions, make_sampler
@@ -64,12 +64,33 @@ def _check_same_problem(study: Any, problem: SearchProblem) -> None:
     have = {**LATER_KEYS, **have}
     if isinstance(have.get("bench"), dict):
         have = {**have, "bench": with_later_fields(have["bench"], want["bench"])}
-    diff = [k for k in want if have.get(k) != want[k]]
+    diff = [k for k in want if k not in SPACE_KEYS and have.get(k) != want[k]]
+    if not _same_space(have, want):
+        diff.insert(0, "space")
     if diff:
         raise UserError(
             f"study {study.study_name!r} was created with another {diff[0]} ({have.get(diff[0])!r}); "
             f"use a new --study name to search with {want[diff[0]]!r}"
         )
+
+
+SPACE_KEYS = ("space", "space_def")  # compared by _same_space
+
+
+def _same_space(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Whether a stored study searched the wanted space. By its choices, so a moved project or
+    a reinstall (the same YAML at another path) resumes and an edited YAML does not; a study
+    stored before the choices were kept is compared by its path, or by loading it."""
+    from effvit_nas.arch.space import load_space
+
+    if "space_def" in have:
+        return have["space_def"] == want["space_def"]
+    if have.get("space") == want["space"]:
+        return True
+    try:
+        return load_space(have["space"]).to_dict() == want["space_def"]
+    except ConfigError:  # the old path is gone: nothing says it was the same space
+        return False
 
 
 def open_study(problem: SearchProblem, options: RunOptions, create: bool = True) -> StudyHandle:

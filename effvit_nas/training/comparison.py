@@ -73,7 +73,6 @@ class Contender:
 
 def _contenders(study: Any, storage: str, k: int, baseline: str, out: Path) -> list[Contender]:
     """The k best Pareto models (exported) and the baseline preset (a folder with its config)."""
-    from effvit_nas.arch.space import load_space
     from effvit_nas.model.cost import model_cost
     from effvit_nas.results.export import export_trials
     from effvit_nas.results.pareto import pareto_trials
@@ -81,7 +80,7 @@ def _contenders(study: Any, storage: str, k: int, baseline: str, out: Path) -> l
 
     info = StudyInfo.of(study)
     exported = export_trials(study, info, storage, pareto_trials(study)[:k], out)
-    space = load_space(info.space)
+    space = info.search_space()
     base = PRESETS[baseline].replace(img_size=max(space.img_sizes), num_classes=space.num_classes)
     base_folder = out / f"baseline-{baseline}"
     base_folder.mkdir(parents=True, exist_ok=True)

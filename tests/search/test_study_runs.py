@@ -1,6 +1,7 @@
 """How runs of one study go, without Ray: refusing to resume another problem, --timeout,
 --seed-presets and --sampler nsga2, over the fake loop of test_screening."""
 
+import json
 from dataclasses import replace
 
 import optuna
@@ -37,6 +38,32 @@ def test_resuming_a_study_about_another_problem_is_refused_with_one_line(tmp_pat
     with pytest.raises(UserError, match=f"created with another {what} ") as e:
         open_study(replace(problem, **change), options)
     assert "\n" not in str(e.value)
+
+
+def test_a_study_resumes_from_its_space_at_another_path_but_not_from_an_edited_one(tmp_path):
+    """A moved project or a reinstall changes where the YAML lives, not what the study
+    searched; editing the choices does change it. Exports read the stored choices, so the
+    study stays usable after its file is gone."""
+    from effvit_nas.arch.space import SPACES_DIR
+    from effvit_nas.results.studies import StudyInfo
+
+    text = (SPACES_DIR / "tiny.yaml").read_text()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, moved = tmp_path / "a" / "s.yaml", tmp_path / "b" / "s.yaml"
+    first.write_text(text)
+    moved.write_text(text)
+    problem, options = _problem_options(tmp_path, trials=1)
+    handle = open_study(replace(problem, space=str(first)), options)
+    open_study(replace(problem, space=str(moved)), options)
+    first.unlink()
+    assert StudyInfo.of(handle.study).search_space().to_dict() == load_space(moved).to_dict()
+
+    space = load_space(moved).to_dict()
+    space["depths"] = [[1], [1], [1]]
+    moved.write_text(json.dumps(space))
+    with pytest.raises(UserError, match="created with another space "):
+        open_study(replace(problem, space=str(moved)), options)
 
 
 class FakeClock:
