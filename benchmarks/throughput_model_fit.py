@@ -1,16 +1,25 @@
 """How well does the search's throughput model rank candidates after N measurements?
 (results/throughput_model_cpu.md)
 
-Reads measurements already stored (no timing here): per store, every measurement of its
-largest (device, protocol) group, in the order they were taken. For N = 10, 20, 40 it fits
+Reads measurements already stored (no timing here): per store and (device, protocol) group of
+at least 30 architectures, every measurement in the order they were taken. For N = 10, 20, 40 it fits
 :class:`effvit_nas.measure.throughput_model.FeasibilityModel` on the first N, exactly as a search
 refits it, and predicts every later one: Spearman of predicted vs measured throughput, and, for
 a budget at the median measured throughput, how many later candidates the screen would skip
 (optimistic prediction under the budget) and how many of those skips were wrong (measured at or
 above the budget).
 
+results/throughput_model_paired.db holds the same 60 random architectures of efficientvit64
+measured twice in one session, by two searches that differ only in --paired (a budget of 0.1xM2
+screens nothing out, and the random sampler with one seed draws the same candidates):
+
+    for how in paired alone; do
+      uv run effvit-nas search --space efficientvit64 --device cpu --budget 0.1xM2 \\
+        $([ $how = paired ] && echo --paired) --proxy params --sampler random --trials 60 --seed 5 \\
+        --study $how --storage sqlite:///results/throughput_model_paired.db --quiet
+    done
     uv run python benchmarks/throughput_model_fit.py --storage sqlite:///results/fidelity_fashion.db \\
-        sqlite:///results/searched_fashion.db --sizes 10,20,40
+        sqlite:///results/searched_fashion.db sqlite:///results/throughput_model_paired.db --sizes 10,20,40
 """
 
 from __future__ import annotations
@@ -29,17 +38,25 @@ from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.model.cost import model_cost
 
+MIN_GROUP = 30  # architectures a (device, protocol) group needs to be evaluated at N = 10 and 20
 
-def series(storage: str) -> tuple[str, tuple[str, str], list[tuple[ArchConfig, float]]]:
-    """The largest (device, protocol) group of the store: its key and (config, img/s), oldest first."""
+
+def groups(storage: str) -> list[tuple[str, tuple[str, str], list[tuple[ArchConfig, float]]]]:
+    """Every (device, protocol) group of the store with at least MIN_GROUP architectures, largest
+    first: its description, key and (config, img/s) oldest first. A paired search stores its
+    candidates under the protocol key ``<own>-vs-<reference>``."""
     rows = MeasurementStore(storage).all()
-    key, _ = Counter((d, p) for d, p, _ in rows).most_common(1)[0]
-    seen, out = set(), []
-    for d, p, m in rows:
-        if (d, p) == key and m.config_hash not in seen:
-            seen.add(m.config_hash)
-            out.append((ArchConfig.from_dict(m.config), m.throughput))
-    return f"device {key[0]}, protocol {key[1]}", key, out
+    out = []
+    for key, _ in Counter((d, p) for d, p, _ in rows).most_common():
+        seen, points = set(), []
+        for d, p, m in rows:
+            if (d, p) == key and m.config_hash not in seen:
+                seen.add(m.config_hash)
+                points.append((ArchConfig.from_dict(m.config), m.throughput))
+        if len(points) >= MIN_GROUP:
+            how = "paired with a reference, drift cancelled" if "-vs-" in key[1] else "alone"
+            out.append((f"device {key[0]}, protocol {key[1]}: {how}", key, points))
+    return out
 
 
 def repeat_noise(storage: str, key: tuple[str, str]) -> tuple[float, int] | None:
@@ -88,8 +105,16 @@ def evaluate(points: list[tuple[object, float]], n: int, budget: float) -> dict:
     }
 
 
-def section(storage: str, sizes: list[int]) -> tuple[list[str], dict]:
-    key, raw_key, measured = series(storage)
+def section(storage: str, sizes: list[int]) -> tuple[list[str], list[dict]]:
+    lines, record = [f"## `{storage}`", ""], []
+    for key, raw_key, measured in groups(storage):
+        more, data = group_section(storage, key, raw_key, measured, sizes)
+        lines += more
+        record.append(data)
+    return lines, record
+
+
+def group_section(storage: str, key: str, raw_key: tuple[str, str], measured: list, sizes: list[int]) -> tuple[list[str], dict]:
     points = []
     for cfg, tp in measured:
         cost = model_cost(cfg)
@@ -100,8 +125,6 @@ def section(storage: str, sizes: list[int]) -> tuple[list[str], dict]:
     for r in rows:
         r["ceiling"] = noise_ceiling([tp for _, tp in points[r["n"] :]], noise[0]) if noise else None
     lines = [
-        f"## `{storage}`",
-        "",
         f"{len(points)} distinct architectures ({key}), in the order they were measured. Budget for the skip columns: "
         f"the median measured throughput, {budget:,.0f} img/s.",
         "",
@@ -157,7 +180,7 @@ def main() -> None:
     for storage in args.storage:
         more, data = section(storage, sizes)
         lines += more
-        record.append(data)
+        record += data
     lines += [f"Command: `uv run python benchmarks/throughput_model_fit.py --storage {' '.join(args.storage)} --sizes {args.sizes}`", ""]
     lines += kept_notes(args.out)
     args.out.write_text("\n".join(lines))
