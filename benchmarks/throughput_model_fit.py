@@ -16,7 +16,7 @@ screens nothing out, and the random sampler with one seed draws the same candida
     for how in paired alone; do
       uv run effvit-nas search --space efficientvit64 --device cpu --budget 0.1xM2 \\
         $([ $how = paired ] && echo --paired) --proxy params --sampler random --trials 60 --seed 5 \\
-        --study $how --storage sqlite:///results/throughput_model_paired.db --quiet
+        --study $how --storage sqlite:///results/throughput_model_paired.db
     done
     uv run python benchmarks/throughput_model_fit.py --storage sqlite:///results/fidelity_fashion.db \\
         sqlite:///results/searched_fashion.db sqlite:///results/throughput_model_paired.db --sizes 10,20,40

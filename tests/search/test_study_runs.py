@@ -62,7 +62,7 @@ def test_a_study_resumes_from_its_space_at_another_path_but_not_from_an_edited_o
     space = load_space(moved).to_dict()
     space["depths"] = [[1], [1], [1]]
     moved.write_text(json.dumps(space))
-    with pytest.raises(UserError, match="created with another space "):
+    with pytest.raises(UserError, match=r"created with another space \(its choices differ from those in '.+b/s\.yaml'\)"):
         open_study(replace(problem, space=str(moved)), options)
 
 
