@@ -12,5 +12,5 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 fi
 uv sync --locked --quiet
-uv run effvit-nas search --space tiny --device cpu --budget 2.5xM0 --trials 12 --study demo "$@"
+uv run effvit-nas search --space tiny --device cpu --budget 2xM0 --trials 12 --study demo "$@"
 uv run effvit-nas show --study demo
