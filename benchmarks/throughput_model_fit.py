@@ -41,30 +41,27 @@ from effvit_nas.model.cost import model_cost
 MIN_GROUP = 30  # architectures a (device, protocol) group needs to be evaluated at N = 10 and 20
 
 
-def groups(storage: str) -> list[tuple[str, tuple[str, str], list[tuple[ArchConfig, float]]]]:
-    """Every (device, protocol) group of the store with at least MIN_GROUP architectures, largest
-    first: its description, key and (config, img/s) oldest first. A paired search stores its
-    candidates under the protocol key ``<own>-vs-<reference>``."""
-    rows = MeasurementStore(storage).all()
+def groups(rows: list) -> list[tuple[str, tuple[str, str], list[tuple[ArchConfig, float]]]]:
+    """Every (device, protocol) group of a store's ``rows`` with at least MIN_GROUP architectures,
+    largest first: its description, key and (config, img/s) oldest first. A paired search stores
+    its candidates under the protocol key ``<own>-vs-<reference>``."""
+    by_key: dict[tuple[str, str], dict[str, tuple[ArchConfig, float]]] = {}
+    for d, p, m in rows:
+        by_key.setdefault((d, p), {}).setdefault(m.config_hash, (m.config, m.throughput))
     out = []
     for key, _ in Counter((d, p) for d, p, _ in rows).most_common():
-        seen, points = set(), []
-        for d, p, m in rows:
-            if (d, p) == key and m.config_hash not in seen:
-                seen.add(m.config_hash)
-                points.append((ArchConfig.from_dict(m.config), m.throughput))
+        points = [(ArchConfig.from_dict(cfg), tp) for cfg, tp in by_key[key].values()]
         if len(points) >= MIN_GROUP:
             how = "paired with a reference, drift cancelled" if "-vs-" in key[1] else "alone"
             out.append((f"device {key[0]}, protocol {key[1]}: {how}", key, points))
     return out
 
 
-def repeat_noise(storage: str, key: tuple[str, str]) -> tuple[float, int] | None:
+def repeat_noise(rows: list, key: tuple[str, str]) -> tuple[float, int] | None:
     """SD of one measurement's log-throughput, from the configs of ``key``'s group measured
     again under another protocol key of the same device (a paired study re-measures them):
     SD of the log ratios around their median (the protocols differ by a constant), over
     sqrt(2); with how many configs. None when fewer than 8 were measured twice."""
-    rows = MeasurementStore(storage).all()
     groups: dict[tuple[str, str], dict[str, float]] = {}
     for d, p, m in rows:
         groups.setdefault((d, p), {})[m.config_hash] = m.throughput
@@ -107,21 +104,24 @@ def evaluate(points: list[tuple[object, float]], n: int, budget: float) -> dict:
 
 def section(storage: str, sizes: list[int]) -> tuple[list[str], list[dict]]:
     lines, record = [f"## `{storage}`", ""], []
-    for key, raw_key, measured in groups(storage):
-        more, data = group_section(storage, key, raw_key, measured, sizes)
+    rows = MeasurementStore(storage).all()
+    for key, raw_key, measured in groups(rows):
+        more, data = group_section(storage, rows, key, raw_key, measured, sizes)
         lines += more
         record.append(data)
     return lines, record
 
 
-def group_section(storage: str, key: str, raw_key: tuple[str, str], measured: list, sizes: list[int]) -> tuple[list[str], dict]:
+def group_section(
+    storage: str, store_rows: list, key: str, raw_key: tuple[str, str], measured: list, sizes: list[int]
+) -> tuple[list[str], dict]:
     points = []
     for cfg, tp in measured:
         cost = model_cost(cfg)
         points.append((features(cfg, cost.params, cost.macs), tp))
     budget = statistics.median(tp for _, tp in points)
     rows = [evaluate(points, n, budget) for n in sizes if n < len(points) - 2]
-    noise = repeat_noise(storage, raw_key)
+    noise = repeat_noise(store_rows, raw_key)
     for r in rows:
         r["ceiling"] = noise_ceiling([tp for _, tp in points[r["n"] :]], noise[0]) if noise else None
     lines = [
