@@ -11,6 +11,6 @@ export PATH="$HOME/.local/bin:$PATH"
 if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 fi
-uv sync --locked --quiet
+uv sync --locked --compile-bytecode --quiet  # see .ci/run: ~3x faster process starts
 uv run effvit-nas search --space tiny --device cpu --budget 2xM0 --trials 12 --study demo "$@"
 uv run effvit-nas show --study demo

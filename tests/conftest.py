@@ -6,6 +6,19 @@ from effvit_nas.arch.config import ArchConfig
 from tests.support import FAST_BENCH, TINY
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _lean_ray_train():
+    """Ray Train's controller polls its workers every 2 s by default, so each run ends up to 2 s
+    after its last epoch; and each run starts a preemption watcher (one more actor process,
+    ~10 s of CPU on these 2 cores) that waits for a node drain a test's local node never sees.
+    Both are read from the environment of the process that starts the run, and of the
+    subprocesses tests start."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+        mp.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+        yield
+
+
 @pytest.fixture
 def m0() -> ArchConfig:
     from effvit_nas.arch.config import PRESETS

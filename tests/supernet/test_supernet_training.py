@@ -13,11 +13,6 @@ DATA = ["--data", "synthetic", "--train-per-class", "4", "--val-per-class", "4"]
 QUICK = ["--batch", "40", "--set", "auto_augment=", "--set", "repeated_aug=1", "--set", "reprob=0", "--set", "color_jitter=0"]
 
 
-@pytest.fixture(autouse=True)
-def _prompt_ray_train(monkeypatch):
-    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")  # see tests/training
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, local_ray):
     """A supernet of `tiny` after 2 epochs (one Ray Train run: each costs ~30 s of the suite;

@@ -42,13 +42,6 @@ def _teacher(folder, classes: int):
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _prompt_ray_train(monkeypatch):
-    """Ray Train's controller polls its workers every 2 s by default, so each run ends up to
-    2 s after its last epoch; it passes this variable on to the controller it starts."""
-    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
-
-
 def _live_actors_of(driver_pid: int) -> dict[str, int]:
     """``class:id`` -> process id of the actors still alive that the Ray job of ``driver_pid``
     created and that die with it (read from the GCS tables: Ray's state API needs the dashboard,
