@@ -54,6 +54,7 @@ SETS = [a for kv in RECIPE for a in ("--set", kv)]
 SHORT_LR = 5e-4
 SHORT_EPOCHS = (1, 2)
 SCRATCH_LR = 0.002  # the from-scratch runs that the short fine-tunes are judged against
+FINETUNE_EPOCHS = 5  # their schedule (`--finetune-epochs`' default, with which seed 0's ran)
 
 
 @dataclass(frozen=True)
@@ -143,17 +144,27 @@ def finetune(report: dict, archs: int, epochs: int, train: bool, lr: float | Non
     return out
 
 
-def short_finetune(report: dict, archs: int, net: Supernet, train: bool) -> list[dict]:
+def _seeded(name: str, seed: int) -> str:
+    """A run folder's name: seed 0's as it always was, other seeds' with theirs."""
+    return name if seed == 0 else f"{name}-seed{seed}"
+
+
+def short_finetune(report: dict, archs: int, net: Supernet, train: bool, seed: int = 0) -> list[dict]:
     """Per architecture: fine-tuning from ``net`` with schedules of SHORT_EPOCHS at SHORT_LR
-    (each run's final top-1), next to the from-scratch run at SCRATCH_LR (`finetune`'s)."""
+    (each run's final top-1), next to the from-scratch run at SCRATCH_LR (`finetune`'s for seed
+    0, trained here for another ``seed``, which both runs of a row share)."""
     out = []
+    seed_flags = ["--set", f"seed={seed}"] if seed else []
     for arch in [a for a in report["per_arch"] if a["complete"]][:archs]:
-        scratch = _curve(FINETUNE_DIR / f"lr-{SCRATCH_LR:g}" / arch["hash"] / "scratch")
-        flags = ["--lr", f"{SHORT_LR:g}", "--init-from", str(net.folder)]
+        scratch_dir = FINETUNE_DIR / f"lr-{SCRATCH_LR:g}" / arch["hash"] / _seeded("scratch", seed)
+        scratch_flags = ["--lr", f"{SCRATCH_LR:g}", *seed_flags]
+        scratch = _train(arch["config"], scratch_dir, FINETUNE_EPOCHS, scratch_flags if train and seed else None)
+        flags = ["--lr", f"{SHORT_LR:g}", "--init-from", str(net.folder), *seed_flags]
         folder = FINETUNE_DIR / "short" / net.folder.name / arch["hash"]
-        runs = {e: _train(arch["config"], folder / f"epochs-{e}", e, flags if train else None) for e in SHORT_EPOCHS}
+        runs = {e: _train(arch["config"], folder / _seeded(f"epochs-{e}", seed), e, flags if train else None) for e in SHORT_EPOCHS}
         if scratch and all(runs.values()):
-            out.append({"hash": arch["hash"], "supernet": net.label, "scratch": scratch, "short": {e: r[-1] for e, r in runs.items()}})
+            short = {e: r[-1] for e, r in runs.items()}
+            out.append({"hash": arch["hash"], "supernet": net.label, "seed": seed, "scratch": scratch, "short": short})
     return out
 
 
@@ -306,16 +317,18 @@ def _short_lines(reports: dict[str, dict], short: list[dict]) -> list[str]:
         "",
         f"Fine-tuning from inherited weights with a whole schedule of {' or '.join(map(str, SHORT_EPOCHS))} epoch(s) at peak lr "
         f"{SHORT_LR:g} (no warm-up; lr and schedules fixed before these runs), against training from scratch for "
-        f"{len(short[0]['scratch'])} epochs at peak lr {SCRATCH_LR:g} (the table above) and the fidelity reference. "
+        f"{len(short[0]['scratch'])} epochs at peak lr {SCRATCH_LR:g} (seed 0's: the table above; another seed's, trained with the "
+        "same seed as its fine-tunes) and the fidelity reference. "
         "Final top-1 on the 10,000 test images.",
         "",
-        f"| architecture | inherited from | {' | '.join(f'fine-tuned {e} epoch(s) %' for e in SHORT_EPOCHS)} | scratch % | reference % |",
-        "|---|---|" + "---|" * len(SHORT_EPOCHS) + "---|---|",
+        f"| architecture | inherited from | seed | {' | '.join(f'fine-tuned {e} epoch(s) %' for e in SHORT_EPOCHS)} | scratch % | reference % |",
+        "|---|---|---|" + "---|" * len(SHORT_EPOCHS) + "---|---|",
     ]
     for t in short:
         cells = " | ".join(f"{100 * t['short'][e]:.1f}" for e in SHORT_EPOCHS)
         ref = reference_of(reports["band"], t["hash"])
-        lines.append(f"| {t['hash']} | supernet {t['supernet']} | {cells} | {100 * t['scratch'][-1]:.1f} | {100 * ref:.1f} |")
+        row = f"| {t['hash']} | supernet {t['supernet']} | {t.get('seed', 0)} | {cells}"
+        lines.append(f"{row} | {100 * t['scratch'][-1]:.1f} | {100 * ref:.1f} |")
     return [*lines, ""]
 
 
@@ -426,7 +439,7 @@ def goals(reports: dict[str, dict], tuned: list[dict], short: list[dict], nets: 
         reach = next((e for e in SHORT_EPOCHS if t["short"][e] >= target), None)
         lines.append(
             _reach_line(
-                f"- short fine-tuning {t['hash']} from supernet {t['supernet']}, to the better from-scratch run",
+                f"- short fine-tuning {t['hash']} from supernet {t['supernet']} (seed {t.get('seed', 0)}), to the better from-scratch run",
                 target,
                 reach,
                 max(SHORT_EPOCHS),
@@ -440,8 +453,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10, help="supernet epochs")
     ap.add_argument("--finetune", type=int, default=2, help="architectures fine-tuned and trained from scratch")
-    ap.add_argument("--finetune-epochs", type=int, default=5)
+    ap.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)
     ap.add_argument("--finetune-lr", type=float, default=None, help="also fine-tune and train from scratch at this peak lr")
+    ap.add_argument(
+        "--short-seeds", type=int, default=1, help="seeds of the short fine-tuning (and its scratch runs) from the last supernet"
+    )
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     train = not args.report_only
@@ -459,6 +475,8 @@ def main() -> None:
             tuned += finetune(reports["band"], args.finetune, args.finetune_epochs, train, args.finetune_lr)
         for net in nets:
             short += short_finetune(reports["band"], args.finetune, net, train)
+        for seed in range(1, args.short_seeds):  # the better supernet only: the one whose short schedules met the goal
+            short += short_finetune(reports["band"], args.finetune, nets[-1], train, seed)
     text = markdown(reports, tuned, short, nets)
     models = trained_models()
     scores = {n.label: score_trained(models, n) for n in nets if n.headline_scores.exists() or train}

@@ -10,7 +10,7 @@ from tests.support import FAST_BENCH, TINY
 def _lean_ray_train():
     """Ray Train's controller polls its workers every 2 s by default, so each run ends up to 2 s
     after its last epoch; and each run starts a preemption watcher (one more actor process,
-    ~10 s of CPU on these 2 cores) that waits for a node drain a test's local node never sees.
+    seconds of CPU on these 2 cores: ~12 s per run before the environment was compiled) that waits for a node drain a test's local node never sees.
     Both are read from the environment of the process that starts the run, and of the
     subprocesses tests start."""
     with pytest.MonkeyPatch.context() as mp:

@@ -15,7 +15,7 @@ QUICK = ["--batch", "40", "--set", "auto_augment=", "--set", "repeated_aug=1", "
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, local_ray):
-    """A supernet of `tiny` after 2 epochs (one Ray Train run: each costs ~30 s of the suite;
+    """A supernet of `tiny` after 2 epochs (one Ray Train run: each costs ~15-20 s of the suite;
     `--resume` restores through the same code as `train --resume`, tested in tests/training)."""
     from effvit_nas.cli import main  # in this process, on the session's Ray (capsys is per test)
 
