@@ -24,8 +24,8 @@ Status (2026-12-01): run, complete for both supernets (10 epochs each: 92 and 95
 cores with nothing else running; the fidelity scoring and the fine-tuning runs about 25 min more
 per supernet). The last section scores the models trained for
 results/searched_vs_handdesigned.md as well. 2026-12-02: fine-tuning on 4 band architectures
-instead of 2 (`--finetune 4`, 55 min), and the short schedules from the lr 2e-3 supernet with a
-second seed (`--short-seeds 2`, its own from-scratch runs, 30 min).
+instead of 2 (`--finetune 4`, 40 min), and the short schedules from the lr 2e-3 supernet with a
+second seed (`--short-seeds 2`, its own from-scratch runs, 28 min).
 
     uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2   # run (resumes), then report
     uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2 --report-only
