@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +41,9 @@ def _throughput(medians: list[float], batch: int) -> float:
     return batch / float(np.median(medians))
 
 
-def one_round(model: str, held, settings: BenchSettings, builds: int, clocks) -> dict[str, tuple[float, float]]:
-    """(img/s, seconds) of each way, measured in the order of ``WAYS``."""
+def one_round(model: str, held: Callable[[], Any], settings: BenchSettings, builds: int, clocks: tuple) -> dict[str, tuple[float, float]]:
+    """(img/s, seconds) of each way, measured in the order of ``WAYS``; ``held``: the forward pass built
+    once, ``clocks``: :func:`on_device`'s (sync, iteration timer, CPU-time clock)."""
     sync, timer, cpu = clocks
     config, batch = PRESETS[model], settings.batch
     out = {}
