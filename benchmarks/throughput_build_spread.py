@@ -37,8 +37,10 @@ from effvit_nas.measure.timing import on_device, prepare, time_forward
 WAYS = ("held", "fresh", "fresh xK")
 
 
-def _throughput(medians: list[float], batch: int) -> float:
-    return batch / float(np.median(medians))
+def _timed(measure: Callable[[], float]) -> tuple[float, float]:
+    """``measure()``'s img/s and the seconds it took."""
+    t0 = time.perf_counter()
+    return measure(), time.perf_counter() - t0
 
 
 def one_round(model: str, held: Callable[[], Any], settings: BenchSettings, builds: int, clocks: tuple) -> dict[str, tuple[float, float]]:
@@ -46,19 +48,22 @@ def one_round(model: str, held: Callable[[], Any], settings: BenchSettings, buil
     once, ``clocks``: :func:`on_device`'s (sync, iteration timer, CPU-time clock)."""
     sync, timer, cpu = clocks
     config, batch = PRESETS[model], settings.batch
-    out = {}
-    t0 = time.perf_counter()
-    out["held"] = _throughput(list(time_forward(held, settings, sync, timer, cpu).medians()), batch)
-    t1 = time.perf_counter()
-    out["fresh"] = _throughput(list(time_forward(prepare(config, settings, "cpu", batch), settings, sync, timer, cpu).medians()), batch)
-    t2 = time.perf_counter()
     part = replace(settings, warmup_s=settings.warmup_s / builds, measure_s=settings.measure_s / builds, ci_target=0)
-    medians = []
-    for _ in range(builds):
-        medians += list(time_forward(prepare(config, settings, "cpu", batch), part, sync, timer, cpu).medians())
-    out["fresh xK"] = _throughput(medians, batch)
-    t3 = time.perf_counter()
-    return {"held": (out["held"], t1 - t0), "fresh": (out["fresh"], t2 - t1), "fresh xK": (out["fresh xK"], t3 - t2)}
+
+    def windows(forward: Callable[[], Any], s: BenchSettings) -> list[float]:
+        return list(time_forward(forward, s, sync, timer, cpu).medians())
+
+    def fresh(s: BenchSettings) -> list[float]:
+        return windows(prepare(config, settings, "cpu", batch), s)
+
+    def figure(medians: list[float]) -> float:
+        return batch / float(np.median(medians))
+
+    return {
+        "held": _timed(lambda: figure(windows(held, settings))),
+        "fresh": _timed(lambda: figure(fresh(settings))),
+        "fresh xK": _timed(lambda: figure([t for _ in range(builds) for t in fresh(part)])),
+    }
 
 
 def cv(values: list[float]) -> float:

@@ -67,16 +67,14 @@ def _check_same_problem(study: Any, problem: SearchProblem) -> None:
     diff = [k for k in want if k not in SPACE_KEYS and have.get(k) != want[k]]
     if not _same_space(have, want):
         diff.insert(0, "space")
-    if diff[:1] == ["space"] and "space_def" in have:  # the stored path may well be the same file, edited
-        raise UserError(
-            f"study {study.study_name!r} was created with another space (its choices differ from those in "
-            f"{want['space']!r}); use a new --study name to search that space"
-        )
-    if diff:
-        raise UserError(
-            f"study {study.study_name!r} was created with another {diff[0]} ({have.get(diff[0])!r}); "
-            f"use a new --study name to search with {want[diff[0]]!r}"
-        )
+    if not diff:
+        return
+    key = diff[0]
+    if key == "space" and "space_def" in have:  # the stored path may well be the same file, edited
+        was, use = f"its choices differ from those in {want['space']!r}", "that space"
+    else:
+        was, use = repr(have.get(key)), f"with {want[key]!r}"
+    raise UserError(f"study {study.study_name!r} was created with another {key} ({was}); use a new --study name to search {use}")
 
 
 SPACE_KEYS = ("space", "space_def")  # compared by _same_space
