@@ -6,7 +6,8 @@ on Fashion-MNIST over search_spaces/efficientvit64.yaml, then `--train-top 3 --b
 on 20,000 training images for 10 epochs, top-1 on the 10,000 official test images, and
 re-measured interleaved. Everything lands in results/searched_fashion.db (commit it) and
 results/searched/<budget>/ (each seed's train.json is committed; weights are not): running this
-again skips the finished search and every (model, seed) already trained, and goes on from the
+again skips every finished budget (its comparison stored), and in an unfinished one the finished
+search and every (model, seed) already trained, and goes on from the
 newest epoch checkpoint of one cut short.
 
 Training recipe: the fidelity reference's (results/proxy_fidelity_fashion.md): AdamW, warm-up +
@@ -179,6 +180,9 @@ def main() -> None:
     budgets = args.budgets.split(",")
     if not args.report_only:
         for b in budgets:
+            if comparison(b) is not None:  # finished: running it again would only re-measure
+                print(f"== budget {b}: finished (its comparison is stored)", flush=True)
+                continue
             copy_search(b)
             print(f"== budget {b}: {shlex.join(command(b))}", flush=True)
             rc = subprocess.run(command(b)).returncode
