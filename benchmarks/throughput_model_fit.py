@@ -28,6 +28,7 @@ import argparse
 import json
 import statistics
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,18 +40,20 @@ from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.model.cost import model_cost
 
 MIN_GROUP = 30  # architectures a (device, protocol) group needs to be evaluated at N = 10 and 20
+RUN_GAP_S = 3600.0  # a pause this long between two stored measurements separates two sessions
+MIN_JUDGED = 8  # predictions a session needs for its own Spearman
 
 
-def groups(rows: list) -> list[tuple[str, tuple[str, str], list[tuple[ArchConfig, float]]]]:
+def groups(rows: list) -> list[tuple[str, tuple[str, str], list[tuple[ArchConfig, float, float]]]]:
     """Every (device, protocol) group of a store's ``rows`` with at least MIN_GROUP architectures,
-    largest first: its description, key and (config, img/s) oldest first. A paired search stores
-    its candidates under the protocol key ``<own>-vs-<reference>``."""
-    by_key: dict[tuple[str, str], dict[str, tuple[ArchConfig, float]]] = {}
+    largest first: its description, key and (config, img/s, stored at epoch s) oldest first. A
+    paired search stores its candidates under the protocol key ``<own>-vs-<reference>``."""
+    by_key: dict[tuple[str, str], dict[str, tuple[ArchConfig, float, float]]] = {}
     for d, p, m in rows:
-        by_key.setdefault((d, p), {}).setdefault(m.config_hash, (m.config, m.throughput))
+        by_key.setdefault((d, p), {}).setdefault(m.config_hash, (m.config, m.throughput, m.finished))
     out = []
     for key, _ in Counter((d, p) for d, p, _ in rows).most_common():
-        points = [(ArchConfig.from_dict(cfg), tp) for cfg, tp in by_key[key].values()]
+        points = [(ArchConfig.from_dict(cfg), tp, at) for cfg, tp, at in by_key[key].values()]
         if len(points) >= MIN_GROUP:
             how = "paired with a reference, drift cancelled" if "-vs-" in key[1] else "alone"
             out.append((f"device {key[0]}, protocol {key[1]}: {how}", key, points))
@@ -115,10 +118,11 @@ def section(storage: str, sizes: list[int]) -> tuple[list[str], list[dict]]:
 def group_section(
     storage: str, store_rows: list, key: str, raw_key: tuple[str, str], measured: list, sizes: list[int]
 ) -> tuple[list[str], dict]:
-    points = []
-    for cfg, tp in measured:
+    points, stamps = [], []
+    for cfg, tp, at in measured:
         cost = model_cost(cfg)
         points.append((features(cfg, cost.params, cost.macs), tp))
+        stamps.append(at)
     budget = statistics.median(tp for _, tp in points)
     rows = [evaluate(points, n, budget) for n in sizes if n < len(points) - 2]
     noise = repeat_noise(store_rows, raw_key)
@@ -144,7 +148,51 @@ def group_section(
         ),
         "",
     ]
-    return lines, {"storage": storage, "key": key, "budget": budget, "noise_sd": noise and noise[0], "rows": rows}
+    by_run = run_rows(points, stamps, budget, sizes)
+    lines += run_table(by_run)
+    return lines, {"storage": storage, "key": key, "budget": budget, "noise_sd": noise and noise[0], "rows": rows, "runs": by_run}
+
+
+def runs(stamps: list[float]) -> list[range]:
+    """Index ranges of the measurement sessions in ``stamps`` (oldest first): a new one begins
+    after a pause of more than RUN_GAP_S."""
+    cuts = [i for i in range(1, len(stamps)) if stamps[i] - stamps[i - 1] > RUN_GAP_S]
+    return [range(a, b) for a, b in zip([0, *cuts], [*cuts, len(stamps)], strict=True)]
+
+
+def run_rows(points: list, stamps: list[float], budget: float, sizes: list[int]) -> list[dict]:
+    """Per session: its machine speed against one fit over the whole group (median residual of
+    log-throughput), and the model's Spearman when fitted and judged inside the session only."""
+    everything = FeasibilityModel(budget)
+    for x, y in points:
+        everything.add(x, y)
+    out = []
+    for r in runs(stamps):
+        part = [points[i] for i in r]
+        offset = float(np.median([np.log(y / everything.predict(x)) for x, y in part]))
+        inside = [evaluate(part, n, budget) for n in sizes if n <= len(part) - MIN_JUDGED]
+        start = datetime.fromtimestamp(stamps[r.start], UTC).strftime("%Y-%m-%d %H:%M")
+        out.append(
+            {"start": start, "hours": (stamps[r.stop - 1] - stamps[r.start]) / 3600, "count": len(part), "speed": offset, "inside": inside}
+        )
+    return out
+
+
+def run_table(by_run: list[dict]) -> list[str]:
+    if len(by_run) < 2:
+        return []
+    lines = [
+        f"The same group split into measurement sessions (a pause of over {RUN_GAP_S / 3600:.0f} h starts a new one). Speed: the session's",
+        "median residual of log-throughput under one fit over the whole group, as a percentage (the machine's speed that",
+        f"session against the others); within: the model fitted and judged inside the session (at least {MIN_JUDGED} judged).",
+        "",
+        "| session (UTC) | measurements | hours | speed | Spearman within, by N fitted |",
+        "|---|---|---|---|---|",
+    ]
+    for r in by_run:
+        within = ", ".join(f"N={e['n']}: {e['spearman']:+.3f}" for e in r["inside"]) or "too few"
+        lines.append(f"| {r['start']} | {r['count']} | {r['hours']:.1f} | {100 * np.expm1(r['speed']):+.0f} % | {within} |")
+    return [*lines, ""]
 
 
 def _ceiling(row: dict) -> str:

@@ -118,7 +118,7 @@ class Measurement:
     window_times: list[float] = field(default_factory=list, compare=False)  # s/iteration per window used; not stored
     cached: bool = field(default=False, compare=False)
     started: float = field(default=math.nan, compare=False)  # epoch s; not kept in the store
-    finished: float = field(default=math.nan, compare=False)
+    finished: float = field(default=math.nan, compare=False)  # epoch s; from a store: when it was stored
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -356,4 +356,10 @@ def _to_measurement(row: _MeasurementRow) -> Measurement:
         device=json.loads(row.device_json),
         config=json.loads(row.config_json),
         cached=True,
+        finished=_epoch_s(row.measured_at),
     )
+
+
+def _epoch_s(at: datetime) -> float:
+    # SQLite hands the stored UTC time back without its zone
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()

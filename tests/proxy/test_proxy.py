@@ -124,3 +124,21 @@ def test_proxy_cli_bad_input(capsys, args, needle):
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0]
+
+
+def test_evaluation_records_no_autograd_graph_and_restores_the_mode():
+    import torch
+
+    from effvit_nas.proxy.short_training import evaluate
+
+    grad_enabled = []
+
+    class Recorder(torch.nn.Linear):
+        def forward(self, x):
+            grad_enabled.append(torch.is_grad_enabled())
+            return super().forward(x.flatten(1))
+
+    net = Recorder(3 * 2 * 2, 2).train()
+    x = torch.randint(0, 256, (5, 3, 2, 2), dtype=torch.uint8)
+    acc = evaluate(net, x, torch.zeros(5, dtype=torch.int64), batch=2)
+    assert 0 <= acc <= 1 and grad_enabled == [False] * 3 and net.training
