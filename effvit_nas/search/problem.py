@@ -85,6 +85,7 @@ class SearchProblem:
             "space": self.space,
             "space_def": self.space_definition(),
             "proxy": self.proxy,
+            "proxy_def": self.proxy_definition(),
             "data": asdict(self.data),
             "train": {k: v for k, v in asdict(self.short_train).items() if k != "eval_at"},  # eval_at: set per run by halving
             "bench": asdict(self.bench),
@@ -93,6 +94,18 @@ class SearchProblem:
             "halving": asdict(self.halving) if self.halving else None,
             "paired": self.paired,
         }
+
+    def proxy_definition(self) -> str:
+        """What scores the candidates, wherever its files live: the proxy's name, or for a
+        supernet ``supernet@<digest of its weights>`` (a supernet folder that was moved or copied
+        resumes its studies; one retrained in place does not)."""
+        from effvit_nas.proxy.registry import SUPERNET
+
+        if not self.proxy.startswith(SUPERNET):
+            return self.proxy
+        from effvit_nas.supernet.scoring import load_supernet
+
+        return f"supernet@{load_supernet(self.proxy[len(SUPERNET) :])[1]}"
 
     def space_definition(self) -> dict[str, Any]:
         """The space's choices (:meth:`SearchSpace.to_dict`): what a study is about, wherever

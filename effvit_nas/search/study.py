@@ -64,7 +64,9 @@ def _check_same_problem(study: Any, problem: SearchProblem) -> None:
     have = {**LATER_KEYS, **have}
     if isinstance(have.get("bench"), dict):
         have = {**have, "bench": with_later_fields(have["bench"], want["bench"])}
-    diff = [k for k in want if k not in SPACE_KEYS and have.get(k) != want[k]]
+    diff = [k for k in want if k not in SPACE_KEYS + PROXY_KEYS and have.get(k) != want[k]]
+    if not _same_proxy(have, want):
+        diff.insert(0, "proxy")
     if not _same_space(have, want):
         diff.insert(0, "space")
     if not diff:
@@ -72,12 +74,24 @@ def _check_same_problem(study: Any, problem: SearchProblem) -> None:
     key = diff[0]
     if key == "space" and "space_def" in have:  # the stored path may well be the same file, edited
         was, use = f"its choices differ from those in {want['space']!r}", "that space"
+    elif key == "proxy" and all(str(d.get("proxy_def")).startswith("supernet@") for d in (have, want)):
+        # the folder may well be the same one, retrained since
+        was, use = f"supernet weights {have['proxy_def'][9:]}, not those now in {want['proxy'][9:]!r}", "with these weights"
     else:
         was, use = repr(have.get(key)), f"with {want[key]!r}"
     raise UserError(f"study {study.study_name!r} was created with another {key} ({was}); use a new --study name to search {use}")
 
 
 SPACE_KEYS = ("space", "space_def")  # compared by _same_space
+PROXY_KEYS = ("proxy", "proxy_def")  # compared by _same_proxy
+
+
+def _same_proxy(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Whether a stored study was scored by the wanted proxy: by what it is (a supernet by its
+    weights), so a moved supernet folder resumes; a study stored before that was kept, by name."""
+    if "proxy_def" in have:
+        return have["proxy_def"] == want["proxy_def"]
+    return have.get("proxy") == want["proxy"]
 
 
 def _same_space(have: dict[str, Any], want: dict[str, Any]) -> bool:

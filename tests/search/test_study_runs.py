@@ -66,6 +66,45 @@ def test_a_study_resumes_from_its_space_at_another_path_but_not_from_an_edited_o
         open_study(replace(problem, space=str(moved)), options)
 
 
+def _supernet_folder(folder, seed: int):
+    """A supernet folder as `supernet train` leaves one, with untrained weights drawn with ``seed``."""
+    import torch
+    import yaml
+    from safetensors.torch import save_file
+
+    from effvit_nas.supernet.model import Supernet
+    from effvit_nas.supernet.scoring import SPACE_FILE, WEIGHTS_FILE
+
+    torch.manual_seed(seed)
+    space = load_space("tiny")
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in Supernet(space).state_dict().items()}, str(folder / WEIGHTS_FILE))
+    (folder / SPACE_FILE).write_text(yaml.safe_dump(space.to_dict(), sort_keys=False))
+    return folder
+
+
+def test_a_study_resumes_from_its_supernet_at_another_path_but_not_from_other_weights(tmp_path):
+    """A supernet proxy is what its weights are: a copied folder resumes the study (the
+    benchmarks copy studies between clones), a supernet retrained in place does not."""
+    import shutil
+
+    first = _supernet_folder(tmp_path / "a", seed=0)
+    problem, options = _problem_options(tmp_path, trials=1)
+    open_study(replace(problem, proxy=f"supernet:{first}"), options)
+    moved = shutil.copytree(first, tmp_path / "b")
+    shutil.rmtree(first)
+    open_study(replace(problem, proxy=f"supernet:{moved}"), options)
+
+    shutil.rmtree(moved)
+    _supernet_folder(moved, seed=1)
+    with pytest.raises(
+        UserError, match=r"created with another proxy \(supernet weights [0-9a-f]{12}, not those now in '.+b'\); .+ with these weights$"
+    ):
+        open_study(replace(problem, proxy=f"supernet:{moved}"), options)
+    with pytest.raises(UserError, match="created with another proxy "):
+        open_study(replace(problem, proxy="naswot"), options)
+
+
 class FakeClock:
     """The loop module's ``time``: it moves only when the fake measurer says so."""
 
