@@ -76,7 +76,8 @@ def _check_same_problem(study: Any, problem: SearchProblem) -> None:
         was, use = f"its choices differ from those in {want['space']!r}", "that space"
     elif key == "proxy" and all(str(d.get("proxy_def")).startswith("supernet@") for d in (have, want)):
         # the folder may well be the same one, retrained since
-        was, use = f"supernet weights {have['proxy_def'][9:]}, not those now in {want['proxy'][9:]!r}", "with these weights"
+        digest, folder = have["proxy_def"].removeprefix("supernet@"), want["proxy"].removeprefix("supernet:")
+        was, use = f"supernet weights {digest}, not those now in {folder!r}", "with these weights"
     else:
         was, use = repr(have.get(key)), f"with {want[key]!r}"
     raise UserError(f"study {study.study_name!r} was created with another {key} ({was}); use a new --study name to search {use}")
