@@ -16,8 +16,8 @@ Mixup/CutMix, random erasing, repeated augmentation, colour jitter or EMA: those
 paper's regularisers for 300 ImageNet epochs and chosen before any run here, not tuned on it.
 Proxy: train@50, the best-ranking proxy on the fidelity band study at the time of the first runs;
 M2-supernet uses the lr 2e-3 supernet (results/supernet_fashion.md), which ranks that band best now;
-its weights are not committed (300 MB): `uv run python benchmarks/supernet_fashion.py` trains them
-(95 min). Its M2 seeds were copied by hand from M2-lr2e-3 (COPIED_FROM_*.txt say so).
+its weights are not committed (300 MB): `uv run python benchmarks/supernet_fashion.py` trains it (and
+the default-lr one, about 95 min each). Its M2 seeds were copied by hand from M2-lr2e-3 (COPIED_FROM_*.txt say so).
 
     uv run python benchmarks/searched_vs_handdesigned.py --budgets M0,M2     # run (resumes), then report
     uv run python benchmarks/searched_vs_handdesigned.py --budgets M0,M2,M2-paired   # + M2 with `search --paired`
