@@ -65,6 +65,12 @@ def _point(r: TrialRecord) -> Point:
     return Point(float(r.throughput), r.accuracy, f"#{r.number} {r.config_hash or ''}", hover)
 
 
+def _shown_proxy(proxy: str) -> str:
+    """The proxy as a title names it: a supernet by its folder's name (the absolute path
+    would push the title off the figure)."""
+    return f"supernet:{Path(proxy.removeprefix('supernet:')).name}" if proxy.startswith("supernet:") else proxy
+
+
 def _y_label(proxy: str) -> str:
     if proxy.startswith("supernet:"):
         return "proxy top-1 (%, inherited supernet weights)"
@@ -81,7 +87,7 @@ def pareto_view(study: Any, info: StudyInfo, device: dict[str, Any] | None, refe
     front_numbers = {t.number for t in pareto_trials(study)}
     seen: set[str] = set()
     view = ParetoView(
-        title=f"{study.study_name}: {info.proxy} proxy vs throughput, budget {info.budget:,.0f} img/s",
+        title=f"{study.study_name}: {_shown_proxy(info.proxy)} proxy vs throughput, budget {info.budget:,.0f} img/s",
         subtitle=f"{(device or {}).get('name', info.device)} [{info.device}] · {info.protocol()}",
         y_label=_y_label(info.proxy),
         budget=info.budget,

@@ -21,3 +21,10 @@ def test_labels_of_nearby_points_end_apart():
     assert _overlapping(fig, labels) > 0  # the problem, before
     assert separate_labels(fig, labels) == 0
     assert _overlapping(fig, labels) == 0
+
+
+def test_a_title_names_a_supernet_proxy_by_its_folder():
+    from effvit_nas.results.plots import _shown_proxy
+
+    assert _shown_proxy("supernet:/work/x/results/supernet/sn64-lr2e-3") == "supernet:sn64-lr2e-3"
+    assert _shown_proxy("train") == "train"
