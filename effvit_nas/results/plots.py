@@ -68,7 +68,9 @@ def _point(r: TrialRecord) -> Point:
 def _shown_proxy(proxy: str) -> str:
     """The proxy as a title names it: a supernet by its folder's name (the absolute path
     would push the title off the figure)."""
-    return f"supernet:{Path(proxy.removeprefix('supernet:')).name}" if proxy.startswith("supernet:") else proxy
+    from effvit_nas.proxy.registry import SUPERNET
+
+    return SUPERNET + Path(proxy.removeprefix(SUPERNET)).name if proxy.startswith(SUPERNET) else proxy
 
 
 def _y_label(proxy: str) -> str:

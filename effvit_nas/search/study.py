@@ -76,7 +76,9 @@ def _check_same_problem(study: Any, problem: SearchProblem) -> None:
         was, use = f"its choices differ from those in {want['space']!r}", "that space"
     elif key == "proxy" and all(str(d.get("proxy_def")).startswith("supernet@") for d in (have, want)):
         # the folder may well be the same one, retrained since
-        digest, folder = have["proxy_def"].removeprefix("supernet@"), want["proxy"].removeprefix("supernet:")
+        from effvit_nas.proxy.registry import SUPERNET
+
+        digest, folder = have["proxy_def"].removeprefix("supernet@"), want["proxy"].removeprefix(SUPERNET)
         was, use = f"supernet weights {digest}, not those now in {folder!r}", "with these weights"
     else:
         was, use = repr(have.get(key)), f"with {want[key]!r}"
