@@ -334,7 +334,7 @@ def _compare(problem, options, opts: dict, quiet: bool) -> list[dict]:
 
         def trained(c) -> None:
             if not quiet:
-                click.echo(f"{c.name}: top-1 per seed " + ", ".join(f"{100 * v:.1f} %" for v in c.top1.values()))
+                click.echo(f"{c.name}: top-1 per seed so far " + ", ".join(f"{100 * v:.1f} %" for v in c.top1.values()))
 
         progress = None if quiet else TrainProgress()
         rows = compare(options.study, options.storage, opts["train_top"], opts["baseline"].upper(), data, recipe, seeds, run,

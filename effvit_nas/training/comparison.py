@@ -95,18 +95,17 @@ def _contenders(study: Any, storage: str, k: int, baseline: str, out: Path) -> l
     return rows
 
 
-def _train_seeds(c: Contender, data: DataConfig, recipe: TrainRecipe, run: TrainExecution, seeds: list[int], on_progress) -> None:
+def _train_seed(c: Contender, data: DataConfig, recipe: TrainRecipe, run: TrainExecution, seed: int, on_progress) -> None:
+    seed_out = Path(c.folder).resolve() / f"seed-{seed}"
+    record = seed_out / "train.json"
+    if record.exists():  # trained by an earlier run
+        c.top1[seed] = json.loads(record.read_text())["top1"]
+        return
     arch = ArchConfig.from_dict(c.config)
-    for seed in seeds:
-        seed_out = Path(c.folder).resolve() / f"seed-{seed}"
-        record = seed_out / "train.json"
-        if record.exists():  # trained by an earlier run
-            c.top1[seed] = json.loads(record.read_text())["top1"]
-            continue
-        resume = latest_checkpoint(seed_out) is not None  # cut short by an earlier run: go on from its checkpoint
-        seed_run = replace(run, out=seed_out, resume=resume)
-        res = train(arch, replace(data, img_size=arch.img_size), replace(recipe, seed=seed), seed_run, None, on_progress)
-        c.top1[seed] = res.top1
+    resume = latest_checkpoint(seed_out) is not None  # cut short by an earlier run: go on from its checkpoint
+    seed_run = replace(run, out=seed_out, resume=resume)
+    res = train(arch, replace(data, img_size=arch.img_size), replace(recipe, seed=seed), seed_run, None, on_progress)
+    c.top1[seed] = res.top1
 
 
 def _measure_interleaved(rows: list[Contender], info: Any, storage: str, ray_address: str | None, rounds: int) -> None:
@@ -146,7 +145,8 @@ def compare(
     on_trained: Callable[[Contender], None] | None = None,
 ) -> list[Contender]:
     """Train and re-measure the ``k`` best Pareto models of ``study_name`` and ``baseline``
-    (see the module doc); the baseline is the last row. Empty when nothing is feasible."""
+    (see the module doc); the baseline is the last row. ``on_trained`` is called after each
+    (model, seed). Empty when nothing is feasible."""
     from effvit_nas.results.pareto import pareto_trials
     from effvit_nas.results.studies import StudyInfo, load_study
 
@@ -158,10 +158,13 @@ def compare(
     if not pareto_trials(study):
         return []
     rows = _contenders(study, storage, k, baseline, out or Path(f"{study_name}-models"))
-    for c in rows:
-        _train_seeds(c, data, recipe, run, seeds, on_progress)
-        if on_trained:
-            on_trained(c)
+    # seed after seed, the baseline first in each: a comparison cut short (hours of training
+    # per seed at full scale) already holds every model, baseline included, at the seeds it reached
+    for seed in seeds:
+        for c in [rows[-1], *rows[:-1]]:
+            _train_seed(c, data, recipe, run, seed, on_progress)
+            if on_trained:
+                on_trained(c)
     _measure_interleaved(rows, StudyInfo.of(study), storage, run.ray_address, rounds)
     _judge(rows)
     record = {"baseline": baseline, "seeds": seeds, "recipe": asdict(recipe), "data": asdict(data), "rows": [c.summary() for c in rows]}

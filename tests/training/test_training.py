@@ -414,7 +414,7 @@ def test_search_baseline_trains_found_and_preset_alike_and_tables_them(small_stu
         assert len(row["throughput"]) == 5 and row["throughput_median"] > 0
         for seed in (0, 1):
             assert json.loads((tmp_path / row["folder"] / f"seed-{seed}" / "train.json").read_text())["top1"] == row["top1"][str(seed)]
-    assert sorted(calls) == sorted((row["config_hash"], s, 1, 64) for row in (found, base) for s in (0, 1))
+    assert calls == [(row["config_hash"], s, 1, 64) for s in (0, 1) for row in (base, found)]  # seed-major, baseline first
     assert base["top1_mean"] == pytest.approx(0.605) and base["top1_std"] == pytest.approx(0.00707, abs=1e-4)
     assert found["dominates"] is False and base["dominates"] is None  # 10 points below M0: never dominates
     assert "## Compared with the baseline" in (tmp_path / found["folder"] / "README.md").read_text()
@@ -430,7 +430,7 @@ def test_search_baseline_trains_found_and_preset_alike_and_tables_them(small_stu
 
 def test_a_comparison_reuses_every_seed_already_trained(tmp_path, monkeypatch):
     """A (model, seed) whose train.json exists is read, not trained again."""
-    from effvit_nas.training.comparison import Contender, _train_seeds
+    from effvit_nas.training.comparison import Contender, _train_seed
 
     def no_training(*a, **kw):
         raise AssertionError("a trained seed was trained again")
@@ -439,7 +439,7 @@ def test_a_comparison_reuses_every_seed_already_trained(tmp_path, monkeypatch):
     (tmp_path / "seed-0").mkdir()
     (tmp_path / "seed-0" / "train.json").write_text(json.dumps({"top1": 0.42}))
     c = Contender("M0", None, "h", TINY.to_dict(), str(tmp_path), 1, 1)
-    _train_seeds(c, None, None, None, [0], None)
+    _train_seed(c, None, None, None, 0, None)
     assert c.top1 == {0: 0.42}
 
 
