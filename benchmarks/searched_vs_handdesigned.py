@@ -124,6 +124,20 @@ def curves(folder: str) -> dict[int, list[float]]:
     return out
 
 
+def progress(budget: str) -> list[str]:
+    """What an unfinished run has trained so far: each model's finished seeds (top-1 on the
+    test images, read from train.json), so that a run spread over sessions reports as it goes."""
+    done = {f.parent.name: curves(str(f.parent)) for f in sorted(Path(f"results/searched/{budget}").glob("*/config.yaml"))}
+    done = {name: seeds for name, seeds in done.items() if seeds}
+    if not done:
+        return []
+    lines = ["Trained so far (top-1 on the 10,000 test images; throughput is re-measured, interleaved, at the end):", ""]
+    lines += [f"- {name}: " + "; ".join(f"seed {s}: {100 * c[-1]:.1f} %" for s, c in seeds.items()) for name, seeds in done.items()]
+    lines += ["", "Top-1 % after each epoch, seed 0:", ""]
+    lines += [f"- {name}: " + ", ".join(f"{100 * v:.1f}" for v in seeds[0]) for name, seeds in done.items() if 0 in seeds]
+    return [*lines, "", f"Command: `{shlex.join(['uv', 'run', *command(budget)])}`", ""]
+
+
 def section(budget: str, comp: dict) -> list[str]:
     from effvit_nas.training.comparison import TABLE_HEADERS, table_rows
 
@@ -174,6 +188,7 @@ def report(budgets: list[str], note: str | None) -> None:
         comp = comparison(b)
         if comp is None:
             out += [f"## Budget {b}", "", "Not finished yet (the comparison is stored once every model and seed has trained).", ""]
+            out += progress(b)
             continue
         data[b] = comp
         out += section(b, comp)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's demo on a fresh machine (Python 3.11 only): installs uv if missing, the locked
 # environment, then runs a small real search (CPU, local Ray, SQLite effvit-nas.db, the 64 px
-# `tiny` space, the default proxy `macs`, budget 2.5x M0 measured on this machine first) and
+# `tiny` space, the default proxy `macs`, budget 2x M0 measured on this machine first) and
 # prints the study. Re-running resumes the study (it has its 12 trials: nothing runs again).
 # Extra arguments go to the search, e.g. `bash runners/demo.sh --trials 20`; another proxy
 # needs another study (README, quick start).

@@ -59,3 +59,22 @@ def test_a_database_failing_in_any_command_is_one_line_and_exit_2(monkeypatch, c
     monkeypatch.setattr(app.app, "main", fail(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):
         app.main(["studies"])
+
+
+def test_storage_that_is_no_database_gets_one_line_and_no_file_is_created(tmp_path, capsys):
+    """A typo in a read-only command's --storage creates no empty database; a text file, or a
+    dialect whose driver is not installed, is named as such (not a "failed while writing")."""
+    from tests.support import run_main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n")
+    cases = [
+        (f"sqlite:///{tmp_path}/typo.db", "no database file"),
+        (f"sqlite:///{notes}", "file is not a database"),
+        ("mysql://user@127.0.0.1:1/db", "needs the driver"),
+    ]
+    for url, needle in cases:
+        r = run_main(capsys, "studies", "--storage", url)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and needle in lines[0] and "writing" not in lines[0], (url, r.stderr)
+    assert not (tmp_path / "typo.db").exists() and notes.read_text() == "not a database\n"

@@ -59,9 +59,14 @@ def _is_integral(x: float) -> bool:
     return abs(x - round(x)) < 1e-9
 
 
+# far above any resolution EfficientViT is used at (224-512 px); a larger side is a typo that
+# would otherwise end in an out-of-memory traceback, or in minutes of work at a mid-size value
+MAX_IMG_SIZE = 2048
+
+
 def check_img_size(img_size: int) -> None:
-    if img_size < STEM_STRIDE:
-        raise ConfigError(f"img_size: must be at least {STEM_STRIDE}, got {img_size}")
+    if not STEM_STRIDE <= img_size <= MAX_IMG_SIZE:
+        raise ConfigError(f"img_size: must be between {STEM_STRIDE} and {MAX_IMG_SIZE} px, got {img_size}")
 
 
 def check_stem(width0: int) -> None:

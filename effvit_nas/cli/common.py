@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
+from effvit_nas.arch.config import MAX_IMG_SIZE
 from effvit_nas.errors import SettingError
 
-SPACE_HELP = "Search-space YAML file, or the name of a bundled space (default: efficientvit)."
+SPACE_HELP = "Search-space YAML file, or the name of a bundled space."
 STORAGE_HELP = "SQLAlchemy URL [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db]."
 
 
@@ -110,7 +111,7 @@ def data_options(f, img_size_default: int | None = 64, img_size_help: str = "Pro
         ),
         click.option(
             "--img-size",
-            type=click.IntRange(min=16),
+            type=click.IntRange(min=16, max=MAX_IMG_SIZE),
             default=img_size_default,
             show_default=img_size_default is not None,
             help=img_size_help,

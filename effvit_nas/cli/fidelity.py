@@ -76,14 +76,14 @@ def _settings(opts):
 
     if opts["reference_epochs"] is not None and opts["reference_steps"] is not None:
         raise UserError("give --reference-epochs or --reference-steps, not both")
-    names = opts["proxies"].split(",") if opts["proxies"] else DEFAULT_PROXIES
+    names = opts["proxies"].split(",") if opts["proxies"] is not None else DEFAULT_PROXIES  # "" is refused, not all
     return FidelitySettings(
         space=opts["space"],
         data=data_config(opts),
         archs=opts["archs"],
         band=Band.parse(opts["band"]) if opts["band"] else None,
         proxies=tuple(ProxySpec.parse(p) for p in names),
-        reference_epochs=opts["reference_epochs"] or 5.0,
+        reference_epochs=5.0 if opts["reference_epochs"] is None else opts["reference_epochs"],
         reference_steps=opts["reference_steps"],
         reference_per_class=opts["reference_per_class"],
         seeds=opts["seeds"],

@@ -20,6 +20,8 @@ def show_cmd(study_name, storage, as_json, as_csv) -> None:
     """List a study's trials: state, config, params, MACs, throughput, accuracy, feasibility, Pareto."""
     from effvit_nas.results.studies import records_csv, study_records
 
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
     study, info, _ = open_study(study_name, storage)
     records = study_records(study)
     if as_json:

@@ -52,7 +52,7 @@ TRAIN_TOP_FLAGS = {
 @click.option("--timeout", default=None, help="Stop after this long, e.g. 90s, 30m, 2h.")
 @click.option("--study", "study_name", default=None, help="Study name [default: effvit-<device>-<budget>].")
 @click.option("--storage", default=None, help=STORAGE_HELP)
-@click.option("--space", default=None, help=SPACE_HELP)
+@click.option("--space", default=None, help=SPACE_HELP + " [default: efficientvit]")
 @click.option(
     "--proxy",
     "proxy_name",
@@ -67,10 +67,16 @@ TRAIN_TOP_FLAGS = {
     "--halving",
     type=click.IntRange(min=2),
     default=None,
-    help="Successive halving of --proxy train with this eta (3: judged at 1/9 and 1/3 of --steps, the best third by Pareto rank go on).",
+    help="Successive halving of --proxy train with this eta (3: judged at 1/9 and 1/3 of --steps, the best third by Pareto rank go on) [default: off].",
 )
 @bench_options
-@click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random"]), default="tpe", show_default=True)
+@click.option(
+    "--sampler",
+    type=click.Choice(["tpe", "nsga2", "random"]),
+    default="tpe",
+    show_default=True,
+    help="Optuna sampler that proposes candidates.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Proxies that run at once (Ray tasks of 1 CPU).")
 @click.option(
     "--measure-actors",
@@ -79,7 +85,7 @@ TRAIN_TOP_FLAGS = {
     help="Device actors measuring at once [default: one per matching accelerator: each GPU of the device's type, each node's CPU].",
 )
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster instead of a local Ray.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the sampler, the proxies and --train-top's first seed.")
 @click.option("--seed-presets", is_flag=True, help="Enqueue the M0-M5 that are points of the space first.")
 @click.option(
     "--heartbeat",
@@ -184,26 +190,34 @@ def _problem(opts: dict, options, bench, device):
     """What the study is about, from the flags (a relative budget is resolved here, once per
     study: see effvit_nas.search.budget)."""
     from effvit_nas.arch.space import load_space
+    from effvit_nas.proxy.data import check_data
     from effvit_nas.proxy.halving import Halving
     from effvit_nas.proxy.registry import check_proxy
     from effvit_nas.proxy.short_training import ShortTrainSettings
     from effvit_nas.search.budget import study_budget
+    from effvit_nas.search.loop import check_local_device
     from effvit_nas.search.problem import DEFAULT_PROXY, SearchProblem
     from effvit_nas.search.study import stored_problem
 
+    stored = stored_problem(options)
     # a study resumed without --proxy goes on with the proxy it was created with, whatever the default is now
-    opts["proxy_name"] = opts["proxy_name"] or (stored_problem(options) or {}).get("proxy") or DEFAULT_PROXY
+    opts["proxy_name"] = opts["proxy_name"] or (stored or {}).get("proxy") or DEFAULT_PROXY
     if opts["halving"] and opts["proxy_name"] != "train":
         raise UserError(f"--halving applies to --proxy train, not {opts['proxy_name']}")
     space = load_space(opts["space"])
     opts["proxy_name"] = check_proxy(opts["proxy_name"], space)
+    data = data_config(opts)
+    if stored is None:  # a typo in --data must not leave behind a study that then refuses the corrected command
+        check_data(data)
+    if options.ray_address is None:  # before a relative budget starts Ray to measure its preset
+        check_local_device(opts["device"], bench)
     budget = study_budget(opts["budget"], space, opts["device"], bench, options, device)
     return SearchProblem(
         device=opts["device"],
         budget=budget.images_per_s,
         space=space.source,
         proxy=opts["proxy_name"],
-        data=data_config(opts),
+        data=data,
         short_train=ShortTrainSettings(steps=opts["steps"], seed=opts["seed"]),
         bench=bench,
         budget_spec=budget.spec,

@@ -24,7 +24,7 @@ def supernet_app() -> None:
 @click.option("--space", required=True, help="Search space (bundled name or YAML file).")
 @functools.partial(data_options, img_size_default=None, img_size_help="Training resolution (px) [default: the space's largest].")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [default: supernet-<space>].")
-@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Passes over the training images.")
 @click.option("--batch", type=click.IntRange(min=2), default=256, show_default=True, help="Total images per update over all workers.")
 @click.option("--lr", type=float, default=None, help="Peak lr [default: 1e-3 x batch / 512].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Train workers (DDP).")
@@ -38,9 +38,11 @@ def supernet_app() -> None:
 )
 @click.option("--no-distill", is_flag=True, help="Train every subnet on the labels instead of the largest's predictions.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe knob (see the printed recipe).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seeds the init, the data order, the augmentation and the sampled subnets."
+)
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster.")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bar or recipe; errors only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def supernet_train_cmd(
     space, out, epochs, batch, lr, workers, resume, random_subnets, no_distill, overrides, seed, ray_address, quiet, as_json, **data

@@ -79,7 +79,7 @@ def show_recorded(recorded: Any, quiet: bool) -> None:
 @click.command("train")
 @click.argument("config", metavar="CONFIG_OR_EXPORT_DIR")
 @data_options_train
-@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Passes over the training images (paper: 300).")
 @click.option("--batch", type=click.IntRange(min=2), default=256, show_default=True, help="Total images per update over all workers.")
 @click.option("--lr", type=float, default=None, help="Peak lr [default: 1e-3 x batch / 512].")
 @click.option(
@@ -106,10 +106,10 @@ def show_recorded(recorded: Any, quiet: bool) -> None:
     metavar="KEY=VALUE",
     help="Override a recipe knob, e.g. --set mixup=0 --set ema_decay=0.999 (see the printed recipe).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the init, the data order and the augmentation.")
 @click.option("--storage", default=None, help="Study database to record the trained accuracy in [default: the export's].")
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster.")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bar or recipe; errors only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train_cmd(
     config,

@@ -35,8 +35,11 @@ class Band:
         if not m:
             raise SettingError("FidelitySettings.band", f"{text!r} is not a band: use BUDGET±X%, e.g. M0±20% or 2.5k+-15%")
         budget, tolerance = m.group(1), float(m.group(2)) / 100
-        if parse_relative(budget) is None:
-            parse_budget(budget)  # raises for a malformed budget
+        try:
+            if parse_relative(budget) is None:
+                parse_budget(budget)  # raises for a malformed budget
+        except SettingError as e:  # the budget's own setting: named as the band here
+            raise SettingError("FidelitySettings.band", f"{text!r}: {e.problem}") from None
         if not 0 < tolerance < 1:
             raise SettingError("FidelitySettings.band", f"{text!r}: the tolerance must be between 0 and 100 %")
         return cls(budget, tolerance)

@@ -17,6 +17,7 @@ import os
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, delete, func, select, text
@@ -137,18 +138,39 @@ class _ClaimRow(_Base):
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-def open_engine(url: str):
-    """A SQLAlchemy engine for ``url`` that has answered once; StorageError otherwise."""
+def open_engine(url: str, existing: bool = False):
+    """A SQLAlchemy engine for ``url`` that has answered once; StorageError otherwise.
+    ``existing``: refuse a SQLite file that is not there yet instead of creating it (for commands
+    that only read, where a mistyped path would otherwise leave an empty database behind)."""
+    if existing:
+        _check_sqlite_file(url)
     try:
         engine = create_engine(url, pool_pre_ping=True)
-        with engine.connect():
-            pass
+        with engine.connect() as c:
+            if engine.dialect.name == "sqlite":  # connecting reads nothing; this fails on a file that is no database
+                c.exec_driver_sql("SELECT count(*) FROM sqlite_master")
     except (ArgumentError, NoSuchModuleError) as e:
         raise StorageError(f"invalid storage URL {_shown(url)}: {str(e).splitlines()[0]}") from None
+    except ImportError as e:  # a dialect SQLAlchemy knows whose driver is not installed (mysql://)
+        raise StorageError(
+            f"storage {_shown(url)} needs the driver {e.name!r}, which is not installed (SQLite and PostgreSQL are)"
+        ) from None
     except (OperationalError, SQLAlchemyError) as e:
         reason = str(getattr(e, "orig", e) or e).strip().splitlines()
         raise StorageError(f"cannot open storage {_shown(url)}: {reason[0] if reason else type(e).__name__}") from None
     return engine
+
+
+def _check_sqlite_file(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # open_engine names the bad URL
+    path = parsed.database
+    if parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
+        raise StorageError(f"storage {_shown(url)}: no database file {path!r} (a search creates it; check the path)")
 
 
 # pg_advisory_lock's key for creating effvit-nas's and Optuna's tables (any fixed 64-bit number
@@ -175,16 +197,16 @@ def schema_lock(engine) -> Iterator[None]:
             c.commit()
 
 
-def optuna_storage(url: str, **kwargs: Any):
+def optuna_storage(url: str, existing: bool = False, **kwargs: Any):
     """Optuna's RDBStorage for ``url`` (``kwargs`` go to it), with a one-line StorageError for a
     bad or unreachable URL and its tables created under :func:`schema_lock`. Every Optuna use
     goes through here rather than passing Optuna the URL, which would create the tables
-    unguarded."""
+    unguarded. ``existing``: see :func:`open_engine`."""
     from optuna.storages import RDBStorage
 
     from effvit_nas.runtime import quiet_optuna
 
-    engine = open_engine(url)
+    engine = open_engine(url, existing)
     with quiet_optuna(), schema_lock(engine):
         return RDBStorage(url, **kwargs)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +192,14 @@ def _synthetic(cfg: DataConfig) -> Dataset:
 
 
 # --- directories -----------------------------------------------------------------------------
+def first_classes(cfg: DataConfig, available: int) -> int:
+    """How many classes of a data set with ``available`` classes ``cfg`` keeps (all by default);
+    asking for more than there are is refused rather than silently cut to what is there."""
+    if cfg.num_classes is not None and cfg.num_classes > available:
+        raise SettingError("DataConfig.num_classes", f"asks for {cfg.num_classes} classes; {cfg.source} has {available}")
+    return cfg.num_classes or available
+
+
 def subsample(labels: np.ndarray, classes: int, per_class: int | None, seed: int) -> np.ndarray:
     """Indices of at most ``per_class`` items of each of the first ``classes`` labels."""
     rng = np.random.default_rng(seed)
@@ -225,7 +233,7 @@ def _image_folder_split(root: Path, split: str, cfg: DataConfig, classes: list[s
     names = list(ds.reader.class_to_idx) if hasattr(ds.reader, "class_to_idx") else [p.name for p in class_dirs]
     if classes is not None and names[: len(classes)] != classes:
         raise DataError(f"{d}: class folders differ from train/ ({names[:3]}... vs {classes[:3]}...)")
-    k = min(cfg.num_classes or len(names), len(names))
+    k = first_classes(cfg, len(names))
     labels = np.array([t for _, t in ds.reader.samples])
     per = cfg.train_per_class if split == "train" else cfg.val_per_class
     idx = subsample(labels, k, per, cfg.seed)
@@ -269,7 +277,7 @@ def _cifar(root: Path, cfg: DataConfig, files: tuple[list[Path], list[Path], str
         with open(meta, "rb") as f:
             m = pickle.load(f, encoding="latin1")
         names = list(m.get("label_names") or m.get("fine_label_names") or names)
-    k = min(cfg.num_classes or n_cls, n_cls)
+    k = first_classes(cfg, n_cls)
     i_tr = subsample(y_tr, k, cfg.train_per_class, cfg.seed)
     i_va = subsample(y_va, k, cfg.val_per_class, cfg.seed)
     return Dataset(
@@ -280,6 +288,12 @@ def _cifar(root: Path, cfg: DataConfig, files: tuple[list[Path], list[Path], str
         classes=names[:k],
         source=str(root),
     )
+
+
+def check_data(cfg: DataConfig) -> None:
+    """Fail now as :func:`load_data` would (missing or unreadable data, too many classes), at
+    the cost of one image per class: before a study is created on it, not after."""
+    load_data(replace(cfg, train_per_class=1, val_per_class=1))
 
 
 def load_data(cfg: DataConfig) -> Dataset:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from effvit_nas.proxy.data import DataError, Dataset, resize_uint8, subsample
+from effvit_nas.proxy.data import DataError, Dataset, first_classes, resize_uint8, subsample
 
 FASHION_MNIST = "fashion-mnist"  # the --data name of the Debian package's files
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -88,7 +88,7 @@ def load_idx(root: Path, files: dict[str, Path], cfg) -> Dataset:
     x_tr, y_tr, x_te, y_te = _read(files, root)
     n_cls = int(max(y_tr.max(), y_te.max())) + 1
     names = list(FASHION_MNIST_CLASSES) if root.resolve() == FASHION_MNIST_DIR.resolve() else [str(i) for i in range(n_cls)]
-    k = min(cfg.num_classes or n_cls, n_cls)
+    k = first_classes(cfg, n_cls)
 
     def take(x: torch.Tensor, y: torch.Tensor, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(subsample(y.numpy(), k, per_class, cfg.seed))

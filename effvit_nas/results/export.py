@@ -26,6 +26,7 @@ from typing import Any
 from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.arch.config import ArchConfig, preset_name
 from effvit_nas.errors import SettingError, UserError
+from effvit_nas.results.cards import write_card
 from effvit_nas.results.pareto import pareto_trials
 from effvit_nas.results.studies import StudyInfo, device_description
 from effvit_nas.search.records import TrialRecord
@@ -239,7 +240,7 @@ def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh
     if onnx:
         _write_onnx(cfg, folder / "model.onnx")
     record = {"measurement": measurement, "pareto_numbers": context["pareto_numbers"]}
-    (folder / "README.md").write_text(_card(cfg, r, info, record, tk, context["device"]))
+    write_card(folder / "README.md", _card(cfg, r, info, record, tk, context["device"]))
     return item
 
 
@@ -269,6 +270,7 @@ def _write_index(out: Path, info: StudyInfo, storage: str, exported: list[Export
         for e in exported
     ]
     where = make_url(storage).render_as_string(hide_password=True)
+    index += _earlier_exports(out / "index.json", info.name, where, {e.folder.name for e in exported})
     (out / "index.json").write_text(
         json.dumps(
             {"study": info.name, "storage": where, "device": info.device, "budget": info.budget, "proxy": info.proxy, "models": index},
@@ -276,3 +278,15 @@ def _write_index(out: Path, info: StudyInfo, storage: str, exported: list[Export
         )
         + "\n"
     )
+
+
+def _earlier_exports(path: Path, study: str, storage: str, now: set[str]) -> list[dict[str, Any]]:
+    """The entries of an index.json already in OUT for the same study whose folders this export
+    did not rewrite and that are still there: exporting one more trial keeps the others listed."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if (earlier.get("study"), earlier.get("storage")) != (study, storage):
+        return []
+    return [m for m in earlier.get("models", []) if m.get("folder") not in now and (path.parent / str(m.get("folder"))).is_dir()]

@@ -42,7 +42,7 @@ def load_study(name: str, storage: str):
 
     from effvit_nas.measure.store import optuna_storage
 
-    rdb = optuna_storage(storage)
+    rdb = optuna_storage(storage, existing=True)
     with quiet_optuna():
         try:
             return optuna.load_study(study_name=name, storage=rdb)
@@ -153,7 +153,7 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
 
     from effvit_nas.measure.store import optuna_storage
 
-    rdb = optuna_storage(storage)
+    rdb = optuna_storage(storage, existing=True)
     rows = []
     with quiet_optuna():
         summaries = optuna.get_all_study_summaries(rdb, include_best_trial=False)

@@ -25,6 +25,7 @@ from typing import Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.errors import UserError
+from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import is_storage_failure, storage_failures_stop
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.runtime import quiet_optuna
@@ -356,7 +357,7 @@ def run_search(
     t_start = time.perf_counter()
     space = load_space(problem.space)
     if options.ray_address is None:  # fail on a missing device before touching the study
-        _check_local_device(problem)
+        check_local_device(problem.device, problem.bench)
     handle = open_study(problem, options)
     with quiet_optuna():
         fail_stale_trials(handle.study)
@@ -386,11 +387,12 @@ def _nothing_to_run(*_: Any) -> Any:
     raise AssertionError("a finished study's run measured or scored a candidate")
 
 
-def _check_local_device(problem: SearchProblem) -> None:
+def check_local_device(device: str, bench: BenchSettings) -> None:
+    """UserError unless ``device`` is on this machine and can run ``bench``'s protocol."""
     from effvit_nas.measure.devices import parse_device, resolve_local
     from effvit_nas.measure.timing import check_supported
 
-    check_supported(problem.bench, resolve_local(parse_device(problem.device)))
+    check_supported(bench, resolve_local(parse_device(device)))
 
 
 def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:

@@ -192,13 +192,9 @@ TABLE_HEADERS = ["model", "top-1 % (mean ± std)", "img/s median [IQR]", "params
 
 
 def _write_card(folder: Path, rows: list[Contender]) -> None:
-    card = folder / "README.md"
-    text = card.read_text().split("\n## Compared with the baseline\n")[0].rstrip("\n") + "\n" if card.exists() else ""
-    lines = ["| " + " | ".join(TABLE_HEADERS) + " |", "|" + "---|" * len(TABLE_HEADERS)]
+    from effvit_nas.results.cards import set_section
+
+    lines = ["Same recipe, data and seeds; throughput re-measured interleaved in one run.", ""]
+    lines += ["| " + " | ".join(TABLE_HEADERS) + " |", "|" + "---|" * len(TABLE_HEADERS)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows([c.summary() for c in rows])]
-    card.write_text(
-        text
-        + "\n## Compared with the baseline\n\nSame recipe, data and seeds; throughput re-measured interleaved in one run.\n\n"
-        + "\n".join(lines)
-        + "\n"
-    )
+    set_section(folder / "README.md", "## Compared with the baseline", "\n".join(lines))

@@ -93,9 +93,19 @@ class TrainRecipe:
             raise SettingError("TrainRecipe.scale_min", f"must be in (0, 1], got {self.scale_min}")
         if self.crop_pad < 0:
             raise SettingError("TrainRecipe.crop_pad", f"must be >= 0 px, got {self.crop_pad}")
-        for name in ("hflip", "reprob"):
+        for name in ("hflip", "reprob", "distill_alpha"):
             if not 0 <= getattr(self, name) <= 1:
                 raise SettingError(f"TrainRecipe.{name}", f"is a probability in [0, 1], got {getattr(self, name)}")
+        for name in ("smoothing", "ema_decay"):  # 1 would erase the labels / freeze the EMA model
+            if not 0 <= getattr(self, name) < 1:
+                raise SettingError(f"TrainRecipe.{name}", f"must be in [0, 1), got {getattr(self, name)}")
+        for name in ("base_lr", "warmup_lr", "min_lr", "weight_decay", "eps", "clip_grad", "color_jitter", "mixup", "cutmix"):
+            if getattr(self, name) < 0:
+                raise SettingError(f"TrainRecipe.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if self.repeated_aug < 1:
+            raise SettingError("TrainRecipe.repeated_aug", f"is repeats per image, at least 1 (1 disables), got {self.repeated_aug}")
+        if self.distill_tau <= 0:
+            raise SettingError("TrainRecipe.distill_tau", f"must be positive, got {self.distill_tau}")
 
     def resolved(self, workers: int) -> TrainRecipe:
         """lr and warm-up filled in; the batch rounded to a multiple of 2 x workers (Mixup

@@ -416,12 +416,13 @@ def train_model(
 def record_training(folder: Path, arch: ArchConfig, res: TrainResult, storage: str | None = None) -> StudyRecord:
     """Trained accuracy next to the proxy score of export folder ``folder``: in its model card
     and in its study (see :func:`train_model`)."""
+    from effvit_nas.results.cards import set_section
+
     card = folder / "README.md"
     ema = f" (EMA {100 * res.top1_ema:.1f} %)" if res.top1_ema is not None else ""
-    line = f"\n## Trained\n\ntop-1 {100 * res.top1:.1f} %{ema} after {res.epochs} epochs (`effvit-nas train`, see train.json); weights: model.safetensors, model_ema.safetensors.\n"
     if card.exists():
-        text = card.read_text().split("\n## Trained\n")[0].rstrip("\n") + "\n"
-        card.write_text(text + line)
+        line = f"top-1 {100 * res.top1:.1f} %{ema} after {res.epochs} epochs (`effvit-nas train`, see train.json); weights: model.safetensors, model_ema.safetensors."
+        set_section(card, "## Trained", line)
     proxy = json.loads((folder / "proxy.json").read_text())
     url = storage or _export_storage(folder)
     entry = {"top1": res.top1, "top1_ema": res.top1_ema, "epochs": res.epochs, "hash": arch.short_hash(), "out": res.out}

@@ -57,6 +57,7 @@ def test_unused_kernels_do_not_change_identity():
         ({"ffn_ratios": [2.0, 2.01, 2.0]}, "ffn_ratios[1]"),
         ({"windows": [7, 7]}, "windows"),
         ({"img_size": 8}, "img_size"),
+        ({"img_size": 4096}, "img_size"),
         ({"num_classes": 0}, "num_classes"),
         ({"depths": [1, 2.5, 3]}, "depths[1]"),
         ({"widths": "wide"}, "widths"),

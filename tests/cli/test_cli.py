@@ -67,6 +67,7 @@ def test_text_outputs(capsys):
         (["model", "info", "{unknown_key}"], "unknown config key 'depth'"),
         (["model", "info", "nope.yaml"], "does not exist"),
         (["model", "info", "M0", "--img-size", "4"], "--img-size"),
+        (["model", "info", "M0", "--img-size", "100000"], "--img-size"),  # not an out-of-memory traceback
         (["space", "show", "--space", "nope"], "bundled space"),
         (["space", "sample", "-n", "0"], "--num"),
         (["frobnicate"], "No such command"),

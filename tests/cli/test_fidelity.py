@@ -43,6 +43,8 @@ def test_runs_stores_and_resumes_with_only_the_new_proxy(tmp_path, local_ray, ca
     "extra, message",
     [
         (["--band", "M0"], "--band"),
+        (["--band", "M9±20%"], "--band 'M9±20%': 'M9' names no preset"),
+        (["--proxies", ""], "--proxies"),
         (["--proxies", "naswot,train"], "--proxies"),
         (["--reference-epochs", "2"], "not both"),
         (["--archs", "2"], "--archs"),

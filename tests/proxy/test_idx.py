@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from effvit_nas.errors import SettingError
 from effvit_nas.proxy.data import DataConfig, DataError, load_data
 from effvit_nas.proxy.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
 from tests.support import TINY, run_main
@@ -61,6 +62,15 @@ def test_a_directory_of_idx_files_plain_or_gzipped(tmp_path):
     assert a.classes == ["0", "1", "2"] and torch.equal(a.train_x, b.train_x) and torch.equal(a.val_y, b.val_y)
     assert len(a.train_y) == 30 and len(a.val_y) == 12
     assert load_data(DataConfig(str(tmp_path / "gz"), img_size=28, num_classes=2, train_per_class=4)).train_x.shape[0] == 8
+
+
+def test_more_classes_than_the_data_has_are_refused_not_cut(tmp_path, capsys):
+    small_set(tmp_path / "gz")  # 3 classes
+    with pytest.raises(SettingError, match="asks for 5 classes") as e:
+        load_data(DataConfig(str(tmp_path / "gz"), img_size=28, num_classes=5))
+    assert e.value.setting == "DataConfig.num_classes"
+    r = run_main(capsys, "proxy", "M0", "--proxy", "params", "--data", str(tmp_path / "gz"), "--img-size", "28", "--classes", "5")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: --classes asks for 5 classes; {tmp_path / 'gz'} has 3"]
 
 
 def test_truncated_or_missing_files_are_one_line_errors(tmp_path, capsys):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from effvit_nas.arch.config import ArchConfig, load_config
+from effvit_nas.results.cards import set_section
 from tests.support import run_main
 
 
@@ -126,6 +127,14 @@ def test_export_top_and_trial_and_timm_kwargs(small_study, tmp_path, capsys):
     r = run_main(capsys, "export", "--study", name, "--storage", url, "--out", str(tmp_path / "top"), "--top", "2", "--json")
     assert r.returncode == 0, r.stderr
     assert [d["trial"] for d in json.loads(r.stdout)] == [x["number"] for x in feasible[:2]]
+    # exporting one of them again into the same folder keeps what training added and the other's listing
+    first = tmp_path / "top" / f"trial-{feasible[0]['number']}-{feasible[0]['hash']}"
+    set_section(first / "README.md", "## Trained", "top-1 91.0 % after 30 epochs")
+    r = run_main(capsys, "export", "--study", name, "--storage", url, "--out", str(tmp_path / "top"), "--trial", str(feasible[0]["number"]))
+    assert r.returncode == 0, r.stderr
+    assert "## Trained\n\ntop-1 91.0 % after 30 epochs" in (first / "README.md").read_text()
+    index = json.loads((tmp_path / "top" / "index.json").read_text())
+    assert sorted(m["trial"] for m in index["models"]) == sorted(x["number"] for x in feasible[:2])
     r = run_main(capsys, "export", "--study", name, "--storage", url, "--out", str(tmp_path / "one"), "--trial", "0", "--json")
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "one" / f"trial-0-{rows[0]['hash']}"

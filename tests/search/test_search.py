@@ -256,14 +256,22 @@ def test_pareto_set_lists_each_architecture_once():
         (["search", "--budget", "1k", "--trials", "1", "--space", "nope"], "bundled space"),
         (["search", "--budget", "1k", "--trials", "1", "--timeout", "soon"], "--timeout 'soon' is not a duration"),
         (["search", "--budget", "1k", "--trials", "0"], "--trials must be positive"),
-        (["show", "--study", "nothing-here"], "no study"),
+        (["search", "--budget", "M0", "--trials", "1", "--device", "v100"], "not available"),  # before Ray measures M0
+        (["search", "--budget", "1k", "--trials", "1", "--data", "/no/such/dir"], "does not exist"),
+        (["show", "--study", "nothing-here"], "no database file"),
+        (["show", "--study", "x", "--json", "--csv"], "--json or --csv, not both"),
     ],
 )
 def test_search_bad_input(tmp_path, capsys, args, needle):
-    r = run_main(capsys, *args, "--storage", f"sqlite:///{tmp_path}/b.db")
+    import optuna
+
+    url = f"sqlite:///{tmp_path}/b.db"
+    r = run_main(capsys, *args, "--storage", url)
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()  # Ray's "Token authentication is enabled" line included, if it came back
     assert len(lines) == 1 and needle in lines[0], r.stderr
+    # no empty study left behind: it would refuse the corrected command as "created with another data"
+    assert not (tmp_path / "b.db").exists() or optuna.get_all_study_names(url) == []
 
 
 def _tiny_settings(url: str, study: str, budget: float = 300.0, **kw):

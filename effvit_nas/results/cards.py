@@ -1,0 +1,40 @@
+"""Model cards: the README.md of an export folder.
+
+`effvit-nas export` writes the card's head and its own sections; later steps (training, a
+comparison with a preset) each own one ``## `` section. Every writer replaces only what it owns,
+so exporting a trial again, retraining it or rerunning a comparison keeps what the others wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def _parts(text: str) -> tuple[str, dict[str, str]]:
+    """The text before the first ``## `` heading, and each section by its heading line."""
+    head, *sections = re.split(r"(?m)^(?=## )", text)
+    return head, {s.split("\n", 1)[0]: s for s in sections}
+
+
+def _join(head: str, sections: Iterable[str]) -> str:
+    return "\n\n".join(p.strip("\n") for p in [head, *sections] if p.strip()) + "\n"
+
+
+def write_card(card: Path, text: str) -> None:
+    """Write ``text`` as ``card``, keeping the sections of the card already there that ``text``
+    has no heading for (those a later step added)."""
+    if card.exists():
+        head, own = _parts(text)
+        later = [s for heading, s in _parts(card.read_text())[1].items() if heading not in own]
+        text = _join(head, [*own.values(), *later])
+    card.write_text(text)
+
+
+def set_section(card: Path, heading: str, body: str) -> None:
+    """Section ``heading`` (a ``## `` line) of ``card`` set to ``body``: in its place when the
+    card has it, appended otherwise; the rest of the card kept."""
+    head, sections = _parts(card.read_text() if card.exists() else "")
+    sections[heading] = f"{heading}\n\n{body}"
+    card.write_text(_join(head, sections.values()))
