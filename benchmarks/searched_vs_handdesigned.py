@@ -148,7 +148,11 @@ def section(budget: str, comp: dict) -> list[str]:
     how = f", candidates measured in pairs with {preset} (`search --paired`)" if run.paired else ""
     if run.copy_of:
         how += f"; the {run.copy_of} search's candidates, trained at peak lr {run.lr:g}"
-        how += f" on {10 * run.per_class:,} images for {run.epochs} epochs" if (run.epochs, run.per_class) != (10, 2000) else ""
+        how += (
+            f" on {10 * run.per_class:,} images for {run.epochs} epochs"
+            if (run.epochs, run.per_class) != (Run.epochs, Run.per_class)
+            else ""
+        )
     elif run.proxy != "train":
         how += f"; proxy `{run.proxy}`" + (f", trained at peak lr {run.lr:g}" if run.lr else "")
     lines = [f"## Budget {budget}: at least {preset}'s throughput on this CPU{how}", "", "| " + " | ".join(TABLE_HEADERS) + " |"]

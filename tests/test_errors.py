@@ -71,7 +71,7 @@ def test_storage_that_is_no_database_gets_one_line_and_no_file_is_created(tmp_pa
     cases = [
         (f"sqlite:///{tmp_path}/typo.db", "no database file"),
         (f"sqlite:///{notes}", "file is not a database"),
-        ("mysql://user@127.0.0.1:1/db", "needs the driver"),
+        ("mysql://user@127.0.0.1:1/db", "needs the Python module"),
     ]
     for url, needle in cases:
         r = run_main(capsys, "studies", "--storage", url)

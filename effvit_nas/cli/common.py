@@ -14,6 +14,7 @@ from effvit_nas.arch.config import MAX_IMG_SIZE
 from effvit_nas.errors import SettingError
 
 SPACE_HELP = "Search-space YAML file, or the name of a bundled space."
+SPACE_HELP_DEFAULT = SPACE_HELP + " [default: efficientvit]"
 STORAGE_HELP = "SQLAlchemy URL [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db]."
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from effvit_nas.cli.common import (
-    SPACE_HELP,
+    SPACE_HELP_DEFAULT,
     STORAGE_HELP,
     bench_options,
     bench_settings,
@@ -52,7 +52,7 @@ TRAIN_TOP_FLAGS = {
 @click.option("--timeout", default=None, help="Stop after this long, e.g. 90s, 30m, 2h.")
 @click.option("--study", "study_name", default=None, help="Study name [default: effvit-<device>-<budget>].")
 @click.option("--storage", default=None, help=STORAGE_HELP)
-@click.option("--space", default=None, help=SPACE_HELP + " [default: efficientvit]")
+@click.option("--space", default=None, help=SPACE_HELP_DEFAULT)
 @click.option(
     "--proxy",
     "proxy_name",
@@ -206,11 +206,11 @@ def _problem(opts: dict, options, bench, device):
         raise UserError(f"--halving applies to --proxy train, not {opts['proxy_name']}")
     space = load_space(opts["space"])
     opts["proxy_name"] = check_proxy(opts["proxy_name"], space)
+    if options.ray_address is None:  # before a relative budget starts Ray to measure its preset
+        check_local_device(opts["device"], bench)
     data = data_config(opts)
     if stored is None:  # a typo in --data must not leave behind a study that then refuses the corrected command
         check_data(data)
-    if options.ray_address is None:  # before a relative budget starts Ray to measure its preset
-        check_local_device(opts["device"], bench)
     budget = study_budget(opts["budget"], space, opts["device"], bench, options, device)
     return SearchProblem(
         device=opts["device"],

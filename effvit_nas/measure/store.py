@@ -151,9 +151,10 @@ def open_engine(url: str, existing: bool = False):
                 c.exec_driver_sql("SELECT count(*) FROM sqlite_master")
     except (ArgumentError, NoSuchModuleError) as e:
         raise StorageError(f"invalid storage URL {_shown(url)}: {str(e).splitlines()[0]}") from None
-    except ImportError as e:  # a dialect SQLAlchemy knows whose driver is not installed (mysql://)
+    except ImportError as e:  # a dialect SQLAlchemy knows whose driver is not installed (mysql://, postgresql:// = psycopg2)
         raise StorageError(
-            f"storage {_shown(url)} needs the driver {e.name!r}, which is not installed (SQLite and PostgreSQL are)"
+            f"storage {_shown(url)} needs the Python module {e.name or str(e)!r}, which is not installed; "
+            "effvit-nas ships sqlite:/// and postgresql+psycopg:// (psycopg 3)"
         ) from None
     except (OperationalError, SQLAlchemyError) as e:
         reason = str(getattr(e, "orig", e) or e).strip().splitlines()
@@ -169,6 +170,8 @@ def _check_sqlite_file(url: str) -> None:
     except ArgumentError:
         return  # open_engine names the bad URL
     path = parsed.database
+    if parsed.query.get("uri") in ("true", "1"):  # file:name?mode=...: sqlite parses the URI itself
+        return
     if parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
         raise StorageError(f"storage {_shown(url)}: no database file {path!r} (a search creates it; check the path)")
 

@@ -7,14 +7,20 @@ so exporting a trial again, retraining it or rerunning a comparison keeps what t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
 
 def _parts(text: str) -> tuple[str, dict[str, str]]:
-    """The text before the first ``## `` heading, and each section by its heading line."""
-    head, *sections = re.split(r"(?m)^(?=## )", text)
+    """The text before the first ``## `` heading, and each section by its heading line (a
+    ``## `` line inside a code fence is code, not a heading)."""
+    chunks, fenced = [[]], False
+    for line in text.splitlines(keepends=True):
+        fenced ^= line.startswith("```")
+        if line.startswith("## ") and not fenced:
+            chunks.append([])
+        chunks[-1].append(line)
+    head, *sections = ["".join(c) for c in chunks]
     return head, {s.split("\n", 1)[0]: s for s in sections}
 
 

@@ -287,6 +287,11 @@ def _earlier_exports(path: Path, study: str, storage: str, now: set[str]) -> lis
         earlier = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
-    if (earlier.get("study"), earlier.get("storage")) != (study, storage):
+    if not isinstance(earlier, dict) or (earlier.get("study"), earlier.get("storage")) != (study, storage):
         return []
-    return [m for m in earlier.get("models", []) if m.get("folder") not in now and (path.parent / str(m.get("folder"))).is_dir()]
+    models = earlier.get("models")
+    return [
+        m
+        for m in (models if isinstance(models, list) else [])
+        if isinstance(m, dict) and m.get("folder") not in now and (path.parent / str(m.get("folder"))).is_dir()
+    ]

@@ -145,9 +145,7 @@ class Worker:
             train_set = self.data.train_set(transform, resize_first=r.crop_pad > 0)
         else:
             train_set = _MemoryImages(self.data.train_x, self.data.train_y, transform)
-        self.sampler = RepeatAugSampler(
-            train_set, num_replicas=self.world, rank=self.rank, num_repeats=max(r.repeated_aug, 1), selected_round=0
-        )
+        self.sampler = RepeatAugSampler(train_set, num_replicas=self.world, rank=self.rank, num_repeats=r.repeated_aug, selected_round=0)
         self.loader = torch.utils.data.DataLoader(
             train_set, batch_size=r.batch // self.world, sampler=self.sampler, drop_last=True, num_workers=self.loader_workers
         )

@@ -99,9 +99,11 @@ class TrainRecipe:
         for name in ("smoothing", "ema_decay"):  # 1 would erase the labels / freeze the EMA model
             if not 0 <= getattr(self, name) < 1:
                 raise SettingError(f"TrainRecipe.{name}", f"must be in [0, 1), got {getattr(self, name)}")
-        for name in ("base_lr", "warmup_lr", "min_lr", "weight_decay", "eps", "clip_grad", "color_jitter", "mixup", "cutmix"):
-            if getattr(self, name) < 0:
+        for name in ("warmup_lr", "min_lr", "weight_decay", "eps", "clip_grad", "color_jitter", "mixup", "cutmix"):
+            if not getattr(self, name) >= 0:  # written so that NaN fails too
                 raise SettingError(f"TrainRecipe.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if not self.base_lr > 0:
+            raise SettingError("TrainRecipe.base_lr", f"must be positive, got {self.base_lr}")
         if self.repeated_aug < 1:
             raise SettingError("TrainRecipe.repeated_aug", f"is repeats per image, at least 1 (1 disables), got {self.repeated_aug}")
         if self.distill_tau <= 0:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from effvit_nas.proxy.data import DataConfig, DataError, subsample
+from effvit_nas.proxy.data import DataConfig, DataError, first_classes, subsample
 
 EVAL_CROP = 0.875  # DeiT / EfficientViT: 224 centre crop of the image resized to 256
 
@@ -57,7 +57,7 @@ class FolderData:
         train, val = _folder(root, "train"), _folder(root, "val")
         if val.classes[: len(train.classes)] != train.classes:
             raise DataError(f"{root}: class folders of val/ differ from train/ ({val.classes[:3]}... vs {train.classes[:3]}...)")
-        data = cls(cfg, tuple(train.classes[: cfg.num_classes or len(train.classes)]), 0, 0)
+        data = cls(cfg, tuple(train.classes[: first_classes(cfg, len(train.classes))]), 0, 0)
         return cls(cfg, data.classes, len(data._indices(train, "train")), len(data._indices(val, "val")))
 
     @property

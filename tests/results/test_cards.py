@@ -31,3 +31,10 @@ def test_a_comparison_creates_the_card_when_there_is_none(tmp_path):
     card = tmp_path / "README.md"
     set_section(card, "## Compared with the baseline", "| a | b |")
     assert card.read_text() == "## Compared with the baseline\n\n| a | b |\n"
+
+
+def test_a_heading_inside_a_code_fence_is_code(tmp_path):
+    card = tmp_path / "README.md"
+    card.write_text("# Model\n\n## Use\n\n```markdown\n## Trained\n```\n")
+    set_section(card, "## Trained", "top-1 91.0 %")
+    assert card.read_text() == "# Model\n\n## Use\n\n```markdown\n## Trained\n```\n\n## Trained\n\ntop-1 91.0 %\n"

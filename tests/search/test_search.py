@@ -256,7 +256,6 @@ def test_pareto_set_lists_each_architecture_once():
         (["search", "--budget", "1k", "--trials", "1", "--space", "nope"], "bundled space"),
         (["search", "--budget", "1k", "--trials", "1", "--timeout", "soon"], "--timeout 'soon' is not a duration"),
         (["search", "--budget", "1k", "--trials", "0"], "--trials must be positive"),
-        (["search", "--budget", "M0", "--trials", "1", "--device", "v100"], "not available"),  # before Ray measures M0
         (["search", "--budget", "1k", "--trials", "1", "--data", "/no/such/dir"], "does not exist"),
         (["show", "--study", "nothing-here"], "no database file"),
         (["show", "--study", "x", "--json", "--csv"], "--json or --csv, not both"),
@@ -272,6 +271,17 @@ def test_search_bad_input(tmp_path, capsys, args, needle):
     assert len(lines) == 1 and needle in lines[0], r.stderr
     # no empty study left behind: it would refuse the corrected command as "created with another data"
     assert not (tmp_path / "b.db").exists() or optuna.get_all_study_names(url) == []
+
+
+def test_a_missing_device_is_refused_before_a_relative_budget_measures_its_preset(tmp_path, capsys, monkeypatch):
+    """Measuring M0 first would start Ray: 20 s before the same one-line refusal."""
+
+    def measured(*a, **kw):
+        raise AssertionError("the preset was measured before the device was checked")
+
+    monkeypatch.setattr("effvit_nas.search.budget.study_budget", measured)
+    r = run_main(capsys, "search", "--budget", "M0", "--trials", "1", "--device", "v100", "--storage", f"sqlite:///{tmp_path}/b.db")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: device 'v100' is not available"), r.stderr
 
 
 def _tiny_settings(url: str, study: str, budget: float = 300.0, **kw):

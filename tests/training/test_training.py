@@ -193,6 +193,7 @@ def test_an_interrupted_search_trains_nothing(monkeypatch, tmp_path, capsys):
         (["--set", "scale_min=0"], "--set scale_min must be in (0, 1]"),
         (["--set", "epochs=0"], "--set epochs must be positive"),
         (["--set", "mixup=-1"], "--set mixup must be >= 0"),
+        (["--set", "base_lr=nan"], "--set base_lr must be positive"),
         (["--set", "ema_decay=7"], "--set ema_decay must be in [0, 1)"),
         (["--set", "smoothing=3"], "--set smoothing must be in [0, 1)"),
         (["--set", "repeated_aug=0"], "--set repeated_aug is repeats per image"),
