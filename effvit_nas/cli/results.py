@@ -114,9 +114,9 @@ def pareto_cmd(study_name, storage, png, html, with_presets, ray_address, as_jso
 
     if png is None and html is None and not as_json:  # --json alone prints, writes nothing
         png = Path(f"{study_name}-pareto.png")
+    study, info, url = open_study(study_name, storage)  # first: a missing study creates no --out folder
     _writable_file(png, ".png", "--out")
     _writable_file(html, ".html", "--html")
-    study, info, url = open_study(study_name, storage)
     if not as_json and with_presets:
         click.echo(f"M0-M5 on {info.device} ({info.protocol()}), proxy {info.proxy}: measuring and scoring what is missing ...")
     refs = reference_points(study, info, url, measure=with_presets, ray_address=ray_address)

@@ -155,6 +155,7 @@ def test_export_top_and_trial_and_timm_kwargs(small_study, tmp_path, capsys):
         (["export", "--study", "small", "--out", "{tmp}/x", "--top", "2", "--trial", "1"], "one of --pareto"),
         (["export", "--study", "empty", "--out", "{tmp}/x"], "is empty"),
         (["pareto", "--study", "empty", "--out", "{tmp}/p.png"], "no complete trials"),
+        (["pareto", "--study", "nope", "--out", "{tmp}/newdir/p.png"], "no study 'nope'"),
         (["pareto", "--study", "small", "--out", "{tmp}/p.jpg"], "must name a .png file"),
         (["pareto", "--study", "small", "--out", "/proc/forbidden/p.png"], "cannot create the folder"),
         (["show", "--study", "nope"], "no study 'nope'"),
@@ -171,6 +172,7 @@ def test_results_bad_input(small_study, tmp_path, capsys, args, needle):
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (tmp_path / "newdir").exists()  # a refused command leaves no folder behind
 
 
 def test_trial_without_config_is_refused(small_study, tmp_path, capsys):
