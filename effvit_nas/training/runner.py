@@ -13,6 +13,7 @@ Pareto models of a study.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -287,9 +288,16 @@ def execute(
     from effvit_nas.measure.actor import connect
     from effvit_nas.training.streaming import training_data
 
-    previous = _prepare_out(run.out, run.resume)
-    dataset = training_data(data, run.stream)  # DataError (exit 2) here, not inside a worker
-    _check_inputs(dataset, recipe, run.workers, previous, teacher, run.out)
+    created = not run.out.exists()
+    try:
+        previous = _prepare_out(run.out, run.resume)
+        dataset = training_data(data, run.stream)  # DataError (exit 2) here, not inside a worker
+        _check_inputs(dataset, recipe, run.workers, previous, teacher, run.out)
+    except UserError:
+        if created:  # a refused command leaves no empty folder behind (rmdir: never one with files)
+            with contextlib.suppress(OSError):
+                run.out.rmdir()
+        raise
     connect(run.ray_address)
     queue = Queue() if on_progress else None
     trainer = _trainer(ray, loop, {**config, "recipe": asdict(recipe), "progress": queue}, dataset, run)

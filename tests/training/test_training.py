@@ -210,6 +210,7 @@ def test_train_bad_input(tmp_path, tiny_yaml, capsys, extra, needle):
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (tmp_path / "o").exists()  # refused before training: no empty --out folder left behind
 
 
 def test_library_errors_name_the_setting_and_the_cli_its_flag(tmp_path, tiny_yaml, local_ray, capsys):
