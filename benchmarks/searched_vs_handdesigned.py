@@ -104,6 +104,9 @@ def copy_search(name: str) -> None:
     if source is None or f"searched-{name}" in optuna.get_all_study_names(STORAGE):
         return
     optuna.copy_study(from_study_name=f"searched-{source}", from_storage=STORAGE, to_storage=STORAGE, to_study_name=f"searched-{name}")
+    # copy_study copies the user attributes too: without this the copy would carry its source's
+    # comparison, and a rerun would take the new run for finished before it trained anything
+    optuna.load_study(study_name=f"searched-{name}", storage=STORAGE).set_user_attr("comparison", None)
 
 
 def comparison(budget: str) -> dict | None:
