@@ -66,7 +66,9 @@ def test_measure_on_cpu(tiny, backend):
     threads_before = torch.get_num_threads()
     m = measure(config, s, "cpu", fingerprint("cpu"))
     assert torch.get_num_threads() == threads_before  # restored
-    assert m.config_hash == config.short_hash() and m.batch == 4 and m.note == ""
+    assert m.config_hash == config.short_hash() and m.batch == 4
+    # another process's load can disturb every window (it did, beside a training run): then the note says so
+    assert (m.note == "") == (m.disturbed < m.windows), (m.note, m.disturbed, m.windows)
     assert m.iterations >= 5 and m.throughput > 0 and math.isfinite(m.cv) and m.cv >= 0
     assert m.q1 <= m.q3 and m.q1 * 0.999 <= m.throughput <= m.q3 * 1.001
     assert m.settings["backend"] == backend and m.device["kind"] == "cpu"
