@@ -192,7 +192,6 @@ def _problem(opts: dict, options, bench, device):
     from effvit_nas.arch.space import load_space
     from effvit_nas.proxy.data import check_data
     from effvit_nas.proxy.halving import Halving
-    from effvit_nas.proxy.registry import check_proxy
     from effvit_nas.proxy.short_training import ShortTrainSettings
     from effvit_nas.search.budget import study_budget
     from effvit_nas.search.loop import check_local_device
@@ -205,7 +204,7 @@ def _problem(opts: dict, options, bench, device):
     if opts["halving"] and opts["proxy_name"] != "train":
         raise UserError(f"--halving applies to --proxy train, not {opts['proxy_name']}")
     space = load_space(opts["space"])
-    opts["proxy_name"] = check_proxy(opts["proxy_name"], space)
+    proxy_def = _checked_proxy(opts, options, stored, space)
     if options.ray_address is None:  # before a relative budget starts Ray to measure its preset
         check_local_device(opts["device"], bench)
     data = data_config(opts)
@@ -224,7 +223,27 @@ def _problem(opts: dict, options, bench, device):
         budget_reference=budget.reference,
         halving=Halving(eta=opts["halving"]) if opts["halving"] else None,
         paired=opts["paired"],
+        proxy_def=proxy_def,
     )
+
+
+def _checked_proxy(opts: dict, options, stored: dict | None, space) -> str | None:
+    """Canonicalise ``--proxy`` in ``opts``; returns the stored proxy definition when the
+    proxy's files are gone but the study is finished: it scores no more candidates, and its
+    --train-top / --baseline training must not need the supernet it was searched with."""
+    from effvit_nas.proxy.registry import SUPERNET, check_proxy
+    from effvit_nas.search.study import search_finished
+
+    try:
+        opts["proxy_name"] = check_proxy(opts["proxy_name"], space)
+        return None
+    except UserError as e:
+        supernets = all(str(p).startswith(SUPERNET) for p in (opts["proxy_name"], (stored or {}).get("proxy")))
+        if not (supernets and search_finished(options)):
+            raise
+        click.echo(f"note: {e}; study {options.study!r} has its {options.trials} trials, so it goes on without it", err=True)
+        opts["proxy_name"] = stored["proxy"]
+        return stored.get("proxy_def", stored["proxy"])
 
 
 def _run_options(opts: dict):

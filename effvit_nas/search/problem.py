@@ -55,6 +55,9 @@ class SearchProblem:
             mode) and take its throughput as the ratio times ``budget_reference``, so drift of
             the machine's speed cancels out of every feasibility decision; needs a relative
             budget. Default False (each candidate timed alone).
+        proxy_def: what scored a finished study's candidates, as stored (``supernet@<digest>``),
+            for a study resumed only to train its models after the proxy's files are gone;
+            None (default) works it out from ``proxy``.
     """
 
     device: str
@@ -68,6 +71,7 @@ class SearchProblem:
     budget_reference: float | None = None
     halving: Halving | None = None
     paired: bool = False
+    proxy_def: str | None = None
 
     def __post_init__(self) -> None:
         if not self.budget > 0:
@@ -101,6 +105,8 @@ class SearchProblem:
         resumes its studies; one retrained in place does not)."""
         from effvit_nas.proxy.registry import SUPERNET
 
+        if self.proxy_def is not None:
+            return self.proxy_def
         if not self.proxy.startswith(SUPERNET):
             return self.proxy
         from effvit_nas.supernet.scoring import load_supernet

@@ -144,6 +144,23 @@ def open_study(problem: SearchProblem, options: RunOptions, create: bool = True)
 def stored_problem(options: RunOptions) -> dict[str, Any] | None:
     """What the existing study ``options.study`` is about (its stored problem), or None when
     there is no such study."""
+    study = _existing(options)
+    return None if study is None else study.user_attrs.get("effvit")
+
+
+def search_finished(options: RunOptions) -> bool:
+    """Whether the existing study ``options.study`` already holds ``options.trials`` complete
+    trials, so that running it again measures and scores no candidate."""
+    import optuna
+
+    study = _existing(options)
+    if study is None or options.trials is None:
+        return False
+    with quiet_optuna():
+        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) >= options.trials
+
+
+def _existing(options: RunOptions) -> Any:
     import optuna
 
     from effvit_nas.measure.store import optuna_storage
@@ -151,10 +168,9 @@ def stored_problem(options: RunOptions) -> dict[str, Any] | None:
     storage = optuna_storage(options.storage)
     with quiet_optuna():
         try:
-            study = optuna.load_study(study_name=options.study, storage=storage)
+            return optuna.load_study(study_name=options.study, storage=storage)
         except KeyError:
             return None
-    return study.user_attrs.get("effvit")
 
 
 def tell(handle: StudyHandle, trial: Any, outcome: Outcome) -> None:

@@ -105,6 +105,39 @@ def test_a_study_resumes_from_its_supernet_at_another_path_but_not_from_other_we
         open_study(replace(problem, proxy="naswot"), options)
 
 
+def test_a_finished_study_trains_on_after_its_supernet_is_gone_and_an_unfinished_one_does_not(tmp_path, capsys):
+    """--train-top after a finished search scores no candidate, so a fresh clone without the
+    supernet's weights (they are not committed) can still train the study's models; a study
+    with trials left to score still needs them."""
+    import shutil
+
+    from effvit_nas.cli.search import _checked_proxy
+    from effvit_nas.search.study import stored_problem
+
+    folder = _supernet_folder(tmp_path / "net", seed=0)
+    problem, options = _problem_options(tmp_path, trials=2)
+    problem = replace(problem, proxy=f"supernet:{folder}")
+    run_search(problem, options, measure=_by_width, run_proxies=_proxies)
+    shutil.rmtree(folder)
+    space = load_space(problem.space)
+
+    opts = {"proxy_name": f"supernet:{folder}"}
+    proxy_def = _checked_proxy(opts, options, stored_problem(options), space)
+    assert proxy_def.startswith("supernet@") and opts["proxy_name"] == problem.proxy
+    assert "is not a trained supernet folder" in capsys.readouterr().err
+
+    def nothing(*_):
+        pytest.fail("a finished study measured or scored a candidate")
+
+    summary = run_search(replace(problem, proxy_def=proxy_def), options, measure=nothing, run_proxies=nothing)
+    assert summary.complete == 2 and summary.run_trials == 0
+    for more in (replace(options, trials=3), replace(options, trials=None, timeout_s=60)):
+        with pytest.raises(UserError, match="is not a trained supernet folder"):
+            _checked_proxy({"proxy_name": f"supernet:{folder}"}, more, stored_problem(more), space)
+    with pytest.raises(UserError, match="unknown proxy"):  # another kind of proxy is not let through
+        _checked_proxy({"proxy_name": "nonesuch"}, options, stored_problem(options), space)
+
+
 class FakeClock:
     """The loop module's ``time``: it moves only when the fake measurer says so."""
 
