@@ -207,6 +207,10 @@ def _problem(opts: dict, options, bench, device):
     proxy_def = _checked_proxy(opts, options, stored, space)
     if options.ray_address is None:  # before a relative budget starts Ray to measure its preset
         check_local_device(opts["device"], bench)
+    elif stored is None:  # a cluster that does not answer must not leave behind an empty study
+        from effvit_nas.measure.actor import connect
+
+        connect(options.ray_address)
     data = data_config(opts)
     if stored is None:  # a typo in --data must not leave behind a study that then refuses the corrected command
         check_data(data)

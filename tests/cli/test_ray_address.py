@@ -3,6 +3,7 @@ address and stops the command with one line, before any Ray starts."""
 
 import shutil
 
+import optuna
 import pytest
 
 from effvit_nas.errors import UserError
@@ -59,3 +60,6 @@ def test_every_ray_command_joins_the_named_cluster(command, tmp_path, small_stud
     r = run_main(capsys, *_commands(tmp_path, small_study)[command], "--ray-address", ADDRESS)
     assert r.returncode == 2 and r.stderr.strip() == f"error: fake cluster: would join {ADDRESS}", r.stderr
     assert joined == [ADDRESS]
+    if command == "search":  # refused before the study exists: the corrected command starts clean
+        new = tmp_path / "new.db"
+        assert not new.exists() or optuna.get_all_study_names(f"sqlite:///{new}") == []
