@@ -32,17 +32,22 @@ from effvit_nas.measure.timing import measure, measure_ratio
 from effvit_nas.measure.windows import FIGURE_QUANTILE
 
 MODELS = ("M0", "M1", "M2", "M3", "M4", "M5")
-RATIO_MODELS, RATIO_REFERENCE = ("M2", "M5"), "M0"
+RATIO_REFERENCE = "M0"  # every other model is also timed as a ratio to it
 ESTIMATOR_QUANTILES = (0.5, 0.25, 0.1, 0.0)
 
 
-def rounds(repeats: int, settings: BenchSettings, fp: dict) -> list[dict[str, dict]]:
-    """``repeats`` rounds, each measuring M0..M5 once in order."""
+def preset(name: str, img_size: int | None):
+    """Preset ``name`` at its own resolution, or at ``img_size`` (a search space's)."""
+    return PRESETS[name] if img_size is None else PRESETS[name].replace(img_size=img_size)
+
+
+def rounds(repeats: int, settings: BenchSettings, fp: dict, models: tuple[str, ...], img_size: int | None) -> list[dict[str, dict]]:
+    """``repeats`` rounds, each measuring ``models`` once in order, then each but the first as a ratio to it."""
     out = []
     for r in range(repeats):
         row = {}
-        for name in MODELS:
-            m = measure(PRESETS[name], settings, "cpu", fp)
+        for name in models:
+            m = measure(preset(name, img_size), settings, "cpu", fp)
             row[name] = {
                 "throughput": m.throughput,
                 "seconds": m.seconds,
@@ -52,10 +57,10 @@ def rounds(repeats: int, settings: BenchSettings, fp: dict) -> list[dict[str, di
                 "window_times": m.window_times,
                 "batch": m.batch,
             }
-        for name in RATIO_MODELS:
-            q = measure_ratio(PRESETS[name], PRESETS[RATIO_REFERENCE], settings, "cpu", fp)
+        for name in models[1:]:
+            q = measure_ratio(preset(name, img_size), preset(RATIO_REFERENCE, img_size), settings, "cpu", fp)
             row[f"{name}/{RATIO_REFERENCE}"] = {"ratio": q.ratio, "ci": [q.ci_low, q.ci_high], "seconds": q.seconds, "pairs": q.pairs}
-        print(f"round {r}: " + "  ".join(f"{n} {row[n]['throughput']:.0f}" for n in MODELS), flush=True)
+        print(f"round {r}: " + "  ".join(f"{n} {row[n]['throughput']:.0f}" for n in models), flush=True)
         out.append(row)
     return out
 
@@ -65,21 +70,21 @@ def busy_process() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def estimators(data: list[dict[str, dict]]) -> dict[str, dict[str, float]]:
+def estimators(data: list[dict[str, dict]], models: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """CV over rounds of other figures computed from the same windows: which window quantile
     (of seconds per iteration; 0 = the fastest window) repeats best."""
     out: dict[str, dict[str, float]] = {}
     for q in ESTIMATOR_QUANTILES:
         out[f"q{q:g}"] = {}
-        for name in MODELS:
+        for name in models:
             tp = [r[name]["batch"] / float(np.quantile(r[name]["window_times"], q)) for r in data]
             out[f"q{q:g}"][name] = statistics.stdev(tp) / statistics.mean(tp)
     return out
 
 
-def summary(data: list[dict[str, dict]]) -> dict:
+def summary(data: list[dict[str, dict]], models: tuple[str, ...]) -> dict:
     per_model = {}
-    for name in MODELS:
+    for name in models:
         tp = [r[name]["throughput"] for r in data]
         sec = [r[name]["seconds"] for r in data]
         per_model[name] = {
@@ -91,14 +96,24 @@ def summary(data: list[dict[str, dict]]) -> dict:
             "disturbed": sum(r[name]["disturbed"] for r in data),
             "windows": sum(r[name]["windows"] for r in data),
         }
-    in_order = [all(r[a]["throughput"] > r[b]["throughput"] for a, b in itertools.pairwise(MODELS)) for r in data]
-    return {"models": per_model, "paper_order": in_order, "estimator_cv": estimators(data), "ratios": ratio_summary(data)}
+    in_order = [all(r[a]["throughput"] > r[b]["throughput"] for a, b in itertools.pairwise(models)) for r in data]
+    ratio_order = [
+        all(r[f"{a}/{RATIO_REFERENCE}"]["ratio"] > r[f"{b}/{RATIO_REFERENCE}"]["ratio"] for a, b in itertools.pairwise(models[1:]))
+        for r in data
+    ]
+    return {
+        "models": per_model,
+        "paper_order": in_order,
+        "paper_order_ratio": ratio_order,
+        "estimator_cv": estimators(data, models),
+        "ratios": ratio_summary(data, models),
+    }
 
 
-def ratio_summary(data: list[dict[str, dict]]) -> dict[str, dict]:
+def ratio_summary(data: list[dict[str, dict]], models: tuple[str, ...]) -> dict[str, dict]:
     """Ratio mode against the same rounds' separate figures: CV over rounds of each."""
     out = {}
-    for name in RATIO_MODELS:
+    for name in models[1:]:
         ratios = [r[f"{name}/{RATIO_REFERENCE}"]["ratio"] for r in data]
         separate = [r[name]["throughput"] / r[RATIO_REFERENCE]["throughput"] for r in data]
         out[name] = {
@@ -111,9 +126,9 @@ def ratio_summary(data: list[dict[str, dict]]) -> dict[str, dict]:
     return out
 
 
-def table(cond: str, s: dict) -> list[str]:
+def table(cond: str, s: dict, models: tuple[str, ...]) -> list[str]:
     lines = []
-    for name in MODELS:
+    for name in models:
         m = s["models"][name]
         lines.append(
             f"| {cond} | {name} | {m['median']:,.0f} | {100 * m['cv']:.2f} % | {min(m['throughput']):,.0f}-{max(m['throughput']):,.0f} "
@@ -126,8 +141,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--conditions", default="quiet,busy")
+    ap.add_argument(
+        "--models", default=",".join(MODELS), help=f"Presets, fastest first; the first is the ratios' reference ({RATIO_REFERENCE})."
+    )
+    ap.add_argument(
+        "--img-size", type=int, default=None, help="Time every preset at this resolution (a search space's) [default: its own]."
+    )
     ap.add_argument("--out", type=Path, default=Path("results/throughput_precision_cpu.md"))
     args = ap.parse_args()
+    models = tuple(args.models.split(","))
+    if models[0] != RATIO_REFERENCE:
+        ap.error(f"--models must start with the ratios' reference {RATIO_REFERENCE}")
     fp = fingerprint("cpu")
     s = BenchSettings.for_device("cpu")
     results = {}
@@ -136,7 +160,7 @@ def main() -> None:
         competitor = busy_process() if cond == "busy" else None
         try:
             time.sleep(1.0 if competitor else 0.0)
-            results[cond] = summary(rounds(args.repeats, s, fp))
+            results[cond] = summary(rounds(args.repeats, s, fp, models, args.img_size), models)
         finally:
             if competitor:
                 competitor.kill()
@@ -148,30 +172,33 @@ def main() -> None:
         f"{s.precision}, {s.threads} thread, backend {s.backend}, warm-up {s.warmup_s:g} s, then {s.window_s:g} s windows until the "
         f"95 % interval of the figure is within ±{100 * s.ci_target:g} % or {s.measure_s:g} s have passed; windows in which "
         "our thread ran < 95 % of the wall time or the hypervisor stole > 5 % are left out (disturbed).",
-        f"{args.repeats} rounds per condition, each measuring M0..M5 once, in one process. busy: a second Python process "
+        f"{args.repeats} rounds per condition, each measuring {', '.join(models)} once"
+        + (f" at {args.img_size} px" if args.img_size else " at their own resolutions")
+        + ", then each but M0 as a ratio to M0, in one process. busy: a second Python process "
         "spins on one core throughout (this VM has 2).",
         "",
         "| condition | model | median img/s | CV over rounds | range | seconds per measurement | disturbed windows |",
         "|---|---|---|---|---|---|---|",
     ]
     for cond, summ in results.items():
-        md += table(cond, summ)
+        md += table(cond, summ, models)
     md += [""]
     md += [
         "",
         "CV over rounds of figures taken from the same windows with another estimator (quantile q of the windows' seconds "
         f"per iteration; q0.5 = median; q0 = fastest window). The default is q{FIGURE_QUANTILE:g}.",
         "",
-        "| condition | estimator | " + " | ".join(MODELS) + " |",
-        "|---|---|" + "---|" * len(MODELS),
+        "| condition | estimator | " + " | ".join(models) + " |",
+        "|---|---|" + "---|" * len(models),
     ]
     for cond, summ in results.items():
         for est, cvs in summ["estimator_cv"].items():
-            md.append(f"| {cond} | {est} | " + " | ".join(f"{100 * cvs[n]:.2f} %" for n in MODELS) + " |")
+            md.append(f"| {cond} | {est} | " + " | ".join(f"{100 * cvs[n]:.2f} %" for n in models) + " |")
     md += [
         "",
-        f"Ratio mode (`effvit-nas bench M2 --relative-to {RATIO_REFERENCE}`): the model and {RATIO_REFERENCE} timed in alternating "
-        "windows, the figure the median ratio of their throughputs; against the ratio of the two separate figures of the same round.",
+        f"Ratio mode (`effvit-nas bench M2 --relative-to {RATIO_REFERENCE}`): the model and {RATIO_REFERENCE} timed alternately, "
+        f"{s.pair_iters} iteration at a time, each warmed up for {s.warmup_s / 2:g} s, then pairs for up to {s.measure_s:g} s; the figure "
+        "is the 20 %-trimmed mean of the pairs' log throughput ratios; against the ratio of the two separate figures of the same round.",
         "",
         f"| condition | model | ratio to {RATIO_REFERENCE}, median | CV over rounds | separate figures' ratio, CV | seconds per ratio |",
         "|---|---|---|---|---|---|",
@@ -185,8 +212,13 @@ def main() -> None:
     md += [""]
     for cond, summ in results.items():
         order = summ["paper_order"]
-        md.append(f"- {cond}: M0..M5 in the paper's order (M0 fastest) in {sum(order)} of {len(order)} rounds.")
-    md += ["", f"Command: `uv run python benchmarks/throughput_precision.py --repeats {args.repeats} --out {args.out}`"]
+        by_ratio = summ["paper_order_ratio"]
+        md.append(
+            f"- {cond}: {models[0]}..{models[-1]} in the paper's order ({models[0]} fastest) in {sum(order)} of {len(order)} rounds by their separate figures, "
+            f"in {sum(by_ratio)} of {len(by_ratio)} by their ratios to {RATIO_REFERENCE}."
+        )
+    flags = (f" --models {args.models}" if models != MODELS else "") + (f" --img-size {args.img_size}" if args.img_size else "")
+    md += ["", f"Command: `uv run python benchmarks/throughput_precision.py --repeats {args.repeats}{flags} --out {args.out}`"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "settings": s.__dict__, "results": results}, indent=1) + "\n")

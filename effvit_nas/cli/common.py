@@ -143,7 +143,16 @@ def bench_options(f):
         ),
         click.option("--warmup", "warmup_s", type=float, default=1.5, show_default=True, help="Seconds of warm-up iterations."),
         click.option("--duration", "measure_s", type=float, default=4.0, show_default=True, help="Most seconds of timed windows."),
-        click.option("--window", "window_s", type=float, default=0.25, show_default=True, help="Seconds per timed window."),
+        click.option(
+            "--window", "window_s", type=float, default=0.25, show_default=True, help="Seconds per timed window (not in ratio mode)."
+        ),
+        click.option(
+            "--pair-iters",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Ratio mode (--relative-to, search --paired): iterations of each model per turn.",
+        ),
         click.option(
             "--ci-target",
             type=float,
@@ -162,7 +171,7 @@ def bench_settings(device: str, opts: Mapping[str, Any]):
     from effvit_nas.measure.devices import parse_device
     from effvit_nas.measure.settings import BenchSettings
 
-    keys = ("batch", "precision", "threads", "backend", "warmup_s", "measure_s", "window_s", "ci_target")
+    keys = ("batch", "precision", "threads", "backend", "warmup_s", "measure_s", "window_s", "ci_target", "pair_iters")
     return BenchSettings.for_device(device_kind(parse_device(device)), **{k: opts[k] for k in keys})
 
 

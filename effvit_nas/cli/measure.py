@@ -74,14 +74,16 @@ def _print_records(results: list) -> None:
     print_json(records[0] if len(records) == 1 else records)
 
 
-def _printer(device: str, s, cfgs, line, as_json: bool):
+def _printer(device: str, s, cfgs, line, as_json: bool, paired: bool = False):
     """Print each result as its config's name, ``line(result)`` and its note, the protocol
     line before the first (after validation, so bad input prints nothing but its error);
     nothing with --json."""
     names = {c.short_hash(): preset_name(c) or c.short_hash() for c in cfgs}
     header = (
-        f"bench on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend}, warm-up {s.warmup_s:g} s, "
-        f"timed in {s.window_s:g} s windows until ±{100 * s.ci_target:g} % (95 % interval) or {s.measure_s:g} s"
+        f"bench on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend}, "
+        + (f"each model's warm-up {s.warmup_s / 2:g} s, " if paired else f"warm-up {s.warmup_s:g} s, ")
+        + (f"timed alternately {s.pair_iters} iteration(s) at a time" if paired else f"timed in {s.window_s:g} s windows")
+        + f" until ±{100 * s.ci_target:g} % (95 % interval) or {s.measure_s:g} s"
     )
     printed: list[bool] = []
 
@@ -108,7 +110,7 @@ def _bench_ratios(cfgs, reference, device: str, settings, ray_address, as_json: 
         )
 
     results = measure_ratios(
-        cfgs, reference, device, settings, ray_address=ray_address, on_result=_printer(device, settings, cfgs, line, as_json)
+        cfgs, reference, device, settings, ray_address=ray_address, on_result=_printer(device, settings, cfgs, line, as_json, paired=True)
     )
     if as_json:
         _print_records(results)

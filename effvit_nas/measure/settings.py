@@ -33,6 +33,9 @@ class BenchSettings:
         window_s: seconds per timed window (default 0.25 s, at least 2 iterations).
         ci_target: stop timing when the 95 % interval of the median window is within this
             fraction of it (default 0.01, i.e. ±1 %); 0 always times ``measure_s``.
+        pair_iters: ratio mode only: iterations of each model per turn (default 1; the two
+            models alternate iteration by iteration, so drift of the machine's speed cancels
+            in each pair's ratio). ``window_s`` does not apply to ratio mode.
     """
 
     batch: int
@@ -44,6 +47,7 @@ class BenchSettings:
     min_iters: int = 10
     window_s: float = 0.25
     ci_target: float = 0.01
+    pair_iters: int = 1
 
     def __post_init__(self) -> None:
         if self.batch <= 0:
@@ -62,6 +66,8 @@ class BenchSettings:
             raise SettingError("BenchSettings.min_iters", f"must be >= 1, got {self.min_iters}")
         if self.window_s <= 0:
             raise SettingError("BenchSettings.window_s", f"must be > 0 s, got {self.window_s}")
+        if self.pair_iters < 1:
+            raise SettingError("BenchSettings.pair_iters", f"must be >= 1, got {self.pair_iters}")
         if not 0 <= self.ci_target < 1:
             raise SettingError("BenchSettings.ci_target", f"must be a fraction in [0, 1), got {self.ci_target}")
 
@@ -131,10 +137,11 @@ class Measurement:
 
 @dataclass
 class RatioMeasurement:
-    """A candidate's throughput relative to a reference's, timed in alternating windows (ratio
-    mode). ``ratio`` is the median over undisturbed pairs of candidate img/s / reference img/s,
-    ``ci_low``/``ci_high`` its 95 % interval, ``cv`` the CV of those ratios; ``throughput`` and ``reference_throughput`` are
-    the two models' median windows in the same run (images/s)."""
+    """A candidate's throughput relative to a reference's, the two timed in alternation (ratio
+    mode). ``ratio`` is the trimmed mean over undisturbed pairs of candidate img/s / reference
+    img/s (:meth:`~effvit_nas.measure.windows.PairRecord.estimate`), ``ci_low``/``ci_high`` its
+    95 % interval, ``cv`` the CV of the single pairs' ratios; ``throughput`` and
+    ``reference_throughput`` are the two models' median iterations in the same run (images/s)."""
 
     config_hash: str
     reference_hash: str

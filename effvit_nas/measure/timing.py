@@ -21,7 +21,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -305,29 +305,32 @@ def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, devi
 def measure_ratio(
     config: ArchConfig, reference: ArchConfig, settings: BenchSettings, torch_device: str, device_fp: dict[str, Any]
 ) -> RatioMeasurement:
-    """``config``'s throughput relative to ``reference``'s, timed in alternating windows on
+    """``config``'s throughput relative to ``reference``'s, the two timed in alternation on
     ``torch_device`` in this process (ratio mode, :class:`~effvit_nas.measure.windows.PairRecord`)."""
     start = time.perf_counter()
 
     def pairs(batch: int) -> PairRecord:
         candidate, ref = (prepare(c, settings, torch_device, batch) for c in (config, reference))
-        warm_up(candidate, settings, sync)
-        warm_up(ref, settings, sync)
-        window = dict(window_s=settings.window_s, measure_s=settings.measure_s, ci_target=settings.ci_target)
-        return run_pairs(candidate, ref, timer, cpu=cpu, **window)
+        half = replace(settings, warmup_s=settings.warmup_s / 2)  # as long in all as one model's
+        warm_up(candidate, half, sync)
+        warm_up(ref, half, sync)
+        return run_pairs(
+            candidate, ref, timer, iters=settings.pair_iters, measure_s=settings.measure_s, ci_target=settings.ci_target, cpu=cpu
+        )
 
     with on_device(settings, torch_device) as (sync, timer, cpu):
         record, batch = halve_on_oom(pairs, settings.batch, _free(torch_device))
     ratios = record.ratios()
     notes = _halved(batch, settings)
-    if len(ratios) < 2:  # run_pairs stops with 2 pairs at least; too few undisturbed ones
+    every = len(ratios) < 2  # run_pairs stops with 2 pairs at least; too few undisturbed ones
+    if every:
         ratios = record.ratios(disturbed_too=True)
         notes.append("under 2 undisturbed pairs: ratio from all of them")
-    lo, hi = quantile_interval(ratios, 0.5)
+    ratio, lo, hi = record.estimate(disturbed_too=every)
     return RatioMeasurement(
         config_hash=config.short_hash(),
         reference_hash=reference.short_hash(),
-        ratio=float(np.median(ratios)),
+        ratio=ratio,
         ci_low=lo,
         ci_high=hi,
         cv=float(ratios.std() / ratios.mean()) if len(ratios) > 1 else math.nan,

@@ -73,8 +73,8 @@ def test_a_machine_busy_throughout_still_gives_a_figure_and_says_so():
 
 
 def test_ratio_mode_cancels_drift_that_slows_both_models_alike():
-    """The machine runs at full speed, then 1.5x slower, alternating every few windows; the
-    candidate is twice as fast as the reference. Separate windows scatter, the ratio does not."""
+    """The machine runs at full speed, then 1.5x slower, alternating every few iterations; the
+    candidate is twice as fast as the reference. Separate iterations scatter, the ratio does not."""
     from effvit_nas.measure.windows import run_pairs
 
     state = {"windows": 0}
@@ -83,13 +83,32 @@ def test_ratio_mode_cancels_drift_that_slows_both_models_alike():
         base = forward()  # seconds per iteration of that model at full speed
         return base * (1.5 if (state["windows"] // 6) % 2 else 1.0)
 
-    def cpu() -> float:  # read at the start and the end of each window: counts windows
+    def cpu() -> float:  # read at the start and the end of each turn: counts turns
         state["windows"] += 0.5
         return math.nan
 
-    record = run_pairs(lambda: 0.01, lambda: 0.02, timed, window_s=0.001, measure_s=0.2, ci_target=0.0, cpu=cpu)
+    record = run_pairs(lambda: 0.01, lambda: 0.02, timed, iters=1, measure_s=0.2, ci_target=0.0, cpu=cpu)
     ratios = record.ratios()
     assert len(ratios) >= 8 and record.disturbed == 0
-    assert np.allclose(ratios, 2.0)
+    assert np.allclose(ratios, 2.0) and record.estimate()[0] == pytest.approx(2.0)
+    assert all(len(w.times) == 1 for w in record.candidate.windows + record.reference.windows)
     separate = [np.median(w.times) for w in record.candidate.windows]
     assert max(separate) / min(separate) == pytest.approx(1.5)
+
+
+def test_the_pair_ratio_is_a_trimmed_log_mean_that_outliers_do_not_move():
+    """Ratios 2.0 with 1 in 10 pairs hit by a burst (the candidate's iteration 3x slower): the
+    20 % trim drops them, the plain mean would not; the interval brackets the estimate and
+    narrows with more pairs."""
+    from effvit_nas.measure.windows import trimmed_log_mean
+
+    rng = np.random.default_rng(0)
+    ratios = 2.0 * np.exp(rng.normal(0, 0.1, 200))
+    ratios[::10] /= 3
+    est, lo, hi = trimmed_log_mean(ratios)
+    assert est == pytest.approx(2.0, rel=0.02) and np.mean(ratios) < 1.9
+    assert lo < est < hi and (hi - lo) / est < 0.05
+    _, lo_few, hi_few = trimmed_log_mean(ratios[:20])
+    assert hi_few - lo_few > hi - lo
+    assert trimmed_log_mean(np.array([1.0, 4.0]))[0] == pytest.approx(2.0)  # too few to trim: geometric mean
+    assert all(math.isnan(x) for x in trimmed_log_mean(np.array([1.0, 4.0]))[1:])
