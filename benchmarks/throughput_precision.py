@@ -1,15 +1,18 @@
 """How repeatable is one default throughput measurement, quiet and beside a busy process?
 
-Measures M0..M5 (at their own resolutions) in rounds, N rounds per condition, with the default
-CPU protocol of `effvit-nas bench` (batch 16, 1 thread, fp32, traced; 1.5 s warm-up, then
-0.25 s windows until the 95 % interval is within ±1 % or 4 s have passed; disturbed windows
-left out). Conditions: ``quiet`` (nothing else running) and ``busy`` (a second process spins
-on one core the whole time: the other core of this 2-core VM). Reports, per model and
-condition, the CV of the N figures (targets: <= 2 % quiet, <= 3 % busy), the seconds per
-measurement (target <= 10 s) and the disturbed windows; per round, whether M0..M5 came out in
-the paper's order (M0 fastest).
+Measures M0..M5 (``--models``; at their own resolutions, or all at ``--img-size``) in rounds,
+N rounds per condition, with the default CPU protocol of `effvit-nas bench` (batch 16, 1
+thread, fp32, traced; 1.5 s warm-up, then 0.25 s windows until the 95 % interval is within
+±1 % or 4 s have passed; disturbed windows left out), then each model but M0 in ratio mode
+against M0 (`bench --relative-to M0`: single iterations in turn). Conditions: ``quiet``
+(nothing else running) and ``busy`` (a second process spins on one core the whole time: the
+other core of this 2-core VM). Reports, per model and condition, the CV of the N figures and
+of the N ratios (targets: <= 2 % quiet, <= 3 % busy), the seconds per measurement (target
+<= 10 s) and the disturbed windows; per round, whether the models came out in the paper's
+order (M0 fastest), by figures and by ratios.
 
     uv run python benchmarks/throughput_precision.py --repeats 10 --out results/throughput_precision_cpu.md
+    uv run python benchmarks/throughput_precision.py --repeats 10 --models M0,M2,M5 --img-size 64 --out results/throughput_precision_cpu64.md
 """
 
 from __future__ import annotations
