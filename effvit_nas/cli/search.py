@@ -278,9 +278,13 @@ def _header(problem, options, data_source: str) -> str:
         preset = problem.budget_spec.split("x")[-1]
         budget = f"{problem.budget_spec} = {budget} ({preset} at the space's resolution measured {problem.budget_reference:,.0f} img/s)"
         budget += f"; candidates paired with {preset}" if problem.paired else ""
+    from effvit_nas.proxy.registry import IMAGE_FREE
+
+    # "macs on synthetic" read as if the search ran on fake images; macs reads none
+    data = f"(reads no images, {problem.data.img_size} px)" if problem.proxy in IMAGE_FREE else f"on {data_source}"
     return (
         f"study {options.study} in {options.storage}: budget {budget} on {problem.device} "
-        f"(batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}); proxy {problem.proxy} on {data_source}; "
+        f"(batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}); proxy {problem.proxy} {data}; "
         f"sampler {options.sampler}"
     )
 

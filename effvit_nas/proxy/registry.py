@@ -4,17 +4,17 @@
 |------------|----------|------------------------------------------------------------|
 | ``train``  | accuracy | short training from scratch, top-1 on held-out data         |
 | ``synflow``| score    | data-free synaptic-flow saliency                            |
-| ``naswot`` | score    | activation-pattern kernel log-determinant (search default)  |
+| ``naswot`` | score    | activation-pattern kernel log-determinant                   |
 | ``gradnorm``| score   | gradient norm at initialisation                             |
 | ``dss``    | score    | TF-TAS's DSS indicator for vision transformers (CVPR 2022)   |
 | ``params`` | score    | parameter count (baseline)                                  |
 | ``macs``   | score    | multiply-accumulates at the proxy resolution (baseline)     |
 | ``supernet:DIR`` | accuracy | inherited weights of a trained supernet, BN recalibrated, top-1 |
 
-Higher is better for every proxy. The search's default is ``naswot``, chosen from the
-fidelity report (results/proxy_fidelity.md): on 12 architectures it ranked as well as 100
-training steps against a 10x longer training (Spearman +0.70 vs +0.69, Kendall +0.55 both),
-ordered M0-M5 exactly as their ImageNet top-1, and costs 0.1 s instead of ~19 s per candidate.
+Higher is better for every proxy. The search's default is ``macs``
+(:data:`effvit_nas.search.problem.DEFAULT_PROXY`): on real images it ranked trained accuracy
+as well as any proxy measured, at the lowest cost (results/proxy_fidelity_fashion.md).
+``params``, ``macs`` and ``synflow`` read no images, only the data's resolution and classes.
 """
 
 from __future__ import annotations
@@ -88,6 +88,8 @@ PROXIES: dict[str, tuple[str, Callable[..., tuple[float, dict]]]] = {
     "macs": ("score", _macs),
 }
 
+
+IMAGE_FREE = frozenset({"synflow", "params", "macs"})  # see the module doc
 
 SUPERNET = "supernet:"
 CALIBRATION_IMAGES = 512  # BN recalibration images of the supernet proxy (OFA uses 2,000 at ImageNet scale)
