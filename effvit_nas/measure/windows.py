@@ -227,16 +227,22 @@ def run_pairs(
     ``measure_s`` seconds are spent, with at least 2 pairs (going on while fewer than 2 are
     undisturbed, up to twice that)."""
     record = PairRecord()
+    kept: list[float] = []  # undisturbed pairs' ratios, kept as they come: recomputing them all
+    # after every pair would cost more than a 64 px iteration once there are hundreds
     start = time.perf_counter()
     while True:
-        if ci_target > 0 and len(record.ratios()) >= _MIN_WINDOWS:
-            ratio, lo, hi = record.estimate()
+        if ci_target > 0 and len(kept) >= _MIN_WINDOWS:
+            ratio, lo, hi = trimmed_log_mean(np.asarray(kept))
             if (hi - lo) / 2 <= ci_target * ratio:
                 break
         spent = time.perf_counter() - start
         pairs = len(record.candidate.windows)
-        if (spent >= measure_s and len(record.ratios()) >= 2) or (spent >= 2 * measure_s and pairs >= 2):  # 2: a spread exists
+        if (spent >= measure_s and len(kept) >= 2) or (spent >= 2 * measure_s and pairs >= 2):  # 2: a spread exists
             break
-        record.candidate.windows.append(timed_window(candidate, timed, 0.0, cpu, iters))
-        record.reference.windows.append(timed_window(reference, timed, 0.0, cpu, iters))
+        c = timed_window(candidate, timed, 0.0, cpu, iters)
+        r = timed_window(reference, timed, 0.0, cpu, iters)
+        record.candidate.windows.append(c)
+        record.reference.windows.append(r)
+        if not (c.disturbed or r.disturbed):
+            kept.append(float(np.median(r.times) / np.median(c.times)))
     return record

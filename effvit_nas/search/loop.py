@@ -44,7 +44,7 @@ from effvit_nas.search.screening import (
     prediction_rank_correlation,
     with_proxy,
 )
-from effvit_nas.search.study import Heartbeat, StudyHandle, interrupt, open_study, tell
+from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, tell
 
 
 @dataclass
@@ -363,7 +363,7 @@ def run_search(
         fail_stale_trials(handle.study)
     if options.seed_presets:
         _enqueue_presets(handle, space)
-    finished = options.trials is not None and len(handle.records(("COMPLETE",))) >= options.trials
+    finished = holds_trials(handle.study, options.trials)
     if measure is not None and run_proxies is not None:
         execution: Execution = SerialExecution(measure, run_proxies)
     elif finished:  # a finished study starts no actor, loads no data

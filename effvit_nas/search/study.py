@@ -151,13 +151,18 @@ def stored_problem(options: RunOptions) -> dict[str, Any] | None:
 def search_finished(options: RunOptions) -> bool:
     """Whether the existing study ``options.study`` already holds ``options.trials`` complete
     trials, so that running it again measures and scores no candidate."""
+    study = _existing(options)
+    return study is not None and holds_trials(study, options.trials)
+
+
+def holds_trials(study: Any, trials: int | None) -> bool:
+    """Whether ``study`` has ``trials`` complete trials (never, for a run without --trials)."""
     import optuna
 
-    study = _existing(options)
-    if study is None or options.trials is None:
+    if trials is None:
         return False
     with quiet_optuna():
-        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) >= options.trials
+        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) >= trials
 
 
 def _existing(options: RunOptions) -> Any:
