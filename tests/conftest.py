@@ -60,7 +60,10 @@ def postgres_url():
         yield os.environ["EFFVIT_TEST_POSTGRES_URL"]
         return
     script = Path(__file__).resolve().parent.parent / "runners" / "postgres.sh"
-    env = {**os.environ, "EFFVIT_PG_PORT": os.environ.get("EFFVIT_TEST_PG_PORT", "5439")}
+    # one server per pytest-xdist worker (gw0, gw1, ...): each worker's session stops its own
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    port = int(os.environ.get("EFFVIT_TEST_PG_PORT", "5439")) + worker
+    env = {**os.environ, "EFFVIT_PG_PORT": str(port)}
     r = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, env=env, timeout=300)
     if r.returncode != 0:
         msg = f"no PostgreSQL server could be started: {r.stderr.strip() or r.stdout.strip()}"
