@@ -39,6 +39,7 @@ from effvit_nas.measure.windows import (
     quantile_interval,
     run_pairs,
     run_windows,
+    turn_iters,
 )
 
 
@@ -185,15 +186,19 @@ def cuda_event_timer() -> Callable[[Callable[[], Any]], float]:
     return timed
 
 
-def warm_up(forward: Callable[[], Any], settings: BenchSettings, sync: Callable[[], None]) -> None:
+def warm_up(forward: Callable[[], Any], settings: BenchSettings, sync: Callable[[], None]) -> float:
     """The untimed first call (compilation, primitive creation, cudnn autotuning), then
-    ``settings.warmup_s`` seconds of untimed iterations."""
+    ``settings.warmup_s`` seconds of untimed iterations; their mean seconds per iteration
+    (0 when none ran)."""
     forward()
     sync()
-    end = time.perf_counter() + settings.warmup_s
+    start = time.perf_counter()
+    end, count = start + settings.warmup_s, 0
     while time.perf_counter() < end:
         forward()
+        count += 1
     sync()
+    return (time.perf_counter() - start) / count if count else 0.0
 
 
 def time_forward(
@@ -303,20 +308,30 @@ def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, devi
 
 
 def measure_ratio(
-    config: ArchConfig, reference: ArchConfig, settings: BenchSettings, torch_device: str, device_fp: dict[str, Any]
+    config: ArchConfig,
+    reference: ArchConfig,
+    settings: BenchSettings,
+    torch_device: str,
+    device_fp: dict[str, Any],
+    balance: bool = False,
 ) -> RatioMeasurement:
     """``config``'s throughput relative to ``reference``'s, the two timed in alternation on
-    ``torch_device`` in this process (ratio mode, :class:`~effvit_nas.measure.windows.PairRecord`)."""
+    ``torch_device`` in this process (ratio mode, :class:`~effvit_nas.measure.windows.PairRecord`).
+
+    ``settings.pair_iters`` iterations of each model per turn; ``balance``: as many of the
+    faster model as last about as long as the slower one's turn
+    (:func:`~effvit_nas.measure.windows.turn_iters`). Not the default: for M5 against M0 it
+    repeated worse, not better (results/throughput_turns_cpu.md), as longer turns leave
+    fewer pairs in the same time.
+    """
     start = time.perf_counter()
 
     def pairs(batch: int) -> PairRecord:
         candidate, ref = (prepare(c, settings, torch_device, batch) for c in (config, reference))
         half = replace(settings, warmup_s=settings.warmup_s / 2)  # as long in all as one model's
-        warm_up(candidate, half, sync)
-        warm_up(ref, half, sync)
-        return run_pairs(
-            candidate, ref, timer, iters=settings.pair_iters, measure_s=settings.measure_s, ci_target=settings.ci_target, cpu=cpu
-        )
+        per_iter = (warm_up(candidate, half, sync), warm_up(ref, half, sync))
+        iters = turn_iters(settings.pair_iters, *per_iter) if balance else (settings.pair_iters,) * 2
+        return run_pairs(candidate, ref, timer, iters=iters, measure_s=settings.measure_s, ci_target=settings.ci_target, cpu=cpu)
 
     with on_device(settings, torch_device) as (sync, timer, cpu):
         record, batch = halve_on_oom(pairs, settings.batch, _free(torch_device))

@@ -212,17 +212,32 @@ class PairRecord:
         return len(self.candidate.windows) - len(self.ratios())
 
 
+def turn_iters(iters: int, candidate_s: float, reference_s: float) -> tuple[int, int]:
+    """Iterations per turn of the candidate and the reference, given each one's seconds per
+    iteration: the slower model runs ``iters``, the faster one as many as take about as long.
+
+    The idea: turns of equal length span equal stretches of the machine's drift. Measured, it
+    does not pay: M5/M0 repeated with CV 4.1 % against 2.8 % for one iteration each (64 px,
+    quiet; results/throughput_turns_cpu.md), since longer turns leave fewer pairs in the same
+    time; ratio mode keeps equal iterations. An unknown time (<= 0) gives ``iters`` to both."""
+    if min(candidate_s, reference_s) <= 0:
+        return iters, iters
+    slow = max(candidate_s, reference_s)
+    return max(iters, round(iters * slow / candidate_s)), max(iters, round(iters * slow / reference_s))
+
+
 def run_pairs(
     candidate: Callable[[], Any],
     reference: Callable[[], Any],
     timed: Callable[[Callable[[], Any]], float],
     *,
-    iters: int,
+    iters: tuple[int, int],
     measure_s: float,
     ci_target: float,
     cpu: Callable[[], float],
 ) -> PairRecord:
-    """Alternate ``iters`` iterations of ``candidate`` and of ``reference`` until the ratio's
+    """Alternate ``iters[0]`` iterations of ``candidate`` and ``iters[1]`` of ``reference``
+    (see :func:`turn_iters`) until the ratio's
     95 % interval is within ``±ci_target`` of it (after ``_MIN_WINDOWS`` undisturbed pairs) or
     ``measure_s`` seconds are spent, with at least 2 pairs (going on while fewer than 2 are
     undisturbed, up to twice that)."""
@@ -239,8 +254,8 @@ def run_pairs(
         pairs = len(record.candidate.windows)
         if (spent >= measure_s and len(kept) >= 2) or (spent >= 2 * measure_s and pairs >= 2):  # 2: a spread exists
             break
-        c = timed_window(candidate, timed, 0.0, cpu, iters)
-        r = timed_window(reference, timed, 0.0, cpu, iters)
+        c = timed_window(candidate, timed, 0.0, cpu, iters[0])
+        r = timed_window(reference, timed, 0.0, cpu, iters[1])
         record.candidate.windows.append(c)
         record.reference.windows.append(r)
         if not (c.disturbed or r.disturbed):

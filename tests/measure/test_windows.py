@@ -87,13 +87,28 @@ def test_ratio_mode_cancels_drift_that_slows_both_models_alike():
         state["windows"] += 0.5
         return math.nan
 
-    record = run_pairs(lambda: 0.01, lambda: 0.02, timed, iters=1, measure_s=0.2, ci_target=0.0, cpu=cpu)
+    record = run_pairs(lambda: 0.01, lambda: 0.02, timed, iters=(1, 1), measure_s=0.2, ci_target=0.0, cpu=cpu)
     ratios = record.ratios()
     assert len(ratios) >= 8 and record.disturbed == 0
     assert np.allclose(ratios, 2.0) and record.estimate()[0] == pytest.approx(2.0)
     assert all(len(w.times) == 1 for w in record.candidate.windows + record.reference.windows)
     separate = [np.median(w.times) for w in record.candidate.windows]
     assert max(separate) / min(separate) == pytest.approx(1.5)
+
+
+def test_turns_of_models_far_apart_in_speed_last_about_as_long():
+    """The slower model runs ``pair_iters`` per turn, the faster as many as take as long; the
+    pairs' ratios are per iteration, so unequal turns leave them unbiased."""
+    from effvit_nas.measure.windows import run_pairs, turn_iters
+
+    assert turn_iters(1, 0.01, 0.047) == (5, 1) and turn_iters(1, 0.03, 0.01) == (1, 3)
+    assert turn_iters(2, 0.01, 0.013) == (3, 2) and turn_iters(1, 0.02, 0.02) == (1, 1)
+    assert turn_iters(1, 0.0, 0.05) == (1, 1)  # no warm-up iteration ran: no basis to balance
+    record = run_pairs(
+        lambda: 0.01, lambda: 0.05, lambda f: f(), iters=turn_iters(1, 0.01, 0.05), measure_s=0.05, ci_target=0.0, cpu=lambda: math.nan
+    )
+    assert {len(w.times) for w in record.candidate.windows} == {5} and {len(w.times) for w in record.reference.windows} == {1}
+    assert np.allclose(record.ratios(), 5.0)
 
 
 def test_the_pair_ratio_is_a_trimmed_log_mean_that_outliers_do_not_move():
