@@ -2,9 +2,9 @@
 (results/throughput_turns_cpu.md)
 
 `bench --relative-to` and `search --paired` alternate turns of the candidate and the
-reference. Until 2026-12-02 each turn was ``pair_iters`` (1) iterations of each model, so for
-M5 against M0 (2.4x apart at 64 px, 4.7x at 224 px) M0's turn was 2.4-4.7x shorter than M5's,
-and the ratio of M5 to M0 repeated with CV 3.1-9.9 % against 1.1-1.4 % for M2/M0
+reference, each turn ``pair_iters`` (1) iterations of each model, so for M5 against M0
+(2.4x apart at 64 px, 4.7x at 224 px) M0's turn is 2.4-4.7x shorter than M5's, and the ratio
+of M5 to M0 repeated with CV 3.1-9.9 % against 1.1-1.4 % for M2/M0
 (results/throughput_precision_cpu64.md, results/throughput_precision_cpu.md). ``balance``
 (:func:`effvit_nas.measure.windows.turn_iters`) lets the faster model run as many iterations
 as last about as long as the slower one's turn.
@@ -14,7 +14,7 @@ between rounds, with the default CPU protocol (`BenchSettings.for_device("cpu")`
 (the searches' resolution) and at the presets' own 224 px; quiet, and with a second process
 spinning on one core (the other core of this 2-core VM). Reports, per pair, size, condition
 and mode: the CV of the ratios over rounds, their median, the seconds per measurement and
-the iterations per turn.
+the pairs of turns it held.
 
     uv run python benchmarks/throughput_turns.py --repeats 10
 
@@ -43,7 +43,7 @@ MODES = {"equal iterations": False, "balanced turns": True}
 
 
 def rounds(repeats: int, pairs: list[tuple[str, str]], img_size: int, settings: BenchSettings, fp: dict) -> dict[str, list[dict]]:
-    """``{"CANDIDATE/REFERENCE mode": [per round: ratio, seconds, pairs, iterations per turn]]}``."""
+    """``{"CANDIDATE/REFERENCE mode": [per round: ratio, its interval, seconds, pairs of turns]}``."""
     out: dict[str, list[dict]] = {}
     for r in range(repeats):
         order = list(MODES.items()) if r % 2 == 0 else list(reversed(MODES.items()))

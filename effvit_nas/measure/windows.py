@@ -237,10 +237,9 @@ def run_pairs(
     cpu: Callable[[], float],
 ) -> PairRecord:
     """Alternate ``iters[0]`` iterations of ``candidate`` and ``iters[1]`` of ``reference``
-    (see :func:`turn_iters`) until the ratio's
-    95 % interval is within ``±ci_target`` of it (after ``_MIN_WINDOWS`` undisturbed pairs) or
-    ``measure_s`` seconds are spent, with at least 2 pairs (going on while fewer than 2 are
-    undisturbed, up to twice that)."""
+    until the ratio's 95 % interval is within ``±ci_target`` of it (after ``_MIN_WINDOWS``
+    undisturbed pairs) or ``measure_s`` seconds are spent, with at least 2 pairs (going on
+    while fewer than 2 are undisturbed, up to twice that)."""
     record = PairRecord()
     kept: list[float] = []  # undisturbed pairs' ratios, kept as they come: recomputing them all
     # after every pair would cost more than a 64 px iteration once there are hundreds
