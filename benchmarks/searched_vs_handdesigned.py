@@ -20,11 +20,11 @@ its weights are not committed (300 MB): `uv run python benchmarks/supernet_fashi
 the default-lr one, about 95 min each). Its M2 seeds were copied by hand from M2-lr2e-3 (COPIED_FROM_*.txt say so).
 
     uv run python benchmarks/searched_vs_handdesigned.py --budgets M0,M2     # run (resumes), then report
-    uv run python benchmarks/searched_vs_handdesigned.py --budgets M0,M2,M2-paired   # + M2 with `search --paired`
-    uv run python benchmarks/searched_vs_handdesigned.py --budgets M0,M2,M2-paired,M2-lr2e-3   # + the recipe-ceiling check
-    uv run python benchmarks/searched_vs_handdesigned.py --budgets M0,M2,M2-paired,M2-lr2e-3,M2-supernet   # + the supernet proxy
-    uv run python benchmarks/searched_vs_handdesigned.py --budgets M0,M2,M2-paired,M2-lr2e-3,M2-supernet,M2-60k   # + all 60k images x 30 epochs
+    uv run python benchmarks/searched_vs_handdesigned.py --budgets M2-60k    # one run of RUNS (resumes)
     uv run python benchmarks/searched_vs_handdesigned.py --report-only
+
+The report always covers every run of RUNS. Its findings (the lines between the title and the
+first budget section) are written by hand and kept by every rewrite.
 """
 
 from __future__ import annotations
@@ -179,19 +179,24 @@ def section(budget: str, comp: dict) -> list[str]:
     return [*lines, "", f"Command: `{shlex.join(['uv', 'run', *command(budget)])}`{copied}", ""]
 
 
-def _previous_note() -> str | None:
-    """The note of the report already written (kept when a rerun gives no --note)."""
+TITLE = "# Searched models vs hand-designed EfficientViT presets on Fashion-MNIST (64 px, this CPU)"
+
+
+def _findings() -> list[str]:
+    """The hand-written findings of the report already written: every line between the title and
+    the first budget section, kept as they are because no run can regenerate an analysis."""
     path = Path("results/searched_vs_handdesigned.md")
     lines = path.read_text().splitlines() if path.exists() else []
-    return next((line.removeprefix("Note: ") for line in lines if line.startswith("Note: ")), None)
+    end = next((i for i, line in enumerate(lines) if line.startswith("## Budget ")), len(lines))
+    kept = lines[1:end] if lines[:1] == [TITLE] else []
+    return kept if any(line.strip() for line in kept) else [""]
 
 
-def report(budgets: list[str], note: str | None) -> None:
-    note = note or _previous_note()
-    out = ["# Searched models vs hand-designed EfficientViT presets on Fashion-MNIST (64 px, this CPU)", ""]
-    out += [f"Note: {note}", ""] if note else []
+def report() -> None:
+    """Rewrite the report from every run in RUNS (the ones not run yet say so), keeping the findings."""
+    out = [TITLE, *_findings()]
     data = {}
-    for b in budgets:
+    for b in RUNS:
         comp = comparison(b)
         if comp is None:
             out += [f"## Budget {b}", "", "Not finished yet (the comparison is stored once every model and seed has trained).", ""]
@@ -206,11 +211,13 @@ def report(budgets: list[str], note: str | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budgets", default="M0,M2")
-    ap.add_argument("--report-only", action="store_true")
-    ap.add_argument("--note", default=None)
+    ap.add_argument("--budgets", default="M0,M2", help=f"runs to run or resume, of {','.join(RUNS)}")
+    ap.add_argument("--report-only", action="store_true", help="only rewrite the report (always of every run)")
     args = ap.parse_args()
     budgets = args.budgets.split(",")
+    unknown = [b for b in budgets if b not in RUNS]
+    if unknown:
+        ap.error(f"--budgets: unknown run(s) {', '.join(unknown)} (choose from {', '.join(RUNS)})")
     if not args.report_only:
         for b in budgets:
             if comparison(b) is not None:  # finished: running it again would only re-measure
@@ -221,7 +228,7 @@ def main() -> None:
             rc = subprocess.run(command(b)).returncode
             if rc != 0:
                 sys.exit(rc)
-    report(budgets, args.note)
+    report()
 
 
 if __name__ == "__main__":
