@@ -30,7 +30,7 @@ import numpy as np
 
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
-from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.measure.settings import MALLOCS, BenchSettings
 from effvit_nas.measure.timing import measure, measure_ratio
 from effvit_nas.measure.windows import FIGURE_QUANTILE
 
@@ -150,13 +150,14 @@ def main() -> None:
     ap.add_argument(
         "--img-size", type=int, default=None, help="Time every preset at this resolution (a search space's) [default: its own]."
     )
+    ap.add_argument("--malloc", choices=MALLOCS, default="fixed", help="BenchSettings.malloc (default fixed, as `bench`)")
     ap.add_argument("--out", type=Path, default=Path("results/throughput_precision_cpu.md"))
     args = ap.parse_args()
     models = tuple(args.models.split(","))
     if models[0] != RATIO_REFERENCE:
         ap.error(f"--models must start with the ratios' reference {RATIO_REFERENCE}")
     fp = fingerprint("cpu")
-    s = BenchSettings.for_device("cpu")
+    s = BenchSettings.for_device("cpu", malloc=args.malloc)
     results = {}
     for cond in args.conditions.split(","):
         print(f"== {cond}", flush=True)
@@ -172,7 +173,7 @@ def main() -> None:
         "# Repeatability and cost of one throughput measurement (CPU, default protocol)",
         "",
         f"Device: {fp['name']} ({fp['logical_cores']} logical cores), torch {fp['torch']}. Protocol: batch {s.batch}, "
-        f"{s.precision}, {s.threads} thread, backend {s.backend}, warm-up {s.warmup_s:g} s, then {s.window_s:g} s windows until the "
+        f"{s.precision}, {s.threads} thread, backend {s.backend}, malloc {s.malloc}, warm-up {s.warmup_s:g} s, then {s.window_s:g} s windows until the "
         f"95 % interval of the figure is within ±{100 * s.ci_target:g} % or {s.measure_s:g} s have passed; windows in which "
         "our thread ran < 95 % of the wall time or the hypervisor stole > 5 % are left out (disturbed).",
         f"{args.repeats} rounds per condition, each measuring {', '.join(models)} once"
@@ -220,7 +221,11 @@ def main() -> None:
             f"- {cond}: {models[0]}..{models[-1]} in the paper's order ({models[0]} fastest) in {sum(order)} of {len(order)} rounds by their separate figures, "
             f"in {sum(by_ratio)} of {len(by_ratio)} by their ratios to {RATIO_REFERENCE}."
         )
-    flags = (f" --models {args.models}" if models != MODELS else "") + (f" --img-size {args.img_size}" if args.img_size else "")
+    flags = (
+        (f" --models {args.models}" if models != MODELS else "")
+        + (f" --img-size {args.img_size}" if args.img_size else "")
+        + (f" --malloc {args.malloc}" if args.malloc != "fixed" else "")
+    )
     md += ["", f"Command: `uv run python benchmarks/throughput_precision.py --repeats {args.repeats}{flags} --out {args.out}`"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")

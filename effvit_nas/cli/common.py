@@ -160,6 +160,13 @@ def bench_options(f):
             show_default=True,
             help="Stop timing once the 95 % interval of the figure is within this fraction of it (0: time the whole --duration).",
         ),
+        click.option(
+            "--malloc",
+            type=click.Choice(["fixed", "system"]),
+            default="fixed",
+            show_default=True,
+            help="fixed: glibc's heap thresholds fixed while timing, for figures that repeat; system: glibc's adaptive default.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -171,7 +178,7 @@ def bench_settings(device: str, opts: Mapping[str, Any]):
     from effvit_nas.measure.devices import parse_device
     from effvit_nas.measure.settings import BenchSettings
 
-    keys = ("batch", "precision", "threads", "backend", "warmup_s", "measure_s", "window_s", "ci_target", "pair_iters")
+    keys = ("batch", "precision", "threads", "backend", "warmup_s", "measure_s", "window_s", "ci_target", "pair_iters", "malloc")
     return BenchSettings.for_device(device_kind(parse_device(device)), **{k: opts[k] for k in keys})
 
 

@@ -80,7 +80,7 @@ def _printer(device: str, s, cfgs, line, as_json: bool, paired: bool = False):
     nothing with --json."""
     names = {c.short_hash(): preset_name(c) or c.short_hash() for c in cfgs}
     header = (
-        f"bench on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend}, "
+        f"bench on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend}, malloc {s.malloc}, "
         + (f"each model's warm-up {s.warmup_s / 2:g} s, " if paired else f"warm-up {s.warmup_s:g} s, ")
         + (f"timed alternately {s.pair_iters} iteration(s) at a time" if paired else f"timed in {s.window_s:g} s windows")
         + f" until ±{100 * s.ci_target:g} % (95 % interval) or {s.measure_s:g} s"

@@ -13,6 +13,7 @@ from effvit_nas.errors import SettingError
 
 BACKENDS = ("eager", "trace", "compile", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "bf16")
+MALLOCS = ("fixed", "system")
 CPU_BATCH, GPU_BATCH = 16, 2048  # the paper's settings
 
 
@@ -36,6 +37,10 @@ class BenchSettings:
         pair_iters: ratio mode only: iterations of each model per turn (default 1; the two
             models alternate iteration by iteration, so drift of the machine's speed cancels
             in each pair's ratio). ``window_s`` does not apply to ratio mode.
+        malloc: ``fixed`` (default): glibc's mmap and trim thresholds are fixed in the timing
+            process, so a forward pass reuses the same heap pages instead of faulting in fresh
+            ones at random (see :mod:`effvit_nas.measure.heap`); ``system``: glibc's adaptive
+            default, as before this setting existed.
     """
 
     batch: int
@@ -48,6 +53,7 @@ class BenchSettings:
     window_s: float = 0.25
     ci_target: float = 0.01
     pair_iters: int = 1
+    malloc: str = "fixed"
 
     def __post_init__(self) -> None:
         if self.batch <= 0:
@@ -58,6 +64,8 @@ class BenchSettings:
             raise SettingError("BenchSettings.precision", f"{self.precision!r} is unknown (choose from {', '.join(PRECISIONS)})")
         if self.backend not in BACKENDS:
             raise SettingError("BenchSettings.backend", f"{self.backend!r} is unknown (choose from {', '.join(BACKENDS)})")
+        if self.malloc not in MALLOCS:
+            raise SettingError("BenchSettings.malloc", f"{self.malloc!r} is unknown (choose from {', '.join(MALLOCS)})")
         if self.warmup_s < 0:
             raise SettingError("BenchSettings.warmup_s", f"must be >= 0 s, got {self.warmup_s}")
         if self.measure_s <= 0:

@@ -29,6 +29,7 @@ import numpy as np
 
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.measure.devices import DeviceError
+from effvit_nas.measure.heap import fix_malloc
 from effvit_nas.measure.settings import BenchSettings, Measurement, RatioMeasurement
 from effvit_nas.measure.windows import (
     FIGURE_QUANTILE,
@@ -258,6 +259,8 @@ def on_device(settings: BenchSettings, torch_device: str) -> Iterator[tuple[Call
     cuda = torch_device.startswith("cuda")
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
+    if settings.malloc == "fixed":
+        fix_malloc()
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.cuda.set_device(torch.device(torch_device))
@@ -276,8 +279,10 @@ def _free(torch_device: str) -> Callable[[], None]:
     return torch.cuda.empty_cache if torch_device.startswith("cuda") else (lambda: None)
 
 
-def _halved(batch: int, settings: BenchSettings) -> list[str]:
-    return [f"batch halved to {batch} after CUDA out-of-memory at {settings.batch}"] if batch != settings.batch else []
+def _protocol_notes(batch: int, settings: BenchSettings) -> list[str]:
+    """What of ``settings`` the measurement could not follow."""
+    notes = [f"batch halved to {batch} after CUDA out-of-memory at {settings.batch}"] if batch != settings.batch else []
+    return notes + ([fix_malloc()] if settings.malloc == "fixed" else [])
 
 
 def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, device_fp: dict[str, Any]) -> Measurement:
@@ -292,7 +297,7 @@ def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, devi
         )
         wall_end = time.time()
     stats = summarize(record, batch)
-    note = "; ".join(n for n in [*_halved(batch, settings), stats.pop("note")] if n)
+    note = "; ".join(n for n in [*_protocol_notes(batch, settings), stats.pop("note")] if n)
     return Measurement(
         config_hash=config.short_hash(),
         **stats,
@@ -336,7 +341,7 @@ def measure_ratio(
     with on_device(settings, torch_device) as (sync, timer, cpu):
         record, batch = halve_on_oom(pairs, settings.batch, _free(torch_device))
     ratios = record.ratios()
-    notes = _halved(batch, settings)
+    notes = [n for n in _protocol_notes(batch, settings) if n]
     every = len(ratios) < 2  # run_pairs stops with 2 pairs at least; too few undisturbed ones
     if every:
         ratios = record.ratios(disturbed_too=True)
