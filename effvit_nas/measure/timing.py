@@ -280,9 +280,9 @@ def _free(torch_device: str) -> Callable[[], None]:
 
 
 def _protocol_notes(batch: int, settings: BenchSettings) -> list[str]:
-    """What of ``settings`` the measurement could not follow."""
+    """What of ``settings`` the measurement could not follow (empty when it followed them all)."""
     notes = [f"batch halved to {batch} after CUDA out-of-memory at {settings.batch}"] if batch != settings.batch else []
-    return notes + ([fix_malloc()] if settings.malloc == "fixed" else [])
+    return [n for n in [*notes, fix_malloc() if settings.malloc == "fixed" else ""] if n]
 
 
 def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, device_fp: dict[str, Any]) -> Measurement:
@@ -341,7 +341,7 @@ def measure_ratio(
     with on_device(settings, torch_device) as (sync, timer, cpu):
         record, batch = halve_on_oom(pairs, settings.batch, _free(torch_device))
     ratios = record.ratios()
-    notes = [n for n in _protocol_notes(batch, settings) if n]
+    notes = _protocol_notes(batch, settings)
     every = len(ratios) < 2  # run_pairs stops with 2 pairs at least; too few undisturbed ones
     if every:
         ratios = record.ratios(disturbed_too=True)

@@ -40,3 +40,12 @@ def test_unknown_malloc_names_the_setting():
 
 def test_malloc_is_part_of_the_protocol_key():
     assert BenchSettings(batch=1).key() != BenchSettings(batch=1, malloc="system").key()
+
+
+def test_without_glibc_the_measurement_says_so(monkeypatch):
+    import ctypes.util
+
+    from effvit_nas.measure import heap
+
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libnot-a-c-library.so.0")
+    assert heap.fix_malloc() == "malloc=fixed not applied: no glibc mallopt in libnot-a-c-library.so.0"
