@@ -284,7 +284,7 @@ def _header(problem, options, data_source: str) -> str:
     data = f"(reads no images, {problem.data.img_size} px)" if problem.proxy in IMAGE_FREE else f"on {data_source}"
     return (
         f"study {options.study} in {options.storage}: budget {budget} on {problem.device} "
-        f"(batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}); proxy {problem.proxy} {data}; "
+        f"(batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}, malloc {b.malloc}); proxy {problem.proxy} {data}; "
         f"sampler {options.sampler}"
     )
 
