@@ -18,12 +18,14 @@ order (M0 fastest), by figures and by ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +75,20 @@ def busy_process() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+@contextlib.contextmanager
+def condition(name: str) -> Iterator[None]:
+    """``quiet``: nothing added; ``busy``: :func:`busy_process` running (settled for 1 s)."""
+    print(f"== {name}", flush=True)
+    competitor = busy_process() if name == "busy" else None
+    try:
+        time.sleep(1.0 if competitor else 0.0)
+        yield
+    finally:
+        if competitor:
+            competitor.kill()
+            competitor.wait()
+
+
 def estimators(data: list[dict[str, dict]], models: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """CV over rounds of other figures computed from the same windows: which window quantile
     (of seconds per iteration; 0 = the fastest window) repeats best."""
@@ -85,17 +101,22 @@ def estimators(data: list[dict[str, dict]], models: tuple[str, ...]) -> dict[str
     return out
 
 
+def spread(tp: list[float], sec: list[float]) -> dict:
+    """Figures over rounds (img/s): their median and CV, with the seconds each took."""
+    return {
+        "throughput": tp,
+        "median": statistics.median(tp),
+        "cv": statistics.stdev(tp) / statistics.mean(tp),
+        "seconds_median": statistics.median(sec),
+        "seconds_max": max(sec),
+    }
+
+
 def summary(data: list[dict[str, dict]], models: tuple[str, ...]) -> dict:
     per_model = {}
     for name in models:
-        tp = [r[name]["throughput"] for r in data]
-        sec = [r[name]["seconds"] for r in data]
         per_model[name] = {
-            "throughput": tp,
-            "median": statistics.median(tp),
-            "cv": statistics.stdev(tp) / statistics.mean(tp),
-            "seconds_median": statistics.median(sec),
-            "seconds_max": max(sec),
+            **spread([r[name]["throughput"] for r in data], [r[name]["seconds"] for r in data]),
             "disturbed": sum(r[name]["disturbed"] for r in data),
             "windows": sum(r[name]["windows"] for r in data),
         }
@@ -160,15 +181,8 @@ def main() -> None:
     s = BenchSettings.for_device("cpu", malloc=args.malloc)
     results = {}
     for cond in args.conditions.split(","):
-        print(f"== {cond}", flush=True)
-        competitor = busy_process() if cond == "busy" else None
-        try:
-            time.sleep(1.0 if competitor else 0.0)
+        with condition(cond):
             results[cond] = summary(rounds(args.repeats, s, fp, models, args.img_size), models)
-        finally:
-            if competitor:
-                competitor.kill()
-                competitor.wait()
     md = [
         "# Repeatability and cost of one throughput measurement (CPU, default protocol)",
         "",

@@ -29,11 +29,10 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput_precision import busy_process, preset  # a sibling script, not a package
+from throughput_precision import condition, preset  # a sibling script, not a package
 
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import BenchSettings
@@ -80,17 +79,11 @@ def main() -> None:
     fp, s = fingerprint("cpu"), BenchSettings.for_device("cpu")
     results: dict[str, dict] = {}
     for cond in args.conditions.split(","):
-        competitor = busy_process() if cond == "busy" else None
-        try:
-            time.sleep(1.0 if competitor else 0.0)
+        with condition(cond):
             for size in (int(x) for x in args.img_sizes.split(",")):
                 print(f"== {cond}, {size} px", flush=True)
                 for key, rows in rounds(args.repeats, pairs, size, s, fp).items():
                     results[f"{key} | {size} | {cond}"] = summary(rows)
-        finally:
-            if competitor:
-                competitor.kill()
-                competitor.wait()
     args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "settings": s.__dict__, "results": results}, indent=1))
     md = [
         "# Ratio mode: equal iterations per turn or turns of equal length (CPU)",

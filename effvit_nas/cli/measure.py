@@ -28,8 +28,16 @@ from effvit_nas.cli.common import bench_options, bench_settings, print_json
     metavar="CONFIG",
     help="Ratio mode: time each CONFIG in windows alternating with this one and print its throughput relative to it (not stored).",
 )
+@click.option(
+    "--anchor",
+    default=None,
+    metavar="CONFIG",
+    help="Anchored figures: time each CONFIG alternating with this one and print ratio x its figure stored for this device "
+    "(measured 3 times the first time), so figures repeat although the machine's speed drifts; stored on that scale.",
+)
+@click.option("--reanchor", is_flag=True, help="With --anchor: measure the anchor's figure again (a new scale).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object for one CONFIG, a list for several.")
-def bench(configs, device, storage, fresh, ray_address, reference, as_json, **protocol) -> None:
+def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanchor, as_json, **protocol) -> None:
     """Measure the throughput (images/s) of each CONFIG on a device.
 
     CONFIG is a preset (M0..M5) or a YAML/JSON config file. The model is measured in
@@ -40,12 +48,19 @@ def bench(configs, device, storage, fresh, ray_address, reference, as_json, **pr
     from effvit_nas.measure.actor import measure_configs
     from effvit_nas.measure.store import MeasurementStore
 
+    if reference is not None and anchor is not None:
+        raise click.UsageError("--relative-to and --anchor exclude each other")
+    if reanchor and anchor is None:
+        raise click.UsageError("--reanchor needs --anchor CONFIG")
     cfgs = [load_config(c) for c in configs]
     settings = bench_settings(device, protocol)
     if reference is not None:
         _bench_ratios(cfgs, load_config(reference), device, settings, ray_address, as_json)
         return
     store = MeasurementStore(storage)
+    if anchor is not None:
+        _bench_anchored(cfgs, load_config(anchor), device, settings, store, fresh, reanchor, ray_address, as_json)
+        return
 
     def line(m) -> str:
         return (
@@ -63,9 +78,9 @@ def bench(configs, device, storage, fresh, ray_address, reference, as_json, **pr
         click.echo(f"device: {d['name']} [{d['id']}], torch {d['torch']}; store: {store.url}")
 
 
-def _interval(lo: float, hi: float, fmt: str) -> str:
+def _interval(lo: float, hi: float, fmt: str, unit: str = "windows") -> str:
     if math.isnan(lo):
-        return "95% n/a (under 6 windows)"
+        return f"95% n/a (under 6 {unit})"
     return f"95% {lo:{fmt}}-{hi:{fmt}}"
 
 
@@ -105,12 +120,50 @@ def _bench_ratios(cfgs, reference, device: str, settings, ray_address, as_json: 
 
     def line(r) -> str:
         return (
-            f"{r.ratio:.3f}x {ref}  {_interval(r.ci_low, r.ci_high, '.3f')}  ({r.throughput:.1f} vs {r.reference_throughput:.1f} img/s in this run)  "
+            f"{r.ratio:.3f}x {ref}  {_interval(r.ci_low, r.ci_high, '.3f', 'pairs')}  ({r.throughput:.1f} vs {r.reference_throughput:.1f} img/s in this run)  "
             f"{r.pairs} pairs ({r.disturbed} disturbed)  {r.seconds:.1f} s"
         )
 
     results = measure_ratios(
         cfgs, reference, device, settings, ray_address=ray_address, on_result=_printer(device, settings, cfgs, line, as_json, paired=True)
+    )
+    if as_json:
+        _print_records(results)
+
+
+def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, reanchor: bool, ray_address, as_json: bool) -> None:
+    from datetime import UTC, datetime
+
+    from effvit_nas.measure.anchor import measure_anchored
+
+    name = preset_name(anchor) or anchor.short_hash()
+
+    def said(a) -> None:
+        if as_json:
+            return
+        when = datetime.fromtimestamp(a.finished, UTC).strftime("%Y-%m-%d %H:%M UTC") if a.finished == a.finished else "now"
+        click.echo(
+            f"anchor {name}: {a.throughput:.1f} img/s ({a.note.split('; ')[0].removeprefix('anchor: ')}; "
+            f"{'stored ' + when if a.cached else 'measured now'}; --reanchor measures it again)"
+        )
+
+    def line(m) -> str:
+        return (
+            f"{m.throughput:10.1f} img/s  {_interval(m.ci_low, m.ci_high, '.1f', 'pairs')}  "
+            f"{m.iterations} pairs ({m.disturbed} disturbed)  {'cached' if m.cached else f'{m.seconds:.1f} s'}"
+        )
+
+    _, results = measure_anchored(
+        cfgs,
+        anchor,
+        device,
+        settings,
+        store,
+        fresh=fresh,
+        reanchor=reanchor,
+        ray_address=ray_address,
+        on_anchor=said,
+        on_result=_printer(device, settings, cfgs, line, as_json, paired=True),
     )
     if as_json:
         _print_records(results)

@@ -11,6 +11,7 @@ CPUs. Only the driver touches the measurement store: workers return results.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import signal
@@ -231,7 +232,7 @@ def _unwrap_user_error(e: Exception) -> None:
         raise cause from None
 
 
-def _check_local(device: str, settings: BenchSettings) -> dict[str, Any]:
+def check_local(device: str, settings: BenchSettings) -> dict[str, Any]:
     """The fingerprint of ``device`` on this machine, after checking it can run ``settings``."""
     torch_device = resolve_local(parse_device(device))
     check_supported(settings, torch_device)
@@ -284,7 +285,7 @@ def measure_configs(
 
     configs = list(configs)
     if worker is None and ray_address is None:
-        device_fp = _check_local(device, settings)
+        device_fp = check_local(device, settings)
     else:
         worker = worker or get_worker(device, settings, ray_address)
         device_fp = check_on_worker(worker, settings)
@@ -327,13 +328,20 @@ def measure_ratios(
     return results
 
 
-def paired_key(settings: BenchSettings, reference: ArchConfig) -> str:
-    """Store key of figures taken in ratio mode against ``reference`` (another protocol)."""
-    return f"{settings.key()}-vs-{reference.short_hash()}"
+def paired_key(settings: BenchSettings, reference: ArchConfig, reference_throughput: float) -> str:
+    """Store key of figures taken in ratio mode against ``reference`` and scaled by its figure
+    ``reference_throughput`` (img/s; another protocol). The figure is part of the key because a
+    stored figure is ratio x that figure: a study whose preset measured otherwise must not
+    judge a candidate by another study's scale (28 characters, within the key column's 32)."""
+    scale = hashlib.sha256(f"{reference.short_hash()}@{reference_throughput!r}".encode()).hexdigest()[:12]
+    return f"{settings.key()}-vs-{scale}"
 
 
-def paired_measurement(config: ArchConfig, r: RatioMeasurement, reference_throughput: float) -> Measurement:
-    """A ratio to the budget's preset as a figure in images/s, with its interval."""
+def paired_measurement(
+    config: ArchConfig, r: RatioMeasurement, reference_throughput: float, reference: str = "the budget's preset"
+) -> Measurement:
+    """A ratio to ``reference`` (whose figure is ``reference_throughput`` img/s) as a figure in
+    images/s, with its interval."""
     figure = r.ratio * reference_throughput
     # the spread a paired figure has is its interval; under 6 pairs there is none to give
     lo, hi = (figure, figure) if math.isnan(r.ci_low) else (r.ci_low * reference_throughput, r.ci_high * reference_throughput)
@@ -349,7 +357,7 @@ def paired_measurement(config: ArchConfig, r: RatioMeasurement, reference_throug
         settings=r.settings,
         device=r.device,
         config=config.to_dict(),
-        note="; ".join(n for n in (f"paired: {r.ratio:.3f}x the budget's preset", r.note) if n),
+        note="; ".join(n for n in (f"paired: {r.ratio:.3f}x {reference}", r.note) if n),
         ci_low=r.ci_low * reference_throughput,
         ci_high=r.ci_high * reference_throughput,
         windows=r.pairs,

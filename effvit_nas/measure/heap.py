@@ -18,7 +18,7 @@ runs there afterwards only gets the faster, steadier allocation.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+from typing import Any
 
 # mallopt's parameter numbers (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -28,14 +28,15 @@ _M_MMAP_THRESHOLD = -3
 THRESHOLDS = (1 << 30, 32 << 20)
 
 
-def fix_malloc() -> str:
-    """Fix glibc's mmap and trim thresholds in this process (idempotent); returns "" when done,
-    or why it could not be (not glibc), for the measurement's note."""
-    name = ctypes.util.find_library("c")
+def fix_malloc(libc: Any = None) -> str:
+    """Fix glibc's mmap and trim thresholds in this process (idempotent, two ``mallopt`` calls:
+    cheap enough to ask again for the note); returns "" when done, or why it could not be (not
+    glibc), for the measurement's note. ``libc``: the C library to set them in (default: the
+    one this process runs on)."""
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):
-        return f"malloc=fixed not applied: no glibc mallopt in {name or 'this C library'}"
+        mallopt = (ctypes.CDLL(None) if libc is None else libc).mallopt
+    except (OSError, AttributeError):
+        return "malloc=fixed not applied: this C library has no mallopt (not glibc)"
     mmap_set = any(mallopt(_M_MMAP_THRESHOLD, t) for t in THRESHOLDS)
     if not (mmap_set and mallopt(_M_TRIM_THRESHOLD, THRESHOLDS[0])):
         return "malloc=fixed not applied: mallopt refused the thresholds"

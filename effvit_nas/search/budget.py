@@ -98,6 +98,7 @@ def study_budget(
 
     def measure(config: ArchConfig) -> Measurement:
         from effvit_nas.measure.actor import LazyWorker, measure_configs
+        from effvit_nas.measure.anchor import median_run
         from effvit_nas.measure.store import MeasurementStore
 
         store = MeasurementStore(options.storage)
@@ -106,7 +107,7 @@ def study_budget(
             measure_configs([config], device, bench, store, fresh=i > 0, ray_address=options.ray_address, worker=actor)[0]
             for i in range(REFERENCE_RUNS)
         ]
-        return sorted(runs, key=lambda m: m.throughput)[len(runs) // 2]
+        return median_run(runs)
 
     budget = resolve_budget(text, max(space.img_sizes), space.num_classes, measure, stored)
     return budget if stored is not None else adopt_stored(budget, options)

@@ -318,7 +318,7 @@ class RayExecution:
         from effvit_nas.measure.actor import paired_key
 
         if self._reference_config is not None:
-            return paired_key(self.problem.bench, self._reference_config)
+            return paired_key(self.problem.bench, self._reference_config, self.problem.budget_reference)
         return self.problem.bench.key()
 
     def start_proxy(self, key: int, job: ProxyJob) -> None:

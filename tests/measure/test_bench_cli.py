@@ -52,6 +52,54 @@ def test_bench_measures_then_reuses(tmp_path, tiny_file, capsys, monkeypatch, lo
     assert 0.5 < ratio < 2 and "pairs" in r3.stdout
 
 
+def test_anchored_figures_keep_the_stored_anchors_scale(tmp_path, tiny_file, capsys, local_ray):
+    """--anchor: the anchor is measured 3 times once and stored; each CONFIG's figure is its
+    ratio to the anchor (timed alternately) x that stored figure, kept on that scale; --fresh
+    re-times the CONFIG on the same scale, --reanchor makes a new scale."""
+    from effvit_nas.measure.anchor import anchor_key
+    from effvit_nas.measure.settings import BenchSettings
+    from effvit_nas.measure.store import MeasurementStore
+
+    db = f"sqlite:///{tmp_path}/anchor.db"
+    timing = ["--warmup", str(FAST_BENCH["warmup_s"]), "--duration", str(FAST_BENCH["measure_s"]), "--window", str(FAST_BENCH["window_s"])]
+    args = ["bench", str(tiny_file), "--batch", "4", *timing, "--storage", db, "--anchor", "M0"]
+    key = anchor_key(
+        BenchSettings(batch=4, warmup_s=FAST_BENCH["warmup_s"], measure_s=FAST_BENCH["measure_s"], window_s=FAST_BENCH["window_s"])
+    )
+
+    def stored() -> tuple[list, list]:
+        rows = [(k, m) for _, k, m in MeasurementStore(db).all()]
+        return [m for k, m in rows if k == key], [m for k, m in rows if "-vs-" in k]
+
+    r = run_main(capsys, *args)
+    assert r.returncode == 0, r.stderr
+    (anchor,), (figure,) = stored()
+    assert "median of 3 measurements" in anchor.note and "measured now" in r.stdout
+    ratio = float(figure.note.split("paired: ")[1].split("x anchor M0")[0])
+    assert figure.throughput == pytest.approx(ratio * anchor.throughput, rel=1e-3)
+    assert f"{figure.throughput:.1f} img/s" in r.stdout
+
+    again = run_main(capsys, *args)
+    assert "stored 20" in again.stdout and "cached" in again.stdout and f"{figure.throughput:.1f} img/s" in again.stdout
+    fresh = json.loads(run_main(capsys, *args, "--fresh", "--json").stdout)
+    (same_anchor,), (refigured,) = stored()
+    assert same_anchor.throughput == anchor.throughput and fresh["cached"] is False
+    assert refigured.throughput == pytest.approx(fresh["throughput"])
+
+    assert run_main(capsys, *args, "--reanchor").returncode == 0
+    (new_anchor,), figures = stored()
+    assert new_anchor.throughput != anchor.throughput and len(figures) == 2  # the old scale's figure is kept, not reused
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [(["--anchor", "M1", "--relative-to", "M2"], "exclude each other"), (["--reanchor"], "--reanchor needs --anchor")],
+)
+def test_bench_anchor_bad_flags(tmp_path, capsys, extra, needle):
+    r = run_main(capsys, "bench", "M0", "--storage", f"sqlite:///{tmp_path}/x.db", *extra)
+    assert r.returncode == 2 and r.stdout == "" and needle in r.stderr and r.stderr.strip().count("\n") == 0
+
+
 @pytest.mark.parametrize(
     "flags, protocol",
     [

@@ -42,10 +42,21 @@ def test_malloc_is_part_of_the_protocol_key():
     assert BenchSettings(batch=1).key() != BenchSettings(batch=1, malloc="system").key()
 
 
-def test_without_glibc_the_measurement_says_so(monkeypatch):
-    import ctypes.util
-
+def test_without_glibc_the_measurement_says_so():
     from effvit_nas.measure import heap
 
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libnot-a-c-library.so.0")
-    assert heap.fix_malloc() == "malloc=fixed not applied: no glibc mallopt in libnot-a-c-library.so.0"
+    class Musl:  # a C library without glibc's mallopt
+        pass
+
+    assert heap.fix_malloc(libc=Musl()) == "malloc=fixed not applied: this C library has no mallopt (not glibc)"
+
+
+def test_a_refused_threshold_is_said_too():
+    from effvit_nas.measure import heap
+
+    class Refusing:
+        @staticmethod
+        def mallopt(param: int, value: int) -> int:
+            return 0  # mallopt's "failed"
+
+    assert heap.fix_malloc(libc=Refusing()) == "malloc=fixed not applied: mallopt refused the thresholds"

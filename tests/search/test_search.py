@@ -200,6 +200,19 @@ def test_a_paired_search_judges_candidates_by_their_ratio_to_the_budget_preset(t
     rows = json.loads(run_main(capsys, "show", "--study", "p", "--storage", url, "--json").stdout)
     assert rows[0]["throughput"] == pytest.approx(paired[1].throughput)
 
+    # another study's preset measures otherwise: its candidate is timed anew, not judged by
+    # the first study's ratio x M0 figure (a stored paired figure belongs to its scale)
+    r = run_main(capsys, "search", "--budget", "50xM0", "--paired", "--trials", "1", "--study", "p2", "--storage", url, *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    studies = {s["study"]: s["budget"] for s in json.loads(run_main(capsys, "studies", "--storage", url, "--json").stdout)}
+    assert studies["p2"] / 50 != reference
+    figures = {m.throughput for _, k, m in MeasurementStore(url).all() if "-vs-" in k}
+    assert len(figures) == 2
+    (row,) = json.loads(run_main(capsys, "show", "--study", "p2", "--storage", url, "--json").stdout)
+    stored = next(m for _, k, m in MeasurementStore(url).all() if m.throughput == row["throughput"])
+    ratio = float(stored.note.split("paired: ")[1].split("x")[0])
+    assert row["throughput"] == pytest.approx(ratio * studies["p2"] / 50, rel=1e-3)
+
     r = run_main(capsys, "search", "--budget", "1k", "--paired", "--trials", "1", "--study", "q", "--storage", url, *args)
     assert r.returncode == 2 and "--paired needs a budget relative to a preset" in r.stderr, r.stderr
 

@@ -1,0 +1,91 @@
+"""Anchored figures: a config's throughput as its ratio to an anchor config, the two timed in
+alternation (ratio mode), times the anchor's figure stored for this device and protocol.
+
+Why: on a shared machine the whole machine's speed drifts for minutes at a time, without a
+disturbed window to show it, so a single figure taken now and one taken an hour later differ by
+more than their intervals (at 224 px single figures repeated with CV 2.6-5.2 % on a quiet
+2-core VM, ratios to a model timed alongside with 0.7-1.1 %: results/throughput_precision_cpu.md).
+The anchor's figure is measured once (the median of ``ANCHOR_RUNS`` measurements) and kept in
+the store, so every later figure is on its scale: anchored figures repeat as their ratios do,
+and their absolute level is the anchor measurement's, which the output states with its date
+(``bench --reanchor`` measures it again; figures on the old scale are then not reused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, replace
+from typing import Any
+
+from effvit_nas.arch.config import ArchConfig, preset_name
+from effvit_nas.measure.actor import check_local, check_on_worker, get_worker, paired_key, paired_measurement
+from effvit_nas.measure.settings import BenchSettings, Measurement
+from effvit_nas.measure.store import MeasurementStore
+
+# like a relative budget's preset: one cold measurement once came out 25 % low
+ANCHOR_RUNS = 3
+
+
+def median_run(runs: Sequence[Measurement]) -> Measurement:
+    """The measurement with the median throughput of ``runs`` (an odd number of them)."""
+    return sorted(runs, key=lambda m: m.throughput)[len(runs) // 2]
+
+
+def anchor_key(settings: BenchSettings) -> str:
+    """Store key of an anchor's figure (its own, so `bench --fresh` on the anchor as a plain
+    config does not move the scale of every anchored figure)."""
+    return f"{settings.key()}-anchor"
+
+
+def measure_anchored(
+    configs: Iterable[ArchConfig],
+    anchor: ArchConfig,
+    device: str,
+    settings: BenchSettings,
+    store: MeasurementStore,
+    *,
+    fresh: bool = False,
+    reanchor: bool = False,
+    ray_address: str | None = None,
+    on_anchor: Callable[[Measurement], None] | None = None,
+    on_result: Callable[[Measurement], None] | None = None,
+    worker: Any = None,
+) -> tuple[Measurement, list[Measurement]]:
+    """The anchor's figure (stored, or measured ``ANCHOR_RUNS`` times and stored; ``reanchor``
+    measures it again) and each config's anchored figure in images/s (stored under the
+    anchor's scale, reused unless ``fresh``). As :func:`~effvit_nas.measure.actor.measure_configs`,
+    a run whose figures are all stored starts no Ray; ``worker``: a device actor to reuse."""
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
+    handle: list[Any] = [worker] if worker is not None else []
+
+    def actor() -> Any:
+        if not handle:
+            handle.append(get_worker(device, settings, ray_address))
+        return handle[0]
+
+    local = ray_address is None and worker is None
+    device_id = (check_local(device, settings) if local else check_on_worker(actor(), settings))["id"]
+    a = None if reanchor else store.get(anchor.short_hash(), device_id, anchor_key(settings))
+    if a is None:
+        runs = [ray.get(actor().measure.remote(anchor.to_dict(), asdict(settings))) for _ in range(ANCHOR_RUNS)]
+        low, high = min(m.throughput for m in runs), max(m.throughput for m in runs)
+        spread = f"anchor: median of {ANCHOR_RUNS} measurements, {low:.1f}-{high:.1f} img/s"
+        a = median_run(runs)
+        a = replace(a, note="; ".join(n for n in (spread, a.note) if n))
+        store.put(a, anchor_key(settings))
+    if on_anchor:
+        on_anchor(a)
+    key, name = paired_key(settings, anchor, a.throughput), f"anchor {preset_name(anchor) or anchor.short_hash()}"
+    results = []
+    for cfg in configs:
+        m = None if fresh else store.get(cfg.short_hash(), device_id, key)
+        if m is None:
+            r = ray.get(actor().measure_ratio.remote(cfg.to_dict(), anchor.to_dict(), asdict(settings)))
+            m = paired_measurement(cfg, r, a.throughput, name)
+            store.put(m, key)
+        results.append(m)
+        if on_result:
+            on_result(m)
+    return a, results
