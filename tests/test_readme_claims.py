@@ -130,3 +130,17 @@ def test_scaling_sentence_matches_the_scaling_runs():
         f"orchestration {100 * med(1, 'orchestration_share'):.1f} % and {100 * med(2, 'orchestration_share'):.1f} % of it"
     )
     assert sentence in " ".join(README.split()), sentence
+
+
+def test_anchored_repeatability_is_quoted_from_its_run():
+    """The anchored and single figures' CV ranges are the committed run's."""
+    results = json.loads((ROOT / "results/throughput_anchored_cpu.json").read_text())["results"]
+
+    def cv_range(cond: str, kind: str) -> str:
+        cvs = [100 * m["cv"] for m in results[cond][kind]["models"].values()]
+        return f"{min(cvs):.2f}-{max(cvs):.2f} %"
+
+    text = " ".join(README.split())
+    assert f"CV **{cv_range('quiet', 'anchored')} quiet and {cv_range('busy', 'anchored')[:-2]} % busy**" in text
+    single = [100 * m["cv"] for c in ("quiet", "busy") for m in results[c]["single"]["models"].values()]
+    assert f"single figures with {min(single[:3]):.1f}-{max(single[:3]):.1f} % quiet and {min(single[3:]):.1f}-{max(single[3:]):.1f} % busy" in text
