@@ -143,4 +143,7 @@ def test_anchored_repeatability_is_quoted_from_its_run():
     text = " ".join(README.split())
     assert f"CV **{cv_range('quiet', 'anchored')} quiet and {cv_range('busy', 'anchored')[:-2]} % busy**" in text
     single = [100 * m["cv"] for c in ("quiet", "busy") for m in results[c]["single"]["models"].values()]
-    assert f"single figures with {min(single[:3]):.1f}-{max(single[:3]):.1f} % quiet and {min(single[3:]):.1f}-{max(single[3:]):.1f} % busy" in text
+    assert (
+        f"single figures with {min(single[:3]):.1f}-{max(single[:3]):.1f} % quiet and {min(single[3:]):.1f}-{max(single[3:]):.1f} % busy"
+        in text
+    )
