@@ -141,11 +141,9 @@ def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, rea
     def said(a) -> None:
         if as_json:
             return
-        when = datetime.fromtimestamp(a.finished, UTC).strftime("%Y-%m-%d %H:%M UTC") if a.finished == a.finished else "now"
-        click.echo(
-            f"anchor {name}: {a.throughput:.1f} img/s ({a.note.split('; ')[0].removeprefix('anchor: ')}; "
-            f"{'stored ' + when if a.cached else 'measured now'}; --reanchor measures it again)"
-        )
+        when = f"stored {datetime.fromtimestamp(a.finished, UTC):%Y-%m-%d %H:%M} UTC" if a.cached else "measured now"
+        how = a.note.split("; ")[0].removeprefix("anchor: ")  # the 3 runs' median and range
+        click.echo(f"anchor {name}: {a.throughput:.1f} img/s ({how}; {when}; --reanchor measures it again)")
 
     def line(m) -> str:
         return (

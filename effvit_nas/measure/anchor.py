@@ -77,7 +77,10 @@ def measure_anchored(
         store.put(a, anchor_key(settings))
     if on_anchor:
         on_anchor(a)
-    key, name = paired_key(settings, anchor, a.throughput), f"anchor {preset_name(anchor) or anchor.short_hash()}"
+    key, name = (
+        paired_key(settings, anchor, a.throughput),
+        f"anchor {preset_name(anchor) or anchor.short_hash()} at {a.throughput:.1f} img/s",
+    )
     results = []
     for cfg in configs:
         m = None if fresh else store.get(cfg.short_hash(), device_id, key)
