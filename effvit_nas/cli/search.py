@@ -133,6 +133,13 @@ TRAIN_TOP_FLAGS = {
     help="With a relative budget: time each candidate in windows alternating with the budget's preset and judge it by "
     "their throughput ratio, so the machine's speed drift cancels (twice the timing work per candidate).",
 )
+@click.option(
+    "--anchor",
+    default=None,
+    metavar="PRESET",
+    help="With an absolute budget: time each candidate alternating with this preset (at the space's resolution; measured 3 "
+    "times when the study is created) and take ratio x its figure, as --paired does for a relative budget.",
+)
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def search_cmd(**opts) -> None:
@@ -214,7 +221,9 @@ def _problem(opts: dict, options, bench, device):
     data = data_config(opts)
     if stored is None:  # a typo in --data must not leave behind a study that then refuses the corrected command
         check_data(data)
-    budget = study_budget(opts["budget"], space, opts["device"], bench, options, device)
+    # like --proxy: a study resumed without --anchor goes on paired with the anchor it was created with
+    anchor = opts["anchor"].upper() if opts["anchor"] else (stored or {}).get("anchor")
+    budget = study_budget(opts["budget"], space, opts["device"], bench, options, device, anchor=anchor)
     return SearchProblem(
         device=opts["device"],
         budget=budget.images_per_s,
@@ -226,7 +235,8 @@ def _problem(opts: dict, options, bench, device):
         budget_spec=budget.spec,
         budget_reference=budget.reference,
         halving=Halving(eta=opts["halving"]) if opts["halving"] else None,
-        paired=opts["paired"],
+        paired=opts["paired"] or anchor is not None,
+        anchor=anchor,
         proxy_def=proxy_def,
     )
 
@@ -278,6 +288,10 @@ def _header(problem, options, data_source: str) -> str:
         preset = problem.budget_spec.split("x")[-1]
         budget = f"{problem.budget_spec} = {budget} ({preset} at the space's resolution measured {problem.budget_reference:,.0f} img/s)"
         budget += f"; candidates paired with {preset}" if problem.paired else ""
+    elif problem.anchor:
+        budget += (
+            f"; candidates paired with anchor {problem.anchor} (at the space's resolution measured {problem.budget_reference:,.0f} img/s)"
+        )
     from effvit_nas.proxy.registry import IMAGE_FREE
 
     # "macs on synthetic" read as if the search ran on fake images; macs reads none

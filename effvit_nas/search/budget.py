@@ -1,6 +1,9 @@
 """Throughput budgets: absolute (``10k-imgs/s``) or relative to a hand-designed preset measured
 on the target device (``M0``, ``1.5xM0``, ``0.8xM2``).
 
+An absolute budget with an anchor (``search --anchor M0``) measures that preset the same way,
+as the scale of the study's paired figures (:class:`~effvit_nas.search.problem.SearchProblem`).
+
 A relative budget is the preset rescaled to the space (its largest resolution, its classes),
 measured ``REFERENCE_RUNS`` times with the study's protocol in the device actor (the median
 kept; the newest figure stays in the measurement store), times the factor. It is resolved once, when the study is created, and stored with it: resuming
@@ -37,6 +40,7 @@ class Budget:
     images_per_s: float
     spec: str | None = None
     reference: float | None = None
+    anchor: str | None = None  # an absolute budget's anchor preset; ``reference`` is its figure
 
 
 def parse_relative(text: str) -> tuple[float, str] | None:
@@ -59,14 +63,28 @@ def reference_config(preset: str, img_size: int, num_classes: int) -> ArchConfig
 
 
 def resolve_budget(
-    text: str, img_size: int, num_classes: int, measure: Callable[[ArchConfig], Measurement], stored: Budget | None = None
+    text: str,
+    img_size: int,
+    num_classes: int,
+    measure: Callable[[ArchConfig], Measurement],
+    stored: Budget | None = None,
+    anchor: str | None = None,
 ) -> Budget:
-    """The budget ``text`` means. ``stored``: the budget a study already holds for the same
-    text, which wins over measuring again. ``measure`` is only called for a relative budget
-    without a stored figure."""
+    """The budget ``text`` means, with ``anchor``'s figure for an absolute one. ``stored``: the
+    budget a study already holds for the same text (and anchor), which wins over measuring
+    again. ``measure`` is only called for a preset without a stored figure."""
     relative = parse_relative(text)
+    if relative is not None and anchor is not None:  # before the preset is measured for nothing
+        raise SettingError("SearchProblem.anchor", f"is for an absolute budget; {text}'s preset is its anchor (use --paired)")
     if relative is None:
-        return Budget(parse_budget(text))
+        images_per_s = parse_budget(text)
+        if anchor is None:
+            return Budget(images_per_s)
+        if anchor not in PRESETS:
+            raise SettingError("SearchProblem.anchor", f"{anchor!r} names no preset (choose from {', '.join(PRESETS)})")
+        if stored is not None and (stored.anchor, stored.images_per_s) == (anchor, images_per_s):
+            return stored
+        return Budget(images_per_s, reference=measure(reference_config(anchor, img_size, num_classes)).throughput, anchor=anchor)
     if stored is not None and stored.spec == _canonical(*relative):
         return stored
     factor, name = relative
@@ -86,12 +104,18 @@ def default_study_name(device: str, text: str) -> str:
 
 
 def study_budget(
-    text: str, space: Any, device: str, bench: BenchSettings, options: RunOptions, worker: Callable[[], Any] | None = None
+    text: str,
+    space: Any,
+    device: str,
+    bench: BenchSettings,
+    options: RunOptions,
+    worker: Callable[[], Any] | None = None,
+    anchor: str | None = None,
 ) -> Budget:
-    """The budget ``text`` means for the study ``options`` name: its stored figure when the
-    study exists with the same relative budget, else resolved now (a relative budget measures
-    its preset in the device's actor, through the measurement store). ``worker``: returns
-    the device actor to use (default: one started for this call)."""
+    """The budget ``text`` (with ``anchor``, for an absolute one) means for the study
+    ``options`` name: its stored figure when the study exists with the same budget, else
+    resolved now (a preset is measured in the device's actor, through the measurement store).
+    ``worker``: returns the device actor to use (default: one started for this call)."""
     from effvit_nas.search.study import stored_problem
 
     stored = _stored_budget(stored_problem(options))
@@ -109,7 +133,7 @@ def study_budget(
         ]
         return median_run(runs)
 
-    budget = resolve_budget(text, max(space.img_sizes), space.num_classes, measure, stored)
+    budget = resolve_budget(text, max(space.img_sizes), space.num_classes, measure, stored, anchor)
     return budget if stored is not None else adopt_stored(budget, options)
 
 
@@ -120,14 +144,16 @@ def adopt_stored(budget: Budget, options: RunOptions) -> Budget:
     for a budget a few img/s apart (a study compares every trial with one figure)."""
     from effvit_nas.search.study import stored_problem
 
-    if budget.spec is None:
+    if budget.reference is None:
         return budget
     stored = _stored_budget(stored_problem(options))
-    return stored if stored is not None and stored.spec == budget.spec else budget
+    same = stored is not None and (stored.spec, stored.anchor) == (budget.spec, budget.anchor)
+    return stored if same else budget
 
 
 def _stored_budget(problem: dict[str, Any] | None) -> Budget | None:
-    """The relative budget a study's stored problem holds, if it has one."""
-    if not problem or not problem.get("budget_spec"):
+    """The budget a study's stored problem holds if it rests on a measured preset (relative,
+    or absolute with an anchor)."""
+    if not problem or not (problem.get("budget_spec") or problem.get("anchor")):
         return None
-    return Budget(problem["budget"], problem["budget_spec"], problem.get("budget_reference"))
+    return Budget(problem["budget"], problem.get("budget_spec"), problem.get("budget_reference"), problem.get("anchor"))

@@ -390,7 +390,8 @@ class RayExecution:
         with work.claim:
             if not isinstance(result, Exception):
                 if self._reference_config is not None:
-                    result = paired_measurement(work.config, result, self.problem.budget_reference)
+                    reference = f"anchor {self.problem.anchor}" if self.problem.anchor else "the budget's preset"
+                    result = paired_measurement(work.config, result, self.problem.budget_reference, reference)
                 self.store.put(result, self._store_key())
         self._deliver(work, result)
 
@@ -433,10 +434,11 @@ class RayExecution:
         return self.pool.describe()
 
     def _reference(self) -> ArchConfig:
-        """The budget's preset as the budget measured it: at the space's resolution and classes."""
+        """The preset candidates are paired with (the anchor, or the budget's preset) as the
+        budget measured it: at the space's resolution and classes."""
         from effvit_nas.arch.space import load_space
         from effvit_nas.search.budget import parse_relative, reference_config
 
         space = load_space(self.problem.space)
-        _, name = parse_relative(self.problem.budget_spec)
+        name = self.problem.anchor or parse_relative(self.problem.budget_spec)[1]
         return reference_config(name, max(space.img_sizes), space.num_classes)

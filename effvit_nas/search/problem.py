@@ -42,7 +42,8 @@ class SearchProblem:
         budget: minimum throughput of a feasible model, images/s on ``device``.
         budget_spec: for a budget relative to a preset, what it was resolved from
             (``"1.5xM0"``, see :mod:`effvit_nas.search.budget`); None for an absolute one.
-        budget_reference: the preset's measured throughput behind ``budget_spec``, images/s.
+        budget_reference: the preset's measured throughput behind ``budget_spec`` (or, for an
+            absolute budget, ``anchor``'s), images/s.
         space: search-space name or file (as :func:`effvit_nas.arch.space.load_space` takes it).
         proxy: proxy name (:data:`effvit_nas.proxy.registry.PROXIES`), default ``macs`` (it ranked
             trained accuracy best on real images, results/proxy_fidelity_fashion.md).
@@ -51,10 +52,14 @@ class SearchProblem:
         bench: the throughput protocol (default: batch 16, 1 thread, fp32, traced).
         halving: successive halving of the ``train`` proxy (:mod:`effvit_nas.proxy.halving`);
             None (default) trains every candidate for all its steps.
-        paired: time each candidate in windows alternating with the budget's preset (ratio
-            mode) and take its throughput as the ratio times ``budget_reference``, so drift of
-            the machine's speed cancels out of every feasibility decision; needs a relative
-            budget. Default False (each candidate timed alone).
+        paired: time each candidate in windows alternating with the budget's preset, or with
+            ``anchor`` (ratio mode), and take its throughput as the ratio times
+            ``budget_reference``, so drift of the machine's speed cancels out of every
+            feasibility decision; needs a relative budget or an anchor. Default False (each
+            candidate timed alone).
+        anchor: for an absolute budget, the preset (``M0``..``M5``, at the space's resolution
+            and classes) candidates are paired with; None (default) for none. A relative
+            budget's preset is its own anchor.
         proxy_def: what scored a finished study's candidates, as stored (``supernet@<digest>``),
             for a study resumed only to train its models after the proxy's files are gone;
             None (default) works it out from ``proxy``.
@@ -72,12 +77,19 @@ class SearchProblem:
     halving: Halving | None = None
     paired: bool = False
     proxy_def: str | None = None
+    anchor: str | None = None
 
     def __post_init__(self) -> None:
         if not self.budget > 0:
             raise SettingError("SearchProblem.budget", f"must be positive images/s, got {self.budget}")
-        if self.paired and not (self.budget_spec and self.budget_reference):
-            raise SettingError("SearchProblem.paired", "needs a budget relative to a preset (e.g. M0, 1.5xM0)")
+        if self.anchor is not None and self.budget_spec:
+            raise SettingError(
+                "SearchProblem.anchor", f"is for an absolute budget; {self.budget_spec}'s preset is its anchor (use --paired)"
+            )
+        if self.anchor is not None and not self.paired:
+            raise SettingError("SearchProblem.anchor", "is only used to pair candidates with (paired=True)")
+        if self.paired and not ((self.budget_spec or self.anchor) and self.budget_reference):
+            raise SettingError("SearchProblem.paired", "needs a budget relative to a preset (e.g. M0, 1.5xM0) or an anchor (--anchor M0)")
         if self.halving is not None and self.proxy != "train":
             raise SettingError("SearchProblem.halving", f"applies to the train proxy only, not {self.proxy!r}")
 
@@ -97,6 +109,7 @@ class SearchProblem:
             "budget_reference": self.budget_reference,
             "halving": asdict(self.halving) if self.halving else None,
             "paired": self.paired,
+            "anchor": self.anchor,
         }
 
     def proxy_definition(self) -> str:
@@ -121,6 +134,6 @@ class SearchProblem:
         return load_space(self.space).to_dict()
 
 
-LATER_KEYS = {"paired": False}
+LATER_KEYS = {"paired": False, "anchor": None}
 """Keys :meth:`SearchProblem.identity` gained after studies were stored without them, with the
 value those studies had in effect."""

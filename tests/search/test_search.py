@@ -217,6 +217,41 @@ def test_a_paired_search_judges_candidates_by_their_ratio_to_the_budget_preset(t
     assert r.returncode == 2 and "--paired needs a budget relative to a preset" in r.stderr, r.stderr
 
 
+def test_an_anchored_search_pairs_candidates_with_its_anchor_under_an_absolute_budget(tmp_path, capsys, local_ray):
+    """--anchor M0 with an absolute budget: M0 is measured when the study is created, each
+    candidate is stored as its ratio to M0 x that figure, feasibility is judged against the
+    absolute budget; resumed without --anchor, the study goes on with its stored anchor and
+    figure (nothing re-measured); with a relative budget or a wrong name it is one line."""
+    import optuna
+
+    from effvit_nas.measure.store import MeasurementStore
+
+    space = tmp_path / "one.yaml"
+    space.write_text(ONE_POINT_SPACE)
+    url = f"sqlite:///{tmp_path}/a.db"
+    args = ["search", "--storage", url, *[a if a != "tiny" else str(space) for a in TINY_SEARCH]]
+    r = run_main(capsys, *args, "--budget", "1", "--anchor", "m0", "--trials", "1", "--study", "a")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "budget 1 img/s; candidates paired with anchor M0 (at the space's resolution measured" in r.stdout
+    stored = optuna.load_study(study_name="a", storage=url).user_attrs["effvit"]
+    assert (stored["anchor"], stored["paired"], stored["budget"], stored["budget_spec"]) == ("M0", True, 1.0, None)
+    (figure,) = [m for _, k, m in MeasurementStore(url).all() if "-vs-" in k]
+    ratio = float(figure.note.split("paired: ")[1].split("x anchor M0")[0])
+    assert figure.throughput == pytest.approx(ratio * stored["budget_reference"], rel=1e-3)
+
+    def anchor_measured_at() -> float:
+        return next(m.finished for _, k, m in MeasurementStore(url).all() if "-" not in k)  # M0's newest plain run
+
+    before = anchor_measured_at()
+    r = run_main(capsys, *args, "--budget", "1", "--trials", "2", "--study", "a")  # no --anchor: the stored one
+    assert r.returncode == 0 and "paired with anchor M0" in r.stdout, r.stderr[-3000:]
+    assert anchor_measured_at() == before  # the stored figure, not a new measurement
+
+    for budget, anchor, needle in [("M0", "M0", "--anchor is for an absolute budget"), ("1", "M9", "--anchor 'M9' names no preset")]:
+        r = run_main(capsys, *args, "--budget", budget, "--anchor", anchor, "--trials", "1", "--study", "bad")
+        assert r.returncode == 2 and needle in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
 def test_a_study_stored_before_paired_existed_resumes_unpaired():
     from dataclasses import replace
 
