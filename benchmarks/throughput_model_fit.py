@@ -47,7 +47,8 @@ MIN_JUDGED = 8  # predictions a session needs for its own Spearman
 def groups(rows: list) -> list[tuple[str, tuple[str, str], list[tuple[ArchConfig, float, float]]]]:
     """Every (device, protocol) group of a store's ``rows`` with at least MIN_GROUP architectures,
     largest first: its description, key and (config, img/s, stored at epoch s) oldest first. A
-    paired search stores its candidates under the protocol key ``<own>-vs-<reference>``."""
+    paired search (and `bench --anchor`) stores its candidates under the protocol key
+    ``<own>-vs-<scale>`` (before 2026-12-03: ``<own>-vs-<reference config hash>``)."""
     by_key: dict[tuple[str, str], dict[str, tuple[ArchConfig, float, float]]] = {}
     for d, p, m in rows:
         by_key.setdefault((d, p), {}).setdefault(m.config_hash, (m.config, m.throughput, m.finished))

@@ -57,9 +57,10 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
     if reference is not None:
         _bench_ratios(cfgs, load_config(reference), device, settings, ray_address, as_json)
         return
+    anchor_cfg = load_config(anchor) if anchor is not None else None  # a typo must not leave a new store behind
     store = MeasurementStore(storage)
-    if anchor is not None:
-        _bench_anchored(cfgs, load_config(anchor), device, settings, store, fresh, reanchor, ray_address, as_json)
+    if anchor_cfg is not None:
+        _bench_anchored(cfgs, anchor_cfg, device, settings, store, fresh, reanchor, ray_address, as_json)
         return
 
     def line(m) -> str:

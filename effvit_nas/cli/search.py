@@ -137,8 +137,9 @@ TRAIN_TOP_FLAGS = {
     "--anchor",
     default=None,
     metavar="PRESET",
-    help="With an absolute budget: time each candidate alternating with this preset (at the space's resolution; measured 3 "
-    "times when the study is created) and take ratio x its figure, as --paired does for a relative budget.",
+    help="With an absolute budget: time each candidate alternating with this preset (at the space's resolution; its figure "
+    "the median of 3 runs when the study is created, as a relative budget's) and take ratio x its figure, as --paired does "
+    "for a relative budget.",
 )
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
@@ -221,8 +222,7 @@ def _problem(opts: dict, options, bench, device):
     data = data_config(opts)
     if stored is None:  # a typo in --data must not leave behind a study that then refuses the corrected command
         check_data(data)
-    # like --proxy: a study resumed without --anchor goes on paired with the anchor it was created with
-    anchor = opts["anchor"].upper() if opts["anchor"] else (stored or {}).get("anchor")
+    anchor = _anchor(opts, options, stored)
     budget = study_budget(opts["budget"], space, opts["device"], bench, options, device, anchor=anchor)
     return SearchProblem(
         device=opts["device"],
@@ -239,6 +239,22 @@ def _problem(opts: dict, options, bench, device):
         anchor=anchor,
         proxy_def=proxy_def,
     )
+
+
+def _anchor(opts: dict, options, stored: dict | None) -> str | None:
+    """``--anchor`` as a preset name; like ``--proxy``, a study resumed without it goes on with
+    the anchor it was created with (for an absolute budget). One created with another anchor,
+    or without, is refused here, before the anchor would be measured for nothing."""
+    from effvit_nas.search.budget import parse_relative
+
+    had = (stored or {}).get("anchor")
+    if not opts["anchor"]:
+        return had if parse_relative(opts["budget"]) is None else None
+    anchor = opts["anchor"].upper()
+    if stored is not None and had != anchor:
+        was = f"with --anchor {had}" if had else "without --anchor"
+        raise UserError(f"study {options.study!r} was created {was}; use a new --study name to search with --anchor {anchor}")
+    return anchor
 
 
 def _checked_proxy(opts: dict, options, stored: dict | None, space) -> str | None:

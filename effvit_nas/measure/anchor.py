@@ -73,8 +73,10 @@ def measure_anchored(
         low, high = min(m.throughput for m in runs), max(m.throughput for m in runs)
         spread = f"anchor: median of {ANCHOR_RUNS} measurements, {low:.1f}-{high:.1f} img/s"
         a = median_run(runs)
-        a = replace(a, note="; ".join(n for n in (spread, a.note) if n))
-        store.put(a, anchor_key(settings))
+        store.put(replace(a, note="; ".join(n for n in (spread, a.note) if n)), anchor_key(settings))
+        # as read back: the scale in the figures' key must be the one later runs read (a database
+        # may keep fewer digits than Python's float)
+        a = replace(store.get(anchor.short_hash(), device_id, anchor_key(settings)), cached=False)
     if on_anchor:
         on_anchor(a)
     key, name = (

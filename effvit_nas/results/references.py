@@ -74,14 +74,15 @@ def reference_points(
 
 
 def _budget_preset_throughput(info: StudyInfo, configs: dict[str, ArchConfig]) -> dict[str, float]:
-    """The preset a relative budget names, at the figure the study resolved its budget from (the
-    median of its reference runs, or the paired figure): the store keeps only the newest run,
-    which can lie far from it, and the plot must show the preset where the budget line says."""
+    """The preset a relative budget names (or the anchor an absolute one was paired with), at
+    the figure the study resolved it to (the median of its reference runs): the store keeps only
+    the newest run, which can lie far from it, and the plot must show the preset where the
+    budget line (or the paired figures' scale) says."""
     from effvit_nas.search.budget import parse_relative
 
-    relative = parse_relative(info.budget_spec) if info.budget_spec and info.budget_reference else None
-    if relative is None:
+    relative = parse_relative(info.budget_spec) if info.budget_spec else None
+    name = info.anchor or (relative[1] if relative else None)
+    if name is None or not info.budget_reference:
         return {}
-    name = relative[1]
     cfg = next((c for n, c in configs.items() if n.split("@")[0] == name), None)
     return {cfg.short_hash(): float(info.budget_reference)} if cfg is not None else {}

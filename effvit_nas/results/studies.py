@@ -65,7 +65,8 @@ class StudyInfo:
     bench: dict[str, Any]
     created: float | None  # Unix time
     budget_spec: str | None = None  # e.g. "1xM2" for a budget relative to a preset
-    budget_reference: float | None = None  # that preset's throughput the study used, img/s
+    budget_reference: float | None = None  # that preset's (or the anchor's) throughput the study used, img/s
+    anchor: str | None = None  # the preset an absolute budget's candidates were paired with (search --anchor)
     space_def: dict[str, Any] | None = None  # the space's choices (None in studies stored before them)
 
     @classmethod
@@ -85,6 +86,7 @@ class StudyInfo:
             created=study.user_attrs.get("created"),
             budget_spec=ident.get("budget_spec"),
             budget_reference=ident.get("budget_reference"),
+            anchor=ident.get("anchor"),
             space_def=ident.get("space_def"),
         )
 

@@ -93,11 +93,16 @@ def test_anchored_figures_keep_the_stored_anchors_scale(tmp_path, tiny_file, cap
 
 @pytest.mark.parametrize(
     "extra, needle",
-    [(["--anchor", "M1", "--relative-to", "M2"], "exclude each other"), (["--reanchor"], "--reanchor needs --anchor")],
+    [
+        (["--anchor", "M1", "--relative-to", "M2"], "exclude each other"),
+        (["--reanchor"], "--reanchor needs --anchor"),
+        (["--anchor", "M9"], "'M9' is neither a preset"),
+    ],
 )
 def test_bench_anchor_bad_flags(tmp_path, capsys, extra, needle):
     r = run_main(capsys, "bench", "M0", "--storage", f"sqlite:///{tmp_path}/x.db", *extra)
     assert r.returncode == 2 and r.stdout == "" and needle in r.stderr and r.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "x.db").exists()  # nothing left behind by a typo
 
 
 @pytest.mark.parametrize(

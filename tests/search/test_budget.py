@@ -41,6 +41,25 @@ def test_a_relative_budget_measures_the_preset_at_the_spaces_size_once():
     assert default_study_name("CPU", "1.5xM0") == "effvit-cpu-1.5xM0" and default_study_name("cpu", "2.5k") == "effvit-cpu-2500"
 
 
+def test_an_absolute_budget_with_an_anchor_measures_the_anchor_once():
+    seen = []
+
+    def measure(config):
+        seen.append(config)
+        return fake_measurement(config, 812.5)
+
+    b = resolve_budget("2k", 64, 10, measure, anchor="M1")
+    assert b == Budget(2000.0, None, 812.5, "M1") and len(seen) == 1 and seen[0].img_size == 64
+    # resumed: the stored anchor figure, also when the budget asked now differs (the study refuses that)
+    never = lambda c: pytest.fail("a stored anchor is never re-measured")  # noqa: E731
+    assert resolve_budget("3k", 64, 10, never, stored=b, anchor="M1") == Budget(3000.0, None, 812.5, "M1")
+    with pytest.raises(SettingError, match="names no preset") as e:
+        resolve_budget("2k", 64, 10, never, anchor="M9")
+    assert e.value.setting == "SearchProblem.anchor"
+    with pytest.raises(SettingError, match="is for an absolute budget"):
+        resolve_budget("M0", 64, 10, never, anchor="M0")
+
+
 def test_resuming_a_study_takes_its_stored_relative_budget(tmp_path):
     from effvit_nas.arch.space import load_space
     from effvit_nas.measure.settings import BenchSettings
