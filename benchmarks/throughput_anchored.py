@@ -28,7 +28,7 @@ from throughput_precision import condition, spread  # a sibling script, not a pa
 
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.actor import get_worker, measure_configs
-from effvit_nas.measure.anchor import measure_anchored
+from effvit_nas.measure.anchor import how_measured, measure_anchored
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import MeasurementStore
 
@@ -82,7 +82,7 @@ def report(args, anchor_m, results: dict, models: tuple[str, ...], s: BenchSetti
         f"or {s.measure_s:g} s).",
         f"- anchored: `effvit-nas bench MODEL --anchor {args.anchor} --fresh`: the model's ratio to {args.anchor} (timed alternately, "
         f"one iteration each, up to {s.measure_s:g} s) x {args.anchor}'s stored figure, {anchor_m.throughput:.1f} img/s "
-        f"({anchor_m.note.split('; ')[0].removeprefix('anchor: ')}, measured once at the start).",
+        f"({how_measured(anchor_m)}, measured once at the start).",
         f"{args.repeats} rounds per condition, both kinds in each round, their order alternating. busy: a second Python process "
         "spins on one core throughout (this VM has 2).",
         "",

@@ -135,7 +135,7 @@ def _bench_ratios(cfgs, reference, device: str, settings, ray_address, as_json: 
 def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, reanchor: bool, ray_address, as_json: bool) -> None:
     from datetime import UTC, datetime
 
-    from effvit_nas.measure.anchor import measure_anchored
+    from effvit_nas.measure.anchor import how_measured, measure_anchored
 
     name = preset_name(anchor) or anchor.short_hash()
 
@@ -143,8 +143,7 @@ def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, rea
         if as_json:
             return
         when = f"stored {datetime.fromtimestamp(a.finished, UTC):%Y-%m-%d %H:%M} UTC" if a.cached else "measured now"
-        how = a.note.split("; ")[0].removeprefix("anchor: ")  # the 3 runs' median and range
-        click.echo(f"anchor {name}: {a.throughput:.1f} img/s ({how}; {when}; --reanchor measures it again)")
+        click.echo(f"anchor {name}: {a.throughput:.1f} img/s ({how_measured(a)}; {when}; --reanchor measures it again)")
 
     def line(m) -> str:
         return (

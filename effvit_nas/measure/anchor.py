@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from effvit_nas.arch.config import ArchConfig, preset_name
-from effvit_nas.measure.actor import check_local, check_on_worker, get_worker, paired_key, paired_measurement
+from effvit_nas.measure.actor import LazyWorker, check_local, check_on_worker, paired_key, paired_measurement
 from effvit_nas.measure.settings import BenchSettings, Measurement
 from effvit_nas.measure.store import MeasurementStore
 
@@ -29,6 +29,14 @@ ANCHOR_RUNS = 3
 def median_run(runs: Sequence[Measurement]) -> Measurement:
     """The measurement with the median throughput of ``runs`` (an odd number of them)."""
     return sorted(runs, key=lambda m: m.throughput)[len(runs) // 2]
+
+
+_PREFIX = "anchor: "  # how the anchor was measured, first in its stored note
+
+
+def how_measured(anchor: Measurement) -> str:
+    """How the stored anchor figure was measured (its runs' median and range), for output."""
+    return anchor.note.split("; ")[0].removeprefix(_PREFIX)
 
 
 def anchor_key(settings: BenchSettings) -> str:
@@ -58,20 +66,14 @@ def measure_anchored(
     from effvit_nas.runtime import import_ray
 
     ray = import_ray()
-    handle: list[Any] = [worker] if worker is not None else []
-
-    def actor() -> Any:
-        if not handle:
-            handle.append(get_worker(device, settings, ray_address))
-        return handle[0]
-
+    actor = (lambda: worker) if worker is not None else LazyWorker(device, settings, ray_address)
     local = ray_address is None and worker is None
     device_id = (check_local(device, settings) if local else check_on_worker(actor(), settings))["id"]
     a = None if reanchor else store.get(anchor.short_hash(), device_id, anchor_key(settings))
     if a is None:
         runs = [ray.get(actor().measure.remote(anchor.to_dict(), asdict(settings))) for _ in range(ANCHOR_RUNS)]
         low, high = min(m.throughput for m in runs), max(m.throughput for m in runs)
-        spread = f"anchor: median of {ANCHOR_RUNS} measurements, {low:.1f}-{high:.1f} img/s"
+        spread = f"{_PREFIX}median of {ANCHOR_RUNS} measurements, {low:.1f}-{high:.1f} img/s"
         a = median_run(runs)
         store.put(replace(a, note="; ".join(n for n in (spread, a.note) if n)), anchor_key(settings))
         # as read back: the scale in the figures' key must be the one later runs read (a database
