@@ -82,7 +82,7 @@ def _settings(opts):
         data=data_config(opts),
         archs=opts["archs"],
         band=Band.parse(opts["band"]) if opts["band"] else None,
-        proxies=tuple(ProxySpec.parse(p) for p in names),
+        proxies=tuple(ProxySpec.parse(p, stored=opts["report_only"]) for p in names),
         reference_epochs=5.0 if opts["reference_epochs"] is None else opts["reference_epochs"],
         reference_steps=opts["reference_steps"],
         reference_per_class=opts["reference_per_class"],

@@ -56,11 +56,12 @@ class ProxySpec:
     steps: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> ProxySpec:
-        from effvit_nas.proxy.registry import SUPERNET, check_proxy
+    def parse(cls, text: str, stored: bool = False) -> ProxySpec:
+        """``stored``: only to read stored results, so a ``supernet:DIR`` need not be there."""
+        from effvit_nas.proxy.registry import SUPERNET, check_proxy, supernet_name
 
         if text.strip().startswith(SUPERNET):
-            return cls(check_proxy(text.strip()))
+            return cls((supernet_name if stored else check_proxy)(text.strip()))
         name, _, steps = text.strip().partition("@")
         try:
             name = check_proxy(name)

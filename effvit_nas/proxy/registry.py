@@ -116,11 +116,17 @@ def check_proxy(name: str, space: SearchSpace | None = None) -> str:
         return name
     from effvit_nas.supernet.scoring import load_supernet
 
-    folder = str(Path(name[len(SUPERNET) :]).resolve())
+    folder = supernet_name(name)[len(SUPERNET) :]
     net, _ = load_supernet(folder)
     if space is not None and [k.choices for k in space.knobs()] != [k.choices for k in net.space.knobs()]:
         raise UserError(f"the supernet in {folder} covers space {net.space.name!r}, not the search's space {space.name!r}")
     return SUPERNET + folder
+
+
+def supernet_name(name: str) -> str:
+    """The canonical name of ``supernet:DIR`` (DIR absolute), without reading the folder: what
+    results stored under it are found by once its weights are gone."""
+    return SUPERNET + str(Path(name[len(SUPERNET) :]).resolve())
 
 
 def is_accuracy(name: str | None) -> bool:

@@ -95,3 +95,22 @@ def test_a_search_refuses_a_supernet_of_another_space(trained, capsys, tmp_path)
                  "--trials", "1", "--storage", f"sqlite:///{tmp_path}/s.db")  # fmt: skip
     assert r.returncode == 2 and "covers space 'tiny', not the search's space 'efficientvit64'" in r.stderr
     assert not (tmp_path / "s.db").exists() or "efficientvit64" not in (tmp_path / "s.db").read_bytes().decode(errors="ignore")
+
+
+def test_a_fidelity_report_reads_a_supernets_scores_once_its_weights_are_gone(trained, capsys, tmp_path):
+    """The weights (hundreds of MB for a real space) are needed to score, not to report."""
+    import shutil
+
+    net = tmp_path / "sn"
+    shutil.copytree(trained, net, ignore=shutil.ignore_patterns("checkpoints"))
+    args = ["fidelity", "--space", "tiny", *DATA, "--reference-per-class", "8", "--reference-steps", "2", "--seeds", "1", "--archs", "3",
+            "--batch", "8", "--threads", "1", "--storage", f"sqlite:///{tmp_path}/f.db", "--proxies", f"params,supernet:{net}"]  # fmt: skip
+    r = run_main(capsys, *args, "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["complete"] == 3 and all(len(a["proxies"]) == 2 for a in report["per_arch"])
+    (net / "supernet.safetensors").unlink()
+    r = run_main(capsys, *args, "--report-only", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == report
+    r = run_main(capsys, *args)  # scoring again would need them: the usual one-line error
+    assert r.returncode == 2 and "is not a trained supernet folder" in r.stderr
