@@ -49,7 +49,7 @@ def fidelity_cmd(**opts) -> None:
     and adding a proxy later costs only that proxy.
     """
     from effvit_nas.fidelity.report import build_report
-    from effvit_nas.fidelity.run import open_store, pending_jobs
+    from effvit_nas.fidelity.run import check_supernet_weights, open_store, pending_jobs
     from effvit_nas.measure.store import default_storage
 
     with setting_flags(FLAGS):
@@ -60,6 +60,7 @@ def fidelity_cmd(**opts) -> None:
     if opts["report_only"]:
         archs = store.archs()[: settings.archs]
     else:
+        check_supernet_weights(settings, store)
         archs = _draw(settings, store, storage, opts["ray_address"])  # progress on stderr, also with --json
         jobs, stored = pending_jobs(settings, store, archs)
         _run(settings, store, archs, jobs, stored)

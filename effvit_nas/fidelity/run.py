@@ -113,6 +113,25 @@ def draw_architectures(
     return archs
 
 
+def check_supernet_weights(settings: FidelitySettings, store: FidelityStore) -> None:
+    """UserError when the study holds a ``supernet:DIR`` proxy's scores made with other weights
+    than those now in DIR (a supernet retrained in place): new scores would not compare with
+    them. Scores stored before the digest was kept cannot be checked."""
+    from effvit_nas.proxy.registry import SUPERNET
+    from effvit_nas.supernet.scoring import load_supernet
+
+    for proxy in (p for p in settings.proxies if p.name.startswith(SUPERNET)):
+        folder = proxy.name[len(SUPERNET) :]
+        digest = load_supernet(folder)[1]
+        results = (store.get("proxy", a["hash"], str(proxy)) for a in store.archs())
+        other = sorted({r.details["weights_sha256"] for r in results if r and r.details.get("weights_sha256", digest) != digest})
+        if other:
+            raise UserError(
+                f"this study's {proxy} scores were made with supernet weights {', '.join(other)}, not those now in {folder} "
+                f"({digest}): use a new --study, or put those weights back"
+            )
+
+
 def pending_jobs(settings: FidelitySettings, store: FidelityStore, archs: list[dict[str, Any]]) -> tuple[list[Job], int]:
     """Jobs not stored yet, cheapest first (zero-cost proxies, train proxies, then one
     reference seed at a time over all architectures, so a run cut short leaves whole seeds),
@@ -131,7 +150,7 @@ def _evaluate(job: dict[str, Any], config: dict[str, Any], data: Any, train: dic
 
     name = "train" if job["kind"] == "reference" else job["key"].partition("@")[0]
     r = evaluate_proxy(name, ArchConfig.from_dict(config), data, ShortTrainSettings(**train))
-    details = {k: v for k, v in r.details.items() if k in ("steps", "final_loss", "history")}
+    details = {k: v for k, v in r.details.items() if k in ("steps", "final_loss", "history", "weights_sha256")}
     # a proxy's cost as a search pays it: without the evaluations only made for the record
     return {"value": r.value, "seconds": r.seconds - r.details.get("eval_seconds", 0.0), "details": details}
 

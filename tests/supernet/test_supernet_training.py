@@ -97,9 +97,12 @@ def test_a_search_refuses_a_supernet_of_another_space(trained, capsys, tmp_path)
     assert not (tmp_path / "s.db").exists() or "efficientvit64" not in (tmp_path / "s.db").read_bytes().decode(errors="ignore")
 
 
-def test_a_fidelity_report_reads_a_supernets_scores_once_its_weights_are_gone(trained, capsys, tmp_path):
-    """The weights (hundreds of MB for a real space) are needed to score, not to report."""
+def test_a_fidelity_study_refuses_other_supernet_weights_and_reports_without_them(trained, capsys, tmp_path):
+    """The weights (hundreds of MB for a real space) are needed to score, not to report; a
+    study scored with other weights than its folder's now refuses to score more."""
     import shutil
+
+    from safetensors.torch import load_file, save_file
 
     net = tmp_path / "sn"
     shutil.copytree(trained, net, ignore=shutil.ignore_patterns("checkpoints"))
@@ -109,6 +112,10 @@ def test_a_fidelity_report_reads_a_supernets_scores_once_its_weights_are_gone(tr
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["complete"] == 3 and all(len(a["proxies"]) == 2 for a in report["per_arch"])
+    weights = load_file(net / "supernet.safetensors")
+    save_file({k: v + 1 if k == next(iter(weights)) else v for k, v in weights.items()}, net / "supernet.safetensors")
+    r = run_main(capsys, *args, "--archs", "4")  # retrained in place: its new scores would not compare with the stored ones
+    assert r.returncode == 2 and "scores were made with supernet weights" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     (net / "supernet.safetensors").unlink()
     r = run_main(capsys, *args, "--report-only", "--json")
     assert r.returncode == 0 and json.loads(r.stdout) == report
