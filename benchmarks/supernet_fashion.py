@@ -15,7 +15,10 @@ results/fidelity_fashion.db):
 3. fine-tuning: for the first --finetune architectures of the band study, `effvit-nas
    train` from scratch and `train --init-from DIR` with one recipe, and the first epoch at which
    the fine-tuned model reaches the from-scratch model's final top-1; then short schedules of
-   their own (SHORT_EPOCHS at SHORT_LR) from each supernet, against the from-scratch runs.
+   their own (SHORT_EPOCHS at SHORT_LR) from each supernet, against the from-scratch runs;
+4. the search's last step: the models that the lr 2e-3 supernet chose in
+   results/searched_vs_handdesigned.md (M2-supernet), fine-tuned from it for HEADLINE_FT_EPOCHS
+   with their from-scratch recipe, against their from-scratch top-1.
 
 Every step resumes or skips what is stored (the supernet's and each training's folder, the
 fidelity study). The supernet's weights (about 300 MB) and checkpoints are not committed.
@@ -25,7 +28,13 @@ cores with nothing else running; the fidelity scoring and the fine-tuning runs a
 per supernet). The last section scores the models trained for
 results/searched_vs_handdesigned.md as well. 2026-12-02: fine-tuning on 4 band architectures
 instead of 2 (`--finetune 4`, 40 min), and the short schedules from the lr 2e-3 supernet with a
-second seed (`--short-seeds 2`, its own from-scratch runs, 28 min).
+second seed (`--short-seeds 2`, its own from-scratch runs, 28 min). 2026-12-03: step 4 added,
+fine-tuning results/searched/M2-supernet's models from the supernet that chose them
+(`--headline-seeds`, 3 of the 10 from-scratch epochs: 4 models x 60,000 images per seed). Its
+weights were gone, so that supernet is being retrained with `train_supernet`'s command into
+/work/sn/efficientvit64-fashion-lr2e-3 (not bit-identical to the first: epoch 1's loss 1.236
+against 1.229); the section has no results yet. Its fidelity scores stay the first weights':
+a fidelity study now refuses to score with other weights.
 
     uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2   # run (resumes), then report
     uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2 --report-only
