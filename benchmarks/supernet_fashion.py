@@ -218,16 +218,27 @@ def headline_finetune(nets: list[Supernet], seeds: int, train: bool) -> list[dic
     return out
 
 
+# the recipe of the headline runs this section ranks against (M0, M2, M2-paired): later runs
+# trained the same architectures at other lrs and scales, whose top-1 must not mix with it
+HEADLINE_RECIPE = {"lr": 5e-4, "epochs": 10, "batch": 256, "train_per_class": 2000}
+
+
+def _recipe(run: dict) -> dict:
+    return {**{k: run["recipe"][k] for k in ("lr", "epochs", "batch")}, "train_per_class": run["data"]["train_per_class"]}
+
+
 def trained_models() -> dict[str, dict]:
-    """Every distinct architecture trained for the headline comparison: its config, its final
-    top-1 per seed (a seed copied between budgets counts once) and the search's train@50 score
-    (None for a preset, which no study scored)."""
+    """Every distinct architecture trained for the headline comparison with HEADLINE_RECIPE: its
+    config, its final top-1 per seed (a seed copied between budgets counts once) and the
+    search's train@50 score (None for a preset, which no study scored)."""
     out: dict[str, dict] = {}
     for index in sorted(HEADLINE.glob("*/index.json")):
         scores = {m["folder"]: m["accuracy"] for m in json.loads(index.read_text())["models"]}
         for folder in sorted(p for p in index.parent.iterdir() if p.is_dir()):
             for run_file in sorted(folder.glob("seed-*/train.json")):
                 run = json.loads(run_file.read_text())
+                if _recipe(run) != HEADLINE_RECIPE:
+                    continue
                 entry = out.setdefault(run["config_hash"], {"folder": str(folder), "seeds": {}, "train@50": None})
                 entry["seeds"][run_file.parent.name] = run["top1"]
                 entry["train@50"] = scores.get(folder.name, entry["train@50"])
