@@ -7,7 +7,8 @@ results/fidelity_fashion.db):
 
 1. supernets trained once each with the sandwich rule and in-place distillation on the
    reference's 10,000 training images (`effvit-nas supernet train`), one per peak lr in SUPERNETS
-   (`supernet train`'s default at batch 64, 1.25e-4, and the proxies' 2e-3);
+   (`supernet train`'s default at batch 64, 1.25e-4, and the proxies' 2e-3), and the 2e-3 one
+   again (RETRAIN);
 2. the proxy `supernet:DIR` of each (inherited weights, BatchNorm recalibrated, top-1 on the
    held-out images) scored on every architecture of both fidelity studies through `effvit-nas
    fidelity --proxies`, so its Kendall / Spearman against the references and its seconds per
@@ -31,10 +32,12 @@ instead of 2 (`--finetune 4`, 40 min), and the short schedules from the lr 2e-3 
 second seed (`--short-seeds 2`, its own from-scratch runs, 28 min). 2026-12-03: step 4 added,
 fine-tuning results/searched/M2-supernet's models from the supernet that chose them
 (`--headline-seeds`, 3 of the 10 from-scratch epochs: 4 models x 60,000 images per seed). Its
-weights were gone, so that supernet is being retrained with `train_supernet`'s command into
-/work/sn/efficientvit64-fashion-lr2e-3 (not bit-identical to the first: epoch 1's loss 1.236
-against 1.229); the section has no results yet. Its fidelity scores stay the first weights':
-a fidelity study now refuses to score with other weights.
+weights were gone, so that supernet is being trained again with `train_supernet`'s command
+(RETRAIN; started in /work/sn/efficientvit64-fashion-lr2e-3, its folder is copied to RETRAIN's
+when done; this script trains it there itself if it is missing). A retrain is not
+bit-identical (epoch 1's loss 1.236 against 1.229), so RETRAIN is a supernet of its own: its
+own proxy name and fidelity scores, and a row of its own in every table. The section has no
+results yet.
 
     uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2   # run (resumes), then report
     uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2 --report-only
@@ -70,15 +73,16 @@ FINETUNE_EPOCHS = 5  # their schedule (`--finetune-epochs`' default, with which 
 
 @dataclass(frozen=True)
 class Supernet:
-    """One trained supernet of this benchmark: its folder and its peak lr at batch 64 (None:
-    `supernet train`'s default, 1e-3 x 64 / 512 = 1.25e-4)."""
+    """One trained supernet of this benchmark: its folder, its peak lr at batch 64 (None:
+    `supernet train`'s default, 1e-3 x 64 / 512 = 1.25e-4) and a tag telling apart two of one lr."""
 
     folder: Path
     lr: float | None
+    tag: str = ""
 
     @property
     def label(self) -> str:
-        return f"lr {self.lr:g}" if self.lr else "lr 1.25e-4"
+        return (f"lr {self.lr:g}" if self.lr else "lr 1.25e-4") + (f" {self.tag}" if self.tag else "")
 
     @property
     def proxy(self) -> str:
@@ -94,7 +98,14 @@ class Supernet:
         return self.folder / "headline_scores.json"
 
 
-SUPERNETS = (Supernet(ROOT / "efficientvit64-fashion", None), Supernet(ROOT / "efficientvit64-fashion-lr2e-3", 0.002))
+SUPERNETS = (
+    Supernet(ROOT / "efficientvit64-fashion", None),
+    Supernet(ROOT / "efficientvit64-fashion-lr2e-3", 0.002),
+    # the lr 2e-3 supernet trained again by the same command (2026-12-03): the first one's weights
+    # were lost, and a retrain is not bit-identical, so it has its own folder, proxy name and scores
+    Supernet(ROOT / "efficientvit64-fashion-lr2e-3-retrain", 0.002, "retrain"),
+)
+FIRST, RETRAIN = SUPERNETS[:2], SUPERNETS[2]  # the short fine-tunes ran from the first two
 
 
 def run(cmd: list[str]) -> None:
@@ -195,16 +206,13 @@ def _in_space(cfg: dict) -> dict:
     return {**cfg, "windows": [min(w, 4) for w in cfg["windows"]]}
 
 
-def headline_finetune(nets: list[Supernet], seeds: int, train: bool) -> list[dict]:
+def headline_finetune(net: Supernet, seeds: int, train: bool) -> list[dict]:
     """Per model of HEADLINE_RUN and seed: its from-scratch top-1 per epoch and that of a
-    HEADLINE_FT_EPOCHS fine-tune from the supernet that chose it, with the same data, batch,
-    regularisation and seed (with ``train`` False only what is stored)."""
+    HEADLINE_FT_EPOCHS fine-tune from ``net`` (RETRAIN: the supernet that chose the models, whose
+    weights are lost, trained again) with the same data, batch, regularisation and seed (with
+    ``train`` False only what is stored)."""
     import yaml
 
-    chosen_by = Path(json.loads((HEADLINE_RUN / "index.json").read_text())["proxy"].partition(":")[2]).name
-    net = next((n for n in nets if n.folder.name == chosen_by), None)
-    if net is None:
-        return []
     out = []
     for folder in sorted(p for p in HEADLINE_RUN.iterdir() if p.is_dir()):
         config = _in_space(yaml.safe_load((folder / "config.yaml").read_text()))
@@ -392,9 +400,10 @@ def _headline_ft_lines(runs: list[dict]) -> list[str]:
     lines = [
         "## Fine-tuning the headline models: the search's last step",
         "",
-        f"The models of `{HEADLINE_RUN}` (chosen by the supernet {runs[0]['supernet']}, trained there from scratch for "
-        f"{len(runs[0]['scratch'])} epochs on 20,000 images at batch 256 and peak lr 2e-3), fine-tuned from that supernet's "
-        f"weights (`train --init-from DIR`) for a whole schedule of {HEADLINE_FT_EPOCHS} epochs at peak lr {HEADLINE_FT_LR:g}, "
+        f"The models of `{HEADLINE_RUN}` (chosen by the supernet {SUPERNETS[1].label}, trained there from scratch for "
+        f"{len(runs[0]['scratch'])} epochs on 20,000 images at batch 256 and peak lr 2e-3), fine-tuned from the supernet "
+        f"{runs[0]['supernet']} (the same command again: the first one's weights were lost) "
+        f"(`train --init-from DIR`) for a whole schedule of {HEADLINE_FT_EPOCHS} epochs at peak lr {HEADLINE_FT_LR:g}, "
         "with the same images, batch, regularisation and seed (schedule and lr fixed before the runs). "
         "Top-1 on the 10,000 test images.",
         "",
@@ -570,11 +579,11 @@ def main() -> None:
         tuned = finetune(reports["band"], args.finetune, args.finetune_epochs, train)
         if args.finetune_lr:
             tuned += finetune(reports["band"], args.finetune, args.finetune_epochs, train, args.finetune_lr)
-        for net in nets:
+        for net in (n for n in nets if n in FIRST):
             short += short_finetune(reports["band"], args.finetune, net, train)
         for seed in range(1, args.short_seeds):  # the better supernet only: the one whose short schedules met the goal
-            short += short_finetune(reports["band"], args.finetune, nets[-1], train, seed)
-    headline = headline_finetune(nets, args.headline_seeds, train)
+            short += short_finetune(reports["band"], args.finetune, FIRST[1], train, seed)
+    headline = headline_finetune(RETRAIN, args.headline_seeds, train) if RETRAIN.record else []
     text = markdown(reports, tuned, short, nets, headline)
     models = trained_models()
     scores = {n.label: score_trained(models, n, train) for n in nets if n.headline_scores.exists() or train}
