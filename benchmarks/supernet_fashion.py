@@ -16,10 +16,12 @@ results/fidelity_fashion.db):
 3. fine-tuning: for the first --finetune architectures of the band study, `effvit-nas
    train` from scratch and `train --init-from DIR` with one recipe, and the first epoch at which
    the fine-tuned model reaches the from-scratch model's final top-1; then short schedules of
-   their own (SHORT_EPOCHS at SHORT_LR) from each supernet, against the from-scratch runs;
+   their own (SHORT_EPOCHS at SHORT_LR) from each of the first two supernets, against the
+   from-scratch runs;
 4. the search's last step: the models that the lr 2e-3 supernet chose in
-   results/searched_vs_handdesigned.md (M2-supernet), fine-tuned from it for HEADLINE_FT_EPOCHS
-   with their from-scratch recipe, against their from-scratch top-1.
+   results/searched_vs_handdesigned.md (M2-supernet), fine-tuned from RETRAIN (that supernet
+   trained again) for HEADLINE_FT_EPOCHS with their from-scratch recipe, against their
+   from-scratch top-1.
 
 Every step resumes or skips what is stored (the supernet's and each training's folder, the
 fidelity study). The supernet's weights (about 300 MB) and checkpoints are not committed.
@@ -36,8 +38,8 @@ weights were gone, so that supernet is being trained again with `train_supernet`
 (RETRAIN; started in /work/sn/efficientvit64-fashion-lr2e-3, its folder is copied to RETRAIN's
 when done; this script trains it there itself if it is missing). A retrain is not
 bit-identical (epoch 1's loss 1.236 against 1.229), so RETRAIN is a supernet of its own: its
-own proxy name and fidelity scores, and a row of its own in every table. The section has no
-results yet.
+own proxy name and fidelity scores, and its own rows and columns in the ranking tables. The
+section has no results yet.
 
     uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2   # run (resumes), then report
     uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2 --report-only
@@ -55,6 +57,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from proxy_fidelity_fashion import _ci, command  # a sibling script, not a package
+
+from effvit_nas.proxy.registry import supernet_name
 
 STUDIES = ("band", "space")
 ROOT = Path("results/supernet")
@@ -86,7 +90,7 @@ class Supernet:
 
     @property
     def proxy(self) -> str:
-        return f"supernet:{self.folder.resolve()}"
+        return supernet_name(f"supernet:{self.folder}")
 
     @property
     def record(self) -> dict | None:
@@ -286,7 +290,7 @@ def headline_section(models: dict[str, dict], scores: dict[str, dict[str, float]
     lines = [
         "## Against the models trained for the headline comparison",
         "",
-        f"The {len(rows)} distinct architectures trained in results/searched_vs_handdesigned.md (20,000 images, 10 epochs, 3 seeds: "
+        f"The {len(rows)} distinct architectures trained in results/searched_vs_handdesigned.md (20,000 images, 10 epochs, peak lr 5e-4, 3 seeds: "
         "a stronger reference than the fidelity studies'), scored by each supernet "
         "(`effvit-nas proxy CONFIG... --proxy supernet:DIR`, same data settings as above).",
         "",
@@ -407,13 +411,13 @@ def _headline_ft_lines(runs: list[dict]) -> list[str]:
         "with the same images, batch, regularisation and seed (schedule and lr fixed before the runs). "
         "Top-1 on the 10,000 test images.",
         "",
-        "| model | seed | from scratch % (epoch 3, final) | fine-tuned % per epoch | epochs to reach scratch's final | final difference |",
+        f"| model | seed | from scratch % (epoch {HEADLINE_FT_EPOCHS}, final) | fine-tuned % per epoch | epochs to reach scratch's final | final difference |",
         "|---|---|---|---|---|---|",
     ]
     for r in runs:
         reach = epochs_to_reach(r["inherited"], r["scratch"][-1])
         lines.append(
-            f"| {r['model']} | {r['seed']} | {100 * r['scratch'][2]:.1f}, {100 * r['scratch'][-1]:.1f} | "
+            f"| {r['model']} | {r['seed']} | {100 * r['scratch'][HEADLINE_FT_EPOCHS - 1]:.1f}, {100 * r['scratch'][-1]:.1f} | "
             f"{', '.join(f'{100 * v:.1f}' for v in r['inherited'])} | {reach if reach else 'not reached'} of {len(r['inherited'])} | "
             f"{100 * (r['inherited'][-1] - r['scratch'][-1]):+.1f} |"
         )
@@ -561,7 +565,7 @@ def main() -> None:
     ap.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)
     ap.add_argument("--finetune-lr", type=float, default=None, help="also fine-tune and train from scratch at this peak lr")
     ap.add_argument(
-        "--short-seeds", type=int, default=1, help="seeds of the short fine-tuning (and its scratch runs) from the last supernet"
+        "--short-seeds", type=int, default=1, help="seeds of the short fine-tuning (and its scratch runs) from the lr 2e-3 supernet"
     )
     ap.add_argument("--headline-seeds", type=int, default=3, help="seeds of the headline models' fine-tuning (as trained from scratch)")
     ap.add_argument("--report-only", action="store_true")
@@ -570,8 +574,9 @@ def main() -> None:
     if train:
         for net in SUPERNETS:
             train_supernet(net, args.epochs)
-            for study in STUDIES:
-                run(command(study, "--proxies", net.proxy))
+            if (net.folder / "supernet.safetensors").exists():  # weights not kept: their scores are stored
+                for study in STUDIES:
+                    run(command(study, "--proxies", net.proxy))
     nets = [n for n in SUPERNETS if n.record is not None]
     reports = {s: r for s in STUDIES if (r := report_of(s)) is not None}
     tuned, short = [], []
@@ -587,7 +592,10 @@ def main() -> None:
     text = markdown(reports, tuned, short, nets, headline)
     models = trained_models()
     scores = {n.label: score_trained(models, n, train) for n in nets if n.headline_scores.exists() or train}
-    models = {h: m for h, m in models.items() if all(h in s for s in scores.values())}  # report-only: what was scored
+    unscored = sorted(Path(m["folder"]).name for h, m in models.items() if not all(h in s for s in scores.values()))
+    if unscored:  # report-only: the ranking covers what every supernet scored
+        print(f"not scored by every supernet, left out of the ranking: {', '.join(unscored)}", file=sys.stderr)
+    models = {h: m for h, m in models.items() if all(h in s for s in scores.values())}
     if scores:
         text += "\n" + "\n".join(headline_section(models, scores))
     Path("results/supernet_fashion.md").write_text(text)

@@ -100,6 +100,7 @@ def test_a_search_refuses_a_supernet_of_another_space(trained, capsys, tmp_path)
 def test_a_fidelity_study_refuses_other_supernet_weights_and_reports_without_them(trained, capsys, tmp_path):
     """The weights (hundreds of MB for a real space) are needed to score, not to report; a
     study scored with other weights than its folder's now refuses to score more."""
+    import os
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -112,10 +113,14 @@ def test_a_fidelity_study_refuses_other_supernet_weights_and_reports_without_the
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["complete"] == 3 and all(len(a["proxies"]) == 2 for a in report["per_arch"])
-    weights = load_file(net / "supernet.safetensors")
-    save_file({k: v + 1 if k == next(iter(weights)) else v for k, v in weights.items()}, net / "supernet.safetensors")
+    weights, path = load_file(net / "supernet.safetensors"), net / "supernet.safetensors"
+    before = path.stat().st_mtime_ns
+    save_file({k: v + 1 if k == next(iter(weights)) else v for k, v in weights.items()}, path)
+    os.utime(path, ns=(before + 10**9, before + 10**9))  # the loaded weights are cached by mtime and size
     r = run_main(capsys, *args, "--archs", "4")  # retrained in place: its new scores would not compare with the stored ones
     assert r.returncode == 2 and "scores were made with supernet weights" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_main(capsys, *args, "--archs", "4", "--report-only", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["archs"] == 3  # refused before a 4th was drawn
     (net / "supernet.safetensors").unlink()
     r = run_main(capsys, *args, "--report-only", "--json")
     assert r.returncode == 0 and json.loads(r.stdout) == report
