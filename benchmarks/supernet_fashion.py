@@ -7,8 +7,7 @@ results/fidelity_fashion.db):
 
 1. supernets trained once each with the sandwich rule and in-place distillation on the
    reference's 10,000 training images (`effvit-nas supernet train`), one per peak lr in SUPERNETS
-   (`supernet train`'s default at batch 64, 1.25e-4, and the proxies' 2e-3), and the 2e-3 one
-   again (RETRAIN);
+   (`supernet train`'s default at batch 64, 1.25e-4, and the proxies' 2e-3);
 2. the proxy `supernet:DIR` of each (inherited weights, BatchNorm recalibrated, top-1 on the
    held-out images) scored on every architecture of both fidelity studies through `effvit-nas
    fidelity --proxies`, so its Kendall / Spearman against the references and its seconds per
@@ -19,9 +18,8 @@ results/fidelity_fashion.db):
    their own (SHORT_EPOCHS at SHORT_LR) from each of the first two supernets, against the
    from-scratch runs;
 4. the search's last step: the models that the lr 2e-3 supernet chose in
-   results/searched_vs_handdesigned.md (M2-supernet), fine-tuned from RETRAIN (that supernet
-   trained again) for HEADLINE_FT_EPOCHS with their from-scratch recipe, against their
-   from-scratch top-1.
+   results/searched_vs_handdesigned.md (M2-supernet), fine-tuned from that supernet for
+   HEADLINE_FT_EPOCHS with their from-scratch recipe, against their from-scratch top-1.
 
 Every step resumes or skips what is stored (the supernet's and each training's folder, the
 fidelity study). The supernet's weights (about 300 MB) and checkpoints are not committed.
@@ -33,13 +31,13 @@ results/searched_vs_handdesigned.md as well. 2026-12-02: fine-tuning on 4 band a
 instead of 2 (`--finetune 4`, 40 min), and the short schedules from the lr 2e-3 supernet with a
 second seed (`--short-seeds 2`, its own from-scratch runs, 28 min). 2026-12-03: step 4 added,
 fine-tuning results/searched/M2-supernet's models from the supernet that chose them
-(`--headline-seeds`, 3 of the 10 from-scratch epochs: 4 models x 60,000 images per seed). Its
-weights were gone, so that supernet is being trained again with `train_supernet`'s command
-(RETRAIN; started in /work/sn/efficientvit64-fashion-lr2e-3, its folder is copied to RETRAIN's
-when done; this script trains it there itself if it is missing). A retrain is not
-bit-identical (epoch 1's loss 1.236 against 1.229), so RETRAIN is a supernet of its own: its
-own proxy name and fidelity scores, and its own rows and columns in the ranking tables. The
-section has no results yet.
+(`--headline-seeds`, 3 of the 10 from-scratch epochs: 4 models x 60,000 images per seed). That
+supernet's weights had been lost with an earlier machine; `train_supernet`'s command, run again
+on 2 free cores (2 torch threads, as the first run had), gave them back bit for bit: the
+digest 42bc9c6250e0 that the M2-supernet trials and the short fine-tunes recorded (a try on a
+busy machine had diverged in epoch 1, most likely at another thread count: each epoch now
+records its `threads`). Step 4 trains only while the weights are in the folder (they are not
+committed); without them it reports what is stored.
 
     uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2   # run (resumes), then report
     uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2 --report-only
@@ -77,16 +75,15 @@ FINETUNE_EPOCHS = 5  # their schedule (`--finetune-epochs`' default, with which 
 
 @dataclass(frozen=True)
 class Supernet:
-    """One trained supernet of this benchmark: its folder, its peak lr at batch 64 (None:
-    `supernet train`'s default, 1e-3 x 64 / 512 = 1.25e-4) and a tag telling apart two of one lr."""
+    """One trained supernet of this benchmark: its folder and its peak lr at batch 64 (None:
+    `supernet train`'s default, 1e-3 x 64 / 512 = 1.25e-4)."""
 
     folder: Path
     lr: float | None
-    tag: str = ""
 
     @property
     def label(self) -> str:
-        return (f"lr {self.lr:g}" if self.lr else "lr 1.25e-4") + (f" {self.tag}" if self.tag else "")
+        return f"lr {self.lr:g}" if self.lr else "lr 1.25e-4"
 
     @property
     def proxy(self) -> str:
@@ -105,11 +102,8 @@ class Supernet:
 SUPERNETS = (
     Supernet(ROOT / "efficientvit64-fashion", None),
     Supernet(ROOT / "efficientvit64-fashion-lr2e-3", 0.002),
-    # the lr 2e-3 supernet trained again by the same command (2026-12-03): the first one's weights
-    # were lost, and a retrain is not bit-identical, so it has its own folder, proxy name and scores
-    Supernet(ROOT / "efficientvit64-fashion-lr2e-3-retrain", 0.002, "retrain"),
 )
-FIRST, RETRAIN = SUPERNETS[:2], SUPERNETS[2]  # the short fine-tunes ran from the first two
+CHOSE = SUPERNETS[1]  # the supernet the headline search (M2-supernet) ran with
 
 
 def run(cmd: list[str]) -> None:
@@ -212,12 +206,12 @@ def _in_space(cfg: dict) -> dict:
 
 def headline_finetune(net: Supernet, seeds: int, train: bool) -> list[dict]:
     """Per model of HEADLINE_RUN and seed: its from-scratch top-1 per epoch and that of a
-    HEADLINE_FT_EPOCHS fine-tune from ``net`` (RETRAIN: the supernet that chose the models, whose
-    weights are lost, trained again) with the same data, batch, regularisation and seed (with
-    ``train`` False only what is stored)."""
+    HEADLINE_FT_EPOCHS fine-tune from ``net`` (the supernet that chose the models) with the same
+    data, batch, regularisation and seed (with ``train`` False, or without ``net``'s weights,
+    only what is stored)."""
     import yaml
 
-    out = []
+    out, train = [], train and (net.folder / "supernet.safetensors").exists()
     for folder in sorted(p for p in HEADLINE_RUN.iterdir() if p.is_dir()):
         config = _in_space(yaml.safe_load((folder / "config.yaml").read_text()))
         for seed in range(seeds):
@@ -226,7 +220,10 @@ def headline_finetune(net: Supernet, seeds: int, train: bool) -> list[dict]:
             dest = FINETUNE_DIR / "headline" / net.folder.name / folder.name / f"seed-{seed}"
             tuned = _train(config, dest, HEADLINE_FT_EPOCHS, flags if train else None, HEADLINE_DATA, 256)
             if scratch and tuned:
-                out.append({"model": folder.name, "supernet": net.label, "seed": seed, "scratch": scratch, "inherited": tuned})
+                weights = json.loads((dest / "train.json").read_text())["init_from"]["weights_sha256"]
+                out.append(
+                    {"model": folder.name, "supernet": net.label, "seed": seed, "scratch": scratch, "inherited": tuned, "weights": weights}
+                )
     return out
 
 
@@ -404,9 +401,9 @@ def _headline_ft_lines(runs: list[dict]) -> list[str]:
     lines = [
         "## Fine-tuning the headline models: the search's last step",
         "",
-        f"The models of `{HEADLINE_RUN}` (chosen by the supernet {SUPERNETS[1].label}, trained there from scratch for "
-        f"{len(runs[0]['scratch'])} epochs on 20,000 images at batch 256 and peak lr 2e-3), fine-tuned from the supernet "
-        f"{runs[0]['supernet']} (the same command again: the first one's weights were lost) "
+        f"The models of `{HEADLINE_RUN}` (chosen by the supernet {CHOSE.label}, trained there from scratch for "
+        f"{len(runs[0]['scratch'])} epochs on 20,000 images at batch 256 and peak lr 2e-3), fine-tuned from that supernet "
+        f"(weights digest {', '.join(sorted({r['weights'] for r in runs}))}) "
         f"(`train --init-from DIR`) for a whole schedule of {HEADLINE_FT_EPOCHS} epochs at peak lr {HEADLINE_FT_LR:g}, "
         "with the same images, batch, regularisation and seed (schedule and lr fixed before the runs). "
         "Top-1 on the 10,000 test images.",
@@ -584,11 +581,11 @@ def main() -> None:
         tuned = finetune(reports["band"], args.finetune, args.finetune_epochs, train)
         if args.finetune_lr:
             tuned += finetune(reports["band"], args.finetune, args.finetune_epochs, train, args.finetune_lr)
-        for net in (n for n in nets if n in FIRST):
+        for net in nets:
             short += short_finetune(reports["band"], args.finetune, net, train)
         for seed in range(1, args.short_seeds):  # the better supernet only: the one whose short schedules met the goal
-            short += short_finetune(reports["band"], args.finetune, FIRST[1], train, seed)
-    headline = headline_finetune(RETRAIN, args.headline_seeds, train) if RETRAIN.record else []
+            short += short_finetune(reports["band"], args.finetune, CHOSE, train, seed)
+    headline = headline_finetune(CHOSE, args.headline_seeds, train)
     text = markdown(reports, tuned, short, nets, headline)
     models = trained_models()
     scores = {n.label: score_trained(models, n, train) for n in nets if n.headline_scores.exists() or train}

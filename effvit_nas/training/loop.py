@@ -286,6 +286,9 @@ class Worker:
             self._progress(epoch, step, loss, seen / max(time.perf_counter() - t0, 1e-9))
         train_s = time.perf_counter() - t0
         metrics = {"epoch": epoch + 1, "loss": loss_sum / self.steps, "lr": self.lr, "img_s": seen / train_s}
+        # CPU kernels reduce in an order set by the thread count, so a run repeats bit for bit
+        # only at the same count: recorded per epoch, as a resume may get another
+        metrics["threads"] = torch.get_num_threads()
         return {**metrics, **_peak_memory(), "train_s": train_s}
 
     @property

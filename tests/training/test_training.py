@@ -110,6 +110,7 @@ def test_two_workers_resume_after_kill_reaches_the_uninterrupted_weights(tmp_pat
     assert r.returncode == 0, r.stderr[-3000:]
     resumed = json.loads(r.stdout[r.stdout.index("{") :])
     assert resumed["epochs"] == 2 and len(resumed["history"]) == 2
+    assert all(1 <= h["threads"] <= os.cpu_count() for h in resumed["history"])  # what each epoch ran with
 
     whole = tmp_path / "whole"
     r = run_main(capsys, *args, "--out", str(whole), "--json")
