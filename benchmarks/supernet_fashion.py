@@ -37,10 +37,11 @@ on 2 free cores (2 torch threads, as the first run had), gave them back bit for 
 digest 42bc9c6250e0 that the M2-supernet trials and the short fine-tunes recorded (a try on a
 busy machine had diverged in epoch 1, most likely at another thread count: each epoch now
 records its `threads`). Step 4 trains only while the weights are in the folder (they are not
-committed); without them it reports what is stored.
+committed); without them it reports what is stored. Run 2026-12-03 with `--headline-seeds 1`
+(seed 0 only: 4 runs, ~3 min each): none of the four reaches its from-scratch top-1 in 3 epochs.
 
-    uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2   # run (resumes), then report
-    uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2 --report-only
+    uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2 --headline-seeds 1   # run (resumes), then report
+    uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2 --headline-seeds 1 --report-only
 """
 
 from __future__ import annotations
@@ -448,7 +449,7 @@ def markdown(reports: dict[str, dict], tuned: list[dict], short: list[dict], net
         lines += _headline_ft_lines(headline)
     lines += goals(reports, tuned, short, nets, headline)
     lines += [
-        "Command: `uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2` "
+        "Command: `uv run python benchmarks/supernet_fashion.py --finetune 4 --finetune-lr 0.002 --short-seeds 2 --headline-seeds 1` "
         "(resumes; `--report-only` rebuilds this file).",
         "",
     ]
