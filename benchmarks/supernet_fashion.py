@@ -480,9 +480,7 @@ def _headline_ft_goals(runs: list[dict]) -> list[str]:
     return [
         _reach_line(
             f"- fine-tuning headline {r['model']} from supernet {r['supernet']} ({len(r['inherited'])} epochs at lr {r['lr']:g}, "
-            f"seed {r['seed']}), to its "
-            f"{len(r['scratch'])}-epoch "
-            "from-scratch top-1",
+            f"seed {r['seed']}), to its {len(r['scratch'])}-epoch from-scratch top-1",
             r["scratch"][-1],
             epochs_to_reach(r["inherited"], r["scratch"][-1]),
             len(r["inherited"]),
