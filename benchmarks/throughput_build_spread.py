@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import BenchSettings
@@ -118,7 +119,7 @@ def main() -> None:
     text = report(a.model, rows, a.builds, fp, command + (f" --out {a.out}" if a.out else ""))
     print(text)
     if a.out:
-        a.out.write_text(text)
+        write_report(a.out, text, {"device": fp, "command": command, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import json
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
+from benchmarks._report import write_report
 from effvit_nas.measure.settings import MALLOCS
 
 MODELS = ("M0", "M2", "M5")
@@ -87,8 +87,7 @@ def main() -> None:
         f"Command: `uv run python benchmarks/throughput_malloc.py --processes {args.processes} --rounds {args.rounds} --out {args.out}`",
         "",
     ]
-    Path(args.out).write_text("\n".join(md))
-    Path(args.out).with_suffix(".json").write_text(json.dumps(runs, indent=1))
+    write_report(args.out, "\n".join(md), runs)
     print("\n".join(md))
 
 

@@ -14,12 +14,11 @@ conditions rotates, so slow drift of the machine falls on every condition alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
-from pathlib import Path
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import MALLOCS, BenchSettings
@@ -112,8 +111,7 @@ def main() -> None:
         f"Command: `{cmd}`",
         "",
     ]
-    Path(args.out).write_text("\n".join(out))
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"device": fp, "records": records}, indent=1))
+    write_report(args.out, "\n".join(out), {"device": fp, "records": records})
     print("\n".join(out))
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import MALLOCS, BenchSettings
@@ -241,9 +241,7 @@ def main() -> None:
         + (f" --malloc {args.malloc}" if args.malloc != "fixed" else "")
     )
     md += ["", f"Command: `uv run python benchmarks/throughput_precision.py --repeats {args.repeats}{flags} --out {args.out}`"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "settings": s.__dict__, "results": results}, indent=1) + "\n")
+    write_report(args.out, "\n".join(md), {"device": fp, "settings": s.__dict__, "results": results})
     print("\n".join(md))
 
 

@@ -26,10 +26,11 @@ per turn (``measure_ratio(balance=False)``, the default).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
+
+from benchmarks._report import write_report
 
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput_precision import condition, preset  # a sibling script, not a package
@@ -84,7 +85,6 @@ def main() -> None:
                 print(f"== {cond}, {size} px", flush=True)
                 for key, rows in rounds(args.repeats, pairs, size, s, fp).items():
                     results[f"{key} | {size} | {cond}"] = summary(rows)
-    args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "settings": s.__dict__, "results": results}, indent=1))
     md = [
         "# Ratio mode: equal iterations per turn or turns of equal length (CPU)",
         "",
@@ -105,7 +105,7 @@ def main() -> None:
             f"| {r['pairs_median']:.0f} |"
         )
     md += ["", f"Command: `uv run python benchmarks/throughput_turns.py --repeats {args.repeats}`"]
-    args.out.write_text("\n".join(md) + "\n")
+    write_report(args.out, "\n".join(md), {"device": fp, "settings": s.__dict__, "results": results})
     print("\n".join(md))
 
 
