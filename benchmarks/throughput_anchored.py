@@ -12,6 +12,8 @@ Reports per condition and model: CV over rounds of both kinds, medians, seconds 
 measurement, and in how many rounds the models came out in the paper's order (M0 fastest).
 
     uv run python benchmarks/throughput_anchored.py --repeats 10
+
+Claim reproduced (docs/results/measurement-noise.md): anchored figures against single figures.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ better still; if the machine drifts, all three move together, so the ratio ``fre
 within a round repeats far better than either.
 
     uv run python benchmarks/throughput_build_spread.py --model M2 --rounds 10 --out results/throughput_build_spread.md
+
+Claim reproduced (docs/results/measurement-noise.md): the spread is not the model's build.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ the calling thread pinned to CPU 0, pinned to CPU 1, and free, in rounds whose o
 conditions rotates, so slow drift of the machine falls on every condition alike.
 
     uv run python benchmarks/throughput_pinning.py --repeats 5 --malloc system --out results/throughput_pinning_cpu.md
+
+Claim reproduced (docs/results/measurement-noise.md): the spread is not the CPU the thread runs on; two speed levels.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ order (M0 fastest), by figures and by ratios.
 
     uv run python benchmarks/throughput_precision.py --repeats 10 --out results/throughput_precision_cpu.md
     uv run python benchmarks/throughput_precision.py --repeats 10 --models M0,M2,M5 --img-size 64 --out results/throughput_precision_cpu64.md
+
+Claim reproduced (docs/results/measurement-noise.md): single figures against ratio mode, at 224 px and at 64 px.
 """
 
 from __future__ import annotations

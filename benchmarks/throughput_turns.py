@@ -21,6 +21,8 @@ the pairs of turns it held.
 Status (2026-12-02, run on a quiet 2-core AMD EPYC VM): balanced turns repeated worse in three
 of the four size/condition cells and alike in the fourth; ratio mode keeps one iteration of each model
 per turn (``measure_ratio(balance=False)``, the default).
+
+Claim reproduced (docs/results/measurement-noise.md): turns of equal length in ratio mode, not adopted.
 """
 
 from __future__ import annotations
