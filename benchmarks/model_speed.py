@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import torch
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import cpu_model
 from effvit_nas.model.deploy import trace_for_inference
@@ -128,9 +128,7 @@ def main() -> None:
     records = [speed_record(n, times, args.batch) for n in names]
     setting = f"batch {args.batch}, 224x224, fp32, {args.threads} thread(s), CPU backend, torch {torch.__version__}, {cpu_model()}"
     md = report(args, records, setting)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"setting": setting, "results": records}, indent=2) + "\n")
+    write_report(args.out, "\n".join(md), {"setting": setting, "results": records})
     print("\n".join(md))
 
 

@@ -24,6 +24,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks._report import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 PORT = "5441"  # not the tests' (5439) nor the default (5433) server
 SEARCH = [
@@ -131,8 +133,7 @@ def main() -> None:
     finally:
         subprocess.run(["bash", str(ROOT / "runners/postgres.sh"), "stop"], env={**os.environ, "EFFVIT_PG_PORT": PORT}, check=False)
     command = f"uv run python benchmarks/multi_driver.py --drivers {args.drivers} --trials {args.trials}"
-    args.out.write_text(report(results, command))
-    args.out.with_suffix(".json").write_text(json.dumps({"command": command, "runs": results}, indent=2))
+    write_report(args.out, report(results, command), {"command": command, "runs": results})
     print(args.out.read_text())
 
 

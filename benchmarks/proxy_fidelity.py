@@ -12,7 +12,6 @@ candidate, and how each proxy orders M0-M5 compared with their ImageNet top-1.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau, spearmanr
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.arch.space import load_space
 from effvit_nas.model.cost import model_cost
@@ -137,11 +137,7 @@ def main() -> None:
     ref_settings = ShortTrainSettings(steps=args.steps * args.ref_factor, seed=args.seed)
     values, seconds = evaluate_all(archs, data, proxy_settings, ref_settings)
     md = report(args, data, archs, values, seconds, proxy_settings)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n")
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"values": values, "seconds": seconds, "configs": {n: c.to_dict() for n, c in archs.items()}}, indent=2) + "\n"
-    )
+    write_report(args.out, "\n".join(md), {"values": values, "seconds": seconds, "configs": {n: c.to_dict() for n, c in archs.items()}})
     print("\n".join(md))
 
 

@@ -1,7 +1,7 @@
 """Which proxy ranks EfficientViTs on real images? (results/proxy_fidelity_fashion.md)
 
-Two fidelity studies on Fashion-MNIST at 64 px, stored in results/fidelity_fashion.db (commit it:
-the runs resume from it, across sessions):
+Two fidelity studies on Fashion-MNIST at 64 px, stored in results/fidelity_fashion.db (not tracked
+in git: this command regenerates it; the runs resume from it, across sessions):
 
 * band: 16 architectures of search_spaces/efficientvit64.yaml measured within M0±25 % on this
   CPU (the hard case a search faces: all about as fast, which one is best?);
@@ -26,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks._report import write_report
 from effvit_nas.fidelity.ranking import agreement
 
 STORAGE = "sqlite:///results/fidelity_fashion.db"
@@ -143,8 +144,7 @@ def main() -> None:
         for name in STUDIES:
             subprocess.run(command(name), check=True, stdout=sys.stderr)
     reports = {name: r for name in STUDIES if (r := report_of(name))}
-    args.out.write_text(markdown(reports, args.note))
-    args.out.with_suffix(".json").write_text(json.dumps(reports, indent=1) + "\n")
+    write_report(args.out, markdown(reports, args.note), reports)
     print(args.out.read_text())
 
 

@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks._report import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 6393
 SEARCH = ["--space", "efficientvit64", "--device", "cpu", "--budget", "1", "--proxy", "macs", "--sampler", "random", "--quiet", "--json"]
@@ -191,10 +193,7 @@ def main() -> None:
     finally:
         stop_cluster(work)
         shutil.rmtree(work, ignore_errors=True)
-    args.out.write_text(report(rows, args))
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows}, indent=1) + "\n"
-    )
+    write_report(args.out, report(rows, args), {"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows})
     print(args.out.read_text())
 
 

@@ -19,13 +19,13 @@ would: every run measures its candidates itself, so its overhead share is repres
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._report import write_report
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.results.pareto import front_points, hypervolume_2d
 from effvit_nas.search.loop import run_search
@@ -219,10 +219,8 @@ def main() -> None:
     checkpoints = checkpoints_of(args)
     ref, top = score_runs(runs, args.budget, checkpoints)
     lines = quality_lines(args, runs, ref, top, checkpoints) + overhead_lines(runs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "reference": ref, "top": top, "runs": runs}, indent=1)
+    write_report(
+        args.out, "\n".join(lines), {"args": {k: str(v) for k, v in vars(args).items()}, "reference": ref, "top": top, "runs": runs}
     )
     print("\n".join(lines))
 

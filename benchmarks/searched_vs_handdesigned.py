@@ -4,8 +4,9 @@ For each budget (a preset's throughput measured on this CPU at 64 px), one `effv
 on Fashion-MNIST over search_spaces/efficientvit64.yaml, then `--train-top 3 --baseline <preset>
 --train-seeds 3`: the three most accurate Pareto models and the preset, trained with one recipe
 on 20,000 training images for 10 epochs, top-1 on the 10,000 official test images, and
-re-measured interleaved. Everything lands in results/searched_fashion.db (commit it) and
-results/searched/<budget>/ (each seed's train.json is committed; weights are not): running this
+re-measured interleaved. Everything lands in results/searched_fashion.db (not tracked: this command regenerates it) and
+results/searched/<budget>/ (tracked packed, as results/searched_runs.json, which benchmarks/_report.py
+unpacks before the report reads the folders; weights are not kept): running this
 again skips every finished budget (its comparison stored), and in an unfinished one the finished
 search and every (model, seed) already trained, and goes on from the
 newest epoch checkpoint of one cut short.
@@ -36,6 +37,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks._report import ensure_unpacked, write_report
 
 STORAGE = "sqlite:///results/searched_fashion.db"
 RECIPE = ["auto_augment=", "reprob=0", "mixup=0", "cutmix=0", "repeated_aug=1", "ema_decay=0", "color_jitter=0", "crop_pad=4"]
@@ -204,8 +207,7 @@ def report() -> None:
             continue
         data[b] = comp
         out += section(b, comp)
-    Path("results/searched_vs_handdesigned.md").write_text("\n".join(out))
-    Path("results/searched_vs_handdesigned.json").write_text(json.dumps(data, indent=1, default=str))
+    write_report("results/searched_vs_handdesigned.md", "\n".join(out), data)
     print("\n".join(out))
 
 
@@ -214,6 +216,7 @@ def main() -> None:
     ap.add_argument("--budgets", default="M0,M2", help=f"runs to run or resume, of {','.join(RUNS)}")
     ap.add_argument("--report-only", action="store_true", help="only rewrite the report (always of every run)")
     args = ap.parse_args()
+    ensure_unpacked("results/searched_runs.json")  # the run folders are tracked packed
     budgets = args.budgets.split(",")
     unknown = [b for b in budgets if b not in RUNS]
     if unknown:

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks._report import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = (
     "widths: [16, 32, 48]\ndepths: [1, 1, 1]\nheads: [2, 2, 2]\nqk_dims: 8\nkernels: [5, 3]\nwindows: 4\nimg_size: 64\nnum_classes: 10\n"
@@ -108,8 +110,7 @@ def main() -> None:
                 rows.append({"images": n, "stream": stream, **train(data, out / "train", stream)})
                 print(json.dumps(rows[-1]), flush=True)
     command = f"uv run python benchmarks/streaming_memory.py --sizes {args.sizes}"
-    (ROOT / "results" / "streaming_memory_cpu.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
-    (ROOT / "results" / "streaming_memory_cpu.md").write_text(report(rows, command))
+    write_report(ROOT / "results" / "streaming_memory_cpu.md", report(rows, command), {"command": command, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -60,6 +60,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks._report import ensure_unpacked, write_report
+
 sys.path.insert(0, str(Path(__file__).parent))
 from proxy_fidelity_fashion import _ci, command  # a sibling script, not a package
 
@@ -636,6 +638,8 @@ def main() -> None:
     )
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
+    for packed in ("results/searched_runs.json", "results/supernet_finetune_runs.json"):
+        ensure_unpacked(packed)  # the run folders are tracked packed
     train = not args.report_only
     if train:
         for net in SUPERNETS:
@@ -668,11 +672,10 @@ def main() -> None:
     models = {h: m for h, m in models.items() if all(h in s for s in scores.values())}
     if scores:
         text += "\n" + "\n".join(headline_section(models, scores))
-    Path("results/supernet_fashion.md").write_text(text)
     record = {"reports": reports, "finetune": tuned, "short_finetune": short, "headline_finetune": headline}
     record["supernets"] = {n.label: n.record for n in nets}
     record["headline"] = {"models": models, "supernet": scores}
-    Path("results/supernet_fashion.json").write_text(json.dumps(record, indent=1, default=str))
+    write_report("results/supernet_fashion.md", text, record)
     print(text)
 
 

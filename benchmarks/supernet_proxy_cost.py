@@ -18,7 +18,6 @@ weights: the first table's last column checks it. The grid was fixed before the 
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -26,6 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+
+from benchmarks._report import write_report
 
 sys.path.insert(0, str(Path(__file__).parent))
 from proxy_fidelity_fashion import _ci  # a sibling script, not a package
@@ -83,8 +84,7 @@ def main() -> None:
                 row |= {"scores": scores, "same_as_stored": same}
                 rows[name].append(row)
                 print(name, {k: v for k, v in row.items() if k != "scores"}, flush=True)
-    Path("results/supernet_proxy_cost.json").write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=1))
-    Path("results/supernet_proxy_cost.md").write_text(markdown(reports, rows))
+    write_report("results/supernet_proxy_cost.md", markdown(reports, rows), {"threads": torch.get_num_threads(), "rows": rows})
 
 
 def markdown(reports: dict[str, dict], rows: dict[str, list[dict]]) -> str:

@@ -12,16 +12,19 @@ Reports per condition and model: CV over rounds of both kinds, medians, seconds 
 measurement, and in how many rounds the models came out in the paper's order (M0 fastest).
 
     uv run python benchmarks/throughput_anchored.py --repeats 10
+
+Claim reproduced (docs/results/measurement-noise.md): anchored figures against single figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks._report import write_report
 
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput_precision import condition, spread  # a sibling script, not a package
@@ -131,10 +134,8 @@ def main() -> None:
     md = report(args, anchor_m, results, models, s)
     flags = (f" --models {args.models}" if args.models != "M0,M2,M5" else "") + (f" --anchor {args.anchor}" if args.anchor != "M1" else "")
     md += ["", f"Command: `uv run python benchmarks/throughput_anchored.py --repeats {args.repeats}{flags} --out {args.out}`"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n")
     payload = {"device": anchor_m.device, "settings": s.__dict__, "anchor": anchor_m.to_dict(), "results": results}
-    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
+    write_report(args.out, "\n".join(md), payload)
     print("\n".join(md))
 
 

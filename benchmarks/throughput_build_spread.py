@@ -15,6 +15,8 @@ better still; if the machine drifts, all three move together, so the ratio ``fre
 within a round repeats far better than either.
 
     uv run python benchmarks/throughput_build_spread.py --model M2 --rounds 10 --out results/throughput_build_spread.md
+
+Claim reproduced (docs/results/measurement-noise.md): the spread is not the model's build.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import BenchSettings
@@ -118,7 +121,7 @@ def main() -> None:
     text = report(a.model, rows, a.builds, fp, command + (f" --out {a.out}" if a.out else ""))
     print(text)
     if a.out:
-        a.out.write_text(text)
+        write_report(a.out, text, {"device": fp, "command": command, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ Runs without Ray (its wheel is too large to carry to the lent machine): `measure
 the device actor calls.
 
     python benchmarks/throughput_gpu.py --rounds 3 --out results/throughput_gpu.md
+
+Claim reproduced: M0-M5 on a GPU with the paper's protocol (docs/results/model-speed.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from dataclasses import replace
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 from throughput_backends import PAPER_V100
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import BenchSettings
@@ -157,9 +159,7 @@ def require_cuda() -> None:
 
 def save(out: Path, md: list[str], rec: dict) -> None:
     """The report as ``out`` (markdown) and its record beside it (.json); the report printed."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(md) + "\n")
-    out.with_suffix(".json").write_text(json.dumps(rec, indent=1, default=str) + "\n")
+    write_report(out, "\n".join(md), rec)
     print("\n".join(md))
 
 

@@ -20,12 +20,13 @@ screens nothing out, and the random sampler with one seed draws the same candida
     done
     uv run python benchmarks/throughput_model_fit.py --storage sqlite:///results/fidelity_fashion.db \\
         sqlite:///results/searched_fashion.db sqlite:///results/throughput_model_paired.db --sizes 10,20,40
+
+Claim reproduced: the feasibility screen's throughput model (docs/results/search-quality.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from collections import Counter
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
@@ -232,8 +234,7 @@ def main() -> None:
         record += data
     lines += [f"Command: `uv run python benchmarks/throughput_model_fit.py --storage {' '.join(args.storage)} --sizes {args.sizes}`", ""]
     lines += kept_notes(args.out)
-    args.out.write_text("\n".join(lines))
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    write_report(args.out, "\n".join(lines), record)
     print("\n".join(lines))
 
 

@@ -14,18 +14,20 @@ alike. Reports, for each kind of block, the CV over blocks of:
   :func:`effvit_nas.measure.windows.trimmed_log_mean` computes for ratio mode).
 
     uv run python benchmarks/throughput_pairs.py --blocks 20 --block 8 --out results/throughput_pairs_cpu.md
+
+Claim reproduced (docs/results/measurement-noise.md): ratio mode's estimator (the pairs' trimmed mean).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import BenchSettings
@@ -123,8 +125,7 @@ def main() -> None:
         "",
         f"Command: `uv run python benchmarks/throughput_pairs.py --models {args.models} --blocks {args.blocks} --block {args.block:g} --out {args.out}`",
     ]
-    args.out.write_text("\n".join(md) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "result": result}, indent=1) + "\n")
+    write_report(args.out, "\n".join(md), {"device": fp, "result": result})
     print("\n".join(md))
 
 

@@ -9,17 +9,18 @@ the calling thread pinned to CPU 0, pinned to CPU 1, and free, in rounds whose o
 conditions rotates, so slow drift of the machine falls on every condition alike.
 
     uv run python benchmarks/throughput_pinning.py --repeats 5 --malloc system --out results/throughput_pinning_cpu.md
+
+Claim reproduced (docs/results/measurement-noise.md): the spread is not the CPU the thread runs on; two speed levels.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
-from pathlib import Path
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import MALLOCS, BenchSettings
@@ -112,8 +113,7 @@ def main() -> None:
         f"Command: `{cmd}`",
         "",
     ]
-    Path(args.out).write_text("\n".join(out))
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"device": fp, "records": records}, indent=1))
+    write_report(args.out, "\n".join(out), {"device": fp, "records": records})
     print("\n".join(out))
 
 

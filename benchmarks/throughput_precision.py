@@ -13,6 +13,8 @@ order (M0 fastest), by figures and by ratios.
 
     uv run python benchmarks/throughput_precision.py --repeats 10 --out results/throughput_precision_cpu.md
     uv run python benchmarks/throughput_precision.py --repeats 10 --models M0,M2,M5 --img-size 64 --out results/throughput_precision_cpu64.md
+
+Claim reproduced (docs/results/measurement-noise.md): single figures against ratio mode, at 224 px and at 64 px.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import MALLOCS, BenchSettings
@@ -241,9 +243,7 @@ def main() -> None:
         + (f" --malloc {args.malloc}" if args.malloc != "fixed" else "")
     )
     md += ["", f"Command: `uv run python benchmarks/throughput_precision.py --repeats {args.repeats}{flags} --out {args.out}`"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "settings": s.__dict__, "results": results}, indent=1) + "\n")
+    write_report(args.out, "\n".join(md), {"device": fp, "settings": s.__dict__, "results": results})
     print("\n".join(md))
 
 

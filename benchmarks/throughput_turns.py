@@ -21,15 +21,18 @@ the pairs of turns it held.
 Status (2026-12-02, run on a quiet 2-core AMD EPYC VM): balanced turns repeated worse in three
 of the four size/condition cells and alike in the fourth; ratio mode keeps one iteration of each model
 per turn (``measure_ratio(balance=False)``, the default).
+
+Claim reproduced (docs/results/measurement-noise.md): turns of equal length in ratio mode, not adopted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
+
+from benchmarks._report import write_report
 
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput_precision import condition, preset  # a sibling script, not a package
@@ -84,7 +87,6 @@ def main() -> None:
                 print(f"== {cond}, {size} px", flush=True)
                 for key, rows in rounds(args.repeats, pairs, size, s, fp).items():
                     results[f"{key} | {size} | {cond}"] = summary(rows)
-    args.out.with_suffix(".json").write_text(json.dumps({"device": fp, "settings": s.__dict__, "results": results}, indent=1))
     md = [
         "# Ratio mode: equal iterations per turn or turns of equal length (CPU)",
         "",
@@ -105,7 +107,7 @@ def main() -> None:
             f"| {r['pairs_median']:.0f} |"
         )
     md += ["", f"Command: `uv run python benchmarks/throughput_turns.py --repeats {args.repeats}`"]
-    args.out.write_text("\n".join(md) + "\n")
+    write_report(args.out, "\n".join(md), {"device": fp, "settings": s.__dict__, "results": results})
     print("\n".join(md))
 
 

@@ -13,13 +13,13 @@ per-round ratio. Not a test: numbers are noisy.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.devices import cpu_model
 from effvit_nas.model.efficientvit import build_model
@@ -84,8 +84,7 @@ def main() -> None:
             f"[{min(c):.0f}-{max(c):.0f}] | {statistics.median(ratio):.2f}x [{min(ratio):.2f}-{max(ratio):.2f}] |"
         )
     lines += ["", f"Command: `uv run python benchmarks/training_speed.py --rounds {args.rounds} --steps {args.steps} --out {args.out}`", ""]
-    args.out.write_text("\n".join(lines))
-    args.out.with_suffix(".json").write_text(json.dumps({"cpu": cpu_model(), "threads": args.threads, "rows": rows}, indent=1))
+    write_report(args.out, "\n".join(lines), {"cpu": cpu_model(), "threads": args.threads, "rows": rows})
     print("\n".join(lines))
 
 

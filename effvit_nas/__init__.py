@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# The one place the version lives: pyproject.toml reads it (hatch dynamic version).
+__version__ = "0.3.0.dev0"
+
 _EXPORTS = {
     "PRESETS": "arch.config",
     "ArchConfig": "arch.config",
