@@ -3,8 +3,6 @@ and `predict` (throughput of configs from the stored predictor, with intervals, 
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import click
 
 from effvit_nas.cli.common import SPACE_HELP, STORAGE_HELP, bench_options, bench_settings, print_json
@@ -35,9 +33,13 @@ def _metric(metric: str) -> str:
     metavar="PRESET|none",
     help="Anchored figures (as bench --anchor) against this preset at the space's resolution; none: plain figures.",
 )
-@click.option("--repeats", type=click.IntRange(min=0), default=3, show_default=True, help="Sampled archs measured again for the noise ceiling.")
+@click.option(
+    "--repeats", type=click.IntRange(min=0), default=3, show_default=True, help="Sampled archs measured again for the noise ceiling."
+)
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Folds of the held-out evaluation.")
-@click.option("--feature-set", default=None, help="Features of the fit [default: op-types]; the others' held-out figures are printed beside.")
+@click.option(
+    "--feature-set", default=None, help="Features of the fit [default: op-types]; the others' held-out figures are printed beside."
+)
 @click.option("--storage", default=None, help=STORAGE_HELP + " Holds the measurements and the fitted predictor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored predictor record as JSON.")
 def profile_cmd(device, metric, space, archs, seed, anchor, repeats, folds, feature_set, storage, as_json, **protocol) -> None:

@@ -69,7 +69,9 @@ def op_costs(model: nn.Module, img_size: int, in_chans: int = 3) -> list[OpCost]
         per_head = n * n * (m.key_dim + m.val_dim)
         maps = n * n  # the attention map, written by Q^T K, read and written by softmax, read by V A^T
         reads = n * (2 * m.key_dim + 2 * m.val_dim)  # q, k, v in; the head's output out
-        ops.append(OpCost(names[m], "attention", windows * m.num_heads * per_head, 0, windows * m.num_heads * (3 * maps + reads), 3 * m.num_heads))
+        ops.append(
+            OpCost(names[m], "attention", windows * m.num_heads * per_head, 0, windows * m.num_heads * (3 * maps + reads), 3 * m.num_heads)
+        )
 
     hooks = []
     for m in model.modules():

@@ -74,9 +74,7 @@ def profile_lines(r: dict[str, Any]) -> list[str]:
     ]
     n = r["noise"]
     if n:
-        lines.append(
-            f"noise ceiling ({n['pairs']} repeats, one measurement's spread {100 * n['sd']:.1f} %): {_figures(n)}"
-        )
+        lines.append(f"noise ceiling ({n['pairs']} repeats, one measurement's spread {100 * n['sd']:.1f} %): {_figures(n)}")
     else:
         lines.append("noise ceiling: not measured (--repeats 0)")
     lines += [f"  other features {name}: {_figures(o)}" for name, o in r["other_feature_sets"].items()]
@@ -113,6 +111,13 @@ def predict_configs(record: dict[str, Any], specs: tuple[str, ...], configs: lis
         p = predictor.predict(arch_features(cfg))
         note = "" if cfg.img_size in record["img_sizes"] else f"{cfg.img_size} px, profiled at {record['img_sizes']}: extrapolated"
         rows.append(
-            {"name": preset_name(cfg) or spec, "hash": cfg.short_hash(), "throughput": p.throughput, "low": p.low, "high": p.high, "note": note}
+            {
+                "name": preset_name(cfg) or spec,
+                "hash": cfg.short_hash(),
+                "throughput": p.throughput,
+                "low": p.low,
+                "high": p.high,
+                "note": note,
+            }
         )
     return rows
