@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from effvit_nas.arch.config import MAX_IMG_SIZE
 from effvit_nas.cli.common import SPACE_HELP, STORAGE_HELP, bench_options, bench_settings, print_json
 from effvit_nas.errors import UserError
 
@@ -79,9 +80,15 @@ def profile_cmd(device, metric, space, archs, seed, anchor, repeats, folds, feat
 @bench_options
 @click.option("--metric", type=click.Choice(METRICS), default="throughput", show_default=True)
 @click.option("--space", default=None, help="The profiled space whose predictor to use [default: the latest profiled for this target].")
+@click.option(
+    "--img-size",
+    type=click.IntRange(min=16, max=MAX_IMG_SIZE),
+    default=None,
+    help="Predict each CONFIG rebuilt at this resolution (e.g. a preset at the profiled space's 64 px).",
+)
 @click.option("--storage", default=None, help=STORAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of predictions.")
-def predict_cmd(configs, device, metric, space, storage, as_json, **protocol) -> None:
+def predict_cmd(configs, device, metric, space, img_size, storage, as_json, **protocol) -> None:
     """Predict the throughput of each CONFIG on a device from the predictor `profile` stored
     for it (same device fingerprint and protocol), with its 90 % interval. Nothing is timed."""
     from effvit_nas.arch.config import load_config
@@ -91,6 +98,8 @@ def predict_cmd(configs, device, metric, space, storage, as_json, **protocol) ->
     _metric(metric)
     settings = bench_settings(device, protocol)
     cfgs = [load_config(c) for c in configs]
+    if img_size is not None:
+        cfgs = [c.replace(img_size=img_size) for c in cfgs]
     fp = check_local(device, settings)
     record = load_profile(storage, fp, settings, metric, space, device)
     rows = predict_configs(record, configs, cfgs)
