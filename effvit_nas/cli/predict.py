@@ -64,14 +64,27 @@ def profile_cmd(device, metric, space, archs, seed, anchor, repeats, folds, feat
     if anchor_name is not None and anchor_name not in presets:
         raise UserError(f"--anchor {anchor!r} is not a preset ({', '.join(presets)}) or none")
     store = MeasurementStore(storage)
-    measure = engine_measure(device, settings, store, presets[anchor_name] if anchor_name else None)
+    items = calibration_set(sp, archs, seed)
+    measure = engine_measure(device, settings, store, presets[anchor_name] if anchor_name else None, _progress(items, as_json))
     label = f"{anchor_name}@{max(sp.img_sizes)}px" if anchor_name else None
-    cal = calibrate(calibration_set(sp, archs, seed), measure, repeats, label)
+    cal = calibrate(items, measure, repeats, label)
     record = fit_profile(cal, sp, settings, metric, feature_set or DEFAULT_FEATURE_SET, folds, seed, store.url)
     if as_json:
         print_json(record)
     else:
         click.echo("\n".join(profile_lines(record)))
+
+
+def _progress(items, as_json: bool):
+    """Print each calibration figure as it comes (a calibration takes minutes)."""
+    names = {c.short_hash(): label for label, c in items}
+
+    def on_result(m) -> None:
+        if not as_json:
+            how = "stored" if m.cached else f"{m.seconds:.1f} s"
+            click.echo(f"{names.get(m.config_hash, m.config_hash):>12}  {m.throughput:10.1f} img/s  ({how})")
+
+    return on_result
 
 
 @click.command("predict")

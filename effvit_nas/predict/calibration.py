@@ -78,17 +78,22 @@ Measure = Callable[[list[ArchConfig], bool], list[Measurement]]
 
 
 def engine_measure(
-    device: str, settings: BenchSettings, store: MeasurementStore, anchor: ArchConfig | None, ray_address: str | None = None
+    device: str,
+    settings: BenchSettings,
+    store: MeasurementStore,
+    anchor: ArchConfig | None,
+    on_result: Callable[[Measurement], None] | None = None,
 ) -> Measure:
     """``measure(configs, fresh)`` through the engine's public entry points: anchored figures
-    (`bench --anchor`) when ``anchor`` is given, plain ones (`bench`) otherwise."""
+    (`bench --anchor`) when ``anchor`` is given, plain ones (`bench`) otherwise; ``on_result``
+    sees each figure as it comes."""
     from effvit_nas.measure.actor import measure_configs
     from effvit_nas.measure.anchor import measure_anchored
 
     def measure(configs: list[ArchConfig], fresh: bool) -> list[Measurement]:
         if anchor is None:
-            return measure_configs(configs, device, settings, store, fresh=fresh, ray_address=ray_address)
-        return measure_anchored(configs, anchor, device, settings, store, fresh=fresh, ray_address=ray_address)[1]
+            return measure_configs(configs, device, settings, store, fresh=fresh, on_result=on_result)
+        return measure_anchored(configs, anchor, device, settings, store, fresh=fresh, on_result=on_result)[1]
 
     return measure
 
