@@ -25,7 +25,7 @@ def _metric(metric: str) -> str:
 @bench_options
 @click.option("--metric", type=click.Choice(METRICS), default="throughput", show_default=True, help="What the predictor predicts.")
 @click.option("--space", default="efficientvit", show_default=True, help=SPACE_HELP)
-@click.option("--archs", type=click.IntRange(min=0), default=40, show_default=True, help="Space-filling sample size (M0..M5 come on top).")
+@click.option("--archs", type=click.IntRange(min=2), default=40, show_default=True, help="Space-filling sample size (M0..M5 come on top).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the scrambled Halton sample and of the folds.")
 @click.option(
     "--anchor",
