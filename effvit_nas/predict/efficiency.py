@@ -39,6 +39,11 @@ class HeldOut:
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("n", "folds", "within_5", "within_10", "spearman", "median_abs_error")}
 
+    def subset(self, measured: np.ndarray, keep: np.ndarray) -> HeldOut:
+        """The same held-out predictions judged on the ``keep`` points of ``measured`` only."""
+        r = np.asarray(self.residuals)[keep]
+        return held_out_stats(measured[keep] * np.exp(r), measured[keep], self.folds)
+
 
 def held_out_stats(predicted: np.ndarray, measured: np.ndarray, folds: int) -> HeldOut:
     """:class:`HeldOut` of throughputs ``predicted`` (each by a fit without it) vs ``measured``."""

@@ -45,7 +45,8 @@ def test_profile_tiny_then_predict(capsys, tmp_path, local_ray):
     r = run_main(capsys, "profile", "--space", "tiny", "--archs", "6", "--repeats", "1", "--device", "cpu", *FAST, "--storage", url)
     assert r.returncode == 0, r.stderr
     assert "12 architectures (M0..M5 + 6 sampled), 13 measured now (1 of them repeats), 0 reused" in r.stdout
-    assert "held out (5-fold, 12 archs" in r.stdout and "noise ceiling (1 repeats" in r.stdout
+    assert "held out (5-fold, 12 archs" in r.stdout and "of them the 6 sampled from the space" in r.stdout
+    assert "noise ceiling (1 repeats" in r.stdout
     again = run_main(capsys, "profile", "--space", "tiny", "--archs", "6", "--repeats", "0", *FAST, "--storage", url, "--json")
     record = json.loads(again.stdout)
     assert record["calibration"]["measured_now"] == 0 and record["calibration"]["reused"] == 12  # every figure reused

@@ -115,3 +115,14 @@ def test_store_keeps_one_record_per_target(tmp_path):
     assert store.find("dev", "proto", "throughput", "tiny") == [{"n": 2}]
     assert [r["n"] for r in store.find("dev", "proto", "throughput")] == [3, 2]
     assert store.find("other", "proto", "throughput") == []
+
+
+def test_held_out_subset_judges_only_the_kept_points():
+    coef = {"const": 2e-4, "macs": 3e-11, "params": 5e-11, "head_calls": 2e-5}
+    feats, thr = _synthetic(20, coef, 0.05, 4)
+    _, held = fit_efficiency(feats, thr, "cost-terms", folds=5)
+    keep = np.arange(20) < 12
+    part = held.subset(thr, keep)
+    assert part.n == 12 and part.residuals == held.residuals[:12]
+    err = np.abs(np.exp(np.asarray(held.residuals[:12])) - 1)
+    assert part.within_10 == pytest.approx(np.mean(err <= 0.10))
