@@ -14,6 +14,7 @@ import click
 from effvit_nas.cli.arch import model_app, space_app
 from effvit_nas.cli.fidelity import fidelity_cmd
 from effvit_nas.cli.measure import bench
+from effvit_nas.cli.predict import predict_cmd, profile_cmd
 from effvit_nas.cli.proxy import proxy_cmd
 from effvit_nas.cli.results import export_cmd, pareto_cmd, show_cmd, studies_cmd
 from effvit_nas.cli.search import search_cmd
@@ -34,6 +35,8 @@ for command in (
     space_app,
     model_app,
     bench,
+    profile_cmd,
+    predict_cmd,
     proxy_cmd,
     fidelity_cmd,
     search_cmd,

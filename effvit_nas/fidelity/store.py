@@ -77,6 +77,11 @@ class FidelityStore:
         raw = self._attrs.get(f"{kind}:{config_hash}:{key}")
         return None if raw is None else Result(raw["value"], raw["seconds"], raw.get("details", {}))
 
+    def keys(self, kind: str, config_hash: str) -> list[str]:
+        """The keys of every stored ``kind`` result of an architecture (proxy names, seeds)."""
+        prefix = f"{kind}:{config_hash}:"
+        return sorted(k.removeprefix(prefix) for k in self._attrs if k.startswith(prefix))
+
     def put(self, kind: str, config_hash: str, key: str, result: Result) -> None:
         self._set(f"{kind}:{config_hash}:{key}", {"value": result.value, "seconds": result.seconds, "details": result.details})
 

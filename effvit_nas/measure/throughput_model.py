@@ -59,13 +59,13 @@ class FeasibilityModel:
     min_points: int = 8
     xs: list[np.ndarray] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # s/image
-    _fit: _Fit | None = None
+    _fit: CostFit | None = None
 
     def add(self, x: np.ndarray, throughput: float) -> None:
         self.xs.append(x)
         self.times.append(1.0 / throughput)
         if len(self.times) >= self.min_points:
-            self._fit = _Fit.of(np.stack(self.xs), np.asarray(self.times))
+            self._fit = CostFit.of(np.stack(self.xs), np.asarray(self.times))
 
     def predict(self, x: np.ndarray) -> float | None:
         """Predicted throughput (img/s), or None before the model is fitted."""
@@ -78,7 +78,7 @@ class FeasibilityModel:
 
 
 @dataclass(frozen=True)
-class _Fit:
+class CostFit:
     """Non-negative least squares of time on cost terms, in relative error."""
 
     scale: np.ndarray  # each term's largest value so far, so the solver sees numbers near 1
@@ -88,7 +88,7 @@ class _Fit:
     dof: int
 
     @classmethod
-    def of(cls, X: np.ndarray, times: np.ndarray) -> _Fit:
+    def of(cls, X: np.ndarray, times: np.ndarray) -> CostFit:
         scale = X.max(0)
         scale = np.where(scale > 0, scale, 1.0)
         A = X / scale / times[:, None]  # row i predicts 1 when the fit matches time i exactly

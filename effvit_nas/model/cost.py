@@ -28,25 +28,50 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@dataclass(frozen=True)
+class OpCost:
+    """One operator call of a forward pass of one image.
+
+    ``kind``: ``conv`` (dense or pointwise), ``dwconv`` (grouped), ``linear`` or ``attention``
+    (the two matmuls and the softmax of one cascaded group attention, all heads and windows);
+    ``activations``: elements read and written (input + output; for attention the Q/K/V reads,
+    the attention maps and the output); ``calls``: kernels dispatched one after another (1 for a
+    conv or linear; 3 per head for attention, whose heads run in sequence).
+    """
+
+    name: str
+    kind: str
+    macs: int
+    params: int
+    activations: int
+    calls: int
+
+
 @torch.no_grad()
-def count_macs(model: nn.Module, img_size: int, in_chans: int = 3) -> int:
-    """MACs of one forward pass of one ``img_size`` x ``img_size`` image."""
-    total = 0
+def op_costs(model: nn.Module, img_size: int, in_chans: int = 3) -> list[OpCost]:
+    """Every conv, linear and attention call of one forward pass of one ``img_size`` image, in
+    call order (the per-operator view of :func:`count_macs`)."""
+    ops: list[OpCost] = []
+    names = {m: n for n, m in model.named_modules()}
 
-    def conv_hook(m: nn.Conv2d, _inp, out: torch.Tensor) -> None:
-        nonlocal total
+    def conv_hook(m: nn.Conv2d, inp: tuple[torch.Tensor], out: torch.Tensor) -> None:
         kh, kw = m.kernel_size
-        total += out.numel() * (m.in_channels // m.groups) * kh * kw
+        kind = "dwconv" if m.groups > 1 else "conv"
+        params = m.weight.numel()
+        ops.append(OpCost(names[m], kind, out.numel() * (m.in_channels // m.groups) * kh * kw, params, inp[0].numel() + out.numel(), 1))
 
-    def linear_hook(m: nn.Linear, _inp, out: torch.Tensor) -> None:
-        nonlocal total
-        total += out.numel() * m.in_features
+    def linear_hook(m: nn.Linear, inp: tuple[torch.Tensor], out: torch.Tensor) -> None:
+        ops.append(OpCost(names[m], "linear", out.numel() * m.in_features, m.weight.numel(), inp[0].numel() + out.numel(), 1))
 
     def attn_hook(m: CascadedGroupAttention, inp: tuple[torch.Tensor], _out) -> None:
-        nonlocal total
         windows, _, h, w = inp[0].shape
         n = h * w
-        total += windows * m.num_heads * n * n * (m.key_dim + m.val_dim)
+        per_head = n * n * (m.key_dim + m.val_dim)
+        maps = n * n  # the attention map, written by Q^T K, read and written by softmax, read by V A^T
+        reads = n * (2 * m.key_dim + 2 * m.val_dim)  # q, k, v in; the head's output out
+        ops.append(
+            OpCost(names[m], "attention", windows * m.num_heads * per_head, 0, windows * m.num_heads * (3 * maps + reads), 3 * m.num_heads)
+        )
 
     hooks = []
     for m in model.modules():
@@ -65,7 +90,12 @@ def count_macs(model: nn.Module, img_size: int, in_chans: int = 3) -> int:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return total
+    return ops
+
+
+def count_macs(model: nn.Module, img_size: int, in_chans: int = 3) -> int:
+    """MACs of one forward pass of one ``img_size`` x ``img_size`` image."""
+    return sum(op.macs for op in op_costs(model, img_size, in_chans))
 
 
 def model_cost(config: ArchConfig) -> ModelCost:

@@ -1,0 +1,125 @@
+"""`profile` (measure a target's calibration set once, fit and store its efficiency predictor)
+and `predict` (throughput of configs from the stored predictor, with intervals, no timing)."""
+
+from __future__ import annotations
+
+import click
+
+from effvit_nas.arch.config import MAX_IMG_SIZE
+from effvit_nas.cli.common import SPACE_HELP, STORAGE_HELP, bench_options, bench_settings, print_json
+from effvit_nas.errors import UserError
+
+METRICS = ("throughput", "latency")
+DEVICE_HELP = "cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...)."
+
+
+def _metric(metric: str) -> str:
+    # the integrator connects latency once the measurement engine times it
+    if metric != "throughput":
+        raise UserError(f"--metric {metric}: this build's measurement engine times throughput only (bench has no {metric} metric yet)")
+    return metric
+
+
+@click.command("profile")
+@click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
+@bench_options
+@click.option("--metric", type=click.Choice(METRICS), default="throughput", show_default=True, help="What the predictor predicts.")
+@click.option("--space", default="efficientvit", show_default=True, help=SPACE_HELP)
+@click.option("--archs", type=click.IntRange(min=2), default=40, show_default=True, help="Space-filling sample size (M0..M5 come on top).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the scrambled Halton sample and of the folds.")
+@click.option(
+    "--anchor",
+    default="M0",
+    show_default=True,
+    metavar="PRESET|none",
+    help="Anchored figures (as bench --anchor) against this preset at the space's resolution; none: plain figures.",
+)
+@click.option(
+    "--repeats", type=click.IntRange(min=0), default=3, show_default=True, help="Sampled archs measured again for the noise ceiling."
+)
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Folds of the held-out evaluation.")
+@click.option(
+    "--feature-set", default=None, help="Features of the fit [default: op-types]; the others' held-out figures are printed beside."
+)
+@click.option("--storage", default=None, help=STORAGE_HELP + " Holds the measurements and the fitted predictor.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored predictor record as JSON.")
+def profile_cmd(device, metric, space, archs, seed, anchor, repeats, folds, feature_set, storage, as_json, **protocol) -> None:
+    """Measure a target's calibration set once (M0..M5 plus a space-filling sample of the
+    space, reusing stored figures), fit its efficiency predictor, store it with the device
+    fingerprint and protocol, and print how it does on architectures held out of the fit."""
+    from effvit_nas.arch.space import load_space
+    from effvit_nas.measure.actor import check_local
+    from effvit_nas.measure.store import MeasurementStore
+    from effvit_nas.predict.calibration import calibrate, calibration_set, engine_measure, preset_configs
+    from effvit_nas.predict.features import DEFAULT_FEATURE_SET, feature_names
+    from effvit_nas.predict.profile import fit_profile, profile_lines
+
+    _metric(metric)
+    feature_names(feature_set or DEFAULT_FEATURE_SET)  # a typo fails before any measuring
+    settings = bench_settings(device, protocol)
+    sp = load_space(space)
+    check_local(device, settings)  # an unknown device fails before the store is touched
+    presets = preset_configs(sp)
+    anchor_name = None if anchor.lower() == "none" else anchor.upper()
+    if anchor_name is not None and anchor_name not in presets:
+        raise UserError(f"--anchor {anchor!r} is not a preset ({', '.join(presets)}) or none")
+    store = MeasurementStore(storage)
+    items = calibration_set(sp, archs, seed)
+    measure = engine_measure(device, settings, store, presets[anchor_name] if anchor_name else None, _progress(items, as_json))
+    label = f"{anchor_name}@{max(sp.img_sizes)}px" if anchor_name else None
+    cal = calibrate(items, measure, repeats, label)
+    record = fit_profile(cal, sp, settings, metric, feature_set or DEFAULT_FEATURE_SET, folds, seed, store.url)
+    if as_json:
+        print_json(record)
+    else:
+        click.echo("\n".join(profile_lines(record)))
+
+
+def _progress(items, as_json: bool):
+    """Print each calibration figure as it comes (a calibration takes minutes)."""
+    names = {c.short_hash(): label for label, c in items}
+
+    def on_result(m) -> None:
+        if not as_json:
+            how = "stored" if m.cached else f"{m.seconds:.1f} s"
+            click.echo(f"{names.get(m.config_hash, m.config_hash):>12}  {m.throughput:10.1f} img/s  ({how})")
+
+    return on_result
+
+
+@click.command("predict")
+@click.argument("configs", nargs=-1, required=True, metavar="CONFIG...")
+@click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
+@bench_options
+@click.option("--metric", type=click.Choice(METRICS), default="throughput", show_default=True)
+@click.option("--space", default=None, help="The profiled space whose predictor to use [default: the latest profiled for this target].")
+@click.option(
+    "--img-size",
+    type=click.IntRange(min=16, max=MAX_IMG_SIZE),
+    default=None,
+    help="Predict each CONFIG rebuilt at this resolution (e.g. a preset at the profiled space's 64 px).",
+)
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of predictions.")
+def predict_cmd(configs, device, metric, space, img_size, storage, as_json, **protocol) -> None:
+    """Predict the throughput of each CONFIG on a device from the predictor `profile` stored
+    for it (same device fingerprint and protocol), with its 90 % interval. Nothing is timed."""
+    from effvit_nas.arch.config import load_config
+    from effvit_nas.measure.actor import check_local
+    from effvit_nas.predict.profile import load_profile, predict_configs
+
+    _metric(metric)
+    settings = bench_settings(device, protocol)
+    cfgs = [load_config(c) for c in configs]
+    if img_size is not None:
+        cfgs = [c.replace(img_size=img_size) for c in cfgs]
+    fp = check_local(device, settings)
+    record = load_profile(storage, fp, settings, metric, space, device)
+    rows = predict_configs(record, configs, cfgs)
+    if as_json:
+        print_json(rows)
+        return
+    click.echo(f"predicted {metric} on {device} [{fp['id']}] from the profile of space {record['space']} ({record['fitted_at']}):")
+    for r in rows:
+        note = f"  ({r['note']})" if r["note"] else ""
+        click.echo(f"{r['name']:>12}  {r['throughput']:10.1f} img/s  90% {r['low']:.1f}-{r['high']:.1f}{note}")

@@ -1,0 +1,80 @@
+"""A search on the predictors only: Optuna's NSGA-II over the space, both objectives predicted
+(throughput from a target's :class:`EfficiencyPredictor`, accuracy from any accuracy
+predictor), nothing measured or trained. What it returns is a shortlist to measure for real:
+the predicted front and every candidate the front does not beat by more than the predictors'
+error (its optimistic throughput, the top of its interval, plus an accuracy margin).
+
+Each architecture's features are computed once (NSGA-II draws the same architecture again
+and again as the population converges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from effvit_nas.arch.config import ArchConfig
+from effvit_nas.arch.space import SearchSpace
+from effvit_nas.errors import SettingError
+from effvit_nas.predict.efficiency import EfficiencyPredictor, Prediction
+from effvit_nas.predict.features import arch_features
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A predicted point: throughput with its interval (img/s) and predicted accuracy."""
+
+    config: ArchConfig
+    throughput: Prediction
+    accuracy: float
+    on_front: bool
+
+
+def _beats(a: Candidate, b: Candidate, throughput: float, accuracy: float) -> bool:
+    """Whether ``a``'s prediction dominates ``b`` taken at ``(throughput, accuracy)``."""
+    ta = a.throughput.throughput
+    return ta >= throughput and a.accuracy >= accuracy and (ta > throughput or a.accuracy > accuracy)
+
+
+def shortlist(candidates: list[Candidate], accuracy_margin: float) -> list[Candidate]:
+    """The front (predicted values) and every candidate no front member dominates once the
+    candidate is taken at its optimistic throughput and accuracy + ``accuracy_margin``."""
+    front = [c for c in candidates if c.on_front]
+    near = [
+        c for c in candidates if not c.on_front and not any(_beats(f, c, c.throughput.high, c.accuracy + accuracy_margin) for f in front)
+    ]
+    return front + near
+
+
+def predicted_search(
+    space: SearchSpace,
+    efficiency: EfficiencyPredictor,
+    accuracy: Callable[[ArchConfig], float],
+    trials: int,
+    seed: int = 0,
+    population: int = 50,
+) -> list[Candidate]:
+    """Every distinct architecture NSGA-II evaluated in ``trials`` trials, the predicted Pareto
+    front (max throughput, max accuracy) marked."""
+    import optuna
+
+    from effvit_nas.runtime import quiet_optuna
+
+    if trials < 1:
+        raise SettingError("predicted_search.trials", f"must be >= 1, got {trials}")
+    seen: dict[str, Candidate] = {}
+
+    def objective(trial) -> tuple[float, float]:
+        cfg = space.suggest(trial)
+        h = cfg.short_hash()
+        if h not in seen:
+            seen[h] = Candidate(cfg, efficiency.predict(arch_features(cfg)), float(accuracy(cfg)), False)
+        trial.set_user_attr("hash", h)
+        return seen[h].throughput.throughput, seen[h].accuracy
+
+    with quiet_optuna():
+        sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+        study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+        study.optimize(objective, n_trials=trials)
+    front = {t.user_attrs["hash"] for t in study.best_trials}
+    return [Candidate(c.config, c.throughput, c.accuracy, h in front) for h, c in seen.items()]

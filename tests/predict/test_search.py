@@ -1,0 +1,33 @@
+"""The predicted search: NSGA-II over the predictors, its front and shortlist."""
+
+import math
+
+import numpy as np
+
+from effvit_nas.arch.space import load_space
+from effvit_nas.predict.calibration import space_sample
+from effvit_nas.predict.efficiency import fit_efficiency
+from effvit_nas.predict.features import arch_features
+from effvit_nas.predict.search import predicted_search, shortlist
+
+
+def test_predicted_front_is_non_dominated_and_shortlist_widens_it():
+    space = load_space("tiny")
+    feats = [arch_features(c) for c in space_sample(space, 16, 0)]
+    rng = np.random.default_rng(0)
+    time = np.array([1e-4 + 3e-11 * f["macs"] + 2e-6 * f["calls"] for f in feats]) * np.exp(rng.normal(0, 0.03, 16))
+    efficiency, _ = fit_efficiency(feats, 1 / time, "op-types", folds=4)
+    accuracy = lambda c: math.log(arch_features(c)["params"])  # noqa: E731  a real proxy (params), cheap
+    found = predicted_search(space, efficiency, accuracy, trials=40, seed=0, population=10)
+    assert 1 <= len(found) <= 40 and all(space.contains(c.config) for c in found)
+    front = [c for c in found if c.on_front]
+    assert front
+    for f in front:
+        assert not any(
+            o.throughput.throughput >= f.throughput.throughput
+            and o.accuracy >= f.accuracy
+            and (o.throughput.throughput > f.throughput.throughput or o.accuracy > f.accuracy)
+            for o in found
+        )
+    tight, wide = shortlist(found, 0.0), shortlist(found, 1.0)
+    assert front == tight[: len(front)] and len(front) <= len(tight) <= len(wide) <= len(found)
