@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from effvit_nas.arch.config import load_config, preset_name
-from effvit_nas.cli.common import data_options, print_json
+from effvit_nas.cli.common import SEED, data_options, print_json
 
 
 @click.command("proxy")
@@ -21,7 +21,7 @@ from effvit_nas.cli.common import data_options, print_json
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps of the train proxy.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Training batch of the train proxy.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads [default: all cores].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for data, init and order.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for data, init and order.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object for one CONFIG, a list for several.")
 def proxy_cmd(
     configs, proxy_name, data_source, img_size, classes, train_per_class, val_per_class, steps, batch, threads, seed, as_json

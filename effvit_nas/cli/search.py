@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from effvit_nas.cli.common import (
+    SEED,
     SPACE_HELP_DEFAULT,
     STORAGE_HELP,
     bench_options,
@@ -85,7 +86,7 @@ TRAIN_TOP_FLAGS = {
     help="Device actors measuring at once [default: one per matching accelerator: each GPU of the device's type, each node's CPU].",
 )
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster instead of a local Ray.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the sampler, the proxies and --train-top's first seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the sampler, the proxies and --train-top's first seed.")
 @click.option("--seed-presets", is_flag=True, help="Enqueue the M0-M5 that are points of the space first.")
 @click.option(
     "--heartbeat",

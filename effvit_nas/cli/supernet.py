@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from effvit_nas.cli.common import data_options, print_json, setting_flags
+from effvit_nas.cli.common import SEED, data_options, print_json, setting_flags
 from effvit_nas.cli.train import SET_FLAGS, TRAIN_FLAGS, TrainProgress
 
 # Not used by the sandwich rule (it distils from the largest subnet's predictions instead)
@@ -39,7 +39,7 @@ def supernet_app() -> None:
 @click.option("--no-distill", is_flag=True, help="Train every subnet on the labels instead of the largest's predictions.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe knob (see the printed recipe).")
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seeds the init, the data order, the augmentation and the sampled subnets."
+    "--seed", type=SEED, default=0, show_default=True, help="Seeds the init, the data order, the augmentation and the sampled subnets."
 )
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster.")
 @click.option("--quiet", is_flag=True, help="No progress bar or recipe; errors only.")

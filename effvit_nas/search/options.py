@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from effvit_nas.errors import SettingError
+from effvit_nas.errors import SettingError, check_seed
 
 SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -57,6 +57,7 @@ class RunOptions:
     max_failures: int | None = None
 
     def __post_init__(self) -> None:
+        check_seed("RunOptions.seed", self.seed)
         if self.trials is None and self.timeout_s is None:
             raise SettingError("RunOptions.trials", "is needed when RunOptions.timeout_s is not given (how long to search)")
         if self.trials is not None and self.trials < 1:
