@@ -28,7 +28,7 @@ from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import is_storage_failure, storage_failures_stop
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
-from effvit_nas.runtime import quiet_optuna
+from effvit_nas.runtime import Terminated, quiet_optuna
 from effvit_nas.search.execution import Execution, Measurer, ProxyJob, ProxyRunner, SerialExecution
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
@@ -79,6 +79,7 @@ class SearchSummary:
     audit_correct: int
     seconds: float
     interrupted: bool = False
+    terminated: bool = False  # the interrupt was SIGTERM (exit 143), not Ctrl-C (exit 130)
     run_trials: int = 0
     setup_s: float = 0.0  # Ray start, study, data, before the first trial
     measure_s: float = 0.0  # seconds the device actors spent measuring, summed over actors
@@ -142,6 +143,7 @@ class _Run:
         self.deadline = time.time() + options.timeout_s if options.timeout_s else None
         self.failures = self.run_trials = 0
         self.interrupted = False
+        self.terminated = False  # interrupted by SIGTERM rather than Ctrl-C
         self.flight: dict[int, _Flight] = {}
         self.queues: dict[str, deque[int]] = {"measure": deque(), "proxy": deque()}
         # an architecture in flight is measured and scored once: later trials of it wait
@@ -176,8 +178,9 @@ class _Run:
                     self.beat()
                     self.dispatch()
                     self.receive(*self.execution.next_result())
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as e:
                 self.interrupted = True
+                self.terminated = isinstance(e, Terminated)
                 interrupt(self.handle, [f.trial for f in self.flight.values()])
             finally:
                 self.heartbeat.assign([])
@@ -417,6 +420,7 @@ def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
         audit_correct=counts.audit_correct,
         seconds=seconds,
         interrupted=run.interrupted,
+        terminated=run.terminated,
         run_trials=run.run_trials,
         setup_s=setup_s,
         measure_s=measure_s,
