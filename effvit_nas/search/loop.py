@@ -44,7 +44,7 @@ from effvit_nas.search.screening import (
     prediction_rank_correlation,
     with_proxy,
 )
-from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, tell
+from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, repair_stale, tell
 
 
 @dataclass
@@ -150,6 +150,7 @@ class _Run:
         self.leading: dict[str, int] = {}  # architecture hash -> the trial measuring it
         self.followers: dict[str, list[int]] = {}
         self.tick = 0
+        self.stale_checked = time.monotonic()
         slots = execution.measure_slots
         # each device actor timing one candidate with the next one screened and waiting, so an
         # actor that finishes starts again at once, not after a tell, an ask and a screen
@@ -172,6 +173,7 @@ class _Run:
         with Heartbeat(self.handle.storage, self.options.heartbeat_s) as self.heartbeat:
             try:
                 while True:
+                    self.repair_stale()
                     self.dispatch()  # what is screened and waiting starts before the next ask and screen
                     if not (self.ask_more() or self.flight):
                         break
@@ -184,6 +186,14 @@ class _Run:
                 interrupt(self.handle, [f.trial for f in self.flight.values()])
             finally:
                 self.heartbeat.assign([])
+
+    def repair_stale(self) -> None:
+        """Once per heartbeat interval: a trial of a process that died shortly before this run
+        started only goes stale after the grace period, during this run; looking for stale
+        trials only at start-up would leave it RUNNING until the next run."""
+        if time.monotonic() - self.stale_checked >= self.options.heartbeat_s:
+            self.stale_checked = time.monotonic()
+            repair_stale(self.handle)
 
     def beat(self) -> None:
         self.heartbeat.assign([self.handle.trial_id(f.trial) for f in self.flight.values()])
@@ -353,8 +363,6 @@ def run_search(
     the device's actor pool and proxy tasks. Passing both runs the loop without Ray, one piece
     of work at a time (:class:`~effvit_nas.search.execution.SerialExecution`).
     """
-    from optuna.storages import fail_stale_trials
-
     from effvit_nas.arch.space import load_space
 
     t_start = time.perf_counter()
@@ -362,8 +370,7 @@ def run_search(
     if options.ray_address is None:  # fail on a missing device before touching the study
         check_local_device(problem.device, problem.bench)
     handle = open_study(problem, options)
-    with quiet_optuna():
-        fail_stale_trials(handle.study)
+    repair_stale(handle)
     if options.seed_presets:
         _enqueue_presets(handle, space)
     finished = holds_trials(handle.study, options.trials)
