@@ -87,7 +87,7 @@ def _shown(url: str) -> str:
 
     try:
         return repr(make_url(url).render_as_string(hide_password=True))
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
         return repr(url)
 
 
@@ -149,7 +149,7 @@ def open_engine(url: str, existing: bool = False):
         with engine.connect() as c:
             if engine.dialect.name == "sqlite":  # connecting reads nothing; this fails on a file that is no database
                 c.exec_driver_sql("SELECT count(*) FROM sqlite_master")
-    except (ArgumentError, NoSuchModuleError) as e:
+    except (ArgumentError, NoSuchModuleError, ValueError) as e:  # ValueError: a port that is no number
         raise StorageError(f"invalid storage URL {_shown(url)}: {str(e).splitlines()[0]}") from None
     except ImportError as e:  # a dialect SQLAlchemy knows whose driver is not installed (mysql://, postgresql:// = psycopg2)
         raise StorageError(
@@ -168,7 +168,7 @@ def is_in_memory(url: str) -> bool:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
         return False
     if parsed.get_backend_name() != "sqlite":
         return False
@@ -188,7 +188,7 @@ def _check_sqlite_file(url: str) -> None:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
         return  # open_engine names the bad URL
     path = parsed.database
     if parsed.query.get("uri") in ("true", "1"):  # file:name?mode=...: sqlite parses the URI itself

@@ -16,8 +16,14 @@ def parse_duration(text: str) -> float:
     """``90s``, ``30m``, ``2h`` or plain seconds -> seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
     if not m or float(m.group(1)) <= 0:
-        raise SettingError("RunOptions.timeout_s", f"{text!r} is not a duration: use e.g. 90s, 30m or 2h")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+        raise SettingError("RunOptions.timeout_s", f"{text[:40]!r} is not a duration: use e.g. 90s, 30m or 2h")
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if not seconds <= MAX_DURATION_S:  # also a digit string too long for a float (inf)
+        raise SettingError("RunOptions.timeout_s", f"{text[:40]!r} is more than a year; leave out --timeout to search without one")
+    return seconds
+
+
+MAX_DURATION_S = 366 * 24 * 3600
 
 
 @dataclass(frozen=True)
