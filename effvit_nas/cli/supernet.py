@@ -49,6 +49,9 @@ def supernet_train_cmd(
 ):
     """Train the supernet of SPACE with the sandwich rule and in-place distillation; its folder
     scores candidates as `--proxy supernet:DIR` and starts `train --init-from DIR`."""
+    from effvit_nas.runtime import passive_openmp
+
+    passive_openmp()  # before torch or a local Ray (its workers inherit it) starts
     from effvit_nas.arch.space import load_space
     from effvit_nas.proxy.data import DataConfig
     from effvit_nas.supernet.training import SupernetSettings, train_supernet

@@ -136,6 +136,9 @@ def train_cmd(
     as_json,
 ) -> None:
     """Train CONFIG (preset, YAML or export folder) with the paper's recipe through Ray Train."""
+    from effvit_nas.runtime import passive_openmp
+
+    passive_openmp()  # before torch or a local Ray (its workers inherit it) starts
     from effvit_nas.arch.config import load_config
     from effvit_nas.proxy.data import DataConfig
     from effvit_nas.training.recipe import parse_overrides, recipe_for

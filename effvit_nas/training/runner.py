@@ -25,7 +25,7 @@ from typing import Any
 from effvit_nas.arch.config import ArchConfig, load_config
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.proxy.data import DataConfig
-from effvit_nas.runtime import import_ray
+from effvit_nas.runtime import free_cpus, import_ray
 from effvit_nas.training.loop import (
     EMA_FILE,
     MODEL_FILE,
@@ -251,12 +251,16 @@ def _check_inputs(dataset: Any, recipe: TrainRecipe, workers: int, previous: Pat
 
 def _threads(ray: Any, workers: int, use_gpu: bool) -> int:
     """torch threads per CPU worker: the CPUs free now, shared out (a device actor may hold
-    some; asking for more would wait forever)."""
+    some; asking for more would wait forever); each worker also asks Ray for that many."""
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if not use_gpu and workers > cpus:
         raise SettingError("TrainExecution.workers", f"{workers} needs {workers} CPUs; Ray has {cpus}")
     free = int(ray.available_resources().get("CPU", 0))
-    return 1 if use_gpu else max(1, min(cpus, free) // workers)
+    if use_gpu:
+        return 1
+    # Ray counts CPUs, not load: on a shared machine the cores other processes keep busy are
+    # left out too (runtime.free_cpus), or the workers' threads would wait on lost cores
+    return max(1, min(cpus, free, free_cpus()) // workers)
 
 
 def _trainer(ray: Any, loop: Callable[[dict[str, Any]], None], config: dict[str, Any], dataset: Any, run: TrainExecution) -> Any:
