@@ -26,7 +26,7 @@ from typing import Any
 from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.arch.config import ArchConfig, preset_name
 from effvit_nas.errors import SettingError, UserError
-from effvit_nas.results.cards import write_card
+from effvit_nas.results.cards import replace_text, write_card
 from effvit_nas.results.pareto import pareto_trials
 from effvit_nas.results.studies import StudyInfo, device_description
 from effvit_nas.search.records import TrialRecord
@@ -184,11 +184,17 @@ def export_trials(
 
         fresh = {m.config_hash: m for m in measure_configs(configs, info.device, bench, store, fresh=True, ray_address=ray_address)}
     context = {"info": info, "device": device_description(study, info, storage), "pareto_numbers": {t.number for t in pareto_trials(study)}}
-    exported = [
-        _write_folder(out, r, cfg, stored.get(r.number), fresh.get(cfg.short_hash()), onnx, context)
-        for r, cfg in zip(records, configs, strict=True)
-    ]
-    _write_index(out, info, storage, exported)
+    try:
+        exported = [
+            _write_folder(out, r, cfg, stored.get(r.number), fresh.get(cfg.short_hash()), onnx, context)
+            for r, cfg in zip(records, configs, strict=True)
+        ]
+        _write_index(out, info, storage, exported)
+    except OSError as e:  # a full disk: each file is replaced whole or kept (replace_text)
+        where = f" ({e.filename})" if e.filename else ""
+        raise SettingError(
+            "export_trials.out", f"{str(out)!r}: writing failed{where}: {e.strerror or e}; the study is unchanged: free space and export again"
+        ) from None
     return exported
 
 
@@ -258,17 +264,17 @@ def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh
     info = context["info"]
     folder = out / _folder_name(r, cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(
+    replace_text(folder / "config.yaml", 
         f"# EfficientViT {cfg.short_hash()}: study {info.name!r}, trial {r.number} (effvit-nas export)\n" + cfg.to_yaml()
     )
     tk = timm_kwargs(cfg)
     if tk is not None:
-        (folder / "timm.json").write_text(
+        replace_text(folder / "timm.json", 
             json.dumps({"model": "timm.models.efficientvit_msra.EfficientVitMsra", "kwargs": tk}, indent=1) + "\n"
         )
     item = Exported(r.number, cfg.short_hash(), folder, r.throughput, r.accuracy)
     measurement = _measurement(r, item, info, context["device"], stored, fresh)
-    (folder / "measurement.json").write_text(json.dumps(measurement, indent=1) + "\n")
+    replace_text(folder / "measurement.json", json.dumps(measurement, indent=1) + "\n")
     proxy = {
         "proxy": info.proxy,
         "value": r.accuracy,
@@ -278,7 +284,7 @@ def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh
         "study": info.name,
         "trial": r.number,
     }
-    (folder / "proxy.json").write_text(json.dumps(proxy, indent=1) + "\n")
+    replace_text(folder / "proxy.json", json.dumps(proxy, indent=1) + "\n")
     if onnx:
         _write_onnx(cfg, folder / "model.onnx")
     record = {"measurement": measurement, "pareto_numbers": context["pareto_numbers"]}
@@ -311,7 +317,7 @@ def _write_index(out: Path, info: StudyInfo, storage: str, exported: list[Export
     ]
     where = _shown_storage(storage)
     index += _earlier_exports(out / "index.json", info.name, where, {e.folder.name for e in exported})
-    (out / "index.json").write_text(
+    replace_text(out / "index.json", 
         json.dumps(
             {"study": info.name, "storage": where, "device": info.device, "budget": info.budget, "proxy": info.proxy, "models": index},
             indent=1,

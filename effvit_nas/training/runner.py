@@ -13,7 +13,9 @@ Pareto models of a study.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import threading
 import time
@@ -277,18 +279,30 @@ def _trainer(ray: Any, loop: Callable[[dict[str, Any]], None], config: dict[str,
     )
 
 
-def _worker_error(error: BaseException) -> BaseException:
-    """The UserError a worker raised, if that is what ended the run, else ``error``."""
+# a file system that cannot take the checkpoint: full, over quota, read-only
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _worker_error(error: BaseException, out: Path | None = None) -> BaseException:
+    """The UserError a worker raised, if that is what ended the run (or, for a checkpoint that
+    could not be written into ``out``, one saying so), else ``error``."""
     from effvit_nas.runtime import root_cause
 
     failures = getattr(error, "worker_failures", None) or {}  # Ray Train's WorkerGroupError
-    for cause in [root_cause(error), *(root_cause(e) for _, e in sorted(failures.items()))]:
+    causes = [root_cause(error), *(root_cause(e) for _, e in sorted(failures.items()))]
+    for cause in causes:
         if isinstance(cause, UserError):
             return cause
+    for cause in causes:
+        if isinstance(cause, OSError) and cause.errno in _DISK_ERRNOS:
+            return UserError(
+                f"writing the checkpoint into {out} failed: {os.strerror(cause.errno)}; free space (or choose another --out) "
+                "and run the same command again (with --resume once an epoch checkpoint exists)"
+            )
     return error
 
 
-def _fit(trainer: Any, queue: Any, on_progress: Progress | None) -> Any:
+def _fit(trainer: Any, queue: Any, on_progress: Progress | None, out: Path | None = None) -> Any:
     """``trainer.fit()`` in a thread while this one hands the workers' progress events on."""
     box: dict[str, Any] = {}
 
@@ -309,7 +323,7 @@ def _fit(trainer: Any, queue: Any, on_progress: Progress | None) -> Any:
         drain()
     drain()
     if "error" in box:
-        cause = _worker_error(box["error"])
+        cause = _worker_error(box["error"], out)
         if cause is not box["error"]:
             raise cause from None
         raise box["error"]
@@ -361,7 +375,7 @@ def execute(
             info = {"data": data.source, "img_size": data.img_size, "workers": run.workers, "use_gpu": run.use_gpu}
             on_progress({"start": {**start, **info, "recipe": asdict(recipe)}})
         t0 = time.perf_counter()
-        result = _fit(trainer, queue, on_progress)
+        result = _fit(trainer, queue, on_progress, run.out)
     except BaseException:  # also Ctrl-C: a failed run leaves no empty folder behind
         _discard(run.out, created)
         raise
