@@ -53,9 +53,12 @@ def finish(p: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedPro
 
 
 def trials(db: Path) -> dict[int, tuple[str, tuple]]:
-    """number -> (state, objective values) of every trial, read with sqlite3 (read-only)."""
+    """number -> (state, objective values) of every trial, read with sqlite3 as the next
+    command would (read-write: a write the fault cut short is rolled back from its journal)."""
+    if not db.exists():
+        return {}
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+        with contextlib.closing(sqlite3.connect(db)) as c:
             rows = c.execute(
                 "SELECT t.number, t.state, v.objective, v.value FROM trials t LEFT JOIN trial_values v USING (trial_id)"
             ).fetchall()
