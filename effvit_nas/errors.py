@@ -41,3 +41,14 @@ class SettingError(UserError, ValueError):
     def named(self, name: str) -> UserError:
         """The same error, the setting called ``name`` (e.g. ``--batch``)."""
         return UserError(f"{name} {self.problem}")
+
+
+# numpy's and Optuna's samplers take seeds below 2**32; stopping at 2**31 - 1 leaves room for
+# the offsets added to a seed (reference seeds SEED+1..., one sampler seed per driver)
+MAX_SEED = 2**31 - 1
+
+
+def check_seed(setting: str, seed: int) -> None:
+    """Refuse a seed no random generator in the pipeline accepts (negative, too large)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise SettingError(setting, f"must be an integer from 0 to {MAX_SEED}, got {seed!r}")

@@ -19,6 +19,13 @@ global matplotlib backend. What cannot be scoped:
   mode prints a warning on every run. Explicit token mode is Ray's default behaviour made
   explicit: the token (``~/.ray/auth_token``) is created for a new local cluster when missing.
   A value the user set (``disabled``) is kept.
+* ``OMP_WAIT_POLICY=PASSIVE`` in the commands that train on the CPU (``proxy``, ``train``,
+  ``supernet train``; :func:`passive_openmp`), before torch is first imported: OpenMP threads
+  that wait at a barrier then sleep instead of spinning, so on a machine where another process
+  holds a core, a thread that lost its core does not stall the others in spin loops (the train
+  proxy took 3.5x as long beside one busy process on 2 cores, issue 45). Not for ``bench`` and
+  ``search``: the device actor's timing protocol is theirs (effvit_nas.measure). A value the
+  user set is kept.
 * File descriptor 2 inside :func:`captured_stderr`, while joining a cluster: Ray's C++ client
   logs each refused connection attempt straight to it (bypassing Python's logging), a screen
   of lines that hides the one that matters; captured, they are read for the cause and dropped.
@@ -198,3 +205,21 @@ def keep_sigterm_handler() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def passive_openmp() -> None:
+    """``OMP_WAIT_POLICY=PASSIVE`` unless set (see the module doc); only takes effect in a
+    process that has not loaded OpenMP (imported torch) yet, and in the Ray workers it starts."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def free_cpus() -> int:
+    """CPUs this process may use that no other process keeps busy: its CPU affinity less the
+    1-minute load average (at least 1). Sizing torch's threads by it makes a loaded machine slow
+    work roughly in proportion, instead of the threads waiting on each other's lost cores."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # no load average on this platform
+        busy = 0
+    return max(1, min(allowed, allowed - busy))

@@ -64,6 +64,33 @@ def _is_integral(x: float) -> bool:
 MAX_IMG_SIZE = 2048
 
 
+# Upper bounds of every knob. The released family (M0-M5) spans widths 64-384, depths 1-4,
+# heads 2-4, key dim 16, windows 7, kernels 3-7 and ratios 1-2 at 224 px; the bounds sit one
+# to two orders of magnitude above it, so any architecture this tool can sensibly search or
+# train passes, while a typo (a width of 100000) is refused before a tensor is allocated
+# instead of filling the machine's memory or building for minutes.
+MAX_STAGES = 6  # the stem divides by 16, each later stage by 2: at 2048 px stage 6 is 4x4
+MAX_WIDTH = 4096  # 10x M5's widest stage
+MAX_DEPTH = 64  # blocks per stage, 16x M5's deepest
+MAX_HEADS = 64
+MAX_QK_DIM = 1024  # per-head key dim (paper: 16)
+MAX_RATIO = 16.0  # v_ratio and ffn_ratio (paper: 1 and 2)
+MAX_KERNEL = 31  # depthwise kernel on Q (paper: 3-7)
+MAX_WINDOW = MAX_IMG_SIZE // STEM_STRIDE  # the largest first-stage feature map; a window covering it is global
+MAX_NUM_CLASSES = 100_000  # ImageNet-21k has 21,841
+# Whole-model budget, from what one GPU can train: AdamW keeps weights, gradients and two
+# moments in fp32 (16 bytes a parameter), so 1e9 parameters take 16 GB before any
+# activation, a fifth of an 80 GB H100. MACs: 1e12 per image is ~2000x M5 (522 M) and
+# about ViT-H at 448 px; a batch of 64 such images already needs minutes per step.
+MAX_PARAMS = 1_000_000_000
+MAX_MACS = 1_000_000_000_000
+
+
+def check_max(field: str, value: float, limit: float) -> None:
+    if value > limit:
+        raise ConfigError(f"{field}: must be at most {limit:g}, got {value:g}")
+
+
 def check_img_size(img_size: int) -> None:
     if not STEM_STRIDE <= img_size <= MAX_IMG_SIZE:
         raise ConfigError(f"img_size: must be between {STEM_STRIDE} and {MAX_IMG_SIZE} px, got {img_size}")
@@ -158,11 +185,31 @@ class ArchConfig:
         check_img_size(self.img_size)
         if self.num_classes <= 0:
             raise ConfigError(f"num_classes: must be positive, got {self.num_classes}")
+        self._check_bounds()
         check_stem(self.widths[0])
         if max(self.heads) > len(self.kernels):
             raise ConfigError(f"heads: stage with {max(self.heads)} heads needs as many kernels, but kernels has {len(self.kernels)}")
         for i in range(n):
             check_stage(i, self.widths[i], self.heads[i], self.v_ratios[i], self.ffn_ratios[i])
+
+    def _check_bounds(self) -> None:
+        """Every knob within the MAX_* bounds, then the whole model within MAX_PARAMS/MAX_MACS
+        (estimated by arithmetic: nothing is allocated)."""
+        check_max("widths (number of stages)", self.num_stages, MAX_STAGES)
+        limits = {"widths": MAX_WIDTH, "depths": MAX_DEPTH, "heads": MAX_HEADS, "qk_dims": MAX_QK_DIM, "windows": MAX_WINDOW}
+        limits |= {"v_ratios": MAX_RATIO, "ffn_ratios": MAX_RATIO}
+        for name, limit in limits.items():
+            for i, v in enumerate(getattr(self, name)):
+                check_max(f"{name}[{i}]", v, limit)
+        for j, k in enumerate(self.kernels):
+            check_max(f"kernels[{j}]", k, MAX_KERNEL)
+        check_max("num_classes", self.num_classes, MAX_NUM_CLASSES)
+        params, macs = estimate_cost(self)
+        if params > MAX_PARAMS or macs > MAX_MACS:
+            raise ConfigError(
+                f"config: about {params / 1e6:,.0f} M parameters and {macs / 1e9:,.0f} G MACs per image, above what one GPU "
+                f"can train ({MAX_PARAMS / 1e6:,.0f} M parameters, {MAX_MACS / 1e9:,.0f} G MACs); reduce widths, depths or ratios"
+            )
 
     # --- derived quantities -------------------------------------------------------------
     @property
@@ -231,6 +278,40 @@ class ArchConfig:
         if missing:
             raise ConfigError(f"config: missing required key {missing[0]!r}")
         return cls(**dict(data))
+
+
+def estimate_cost(config: ArchConfig) -> tuple[int, int]:
+    """(params, MACs per image) of ``config`` by arithmetic, without building it.
+
+    Counts the terms that grow with the knobs (stem, FFNs, QKV and projections, depthwise
+    convs, patch merging, attention matmuls, classifier); norms, biases, the squeeze-excite
+    MACs and the Q depthwise convs are left out; on the presets it is within 5 % of
+    :func:`effvit_nas.model.cost.model_cost`, close enough to refuse configs by.
+    """
+    res = config.resolutions()
+    w0, side = config.widths[0], config.img_size
+    # the stem: four 3x3 stride-2 convs, 3 -> w0/8 -> w0/4 -> w0/2 -> w0 channels
+    stem = [(3 * w0 // 8, side // 2), (w0 // 8 * w0 // 4, side // 4), (w0 // 4 * w0 // 2, side // 8), (w0 // 2 * w0, side // 16)]
+    params = sum(9 * c for c, _ in stem)
+    macs = sum(9 * c * r * r for c, r in stem)
+    for i in range(config.num_stages):
+        w, f, h, q, n = config.widths[i], config.ffn_hidden(i), config.heads[i], config.qk_dims[i], res[i] ** 2
+        v = config.v_dim(i)
+        # two FFNs, the heads' QKV, the projection, two 3x3 depthwise convs
+        block = 4 * w * f + w * (2 * q + v) + h * v * w + 18 * w
+        stage = config.depths[i] * block
+        win = min(config.windows[i], res[i])
+        windows = math.ceil(res[i] / win) ** 2
+        attn = config.depths[i] * windows * h * win**4 * (q + v)
+        if i > 0:  # downsampling: FFN at the previous width, patch merging (4x expansion, SE), FFN
+            p = config.widths[i - 1]
+            prev = 2 * p * config.ffn_hidden(i - 1)
+            params += prev + 12 * p * p + 4 * p * w + 2 * w * f
+            macs += prev * res[i - 1] ** 2 + (8 * p * p + 4 * p * w + 2 * w * f) * n + 4 * p * p * res[i - 1] ** 2
+        params += stage
+        macs += stage * n + attn
+    head = config.widths[-1] * config.num_classes
+    return params + head, macs + head
 
 
 PRESETS: dict[str, ArchConfig] = {

@@ -38,7 +38,17 @@ from typing import Any
 
 import numpy as np
 
-from effvit_nas.arch.config import PRESETS, ArchConfig, check_img_size, check_stage, check_stem, read_yaml
+from effvit_nas.arch.config import (
+    MAX_KERNEL,
+    MAX_STAGES,
+    PRESETS,
+    ArchConfig,
+    check_img_size,
+    check_max,
+    check_stage,
+    check_stem,
+    read_yaml,
+)
 from effvit_nas.errors import ConfigError
 
 Value = int | float | str
@@ -231,6 +241,24 @@ class SearchSpace:
                     raise ConfigError(f"stage {i} point heads={h} head_dim={d} v_ratio={v} ffn_ratio={f} is invalid: {e}") from None
         for s in self.img_sizes:
             check_img_size(s)
+        self._check_largest_point()
+
+    def _check_largest_point(self) -> None:
+        """Every knob's largest choice together must be a config within ArchConfig's bounds:
+        cost grows with each knob, so that point bounds the whole space's size and cost."""
+        check_max("stages", self.num_stages, MAX_STAGES)
+        for ks in self.kernels:
+            for j, k in enumerate(ks):
+                check_max(f"kernels choice {list(ks)}[{j}]", k, MAX_KERNEL)
+        n = range(self.num_stages)
+        heads = tuple(max(self.heads[i]) for i in n)
+        widths = tuple(heads[i] * max(self.head_dims[i]) for i in n)
+        largest = dict(widths=widths, depths=tuple(max(self.depths[i]) for i in n), heads=heads)
+        largest |= {key: tuple(max(getattr(self, key)[i]) for i in n) for key in ("qk_dims", "v_ratios", "ffn_ratios", "windows")}
+        try:
+            ArchConfig(**largest, kernels=max(self.kernels), img_size=max(self.img_sizes), num_classes=self.num_classes)
+        except ConfigError as e:
+            raise ConfigError(f"the space's largest point (widths = heads x head_dims = {list(widths)}) is out of bounds: {e}") from None
 
     # --- construction --------------------------------------------------------------------
     @classmethod

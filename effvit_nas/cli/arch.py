@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from effvit_nas.arch.config import MAX_IMG_SIZE, ArchConfig, load_config, preset_name
-from effvit_nas.cli.common import SPACE_HELP_DEFAULT, fmt_tuple, print_json, table
+from effvit_nas.cli.common import SEED, SPACE_HELP_DEFAULT, fmt_tuple, print_json, table
 
 
 @click.group("space", no_args_is_help=True)
@@ -73,7 +73,7 @@ def space_show(space: str | None, as_json: bool) -> None:
 
 @space_app.command("sample")
 @click.option("-n", "--num", "n", type=click.IntRange(min=1), default=5, show_default=True, help="How many configs to draw.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed; the same seed gives the same configs.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed; the same seed gives the same configs.")
 @click.option("--space", default=None, help=SPACE_HELP_DEFAULT)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (hash, params, macs, config per entry).")
 def space_sample(n: int, seed: int, space: str | None, as_json: bool) -> None:

@@ -11,10 +11,12 @@ from typing import Any
 import click
 
 from effvit_nas.arch.config import MAX_IMG_SIZE
-from effvit_nas.errors import SettingError
+from effvit_nas.errors import MAX_SEED, SettingError
 
 SPACE_HELP = "Search-space YAML file, or the name of a bundled space."
 SPACE_HELP_DEFAULT = SPACE_HELP + " [default: efficientvit]"
+# --seed of every command: checked by click, before a study or a file is created
+SEED = click.IntRange(min=0, max=MAX_SEED)
 STORAGE_HELP = "SQLAlchemy URL [default: $EFFVIT_NAS_STORAGE or sqlite:///effvit-nas.db]."
 
 

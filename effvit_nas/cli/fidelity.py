@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from effvit_nas.cli.common import SPACE_HELP, STORAGE_HELP, data_config, data_options, print_json, setting_flags, table
+from effvit_nas.cli.common import SEED, SPACE_HELP, STORAGE_HELP, data_config, data_options, print_json, setting_flags, table
 from effvit_nas.errors import UserError
 
 FLAGS = {"FidelitySettings.proxies": "--proxies", "ShortTrainSettings.batch": "--batch"}
@@ -27,7 +27,7 @@ FLAGS = {"FidelitySettings.proxies": "--proxies", "ShortTrainSettings.batch": "-
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=2, show_default=True, help="Reference trainings per architecture.")
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Sampling, subsampling and proxy seed; references use SEED, SEED+1, ..."
+    "--seed", type=SEED, default=0, show_default=True, help="Sampling, subsampling and proxy seed; references use SEED, SEED+1, ..."
 )
 @click.option(
     "--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Training batch of the train proxy and the reference."

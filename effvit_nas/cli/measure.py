@@ -46,7 +46,7 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
     in the store and reused unless --fresh.
     """
     from effvit_nas.measure.actor import measure_configs
-    from effvit_nas.measure.store import MeasurementStore
+    from effvit_nas.measure.store import MeasurementStore, default_storage, require_persistent
 
     if reference is not None and anchor is not None:
         raise click.UsageError("--relative-to and --anchor exclude each other")
@@ -58,7 +58,9 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
         _bench_ratios(cfgs, load_config(reference), device, settings, ray_address, as_json)
         return
     anchor_cfg = load_config(anchor) if anchor is not None else None  # a typo must not leave a new store behind
+    require_persistent(storage or default_storage())
     store = MeasurementStore(storage)
+    store.check_writable()  # a read-only database fails now, not after minutes of measuring
     if anchor_cfg is not None:
         _bench_anchored(cfgs, anchor_cfg, device, settings, store, fresh, reanchor, ray_address, as_json)
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from effvit_nas.cli.common import STORAGE_HELP, open_study, print_json, print_trials, table
+from effvit_nas.cli.common import STORAGE_HELP, open_study, print_json, print_trials, setting_flags, table
 from effvit_nas.errors import UserError
 
 
@@ -148,8 +148,9 @@ def pareto_cmd(study_name, storage, png, html, with_presets, ray_address, as_jso
 @click.option("--onnx", is_flag=True, help="Also write model.onnx (fused deployment form, symbolic batch).")
 @click.option("--remeasure", is_flag=True, help="Measure the exported models again and flag throughput drift over 5 %.")
 @click.option("--ray-address", default=None, help="Ray cluster holding the study's device (for --remeasure).")
+@click.option("--force", is_flag=True, help="Write into a folder that holds another study's exports (its index.json is replaced).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")
-def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ray_address, as_json) -> None:
+def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ray_address, force, as_json) -> None:
     """Write chosen models as folders: config YAML, timm kwargs, measurement, proxy scores,
     optional ONNX and a model card."""
     from effvit_nas.results.export import DRIFT_LIMIT, export_trials, select_trials
@@ -158,7 +159,8 @@ def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ra
         raise UserError("give one of --pareto, --trial N, --top K")
     study, info, url = open_study(study_name, storage)
     chosen = select_trials(study, pareto=pareto, trial=list(trial), top=top)
-    done = export_trials(study, info, url, chosen, out, onnx=onnx, remeasure=remeasure, ray_address=ray_address)
+    with setting_flags({"export_trials.out": "--out"}):
+        done = export_trials(study, info, url, chosen, out, onnx=onnx, remeasure=remeasure, ray_address=ray_address, force=force)
     if as_json:
         print_json(
             [

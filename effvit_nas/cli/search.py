@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from effvit_nas.cli.common import (
+    SEED,
     SPACE_HELP_DEFAULT,
     STORAGE_HELP,
     bench_options,
@@ -85,7 +86,7 @@ TRAIN_TOP_FLAGS = {
     help="Device actors measuring at once [default: one per matching accelerator: each GPU of the device's type, each node's CPU].",
 )
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster instead of a local Ray.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the sampler, the proxies and --train-top's first seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the sampler, the proxies and --train-top's first seed.")
 @click.option("--seed-presets", is_flag=True, help="Enqueue the M0-M5 that are points of the space first.")
 @click.option(
     "--heartbeat",
@@ -180,7 +181,13 @@ def search_cmd(**opts) -> None:
             summary.extra["trained"] = _train_top(problem, options, opts, quiet)
     if opts["as_json"]:
         print_json(asdict(summary))
-        return
+    else:
+        _print_summary(summary)
+    if summary.interrupted:  # what finished is stored; the exit status still says the run was cut short
+        click.get_current_context().exit(143 if summary.terminated else 130)
+
+
+def _print_summary(summary) -> None:
     click.echo(
         f"{'interrupted: ' if summary.interrupted else ''}{summary.complete} complete ({summary.feasible} feasible), {summary.failed} failed; "
         f"{summary.skipped_predicted} skipped as predicted infeasible, audits right {summary.audit_correct}/{summary.audited}; {summary.seconds:.0f} s"
@@ -278,13 +285,15 @@ def _checked_proxy(opts: dict, options, stored: dict | None, space) -> str | Non
 
 def _run_options(opts: dict):
     """How this run goes, from the flags."""
-    from effvit_nas.measure.store import default_storage
+    from effvit_nas.measure.store import default_storage, require_persistent
     from effvit_nas.search.budget import default_study_name
     from effvit_nas.search.options import RunOptions, parse_duration
 
+    storage = opts["storage"] or default_storage()
+    require_persistent(storage)
     return RunOptions(
         study=opts["study_name"] or default_study_name(opts["device"], opts["budget"]),
-        storage=opts["storage"] or default_storage(),
+        storage=storage,
         trials=opts["trials"],
         timeout_s=parse_duration(opts["timeout"]) if opts["timeout"] else None,
         sampler=opts["sampler"],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from effvit_nas.cli.common import data_options, print_json, setting_flags
+from effvit_nas.cli.common import SEED, data_options, print_json, setting_flags
 from effvit_nas.cli.train import SET_FLAGS, TRAIN_FLAGS, TrainProgress
 
 # Not used by the sandwich rule (it distils from the largest subnet's predictions instead)
@@ -39,7 +39,7 @@ def supernet_app() -> None:
 @click.option("--no-distill", is_flag=True, help="Train every subnet on the labels instead of the largest's predictions.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe knob (see the printed recipe).")
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seeds the init, the data order, the augmentation and the sampled subnets."
+    "--seed", type=SEED, default=0, show_default=True, help="Seeds the init, the data order, the augmentation and the sampled subnets."
 )
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster.")
 @click.option("--quiet", is_flag=True, help="No progress bar or recipe; errors only.")
@@ -49,6 +49,9 @@ def supernet_train_cmd(
 ):
     """Train the supernet of SPACE with the sandwich rule and in-place distillation; its folder
     scores candidates as `--proxy supernet:DIR` and starts `train --init-from DIR`."""
+    from effvit_nas.runtime import passive_openmp
+
+    passive_openmp()  # before torch or a local Ray (its workers inherit it) starts
     from effvit_nas.arch.space import load_space
     from effvit_nas.proxy.data import DataConfig
     from effvit_nas.supernet.training import SupernetSettings, train_supernet

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from effvit_nas.cli.common import data_options_train, fmt_eta, print_json, setting_flags
+from effvit_nas.cli.common import SEED, data_options_train, fmt_eta, print_json, setting_flags
 
 # --set KEY=VALUE reaches every recipe field; parse errors name the pair or the key
 SET_FLAGS = {"parse_overrides.pairs": "--set", "TrainRecipe.*": "--set {field}"}
@@ -106,7 +106,7 @@ def show_recorded(recorded: Any, quiet: bool) -> None:
     metavar="KEY=VALUE",
     help="Override a recipe knob, e.g. --set mixup=0 --set ema_decay=0.999 (see the printed recipe).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the init, the data order and the augmentation.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the init, the data order and the augmentation.")
 @click.option("--storage", default=None, help="Study database to record the trained accuracy in [default: the export's].")
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster.")
 @click.option("--quiet", is_flag=True, help="No progress bar or recipe; errors only.")
@@ -136,6 +136,9 @@ def train_cmd(
     as_json,
 ) -> None:
     """Train CONFIG (preset, YAML or export folder) with the paper's recipe through Ray Train."""
+    from effvit_nas.runtime import passive_openmp
+
+    passive_openmp()  # before torch or a local Ray (its workers inherit it) starts
     from effvit_nas.arch.config import load_config
     from effvit_nas.proxy.data import DataConfig
     from effvit_nas.training.recipe import parse_overrides, recipe_for

@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from effvit_nas.errors import SettingError, UserError
+from effvit_nas.errors import SettingError, UserError, check_seed
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.proxy.data import DataConfig
 from effvit_nas.proxy.short_training import ShortTrainSettings
@@ -121,6 +121,7 @@ class FidelitySettings:
     def __post_init__(self) -> None:
         if self.archs < 3:
             raise SettingError("FidelitySettings.archs", f"rank correlations need at least 3 architectures, got {self.archs}")
+        check_seed("FidelitySettings.seed", self.seed)
         if self.seeds < 1:
             raise SettingError("FidelitySettings.seeds", f"must be positive, got {self.seeds}")
         if self.reference_steps is None and not self.reference_epochs > 0:

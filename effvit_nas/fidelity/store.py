@@ -36,7 +36,7 @@ class FidelityStore:
 
         from effvit_nas.measure.store import optuna_storage
 
-        rdb = optuna_storage(storage)
+        rdb = optuna_storage(storage, existing=not create)  # reading a report must not create a database
         with quiet_optuna():
             if not create and name not in {s.study_name for s in optuna.get_all_study_summaries(rdb)}:
                 raise UserError(f"no fidelity study {name!r} in {storage}")

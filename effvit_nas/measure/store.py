@@ -87,7 +87,7 @@ def _shown(url: str) -> str:
 
     try:
         return repr(make_url(url).render_as_string(hide_password=True))
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
         return repr(url)
 
 
@@ -149,7 +149,7 @@ def open_engine(url: str, existing: bool = False):
         with engine.connect() as c:
             if engine.dialect.name == "sqlite":  # connecting reads nothing; this fails on a file that is no database
                 c.exec_driver_sql("SELECT count(*) FROM sqlite_master")
-    except (ArgumentError, NoSuchModuleError) as e:
+    except (ArgumentError, NoSuchModuleError, ValueError) as e:  # ValueError: a port that is no number
         raise StorageError(f"invalid storage URL {_shown(url)}: {str(e).splitlines()[0]}") from None
     except ImportError as e:  # a dialect SQLAlchemy knows whose driver is not installed (mysql://, postgresql:// = psycopg2)
         raise StorageError(
@@ -162,12 +162,33 @@ def open_engine(url: str, existing: bool = False):
     return engine
 
 
+def is_in_memory(url: str) -> bool:
+    """Whether ``url`` is a SQLite database that lives only as long as its connection."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
+        return False
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    path = parsed.database or ""
+    return path in ("", ":memory:") or "mode=memory" in path or parsed.query.get("mode") == "memory"
+
+
+def require_persistent(url: str) -> None:
+    """Refuse an in-memory database for a command whose point is what it stores (a search's
+    study, bench's measurements): it would be thrown away when the command ends."""
+    if is_in_memory(url):
+        raise StorageError(f"storage {_shown(url)} is an in-memory database that is thrown away at exit; name a file (sqlite:///PATH.db)")
+
+
 def _check_sqlite_file(url: str) -> None:
     from sqlalchemy.engine import make_url
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
         return  # open_engine names the bad URL
     path = parsed.database
     if parsed.query.get("uri") in ("true", "1"):  # file:name?mode=...: sqlite parses the URI itself
@@ -237,6 +258,17 @@ class MeasurementStore:
                     raise StorageError(
                         f"storage {self.url!r} holds measurement schema v{row.value}; this effvit-nas reads v{SCHEMA_VERSION}"
                     )
+
+    def check_writable(self) -> None:
+        """StorageError now if the store cannot take a row (a read-only file or server), before
+        a command spends minutes measuring what it could not keep."""
+        try:
+            with Session(self.engine) as s:
+                s.add(_Meta(key="write_check", value="1"))
+                s.flush()
+                s.rollback()
+        except SQLAlchemyError as e:
+            raise storage_error(e, self.url) from None
 
     def get(self, config_hash: str, device_id: str, protocol_key: str) -> Measurement | None:
         with Session(self.engine) as s:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from effvit_nas.arch.config import ArchConfig
-from effvit_nas.errors import SettingError
+from effvit_nas.errors import SettingError, check_seed
 from effvit_nas.model.efficientvit import build_model
 from effvit_nas.proxy.data import Dataset, normalize
 
@@ -58,6 +58,7 @@ class ShortTrainSettings:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        check_seed("ShortTrainSettings.seed", self.seed)
         for name in ("steps", "batch"):
             if getattr(self, name) < 1:
                 raise SettingError(f"ShortTrainSettings.{name}", f"must be positive, got {getattr(self, name)}")

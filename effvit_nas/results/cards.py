@@ -8,6 +8,7 @@ so exporting a trial again, retraining it or rerunning a comparison keeps what t
 from __future__ import annotations
 
 from collections.abc import Iterable
+import os
 from pathlib import Path
 
 
@@ -28,6 +29,19 @@ def _join(head: str, sections: Iterable[str]) -> str:
     return "\n\n".join(p.strip("\n") for p in [head, *sections] if p.strip()) + "\n"
 
 
+def replace_text(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: into a temporary file beside it, then renamed over
+    it, so a full disk leaves the earlier file (a card training has added to, an index of
+    earlier exports) as it was instead of truncated."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_card(card: Path, text: str) -> None:
     """Write ``text`` as ``card``, keeping the sections of the card already there that ``text``
     has no heading for (those a later step added)."""
@@ -35,7 +49,7 @@ def write_card(card: Path, text: str) -> None:
         head, own = _parts(text)
         later = [s for heading, s in _parts(card.read_text())[1].items() if heading not in own]
         text = _join(head, [*own.values(), *later])
-    card.write_text(text)
+    replace_text(card, text)
 
 
 def set_section(card: Path, heading: str, body: str) -> None:
@@ -43,4 +57,4 @@ def set_section(card: Path, heading: str, body: str) -> None:
     card has it, appended otherwise; the rest of the card kept."""
     head, sections = _parts(card.read_text() if card.exists() else "")
     sections[heading] = f"{heading}\n\n{body}"
-    card.write_text(_join(head, sections.values()))
+    replace_text(card, _join(head, sections.values()))

@@ -26,7 +26,7 @@ from typing import Any
 from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.arch.config import ArchConfig, preset_name
 from effvit_nas.errors import SettingError, UserError
-from effvit_nas.results.cards import write_card
+from effvit_nas.results.cards import replace_text, write_card
 from effvit_nas.results.pareto import pareto_trials
 from effvit_nas.results.studies import StudyInfo, device_description
 from effvit_nas.search.records import TrialRecord
@@ -160,15 +160,19 @@ def export_trials(
     onnx: bool = False,
     remeasure: bool = False,
     ray_address: str | None = None,
+    force: bool = False,
 ) -> list[Exported]:
-    """Write one folder per trial under ``out`` (see the module doc)."""
+    """Write one folder per trial under ``out`` (see the module doc). ``out`` holding another
+    study's exports is refused (SettingError) unless ``force``."""
     from effvit_nas.measure.store import MeasurementStore
 
+    records = [TrialRecord.of(t) for t in trials]
+    configs = [ArchConfig.from_dict(r.config) for r in records]
+    if not force:
+        _check_owner(out, info.name, _shown_storage(storage), [_folder_name(r, c) for r, c in zip(records, configs, strict=True)])
     _check_writable(out)
     store = MeasurementStore(storage)
     bench = info.bench_settings()
-    records = [TrialRecord.of(t) for t in trials]
-    configs = [ArchConfig.from_dict(r.config) for r in records]
     stored = {  # read before --remeasure replaces them in the store
         r.number: store.get(cfg.short_hash(), r.device_id, bench.key())
         for r, cfg in zip(records, configs, strict=True)
@@ -180,11 +184,17 @@ def export_trials(
 
         fresh = {m.config_hash: m for m in measure_configs(configs, info.device, bench, store, fresh=True, ray_address=ray_address)}
     context = {"info": info, "device": device_description(study, info, storage), "pareto_numbers": {t.number for t in pareto_trials(study)}}
-    exported = [
-        _write_folder(out, r, cfg, stored.get(r.number), fresh.get(cfg.short_hash()), onnx, context)
-        for r, cfg in zip(records, configs, strict=True)
-    ]
-    _write_index(out, info, storage, exported)
+    try:
+        exported = [
+            _write_folder(out, r, cfg, stored.get(r.number), fresh.get(cfg.short_hash()), onnx, context)
+            for r, cfg in zip(records, configs, strict=True)
+        ]
+        _write_index(out, info, storage, exported)
+    except OSError as e:  # a full disk: each file is replaced whole or kept (replace_text)
+        where = f" ({e.filename})" if e.filename else ""
+        raise SettingError(
+            "export_trials.out", f"{str(out)!r}: writing failed{where}: {e.strerror or e}; the study is unchanged: free space and export again"
+        ) from None
     return exported
 
 
@@ -210,23 +220,61 @@ def _measurement(r: TrialRecord, item: Exported, info: StudyInfo, device: dict |
     return measurement
 
 
+def _folder_name(r: TrialRecord, cfg: ArchConfig) -> str:
+    return f"trial-{r.number}-{cfg.short_hash()}"
+
+
+def _shown_storage(storage: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(storage).render_as_string(hide_password=True)
+
+
+def _check_owner(out: Path, study: str, storage: str, folders: list[str]) -> None:
+    """Refuse to write into ``out`` when its index.json, or a model folder this export would
+    rewrite, belongs to another study: index.json would list only this study's models and the
+    folder's card and proxy would describe the other study's trained model."""
+    owner = _read_json(out / "index.json")
+    if owner is not None and (owner.get("study"), owner.get("storage")) != (study, storage):
+        raise SettingError(
+            "export_trials.out",
+            f"{str(out)!r} holds the exports of study {owner.get('study')!r} ({owner.get('storage')}): "
+            "export into another folder, or pass --force to make it this study's (same-named model folders are overwritten)",
+        )
+    for name in folders:
+        proxy = _read_json(out / name / "proxy.json")
+        if proxy is not None and proxy.get("study") != study:
+            raise SettingError(
+                "export_trials.out",
+                f"{str(out / name)!r} holds a model of study {proxy.get('study')!r}: export into another folder, or pass --force to overwrite it",
+            )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh: Any, onnx: bool, context: dict[str, Any]) -> Exported:
     from effvit_nas.model.timm_compat import timm_kwargs
 
     info = context["info"]
-    folder = out / f"trial-{r.number}-{cfg.short_hash()}"
+    folder = out / _folder_name(r, cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(
+    replace_text(folder / "config.yaml", 
         f"# EfficientViT {cfg.short_hash()}: study {info.name!r}, trial {r.number} (effvit-nas export)\n" + cfg.to_yaml()
     )
     tk = timm_kwargs(cfg)
     if tk is not None:
-        (folder / "timm.json").write_text(
+        replace_text(folder / "timm.json", 
             json.dumps({"model": "timm.models.efficientvit_msra.EfficientVitMsra", "kwargs": tk}, indent=1) + "\n"
         )
     item = Exported(r.number, cfg.short_hash(), folder, r.throughput, r.accuracy)
     measurement = _measurement(r, item, info, context["device"], stored, fresh)
-    (folder / "measurement.json").write_text(json.dumps(measurement, indent=1) + "\n")
+    replace_text(folder / "measurement.json", json.dumps(measurement, indent=1) + "\n")
     proxy = {
         "proxy": info.proxy,
         "value": r.accuracy,
@@ -236,7 +284,7 @@ def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh
         "study": info.name,
         "trial": r.number,
     }
-    (folder / "proxy.json").write_text(json.dumps(proxy, indent=1) + "\n")
+    replace_text(folder / "proxy.json", json.dumps(proxy, indent=1) + "\n")
     if onnx:
         _write_onnx(cfg, folder / "model.onnx")
     record = {"measurement": measurement, "pareto_numbers": context["pareto_numbers"]}
@@ -255,8 +303,6 @@ def _write_onnx(cfg: ArchConfig, path: Path) -> None:
 
 
 def _write_index(out: Path, info: StudyInfo, storage: str, exported: list[Exported]) -> None:
-    from sqlalchemy.engine import make_url
-
     index = [
         {
             "trial": e.trial,
@@ -269,9 +315,9 @@ def _write_index(out: Path, info: StudyInfo, storage: str, exported: list[Export
         }
         for e in exported
     ]
-    where = make_url(storage).render_as_string(hide_password=True)
+    where = _shown_storage(storage)
     index += _earlier_exports(out / "index.json", info.name, where, {e.folder.name for e in exported})
-    (out / "index.json").write_text(
+    replace_text(out / "index.json", 
         json.dumps(
             {"study": info.name, "storage": where, "device": info.device, "budget": info.budget, "proxy": info.proxy, "models": index},
             indent=1,
@@ -283,11 +329,8 @@ def _write_index(out: Path, info: StudyInfo, storage: str, exported: list[Export
 def _earlier_exports(path: Path, study: str, storage: str, now: set[str]) -> list[dict[str, Any]]:
     """The entries of an index.json already in OUT for the same study whose folders this export
     did not rewrite and that are still there: exporting one more trial keeps the others listed."""
-    try:
-        earlier = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(earlier, dict) or (earlier.get("study"), earlier.get("storage")) != (study, storage):
+    earlier = _read_json(path)
+    if earlier is None or (earlier.get("study"), earlier.get("storage")) != (study, storage):
         return []
     models = earlier.get("models")
     return [

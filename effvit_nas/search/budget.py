@@ -27,6 +27,8 @@ from effvit_nas.search.problem import parse_budget
 # whole study's feasibility rests on this one figure, and a single measurement in a fresh
 # device actor once came out 25 % under the preset's median in later interleaved rounds.
 REFERENCE_RUNS = 3
+# a preset's throughput times more than this is above any device (see problem.MAX_BUDGET)
+MAX_FACTOR = 1000.0
 
 _RELATIVE = re.compile(r"\s*(?:(\d+(?:\.\d+)?)\s*[xX*]\s*)?(M\d)\s*", re.IGNORECASE)
 
@@ -52,8 +54,8 @@ def parse_relative(text: str) -> tuple[float, str] | None:
     factor, name = float(m.group(1) or 1.0), m.group(2).upper()
     if name not in PRESETS:
         raise SettingError("SearchProblem.budget", f"{text!r} names no preset (choose from {', '.join(PRESETS)})")
-    if factor <= 0:
-        raise SettingError("SearchProblem.budget", f"{text!r}: the factor must be positive")
+    if not 0 < factor <= MAX_FACTOR:
+        raise SettingError("SearchProblem.budget", f"{text[:40]!r}: the factor must be positive and at most {MAX_FACTOR:g}")
     return factor, name
 
 

@@ -28,7 +28,7 @@ from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import is_storage_failure, storage_failures_stop
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
-from effvit_nas.runtime import quiet_optuna
+from effvit_nas.runtime import Terminated, quiet_optuna
 from effvit_nas.search.execution import Execution, Measurer, ProxyJob, ProxyRunner, SerialExecution
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
@@ -44,7 +44,7 @@ from effvit_nas.search.screening import (
     prediction_rank_correlation,
     with_proxy,
 )
-from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, tell
+from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, repair_stale, tell
 
 
 @dataclass
@@ -79,6 +79,7 @@ class SearchSummary:
     audit_correct: int
     seconds: float
     interrupted: bool = False
+    terminated: bool = False  # the interrupt was SIGTERM (exit 143), not Ctrl-C (exit 130)
     run_trials: int = 0
     setup_s: float = 0.0  # Ray start, study, data, before the first trial
     measure_s: float = 0.0  # seconds the device actors spent measuring, summed over actors
@@ -142,12 +143,14 @@ class _Run:
         self.deadline = time.time() + options.timeout_s if options.timeout_s else None
         self.failures = self.run_trials = 0
         self.interrupted = False
+        self.terminated = False  # interrupted by SIGTERM rather than Ctrl-C
         self.flight: dict[int, _Flight] = {}
         self.queues: dict[str, deque[int]] = {"measure": deque(), "proxy": deque()}
         # an architecture in flight is measured and scored once: later trials of it wait
         self.leading: dict[str, int] = {}  # architecture hash -> the trial measuring it
         self.followers: dict[str, list[int]] = {}
         self.tick = 0
+        self.stale_checked = time.monotonic()
         slots = execution.measure_slots
         # each device actor timing one candidate with the next one screened and waiting, so an
         # actor that finishes starts again at once, not after a tell, an ask and a screen
@@ -170,17 +173,27 @@ class _Run:
         with Heartbeat(self.handle.storage, self.options.heartbeat_s) as self.heartbeat:
             try:
                 while True:
+                    self.repair_stale()
                     self.dispatch()  # what is screened and waiting starts before the next ask and screen
                     if not (self.ask_more() or self.flight):
                         break
                     self.beat()
                     self.dispatch()
                     self.receive(*self.execution.next_result())
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as e:
                 self.interrupted = True
+                self.terminated = isinstance(e, Terminated)
                 interrupt(self.handle, [f.trial for f in self.flight.values()])
             finally:
                 self.heartbeat.assign([])
+
+    def repair_stale(self) -> None:
+        """Once per heartbeat interval: a trial of a process that died shortly before this run
+        started only goes stale after the grace period, during this run; looking for stale
+        trials only at start-up would leave it RUNNING until the next run."""
+        if time.monotonic() - self.stale_checked >= self.options.heartbeat_s:
+            self.stale_checked = time.monotonic()
+            repair_stale(self.handle)
 
     def beat(self) -> None:
         self.heartbeat.assign([self.handle.trial_id(f.trial) for f in self.flight.values()])
@@ -350,8 +363,6 @@ def run_search(
     the device's actor pool and proxy tasks. Passing both runs the loop without Ray, one piece
     of work at a time (:class:`~effvit_nas.search.execution.SerialExecution`).
     """
-    from optuna.storages import fail_stale_trials
-
     from effvit_nas.arch.space import load_space
 
     t_start = time.perf_counter()
@@ -359,8 +370,7 @@ def run_search(
     if options.ray_address is None:  # fail on a missing device before touching the study
         check_local_device(problem.device, problem.bench)
     handle = open_study(problem, options)
-    with quiet_optuna():
-        fail_stale_trials(handle.study)
+    repair_stale(handle)
     if options.seed_presets:
         _enqueue_presets(handle, space)
     finished = holds_trials(handle.study, options.trials)
@@ -417,6 +427,7 @@ def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
         audit_correct=counts.audit_correct,
         seconds=seconds,
         interrupted=run.interrupted,
+        terminated=run.terminated,
         run_trials=run.run_trials,
         setup_s=setup_s,
         measure_s=measure_s,

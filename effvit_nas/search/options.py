@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from effvit_nas.errors import SettingError
+from effvit_nas.errors import SettingError, check_seed
 
 SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -16,8 +16,14 @@ def parse_duration(text: str) -> float:
     """``90s``, ``30m``, ``2h`` or plain seconds -> seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
     if not m or float(m.group(1)) <= 0:
-        raise SettingError("RunOptions.timeout_s", f"{text!r} is not a duration: use e.g. 90s, 30m or 2h")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+        raise SettingError("RunOptions.timeout_s", f"{text[:40]!r} is not a duration: use e.g. 90s, 30m or 2h")
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if not seconds <= MAX_DURATION_S:  # also a digit string too long for a float (inf)
+        raise SettingError("RunOptions.timeout_s", f"{text[:40]!r} is more than a year; leave out --timeout to search without one")
+    return seconds
+
+
+MAX_DURATION_S = 366 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class RunOptions:
     max_failures: int | None = None
 
     def __post_init__(self) -> None:
+        check_seed("RunOptions.seed", self.seed)
         if self.trials is None and self.timeout_s is None:
             raise SettingError("RunOptions.trials", "is needed when RunOptions.timeout_s is not given (how long to search)")
         if self.trials is not None and self.trials < 1:

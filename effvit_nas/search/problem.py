@@ -20,6 +20,11 @@ OBJECTIVES = ("accuracy", "throughput")  # both maximised, in this order in ever
 DEFAULT_PROXY = "macs"
 
 
+# M0, the family's fastest model, runs at ~30k images/s on an A100: a budget a thousand times
+# that is a typo, and a digit string that overflows a float would otherwise be accepted as inf
+MAX_BUDGET = 1e8
+
+
 def parse_budget(text: str) -> float:
     """``10k-imgs/s``, ``10000img/s``, ``2.5k``, ``300-imgs/s`` -> images per second."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:-?\s*imgs?\s*/\s*s)?\s*", text)
@@ -30,6 +35,8 @@ def parse_budget(text: str) -> float:
     value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
     if value <= 0:
         raise SettingError("SearchProblem.budget", f"{text!r} must be positive")
+    if not value <= MAX_BUDGET:  # also a digit string too long for a float (inf)
+        raise SettingError("SearchProblem.budget", f"{text[:40]!r} is above {MAX_BUDGET:g} images/s, which no device reaches")
     return value
 
 

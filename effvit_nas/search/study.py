@@ -193,6 +193,15 @@ def tell(handle: StudyHandle, trial: Any, outcome: Outcome) -> None:
         handle.study.tell(trial, list(outcome.values))
 
 
+def repair_stale(handle: StudyHandle) -> None:
+    """Fail the RUNNING trials whose heartbeat is older than the grace period (their process
+    died) and enqueue their parameters again (the storage's retry callback)."""
+    from optuna.storages import fail_stale_trials
+
+    with quiet_optuna():
+        fail_stale_trials(handle.study)
+
+
 def interrupt(handle: StudyHandle, trials: list[Any]) -> None:
     """Ctrl-C: fail the unfinished trials in flight and enqueue them again for the next run."""
     import optuna

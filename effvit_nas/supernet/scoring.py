@@ -71,16 +71,19 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=2)
 def _load(folder: str, stamp: tuple[int, int]) -> tuple[Supernet, str]:
-    from safetensors.torch import load_file
-
     from effvit_nas.arch.space import load_space
+    from effvit_nas.training.loop import read_weights
 
     path = Path(folder)
     space = load_space(path / SPACE_FILE)
-    net = Supernet(space)
     weights = path / WEIGHTS_FILE
+    # a damaged file is one line naming it, before the (large) supernet is built
+    tensors = read_weights(
+        weights, f"train the supernet again (`effvit-nas supernet train --out {path}`) or point supernet: at another folder"
+    )
+    net = Supernet(space)
     try:
-        net.load_state_dict(load_file(str(weights)))
+        net.load_state_dict(tensors)
     except RuntimeError as e:  # another space's weights under this space.yaml
         raise UserError(f"{weights} does not match {path / SPACE_FILE}: {str(e).splitlines()[0]}") from None
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]

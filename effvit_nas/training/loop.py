@@ -86,9 +86,39 @@ def _seed_everything(seed: int) -> None:
 
 
 def load_weights(model: Any, path: Path) -> None:
+    model.load_state_dict(read_weights(path, "train again into another --out"))
+
+
+def read_weights(path: Path, remedy: str) -> dict[str, Any]:
+    """The tensors of a safetensors file; a truncated or otherwise damaged one is a UserError
+    naming the file and ``remedy`` (what to do), not a traceback from deep inside a run."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(str(path)))
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path} is damaged ({reason}): {remedy}") from None
+
+
+def check_weights(path: Path, expected: dict[str, tuple[int, ...]], remedy: str) -> None:
+    """UserError unless ``path`` loads and holds exactly ``expected``'s tensor names and shapes."""
+    found = {k: tuple(v.shape) for k, v in read_weights(path, remedy).items()}
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(found) & set(expected) if found[k] != expected[k])
+    if missing or extra or wrong:
+        what = f"lacks {missing[0]}" if missing else f"has an unexpected {extra[0]}" if extra else f"has {wrong[0]} of the wrong shape"
+        raise UserError(f"{path} does not fit this model (it {what}): {remedy}")
+
+
+def read_state(path: Path, remedy: str) -> dict[str, Any]:
+    """:func:`load_state`, with a truncated file a UserError naming it and ``remedy``."""
+    try:
+        return load_state(path)
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path} is damaged ({reason}): {remedy}") from None
 
 
 def save_weights(model: Any, path: Path) -> None:

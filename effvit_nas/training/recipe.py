@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from effvit_nas.errors import SettingError
+from effvit_nas.errors import SettingError, check_seed
 
 if TYPE_CHECKING:
     from effvit_nas.proxy.data import DataConfig
@@ -83,6 +83,7 @@ class TrainRecipe:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_seed("TrainRecipe.seed", self.seed)
         if self.epochs < 1:
             raise SettingError("TrainRecipe.epochs", f"must be positive, got {self.epochs}")
         if self.batch < 2:

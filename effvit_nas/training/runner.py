@@ -13,8 +13,9 @@ Pareto models of a study.
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import json
+import os
 import shutil
 import threading
 import time
@@ -26,8 +27,18 @@ from typing import Any
 from effvit_nas.arch.config import ArchConfig, load_config
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.proxy.data import DataConfig
-from effvit_nas.runtime import import_ray
-from effvit_nas.training.loop import EMA_FILE, MODEL_FILE, STATE_FILE, load_state, steps_per_epoch, train_loop
+from effvit_nas.runtime import free_cpus, import_ray
+from effvit_nas.training.loop import (
+    EMA_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    check_weights,
+    load_state,
+    read_state,
+    read_weights,
+    steps_per_epoch,
+    train_loop,
+)
 from effvit_nas.training.recipe import TrainRecipe
 
 CHECKPOINT_DIR = "checkpoints"
@@ -179,6 +190,51 @@ def _prepare_out(out: Path, resume: bool) -> Path | None:
     return previous
 
 
+# the tensor names and shapes a checkpoint's weights must hold, given the data's class count
+Expected = Callable[[int], dict[str, tuple[int, ...]]]
+
+
+def check_checkpoints(out: Path, num_classes: int, expected: Expected | None = None) -> None:
+    """UserError naming the file unless every epoch checkpoint under ``out`` (Ray Train
+    restores the newest it finished; a truncated one fails there after a minute of start-up)
+    reads back: ``state.pt``, the weights, and (given ``expected``) their names and shapes."""
+    runs = out / CHECKPOINT_DIR / RUN_NAME
+    for d in sorted(runs.glob("checkpoint_*")) if runs.is_dir() else []:
+        if not ((d / STATE_FILE).is_file() and (d / MODEL_FILE).is_file()):
+            continue  # a copy a kill cut short: Ray Train never lists it (see latest_checkpoint)
+        remedy = f"delete {d} and run again (--resume goes on from the checkpoint before it), or train into another --out"
+        read_state(d / STATE_FILE, remedy)
+        for name in (MODEL_FILE, EMA_FILE):
+            if (d / name).is_file():
+                if expected is None:
+                    read_weights(d / name, remedy)
+                else:
+                    check_weights(d / name, expected(num_classes), remedy)
+
+
+def model_shapes(arch: ArchConfig) -> Expected:
+    """``arch``'s state-dict shapes at a class count, from a model built on the meta device
+    (no memory allocated)."""
+
+    def shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
+        import torch
+
+        from effvit_nas.model.efficientvit import build_model
+
+        with torch.device("meta"):
+            model = build_model(arch.replace(num_classes=num_classes))
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+    return shapes
+
+
+def _discard(out: Path, created: bool) -> None:
+    """After a failed run: the output folder it created, unless it holds a checkpoint to resume
+    from. A folder that was there before is never touched."""
+    if created and out.is_dir() and latest_checkpoint(out) is None:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def _check_inputs(dataset: Any, recipe: TrainRecipe, workers: int, previous: Path | None, teacher: Teacher | None, out: Path) -> None:
     """What would otherwise fail inside the workers: class counts, too little data."""
     if previous is not None:
@@ -197,12 +253,16 @@ def _check_inputs(dataset: Any, recipe: TrainRecipe, workers: int, previous: Pat
 
 def _threads(ray: Any, workers: int, use_gpu: bool) -> int:
     """torch threads per CPU worker: the CPUs free now, shared out (a device actor may hold
-    some; asking for more would wait forever)."""
+    some; asking for more would wait forever); each worker also asks Ray for that many."""
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if not use_gpu and workers > cpus:
         raise SettingError("TrainExecution.workers", f"{workers} needs {workers} CPUs; Ray has {cpus}")
     free = int(ray.available_resources().get("CPU", 0))
-    return 1 if use_gpu else max(1, min(cpus, free) // workers)
+    if use_gpu:
+        return 1
+    # Ray counts CPUs, not load: on a shared machine the cores other processes keep busy are
+    # left out too (runtime.free_cpus), or the workers' threads would wait on lost cores
+    return max(1, min(cpus, free, free_cpus()) // workers)
 
 
 def _trainer(ray: Any, loop: Callable[[dict[str, Any]], None], config: dict[str, Any], dataset: Any, run: TrainExecution) -> Any:
@@ -219,18 +279,30 @@ def _trainer(ray: Any, loop: Callable[[dict[str, Any]], None], config: dict[str,
     )
 
 
-def _worker_error(error: BaseException) -> BaseException:
-    """The UserError a worker raised, if that is what ended the run, else ``error``."""
+# a file system that cannot take the checkpoint: full, over quota, read-only
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _worker_error(error: BaseException, out: Path | None = None) -> BaseException:
+    """The UserError a worker raised, if that is what ended the run (or, for a checkpoint that
+    could not be written into ``out``, one saying so), else ``error``."""
     from effvit_nas.runtime import root_cause
 
     failures = getattr(error, "worker_failures", None) or {}  # Ray Train's WorkerGroupError
-    for cause in [root_cause(error), *(root_cause(e) for _, e in sorted(failures.items()))]:
+    causes = [root_cause(error), *(root_cause(e) for _, e in sorted(failures.items()))]
+    for cause in causes:
         if isinstance(cause, UserError):
             return cause
+    for cause in causes:
+        if isinstance(cause, OSError) and cause.errno in _DISK_ERRNOS:
+            return UserError(
+                f"writing the checkpoint into {out} failed: {os.strerror(cause.errno)}; free space (or choose another --out) "
+                "and run the same command again (with --resume once an epoch checkpoint exists)"
+            )
     return error
 
 
-def _fit(trainer: Any, queue: Any, on_progress: Progress | None) -> Any:
+def _fit(trainer: Any, queue: Any, on_progress: Progress | None, out: Path | None = None) -> Any:
     """``trainer.fit()`` in a thread while this one hands the workers' progress events on."""
     box: dict[str, Any] = {}
 
@@ -251,7 +323,7 @@ def _fit(trainer: Any, queue: Any, on_progress: Progress | None) -> Any:
         drain()
     drain()
     if "error" in box:
-        cause = _worker_error(box["error"])
+        cause = _worker_error(box["error"], out)
         if cause is not box["error"]:
             raise cause from None
         raise box["error"]
@@ -279,9 +351,11 @@ def execute(
     start: dict[str, Any],
     teacher: Teacher | None = None,
     on_progress: Progress | None = None,
+    expected: Expected | None = None,
 ) -> FinishedRun:
     """Run the Ray Train ``loop`` (``config`` + recipe as its ``train_loop_config``) into the
-    resolved ``run.out``; ``start``: the progress header's run description."""
+    resolved ``run.out``; ``start``: the progress header's run description; ``expected``: the
+    names and shapes the checkpoints' weights must have (see :func:`check_checkpoints`)."""
     ray = import_ray()
     from ray.util.queue import Queue
 
@@ -290,24 +364,24 @@ def execute(
 
     created = not run.out.exists()
     try:
-        previous = _prepare_out(run.out, run.resume)
         dataset = training_data(data, run.stream)  # DataError (exit 2) here, not inside a worker
+        check_checkpoints(run.out, dataset.num_classes, expected)  # before Ray Train would restore one
+        previous = _prepare_out(run.out, run.resume)
         _check_inputs(dataset, recipe, run.workers, previous, teacher, run.out)
-    except UserError:
-        if created:  # a refused command leaves no empty folder behind (rmdir: never one with files)
-            with contextlib.suppress(OSError):
-                run.out.rmdir()
+        connect(run.ray_address)
+        queue = Queue() if on_progress else None
+        trainer = _trainer(ray, loop, {**config, "recipe": asdict(recipe), "progress": queue}, dataset, run)
+        if on_progress:
+            info = {"data": data.source, "img_size": data.img_size, "workers": run.workers, "use_gpu": run.use_gpu}
+            on_progress({"start": {**start, **info, "recipe": asdict(recipe)}})
+        t0 = time.perf_counter()
+        result = _fit(trainer, queue, on_progress, run.out)
+    except BaseException:  # also Ctrl-C: a failed run leaves no empty folder behind
+        _discard(run.out, created)
         raise
-    connect(run.ray_address)
-    queue = Queue() if on_progress else None
-    trainer = _trainer(ray, loop, {**config, "recipe": asdict(recipe), "progress": queue}, dataset, run)
-    if on_progress:
-        info = {"data": data.source, "img_size": data.img_size, "workers": run.workers, "use_gpu": run.use_gpu}
-        on_progress({"start": {**start, **info, "recipe": asdict(recipe)}})
-    t0 = time.perf_counter()
-    result = _fit(trainer, queue, on_progress)
     final = latest_checkpoint(run.out)
     if final is None:
+        _discard(run.out, created)
         raise UserError(f"training ended without a checkpoint in {run.out}")
     history = load_state(final / STATE_FILE)["history"]
     return FinishedRun(final, history, dataset.num_classes, time.perf_counter() - t0, getattr(result, "path", None))
@@ -331,7 +405,7 @@ def train(
     inherited = _inherited(init_from, arch) if init_from is not None else None
     config = {"arch": arch.to_dict(), "teacher": teacher.to_dict() if teacher else None, "init_from": inherited and inherited["supernet"]}
     start = {"config_hash": arch.short_hash(), "out": str(given)}
-    done = execute(train_loop, config, data, recipe, run, start, teacher, on_progress)
+    done = execute(train_loop, config, data, recipe, run, start, teacher, on_progress, model_shapes(arch))
     _copy_final(done.final, run.out, arch, done.num_classes)
     res = TrainResult.of(done.history, str(run.out), done.seconds)
     extra = {"workers": run.workers, "recipe": asdict(recipe), "data": asdict(data), "teacher": teacher.to_dict() if teacher else None}

@@ -48,7 +48,7 @@ def test_runs_stores_and_resumes_with_only_the_new_proxy(tmp_path, local_ray, ca
         (["--proxies", "naswot,train"], "--proxies"),
         (["--reference-epochs", "2"], "not both"),
         (["--archs", "2"], "--archs"),
-        (["--report-only"], "no fidelity study"),
+        (["--report-only"], "no database file"),  # a missing file is not created to report on
     ],
 )
 def test_bad_input_is_one_line(extra, message, tmp_path, capsys):
