@@ -90,7 +90,7 @@ def measure_anchored(
         m = None if fresh else store.get(cfg.short_hash(), device_id, key)
         if m is None:
             r = ray.get(actor().measure_ratio.remote(cfg.to_dict(), anchor.to_dict(), asdict(settings)))
-            m = paired_measurement(cfg, r, a.throughput, name)
+            m = paired_measurement(cfg, r, a.throughput, name, a.p90_ms)
             store.put(m, key)
         results.append(m)
         if on_result:
