@@ -65,8 +65,13 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
     anchor_cfg = load_config(anchor) if anchor is not None else None  # a typo must not leave a new store behind
     store = MeasurementStore(storage)
     if not no_anchor:
-        for anchor_at, group in _anchor_groups(cfgs, anchor_cfg):
-            _bench_anchored(group, anchor_at, device, settings, store, fresh, reanchor, ray_address, as_json)
+        anchored = [
+            m
+            for anchor_at, group in _anchor_groups(cfgs, anchor_cfg)
+            for m in _bench_anchored(group, anchor_at, device, settings, store, fresh, reanchor, ray_address, as_json)
+        ]
+        if as_json:
+            _print_records(anchored)
         return
 
     def line(m) -> str:
@@ -160,7 +165,7 @@ def _bench_ratios(cfgs, reference, device: str, settings, ray_address, as_json: 
         _print_records(results)
 
 
-def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, reanchor: bool, ray_address, as_json: bool) -> None:
+def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, reanchor: bool, ray_address, as_json: bool) -> list:
     from datetime import UTC, datetime
 
     from effvit_nas.measure.anchor import how_measured, measure_anchored
@@ -189,5 +194,4 @@ def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, rea
         on_anchor=said,
         on_result=_printer(device, settings, cfgs, line, as_json, paired=True),
     )
-    if as_json:
-        _print_records(results)
+    return results
