@@ -40,9 +40,18 @@ TRAIN_TOP_FLAGS = {
 @click.option("--device", "device", default="cpu", show_default=True, help="Target device: cpu, cuda, cuda:N, auto, v100, a100, h100, ...")
 @click.option(
     "--budget",
-    required=True,
-    help="Throughput budget: images/s (10k-imgs/s, 2.5k, 300-imgs/s) or relative to a preset measured on DEVICE "
-    "at the space's resolution (M0, 1.5xM0, 0.8xM2; resolved once per study and stored).",
+    default=None,
+    help="Budget, its unit saying its metric: images/s (10k-imgs/s, 2.5k, 300-imgs/s), batch-1 p50 latency (5ms, 800us), or "
+    "relative to a preset measured on DEVICE at the space's resolution (M0, 1.5xM0 = 1.5x as fast as M0 in --metric; "
+    "resolved once per study and stored).",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="DEVICE[/BACKEND]:BUDGET",
+    help="A deployment target, e.g. cpu/openvino:4ms or cuda/tensorrt:2xM0: sets --device, --backend and --budget. "
+    "One for now; several targets in one study are not implemented yet.",
 )
 @click.option(
     "--trials",
@@ -161,6 +170,7 @@ def search_cmd(**opts) -> None:
     if opts["baseline"] and not opts["train_top"]:
         raise UserError("--baseline needs --train-top K")
     _check_training_flags(opts)
+    _apply_target(opts)
     _set_metric(opts)
     options = _run_options(opts)
     bench = bench_settings(opts["device"], opts)
@@ -196,6 +206,25 @@ def search_cmd(**opts) -> None:
             "and the measurements made after them"
         )
     print_trials(summary.pareto, title="Pareto set (feasible, non-dominated)")
+
+
+def _apply_target(opts: dict) -> None:
+    """``--target`` as --device/--backend/--budget (one target: several per study are future
+    work, see effvit_nas.search.targets); without it, --budget is needed."""
+    from effvit_nas.search.targets import parse_targets
+
+    if not opts["targets"]:
+        if opts["budget"] is None:
+            raise click.UsageError("give --budget BUDGET or --target DEVICE[/BACKEND]:BUDGET")
+        return
+    if opts["budget"] is not None:
+        raise click.UsageError("--target and --budget exclude each other (a target holds its budget)")
+    with setting_flags({"Target": "--target"}):
+        targets = parse_targets(opts["targets"], opts["metric"])
+    if len(targets) > 1:
+        raise UserError(f"{len(targets)} targets given: several targets in one study are not implemented yet; give one --target")
+    (t,) = targets
+    opts.update(device=t.device, backend=t.backend, budget=t.budget, metric=t.metric)
 
 
 def _set_metric(opts: dict) -> None:
