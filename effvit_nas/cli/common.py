@@ -12,6 +12,7 @@ import click
 
 from effvit_nas.arch.config import MAX_IMG_SIZE
 from effvit_nas.errors import MAX_SEED, SettingError
+from effvit_nas.measure.backends import NAMES as BACKEND_NAMES
 
 SPACE_HELP = "Search-space YAML file, or the name of a bundled space."
 SPACE_HELP_DEFAULT = SPACE_HELP + " [default: efficientvit]"
@@ -138,10 +139,26 @@ def bench_options(f):
         ),
         click.option(
             "--backend",
-            type=click.Choice(["eager", "trace", "compile", "onnxruntime"]),
+            type=click.Choice(list(BACKEND_NAMES)),
             default="trace",
             show_default=True,
-            help="How the fused model runs.",
+            help="How the fused model runs: PyTorch (eager, trace, compile) or a deployment runtime (onnxruntime, openvino, "
+            "tensorrt, executorch; optional ones install with `uv sync --extra NAME`).",
+        ),
+        click.option(
+            "--metric",
+            type=click.Choice(["throughput", "latency"]),
+            default=None,
+            help="throughput (default): images/s at --batch; latency: batch 1, p50 and p90 in ms. In search: the metric of a "
+            "relative --budget (5ms is latency, 10k-imgs/s throughput by their unit).",
+        ),
+        click.option(
+            "--ort-opt-level",
+            "graph_opt",
+            type=click.Choice(["disable", "basic", "extended", "all"]),
+            default="all",
+            show_default=True,
+            help="ONNX Runtime's graph optimisation level (backend onnxruntime).",
         ),
         click.option("--warmup", "warmup_s", type=float, default=1.5, show_default=True, help="Seconds of warm-up iterations."),
         click.option("--duration", "measure_s", type=float, default=4.0, show_default=True, help="Most seconds of timed windows."),
@@ -181,7 +198,9 @@ def bench_settings(device: str, opts: Mapping[str, Any]):
     from effvit_nas.measure.settings import BenchSettings
 
     keys = ("batch", "precision", "threads", "backend", "warmup_s", "measure_s", "window_s", "ci_target", "pair_iters", "malloc")
-    return BenchSettings.for_device(device_kind(parse_device(device)), **{k: opts[k] for k in keys})
+    later = {"metric": opts.get("metric") or "throughput", "graph_opt": opts.get("graph_opt", "all")}
+    with setting_flags({"BenchSettings.batch": "--batch", "BenchSettings.metric": "--metric"}):
+        return BenchSettings.for_device(device_kind(parse_device(device)), **{k: opts[k] for k in keys}, **later)
 
 
 def data_config(opts: Mapping[str, Any], img_size: int | None = None):

@@ -1,4 +1,4 @@
-"""`bench`: throughput of configs on a device."""
+"""`bench`: throughput or latency of configs on a device, anchored by default."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import math
 import click
 
 from effvit_nas.arch.config import load_config, preset_name
-from effvit_nas.cli.common import bench_options, bench_settings, print_json
+from effvit_nas.cli.common import bench_options, bench_settings, device_kind, print_json
+from effvit_nas.measure.devices import parse_device
+from effvit_nas.measure.settings import DEFAULT_ANCHOR
 
 
 @click.command("bench")
@@ -32,26 +34,29 @@ from effvit_nas.cli.common import bench_options, bench_settings, print_json
     "--anchor",
     default=None,
     metavar="CONFIG",
-    help="Anchored figures: time each CONFIG alternating with this one and print ratio x its figure stored for this device "
-    "(measured 3 times the first time), so figures repeat although the machine's speed drifts; stored on that scale.",
+    help=f"Anchored figures (the default, anchor {DEFAULT_ANCHOR} at each CONFIG's resolution): time each CONFIG alternating "
+    "with this one and print ratio x its figure stored for this device, backend and protocol (measured 3 times the first "
+    "time), so figures repeat although the machine's speed drifts; stored on that scale.",
 )
-@click.option("--reanchor", is_flag=True, help="With --anchor: measure the anchor's figure again (a new scale).")
+@click.option("--reanchor", is_flag=True, help="Measure the anchor's figure again (a new scale).")
+@click.option("--no-anchor", is_flag=True, help="A plain single figure per CONFIG, timed alone (noisier on a drifting machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object for one CONFIG, a list for several.")
-def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanchor, as_json, **protocol) -> None:
-    """Measure the throughput (images/s) of each CONFIG on a device.
+def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanchor, no_anchor, as_json, **protocol) -> None:
+    """Measure the throughput (images/s) or latency (ms at batch 1) of each CONFIG on a device.
 
     CONFIG is a preset (M0..M5) or a YAML/JSON config file. The model is measured in
-    deployment form (BN fused), by default traced, with a time-based warm-up and the median
-    over timed iterations, in a Ray actor that holds the device exclusively. Results are kept
-    in the store and reused unless --fresh.
+    deployment form (BN fused), by default traced, with a time-based warm-up and timed
+    windows, in a Ray actor that holds the device exclusively. By default each figure is
+    anchored: its ratio to a preset timed alongside, times that preset's stored figure.
+    Results are kept in the store and reused unless --fresh.
     """
     from effvit_nas.measure.actor import measure_configs
     from effvit_nas.measure.store import MeasurementStore, default_storage, require_persistent
 
-    if reference is not None and anchor is not None:
+    if no_anchor and (anchor is not None or reanchor):
+        raise click.UsageError("--no-anchor excludes --anchor and --reanchor")
+    if reference is not None and (anchor is not None or reanchor):
         raise click.UsageError("--relative-to and --anchor exclude each other")
-    if reanchor and anchor is None:
-        raise click.UsageError("--reanchor needs --anchor CONFIG")
     cfgs = [load_config(c) for c in configs]
     settings = bench_settings(device, protocol)
     if reference is not None:
@@ -61,15 +66,18 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
     require_persistent(storage or default_storage())
     store = MeasurementStore(storage)
     store.check_writable()  # a read-only database fails now, not after minutes of measuring
-    if anchor_cfg is not None:
-        _bench_anchored(cfgs, anchor_cfg, device, settings, store, fresh, reanchor, ray_address, as_json)
+    if not no_anchor:
+        anchored = [
+            m
+            for anchor_at, group in _anchor_groups(cfgs, anchor_cfg)
+            for m in _bench_anchored(group, anchor_at, device, settings, store, fresh, reanchor, ray_address, as_json)
+        ]
+        if as_json:
+            _print_records(anchored)
         return
 
     def line(m) -> str:
-        return (
-            f"{m.throughput:10.1f} img/s  {_interval(m.ci_low, m.ci_high, '.1f')}  {m.windows} windows ({m.disturbed} disturbed)  "
-            f"{m.iterations} iters  {'cached' if m.cached else f'{m.seconds:.1f} s'}"
-        )
+        return f"{_figure(m)}  {m.windows} windows ({m.disturbed} disturbed)  {m.iterations} iters  {'cached' if m.cached else f'{m.seconds:.1f} s'}"
 
     results = measure_configs(
         cfgs, device, settings, store, fresh=fresh, ray_address=ray_address, on_result=_printer(device, settings, cfgs, line, as_json)
@@ -79,6 +87,27 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
     else:
         d = results[0].device
         click.echo(f"device: {d['name']} [{d['id']}], torch {d['torch']}; store: {store.url}")
+
+
+def _anchor_groups(cfgs, anchor):
+    """(anchor, configs) pairs: ``anchor`` for all configs when given, else the default preset
+    at each config's resolution and class count (an anchor alike in input size pairs best)."""
+    if anchor is not None:
+        return [(anchor, cfgs)]
+    from effvit_nas.arch.config import PRESETS
+
+    groups: dict[tuple[int, int], list] = {}
+    for c in cfgs:
+        groups.setdefault((c.img_size, c.num_classes), []).append(c)
+    return [(PRESETS[DEFAULT_ANCHOR].replace(img_size=size, num_classes=k), group) for (size, k), group in groups.items()]
+
+
+def _figure(m, unit: str = "windows") -> str:
+    """The figure with its interval: img/s, or for the latency metric p50 and p90 in ms."""
+    if m.settings.get("metric") != "latency":
+        return f"{m.throughput:10.1f} img/s  {_interval(m.ci_low, m.ci_high, '.1f', unit)}"
+    p50 = f"p50 {m.p50_ms:8.3f} ms  {_interval(1e3 * m.batch / m.ci_high, 1e3 * m.batch / m.ci_low, '.3f', unit)}"
+    return f"{p50}  p90 {m.p90_ms:8.3f} ms  {_interval(m.p90_low, m.p90_high, '.3f', unit)}"
 
 
 def _interval(lo: float, hi: float, fmt: str, unit: str = "windows") -> str:
@@ -96,9 +125,13 @@ def _printer(device: str, s, cfgs, line, as_json: bool, paired: bool = False):
     """Print each result as its config's name, ``line(result)`` and its note, the protocol
     line before the first (after validation, so bad input prints nothing but its error);
     nothing with --json."""
+    from effvit_nas.measure.backends import get
+
     names = {c.short_hash(): preset_name(c) or c.short_hash() for c in cfgs}
+    runtime = get(s.backend).describe(s, device_kind(parse_device(device)) == "cuda")
     header = (
-        f"bench on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend}, malloc {s.malloc}, "
+        f"bench {s.metric} on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend} ({runtime}), "
+        f"malloc {s.malloc}, "
         + (f"each model's warm-up {s.warmup_s / 2:g} s, " if paired else f"warm-up {s.warmup_s:g} s, ")
         + (f"timed alternately {s.pair_iters} iteration(s) at a time" if paired else f"timed in {s.window_s:g} s windows")
         + f" until ±{100 * s.ci_target:g} % (95 % interval) or {s.measure_s:g} s"
@@ -134,7 +167,7 @@ def _bench_ratios(cfgs, reference, device: str, settings, ray_address, as_json: 
         _print_records(results)
 
 
-def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, reanchor: bool, ray_address, as_json: bool) -> None:
+def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, reanchor: bool, ray_address, as_json: bool) -> list:
     from datetime import UTC, datetime
 
     from effvit_nas.measure.anchor import how_measured, measure_anchored
@@ -145,13 +178,11 @@ def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, rea
         if as_json:
             return
         when = f"stored {datetime.fromtimestamp(a.finished, UTC):%Y-%m-%d %H:%M} UTC" if a.cached else "measured now"
-        click.echo(f"anchor {name}: {a.throughput:.1f} img/s ({how_measured(a)}; {when}; --reanchor measures it again)")
+        figure = f"p50 {a.p50_ms:.3f} ms, p90 {a.p90_ms:.3f} ms" if a.settings.get("metric") == "latency" else f"{a.throughput:.1f} img/s"
+        click.echo(f"anchor {name}: {figure} ({how_measured(a)}; {when}; --reanchor measures it again, --no-anchor times alone)")
 
     def line(m) -> str:
-        return (
-            f"{m.throughput:10.1f} img/s  {_interval(m.ci_low, m.ci_high, '.1f', 'pairs')}  "
-            f"{m.iterations} pairs ({m.disturbed} disturbed)  {'cached' if m.cached else f'{m.seconds:.1f} s'}"
-        )
+        return f"{_figure(m, 'pairs')}  {m.iterations} pairs ({m.disturbed} disturbed)  {'cached' if m.cached else f'{m.seconds:.1f} s'}"
 
     _, results = measure_anchored(
         cfgs,
@@ -165,5 +196,4 @@ def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, rea
         on_anchor=said,
         on_result=_printer(device, settings, cfgs, line, as_json, paired=True),
     )
-    if as_json:
-        _print_records(results)
+    return results

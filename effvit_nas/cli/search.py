@@ -23,6 +23,7 @@ from effvit_nas.cli.common import (
 )
 from effvit_nas.cli.train import TrainProgress, show_recorded
 from effvit_nas.errors import UserError
+from effvit_nas.measure.settings import DEFAULT_ANCHOR
 
 # the --train-top flags that set the training settings `train` sets with --epochs, ...
 TRAIN_TOP_FLAGS = {
@@ -40,9 +41,18 @@ TRAIN_TOP_FLAGS = {
 @click.option("--device", "device", default="cpu", show_default=True, help="Target device: cpu, cuda, cuda:N, auto, v100, a100, h100, ...")
 @click.option(
     "--budget",
-    required=True,
-    help="Throughput budget: images/s (10k-imgs/s, 2.5k, 300-imgs/s) or relative to a preset measured on DEVICE "
-    "at the space's resolution (M0, 1.5xM0, 0.8xM2; resolved once per study and stored).",
+    default=None,
+    help="Budget, its unit saying its metric: images/s (10k-imgs/s, 2.5k, 300-imgs/s), batch-1 p50 latency (5ms, 800us), or "
+    "relative to a preset measured on DEVICE at the space's resolution (M0, 1.5xM0 = 1.5x as fast as M0 in --metric; "
+    "resolved once per study and stored).",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="DEVICE[/BACKEND]:BUDGET",
+    help="A deployment target, e.g. cpu/openvino:4ms or cuda/tensorrt:2xM0: sets --device, --backend and --budget. "
+    "One for now; several targets in one study are not implemented yet.",
 )
 @click.option(
     "--trials",
@@ -131,17 +141,19 @@ TRAIN_TOP_FLAGS = {
 @click.option(
     "--paired",
     is_flag=True,
-    help="With a relative budget: time each candidate in windows alternating with the budget's preset and judge it by "
-    "their throughput ratio, so the machine's speed drift cancels (twice the timing work per candidate).",
+    help="With a relative budget (the default for a new study): time each candidate in windows alternating with the budget's "
+    "preset and judge it by their throughput ratio, so the machine's speed drift cancels (twice the timing work per candidate).",
 )
 @click.option(
     "--anchor",
     default=None,
     metavar="PRESET",
-    help="With an absolute budget: time each candidate alternating with this preset (at the space's resolution; its figure "
-    "the median of 3 runs when the study is created, as a relative budget's) and take ratio x its figure, as --paired does "
-    "for a relative budget.",
+    help=f"With an absolute budget: time each candidate alternating with this preset (at the space's resolution; its figure "
+    f"stored for the device, backend and protocol, the median of 3 runs the first time) and take ratio x its figure, as "
+    f"--paired does for a relative budget [default for a new study: {DEFAULT_ANCHOR}].",
 )
+@click.option("--reanchor", is_flag=True, help="Measure the anchor's (or a relative budget's preset's) figure again for a new study.")
+@click.option("--no-anchor", is_flag=True, help="Time each candidate alone (a plain single figure; noisier on a drifting machine).")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def search_cmd(**opts) -> None:
@@ -159,6 +171,8 @@ def search_cmd(**opts) -> None:
     if opts["baseline"] and not opts["train_top"]:
         raise UserError("--baseline needs --train-top K")
     _check_training_flags(opts)
+    _apply_target(opts)
+    _set_metric(opts)
     options = _run_options(opts)
     bench = bench_settings(opts["device"], opts)
     device = LazyWorker(opts["device"], bench, options.ray_address)  # one actor for the budget and the search
@@ -201,6 +215,34 @@ def _print_summary(summary) -> None:
     print_trials(summary.pareto, title="Pareto set (feasible, non-dominated)")
 
 
+def _apply_target(opts: dict) -> None:
+    """``--target`` as --device/--backend/--budget (one target: several per study are future
+    work, see effvit_nas.search.targets); without it, --budget is needed."""
+    from effvit_nas.search.targets import parse_targets
+
+    if not opts["targets"]:
+        if opts["budget"] is None:
+            raise click.UsageError("give --budget BUDGET or --target DEVICE[/BACKEND]:BUDGET")
+        return
+    if opts["budget"] is not None:
+        raise click.UsageError("--target and --budget exclude each other (a target holds its budget)")
+    with setting_flags({"Target": "--target"}):
+        targets = parse_targets(opts["targets"], opts["metric"])
+    if len(targets) > 1:
+        raise UserError(f"{len(targets)} targets given: several targets in one study are not implemented yet; give one --target")
+    (t,) = targets
+    opts.update(device=t.device, backend=t.backend, budget=t.budget, metric=t.metric)
+
+
+def _set_metric(opts: dict) -> None:
+    """The study's metric in ``opts``: the budget's unit's (5ms latency, 10k-imgs/s throughput),
+    or ``--metric`` for a relative budget (default throughput)."""
+    from effvit_nas.search.budget import budget_metric
+
+    with setting_flags({"BenchSettings.metric": "--metric", "SearchProblem.budget": "--budget"}):
+        opts["metric"] = budget_metric(opts["budget"], opts["metric"])
+
+
 def _problem(opts: dict, options, bench, device):
     """What the study is about, from the flags (a relative budget is resolved here, once per
     study: see effvit_nas.search.budget)."""
@@ -230,7 +272,7 @@ def _problem(opts: dict, options, bench, device):
     if stored is None:  # a typo in --data must not leave behind a study that then refuses the corrected command
         check_data(data)
     anchor = _anchor(opts, options, stored)
-    budget = study_budget(opts["budget"], space, opts["device"], bench, options, device, anchor=anchor)
+    budget = study_budget(opts["budget"], space, opts["device"], bench, options, device, anchor=anchor, reanchor=opts["reanchor"])
     return SearchProblem(
         device=opts["device"],
         budget=budget.images_per_s,
@@ -242,21 +284,40 @@ def _problem(opts: dict, options, bench, device):
         budget_spec=budget.spec,
         budget_reference=budget.reference,
         halving=Halving(eta=opts["halving"]) if opts["halving"] else None,
-        paired=opts["paired"] or anchor is not None,
+        paired=opts["paired"] or anchor is not None or _paired_by_default(opts, stored),
         anchor=anchor,
         proxy_def=proxy_def,
     )
 
 
+def _paired_by_default(opts: dict, stored: dict | None) -> bool:
+    """A relative budget pairs candidates with its preset unless --no-anchor; a study resumed
+    goes on as it was created (one made before pairing was the default, unpaired)."""
+    from effvit_nas.search.budget import parse_relative
+
+    if opts["no_anchor"] or parse_relative(opts["budget"]) is None:
+        return False
+    return stored is None or bool(stored.get("paired"))
+
+
 def _anchor(opts: dict, options, stored: dict | None) -> str | None:
-    """``--anchor`` as a preset name; like ``--proxy``, a study resumed without it goes on with
-    the anchor it was created with (for an absolute budget). One created with another anchor,
-    or without, is refused here, before the anchor would be measured for nothing."""
+    """``--anchor`` as a preset name (``DEFAULT_ANCHOR`` for a new study with an absolute
+    budget, None with --no-anchor); like ``--proxy``, a study resumed without it goes on with
+    the anchor it was created with. One created with another anchor, or without, is refused
+    here, before the anchor would be measured for nothing."""
     from effvit_nas.search.budget import parse_relative
 
     had = (stored or {}).get("anchor")
+    if opts["no_anchor"]:
+        if opts["anchor"] or opts["paired"] or opts["reanchor"]:
+            raise click.UsageError("--no-anchor excludes --anchor, --paired and --reanchor")
+        if stored is not None and stored.get("paired"):
+            raise UserError(f"study {options.study!r} was created anchored; use a new --study name to search with --no-anchor")
+        return None
     if not opts["anchor"]:
-        return had if parse_relative(opts["budget"]) is None else None
+        if parse_relative(opts["budget"]) is not None:
+            return None
+        return had if stored is not None else DEFAULT_ANCHOR
     anchor = opts["anchor"].upper()
     if stored is not None and had != anchor:
         was = f"with --anchor {had}" if had else "without --anchor"
@@ -292,7 +353,7 @@ def _run_options(opts: dict):
     storage = opts["storage"] or default_storage()
     require_persistent(storage)
     return RunOptions(
-        study=opts["study_name"] or default_study_name(opts["device"], opts["budget"]),
+        study=opts["study_name"] or default_study_name(opts["device"], opts["budget"], opts.get("metric") or "throughput"),
         storage=storage,
         trials=opts["trials"],
         timeout_s=parse_duration(opts["timeout"]) if opts["timeout"] else None,
@@ -309,6 +370,8 @@ def _run_options(opts: dict):
 def _header(problem, options, data_source: str) -> str:
     b = problem.bench
     budget = f"{problem.budget:,.0f} img/s"
+    if b.metric == "latency":  # held as 1 / p50 at batch 1 (effvit_nas.search.budget)
+        budget = f"p50 latency {1e3 / problem.budget:.3g} ms (= {budget} at batch 1)"
     if problem.budget_spec:
         preset = problem.budget_spec.split("x")[-1]
         budget = f"{problem.budget_spec} = {budget} ({preset} at the space's resolution measured {problem.budget_reference:,.0f} img/s)"

@@ -338,10 +338,15 @@ def paired_key(settings: BenchSettings, reference: ArchConfig, reference_through
 
 
 def paired_measurement(
-    config: ArchConfig, r: RatioMeasurement, reference_throughput: float, reference: str = "the budget's preset"
+    config: ArchConfig,
+    r: RatioMeasurement,
+    reference_throughput: float,
+    reference: str = "the budget's preset",
+    reference_p90_ms: float = math.nan,
 ) -> Measurement:
     """A ratio to ``reference`` (whose figure is ``reference_throughput`` img/s) as a figure in
-    images/s, with its interval."""
+    images/s, with its interval; for the latency metric also the p90 as the run's p90 ratio
+    times ``reference_p90_ms`` (no interval: one run's ratio of two tails)."""
     figure = r.ratio * reference_throughput
     # the spread a paired figure has is its interval; under 6 pairs there is none to give
     lo, hi = (figure, figure) if math.isnan(r.ci_low) else (r.ci_low * reference_throughput, r.ci_high * reference_throughput)
@@ -362,4 +367,5 @@ def paired_measurement(
         ci_high=r.ci_high * reference_throughput,
         windows=r.pairs,
         disturbed=r.disturbed,
+        p90_ms=r.p90_ratio * reference_p90_ms,
     )

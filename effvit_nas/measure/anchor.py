@@ -45,6 +45,29 @@ def anchor_key(settings: BenchSettings) -> str:
     return f"{settings.key()}-anchor"
 
 
+def anchor_figure(
+    anchor: ArchConfig, device_id: str, settings: BenchSettings, store: MeasurementStore, actor: Callable[[], Any], reanchor: bool = False
+) -> Measurement:
+    """``anchor``'s figure on this device, backend and protocol: stored, or measured
+    ``ANCHOR_RUNS`` times by ``actor()`` (the median kept, with the runs' range in its note)
+    and stored; ``reanchor`` measures it again. `bench` and `search` share it, so an anchor is
+    measured once per device, backend and protocol."""
+    from effvit_nas.runtime import import_ray
+
+    ray = import_ray()
+    a = None if reanchor else store.get(anchor.short_hash(), device_id, anchor_key(settings))
+    if a is not None:
+        return a
+    runs = [ray.get(actor().measure.remote(anchor.to_dict(), asdict(settings))) for _ in range(ANCHOR_RUNS)]
+    low, high = min(m.throughput for m in runs), max(m.throughput for m in runs)
+    spread = f"{_PREFIX}median of {ANCHOR_RUNS} measurements, {low:.1f}-{high:.1f} img/s"
+    a = median_run(runs)
+    store.put(replace(a, note="; ".join(n for n in (spread, a.note) if n)), anchor_key(settings))
+    # as read back: the scale in the figures' key must be the one later runs read (a database
+    # may keep fewer digits than Python's float)
+    return replace(store.get(anchor.short_hash(), device_id, anchor_key(settings)), cached=False)
+
+
 def measure_anchored(
     configs: Iterable[ArchConfig],
     anchor: ArchConfig,
@@ -69,16 +92,7 @@ def measure_anchored(
     actor = (lambda: worker) if worker is not None else LazyWorker(device, settings, ray_address)
     local = ray_address is None and worker is None
     device_id = (check_local(device, settings) if local else check_on_worker(actor(), settings))["id"]
-    a = None if reanchor else store.get(anchor.short_hash(), device_id, anchor_key(settings))
-    if a is None:
-        runs = [ray.get(actor().measure.remote(anchor.to_dict(), asdict(settings))) for _ in range(ANCHOR_RUNS)]
-        low, high = min(m.throughput for m in runs), max(m.throughput for m in runs)
-        spread = f"{_PREFIX}median of {ANCHOR_RUNS} measurements, {low:.1f}-{high:.1f} img/s"
-        a = median_run(runs)
-        store.put(replace(a, note="; ".join(n for n in (spread, a.note) if n)), anchor_key(settings))
-        # as read back: the scale in the figures' key must be the one later runs read (a database
-        # may keep fewer digits than Python's float)
-        a = replace(store.get(anchor.short_hash(), device_id, anchor_key(settings)), cached=False)
+    a = anchor_figure(anchor, device_id, settings, store, actor, reanchor)
     if on_anchor:
         on_anchor(a)
     key, name = (
@@ -90,7 +104,7 @@ def measure_anchored(
         m = None if fresh else store.get(cfg.short_hash(), device_id, key)
         if m is None:
             r = ray.get(actor().measure_ratio.remote(cfg.to_dict(), anchor.to_dict(), asdict(settings)))
-            m = paired_measurement(cfg, r, a.throughput, name)
+            m = paired_measurement(cfg, r, a.throughput, name, a.p90_ms)
             store.put(m, key)
         results.append(m)
         if on_result:

@@ -10,11 +10,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from effvit_nas.errors import SettingError
+from effvit_nas.measure.backends import NAMES as BACKENDS
+from effvit_nas.measure.backends import TORCH_NATIVE
 
-BACKENDS = ("eager", "trace", "compile", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "bf16")
+METRICS = ("throughput", "latency")
+GRAPH_OPTS = ("disable", "basic", "extended", "all")  # ONNX Runtime's graph optimisation levels
 MALLOCS = ("fixed", "system")
 CPU_BATCH, GPU_BATCH = 16, 2048  # the paper's settings
+# the preset anchored figures are scaled by unless another is named (at the configs' or the
+# space's resolution): the smallest, so an anchor's turns cost least
+DEFAULT_ANCHOR = "M0"
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,8 @@ class BenchSettings:
         threads: intra-op CPU threads (paper: 1 on CPU).
         precision: ``fp32``; ``fp16``/``bf16`` run under autocast (paper: fp16 on GPU).
         backend: ``trace`` (default: TorchScript trace of the fused model, as the paper),
-            ``eager``, ``compile`` (torch.compile) or ``onnxruntime`` (CPU, fp32).
+            ``eager``, ``compile`` (torch.compile), ``onnxruntime``, ``openvino``, ``tensorrt``
+            or ``executorch`` (:mod:`effvit_nas.measure.backends`).
         warmup_s: seconds of untimed iterations first (paper: 10).
         measure_s: the most seconds of timed windows (paper: 60); timing stops earlier once the
             figure is precise to ``ci_target`` (see :mod:`effvit_nas.measure.windows`).
@@ -41,6 +48,12 @@ class BenchSettings:
             process, so a forward pass reuses the same heap pages instead of faulting in fresh
             ones at random (see :mod:`effvit_nas.measure.heap`); ``system``: glibc's adaptive
             default, as before this setting existed.
+        metric: ``throughput`` (default: images/s at ``batch``) or ``latency`` (batch 1: the
+            median and 90th percentile of single iterations, in ms; the figure kept as
+            ``throughput`` is 1 / median latency, so everything judged on throughput, feasibility
+            included, keeps its direction).
+        graph_opt: ONNX Runtime's graph optimisation level (``all``, default; ``extended``,
+            ``basic``, ``disable``); the other backends ignore it.
     """
 
     batch: int
@@ -54,6 +67,8 @@ class BenchSettings:
     ci_target: float = 0.01
     pair_iters: int = 1
     malloc: str = "fixed"
+    metric: str = "throughput"
+    graph_opt: str = "all"
 
     def __post_init__(self) -> None:
         if self.batch <= 0:
@@ -66,6 +81,12 @@ class BenchSettings:
             raise SettingError("BenchSettings.backend", f"{self.backend!r} is unknown (choose from {', '.join(BACKENDS)})")
         if self.malloc not in MALLOCS:
             raise SettingError("BenchSettings.malloc", f"{self.malloc!r} is unknown (choose from {', '.join(MALLOCS)})")
+        if self.metric not in METRICS:
+            raise SettingError("BenchSettings.metric", f"{self.metric!r} is unknown (choose from {', '.join(METRICS)})")
+        if self.metric == "latency" and self.batch != 1:
+            raise SettingError("BenchSettings.batch", f"must be 1 for the latency metric, got {self.batch}")
+        if self.graph_opt not in GRAPH_OPTS:
+            raise SettingError("BenchSettings.graph_opt", f"{self.graph_opt!r} is unknown (choose from {', '.join(GRAPH_OPTS)})")
         if self.warmup_s < 0:
             raise SettingError("BenchSettings.warmup_s", f"must be >= 0 s, got {self.warmup_s}")
         if self.measure_s <= 0:
@@ -84,14 +105,35 @@ class BenchSettings:
         """The paper's defaults for ``device_kind`` (``cpu``/``cuda``) unless overridden."""
         gpu = device_kind == "cuda"
         if batch is None:
-            batch = GPU_BATCH if gpu else CPU_BATCH
+            batch = 1 if kw.get("metric") == "latency" else GPU_BATCH if gpu else CPU_BATCH
         if precision is None:
             precision = "fp16" if gpu else "fp32"
         return cls(batch=batch, precision=precision, **kw)
 
+    def runtime(self) -> str | None:
+        """The backend's runtime and version (``onnxruntime==1.23.2``); None for PyTorch's own
+        backends, whose version (torch's) is in the device fingerprint already."""
+        from effvit_nas.measure.backends import get
+
+        return None if self.backend in TORCH_NATIVE else get(self.backend).version()
+
     def key(self) -> str:
-        """Short id of the protocol (everything that changes the number)."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Short id of the protocol (everything that changes the number): the settings and the
+        backend's runtime version."""
+        return protocol_key(asdict(self), self.runtime())
+
+
+# Fields added after figures were stored under keys without them, at the value those figures
+# had in effect: left out of the key at that value, so the stored figures are still found.
+_LATER_DEFAULTS = {"metric": "throughput", "graph_opt": "all"}
+
+
+def protocol_key(fields: dict[str, Any], runtime: str | None) -> str:
+    """Short id of settings ``fields`` run by ``runtime`` (see :meth:`BenchSettings.key`)."""
+    d = {k: v for k, v in fields.items() if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
+    if runtime is not None:
+        d["runtime"] = runtime
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def with_later_fields(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +171,9 @@ class Measurement:
     ci_high: float = math.nan
     windows: int = 0
     disturbed: int = 0
+    p90_ms: float = math.nan  # latency metric: the 90th percentile of single iterations (ms) ...
+    p90_low: float = math.nan  # ... and its 95 % interval
+    p90_high: float = math.nan
     window_times: list[float] = field(default_factory=list, compare=False)  # s/iteration per window used; not stored
     cached: bool = field(default=False, compare=False)
     started: float = field(default=math.nan, compare=False)  # epoch s; not kept in the store
@@ -140,7 +185,18 @@ class Measurement:
         s = self.settings
         # Flat protocol fields so every figure states batch, precision, threads and backend.
         d.update(requested_batch=s["batch"], threads=s["threads"], precision=s["precision"], backend=s["backend"])
+        d["metric"] = s.get("metric", "throughput")
+        if d["metric"] == "latency":
+            d.update(p50_ms=self.p50_ms, p50_low=1e3 * self.batch / self.ci_high, p50_high=1e3 * self.batch / self.ci_low)
+        else:
+            for k in ("p90_ms", "p90_low", "p90_high"):
+                del d[k]
         return d
+
+    @property
+    def p50_ms(self) -> float:
+        """Milliseconds per batch the figure stands for (the median latency at batch 1)."""
+        return 1e3 * self.batch / self.throughput
 
 
 @dataclass
@@ -166,6 +222,7 @@ class RatioMeasurement:
     settings: dict[str, Any]
     device: dict[str, Any]
     note: str = ""
+    p90_ratio: float = math.nan  # latency metric: the candidate's p90 iteration time / the reference's, in this run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

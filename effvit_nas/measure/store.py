@@ -122,6 +122,9 @@ class _MeasurementRow(_Base):
     ci_high: Mapped[float | None] = mapped_column(Float, nullable=True)
     windows: Mapped[int | None] = mapped_column(Integer, nullable=True)
     disturbed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    p90_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # latency metric only
+    p90_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p90_high: Mapped[float | None] = mapped_column(Float, nullable=True)
     settings_json: Mapped[str] = mapped_column(Text)
     device_json: Mapped[str] = mapped_column(Text)
     config_json: Mapped[str] = mapped_column(Text)
@@ -343,11 +346,11 @@ class MeasurementStore:
 
 # Fields stored as plain columns under the same name in Measurement and the table.
 _SCALARS = ("throughput", "q1", "q3", "cv", "iterations", "batch", "seconds", "note")
-_WINDOW_STATS = ("ci_low", "ci_high", "windows", "disturbed")  # NULL in rows from before windows
+_WINDOW_STATS = ("ci_low", "ci_high", "windows", "disturbed", "p90_ms", "p90_low", "p90_high")  # NULL in rows from before them
 
 
 def _add_missing_columns(engine) -> None:
-    """Add the nullable window-statistics columns to a table written before they existed, so
+    """Add the nullable window-statistics (and latency) columns to a table written before they existed, so
     such a database keeps working (its old rows read back with NaN / 0)."""
     from sqlalchemy import inspect, text
 
@@ -409,6 +412,7 @@ def _to_measurement(row: _MeasurementRow) -> Measurement:
         ci_high=math.nan if row.ci_high is None else row.ci_high,
         windows=row.windows or 0,
         disturbed=row.disturbed or 0,
+        **{k: math.nan if getattr(row, k) is None else getattr(row, k) for k in ("p90_ms", "p90_low", "p90_high")},
         settings=json.loads(row.settings_json),
         device=json.loads(row.device_json),
         config=json.loads(row.config_json),

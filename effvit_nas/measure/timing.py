@@ -45,70 +45,36 @@ from effvit_nas.measure.windows import (
 
 
 def check_supported(settings: BenchSettings, torch_device: str) -> None:
-    """DeviceError for combinations the device or backend cannot run."""
+    """DeviceError for combinations the device or backend cannot run (a backend whose runtime
+    is not installed names the command that installs it)."""
     import torch
+
+    from effvit_nas.measure.backends import check
 
     cuda = torch_device.startswith("cuda")
     if not cuda and settings.precision == "fp16":
         raise DeviceError("precision fp16 is not supported on cpu (use fp32 or bf16)")
     if cuda and settings.precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise DeviceError(f"precision bf16 is not supported on {torch.cuda.get_device_name(torch.device(torch_device))}")
-    if settings.backend == "onnxruntime":
-        if settings.precision != "fp32":
-            raise DeviceError("the onnxruntime backend measures fp32 only")
-        if cuda:
-            raise DeviceError("the onnxruntime backend runs on cpu only (the CUDA execution provider is not installed)")
-
-
-def _autocast(torch_device: str, precision: str) -> contextlib.AbstractContextManager:
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast("cuda" if torch_device.startswith("cuda") else "cpu", dtype=dtype)
-
-
-def _onnx_runner(model: Any, x: Any, threads: int) -> Callable[[], Any]:
-    import onnxruntime as ort
-
-    from effvit_nas.model.deploy import export_onnx
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        export_onnx(model, x, str(path))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feed = {"x": x.numpy()}
-    return lambda: session.run(None, feed)
+    check(settings, torch_device)
 
 
 def prepare(config: ArchConfig, settings: BenchSettings, torch_device: str, batch: int) -> Callable[[], Any]:
-    """Build, deploy and prepare the backend; returns a zero-argument forward pass."""
+    """Build, deploy and prepare the backend; returns a zero-argument forward pass, after
+    checking that its output is eager PyTorch's (fp32) on the same input within the
+    precision's tolerance (:func:`effvit_nas.measure.backends.compare_with_eager`)."""
     import torch
 
-    from effvit_nas.model.deploy import trace_for_inference
+    from effvit_nas.measure.backends import compare_with_eager, get
     from effvit_nas.model.efficientvit import build_model
 
     torch.manual_seed(0)
     model = build_model(config).eval().deploy().to(torch_device)
     x = torch.randn(batch, 3, config.img_size, config.img_size, device=torch_device)
-    if settings.backend == "onnxruntime":
-        return _onnx_runner(model, x, settings.threads)
-    if settings.backend == "trace":
-        # The paper's plain trace, recorded under autocast so the casts are in the graph.
-        with _autocast(torch_device, settings.precision):
-            model = trace_for_inference(model, x)
-    elif settings.backend == "compile":
-        model = torch.compile(model)
-
-    def forward() -> Any:
-        with torch.inference_mode(), _autocast(torch_device, settings.precision):
-            return model(x)
-
+    with torch.inference_mode():
+        reference = model(x)
+    forward = get(settings.backend).prepare(model, x, settings, torch_device).forward
+    compare_with_eager(settings.backend, forward(), reference, settings.precision)
     return forward
 
 
@@ -227,9 +193,21 @@ def time_forward(
     )
 
 
-def summarize(record: WindowRecord, batch: int) -> dict[str, Any]:
+LATENCY_QUANTILE = 0.9  # the latency metric's tail: p90 of single iterations
+
+
+def tail_latency(record: WindowRecord, q: float = LATENCY_QUANTILE) -> dict[str, float]:
+    """The ``q`` quantile of single iterations in ms, windowed as the figure is: each used
+    window's ``q`` quantile, their median, and the 95 % interval of that median."""
+    per_window = np.asarray([np.quantile(w.times, q) for w in record.used()])
+    lo, hi = quantile_interval(per_window, FIGURE_QUANTILE)
+    return {"p90_ms": 1e3 * float(np.median(per_window)), "p90_low": 1e3 * lo, "p90_high": 1e3 * hi}
+
+
+def summarize(record: WindowRecord, batch: int, metric: str = "throughput") -> dict[str, Any]:
     """The figure (img/s): batch / the median of the windows' median iteration times, its 95 %
-    interval, the IQR and CV of single iterations, and the window counts."""
+    interval, the IQR and CV of single iterations, and the window counts; for the latency
+    metric also the p90 of single iterations (:func:`tail_latency`)."""
     t = np.asarray(record.times())
     per_iter = batch / t
     lo, hi = quantile_interval(record.medians(), FIGURE_QUANTILE)
@@ -246,6 +224,7 @@ def summarize(record: WindowRecord, batch: int) -> dict[str, Any]:
         "disturbed": record.disturbed,
         "note": note,
         "window_times": [float(t) for t in record.medians()],
+        **(tail_latency(record) if metric == "latency" else {}),
     }
 
 
@@ -296,7 +275,7 @@ def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, devi
             _free(torch_device),
         )
         wall_end = time.time()
-    stats = summarize(record, batch)
+    stats = summarize(record, batch, settings.metric)
     note = "; ".join(n for n in [*_protocol_notes(batch, settings), stats.pop("note")] if n)
     return Measurement(
         config_hash=config.short_hash(),
@@ -363,4 +342,12 @@ def measure_ratio(
         settings=asdict(settings),
         device=device_fp,
         note="; ".join(notes),
+        p90_ratio=_tail_ratio(record) if settings.metric == "latency" else math.nan,
     )
+
+
+def _tail_ratio(record: PairRecord) -> float:
+    """The candidate's p90 iteration time / the reference's, over the pairs of one run (both
+    models timed alternately, so drift moves both alike)."""
+    tail = [np.quantile(r.times(), LATENCY_QUANTILE) for r in (record.candidate, record.reference)]
+    return float(tail[0] / tail[1])

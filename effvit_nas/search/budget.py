@@ -1,13 +1,22 @@
-"""Throughput budgets: absolute (``10k-imgs/s``) or relative to a hand-designed preset measured
-on the target device (``M0``, ``1.5xM0``, ``0.8xM2``).
+"""Budgets: absolute, their unit saying their metric (``10k-imgs/s`` throughput, ``5ms`` batch-1
+latency), or relative to a hand-designed preset measured on the target device (``M0``,
+``1.5xM0``, ``0.8xM2``), which always means "that many times as fast as the preset" in the
+study's metric (``--metric``, default throughput): throughput x 1.5, or latency / 1.5.
 
-An absolute budget with an anchor (``search --anchor M0``) measures that preset the same way,
-as the scale of the study's paired figures (:class:`~effvit_nas.search.problem.SearchProblem`).
+Every budget is held as images/s (:attr:`Budget.images_per_s`), what feasibility is judged
+against: a latency budget of L ms at batch 1 is 1000 / L images/s, and a candidate's figure is
+1 / its median latency, so "at least the budget's images/s" is "at most the budget's latency"
+and the search keeps one direction for both metrics.
+
+An absolute budget with an anchor (``search --anchor M0``, by default ``M0``) takes that
+preset's figure the same way, as the scale of the study's paired figures
+(:class:`~effvit_nas.search.problem.SearchProblem`).
 
 A relative budget is the preset rescaled to the space (its largest resolution, its classes),
-measured ``REFERENCE_RUNS`` times with the study's protocol in the device actor (the median
-kept; the newest figure stays in the measurement store), times the factor. It is resolved once, when the study is created, and stored with it: resuming
-uses the stored figure, never a new measurement, so the study's feasibility never moves.
+its figure on this device, backend and protocol (the anchor figure `bench` keeps: measured
+``ANCHOR_RUNS`` times the first time, the median stored; ``--reanchor`` measures it again),
+times the factor. It is resolved once, when the study is created, and stored with it:
+resuming uses the stored figure, never a new measurement, so the study's feasibility never moves.
 """
 
 from __future__ import annotations
@@ -23,14 +32,40 @@ from effvit_nas.measure.settings import BenchSettings, Measurement
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import parse_budget
 
-# The preset behind a relative budget is measured this many times and the median kept: the
-# whole study's feasibility rests on this one figure, and a single measurement in a fresh
-# device actor once came out 25 % under the preset's median in later interleaved rounds.
-REFERENCE_RUNS = 3
 # a preset's throughput times more than this is above any device (see problem.MAX_BUDGET)
 MAX_FACTOR = 1000.0
-
 _RELATIVE = re.compile(r"\s*(?:(\d+(?:\.\d+)?)\s*[xX*]\s*)?(M\d)\s*", re.IGNORECASE)
+_LATENCY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|us|µs|s)\s*", re.IGNORECASE)
+_TO_MS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+METRICS = ("throughput", "latency")
+
+
+def parse_latency(text: str) -> float | None:
+    """Milliseconds for ``5ms``, ``0.5 ms``, ``800us``, ``0.01s``; None for any other form.
+    SettingError for a latency that is not positive."""
+    m = _LATENCY.fullmatch(text)
+    if not m:
+        return None
+    ms = float(m.group(1)) * _TO_MS[m.group(2).lower()]
+    if ms <= 0:
+        raise SettingError("SearchProblem.budget", f"{text!r} must be positive")
+    return ms
+
+
+def budget_metric(text: str, metric: str | None = None) -> str:
+    """The metric budget ``text`` is in: its unit's (ms: latency; img/s: throughput), or for a
+    relative budget ``metric`` (default throughput). SettingError when ``metric`` contradicts
+    the unit, or the text is no budget at all."""
+    if metric is not None and metric not in METRICS:
+        raise SettingError("BenchSettings.metric", f"{metric!r} is unknown (choose from {', '.join(METRICS)})")
+    if parse_relative(text) is not None:
+        return metric or "throughput"
+    unit = "latency" if parse_latency(text) is not None else "throughput"
+    if unit == "throughput":
+        parse_budget(text)  # a SettingError naming the forms when it is no budget either
+    if metric is not None and metric != unit:
+        raise SettingError("BenchSettings.metric", f"is {metric}, but the budget {text!r} is a {unit} (its unit says so)")
+    return unit
 
 
 @dataclass(frozen=True)
@@ -43,6 +78,11 @@ class Budget:
     spec: str | None = None
     reference: float | None = None
     anchor: str | None = None  # an absolute budget's anchor preset; ``reference`` is its figure
+
+    @property
+    def latency_ms(self) -> float:
+        """The budget as a batch-1 latency (ms): what a latency study's ``images_per_s`` means."""
+        return 1e3 / self.images_per_s
 
 
 def parse_relative(text: str) -> tuple[float, str] | None:
@@ -79,7 +119,8 @@ def resolve_budget(
     if relative is not None and anchor is not None:  # before the preset is measured for nothing
         raise SettingError("SearchProblem.anchor", f"is for an absolute budget; {text}'s preset is its anchor (use --paired)")
     if relative is None:
-        images_per_s = parse_budget(text)
+        ms = parse_latency(text)
+        images_per_s = 1e3 / ms if ms is not None else parse_budget(text)  # batch 1: one image per latency
         if anchor is None:
             return Budget(images_per_s)
         if anchor not in PRESETS:
@@ -98,10 +139,15 @@ def _canonical(factor: float, name: str) -> str:
     return f"{factor:g}x{name}"
 
 
-def default_study_name(device: str, text: str) -> str:
-    """``effvit-<device>-<budget>``: the budget as images/s, or its preset form."""
+def default_study_name(device: str, text: str, metric: str = "throughput") -> str:
+    """``effvit-<device>-<budget>``: the budget as images/s or ms, or its preset form (with
+    ``-latency`` for a relative latency budget)."""
     relative = parse_relative(text)
-    budget = _canonical(*relative) if relative else f"{parse_budget(text):g}"
+    ms = None if relative else parse_latency(text)
+    if relative:
+        budget = _canonical(*relative) + ("-latency" if metric == "latency" else "")
+    else:
+        budget = f"{ms:g}ms" if ms is not None else f"{parse_budget(text):g}"
     return f"effvit-{device.lower()}-{budget}"
 
 
@@ -113,27 +159,29 @@ def study_budget(
     options: RunOptions,
     worker: Callable[[], Any] | None = None,
     anchor: str | None = None,
+    reanchor: bool = False,
 ) -> Budget:
     """The budget ``text`` (with ``anchor``, for an absolute one) means for the study
     ``options`` name: its stored figure when the study exists with the same budget, else
-    resolved now (a preset is measured in the device's actor, through the measurement store).
+    resolved now from the preset's figure on this device, backend and protocol: the anchor
+    figure `bench` keeps too (:func:`~effvit_nas.measure.anchor.anchor_figure`, measured
+    ``ANCHOR_RUNS`` times the first time; ``reanchor`` measures it again).
     ``worker``: returns the device actor to use (default: one started for this call)."""
     from effvit_nas.search.study import stored_problem
 
     stored = _stored_budget(stored_problem(options))
 
     def measure(config: ArchConfig) -> Measurement:
-        from effvit_nas.measure.actor import LazyWorker, measure_configs
-        from effvit_nas.measure.anchor import median_run
+        from effvit_nas.measure.actor import LazyWorker, check_local, check_on_worker
+        from effvit_nas.measure.anchor import anchor_figure
         from effvit_nas.measure.store import MeasurementStore
 
         store = MeasurementStore(options.storage)
-        actor = (worker or LazyWorker(device, bench, options.ray_address))()  # one actor for all runs
-        runs = [
-            measure_configs([config], device, bench, store, fresh=i > 0, ray_address=options.ray_address, worker=actor)[0]
-            for i in range(REFERENCE_RUNS)
-        ]
-        return median_run(runs)
+        actor = worker or LazyWorker(device, bench, options.ray_address)  # one actor for all runs
+        local = options.ray_address is None and worker is None
+        device_id = (check_local(device, bench) if local else check_on_worker(actor(), bench))["id"]
+        # the preset's stored figure on this device, backend and protocol (bench's anchor too)
+        return anchor_figure(config, device_id, bench, store, actor, reanchor)
 
     budget = resolve_budget(text, max(space.img_sizes), space.num_classes, measure, stored, anchor)
     return budget if stored is not None else adopt_stored(budget, options)

@@ -30,7 +30,7 @@ def parse_budget(text: str) -> float:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:-?\s*imgs?\s*/\s*s)?\s*", text)
     if not m:
         raise SettingError(
-            "SearchProblem.budget", f"{text!r} is not a throughput: use e.g. 10k-imgs/s, 10000img/s, 2.5k, 300-imgs/s, M0 or 1.5xM0"
+            "SearchProblem.budget", f"{text!r} is not a budget: use e.g. 10k-imgs/s, 10000img/s, 2.5k, 300-imgs/s, 5ms, M0 or 1.5xM0"
         )
     value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
     if value <= 0:
@@ -46,7 +46,8 @@ class SearchProblem:
 
     Attributes:
         device: target device as the user named it (``cpu``, ``cuda``, ``v100``, ...).
-        budget: minimum throughput of a feasible model, images/s on ``device``.
+        budget: minimum throughput of a feasible model, images/s on ``device`` (for the latency
+            metric, ``bench.metric``, 1000 / the maximum p50 latency in ms at batch 1).
         budget_spec: for a budget relative to a preset, what it was resolved from
             (``"1.5xM0"``, see :mod:`effvit_nas.search.budget`); None for an absolute one.
         budget_reference: the preset's measured throughput behind ``budget_spec`` (or, for an

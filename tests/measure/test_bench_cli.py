@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -16,7 +17,7 @@ def tiny_file(tmp_path):
 def test_bench_measures_then_reuses(tmp_path, tiny_file, capsys, monkeypatch, local_ray, cpu_worker):
     db = f"sqlite:///{tmp_path}/bench.db"
     timing = ["--warmup", str(FAST_BENCH["warmup_s"]), "--duration", str(FAST_BENCH["measure_s"]), "--window", str(FAST_BENCH["window_s"])]
-    args = ["bench", str(tiny_file), "--device", "cpu", "--batch", "4", *timing, "--storage", db]
+    args = ["bench", str(tiny_file), "--device", "cpu", "--batch", "4", *timing, "--storage", db, "--no-anchor"]
     # End to end in a fresh process, joining this session's Ray as a cluster (so its device
     # actor measures, and no second Ray starts: ~10 s); the search's end-to-end test covers a
     # process starting its own local Ray.
@@ -95,7 +96,8 @@ def test_anchored_figures_keep_the_stored_anchors_scale(tmp_path, tiny_file, cap
     "extra, needle",
     [
         (["--anchor", "M1", "--relative-to", "M2"], "exclude each other"),
-        (["--reanchor"], "--reanchor needs --anchor"),
+        (["--no-anchor", "--reanchor"], "--no-anchor excludes"),
+        (["--no-anchor", "--anchor", "M1"], "--no-anchor excludes"),
         (["--anchor", "M9"], "'M9' is neither a preset"),
     ],
 )
@@ -124,7 +126,7 @@ def test_bench_backend_and_precision_flags_reach_the_measurement(tmp_path, tiny_
         raise UserError("stop here")
 
     monkeypatch.setattr("effvit_nas.measure.actor.measure_configs", fake_measure_configs)
-    r = run_main(capsys, "bench", str(tiny_file), *flags, "--storage", f"sqlite:///{tmp_path}/b.db")
+    r = run_main(capsys, "bench", str(tiny_file), *flags, "--no-anchor", "--storage", f"sqlite:///{tmp_path}/b.db")
     assert r.returncode == 2 and [(s.backend, s.precision, s.threads) for s in seen] == [(*protocol, 1)]
 
 
@@ -137,7 +139,9 @@ def test_bench_backend_and_precision_flags_reach_the_measurement(tmp_path, tiny_
         (["--batch", "0"], "--batch must be positive"),
         (["--precision", "fp16"], "fp16 is not supported on cpu"),
         (["--precision", "int4"], "--precision"),
-        (["--backend", "tensorrt"], "--backend"),
+        (["--backend", "tensorrt"], "backend tensorrt needs tensorrt-cu13, which is not installed: run `uv sync --extra tensorrt`"),
+        (["--backend", "tvm"], "--backend"),
+        (["--metric", "latency", "--batch", "4"], "--batch must be 1 for the latency metric"),
         (["--backend", "onnxruntime", "--precision", "bf16"], "fp32 only"),
         (["--storage", "bogus"], "invalid storage URL"),
     ],
@@ -190,3 +194,24 @@ def test_joining_a_token_cluster_without_its_token_says_so_in_one_line(tmp_path,
     r = subprocess.run([sys.executable, "-m", "effvit_nas.cli", *args], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
     assert "this process has no token" in r.stderr and "~/.ray/auth_token" in r.stderr
+
+
+def test_latency_is_anchored_by_default_with_p50_and_p90(tmp_path, tiny_file, capsys, local_ray):
+    """`bench --metric latency`: batch 1, anchored on M0 at the config's resolution by default,
+    p50 and p90 in ms with the runtime's hint stated; --no-anchor gives a plain figure with
+    both intervals."""
+    timing = ["--warmup", str(FAST_BENCH["warmup_s"]), "--duration", str(FAST_BENCH["measure_s"]), "--window", str(FAST_BENCH["window_s"])]
+    args = ["bench", str(tiny_file), "--metric", "latency", "--backend", "openvino", *timing, "--storage", f"sqlite:///{tmp_path}/l.db"]
+    r = run_main(capsys, *args)
+    assert r.returncode == 0, r.stderr
+    assert "anchor M0: p50 " in r.stdout and "PERFORMANCE_HINT=LATENCY" in r.stdout and "batch 1," in r.stdout
+    assert "ms" in r.stdout and "paired:" in r.stdout
+    j = json.loads(run_main(capsys, *args, "--json").stdout)  # stored on the anchor's scale: reused
+    assert j["cached"] and j["metric"] == "latency" and j["batch"] == 1
+    assert j["p50_ms"] == pytest.approx(1e3 / j["throughput"]) and j["p90_ms"] > 0
+    plain = json.loads(run_main(capsys, *args, "--no-anchor", "--json").stdout)
+    assert not plain["cached"] and plain["batch"] == 1
+    # an interval where at least 6 undisturbed windows give one (NaN otherwise, "n/a" in the output)
+    assert math.isnan(plain["p50_low"]) or plain["p50_low"] <= plain["p50_ms"] <= plain["p50_high"]
+    # each window's p90 is at least its median, so the median of the p90s is at least the p50
+    assert plain["p90_ms"] >= plain["p50_ms"]

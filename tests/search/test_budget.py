@@ -18,7 +18,7 @@ def test_absolute_forms_are_not_relative(text):
     assert parse_relative(text) is None
 
 
-@pytest.mark.parametrize("text, needle", [("M9", "names no preset"), ("0xM0", "factor must be positive"), ("1.5xM", "not a throughput")])
+@pytest.mark.parametrize("text, needle", [("M9", "names no preset"), ("0xM0", "factor must be positive"), ("1.5xM", "not a budget")])
 def test_bad_budgets_name_the_setting(text, needle):
     with pytest.raises(SettingError, match=needle) as e:
         resolve_budget(text, 64, 10, lambda c: pytest.fail("must not measure"))

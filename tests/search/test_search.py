@@ -211,8 +211,11 @@ def test_a_paired_search_judges_candidates_by_their_ratio_to_the_budget_preset(t
     ratio = float(stored.note.split("paired: ")[1].split("x")[0])
     assert row["throughput"] == pytest.approx(ratio * studies["p2"] / 50, rel=1e-3)
 
-    r = run_main(capsys, "search", "--budget", "1k", "--paired", "--trials", "1", "--study", "q", "--storage", url, *args)
-    assert r.returncode == 2 and "--paired needs a budget relative to a preset" in r.stderr, r.stderr
+    r = run_main(capsys, "search", "--budget", "1k", "--paired", "--no-anchor", "--trials", "1", "--study", "q", "--storage", url, *args)
+    assert r.returncode == 2 and "--no-anchor excludes --anchor, --paired and --reanchor" in r.stderr, r.stderr
+    # anchored by default: an absolute budget pairs candidates with M0 (its figure the stored one)
+    r = run_main(capsys, "search", "--budget", "1k", "--trials", "1", "--study", "q", "--storage", url, *args)
+    assert r.returncode == 0 and "candidates paired with anchor M0" in r.stdout, r.stderr[-3000:]
 
 
 def test_an_anchored_search_pairs_candidates_with_its_anchor_under_an_absolute_budget(tmp_path, capsys, local_ray):
@@ -238,7 +241,7 @@ def test_an_anchored_search_pairs_candidates_with_its_anchor_under_an_absolute_b
     assert figure.throughput == pytest.approx(ratio * stored["budget_reference"], rel=1e-3)
 
     def anchor_measured_at() -> float:
-        return next(m.finished for _, k, m in MeasurementStore(url).all() if "-" not in k)  # M0's newest plain run
+        return next(m.finished for _, k, m in MeasurementStore(url).all() if k.endswith("-anchor"))  # M0's stored anchor figure
 
     before = anchor_measured_at()
     r = run_main(capsys, *args, "--budget", "1", "--trials", "2", "--study", "a")  # no --anchor: the stored one
@@ -311,13 +314,23 @@ def test_pareto_set_lists_each_architecture_once():
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["search", "--budget", "fast", "--trials", "1"], "--budget 'fast' is not a throughput"),
+        (["search", "--budget", "fast", "--trials", "1"], "--budget 'fast' is not a budget"),
         (["search", "--budget", "1k"], "--trials N or --timeout"),
         (["search", "--budget", "1k", "--trials", "1", "--device", "v100"], "not available"),
         (["search", "--budget", "1k", "--trials", "1", "--space", "nope"], "bundled space"),
         (["search", "--budget", "1k", "--trials", "1", "--timeout", "soon"], "--timeout 'soon' is not a duration"),
         (["search", "--budget", "1k", "--trials", "0"], "--trials must be positive"),
         (["search", "--budget", "1k", "--trials", "1", "--data", "/no/such/dir"], "does not exist"),
+        (["search", "--trials", "1"], "give --budget BUDGET or --target"),
+        (
+            ["search", "--budget", "5ms", "--metric", "throughput", "--trials", "1"],
+            "--metric is throughput, but the budget '5ms' is a latency",
+        ),
+        (["search", "--budget", "5ms", "--batch", "16", "--trials", "1"], "--batch must be 1 for the latency metric"),
+        (["search", "--target", "cpu/tvm:4ms", "--trials", "1"], "--target 'cpu/tvm:4ms': backend 'tvm' is unknown"),
+        (["search", "--target", "cpu:1k", "--budget", "1k", "--trials", "1"], "exclude each other"),
+        (["search", "--target", "cpu/trace:1k", "--target", "cpu/openvino:4ms", "--trials", "1"], "not implemented yet"),
+        (["search", "--target", "cpu/tensorrt:4ms", "--trials", "1"], "run `uv sync --extra tensorrt`"),
         (["show", "--study", "nothing-here"], "no database file"),
         (["show", "--study", "x", "--json", "--csv"], "--json or --csv, not both"),
     ],

@@ -1,0 +1,54 @@
+"""OpenVINO (Intel/AMD x86 CPUs): the model converted by ``openvino.convert_model`` from the
+torch module and compiled for the CPU plugin with the performance hint the runtime defines for
+the metric (``THROUGHPUT`` for throughput, ``LATENCY`` for batch-1 latency), ``threads``
+inference threads, and the inference precision explicit (OpenVINO would otherwise run bf16 on
+CPUs that have it, even for an fp32 request)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from effvit_nas.measure.backends import Backend, Prepared
+
+_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+def config(settings: Any) -> dict[str, str]:
+    """The CPU plugin's properties for ``settings``."""
+    return {
+        "PERFORMANCE_HINT": "LATENCY" if settings.metric == "latency" else "THROUGHPUT",
+        "INFERENCE_NUM_THREADS": str(settings.threads),
+        "INFERENCE_PRECISION_HINT": _PRECISION[settings.precision],
+    }
+
+
+class OpenVino(Backend):
+    name = module = package = extra = "openvino"
+
+    def refusal(self, cuda: bool, precision: str) -> str | None:
+        if cuda:
+            return "runs on cpu only (OpenVINO's GPU plugin is for Intel GPUs)"
+        return None if precision in _PRECISION else f"runs fp32 or bf16 on cpu, not {precision}"
+
+    def describe(self, settings: Any, cuda: bool) -> str:
+        return f"{self.version()}, " + ", ".join(f"{k}={v}" for k, v in config(settings).items())
+
+    def prepare(self, model: Any, x: Any, settings: Any, torch_device: str) -> Prepared:
+        import warnings
+
+        import openvino as ov
+
+        with warnings.catch_warnings():  # convert_model traces the module; its tracer warnings are expected
+            warnings.simplefilter("ignore")
+            converted = ov.convert_model(model, example_input=x)
+        compiled = ov.Core().compile_model(converted, "CPU", config(settings))
+        request = compiled.create_infer_request()  # one request: synchronous, as a deployed batch loop runs
+        feed = x.numpy()
+
+        def forward() -> Any:
+            return request.infer({0: feed})[compiled.output(0)]
+
+        return Prepared(forward)
+
+
+BACKENDS = {"openvino": OpenVino()}

@@ -1,0 +1,112 @@
+"""The backend registry: every CPU runtime computes what eager PyTorch computes, a missing
+runtime is refused with the command that installs it, and the store key names the runtime."""
+
+import importlib.util
+from dataclasses import asdict
+
+import pytest
+
+from effvit_nas.arch.config import PRESETS
+from effvit_nas.measure.backends import NAMES, TOLERANCE, check, compare_with_eager, get
+from effvit_nas.measure.devices import DeviceError
+from effvit_nas.measure.settings import BenchSettings, protocol_key
+from effvit_nas.measure.timing import check_supported, prepare
+
+M0_64 = PRESETS["M0"].replace(img_size=64)
+# the runtimes CI installs (.ci/run: --extra openvino --extra executorch); compile and
+# executorch take a minute to build a model on a busy 2-core machine
+CPU = [
+    "eager",
+    "trace",
+    "onnxruntime",
+    "openvino",
+    pytest.param("compile", marks=pytest.mark.slow),
+    pytest.param("executorch", marks=pytest.mark.slow),
+]
+
+
+def _eager(batch: int):
+    import torch
+
+    from effvit_nas.model.efficientvit import build_model
+
+    torch.manual_seed(0)  # as prepare builds it: same weights, same input
+    model = build_model(M0_64).eval().deploy()
+    x = torch.randn(batch, 3, 64, 64)
+    with torch.inference_mode():
+        return model(x)
+
+
+@pytest.mark.parametrize("name", CPU)
+@pytest.mark.parametrize("metric", ["throughput", "latency"])
+def test_each_cpu_backend_matches_eager_on_m0(name, metric):
+    backend = get(name)
+    if not backend.available():
+        pytest.fail(f"{name} is not installed here: run `{backend.install_command()}` (CI installs it)")
+    batch = 1 if metric == "latency" else 2
+    settings = BenchSettings(batch=batch, backend=name, metric=metric)
+    check_supported(settings, "cpu")
+    forward = prepare(M0_64, settings, "cpu", batch)  # compares with eager itself, and refuses
+    compare_with_eager(name, forward(), _eager(batch), "fp32")  # the output after prepare, once more
+    assert backend.version().startswith(backend.package) and "missing" not in backend.version()
+
+
+def test_a_backend_computing_something_else_is_refused():
+    ref = _eager(2)
+    compare_with_eager("trace", ref + 0.5 * TOLERANCE["fp32"], ref, "fp32")  # within tolerance
+    with pytest.raises(DeviceError, match=r"backend trace computes something else .* 0.001 x .*fp32.*refused"):
+        compare_with_eager("trace", ref + 10.0, ref, "fp32")
+    with pytest.raises(DeviceError, match="shape"):
+        compare_with_eager("trace", ref[:1], ref, "fp32")
+    with pytest.raises(DeviceError):
+        compare_with_eager("trace", ref * float("nan"), ref, "fp32")
+
+
+def test_a_missing_runtime_names_the_command_that_installs_it():
+    trt = get("tensorrt")
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here; its refusal is for machines without it")
+    assert not trt.available() and trt.version() == "tensorrt missing"
+    with pytest.raises(
+        DeviceError, match=r"^backend tensorrt needs tensorrt-cu13, which is not installed: run `uv sync --extra tensorrt`$"
+    ):
+        check(BenchSettings(batch=2, backend="tensorrt", precision="fp16"), "cuda:0")
+
+
+def test_backends_refuse_what_they_cannot_run():
+    assert "NVIDIA GPUs only" in get("tensorrt").refusal(False, "fp32")
+    assert "fp16 or fp32" in get("tensorrt").refusal(True, "bf16")
+    assert get("tensorrt").refusal(True, "fp16") is None
+    assert "cpu only" in get("openvino").refusal(True, "fp32")
+    assert get("openvino").refusal(False, "bf16") is None
+    assert "cpu only" in get("executorch").refusal(True, "fp32")
+    assert "fp32 only" in get("onnxruntime").refusal(False, "bf16")
+    with pytest.raises(DeviceError, match="backend onnxruntime runs fp32 only on cpu"):
+        check(BenchSettings(batch=2, backend="onnxruntime", precision="bf16"), "cpu")
+
+
+def test_the_store_key_names_backend_and_runtime_version():
+    ort = BenchSettings(batch=16, backend="onnxruntime")
+    version = get("onnxruntime").version()
+    assert ort.runtime() == version and version.startswith("onnxruntime==")
+    assert ort.key() == protocol_key(asdict(ort), version)
+    assert ort.key() != protocol_key(asdict(ort), "onnxruntime==0.0.1")  # another version, another key
+    assert len({BenchSettings(batch=16, backend=b).key() for b in NAMES}) == len(NAMES)
+    # torch's own backends: torch's version is in the device fingerprint, and keys of figures
+    # stored before metric/graph_opt existed stay what they were
+    import hashlib
+    import json
+
+    trace = BenchSettings(batch=16)
+    old = {k: v for k, v in asdict(trace).items() if k not in ("metric", "graph_opt")}
+    assert trace.runtime() is None
+    assert trace.key() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:12]
+    assert BenchSettings(batch=1, metric="latency").key() != BenchSettings(batch=1).key()
+
+
+def test_latency_needs_batch_one():
+    from effvit_nas.errors import SettingError
+
+    with pytest.raises(SettingError, match=r"BenchSettings\.batch must be 1 for the latency metric"):
+        BenchSettings(batch=16, metric="latency")
+    assert BenchSettings.for_device("cpu", metric="latency").batch == 1
