@@ -9,21 +9,12 @@ from effvit_nas.arch.config import MAX_IMG_SIZE
 from effvit_nas.cli.common import SPACE_HELP, STORAGE_HELP, bench_options, bench_settings, print_json
 from effvit_nas.errors import UserError
 
-METRICS = ("throughput", "latency")
 DEVICE_HELP = "cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...)."
-
-
-def _metric(metric: str) -> str:
-    # the integrator connects latency once the measurement engine times it
-    if metric != "throughput":
-        raise UserError(f"--metric {metric}: this build's measurement engine times throughput only (bench has no {metric} metric yet)")
-    return metric
 
 
 @click.command("profile")
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @bench_options
-@click.option("--metric", type=click.Choice(METRICS), default="throughput", show_default=True, help="What the predictor predicts.")
 @click.option("--space", default="efficientvit", show_default=True, help=SPACE_HELP)
 @click.option("--archs", type=click.IntRange(min=2), default=40, show_default=True, help="Space-filling sample size (M0..M5 come on top).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the scrambled Halton sample and of the folds.")
@@ -43,7 +34,7 @@ def _metric(metric: str) -> str:
 )
 @click.option("--storage", default=None, help=STORAGE_HELP + " Holds the measurements and the fitted predictor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored predictor record as JSON.")
-def profile_cmd(device, metric, space, archs, seed, anchor, repeats, folds, feature_set, storage, as_json, **protocol) -> None:
+def profile_cmd(device, space, archs, seed, anchor, repeats, folds, feature_set, storage, as_json, **protocol) -> None:
     """Measure a target's calibration set once (M0..M5 plus a space-filling sample of the
     space, reusing stored figures), fit its efficiency predictor, store it with the device
     fingerprint and protocol, and print how it does on architectures held out of the fit."""
@@ -54,9 +45,9 @@ def profile_cmd(device, metric, space, archs, seed, anchor, repeats, folds, feat
     from effvit_nas.predict.features import DEFAULT_FEATURE_SET, feature_names
     from effvit_nas.predict.profile import fit_profile, profile_lines
 
-    _metric(metric)
     feature_names(feature_set or DEFAULT_FEATURE_SET)  # a typo fails before any measuring
     settings = bench_settings(device, protocol)
+    metric = settings.metric
     sp = load_space(space)
     check_local(device, settings)  # an unknown device fails before the store is touched
     presets = preset_configs(sp)
@@ -91,7 +82,6 @@ def _progress(items, as_json: bool):
 @click.argument("configs", nargs=-1, required=True, metavar="CONFIG...")
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @bench_options
-@click.option("--metric", type=click.Choice(METRICS), default="throughput", show_default=True)
 @click.option("--space", default=None, help="The profiled space whose predictor to use [default: the latest profiled for this target].")
 @click.option(
     "--img-size",
@@ -101,15 +91,15 @@ def _progress(items, as_json: bool):
 )
 @click.option("--storage", default=None, help=STORAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of predictions.")
-def predict_cmd(configs, device, metric, space, img_size, storage, as_json, **protocol) -> None:
+def predict_cmd(configs, device, space, img_size, storage, as_json, **protocol) -> None:
     """Predict the throughput of each CONFIG on a device from the predictor `profile` stored
     for it (same device fingerprint and protocol), with its 90 % interval. Nothing is timed."""
     from effvit_nas.arch.config import load_config
     from effvit_nas.measure.actor import check_local
     from effvit_nas.predict.profile import load_profile, predict_configs
 
-    _metric(metric)
     settings = bench_settings(device, protocol)
+    metric = settings.metric
     cfgs = [load_config(c) for c in configs]
     if img_size is not None:
         cfgs = [c.replace(img_size=img_size) for c in cfgs]
@@ -122,4 +112,11 @@ def predict_cmd(configs, device, metric, space, img_size, storage, as_json, **pr
     click.echo(f"predicted {metric} on {device} [{fp['id']}] from the profile of space {record['space']} ({record['fitted_at']}):")
     for r in rows:
         note = f"  ({r['note']})" if r["note"] else ""
-        click.echo(f"{r['name']:>12}  {r['throughput']:10.1f} img/s  90% {r['low']:.1f}-{r['high']:.1f}{note}")
+        click.echo(
+            f"{r['name']:>12}  {_figure(r['throughput'], metric)}  90% {_figure(r['low'], metric)} - {_figure(r['high'], metric)}{note}"
+        )
+
+
+def _figure(images_per_s: float, metric: str) -> str:
+    # a latency figure is held as images/s at batch 1, like every figure of the engine
+    return f"{1000.0 / images_per_s:8.3f} ms" if metric == "latency" else f"{images_per_s:10.1f} img/s"

@@ -16,10 +16,10 @@ FAST = ["--warmup", "0.1", "--duration", "0.3", "--window", "0.05"]
         (["profile", "--device", "tpu9000x", "--space", "tiny"], "tpu9000x"),
         (["profile", "--device", "foo", "--space", "tiny"], "unknown device 'foo'"),
         (["profile", "--space", "no-such-space"], "no-such-space"),
-        (["profile", "--space", "tiny", "--metric", "latency"], "--metric latency"),
+        (["profile", "--space", "tiny", "--metric", "speed"], "'speed' is not one of"),
         (["profile", "--space", "tiny", "--anchor", "M9"], "--anchor 'M9'"),
         (["profile", "--space", "tiny", "--feature-set", "nope"], "'nope' is unknown"),
-        (["predict", "M0", "--metric", "latency"], "--metric latency"),
+        (["predict", "M0", "--metric", "latency"], "no profile to predict from"),
         (["predict", "M9"], "M9"),
     ],
 )

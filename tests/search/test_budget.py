@@ -94,3 +94,44 @@ def test_a_driver_that_measured_while_another_created_the_study_takes_the_stored
     assert adopt_stored(Budget(590.0, "0.5xM0", 1180.0), options) == Budget(600.0, "0.5xM0", 1200.0)
     assert adopt_stored(Budget(1180.0, "1xM0", 1180.0), options) == Budget(1180.0, "1xM0", 1180.0)
     assert adopt_stored(Budget(600.0), options) == Budget(600.0)
+
+
+@pytest.mark.parametrize(
+    "text, metric, expected",
+    [
+        ("5ms", None, "latency"),
+        ("0.5 ms", "latency", "latency"),
+        ("800us", None, "latency"),
+        ("10k-imgs/s", None, "throughput"),
+        ("2.5k", "throughput", "throughput"),
+        ("1.5xM0", None, "throughput"),
+        ("1.5xM0", "latency", "latency"),
+    ],
+)
+def test_a_budgets_unit_says_its_metric(text, metric, expected):
+    from effvit_nas.search.budget import budget_metric
+
+    assert budget_metric(text, metric) == expected
+
+
+@pytest.mark.parametrize("text, metric", [("5ms", "throughput"), ("10k-imgs/s", "latency")])
+def test_a_metric_contradicting_the_unit_is_refused(text, metric):
+    from effvit_nas.search.budget import budget_metric
+
+    with pytest.raises(SettingError, match="its unit says so") as e:
+        budget_metric(text, metric)
+    assert e.value.setting == "BenchSettings.metric"
+
+
+def test_latency_budgets_keep_the_direction():
+    """A latency budget is held as images/s at batch 1 (1000 / ms), and a relative one means
+    "as fast as": 1.5xM0 allows M0's latency / 1.5."""
+    b = resolve_budget("5ms", 64, 10, lambda c: pytest.fail("absolute"))
+    assert b.images_per_s == pytest.approx(200.0) and b.latency_ms == pytest.approx(5.0)
+    m0_latency_ms = 2.0  # M0's figure: 1 / p50 = 500 images/s at batch 1
+    rel = resolve_budget("1.5xM0", 64, 10, lambda c: fake_measurement(c, 1e3 / m0_latency_ms))
+    assert rel.latency_ms == pytest.approx(m0_latency_ms / 1.5)
+    # feasible = figure >= images_per_s: a faster model (lower latency) passes, a slower one fails
+    assert b.images_per_s <= 1e3 / 4.0 and not b.images_per_s <= 1e3 / 6.0
+    assert default_study_name("cpu", "5ms") == "effvit-cpu-5ms"
+    assert default_study_name("cpu", "1.5xM0", "latency") == "effvit-cpu-1.5xM0-latency"
