@@ -184,7 +184,7 @@ def bench_settings(device: str, opts: Mapping[str, Any]):
 
 def data_config(opts: Mapping[str, Any], img_size: int | None = None):
     """DataConfig from `data_options`' values (and ``--seed``)."""
-    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.data import DataConfig
 
     return DataConfig(
         opts["data_source"], img_size or opts["img_size"], opts["classes"], opts["train_per_class"], opts["val_per_class"], opts["seed"]

@@ -31,7 +31,7 @@ def proxy_cmd(
     CONFIG is a preset (M0..M5) or a YAML/JSON file; the model is rebuilt at --img-size with
     the data's class count. Higher is better for every proxy.
     """
-    from effvit_nas.proxy.data import DataConfig, load_data
+    from effvit_nas.data import DataConfig, load_data
     from effvit_nas.proxy.registry import check_proxy, evaluate_proxy
     from effvit_nas.proxy.short_training import ShortTrainSettings
 

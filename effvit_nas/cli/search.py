@@ -198,7 +198,7 @@ def _problem(opts: dict, options, bench, device):
     """What the study is about, from the flags (a relative budget is resolved here, once per
     study: see effvit_nas.search.budget)."""
     from effvit_nas.arch.space import load_space
-    from effvit_nas.proxy.data import check_data
+    from effvit_nas.data import check_data
     from effvit_nas.proxy.halving import Halving
     from effvit_nas.proxy.short_training import ShortTrainSettings
     from effvit_nas.search.budget import study_budget

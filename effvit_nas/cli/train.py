@@ -137,7 +137,7 @@ def train_cmd(
 ) -> None:
     """Train CONFIG (preset, YAML or export folder) with the paper's recipe through Ray Train."""
     from effvit_nas.arch.config import load_config
-    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.data import DataConfig
     from effvit_nas.training.recipe import parse_overrides, recipe_for
     from effvit_nas.training.runner import TrainExecution, train_model
 

@@ -170,7 +170,7 @@ def run_jobs(
     arrives. Only as many tasks as the cluster can run at once are submitted, the next one
     when one finishes: Ray does not start queued tasks in submission order, and the order
     (cheap proxies, then one reference seed at a time) is what makes a run cut short useful."""
-    from effvit_nas.proxy.data import load_data
+    from effvit_nas.data import load_data
     from effvit_nas.runtime import import_ray, root_cause
 
     if not jobs:

@@ -8,9 +8,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.proxy.data import DataConfig
 from effvit_nas.proxy.short_training import ShortTrainSettings
 
 DEFAULT_PROXIES = ("params", "macs", "synflow", "naswot", "gradnorm", "dss", "train@50", "train@200")

@@ -27,8 +27,8 @@ from typing import Any
 
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import SearchSpace
+from effvit_nas.data import Dataset
 from effvit_nas.errors import UserError
-from effvit_nas.proxy.data import Dataset
 from effvit_nas.proxy.short_training import Reporter, ShortTrainSettings, train_proxy
 
 DEFAULT_PROXY = "naswot"

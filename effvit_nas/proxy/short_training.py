@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.data import Dataset, normalize
 from effvit_nas.errors import SettingError
 from effvit_nas.model.efficientvit import build_model
-from effvit_nas.proxy.data import Dataset, normalize
 
 Reporter = Callable[[int, float], bool]
 """Called as ``report(step, top1)`` at intermediate evaluations; returning True stops."""

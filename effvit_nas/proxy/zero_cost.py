@@ -29,8 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.data import Dataset, normalize
 from effvit_nas.model.efficientvit import build_model
-from effvit_nas.proxy.data import Dataset, normalize
 
 
 def _scoring_model(config: ArchConfig, data: Dataset, seed: int) -> nn.Module:

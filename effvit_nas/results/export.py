@@ -27,9 +27,9 @@ from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.arch.config import ArchConfig, preset_name
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.results.cards import write_card
-from effvit_nas.results.pareto import pareto_trials
+from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.results.studies import StudyInfo, device_description
-from effvit_nas.search.records import TrialRecord
+from effvit_nas.trials.records import TrialRecord
 
 DRIFT_LIMIT = 0.05  # re-measured throughput off by more than this fraction is flagged
 

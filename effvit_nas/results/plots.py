@@ -16,10 +16,10 @@ from typing import Any
 
 from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.errors import UserError
-from effvit_nas.results.pareto import pareto_trials
+from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.results.references import ReferencePoint
 from effvit_nas.results.studies import StudyInfo
-from effvit_nas.search.records import TrialRecord
+from effvit_nas.trials.records import TrialRecord
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def reference_points(
             throughputs[m.config_hash] = m.throughput
         missing = {n: c for n, c in configs.items() if c.short_hash() not in scores}
         if missing:
-            from effvit_nas.proxy.data import DataConfig, load_data
+            from effvit_nas.data import DataConfig, load_data
             from effvit_nas.proxy.registry import evaluate_proxy
             from effvit_nas.proxy.short_training import ShortTrainSettings
 

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from effvit_nas.errors import UserError
-from effvit_nas.results.pareto import pareto_trials
+from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.runtime import quiet_optuna
-from effvit_nas.search.records import TrialRecord
+from effvit_nas.trials.records import TrialRecord
 
 CSV_COLUMNS = (
     "number",

@@ -188,10 +188,10 @@ class RayExecution:
         workers: int = 1,
         measure_actors: int | None = None,
     ):
+        from effvit_nas.data import load_data
         from effvit_nas.measure.actor import connect
         from effvit_nas.measure.pool import start_pool
         from effvit_nas.measure.store import MeasurementStore
-        from effvit_nas.proxy.data import load_data
         from effvit_nas.runtime import import_ray
 
         self._ray = import_ray()

@@ -32,7 +32,6 @@ from effvit_nas.runtime import quiet_optuna
 from effvit_nas.search.execution import Execution, Measurer, ProxyJob, ProxyRunner, SerialExecution
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
-from effvit_nas.search.records import Attr, rung_points
 from effvit_nas.search.screening import (
     Candidate,
     Fate,
@@ -45,6 +44,7 @@ from effvit_nas.search.screening import (
     with_proxy,
 )
 from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, tell
+from effvit_nas.trials.records import Attr, rung_points
 
 
 @dataclass
@@ -306,7 +306,7 @@ class _Run:
     def emit(self, number: int, outcome: Outcome, config_hash: str) -> None:
         if self.on_event is None:
             return
-        from effvit_nas.results.pareto import pareto_trials
+        from effvit_nas.trials.pareto import pareto_trials
 
         records = self.handle.records(("COMPLETE",))
         feasible = [r for r in records if r.feasible]
@@ -396,8 +396,8 @@ def check_local_device(device: str, bench: BenchSettings) -> None:
 
 
 def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
-    from effvit_nas.results.pareto import pareto_trials
     from effvit_nas.results.studies import trial_record
+    from effvit_nas.trials.pareto import pareto_trials
 
     front = pareto_trials(run.handle.study)
     numbers = {t.number for t in front}

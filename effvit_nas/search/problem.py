@@ -8,9 +8,9 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.proxy.data import DataConfig
 from effvit_nas.proxy.halving import Halving
 from effvit_nas.proxy.short_training import ShortTrainSettings
 

@@ -23,7 +23,7 @@ from effvit_nas.measure.settings import Measurement
 from effvit_nas.measure.store import is_storage_failure
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.runtime import root_cause
-from effvit_nas.search.records import REUSED_ATTRS, Attr, TrialRecord
+from effvit_nas.trials.records import REUSED_ATTRS, Attr, TrialRecord
 
 
 class Fate(enum.Enum):

@@ -14,8 +14,8 @@ from effvit_nas.measure.settings import with_later_fields
 from effvit_nas.runtime import quiet_optuna
 from effvit_nas.search.options import RunOptions, make_sampler
 from effvit_nas.search.problem import LATER_KEYS, OBJECTIVES, SearchProblem
-from effvit_nas.search.records import Attr, TrialRecord
 from effvit_nas.search.screening import Outcome
+from effvit_nas.trials.records import Attr, TrialRecord
 
 DRIVERS_ATTR = "drivers"  # study attribute: how many search processes have opened the study
 

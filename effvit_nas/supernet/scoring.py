@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.data import Dataset, normalize
 from effvit_nas.errors import UserError
-from effvit_nas.proxy.data import Dataset, normalize
 from effvit_nas.proxy.short_training import evaluate
 from effvit_nas.supernet.model import Supernet
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from effvit_nas.arch.config import PRESETS, ArchConfig, load_config
+from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError
-from effvit_nas.proxy.data import DataConfig
 from effvit_nas.training.recipe import TrainRecipe
 from effvit_nas.training.runner import Progress, TrainExecution, latest_checkpoint, train
 
@@ -75,8 +75,8 @@ def _contenders(study: Any, storage: str, k: int, baseline: str, out: Path) -> l
     """The k best Pareto models (exported) and the baseline preset (a folder with its config)."""
     from effvit_nas.model.cost import model_cost
     from effvit_nas.results.export import export_trials
-    from effvit_nas.results.pareto import pareto_trials
     from effvit_nas.results.studies import StudyInfo
+    from effvit_nas.trials.pareto import pareto_trials
 
     info = StudyInfo.of(study)
     exported = export_trials(study, info, storage, pareto_trials(study)[:k], out)
@@ -147,8 +147,8 @@ def compare(
     """Train and re-measure the ``k`` best Pareto models of ``study_name`` and ``baseline``
     (see the module doc); the baseline is the last row. ``on_trained`` is called after each
     (model, seed). Empty when nothing is feasible."""
-    from effvit_nas.results.pareto import pareto_trials
     from effvit_nas.results.studies import StudyInfo, load_study
+    from effvit_nas.trials.pareto import pareto_trials
 
     if baseline not in PRESETS:
         raise SettingError("compare.baseline", f"{baseline!r} is no preset (choose from {', '.join(PRESETS)})")

@@ -5,9 +5,9 @@ scaler state, epoch and metrics history in ``state.pt``) that Ray Train persists
 run's workers restore the newest one. Data order, augmentation and Mixup draws are seeded per
 (seed, epoch, rank), so a resumed run reaches the same weights as an uninterrupted one.
 
-Data is held in memory as uint8 tensors (``effvit_nas.proxy.data``: synthetic, CIFAR, an
+Data is held in memory as uint8 tensors (``effvit_nas.data``: synthetic, CIFAR, an
 ImageFolder subset) or, for an ImageFolder of any size, read from disk by DataLoader processes
-as training goes (:class:`effvit_nas.training.streaming.FolderData`).
+as training goes (:class:`effvit_nas.data.streaming.FolderData`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.data.streaming import FolderData
 from effvit_nas.errors import UserError
 from effvit_nas.runtime import import_ray
 from effvit_nas.training.recipe import TrainRecipe
-from effvit_nas.training.streaming import FolderData
 
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "state.pt"
 
@@ -326,7 +326,7 @@ class Worker:
         """This rank's share of the held-out images, normalised, with their labels."""
         import torch
 
-        from effvit_nas.proxy.data import normalize
+        from effvit_nas.data import normalize
 
         data = self.data
         if isinstance(data, FolderData):

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from effvit_nas.arch.config import ArchConfig, load_config
+from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError, UserError
-from effvit_nas.proxy.data import DataConfig
 from effvit_nas.runtime import import_ray
 from effvit_nas.training.loop import EMA_FILE, MODEL_FILE, STATE_FILE, load_state, steps_per_epoch, train_loop
 from effvit_nas.training.recipe import TrainRecipe
@@ -52,7 +52,7 @@ class TrainExecution:
         ray_address: an existing Ray cluster; None: a local Ray.
         resume: continue the run in ``out`` from its newest epoch checkpoint.
         stream: read an ImageFolder from disk as training goes (any size) instead of loading
-            it into memory first (:mod:`effvit_nas.training.streaming`; default False).
+            it into memory first (:mod:`effvit_nas.data.streaming`; default False).
         loader_workers: DataLoader processes per Ray Train worker decoding and augmenting
             images (default 0: in the worker itself).
     """
@@ -285,8 +285,8 @@ def execute(
     ray = import_ray()
     from ray.util.queue import Queue
 
+    from effvit_nas.data.streaming import training_data
     from effvit_nas.measure.actor import connect
-    from effvit_nas.training.streaming import training_data
 
     created = not run.out.exists()
     try:
@@ -485,8 +485,8 @@ def train_top(
     ``data`` at the model's own resolution. ``run.out`` must be None (the folders are the
     outputs). ``on_trained`` is called after each model. Empty when nothing is feasible."""
     from effvit_nas.results.export import export_trials
-    from effvit_nas.results.pareto import pareto_trials
     from effvit_nas.results.studies import StudyInfo, load_study
+    from effvit_nas.trials.pareto import pareto_trials
 
     if run.out is not None:
         raise SettingError("train_top.run", "out must be None: each model trains in its export folder (train_top.out)")

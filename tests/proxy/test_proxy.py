@@ -3,8 +3,8 @@ import math
 
 import pytest
 
+from effvit_nas.data import DataConfig, load_data
 from effvit_nas.errors import SettingError, UserError
-from effvit_nas.proxy.data import DataConfig, load_data
 from effvit_nas.proxy.registry import PROXIES, evaluate_proxy
 from effvit_nas.proxy.short_training import ShortTrainSettings
 from tests.support import TINY, run_main

@@ -19,8 +19,8 @@ from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import load_space
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import Measurement
-from effvit_nas.search.records import TrialRecord
 from effvit_nas.search.screening import Candidate, Fate, Planned, Screener, prediction_rank_correlation, with_proxy
+from effvit_nas.trials.records import TrialRecord
 from tests.support import TINY
 
 BUDGET = 1000.0
@@ -336,8 +336,8 @@ def test_halved_candidates_record_their_steps_and_stay_off_the_front(tmp_path):
     """A proxy runner reporting some candidates stopped at a rung: each trial stores the steps
     behind its accuracy, the stopped ones are marked and never enter the Pareto set, even
     when their (lower-fidelity) accuracy would put them there."""
-    from effvit_nas.results.pareto import pareto_trials
     from effvit_nas.search.loop import run_search
+    from effvit_nas.trials.pareto import pareto_trials
 
     def halved(jobs):
         for j in jobs:

@@ -287,7 +287,7 @@ def test_a_study_stored_before_paired_existed_resumes_unpaired():
 def test_pareto_set_lists_each_architecture_once():
     import optuna
 
-    from effvit_nas.results.pareto import pareto_trials
+    from effvit_nas.trials.pareto import pareto_trials
 
     study = optuna.create_study(directions=["maximize", "maximize"])
     dist = {"x": optuna.distributions.IntDistribution(0, 10)}
@@ -347,8 +347,8 @@ def test_a_missing_device_is_refused_before_a_relative_budget_measures_its_prese
 
 def _tiny_settings(url: str, study: str, budget: float = 300.0, **kw):
     """(problem, options) of a small real search in the tiny space."""
+    from effvit_nas.data import DataConfig
     from effvit_nas.measure.settings import BenchSettings
-    from effvit_nas.proxy.data import DataConfig
     from effvit_nas.search.options import RunOptions
     from effvit_nas.search.problem import SearchProblem
     from tests.support import FAST_BENCH
@@ -527,7 +527,7 @@ def test_halving_records_the_steps_behind_each_accuracy(tmp_path, capsys, local_
     import optuna
 
     from effvit_nas.proxy.halving import Halving, promoted
-    from effvit_nas.search.records import Attr, TrialRecord
+    from effvit_nas.trials.records import Attr, TrialRecord
 
     url = f"sqlite:///{tmp_path}/h.db"
     args = ["search", "--budget", "1", "--trials", "4", "--study", "h", "--storage", url, *TINY_SEARCH, "--proxy", "train", "--steps", "9"]

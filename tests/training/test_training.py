@@ -217,8 +217,8 @@ def test_train_bad_input(tmp_path, tiny_yaml, capsys, extra, needle):
 def test_library_errors_name_the_setting_and_the_cli_its_flag(tmp_path, tiny_yaml, local_ray, capsys):
     """The library says which setting is wrong (no CLI flag in its message); `train` says
     which of its flags set it."""
+    from effvit_nas.data import DataConfig
     from effvit_nas.errors import SettingError
-    from effvit_nas.proxy.data import DataConfig
     from effvit_nas.training.recipe import TrainRecipe, parse_overrides
     from effvit_nas.training.runner import TrainExecution, train
 
@@ -278,7 +278,7 @@ def test_crop_pad_shifts_the_image_without_rescaling_it():
     import torch.nn.functional as F
     from PIL import Image
 
-    from effvit_nas.proxy.data import normalize
+    from effvit_nas.data import normalize
     from effvit_nas.training.loop import train_transform
     from effvit_nas.training.recipe import TrainRecipe
 
@@ -298,7 +298,7 @@ def test_crop_pad_shifts_the_image_without_rescaling_it():
 def test_synthetic_data_gets_the_padded_crop_unless_set():
     """Synthetic data defaults to crop_pad=4 and says so; an override wins (and nothing is
     said); other data keeps the paper's random-resized crop."""
-    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.data import DataConfig
     from effvit_nas.training.recipe import parse_overrides, recipe_for
 
     synthetic, folder = DataConfig("synthetic"), DataConfig("/data/imagenet")

@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from effvit_nas.arch.space import SearchSpace
+from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError, UserError
-from effvit_nas.proxy.data import DataConfig
 from effvit_nas.supernet.model import Supernet, container_config, largest_config, smallest_config
 from effvit_nas.supernet.scoring import RECORD_FILE, SPACE_FILE, WEIGHTS_FILE, subnet_top1
 from effvit_nas.training.loop import MODEL_FILE, Worker, run_worker

@@ -13,7 +13,7 @@ proxy's steps cost model compute only, not JPEG decoding):
   ``train``/``test`` pickles);
 * MNIST-format IDX files (``fashion-mnist`` names the real Fashion-MNIST of Debian's
   ``dataset-fashion-mnist``, or any directory holding the four files, gzipped or not), read by
-  torchvision (:mod:`effvit_nas.proxy.idx`); the official test split is held out.
+  torchvision (:mod:`effvit_nas.data.idx`); the official test split is held out.
 
 Subsampling (first K classes, at most N images per class) keeps proxies cheap.
 """
@@ -301,7 +301,7 @@ def check_data(cfg: DataConfig) -> None:
 
 def load_data(cfg: DataConfig) -> Dataset:
     """Materialise ``cfg`` (see the module doc). DataError on missing or malformed data."""
-    from effvit_nas.proxy import idx
+    from effvit_nas.data import idx
 
     if cfg.source == "synthetic":
         return _synthetic(cfg)

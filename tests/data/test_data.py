@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
+from effvit_nas.data import DataConfig, DataError, load_data, normalize
 from effvit_nas.errors import SettingError
-from effvit_nas.proxy.data import DataConfig, DataError, load_data, normalize
 
 
 def test_synthetic_is_deterministic_and_balanced():

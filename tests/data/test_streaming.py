@@ -7,10 +7,10 @@ import shutil
 import pytest
 import torch
 
-from effvit_nas.proxy.data import DataConfig, DataError, load_data, normalize
+from effvit_nas.data import DataConfig, DataError, load_data, normalize
+from effvit_nas.data.streaming import FolderData
 from effvit_nas.training.recipe import TrainRecipe
-from effvit_nas.training.streaming import FolderData
-from tests.proxy.test_data import make_image_folder
+from tests.data.test_data import make_image_folder
 from tests.support import run_main
 
 

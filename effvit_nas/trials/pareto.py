@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from effvit_nas.search.records import TrialRecord, is_feasible
+from effvit_nas.trials.records import TrialRecord, is_feasible
 
 __all__ = ["front_points", "hypervolume_2d", "is_feasible", "pareto_trials"]
 

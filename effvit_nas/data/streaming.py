@@ -1,6 +1,6 @@
 """Training data read from disk as it is used: an ImageFolder (``train/``, ``val/``) of any size.
 
-The in-memory path (:func:`effvit_nas.proxy.data.load_data`) decodes every image once into a
+The in-memory path (:func:`effvit_nas.data.load_data`) decodes every image once into a
 uint8 tensor that the driver ships to each worker: fine for Fashion-MNIST or a subset, not for
 ImageNet. :class:`FolderData` holds only where the images are and which of them are used; each
 Ray Train worker lists the folder itself and its DataLoader workers decode, augment (timm's
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from effvit_nas.proxy.data import DataConfig, DataError, first_classes, subsample
+from effvit_nas.data.dataset import DataConfig, DataError, first_classes, subsample
 
 EVAL_CROP = 0.875  # DeiT / EfficientViT: 224 centre crop of the image resized to 256
 
@@ -36,7 +36,7 @@ def _folder(root: Path, split: str) -> Any:
 
 @dataclass(frozen=True)
 class FolderData:
-    """An ImageFolder used straight from disk; what :class:`~effvit_nas.proxy.data.Dataset`
+    """An ImageFolder used straight from disk; what :class:`~effvit_nas.data.Dataset`
     is for data held in memory (``num_classes``, ``img_size``, ``train_count``, ``classes``).
 
     Build it with :meth:`scan`; it pickles small (no image, no file list) and lists the folder
@@ -105,7 +105,7 @@ class FolderData:
 
 def training_data(cfg: DataConfig, stream: bool) -> Any:
     """What the training workers read: :class:`FolderData` when ``stream``, else the data
-    materialised in memory (:func:`effvit_nas.proxy.data.load_data`)."""
-    from effvit_nas.proxy.data import load_data
+    materialised in memory (:func:`effvit_nas.data.load_data`)."""
+    from effvit_nas.data.dataset import load_data
 
     return FolderData.scan(cfg) if stream else load_data(cfg)
