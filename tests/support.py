@@ -3,7 +3,9 @@
 import subprocess
 import sys
 
+import numpy as np
 import torch
+from PIL import Image
 
 from effvit_nas.arch.config import ArchConfig
 
@@ -92,3 +94,13 @@ def held_cpu_actor(ray):
     worker = get_worker("cpu", BenchSettings(batch=4, **FAST_BENCH))
     yield worker
     ray.kill(worker)
+
+
+def make_image_folder(root, classes=("cat", "dog", "emu"), per=4, size=40):
+    """An ImageFolder (train/ and val/, one folder per class) of ``per`` flat PNGs per class."""
+    for split in ("train", "val"):
+        for i, c in enumerate(classes):
+            (root / split / c).mkdir(parents=True)
+            for j in range(per):
+                arr = np.full((size, size + 8, 3), 40 * i + j, dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / c / f"{j}.png")

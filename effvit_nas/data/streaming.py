@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from effvit_nas.data.dataset import DataConfig, DataError, first_classes, subsample
+from effvit_nas.data.factory import load_data
 
 EVAL_CROP = 0.875  # DeiT / EfficientViT: 224 centre crop of the image resized to 256
 
@@ -106,6 +107,4 @@ class FolderData:
 def training_data(cfg: DataConfig, stream: bool) -> Any:
     """What the training workers read: :class:`FolderData` when ``stream``, else the data
     materialised in memory (:func:`effvit_nas.data.load_data`)."""
-    from effvit_nas.data.dataset import load_data
-
     return FolderData.scan(cfg) if stream else load_data(cfg)

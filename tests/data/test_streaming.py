@@ -10,8 +10,7 @@ import torch
 from effvit_nas.data import DataConfig, DataError, load_data, normalize
 from effvit_nas.data.streaming import FolderData
 from effvit_nas.training.recipe import TrainRecipe
-from tests.data.test_data import make_image_folder
-from tests.support import run_main
+from tests.support import make_image_folder, run_main
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ def small_data():
 @pytest.fixture(scope="module")
 def easy_data(tmp_path_factory):
     """Three classes of flat, clearly different colours: any working training loop learns it."""
-    from .test_data import make_image_folder
+    from tests.support import make_image_folder
 
     root = tmp_path_factory.mktemp("easy")
     make_image_folder(root, classes=("a", "b", "c"), per=16, size=32)
