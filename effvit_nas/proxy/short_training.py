@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.data import Dataset, normalize
 from effvit_nas.errors import SettingError
+from effvit_nas.model.accuracy import evaluate
 from effvit_nas.model.efficientvit import build_model
 
 Reporter = Callable[[int, float], bool]
@@ -79,19 +80,6 @@ class ShortTrainResult:
     history: list[tuple[int, float]]  # (step, top1) of intermediate evaluations
     stopped_early: bool
     eval_seconds: float = 0.0  # of ``seconds``, spent on intermediate evaluations
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) on uint8 images ``x``."""
-    was = model.training
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch):
-        xb = normalize(x[i : i + batch]).contiguous(memory_format=torch.channels_last)
-        correct += (model(xb).argmax(1) == y[i : i + batch]).sum().item()
-    model.train(was)
-    return correct / max(len(x), 1)
 
 
 def _augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:

@@ -16,7 +16,7 @@ from typing import Any
 from effvit_nas.errors import UserError
 from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.runtime import quiet_optuna
-from effvit_nas.trials.records import TrialRecord
+from effvit_nas.trials.records import TrialRecord, trial_record
 
 CSV_COLUMNS = (
     "number",
@@ -106,30 +106,6 @@ class StudyInfo:
         """The measurement protocol in words, e.g. ``trace, batch 16, 1 thread, fp32``."""
         b = self.bench
         return f"{b['backend']}, batch {b['batch']}, {b['threads']} thread{'s' if b['threads'] != 1 else ''}, {b['precision']}"
-
-
-def trial_record(t: Any, pareto_numbers: set[int] | None = None, trained: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The row of one trial as `show` prints it (JSON keys are the issue's, plus
-    ``trained_top1`` once `effvit-nas train` trained it)."""
-    r = TrialRecord.of(t)
-    done = (trained or {}).get(str(r.number)) or {}
-    return {
-        "number": r.number,
-        "state": r.state,
-        "config": r.config,
-        "hash": r.config_hash,
-        "params": r.params,
-        "macs": r.macs,
-        "throughput": r.throughput,
-        "measured": r.measured,
-        "accuracy": r.accuracy,
-        "proxy": r.proxy,
-        "feasible": r.feasible if r.complete else None,
-        "pareto": r.number in (pareto_numbers or set()),
-        "note": r.note or r.fail_reason,
-        "trained_top1": done.get("top1"),
-        "trained_top1_ema": done.get("top1_ema"),
-    }
 
 
 def study_records(study: Any) -> list[dict[str, Any]]:

@@ -396,8 +396,8 @@ def check_local_device(device: str, bench: BenchSettings) -> None:
 
 
 def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
-    from effvit_nas.results.studies import trial_record
     from effvit_nas.trials.pareto import pareto_trials
+    from effvit_nas.trials.records import trial_record
 
     front = pareto_trials(run.handle.study)
     numbers = {t.number for t in front}

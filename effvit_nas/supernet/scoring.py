@@ -18,7 +18,7 @@ import torch.nn as nn
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.data import Dataset, normalize
 from effvit_nas.errors import UserError
-from effvit_nas.proxy.short_training import evaluate
+from effvit_nas.model.accuracy import evaluate
 from effvit_nas.supernet.model import Supernet
 
 # a trained supernet folder: the shared weights, the space they cover, how they were trained

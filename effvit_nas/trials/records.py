@@ -140,3 +140,27 @@ def rung_points(records: list[TrialRecord]) -> dict[int, list[tuple[float, float
             for step, top1 in (r.attrs.get(Attr.RUNGS) or {}).items():
                 out.setdefault(int(step), []).append((float(top1), float(r.throughput)))
     return out
+
+
+def trial_record(t: Any, pareto_numbers: set[int] | None = None, trained: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The row of one trial as `show` prints it (JSON keys are the issue's, plus
+    ``trained_top1`` once `effvit-nas train` trained it)."""
+    r = TrialRecord.of(t)
+    done = (trained or {}).get(str(r.number)) or {}
+    return {
+        "number": r.number,
+        "state": r.state,
+        "config": r.config,
+        "hash": r.config_hash,
+        "params": r.params,
+        "macs": r.macs,
+        "throughput": r.throughput,
+        "measured": r.measured,
+        "accuracy": r.accuracy,
+        "proxy": r.proxy,
+        "feasible": r.feasible if r.complete else None,
+        "pareto": r.number in (pareto_numbers or set()),
+        "note": r.note or r.fail_reason,
+        "trained_top1": done.get("top1"),
+        "trained_top1_ema": done.get("top1_ema"),
+    }

@@ -129,7 +129,7 @@ def test_proxy_cli_bad_input(capsys, args, needle):
 def test_evaluation_records_no_autograd_graph_and_restores_the_mode():
     import torch
 
-    from effvit_nas.proxy.short_training import evaluate
+    from effvit_nas.model.accuracy import evaluate
 
     grad_enabled = []
 
