@@ -104,3 +104,14 @@ def make_image_folder(root, classes=("cat", "dog", "emu"), per=4, size=40):
             for j in range(per):
                 arr = np.full((size, size + 8, 3), 40 * i + j, dtype=np.uint8)
                 Image.fromarray(arr).save(root / split / c / f"{j}.png")
+
+
+def patch_everywhere(monkeypatch, module, name: str, value) -> None:
+    """Replace ``module.name`` and every binding of the same object that a module of the package
+    imported by name (``from module import name``), so that callers in other modules see it too."""
+    import sys
+
+    original = getattr(module, name)
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").startswith("effvit_nas") and getattr(mod, name, None) is original:
+            monkeypatch.setattr(mod, name, value)

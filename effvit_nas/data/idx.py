@@ -67,7 +67,7 @@ def _materialise(files: dict[str, Path]) -> Path:
 
 def _read(files: dict[str, Path], root: Path) -> tuple:
     """(train images, train labels, test images, test labels) as torchvision reads them."""
-    from torchvision.datasets import FashionMNIST
+    from torchvision.datasets import FashionMNIST  # lazy: torchvision loads torch
 
     cache = _materialise(files)
     try:

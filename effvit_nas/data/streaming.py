@@ -24,7 +24,7 @@ EVAL_CROP = 0.875  # DeiT / EfficientViT: 224 centre crop of the image resized t
 
 
 def _folder(root: Path, split: str) -> Any:
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets import ImageFolder  # lazy: torchvision loads torch
 
     d = root / split
     if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
@@ -79,7 +79,7 @@ class FolderData:
 
     def split(self, split: str, transform: Any) -> Any:
         """The ``train`` or ``val`` images this config selects, decoded by ``transform`` on access."""
-        from torch.utils.data import Subset
+        from torch.utils.data import Subset  # lazy: torch costs seconds to import
 
         folder = _folder(Path(self.cfg.source), split)
         folder.transform = transform
@@ -91,7 +91,7 @@ class FolderData:
         as the in-memory path does, so that a padded random crop (``crop_pad``) sees what it
         would see there."""
         if resize_first:
-            from torchvision import transforms
+            from torchvision import transforms  # lazy: torchvision loads torch
 
             size = self.img_size
             bicubic = transforms.InterpolationMode.BICUBIC
@@ -99,7 +99,7 @@ class FolderData:
         return self.split("train", transform)
 
     def eval_transform(self) -> Any:
-        from timm.data import create_transform
+        from timm.data import create_transform  # lazy: timm loads torch
 
         return create_transform(self.img_size, is_training=False, crop_pct=EVAL_CROP, interpolation="bicubic")
 

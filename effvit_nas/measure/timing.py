@@ -46,7 +46,7 @@ from effvit_nas.measure.windows import (
 
 def check_supported(settings: BenchSettings, torch_device: str) -> None:
     """DeviceError for combinations the device or backend cannot run."""
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     cuda = torch_device.startswith("cuda")
     if not cuda and settings.precision == "fp16":
@@ -61,7 +61,7 @@ def check_supported(settings: BenchSettings, torch_device: str) -> None:
 
 
 def _autocast(torch_device: str, precision: str) -> contextlib.AbstractContextManager:
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -70,9 +70,9 @@ def _autocast(torch_device: str, precision: str) -> contextlib.AbstractContextMa
 
 
 def _onnx_runner(model: Any, x: Any, threads: int) -> Callable[[], Any]:
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: optional backend, slow to import
 
-    from effvit_nas.model.deploy import export_onnx
+    from effvit_nas.model.deploy import export_onnx  # lazy: loads torch; a driver that only asks the device actor needs none
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
@@ -88,10 +88,10 @@ def _onnx_runner(model: Any, x: Any, threads: int) -> Callable[[], Any]:
 
 def prepare(config: ArchConfig, settings: BenchSettings, torch_device: str, batch: int) -> Callable[[], Any]:
     """Build, deploy and prepare the backend; returns a zero-argument forward pass."""
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
-    from effvit_nas.model.deploy import trace_for_inference
-    from effvit_nas.model.efficientvit import build_model
+    from effvit_nas.model.deploy import trace_for_inference  # lazy: loads torch; a driver that only asks the device actor needs none
+    from effvit_nas.model.efficientvit import build_model  # lazy: loads torch; a driver that only asks the device actor needs none
 
     torch.manual_seed(0)
     model = build_model(config).eval().deploy().to(torch_device)
@@ -143,7 +143,7 @@ def halve_on_oom(run: Callable[[int], T], batch: int, free: Callable[[], None]) 
 
     Returns the result and the batch that fitted; re-raises if even batch 1 does not fit.
     """
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     while True:
         try:
@@ -174,7 +174,7 @@ def cuda_event_timer() -> Callable[[Callable[[], Any]], float]:
     Python pause before the synchronize returns) does not enter the figure; GPU idle time
     between kernels still does, as it should for a throughput that includes launch overhead.
     """
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     def timed(forward: Callable[[], Any]) -> float:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -253,7 +253,7 @@ def summarize(record: WindowRecord, batch: int) -> dict[str, Any]:
 def on_device(settings: BenchSettings, torch_device: str) -> Iterator[tuple[Callable, Callable, Callable]]:
     """Hold ``torch_device`` (its lock, ``settings.threads`` intra-op threads) and yield its
     (sync, iteration timer, CPU-time clock)."""
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     check_supported(settings, torch_device)
     cuda = torch_device.startswith("cuda")
@@ -274,7 +274,7 @@ def on_device(settings: BenchSettings, torch_device: str) -> Iterator[tuple[Call
 
 
 def _free(torch_device: str) -> Callable[[], None]:
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     return torch.cuda.empty_cache if torch_device.startswith("cuda") else (lambda: None)
 

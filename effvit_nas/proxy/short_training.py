@@ -96,15 +96,12 @@ def _augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
 def preload_training() -> None:
     """Import timm's optimiser, schedule and loss now (about 7 s of CPU: timm brings
     torchvision and torch._dynamo), for a worker warmed before its first training."""
-    import timm.loss
-    import timm.optim
-    import timm.scheduler  # noqa: F401
 
 
 def _optimizer(model: torch.nn.Module, settings: ShortTrainSettings) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW (no decay on 1-D params and attention biases) and its per-update cosine schedule."""
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
+    from timm.optim import create_optimizer_v2  # lazy: timm loads torch
+    from timm.scheduler import CosineLRScheduler  # lazy: timm loads torch
 
     opt = create_optimizer_v2(model, "adamw", lr=settings.lr, weight_decay=settings.weight_decay)
     warm = settings.warmup_steps if settings.warmup_steps is not None else max(1, settings.steps // 10)
@@ -134,7 +131,7 @@ def _batches(data: Dataset, batch: int, g: torch.Generator) -> Iterator[tuple[to
 
 def _run_steps(model: torch.nn.Module, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> ShortTrainResult:
     """The training loop; ``top1`` and ``seconds`` of the result are left for the caller."""
-    from timm.loss import LabelSmoothingCrossEntropy
+    from timm.loss import LabelSmoothingCrossEntropy  # lazy: timm loads torch
 
     opt, sched = _optimizer(model, settings)
     loss_fn = LabelSmoothingCrossEntropy(settings.label_smoothing)

@@ -30,6 +30,11 @@ from effvit_nas.results.cards import write_card
 from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.results.studies import StudyInfo, device_description
 from effvit_nas.trials.records import TrialRecord
+from effvit_nas.measure.actor import measure_configs
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.model.deploy import export_onnx
+from effvit_nas.model.efficientvit import build_model
+from effvit_nas.model.timm_compat import timm_kwargs
 
 DRIFT_LIMIT = 0.05  # re-measured throughput off by more than this fraction is flagged
 
@@ -162,7 +167,6 @@ def export_trials(
     ray_address: str | None = None,
 ) -> list[Exported]:
     """Write one folder per trial under ``out`` (see the module doc)."""
-    from effvit_nas.measure.store import MeasurementStore
 
     _check_writable(out)
     store = MeasurementStore(storage)
@@ -176,7 +180,6 @@ def export_trials(
     }
     fresh: dict[str, Any] = {}
     if remeasure:
-        from effvit_nas.measure.actor import measure_configs
 
         fresh = {m.config_hash: m for m in measure_configs(configs, info.device, bench, store, fresh=True, ray_address=ray_address)}
     context = {"info": info, "device": device_description(study, info, storage), "pareto_numbers": {t.number for t in pareto_trials(study)}}
@@ -211,8 +214,6 @@ def _measurement(r: TrialRecord, item: Exported, info: StudyInfo, device: dict |
 
 
 def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh: Any, onnx: bool, context: dict[str, Any]) -> Exported:
-    from effvit_nas.model.timm_compat import timm_kwargs
-
     info = context["info"]
     folder = out / f"trial-{r.number}-{cfg.short_hash()}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -245,17 +246,15 @@ def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh
 
 
 def _write_onnx(cfg: ArchConfig, path: Path) -> None:
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
-    from effvit_nas.model.deploy import export_onnx
-    from effvit_nas.model.efficientvit import build_model
 
     model = build_model(cfg).eval().deploy()
     export_onnx(model, torch.randn(1, 3, cfg.img_size, cfg.img_size), str(path), dynamic_batch=True)
 
 
 def _write_index(out: Path, info: StudyInfo, storage: str, exported: list[Exported]) -> None:
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url  # lazy: SQLAlchemy is loaded with Optuna
 
     index = [
         {

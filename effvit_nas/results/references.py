@@ -13,6 +13,12 @@ from typing import Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.results.studies import StudyInfo, device_description
+from effvit_nas.data import DataConfig, load_data
+from effvit_nas.measure.actor import measure_configs
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.proxy.registry import evaluate_proxy
+from effvit_nas.proxy.short_training import ShortTrainSettings
+from effvit_nas.search.budget import parse_relative
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,6 @@ def reference_points(
 ) -> list[ReferencePoint]:
     """M0-M5 for ``study``. Stored figures are used as they are; with ``measure`` the missing
     ones are measured (device actor, measurement store) and scored (proxy, stored in the study)."""
-    from effvit_nas.measure.store import MeasurementStore
 
     configs = preset_configs(info.search_space())
     store = MeasurementStore(storage)
@@ -46,15 +51,11 @@ def reference_points(
     scores: dict[str, float] = dict(study.user_attrs.get("presets", {}))
     throughputs: dict[str, float] = {}
     if measure:
-        from effvit_nas.measure.actor import measure_configs
 
         for m in measure_configs(list(configs.values()), info.device, bench, store, ray_address=ray_address, on_result=on_progress):
             throughputs[m.config_hash] = m.throughput
         missing = {n: c for n, c in configs.items() if c.short_hash() not in scores}
         if missing:
-            from effvit_nas.data import DataConfig, load_data
-            from effvit_nas.proxy.registry import evaluate_proxy
-            from effvit_nas.proxy.short_training import ShortTrainSettings
 
             data = load_data(DataConfig(**info.data))
             for cfg in missing.values():
@@ -78,7 +79,6 @@ def _budget_preset_throughput(info: StudyInfo, configs: dict[str, ArchConfig]) -
     the figure the study resolved it to (the median of its reference runs): the store keeps only
     the newest run, which can lie far from it, and the plot must show the preset where the
     budget line (or the paired figures' scale) says."""
-    from effvit_nas.search.budget import parse_relative
 
     relative = parse_relative(info.budget_spec) if info.budget_spec else None
     name = info.anchor or (relative[1] if relative else None)

@@ -17,6 +17,10 @@ from effvit_nas.errors import UserError
 from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.runtime import quiet_optuna
 from effvit_nas.trials.records import TrialRecord, trial_record
+from effvit_nas.arch.space import SearchSpace, load_space
+from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.measure.store import optuna_storage
 
 CSV_COLUMNS = (
     "number",
@@ -38,9 +42,8 @@ CSV_COLUMNS = (
 def load_study(name: str, storage: str):
     """The existing study ``name`` in ``storage``; a one-line UserError listing the studies
     there when it is missing."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
-    from effvit_nas.measure.store import optuna_storage
 
     rdb = optuna_storage(storage, existing=True)
     with quiet_optuna():
@@ -93,13 +96,10 @@ class StudyInfo:
     def search_space(self):
         """The space searched: from the stored choices, so a moved or deleted YAML file does
         not matter; older studies load their stored path."""
-        from effvit_nas.arch.space import SearchSpace, load_space
 
         return SearchSpace.from_dict(self.space_def, source=self.space) if self.space_def else load_space(self.space)
 
     def bench_settings(self):
-        from effvit_nas.measure.settings import BenchSettings
-
         return BenchSettings(**self.bench)
 
     def protocol(self) -> str:
@@ -127,9 +127,8 @@ def records_csv(records: list[dict[str, Any]]) -> str:
 
 def list_studies(storage: str) -> list[dict[str, Any]]:
     """One row per study in ``storage``: trials, feasible, Pareto size, device, budget, created."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
-    from effvit_nas.measure.store import optuna_storage
 
     rdb = optuna_storage(storage, existing=True)
     rows = []
@@ -162,7 +161,6 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
 def device_description(study: Any, info: StudyInfo, storage: str) -> dict[str, Any] | None:
     """The fingerprint of the device the study's throughputs were measured on, from the
     measurement store (None when no measured trial is there)."""
-    from effvit_nas.measure.store import MeasurementStore
 
     store = MeasurementStore(storage)
     key = info.bench_settings().key()

@@ -19,9 +19,13 @@ from typing import Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.errors import SettingError
+from effvit_nas.measure.actor import LazyWorker, measure_configs
+from effvit_nas.measure.anchor import median_run
 from effvit_nas.measure.settings import BenchSettings, Measurement
+from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import parse_budget
+from effvit_nas.search.study import stored_problem
 
 # The preset behind a relative budget is measured this many times and the median kept: the
 # whole study's feasibility rests on this one figure, and a single measurement in a fresh
@@ -116,15 +120,10 @@ def study_budget(
     ``options`` name: its stored figure when the study exists with the same budget, else
     resolved now (a preset is measured in the device's actor, through the measurement store).
     ``worker``: returns the device actor to use (default: one started for this call)."""
-    from effvit_nas.search.study import stored_problem
 
     stored = _stored_budget(stored_problem(options))
 
     def measure(config: ArchConfig) -> Measurement:
-        from effvit_nas.measure.actor import LazyWorker, measure_configs
-        from effvit_nas.measure.anchor import median_run
-        from effvit_nas.measure.store import MeasurementStore
-
         store = MeasurementStore(options.storage)
         actor = (worker or LazyWorker(device, bench, options.ray_address))()  # one actor for all runs
         runs = [
@@ -142,7 +141,6 @@ def adopt_stored(budget: Budget, options: RunOptions) -> Budget:
     one command started together each measure the preset while no study exists yet; the first
     to create the study stores its figure, and the others take it instead of being refused
     for a budget a few img/s apart (a study compares every trial with one figure)."""
-    from effvit_nas.search.study import stored_problem
 
     if budget.reference is None:
         return budget

@@ -24,12 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
+from effvit_nas.arch.space import load_space
 from effvit_nas.errors import UserError
+from effvit_nas.measure.devices import parse_device, resolve_local
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import is_storage_failure, storage_failures_stop
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
+from effvit_nas.measure.timing import check_supported
+from effvit_nas.model.cost import model_cost
 from effvit_nas.runtime import quiet_optuna
-from effvit_nas.search.execution import Execution, Measurer, ProxyJob, ProxyRunner, SerialExecution
+from effvit_nas.search.execution import Execution, Measurer, ProxyJob, ProxyRunner, RayExecution, SerialExecution
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
 from effvit_nas.search.screening import (
@@ -44,7 +48,8 @@ from effvit_nas.search.screening import (
     with_proxy,
 )
 from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, tell
-from effvit_nas.trials.records import Attr, rung_points
+from effvit_nas.trials.pareto import pareto_trials
+from effvit_nas.trials.records import Attr, rung_points, trial_record
 
 
 @dataclass
@@ -266,8 +271,6 @@ class _Run:
         self.finish(number, outcome)
 
     def screen(self, trial: Any) -> tuple[Candidate | None, Outcome | Planned | None]:
-        from effvit_nas.model.cost import model_cost
-
         try:
             config = self.space.suggest(trial)
             cost = model_cost(config)
@@ -306,7 +309,6 @@ class _Run:
     def emit(self, number: int, outcome: Outcome, config_hash: str) -> None:
         if self.on_event is None:
             return
-        from effvit_nas.trials.pareto import pareto_trials
 
         records = self.handle.records(("COMPLETE",))
         feasible = [r for r in records if r.feasible]
@@ -350,9 +352,7 @@ def run_search(
     the device's actor pool and proxy tasks. Passing both runs the loop without Ray, one piece
     of work at a time (:class:`~effvit_nas.search.execution.SerialExecution`).
     """
-    from optuna.storages import fail_stale_trials
-
-    from effvit_nas.arch.space import load_space
+    from optuna.storages import fail_stale_trials  # lazy: Optuna costs a second to import
 
     t_start = time.perf_counter()
     space = load_space(problem.space)
@@ -369,8 +369,6 @@ def run_search(
     elif finished:  # a finished study starts no actor, loads no data
         execution = SerialExecution(_nothing_to_run, _nothing_to_run)
     else:
-        from effvit_nas.search.execution import RayExecution
-
         earlier = lambda: rung_points(handle.records(("COMPLETE",)))  # noqa: E731
         execution = RayExecution(problem, options.storage, options.ray_address, earlier, options.workers, options.measure_actors)
     run = _Run(handle, space, _screener(handle, problem, options), execution, options, on_event)
@@ -389,16 +387,11 @@ def _nothing_to_run(*_: Any) -> Any:
 
 def check_local_device(device: str, bench: BenchSettings) -> None:
     """UserError unless ``device`` is on this machine and can run ``bench``'s protocol."""
-    from effvit_nas.measure.devices import parse_device, resolve_local
-    from effvit_nas.measure.timing import check_supported
 
     check_supported(bench, resolve_local(parse_device(device)))
 
 
 def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
-    from effvit_nas.trials.pareto import pareto_trials
-    from effvit_nas.trials.records import trial_record
-
     front = pareto_trials(run.handle.study)
     numbers = {t.number for t in front}
     complete = run.handle.records(("COMPLETE",))

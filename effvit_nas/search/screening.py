@@ -180,7 +180,7 @@ def prediction_rank_correlation(records: list[TrialRecord]) -> tuple[float | Non
     """Spearman's rho between the throughput model's predictions and the measurements that
     followed them (each architecture once), and how many pairs: how well the model ranks
     candidates it has not seen, as the search used it. None with fewer than 3 pairs."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # lazy: SciPy costs start-up time
 
     pairs = {r.key(): (r.predicted_throughput, r.throughput) for r in records if r.complete and r.measured and r.predicted_throughput}
     if len(pairs) < 3:

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.arch.space import load_space
 from effvit_nas.data import Dataset, normalize
 from effvit_nas.errors import UserError
 from effvit_nas.model.accuracy import evaluate
@@ -71,9 +72,7 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=2)
 def _load(folder: str, stamp: tuple[int, int]) -> tuple[Supernet, str]:
-    from safetensors.torch import load_file
-
-    from effvit_nas.arch.space import load_space
+    from safetensors.torch import load_file  # lazy: loads torch
 
     path = Path(folder)
     space = load_space(path / SPACE_FILE)

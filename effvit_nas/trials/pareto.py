@@ -43,7 +43,7 @@ def hypervolume_2d(points: Sequence[Sequence[float]], ref: Sequence[float]) -> f
 def pareto_trials(study: Any) -> list:
     """Feasible, complete, measured, non-dominated trials (Optuna ``FrozenTrial``), each
     architecture once (its first trial), best accuracy first."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
     complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     first: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.search.loop import run_search
 from effvit_nas.search.study import open_study
 from tests.search.test_screening import _by_width, _load, _problem_options, _proxies
+from tests.support import patch_everywhere
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def cheap_costs(monkeypatch):
     seconds at 224 px): these tests are about how the loop runs, not what candidates cost."""
     from effvit_nas.model import cost
 
-    monkeypatch.setattr(cost, "model_cost", lambda c: cost.ModelCost(params=1000 * _load(c), macs=10**6 * _load(c)))
+    patch_everywhere(monkeypatch, cost, "model_cost", lambda c: cost.ModelCost(params=1000 * _load(c), macs=10**6 * _load(c)))
 
 
 def _trials(options) -> list:
