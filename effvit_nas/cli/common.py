@@ -90,7 +90,7 @@ def device_kind(spec) -> str:
     return "cuda" if spec.kind == "cuda" else "cpu"
 
 
-def open_study(study_name: str, storage: str | None):
+def read_study(study_name: str, storage: str | None):
     """(study, StudyInfo, storage URL) of an existing study made by `search`."""
     from effvit_nas.measure.store import default_storage
     from effvit_nas.results.studies import StudyInfo, load_study

@@ -65,7 +65,7 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
 
     def line(m) -> str:
         return (
-            f"{m.throughput:10.1f} img/s  {_interval(m.ci_low, m.ci_high, '.1f')}  {m.windows} windows ({m.disturbed} disturbed)  "
+            f"{m.throughput:10.1f} img/s  {_ci_text(m.ci_low, m.ci_high, '.1f')}  {m.windows} windows ({m.disturbed} disturbed)  "
             f"{m.iterations} iters  {'cached' if m.cached else f'{m.seconds:.1f} s'}"
         )
 
@@ -79,7 +79,7 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
         click.echo(f"device: {d['name']} [{d['id']}], torch {d['torch']}; store: {store.url}")
 
 
-def _interval(lo: float, hi: float, fmt: str, unit: str = "windows") -> str:
+def _ci_text(lo: float, hi: float, fmt: str, unit: str = "windows") -> str:
     if math.isnan(lo):
         return f"95% n/a (under 6 {unit})"
     return f"95% {lo:{fmt}}-{hi:{fmt}}"
@@ -121,7 +121,7 @@ def _bench_ratios(cfgs, reference, device: str, settings, ray_address, as_json: 
 
     def line(r) -> str:
         return (
-            f"{r.ratio:.3f}x {ref}  {_interval(r.ci_low, r.ci_high, '.3f', 'pairs')}  ({r.throughput:.1f} vs {r.reference_throughput:.1f} img/s in this run)  "
+            f"{r.ratio:.3f}x {ref}  {_ci_text(r.ci_low, r.ci_high, '.3f', 'pairs')}  ({r.throughput:.1f} vs {r.reference_throughput:.1f} img/s in this run)  "
             f"{r.pairs} pairs ({r.disturbed} disturbed)  {r.seconds:.1f} s"
         )
 
@@ -147,7 +147,7 @@ def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, rea
 
     def line(m) -> str:
         return (
-            f"{m.throughput:10.1f} img/s  {_interval(m.ci_low, m.ci_high, '.1f', 'pairs')}  "
+            f"{m.throughput:10.1f} img/s  {_ci_text(m.ci_low, m.ci_high, '.1f', 'pairs')}  "
             f"{m.iterations} pairs ({m.disturbed} disturbed)  {'cached' if m.cached else f'{m.seconds:.1f} s'}"
         )
 

@@ -36,10 +36,10 @@ from effvit_nas.measure.windows import (
     PairRecord,
     WindowRecord,
     cpu_clock,
-    figure_time,
     quantile_interval,
     run_pairs,
     run_windows,
+    seconds_per_iteration,
     turn_iters,
 )
 
@@ -235,7 +235,7 @@ def summarize(record: WindowRecord, batch: int) -> dict[str, Any]:
     lo, hi = quantile_interval(record.medians(), FIGURE_QUANTILE)
     note = "every window disturbed: figure from all of them" if not record.kept else ""
     return {
-        "throughput": batch / figure_time(record),
+        "throughput": batch / seconds_per_iteration(record),
         "q1": float(np.percentile(per_iter, 25)),
         "q3": float(np.percentile(per_iter, 75)),
         "cv": float(t.std() / t.mean()) if len(t) > 1 else math.nan,

@@ -34,8 +34,6 @@ from effvit_nas.proxy import zero_cost
 from effvit_nas.proxy.short_training import Reporter, ShortTrainSettings, preload_training, train_proxy
 from effvit_nas.supernet.scoring import load_supernet, subnet_top1
 
-DEFAULT_PROXY = "naswot"
-
 
 @dataclass
 class ProxyResult:

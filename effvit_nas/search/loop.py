@@ -38,8 +38,8 @@ from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
 from effvit_nas.search.screening import (
     Candidate,
-    Fate,
     Outcome,
+    OutcomeKind,
     Planned,
     ScreenCounts,
     Screener,
@@ -119,7 +119,7 @@ def _screener(handle: StudyHandle, problem: SearchProblem, options: RunOptions) 
 
 
 @dataclass
-class _Flight:
+class _AskedTrial:
     """A trial asked and not yet told: its candidate, what it waits for, since when (a tick)."""
 
     trial: Any
@@ -147,7 +147,7 @@ class _Run:
         self.deadline = time.time() + options.timeout_s if options.timeout_s else None
         self.failures = self.run_trials = 0
         self.interrupted = False
-        self.flight: dict[int, _Flight] = {}
+        self.flight: dict[int, _AskedTrial] = {}
         self.queues: dict[str, deque[int]] = {"measure": deque(), "proxy": deque()}
         # an architecture in flight is measured and scored once: later trials of it wait
         self.leading: dict[str, int] = {}  # architecture hash -> the trial measuring it
@@ -203,7 +203,7 @@ class _Run:
                 return False
             with quiet_optuna():
                 trial = self.handle.study.ask()
-            self.flight[trial.number] = _Flight(trial)
+            self.flight[trial.number] = _AskedTrial(trial)
             self.beat()  # at once: killed before its first beat, a trial would stay RUNNING
             candidate, plan = self.screen(trial)
             self.flight[trial.number].candidate = candidate
@@ -262,7 +262,7 @@ class _Run:
         f = self.flight[number]
         if f.pending is None:  # its measurement
             outcome = self.screener.complete(f.planned, result)
-            if outcome.fate is Fate.NEEDS_PROXY:
+            if outcome.kind is OutcomeKind.NEEDS_PROXY:
                 f.pending = outcome
                 self.enqueue("proxy", number)
                 return

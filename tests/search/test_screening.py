@@ -19,7 +19,7 @@ from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import load_space
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import Measurement
-from effvit_nas.search.screening import Candidate, Fate, Planned, Screener, prediction_rank_correlation, with_proxy
+from effvit_nas.search.screening import Candidate, OutcomeKind, Planned, Screener, prediction_rank_correlation, with_proxy
 from effvit_nas.trials.records import TrialRecord
 from tests.support import TINY
 
@@ -99,10 +99,10 @@ screener = Measuring
 def test_within_budget_needs_the_proxy_and_the_proxy_completes_it():
     measure = FakeMeasurer(1500.0)
     out = screener(measure).decide(candidate())
-    assert out.fate is Fate.NEEDS_PROXY and out.values is None and measure.calls == [TINY.short_hash()]
+    assert out.kind is OutcomeKind.NEEDS_PROXY and out.values is None and measure.calls == [TINY.short_hash()]
     assert out.constraint == pytest.approx((BUDGET - 1500) / BUDGET) and out.attrs["throughput"] == 1500.0
     done = with_proxy(out, {"value": 0.42, "proxy": "naswot", "seconds": 0.1})
-    assert done.fate is Fate.COMPLETE and done.values == (0.42, 1500.0) and done.feasible
+    assert done.kind is OutcomeKind.COMPLETE and done.values == (0.42, 1500.0) and done.feasible
     assert "proxy_weights" not in done.attrs
     scored = with_proxy(out, {"value": 0.5, "proxy": "supernet:/sn", "seconds": 0.4, "details": {"weights_sha256": "3fcf503d0325"}})
     assert scored.attrs["proxy"] == "supernet:/sn" and scored.attrs["proxy_weights"] == "3fcf503d0325"  # which supernet scored it
@@ -110,7 +110,7 @@ def test_within_budget_needs_the_proxy_and_the_proxy_completes_it():
 
 def test_under_budget_is_final_without_the_proxy():
     out = screener(FakeMeasurer(400.0)).decide(candidate())
-    assert out.fate is Fate.UNDER_BUDGET and out.values == (0.0, 400.0) and not out.feasible
+    assert out.kind is OutcomeKind.UNDER_BUDGET and out.values == (0.0, 400.0) and not out.feasible
     assert out.attrs["measured"] is True and "proxy skipped" in out.attrs["note"]
 
 
@@ -141,15 +141,17 @@ def test_a_repeated_architecture_reuses_the_earlier_result_without_measuring():
     )
     measure = FakeMeasurer(1.0)
     out = screener(measure, previous=lambda h: earlier if h == TINY.short_hash() else None).decide(candidate())
-    assert out.fate is Fate.REUSED and out.values == (0.5, 1200.0) and out.feasible and measure.calls == []
+    assert out.kind is OutcomeKind.REUSED and out.values == (0.5, 1200.0) and out.feasible and measure.calls == []
     assert out.attrs["accuracy"] == 0.5 and "trial 3" in out.attrs["note"]
 
 
 def test_predicted_infeasible_is_skipped_and_every_fourth_is_audited():
     measure, model = FakeMeasurer(300.0), FakeModel(infeasible=True, predicted=250.0)
     s = screener(measure, model)
-    fates = [s.decide(candidate()).fate for _ in range(8)]
-    assert fates == [Fate.PREDICTED_INFEASIBLE] * 3 + [Fate.UNDER_BUDGET] + [Fate.PREDICTED_INFEASIBLE] * 3 + [Fate.UNDER_BUDGET]
+    fates = [s.decide(candidate()).kind for _ in range(8)]
+    assert fates == [OutcomeKind.PREDICTED_INFEASIBLE] * 3 + [OutcomeKind.UNDER_BUDGET] + [OutcomeKind.PREDICTED_INFEASIBLE] * 3 + [
+        OutcomeKind.UNDER_BUDGET
+    ]
     assert len(measure.calls) == 2 and model.added == [300.0, 300.0]
     assert (s.counts.skipped, s.counts.audited, s.counts.audit_correct) == (6, 2, 2)
 
@@ -159,13 +161,13 @@ def test_a_wrong_skip_is_caught_by_its_audit():
     wrong and the candidate goes on to its proxy instead of being dropped."""
     s = screener(FakeMeasurer(5000.0), FakeModel(infeasible=True, predicted=250.0), audit_every=1)
     out = s.decide(candidate())
-    assert out.fate is Fate.NEEDS_PROXY and out.attrs["audit"] is True and out.attrs["predicted_throughput"] == 250.0
+    assert out.kind is OutcomeKind.NEEDS_PROXY and out.attrs["audit"] is True and out.attrs["predicted_throughput"] == 250.0
     assert (s.counts.audited, s.counts.audit_correct) == (1, 0)
 
 
 def test_skipped_candidates_carry_the_prediction_never_a_measurement():
     out = screener(FakeMeasurer(1.0), FakeModel(infeasible=True, predicted=250.0), audit_every=1000).decide(candidate())
-    assert out.fate is Fate.PREDICTED_INFEASIBLE and out.values == (0.0, 250.0) and out.throughput is None
+    assert out.kind is OutcomeKind.PREDICTED_INFEASIBLE and out.values == (0.0, 250.0) and out.throughput is None
     assert out.attrs["measured"] is False and out.attrs["throughput"] is None and out.constraint > 0
 
 
@@ -181,7 +183,7 @@ class RayLikeError(Exception):
 
 def test_a_failing_measurement_fails_the_candidate_with_the_root_cause():
     out = screener(FakeMeasurer(RayLikeError(MemoryError("out of memory in the actor")))).decide(candidate())
-    assert out.fate is Fate.FAILED and out.attrs["fail_reason"] == "MemoryError: out of memory in the actor"
+    assert out.kind is OutcomeKind.FAILED and out.attrs["fail_reason"] == "MemoryError: out of memory in the actor"
 
 
 def test_a_user_error_stops_instead_of_failing_every_candidate():
