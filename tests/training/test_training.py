@@ -172,8 +172,8 @@ def test_an_interrupted_search_trains_nothing(monkeypatch, tmp_path, capsys):
         raise AssertionError("trained after an interrupted search")
 
     monkeypatch.setattr("effvit_nas.search.loop.run_search", interrupted)
-    monkeypatch.setattr("effvit_nas.cli.search._compare", no_training)
-    monkeypatch.setattr("effvit_nas.cli.search._train_top", no_training)
+    monkeypatch.setattr("effvit_nas.cli.search.compare_with_baseline", no_training)
+    monkeypatch.setattr("effvit_nas.cli.search.train_best", no_training)
     url = f"sqlite:///{tmp_path}/s.db"
     for extra in (["--train-top", "1"], ["--train-top", "1", "--baseline", "M0"]):
         r = run_main(capsys, "search", "--study", "s", "--storage", url, "--budget", "100", "--trials", "2", *TINY_SEARCH, *extra)
