@@ -43,6 +43,7 @@ def test_the_worker_trains_and_evaluates_from_disk(folder):
         1,
         torch.device("cpu"),
     )
+    # private: the loader a worker builds, without the Ray Train context a public run needs
     w._data_pipeline()
     x, y = next(iter(w.loader))
     assert x.shape == (4, 3, 32, 32) and w.steps == 18 // 4 and y.dtype == torch.int64

@@ -335,6 +335,7 @@ def test_distillation_loss_is_deits_soft_distillation():
     w = Worker.__new__(Worker)  # only what loss() reads: no Ray, no data, no model
     w.recipe = TrainRecipe(mixup=0, cutmix=0, smoothing=0, distill_alpha=alpha, distill_tau=tau)
     w.data, w.device, w.amp = types.SimpleNamespace(num_classes=5), torch.device("cpu"), False
+    # private: the worker's own loss pieces, without the Ray Train context a public run needs
     w._losses(None)  # the worker's own target mixing (none here) and soft-target CE
     w.teacher = lambda x: teacher  # fixed logits, whatever the batch
     x = torch.zeros(6, 3, 8, 8)
@@ -437,6 +438,7 @@ def test_search_baseline_trains_found_and_preset_alike_and_tables_them(small_stu
 
 def test_a_comparison_reuses_every_seed_already_trained(tmp_path, monkeypatch):
     """A (model, seed) whose train.json exists is read, not trained again."""
+    # private: one seed of one contender; the public compare() would also measure throughput
     from effvit_nas.training.comparison import Contender, _train_seed
 
     def no_training(*a, **kw):
