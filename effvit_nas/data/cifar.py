@@ -10,7 +10,6 @@ of this package) is refused before it is called, as a :class:`~effvit_nas.data.d
 
 from __future__ import annotations
 
-import codecs
 import pickle
 from pathlib import Path
 from typing import Any
@@ -20,20 +19,20 @@ import torch
 
 from effvit_nas.data.dataset import DataConfig, DataError, Dataset, first_classes, resize_uint8, subsample
 
-# (module, name) a numpy array's pickle refers to -> the object; numpy 1 wrote numpy.core, numpy 2
-# writes numpy._core; _frombuffer is what protocol 5 uses for contiguous arrays, scalar what a
+# (module, name) a numpy array's pickle refers to -> where numpy 2 keeps it (numpy 1 wrote numpy.core,
+# numpy 2 writes numpy._core); _frombuffer is what protocol 5 uses for contiguous arrays, scalar what a
 # list of numpy integers (labels written by numpy code) holds; _codecs.encode is how Python 3
 # writes bytes at protocol 2 (a string to bytes, nothing run)
-_ADMITTED: dict[tuple[str, str], Any] = {
-    ("_codecs", "encode"): codecs.encode,
-    ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-    ("numpy.core.numeric", "_frombuffer"): np._core.numeric._frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): np._core.numeric._frombuffer,
-    ("numpy.core.multiarray", "scalar"): np._core.multiarray.scalar,
-    ("numpy._core.multiarray", "scalar"): np._core.multiarray.scalar,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+_ADMITTED: dict[tuple[str, str], tuple[str, str]] = {
+    ("_codecs", "encode"): ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"): ("numpy._core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"): ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.multiarray", "scalar"): ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"): ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"): ("numpy", "ndarray"),
+    ("numpy", "dtype"): ("numpy", "dtype"),
 }
 
 
@@ -41,10 +40,10 @@ class _ArrayUnpickler(pickle.Unpickler):
     """An unpickler that builds numpy arrays and plain containers and nothing else."""
 
     def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ADMITTED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numpy arrays and plain containers are read)") from None
+        admitted = _ADMITTED.get((module, name))
+        if admitted is None:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numpy arrays and plain containers are read)")
+        return super().find_class(*admitted)
 
 
 def load_pickle(path: Path) -> Any:

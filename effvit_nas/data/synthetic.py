@@ -83,7 +83,9 @@ def synthetic_split(labels: np.ndarray, signatures: np.ndarray, img_size: int, s
     return ((img * 0.35 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def generate(num_classes: int, train_per_class: int, val_per_class: int, img_size: int, seed: int) -> tuple[torch.Tensor, ...]:
+def generate(
+    num_classes: int, train_per_class: int, val_per_class: int, img_size: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train images, train labels, held-out images, held-out labels): ``train_per_class`` and
     ``val_per_class`` images of each of ``num_classes`` classes, the training split shuffled."""
     c = num_classes
