@@ -21,7 +21,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.arch.config import ArchConfig, preset_name
@@ -35,6 +35,10 @@ from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.model.deploy import export_onnx
 from effvit_nas.model.efficientvit import build_model
 from effvit_nas.model.timm_compat import timm_kwargs
+
+if TYPE_CHECKING:
+    import optuna
+
 
 DRIFT_LIMIT = 0.05  # re-measured throughput off by more than this fraction is flagged
 
@@ -54,7 +58,7 @@ class Exported:
         return self.drift is not None and abs(self.drift) > DRIFT_LIMIT
 
 
-def select_trials(study: Any, pareto: bool = False, trial: list[int] | None = None, top: int | None = None) -> list:
+def select_trials(study: optuna.Study, pareto: bool = False, trial: list[int] | None = None, top: int | None = None) -> list:
     """The trials to export: the Pareto set (default), given trial numbers, or the ``top``
     feasible architectures by proxy value. UserError when that selects nothing usable."""
     trials = study.get_trials(deepcopy=False)
@@ -72,7 +76,7 @@ def select_trials(study: Any, pareto: bool = False, trial: list[int] | None = No
     return chosen
 
 
-def _numbered(study: Any, trials: list, n: int) -> Any:
+def _numbered(study: optuna.Study, trials: list, n: int) -> Any:
     by_number = {t.number: t for t in trials}
     if n not in by_number:
         raise UserError(f"study {study.study_name!r} has no trial {n} (trials 0-{max(by_number)})")
@@ -157,7 +161,7 @@ def _card(cfg: ArchConfig, r: TrialRecord, info: StudyInfo, record: dict[str, An
 
 
 def export_trials(
-    study: Any,
+    study: optuna.Study,
     info: StudyInfo,
     storage: str,
     trials: list,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.errors import UserError
@@ -21,6 +21,10 @@ from effvit_nas.results.references import ReferencePoint
 from effvit_nas.results.studies import StudyInfo
 from effvit_nas.trials.records import TrialRecord
 from effvit_nas.proxy.registry import SUPERNET
+
+if TYPE_CHECKING:
+    import optuna
+
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ def _y_label(proxy: str) -> str:
     return "proxy top-1 (%, short training)" if is_accuracy(proxy) else f"{proxy} score (higher is better)"
 
 
-def pareto_view(study: Any, info: StudyInfo, device: dict[str, Any] | None, references: list[ReferencePoint]) -> ParetoView:
+def pareto_view(study: optuna.Study, info: StudyInfo, device: dict[str, Any] | None, references: list[ReferencePoint]) -> ParetoView:
     """Everything the plots draw, from the study's complete trials."""
     import optuna  # lazy: Optuna costs a second to import
 

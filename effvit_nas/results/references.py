@@ -9,7 +9,7 @@ once per study.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.results.studies import StudyInfo, device_description
@@ -20,6 +20,11 @@ from effvit_nas.proxy.registry import evaluate_proxy
 from effvit_nas.proxy.short_training import ShortTrainSettings
 from effvit_nas.search.budget import parse_relative
 
+if TYPE_CHECKING:
+    import optuna
+    from effvit_nas.arch.space import SearchSpace
+
+
 
 @dataclass(frozen=True)
 class ReferencePoint:
@@ -29,7 +34,7 @@ class ReferencePoint:
     accuracy: float | None  # the study's proxy
 
 
-def preset_configs(space: Any) -> dict[str, ArchConfig]:
+def preset_configs(space: SearchSpace) -> dict[str, ArchConfig]:
     """M0-M5 with the space's class count, at 224 px when the space has it, else at the space's
     largest resolution (a search at 64 px is compared with M0-M5 at 64 px)."""
     size = 224 if 224 in space.img_sizes else max(space.img_sizes)
@@ -40,7 +45,7 @@ def preset_configs(space: Any) -> dict[str, ArchConfig]:
 
 
 def reference_points(
-    study: Any, info: StudyInfo, storage: str, measure: bool = False, ray_address: str | None = None, on_progress: Any = None
+    study: optuna.Study, info: StudyInfo, storage: str, measure: bool = False, ray_address: str | None = None, on_progress: Any = None
 ) -> list[ReferencePoint]:
     """M0-M5 for ``study``. Stored figures are used as they are; with ``measure`` the missing
     ones are measured (device actor, measurement store) and scored (proxy, stored in the study)."""

@@ -11,7 +11,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.errors import UserError
 from effvit_nas.trials.pareto import pareto_trials
@@ -21,6 +21,10 @@ from effvit_nas.arch.space import SearchSpace, load_space
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.measure.store import optuna_storage
+
+if TYPE_CHECKING:
+    import optuna
+
 
 CSV_COLUMNS = (
     "number",
@@ -73,7 +77,7 @@ class StudyInfo:
     space_def: dict[str, Any] | None = None  # the space's choices (None in studies stored before them)
 
     @classmethod
-    def of(cls, study: Any) -> StudyInfo:
+    def of(cls, study: optuna.Study) -> StudyInfo:
         ident = study.user_attrs.get("effvit")
         if not ident:
             raise UserError(f"study {study.study_name!r} was not made by `effvit-nas search` (no effvit attributes)")
@@ -108,7 +112,7 @@ class StudyInfo:
         return f"{b['backend']}, batch {b['batch']}, {b['threads']} thread{'s' if b['threads'] != 1 else ''}, {b['precision']}"
 
 
-def study_records(study: Any) -> list[dict[str, Any]]:
+def study_records(study: optuna.Study) -> list[dict[str, Any]]:
     """Every trial of ``study`` as a row, Pareto membership included."""
     numbers = {t.number for t in pareto_trials(study)}
     trained = study.user_attrs.get("trained", {})
@@ -158,7 +162,7 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
     return rows
 
 
-def device_description(study: Any, info: StudyInfo, storage: str) -> dict[str, Any] | None:
+def device_description(study: optuna.Study, info: StudyInfo, storage: str) -> dict[str, Any] | None:
     """The fingerprint of the device the study's throughputs were measured on, from the
     measurement store (None when no measured trial is there)."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.errors import SettingError
@@ -26,6 +26,10 @@ from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import parse_budget
 from effvit_nas.search.study import stored_problem
+
+if TYPE_CHECKING:
+    from effvit_nas.arch.space import SearchSpace
+
 
 # The preset behind a relative budget is measured this many times and the median kept: the
 # whole study's feasibility rests on this one figure, and a single measurement in a fresh
@@ -109,7 +113,7 @@ def default_study_name(device: str, text: str) -> str:
 
 def study_budget(
     text: str,
-    space: Any,
+    space: SearchSpace,
     device: str,
     bench: BenchSettings,
     options: RunOptions,

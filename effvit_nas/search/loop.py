@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.arch.space import load_space
@@ -50,6 +50,11 @@ from effvit_nas.search.screening import (
 from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, tell
 from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.trials.records import Attr, rung_points, trial_record
+
+if TYPE_CHECKING:
+    import optuna
+
+    from effvit_nas.arch.space import SearchSpace
 
 
 @dataclass
@@ -98,7 +103,7 @@ class SearchSummary:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _enqueue_presets(handle: StudyHandle, space: Any) -> None:
+def _enqueue_presets(handle: StudyHandle, space: SearchSpace) -> None:
     """The M0-M5 that are points of the space, unless the study has them already."""
     known = {r.config_hash for r in handle.records()}
     for name, p in PRESETS.items():
@@ -122,7 +127,7 @@ def _screener(handle: StudyHandle, problem: SearchProblem, options: RunOptions) 
 class _AskedTrial:
     """A trial asked and not yet told: its candidate, what it waits for, since when (a tick)."""
 
-    trial: Any
+    trial: optuna.Trial
     candidate: Candidate | None = None
     planned: Planned | None = None
     pending: Outcome | None = None  # measured, waiting for its proxy
@@ -135,7 +140,7 @@ class _Run:
     def __init__(
         self,
         handle: StudyHandle,
-        space: Any,
+        space: SearchSpace,
         screener: Screener,
         execution: Execution,
         options: RunOptions,
@@ -270,7 +275,7 @@ class _Run:
             outcome = failed(result) if isinstance(result, BaseException) else with_proxy(f.pending, result)
         self.finish(number, outcome)
 
-    def screen(self, trial: Any) -> tuple[Candidate | None, Outcome | Planned | None]:
+    def screen(self, trial: optuna.Trial) -> tuple[Candidate | None, Outcome | Planned | None]:
         try:
             config = self.space.suggest(trial)
             cost = model_cost(config)

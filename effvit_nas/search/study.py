@@ -7,7 +7,7 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.arch.space import load_space
 from effvit_nas.errors import ConfigError, UserError
@@ -20,6 +20,11 @@ from effvit_nas.search.problem import LATER_KEYS, OBJECTIVES, SearchProblem
 from effvit_nas.search.screening import Outcome
 from effvit_nas.trials.records import Attr, TrialRecord
 
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages import BaseStorage
+
+
 DRIVERS_ATTR = "drivers"  # study attribute: how many search processes have opened the study
 
 
@@ -27,11 +32,11 @@ DRIVERS_ATTR = "drivers"  # study attribute: how many search processes have open
 class StudyHandle:
     """An open study with the storage it lives in (heartbeats and trial states need it)."""
 
-    study: Any
-    storage: Any
+    study: optuna.Study
+    storage: BaseStorage
     study_id: int
 
-    def trial_id(self, trial: Any) -> int:
+    def trial_id(self, trial: optuna.Trial) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
 
     def records(self, states: tuple[str, ...] | None = None) -> list[TrialRecord]:
@@ -55,7 +60,7 @@ def _storage(url: str, heartbeat_s: float):
     )
 
 
-def _check_same_problem(study: Any, problem: SearchProblem) -> None:
+def _check_same_problem(study: optuna.Study, problem: SearchProblem) -> None:
     want, have = problem.identity(), study.user_attrs.get("effvit")
     if have is None:
         study.set_metric_names(list(OBJECTIVES))
@@ -152,7 +157,7 @@ def search_finished(options: RunOptions) -> bool:
     return study is not None and holds_trials(study, options.trials)
 
 
-def holds_trials(study: Any, trials: int | None) -> bool:
+def holds_trials(study: optuna.Study, trials: int | None) -> bool:
     """Whether ``study`` has ``trials`` complete trials (never, for a run without --trials)."""
     import optuna  # lazy: Optuna costs a second to import
 
@@ -173,7 +178,7 @@ def _existing(options: RunOptions) -> Any:
             return None
 
 
-def tell(handle: StudyHandle, trial: Any, outcome: Outcome) -> None:
+def tell(handle: StudyHandle, trial: optuna.Trial, outcome: Outcome) -> None:
     """Finish ``trial`` with ``outcome``: the one place a trial's state is decided."""
     import optuna  # lazy: Optuna costs a second to import
 

@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,10 @@ from effvit_nas.results.studies import StudyInfo, load_study
 from effvit_nas.training.recipe import TrainRecipe
 from effvit_nas.training.runner import Progress, TrainExecution, latest_checkpoint, train
 from effvit_nas.trials.pareto import pareto_trials
+
+if TYPE_CHECKING:
+    import optuna
+
 
 MEASURE_ROUNDS = 5  # interleaved re-measurements per model: the median and IQR come from these
 
@@ -78,7 +82,7 @@ class Contender:
         }
 
 
-def _contenders(study: Any, storage: str, k: int, baseline: str, out: Path) -> list[Contender]:
+def _contenders(study: optuna.Study, storage: str, k: int, baseline: str, out: Path) -> list[Contender]:
     """The k best Pareto models (exported) and the baseline preset (a folder with its config)."""
 
     info = StudyInfo.of(study)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 
 class Attr(StrEnum):
@@ -42,7 +45,7 @@ class Attr(StrEnum):
 REUSED_ATTRS = (Attr.MEASURED, Attr.THROUGHPUT, Attr.ACCURACY, Attr.PROXY, Attr.PREDICTED_INFEASIBLE, Attr.PROXY_STEPS, Attr.PROXY_STOPPED)
 
 
-def is_feasible(trial: Any) -> bool:
+def is_feasible(trial: FrozenTrial) -> bool:
     """An Optuna trial that finished with values and satisfies every stored constraint (the
     search stores ``(budget - throughput) / budget``, feasible when <= 0)."""
     return bool(trial.values) and all(c <= 0 for c in trial.constraints.values())
@@ -77,7 +80,7 @@ class TrialRecord:
     attrs: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
-    def of(cls, trial: Any) -> TrialRecord:
+    def of(cls, trial: FrozenTrial) -> TrialRecord:
         """Read an Optuna ``FrozenTrial``."""
         ua = trial.user_attrs
         iqr = ua.get(Attr.THROUGHPUT_IQR)
@@ -142,7 +145,7 @@ def rung_points(records: list[TrialRecord]) -> dict[int, list[tuple[float, float
     return out
 
 
-def trial_record(t: Any, pareto_numbers: set[int] | None = None, trained: dict[str, Any] | None = None) -> dict[str, Any]:
+def trial_record(t: FrozenTrial, pareto_numbers: set[int] | None = None, trained: dict[str, Any] | None = None) -> dict[str, Any]:
     """The row of one trial as `show` prints it (JSON keys are the issue's, plus
     ``trained_top1`` once `effvit-nas train` trained it)."""
     r = TrialRecord.of(t)
