@@ -46,7 +46,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(*admitted)
 
 
-def load_pickle(path: Path) -> Any:
+def _load_pickle(path: Path) -> Any:
     """The object pickled in ``path``, numpy arrays and plain containers only (Python 2 strings
     decoded as latin-1, as CIFAR's own loader does). DataError for anything else."""
     try:
@@ -68,7 +68,7 @@ def detect(root: Path) -> tuple[list[Path], list[Path], str] | None:
 def _batches(paths: list[Path], key: str) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for p in paths:
-        d = load_pickle(p)
+        d = _load_pickle(p)
         try:
             xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(d[key]))
@@ -81,7 +81,7 @@ def _class_names(meta: Path, count: int) -> list[str]:
     names = [f"class{i}" for i in range(count)]
     if not meta.exists():
         return names
-    m = load_pickle(meta)
+    m = _load_pickle(meta)
     if not isinstance(m, dict):
         raise DataError(f"{meta} is not a CIFAR meta file: holds a {type(m).__name__}, not a dict")
     return [str(n) for n in (m.get("label_names") or m.get("fine_label_names") or names)]

@@ -51,7 +51,7 @@ def _blob(xx, yy, cx, cy, sigma):
     return torch.exp(-((xx[None] - cx[:, None, None]) ** 2 + (yy[None] - cy[:, None, None]) ** 2) / (2 * sigma[:, None, None] ** 2))
 
 
-def synthetic_split(labels: np.ndarray, signatures: np.ndarray, img_size: int, seed: int) -> torch.Tensor:
+def _images(labels: np.ndarray, signatures: np.ndarray, img_size: int, seed: int) -> torch.Tensor:
     """uint8 images for ``labels``; image i depends only on (seed, i, its label)."""
     g = torch.Generator().manual_seed(seed)
     n = len(labels)
@@ -95,8 +95,8 @@ def generate(
     perm = np.random.default_rng(seed + 2).permutation(len(y_tr))
     y_tr = y_tr[perm]
     return (
-        synthetic_split(y_tr, sigs, img_size, seed * 1000 + 11),
+        _images(y_tr, sigs, img_size, seed * 1000 + 11),
         torch.as_tensor(y_tr, dtype=torch.int64),
-        synthetic_split(y_va, sigs, img_size, seed * 1000 + 12),
+        _images(y_va, sigs, img_size, seed * 1000 + 12),
         torch.as_tensor(y_va, dtype=torch.int64),
     )
