@@ -23,8 +23,8 @@ from scipy.stats import kendalltau, spearmanr
 from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.arch.space import load_space
+from effvit_nas.data import DataConfig, Dataset, load_data
 from effvit_nas.model.cost import model_cost
-from effvit_nas.proxy.data import DataConfig, Dataset, load_data
 from effvit_nas.proxy.registry import PROXIES, evaluate_proxy
 from effvit_nas.proxy.short_training import ShortTrainSettings
 

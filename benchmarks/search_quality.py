@@ -27,11 +27,11 @@ from typing import Any
 
 from benchmarks._report import write_report
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.results.pareto import front_points, hypervolume_2d
 from effvit_nas.search.loop import run_search
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
 from effvit_nas.search.study import open_study
+from effvit_nas.trials.pareto import front_points, hypervolume_2d
 
 SUMMARY_FIELDS = (
     "complete",

@@ -33,8 +33,8 @@ from proxy_fidelity_fashion import _ci  # a sibling script, not a package
 from supernet_fashion import STUDIES, SUPERNETS, report_of
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.data import DataConfig, Dataset, load_data
 from effvit_nas.fidelity.ranking import agreement
-from effvit_nas.proxy.data import DataConfig, Dataset, load_data
 from effvit_nas.proxy.registry import CALIBRATION_IMAGES
 from effvit_nas.supernet.scoring import load_supernet, subnet_top1
 

@@ -36,17 +36,22 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import sys
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
+
+from effvit_nas.errors import UserError
 
 
 def import_ray() -> ModuleType:
     """``ray``, imported with the environment above. Use this instead of ``import ray``."""
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "token")
-    import ray
+    import ray  # lazy: Ray costs seconds to import
 
     return ray
 
@@ -56,7 +61,7 @@ def quiet_optuna() -> Iterator[None]:
     """Optuna at WARNING inside the block (no "A new study created" lines), without its
     experimental-feature warnings (heartbeats and metric names are used deliberately with
     ask/tell); the previous level is restored afterwards."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -73,8 +78,6 @@ def quiet_optuna() -> Iterator[None]:
 def captured_stderr() -> Iterator[list[str]]:
     """What this process (C++ code included) writes to file descriptor 2 inside the block goes
     to a temporary file instead of the terminal; the yielded list holds its text afterwards."""
-    import sys
-    import tempfile
 
     text: list[str] = []
     sys.stderr.flush()
@@ -154,9 +157,6 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
     Ray retries a dead address for a minute or more, silently; a TCP connect answers in
     milliseconds (refused) or ``timeout_s`` (unroutable)."""
-    import socket
-
-    from effvit_nas.errors import UserError
 
     endpoint = cluster_endpoint(address)
     if endpoint is None:

@@ -85,9 +85,9 @@ def small_study(tmp_path_factory, local_ray):
     (storage URL, study name). Its budget is 0.3x M0 measured in the same run (tiny-space
     models run 1-3x M0's speed), never a fixed figure a slower machine could miss."""
     from effvit_nas.arch.space import load_space
+    from effvit_nas.data import DataConfig
     from effvit_nas.measure.actor import LazyWorker
     from effvit_nas.measure.settings import BenchSettings
-    from effvit_nas.proxy.data import DataConfig
     from effvit_nas.search.budget import study_budget
     from effvit_nas.search.loop import run_search
     from effvit_nas.search.options import RunOptions

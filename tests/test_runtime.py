@@ -7,6 +7,7 @@ import pytest
 from effvit_nas import runtime
 from effvit_nas.errors import UserError
 from effvit_nas.runtime import check_reachable, cluster_endpoint
+from tests.support import patch_everywhere
 
 
 def _free_port() -> int:
@@ -118,6 +119,6 @@ def test_sigterm_while_ray_starts_is_an_interrupt_not_a_silent_exit(monkeypatch)
         raise SystemExit(signal.SIGTERM)
 
     fake = types.SimpleNamespace(is_initialized=lambda: False, init=init, exceptions=types.SimpleNamespace(AuthenticationError=OSError))
-    monkeypatch.setattr(runtime, "import_ray", lambda: fake)
+    patch_everywhere(monkeypatch, runtime, "import_ray", lambda: fake)
     with pytest.raises(runtime.Terminated):
         connect(None)

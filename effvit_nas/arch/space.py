@@ -34,7 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +50,10 @@ from effvit_nas.arch.config import (
     read_yaml,
 )
 from effvit_nas.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
 
 Value = int | float | str
 
@@ -84,7 +88,7 @@ class Knob:
     name: str
     choices: tuple[Value, ...]
 
-    def suggest(self, trial: Any) -> Value:
+    def suggest(self, trial: optuna.Trial) -> Value:
         """Ask an Optuna trial for this knob (int range when evenly spaced, else categorical)."""
         step = _arithmetic_step(self.choices)
         if step is not None:
@@ -201,7 +205,7 @@ class SearchSpace:
             return False
         return True
 
-    def suggest(self, trial: Any) -> ArchConfig:
+    def suggest(self, trial: optuna.Trial) -> ArchConfig:
         """Define-by-run: ask ``trial`` (an ``optuna.Trial``) for every knob."""
         return self.config_from_params({k.name: k.suggest(trial) for k in self.knobs()})
 

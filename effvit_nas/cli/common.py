@@ -93,7 +93,7 @@ def device_kind(spec) -> str:
     return "cuda" if spec.kind == "cuda" else "cpu"
 
 
-def open_study(study_name: str, storage: str | None):
+def read_study(study_name: str, storage: str | None):
     """(study, StudyInfo, storage URL) of an existing study made by `search`."""
     from effvit_nas.measure.store import default_storage
     from effvit_nas.results.studies import StudyInfo, load_study
@@ -205,7 +205,7 @@ def bench_settings(device: str, opts: Mapping[str, Any]):
 
 def data_config(opts: Mapping[str, Any], img_size: int | None = None):
     """DataConfig from `data_options`' values (and ``--seed``)."""
-    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.data import DataConfig
 
     return DataConfig(
         opts["data_source"], img_size or opts["img_size"], opts["classes"], opts["train_per_class"], opts["val_per_class"], opts["seed"]

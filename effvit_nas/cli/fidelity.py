@@ -141,7 +141,7 @@ def _run(settings, store, archs, jobs, stored) -> None:
         run_jobs(settings, store, archs, jobs, lambda job, result: bar.update(1, job.label()))
 
 
-def _interval(value: float, ci: tuple[float, float]) -> str:
+def _value_and_ci(value: float, ci: tuple[float, float]) -> str:
     return f"{value:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
@@ -149,11 +149,13 @@ def _proxy_table(rows, ceiling=None, reference_seconds=None) -> str:
     lines = []
     for r in rows:
         a = r.agreement
-        cells = [_interval(a.kendall, a.kendall_ci), _interval(a.spearman, a.spearman_ci), f"{a.top_k_overlap:.2f}"] if a else ["-"] * 3
+        cells = (
+            [_value_and_ci(a.kendall, a.kendall_ci), _value_and_ci(a.spearman, a.spearman_ci), f"{a.top_k_overlap:.2f}"] if a else ["-"] * 3
+        )
         lines.append([r.proxy, *cells, f"{r.seconds:.2f}" if r.seconds is not None else "-", r.note])
     if ceiling is not None:
         c = ceiling
-        lines.append(["reference seed vs seed (ceiling)", _interval(c.kendall, c.kendall_ci), _interval(c.spearman, c.spearman_ci),
+        lines.append(["reference seed vs seed (ceiling)", _value_and_ci(c.kendall, c.kendall_ci), _value_and_ci(c.spearman, c.spearman_ci),
                       f"{c.top_k_overlap:.2f}", f"{reference_seconds:.1f}", ""])  # fmt: skip
     k = next((r.agreement.top_k for r in rows if r.agreement), 5)
     return table(["proxy", "Kendall [95% CI]", "Spearman [95% CI]", f"top-{k} overlap", "s / candidate", ""], lines)

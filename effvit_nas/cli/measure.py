@@ -105,12 +105,12 @@ def _anchor_groups(cfgs, anchor):
 def _figure(m, unit: str = "windows") -> str:
     """The figure with its interval: img/s, or for the latency metric p50 and p90 in ms."""
     if m.settings.get("metric") != "latency":
-        return f"{m.throughput:10.1f} img/s  {_interval(m.ci_low, m.ci_high, '.1f', unit)}"
-    p50 = f"p50 {m.p50_ms:8.3f} ms  {_interval(1e3 * m.batch / m.ci_high, 1e3 * m.batch / m.ci_low, '.3f', unit)}"
-    return f"{p50}  p90 {m.p90_ms:8.3f} ms  {_interval(m.p90_low, m.p90_high, '.3f', unit)}"
+        return f"{m.throughput:10.1f} img/s  {_ci_text(m.ci_low, m.ci_high, '.1f', unit)}"
+    p50 = f"p50 {m.p50_ms:8.3f} ms  {_ci_text(1e3 * m.batch / m.ci_high, 1e3 * m.batch / m.ci_low, '.3f', unit)}"
+    return f"{p50}  p90 {m.p90_ms:8.3f} ms  {_ci_text(m.p90_low, m.p90_high, '.3f', unit)}"
 
 
-def _interval(lo: float, hi: float, fmt: str, unit: str = "windows") -> str:
+def _ci_text(lo: float, hi: float, fmt: str, unit: str = "windows") -> str:
     if math.isnan(lo):
         return f"95% n/a (under 6 {unit})"
     return f"95% {lo:{fmt}}-{hi:{fmt}}"
@@ -156,7 +156,7 @@ def _bench_ratios(cfgs, reference, device: str, settings, ray_address, as_json: 
 
     def line(r) -> str:
         return (
-            f"{r.ratio:.3f}x {ref}  {_interval(r.ci_low, r.ci_high, '.3f', 'pairs')}  ({r.throughput:.1f} vs {r.reference_throughput:.1f} img/s in this run)  "
+            f"{r.ratio:.3f}x {ref}  {_ci_text(r.ci_low, r.ci_high, '.3f', 'pairs')}  ({r.throughput:.1f} vs {r.reference_throughput:.1f} img/s in this run)  "
             f"{r.pairs} pairs ({r.disturbed} disturbed)  {r.seconds:.1f} s"
         )
 

@@ -36,7 +36,7 @@ def proxy_cmd(
     from effvit_nas.runtime import free_cpus, passive_openmp
 
     passive_openmp()  # before torch is imported below
-    from effvit_nas.proxy.data import DataConfig, load_data
+    from effvit_nas.data import DataConfig, load_data
     from effvit_nas.proxy.registry import check_proxy, evaluate_proxy
     from effvit_nas.proxy.short_training import ShortTrainSettings
 

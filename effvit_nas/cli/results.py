@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from effvit_nas.cli.common import STORAGE_HELP, open_study, print_json, print_trials, setting_flags, table
+from effvit_nas.cli.common import STORAGE_HELP, print_json, print_trials, read_study, setting_flags, table
 from effvit_nas.errors import UserError
 
 
@@ -22,7 +22,7 @@ def show_cmd(study_name, storage, as_json, as_csv) -> None:
 
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
-    study, info, _ = open_study(study_name, storage)
+    study, info, _ = read_study(study_name, storage)
     records = study_records(study)
     if as_json:
         print_json(records)
@@ -114,7 +114,7 @@ def pareto_cmd(study_name, storage, png, html, with_presets, ray_address, as_jso
 
     if png is None and html is None and not as_json:  # --json alone prints, writes nothing
         png = Path(f"{study_name}-pareto.png")
-    study, info, url = open_study(study_name, storage)  # first: a missing study creates no --out folder
+    study, info, url = read_study(study_name, storage)  # first: a missing study creates no --out folder
     _writable_file(png, ".png", "--out")
     _writable_file(html, ".html", "--html")
     if not as_json and with_presets:
@@ -157,7 +157,7 @@ def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ra
 
     if sum([pareto, bool(trial), top is not None]) > 1:
         raise UserError("give one of --pareto, --trial N, --top K")
-    study, info, url = open_study(study_name, storage)
+    study, info, url = read_study(study_name, storage)
     chosen = select_trials(study, pareto=pareto, trial=list(trial), top=top)
     with setting_flags({"export_trials.out": "--out"}):
         done = export_trials(study, info, url, chosen, out, onnx=onnx, remeasure=remeasure, ray_address=ray_address, force=force)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -21,20 +21,9 @@ from effvit_nas.cli.common import (
     print_trials,
     setting_flags,
 )
-from effvit_nas.cli.train import TrainProgress, show_recorded
+from effvit_nas.cli.train_top import check_training_flags, compare_with_baseline, train_best
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import DEFAULT_ANCHOR
-
-# the --train-top flags that set the training settings `train` sets with --epochs, ...
-TRAIN_TOP_FLAGS = {
-    "parse_overrides.pairs": "--train-set",
-    "TrainRecipe.*": "--train-set {field}",
-    "TrainRecipe.epochs": "--train-epochs",
-    "TrainRecipe.batch": "--train-batch",
-    "TrainExecution.workers": "--train-workers",
-    "export_trials.out": "--train-out",
-    "TrainExecution.resume": "`effvit-nas train FOLDER --resume`",
-}
 
 
 @click.command("search")
@@ -170,7 +159,7 @@ def search_cmd(**opts) -> None:
         raise click.UsageError("give --trials N or --timeout DURATION")
     if opts["baseline"] and not opts["train_top"]:
         raise UserError("--baseline needs --train-top K")
-    _check_training_flags(opts)
+    check_training_flags(opts)
     _apply_target(opts)
     _set_metric(opts)
     options = _run_options(opts)
@@ -190,9 +179,9 @@ def search_cmd(**opts) -> None:
         click.echo("interrupted: --train-top skipped; run the same command again to resume", err=True)
     elif opts["train_top"]:
         if opts["baseline"]:
-            summary.extra["comparison"] = _compare(problem, options, opts, quiet)
+            summary.extra["comparison"] = compare_with_baseline(problem, options, opts, quiet)
         else:
-            summary.extra["trained"] = _train_top(problem, options, opts, quiet)
+            summary.extra["trained"] = train_best(problem, options, opts, quiet)
     if opts["as_json"]:
         print_json(asdict(summary))
     else:
@@ -247,7 +236,7 @@ def _problem(opts: dict, options, bench, device):
     """What the study is about, from the flags (a relative budget is resolved here, once per
     study: see effvit_nas.search.budget)."""
     from effvit_nas.arch.space import load_space
-    from effvit_nas.proxy.data import check_data
+    from effvit_nas.data import check_data
     from effvit_nas.proxy.halving import Halving
     from effvit_nas.proxy.short_training import ShortTrainSettings
     from effvit_nas.search.budget import study_budget
@@ -406,84 +395,3 @@ def _progress(proxy: str):
         )
 
     return on_event
-
-
-def _check_training_flags(opts: dict) -> None:
-    """Bad --train-set / --baseline values fail before the search, not after it."""
-    from effvit_nas.arch.config import PRESETS
-    from effvit_nas.training.recipe import TrainRecipe, parse_overrides
-
-    with setting_flags(TRAIN_TOP_FLAGS):
-        TrainRecipe(**parse_overrides(opts["train_overrides"]))
-    if opts["baseline"] and opts["baseline"].upper() not in PRESETS:
-        raise UserError(f"--baseline: {opts['baseline']!r} is no preset (choose from {', '.join(PRESETS)})")
-
-
-def _training(problem, options, opts: dict, seed: int | None) -> tuple:
-    """What --train-top trains with: (data, recipe, run). The data is the search's, with
-    --train-top-per-class images per class and the whole held-out split; the recipe is
-    `train`'s with --train-epochs/--train-batch/--train-set. Prints the recipe's note."""
-    from effvit_nas.training.recipe import parse_overrides, recipe_for
-    from effvit_nas.training.runner import TrainExecution
-
-    explicit = parse_overrides(opts["train_overrides"])
-    per_class = opts["train_top_per_class"] or problem.data.train_per_class
-    data = replace(problem.data, train_per_class=per_class, val_per_class=None)
-    run = TrainExecution(workers=opts["train_workers"], ray_address=options.ray_address)
-    chosen = {"epochs": opts["train_epochs"], "batch": opts["train_batch"], **({"seed": seed} if seed is not None else {})}
-    recipe, note = recipe_for(data, chosen, explicit, workers=opts["train_workers"])
-    if note and not (opts["quiet"] or opts["as_json"]):
-        click.echo(f"note: {note}")
-    return data, recipe, run
-
-
-def _train_top(problem, options, opts: dict, quiet: bool) -> list[dict]:
-    """--train-top: train the k best Pareto models on the search's data, printing progress."""
-    from effvit_nas.training.runner import train_top
-
-    def trained(t) -> None:
-        show_recorded(t.trained.recorded, quiet)
-        if not quiet:
-            click.echo(f"trial {t.trial} {t.config_hash}: trained top-1 {100 * t.trained.result.top1:.1f} % ({t.folder})")
-
-    with setting_flags(TRAIN_TOP_FLAGS):
-        data, recipe, run = _training(problem, options, opts, options.seed)
-        progress = None if quiet else TrainProgress()
-        done = train_top(
-            options.study,
-            options.storage,
-            opts["train_top"],
-            data,
-            recipe,
-            run,
-            out=opts["train_out"],
-            on_progress=progress,
-            on_trained=trained,
-        )
-    if not done:
-        click.echo("--train-top: no feasible model to train", err=True)
-    return [t.to_dict() for t in done]
-
-
-def _compare(problem, options, opts: dict, quiet: bool) -> list[dict]:
-    """--train-top K --baseline M0: train the K best Pareto models and the preset with the same
-    recipe and seeds, re-measure them interleaved, print the table."""
-    from effvit_nas.cli.common import table
-    from effvit_nas.training.comparison import TABLE_HEADERS, compare, table_rows
-
-    with setting_flags({**TRAIN_TOP_FLAGS, "compare.baseline": "--baseline"}):
-        data, recipe, run = _training(problem, options, opts, None)
-        seeds = [options.seed + i for i in range(opts["train_seeds"])]
-
-        def trained(c) -> None:
-            if not quiet:
-                click.echo(f"{c.name}: top-1 per seed so far " + ", ".join(f"{100 * v:.1f} %" for v in c.top1.values()))
-
-        progress = None if quiet else TrainProgress()
-        rows = compare(options.study, options.storage, opts["train_top"], opts["baseline"].upper(), data, recipe, seeds, run,
-                       out=opts["train_out"], on_progress=progress, on_trained=trained)  # fmt: skip
-    if not rows:
-        click.echo("--train-top: no feasible model to train", err=True)
-    elif not quiet:
-        click.echo(table(TABLE_HEADERS, table_rows([c.summary() for c in rows])))
-    return [c.summary() for c in rows]

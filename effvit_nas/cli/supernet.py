@@ -53,10 +53,10 @@ def supernet_train_cmd(
 
     passive_openmp()  # before torch or a local Ray (its workers inherit it) starts
     from effvit_nas.arch.space import load_space
-    from effvit_nas.proxy.data import DataConfig
-    from effvit_nas.supernet.training import SupernetSettings, train_supernet
+    from effvit_nas.data import DataConfig
     from effvit_nas.training.recipe import parse_overrides, recipe_for
     from effvit_nas.training.runner import TrainExecution
+    from effvit_nas.training.supernet import SupernetSettings, train_supernet
 
     quiet = quiet or as_json
     sp = load_space(space)

@@ -140,7 +140,7 @@ def train_cmd(
 
     passive_openmp()  # before torch or a local Ray (its workers inherit it) starts
     from effvit_nas.arch.config import load_config
-    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.data import DataConfig
     from effvit_nas.training.recipe import parse_overrides, recipe_for
     from effvit_nas.training.runner import TrainExecution, train_model
 

@@ -48,7 +48,7 @@ def _corr_rows(kind: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
 
 
-def _interval(kind: str, a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Generator) -> tuple[float, float]:
+def _bootstrap_ci(kind: str, a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Generator) -> tuple[float, float]:
     idx = rng.integers(0, len(a), size=(resamples, len(a)))
     lo, hi = np.percentile(_corr_rows(kind, a[idx], b[idx]), [2.5, 97.5])
     return float(lo), float(hi)
@@ -71,9 +71,9 @@ def agreement(proxy: Sequence[float], reference: Sequence[float], top_k: int = 5
     return Agreement(
         n=len(a),
         spearman=_corr("spearman", a, b),
-        spearman_ci=_interval("spearman", a, b, resamples, rng),
+        spearman_ci=_bootstrap_ci("spearman", a, b, resamples, rng),
         kendall=_corr("kendall", a, b),
-        kendall_ci=_interval("kendall", a, b, resamples, rng),
+        kendall_ci=_bootstrap_ci("kendall", a, b, resamples, rng),
         top_k=min(top_k, len(a)),
         top_k_overlap=top_k_overlap(a, b, top_k),
     )

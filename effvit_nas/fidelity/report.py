@@ -11,6 +11,7 @@ from typing import Any
 from effvit_nas.fidelity.ranking import Agreement, agreement
 from effvit_nas.fidelity.settings import FidelitySettings
 from effvit_nas.fidelity.store import FidelityStore
+from effvit_nas.proxy.halving import Halving, replay
 
 TOP_K = 5
 
@@ -118,7 +119,6 @@ def _halving_row(
     """The longest train proxy under successive halving (eta 3, rungs at 1/9 and 1/3),
     replayed in sampling order on its recorded history: its agreement, and its seconds scaled
     by the steps it would have trained."""
-    from effvit_nas.proxy.halving import Halving, replay
 
     longest = max(settings.proxies, key=lambda p: p.steps or 0)
     if not longest.steps:

@@ -11,10 +11,19 @@ from typing import Any
 import numpy as np
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.arch.space import load_space
+from effvit_nas.data import load_data
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.fidelity.settings import FidelitySettings, ProxySpec
 from effvit_nas.fidelity.store import FidelityStore, Result
+from effvit_nas.measure.actor import get_worker, measure_configs
 from effvit_nas.measure.settings import Measurement
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.proxy.registry import SUPERNET, evaluate_proxy
+from effvit_nas.proxy.short_training import ShortTrainSettings
+from effvit_nas.runtime import import_ray, root_cause
+from effvit_nas.search.budget import resolve_budget
+from effvit_nas.supernet.scoring import load_supernet
 
 MAX_DRAWS_PER_ARCH = 60  # a band that keeps fewer than 1 in 60 draws is too narrow to fill
 
@@ -47,8 +56,6 @@ def open_store(settings: FidelitySettings, storage: str, study: str, create: boo
 def device_measurer(settings: FidelitySettings, storage: str, ray_address: str | None) -> Callable[[ArchConfig], Measurement]:
     """Throughput on the study's device through its Ray actor and the measurement store (the
     actor lives as long as the returned function)."""
-    from effvit_nas.measure.actor import get_worker, measure_configs
-    from effvit_nas.measure.store import MeasurementStore
 
     worker = get_worker(settings.device, settings.bench, ray_address)
     measurements = MeasurementStore(storage)
@@ -61,8 +68,6 @@ def device_measurer(settings: FidelitySettings, storage: str, ray_address: str |
 
 def _band_limits(settings: FidelitySettings, store: FidelityStore, measure) -> tuple[float, float] | None:
     """(low, high) images/s of the band, resolved once and stored with the study."""
-    from effvit_nas.arch.space import load_space
-    from effvit_nas.search.budget import resolve_budget
 
     if settings.band is None:
         return None
@@ -86,7 +91,6 @@ def draw_architectures(
     resumed run continues the same sequence) until there are ``settings.archs``. Each is
     measured with ``measure``; with a band, draws outside it are measured and dropped.
     ``on_draw(kept, drawn)`` after each draw."""
-    from effvit_nas.arch.space import load_space
 
     archs = store.archs()
     if len(archs) >= settings.archs:
@@ -117,8 +121,6 @@ def check_supernet_weights(settings: FidelitySettings, store: FidelityStore) -> 
     """UserError when the study holds a ``supernet:DIR`` proxy's scores made with other weights
     than those now in DIR (a supernet retrained in place): new scores would not compare with
     them. Scores stored before the digest was kept cannot be checked."""
-    from effvit_nas.proxy.registry import SUPERNET
-    from effvit_nas.supernet.scoring import load_supernet
 
     for proxy in (p for p in settings.proxies if p.name.startswith(SUPERNET)):
         folder = proxy.name[len(SUPERNET) :]
@@ -145,8 +147,6 @@ def pending_jobs(settings: FidelitySettings, store: FidelityStore, archs: list[d
 
 def _evaluate(job: dict[str, Any], config: dict[str, Any], data: Any, train: dict[str, Any]) -> dict[str, Any]:
     """One job, in a Ray worker: a proxy value or a reference top-1."""
-    from effvit_nas.proxy.registry import evaluate_proxy
-    from effvit_nas.proxy.short_training import ShortTrainSettings
 
     name = "train" if job["kind"] == "reference" else job["key"].partition("@")[0]
     r = evaluate_proxy(name, ArchConfig.from_dict(config), data, ShortTrainSettings(**train))
@@ -170,8 +170,6 @@ def run_jobs(
     arrives. Only as many tasks as the cluster can run at once are submitted, the next one
     when one finishes: Ray does not start queued tasks in submission order, and the order
     (cheap proxies, then one reference seed at a time) is what makes a run cut short useful."""
-    from effvit_nas.proxy.data import load_data
-    from effvit_nas.runtime import import_ray, root_cause
 
     if not jobs:
         return

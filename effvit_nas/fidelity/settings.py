@@ -8,10 +8,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError, UserError, check_seed
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.proxy.data import DataConfig
+from effvit_nas.proxy.registry import SUPERNET, check_proxy, supernet_name
 from effvit_nas.proxy.short_training import ShortTrainSettings
+from effvit_nas.search.budget import parse_relative
+from effvit_nas.search.problem import parse_budget
 
 DEFAULT_PROXIES = ("params", "macs", "synflow", "naswot", "gradnorm", "dss", "train@50", "train@200")
 RUNG_DIVISIONS = 9  # successive halving with eta 3 over two rungs: 1/9 and 1/3 of the steps
@@ -28,9 +31,6 @@ class Band:
 
     @classmethod
     def parse(cls, text: str) -> Band:
-        from effvit_nas.search.budget import parse_relative
-        from effvit_nas.search.problem import parse_budget
-
         m = _BAND.fullmatch(text)
         if not m:
             raise SettingError("FidelitySettings.band", f"{text!r} is not a band: use BUDGET±X%, e.g. M0±20% or 2.5k+-15%")
@@ -58,7 +58,6 @@ class ProxySpec:
     @classmethod
     def parse(cls, text: str, stored: bool = False) -> ProxySpec:
         """``stored``: only to read stored results, so a ``supernet:DIR`` need not be there."""
-        from effvit_nas.proxy.registry import SUPERNET, check_proxy, supernet_name
 
         if text.strip().startswith(SUPERNET):
             return cls((supernet_name if stored else check_proxy)(text.strip()))

@@ -12,6 +12,7 @@ from typing import Any
 
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import with_later_fields
+from effvit_nas.measure.store import optuna_storage
 from effvit_nas.runtime import quiet_optuna
 
 SETTINGS = "fidelity"  # the study's settings; also marks a study as a fidelity study
@@ -32,9 +33,7 @@ class FidelityStore:
     """Settings, architectures and results of the fidelity study ``name`` in ``storage``."""
 
     def __init__(self, storage: str, name: str, create: bool = True):
-        import optuna
-
-        from effvit_nas.measure.store import optuna_storage
+        import optuna  # lazy: Optuna costs a second to import
 
         rdb = optuna_storage(storage, existing=not create)  # reading a report must not create a database
         with quiet_optuna():

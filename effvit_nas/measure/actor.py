@@ -25,6 +25,7 @@ from effvit_nas.measure.devices import DeviceError, DeviceSpec, fingerprint, par
 from effvit_nas.measure.settings import BenchSettings, Measurement, RatioMeasurement
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.measure.timing import check_supported, measure, measure_ratio
+from effvit_nas.runtime import Terminated, captured_stderr, check_reachable, import_ray, join_error, keep_sigterm_handler, root_cause
 
 NAMESPACE = "effvit-nas"
 
@@ -37,7 +38,6 @@ def connect(address: str | None = None) -> None:
     joining whatever cluster a ``ray start`` left recorded on this machine: when that cluster
     died without ``ray stop`` the join hangs silently for minutes. Joining is explicit
     (``--ray-address auto``)."""
-    from effvit_nas.runtime import Terminated, captured_stderr, check_reachable, import_ray, join_error, keep_sigterm_handler
 
     ray = import_ray()
 
@@ -66,8 +66,6 @@ def connect(address: str | None = None) -> None:
 
 
 def ray_accelerator_types() -> list[str]:
-    from effvit_nas.runtime import import_ray
-
     ray = import_ray()
 
     return sorted(k.split(":", 1)[1] for k in ray.cluster_resources() if k.startswith("accelerator_type:"))
@@ -75,7 +73,6 @@ def ray_accelerator_types() -> list[str]:
 
 def _this_node() -> str:
     """This process's Ray node as IP and short id (one host may run several nodes)."""
-    from effvit_nas.runtime import import_ray
 
     ray = import_ray()
     node = ray.util.get_node_ip_address()
@@ -92,6 +89,7 @@ class DeviceWorker:
             raise DeviceError(f"{e} (Ray node {_this_node()})") from None
         self._fp = fingerprint(self.torch_device)
         # import the model code now (seconds of torch imports), not inside the first timing call
+        # lazy: in the actor only; the driver that asks it needs no torch
         import effvit_nas.model.deploy
         import effvit_nas.model.efficientvit  # noqa: F401
 
@@ -100,7 +98,6 @@ class DeviceWorker:
 
     def node(self) -> tuple[str, str]:
         """(Ray node id, node IP) of the node this actor runs on."""
-        from effvit_nas.runtime import import_ray
 
         ray = import_ray()
         return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
@@ -134,7 +131,7 @@ def _actor_options(name: str, gpu: bool, settings: BenchSettings, slot: Slot) ->
     if gpu:
         opts["num_gpus"] = 1
     if slot.node_id:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # lazy: Ray costs seconds to import
 
         opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(slot.node_id, soft=False)
     return opts
@@ -181,7 +178,6 @@ def get_worker(device: str, settings: BenchSettings, ray_address: str | None = N
     the list of what is there instead of an actor that never starts. Locally the actor is
     named after the resolved device (``cpu`` and ``auto`` on a CPU-only machine share one).
     """
-    from effvit_nas.runtime import import_ray
 
     ray = import_ray()
 
@@ -225,7 +221,6 @@ class LazyWorker:
 
 def _unwrap_user_error(e: Exception) -> None:
     """Re-raise a UserError that happened inside an actor as itself (one-line CLI error)."""
-    from effvit_nas.runtime import root_cause
 
     cause = root_cause(e)
     if isinstance(cause, UserError):
@@ -242,7 +237,6 @@ def check_local(device: str, settings: BenchSettings) -> dict[str, Any]:
 def check_on_worker(worker: Any, settings: BenchSettings) -> dict[str, Any]:
     """The fingerprint of ``worker``'s device, after checking it can run ``settings``
     (a UserError raised in the actor is raised here as itself)."""
-    from effvit_nas.runtime import import_ray
 
     ray = import_ray()
 
@@ -279,7 +273,6 @@ def measure_configs(
     actor start (seconds: a process, torch, the model code) per call; its fingerprint, taken once when
     it started, also spares each call the driver's (nvidia-smi on GPUs).
     """
-    from effvit_nas.runtime import import_ray
 
     ray = import_ray()
 
@@ -315,7 +308,6 @@ def measure_ratios(
 ) -> list[RatioMeasurement]:
     """Each config's throughput relative to ``reference`` on ``device`` (ratio mode), measured
     by the device's Ray actor. Ratios are not stored: they belong to a pair, not a config."""
-    from effvit_nas.runtime import import_ray
 
     ray = import_ray()
     worker = get_worker(device, settings, ray_address)

@@ -21,6 +21,7 @@ from effvit_nas.arch.config import ArchConfig, preset_name
 from effvit_nas.measure.actor import LazyWorker, check_local, check_on_worker, paired_key, paired_measurement
 from effvit_nas.measure.settings import BenchSettings, Measurement
 from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.runtime import import_ray
 
 # like a relative budget's preset: one cold measurement once came out 25 % low
 ANCHOR_RUNS = 3
@@ -86,7 +87,6 @@ def measure_anchored(
     measures it again) and each config's anchored figure in images/s (stored under the
     anchor's scale, reused unless ``fresh``). As :func:`~effvit_nas.measure.actor.measure_configs`,
     a run whose figures are all stored starts no Ray; ``worker``: a device actor to reuse."""
-    from effvit_nas.runtime import import_ray
 
     ray = import_ray()
     actor = (lambda: worker) if worker is not None else LazyWorker(device, settings, ray_address)

@@ -79,7 +79,7 @@ def cpu_model() -> str:
 
 def local_devices() -> list[tuple[str, str]]:
     """(torch device, human name) of everything this process can use."""
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     out = [("cpu", cpu_model())]
     if torch.cuda.is_available():
@@ -125,7 +125,7 @@ def _gpu_driver() -> str:
 
 def fingerprint(torch_device: str) -> dict[str, Any]:
     """What a measurement on ``torch_device`` depends on, plus its short ``id``."""
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     fp: dict[str, Any] = {"torch": torch.__version__}
     if torch_device == "cpu":

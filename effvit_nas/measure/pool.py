@@ -17,6 +17,7 @@ from typing import Any
 from effvit_nas.measure.actor import Slot, check_on_worker, connect, get_worker
 from effvit_nas.measure.devices import DeviceSpec, local_devices, parse_device
 from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.runtime import import_ray
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,12 @@ def _local_slots(spec: DeviceSpec) -> list[Slot]:
 
 def alive_nodes() -> list[dict[str, Any]]:
     """The Ray cluster's live nodes (``NodeID``, ``Resources``, ...)."""
-    from effvit_nas.runtime import import_ray
 
     return [n for n in import_ray().nodes() if n.get("Alive")]
 
 
 def _cluster_slots(spec: DeviceSpec, settings: BenchSettings) -> list[Slot]:
     """On a cluster: per alive node, one slot per matching GPU, or one for its CPU."""
-    from effvit_nas.runtime import import_ray
 
     ray = import_ray()
     nodes = alive_nodes()
@@ -91,7 +90,6 @@ def start_pool(device: str, settings: BenchSettings, ray_address: str | None = N
     """Start (or find by name) the actors measuring ``device``: at most ``size`` (None: one per
     matching accelerator), each checked on its node. A node lacking the device it claims is
     a DeviceError naming the node, before any trial."""
-    from effvit_nas.runtime import import_ray
 
     ray = import_ray()
     connect(ray_address)
@@ -110,7 +108,6 @@ def start_pool(device: str, settings: BenchSettings, ray_address: str | None = N
 def _member(handle: Any, slot: Slot, device: str, settings: BenchSettings, ray_address: str | None) -> PoolMember:
     """``handle`` checked on its node. One found by name as it ends (the command's budget actor,
     released just before) is replaced by a new one in its slot."""
-    from effvit_nas.runtime import import_ray
 
     ray = import_ray()
     try:

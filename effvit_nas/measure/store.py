@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import Measurement
-from effvit_nas.runtime import root_cause
+from effvit_nas.runtime import quiet_optuna, root_cause
 
 SCHEMA_VERSION = 1
 DEFAULT_STORAGE = "sqlite:///effvit-nas.db"
@@ -44,7 +44,7 @@ class StorageError(UserError):
 def is_storage_failure(error: BaseException) -> bool:
     """Whether ``error`` is the database failing (disk full, file read-only, server gone), also
     when Optuna or a Ray task wraps it: such an error is never the candidate's fault."""
-    from optuna.exceptions import StorageInternalError
+    from optuna.exceptions import StorageInternalError  # lazy: Optuna costs a second to import
 
     return isinstance(root_cause(error), (SQLAlchemyError, StorageInternalError))
 
@@ -83,7 +83,7 @@ def _database_reason(error: BaseException) -> str:
 
 
 def _shown(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url  # lazy: SQLAlchemy is loaded with Optuna
 
     try:
         return repr(make_url(url).render_as_string(hide_password=True))
@@ -187,7 +187,7 @@ def require_persistent(url: str) -> None:
 
 
 def _check_sqlite_file(url: str) -> None:
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url  # lazy: SQLAlchemy is loaded with Optuna
 
     try:
         parsed = make_url(url)
@@ -229,9 +229,7 @@ def optuna_storage(url: str, existing: bool = False, **kwargs: Any):
     bad or unreachable URL and its tables created under :func:`schema_lock`. Every Optuna use
     goes through here rather than passing Optuna the URL, which would create the tables
     unguarded. ``existing``: see :func:`open_engine`."""
-    from optuna.storages import RDBStorage
-
-    from effvit_nas.runtime import quiet_optuna
+    from optuna.storages import RDBStorage  # lazy: Optuna costs a second to import
 
     engine = open_engine(url, existing)
     with quiet_optuna(), schema_lock(engine):
@@ -352,7 +350,7 @@ _WINDOW_STATS = ("ci_low", "ci_high", "windows", "disturbed", "p90_ms", "p90_low
 def _add_missing_columns(engine) -> None:
     """Add the nullable window-statistics (and latency) columns to a table written before they existed, so
     such a database keeps working (its old rows read back with NaN / 0)."""
-    from sqlalchemy import inspect, text
+    from sqlalchemy import inspect, text  # lazy: SQLAlchemy is loaded with Optuna
 
     have = {c["name"] for c in inspect(engine).get_columns(_MeasurementRow.__tablename__)}
     for name in (n for n in _WINDOW_STATS if n not in have):

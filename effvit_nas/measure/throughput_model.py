@@ -109,7 +109,7 @@ class CostFit:
     def margin(self, x: np.ndarray, z: float) -> float:
         """The one-sided prediction-interval half-width of log-throughput at ``z`` normal
         standard deviations."""
-        from scipy.stats import norm, t
+        from scipy.stats import norm, t  # lazy: SciPy costs start-up time
 
         a = x / self.scale / self.time(x)
         spread = self.sigma * math.sqrt(1 + float(a @ self.inverse @ a))

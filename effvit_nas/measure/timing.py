@@ -36,10 +36,10 @@ from effvit_nas.measure.windows import (
     PairRecord,
     WindowRecord,
     cpu_clock,
-    figure_time,
     quantile_interval,
     run_pairs,
     run_windows,
+    seconds_per_iteration,
     turn_iters,
 )
 
@@ -47,9 +47,9 @@ from effvit_nas.measure.windows import (
 def check_supported(settings: BenchSettings, torch_device: str) -> None:
     """DeviceError for combinations the device or backend cannot run (a backend whose runtime
     is not installed names the command that installs it)."""
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
-    from effvit_nas.measure.backends import check
+    from effvit_nas.measure.backends import check  # lazy: loads torch; a driver that only asks the device actor needs none
 
     cuda = torch_device.startswith("cuda")
     if not cuda and settings.precision == "fp16":
@@ -63,10 +63,13 @@ def prepare(config: ArchConfig, settings: BenchSettings, torch_device: str, batc
     """Build, deploy and prepare the backend; returns a zero-argument forward pass, after
     checking that its output is eager PyTorch's (fp32) on the same input within the
     precision's tolerance (:func:`effvit_nas.measure.backends.compare_with_eager`)."""
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
-    from effvit_nas.measure.backends import compare_with_eager, get
-    from effvit_nas.model.efficientvit import build_model
+    from effvit_nas.measure.backends import (  # lazy: loads torch; a driver that only asks the device actor needs none
+        compare_with_eager,
+        get,
+    )
+    from effvit_nas.model.efficientvit import build_model  # lazy: loads torch; a driver that only asks the device actor needs none
 
     torch.manual_seed(0)
     model = build_model(config).eval().deploy().to(torch_device)
@@ -109,7 +112,7 @@ def halve_on_oom(run: Callable[[int], T], batch: int, free: Callable[[], None]) 
 
     Returns the result and the batch that fitted; re-raises if even batch 1 does not fit.
     """
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     while True:
         try:
@@ -140,7 +143,7 @@ def cuda_event_timer() -> Callable[[Callable[[], Any]], float]:
     Python pause before the synchronize returns) does not enter the figure; GPU idle time
     between kernels still does, as it should for a throughput that includes launch overhead.
     """
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     def timed(forward: Callable[[], Any]) -> float:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -213,7 +216,7 @@ def summarize(record: WindowRecord, batch: int, metric: str = "throughput") -> d
     lo, hi = quantile_interval(record.medians(), FIGURE_QUANTILE)
     note = "every window disturbed: figure from all of them" if not record.kept else ""
     return {
-        "throughput": batch / figure_time(record),
+        "throughput": batch / seconds_per_iteration(record),
         "q1": float(np.percentile(per_iter, 25)),
         "q3": float(np.percentile(per_iter, 75)),
         "cv": float(t.std() / t.mean()) if len(t) > 1 else math.nan,
@@ -232,7 +235,7 @@ def summarize(record: WindowRecord, batch: int, metric: str = "throughput") -> d
 def on_device(settings: BenchSettings, torch_device: str) -> Iterator[tuple[Callable, Callable, Callable]]:
     """Hold ``torch_device`` (its lock, ``settings.threads`` intra-op threads) and yield its
     (sync, iteration timer, CPU-time clock)."""
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     check_supported(settings, torch_device)
     cuda = torch_device.startswith("cuda")
@@ -253,7 +256,7 @@ def on_device(settings: BenchSettings, torch_device: str) -> Iterator[tuple[Call
 
 
 def _free(torch_device: str) -> Callable[[], None]:
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     return torch.cuda.empty_cache if torch_device.startswith("cuda") else (lambda: None)
 

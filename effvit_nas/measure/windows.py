@@ -96,7 +96,7 @@ def quantile_interval(values: np.ndarray, q: float) -> tuple[float, float]:
     return float(v[lo]), float(v[hi])
 
 
-def figure_time(record: WindowRecord) -> float:
+def seconds_per_iteration(record: WindowRecord) -> float:
     """Seconds per iteration the figure stands for: the ``FIGURE_QUANTILE`` of the window
     medians."""
     return float(np.quantile(record.medians(), FIGURE_QUANTILE))
@@ -107,7 +107,7 @@ def precise_enough(record: WindowRecord, ci_target: float) -> bool:
     if ci_target <= 0 or len(record.kept) < _MIN_WINDOWS:  # never judged on disturbed windows
         return False
     lo, hi = quantile_interval(record.medians(), FIGURE_QUANTILE)
-    return (hi - lo) / 2 <= ci_target * figure_time(record)
+    return (hi - lo) / 2 <= ci_target * seconds_per_iteration(record)
 
 
 def cpu_clock(threads: int, on_cpu: bool) -> Callable[[], float]:

@@ -10,6 +10,7 @@ after it was built (results/model_speed_cpu.md), so it is never used for measure
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -42,7 +43,6 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic_batc
     """Write ``model`` (deployment form, eval mode) as ONNX (opset 17, TorchScript exporter:
     the dynamo exporter needs onnxscript features this model's reshapes do not map to).
     Input ``x``, output ``logits``; the batch axis is symbolic with ``dynamic_batch``."""
-    import contextlib
 
     model.eval()
     axes = {"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None

@@ -14,6 +14,7 @@ Module names follow ``timm.models.efficientvit_msra`` so that state-dict keys ar
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -35,7 +36,6 @@ def _truncated_normal(weight: torch.Tensor, std: float, bound: float = 2.0) -> N
     draw: the draws timm's initialisation makes for the same seed (torch's own
     ``trunc_normal_`` now rejects and redraws, which gives other weights), so trained results
     stay reproducible."""
-    import math
 
     cdf = lambda v: 0.5 * (1.0 + math.erf(v / std / math.sqrt(2.0)))  # noqa: E731
     weight.uniform_(2 * cdf(-bound) - 1, 2 * cdf(bound) - 1).erfinv_().mul_(std * math.sqrt(2.0)).clamp_(-bound, bound)

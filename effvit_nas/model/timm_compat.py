@@ -70,7 +70,7 @@ def timm_kwargs(config: ArchConfig) -> dict[str, Any] | None:
 
 def create_timm_model(config: ArchConfig) -> nn.Module:
     """timm's own EfficientVitMsra for ``config`` (for parity checks and speed references)."""
-    from timm.models.efficientvit_msra import EfficientVitMsra
+    from timm.models.efficientvit_msra import EfficientVitMsra  # lazy: timm loads torch
 
     kwargs = timm_kwargs(config)
     if kwargs is None:

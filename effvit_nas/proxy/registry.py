@@ -27,11 +27,12 @@ from typing import Any
 
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import SearchSpace
+from effvit_nas.data import Dataset
 from effvit_nas.errors import UserError
-from effvit_nas.proxy.data import Dataset
-from effvit_nas.proxy.short_training import Reporter, ShortTrainSettings, train_proxy
-
-DEFAULT_PROXY = "naswot"
+from effvit_nas.model.cost import model_cost
+from effvit_nas.proxy import zero_cost
+from effvit_nas.proxy.short_training import Reporter, ShortTrainSettings, preload_training, train_proxy
+from effvit_nas.supernet.scoring import load_supernet, subnet_top1
 
 
 @dataclass
@@ -53,8 +54,6 @@ class ProxyResult:
 
 def _zero_cost(fn_name: str) -> Callable[..., tuple[float, dict]]:
     def run(config: ArchConfig, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> tuple[float, dict]:
-        from effvit_nas.proxy import zero_cost
-
         return getattr(zero_cost, fn_name)(config, data, seed=settings.seed), {}
 
     return run
@@ -67,14 +66,10 @@ def _train(config: ArchConfig, data: Dataset, settings: ShortTrainSettings, repo
 
 
 def _params(config: ArchConfig, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> tuple[float, dict]:
-    from effvit_nas.model.cost import model_cost
-
     return float(model_cost(config.replace(img_size=data.img_size, num_classes=data.num_classes)).params), {}
 
 
 def _macs(config: ArchConfig, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> tuple[float, dict]:
-    from effvit_nas.model.cost import model_cost
-
     return float(model_cost(config.replace(img_size=data.img_size, num_classes=data.num_classes)).macs), {}
 
 
@@ -97,8 +92,6 @@ CALIBRATION_IMAGES = 512  # BN recalibration images of the supernet proxy (OFA u
 
 def _supernet(folder: str) -> Callable[..., tuple[float, dict]]:
     def run(config: ArchConfig, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> tuple[float, dict]:
-        from effvit_nas.supernet.scoring import load_supernet, subnet_top1
-
         net, digest = load_supernet(folder)
         top1 = subnet_top1(net, config, data, CALIBRATION_IMAGES, settings.seed)
         return top1, {"supernet": folder, "weights_sha256": digest, "calibration_images": CALIBRATION_IMAGES}
@@ -114,7 +107,6 @@ def check_proxy(name: str, space: SearchSpace | None = None) -> str:
         if name not in PROXIES:
             raise UserError(f"unknown proxy {name!r} (choose from {', '.join(PROXIES)}, supernet:DIR)")
         return name
-    from effvit_nas.supernet.scoring import load_supernet
 
     folder = supernet_name(name)[len(SUPERNET) :]
     net, _ = load_supernet(folder)
@@ -146,8 +138,6 @@ def preload(name: str) -> None:
     """Import what evaluating proxy ``name`` needs beyond this module (torch and the model
     code), so that a warmed worker's first evaluation does not pay for it."""
     if name == "train":
-        from effvit_nas.proxy.short_training import preload_training
-
         preload_training()
 
 

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.data import Dataset, normalize
 from effvit_nas.errors import SettingError, check_seed
+from effvit_nas.model.accuracy import evaluate
 from effvit_nas.model.efficientvit import build_model
-from effvit_nas.proxy.data import Dataset, normalize
 
 Reporter = Callable[[int, float], bool]
 """Called as ``report(step, top1)`` at intermediate evaluations; returning True stops."""
@@ -82,19 +83,6 @@ class ShortTrainResult:
     eval_seconds: float = 0.0  # of ``seconds``, spent on intermediate evaluations
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) on uint8 images ``x``."""
-    was = model.training
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch):
-        xb = normalize(x[i : i + batch]).contiguous(memory_format=torch.channels_last)
-        correct += (model(xb).argmax(1) == y[i : i + batch]).sum().item()
-    model.train(was)
-    return correct / max(len(x), 1)
-
-
 def _augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random horizontal flip and a random crop of the reflect-padded batch (same shift per batch
     row is not needed: one shift per image via unfold would cost more than it buys here)."""
@@ -109,15 +97,12 @@ def _augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
 def preload_training() -> None:
     """Import timm's optimiser, schedule and loss now (about 7 s of CPU: timm brings
     torchvision and torch._dynamo), for a worker warmed before its first training."""
-    import timm.loss
-    import timm.optim
-    import timm.scheduler  # noqa: F401
 
 
 def _optimizer(model: torch.nn.Module, settings: ShortTrainSettings) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW (no decay on 1-D params and attention biases) and its per-update cosine schedule."""
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
+    from timm.optim import create_optimizer_v2  # lazy: timm loads torch
+    from timm.scheduler import CosineLRScheduler  # lazy: timm loads torch
 
     opt = create_optimizer_v2(model, "adamw", lr=settings.lr, weight_decay=settings.weight_decay)
     warm = settings.warmup_steps if settings.warmup_steps is not None else max(1, settings.steps // 10)
@@ -147,7 +132,7 @@ def _batches(data: Dataset, batch: int, g: torch.Generator) -> Iterator[tuple[to
 
 def _run_steps(model: torch.nn.Module, data: Dataset, settings: ShortTrainSettings, report: Reporter | None) -> ShortTrainResult:
     """The training loop; ``top1`` and ``seconds`` of the result are left for the caller."""
-    from timm.loss import LabelSmoothingCrossEntropy
+    from timm.loss import LabelSmoothingCrossEntropy  # lazy: timm loads torch
 
     opt, sched = _optimizer(model, settings)
     loss_fn = LabelSmoothingCrossEntropy(settings.label_smoothing)

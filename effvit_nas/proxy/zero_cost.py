@@ -29,8 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from effvit_nas.arch.config import ArchConfig
-from effvit_nas.model.efficientvit import build_model
-from effvit_nas.proxy.data import Dataset, normalize
+from effvit_nas.data import Dataset, normalize
+from effvit_nas.model.efficientvit import CascadedGroupAttention, ConvMlp, build_model
 
 
 def _scoring_model(config: ArchConfig, data: Dataset, seed: int) -> nn.Module:
@@ -85,8 +85,6 @@ def _matrix(w: torch.Tensor) -> torch.Tensor:
 
 
 def _attention_weights(model: nn.Module) -> list[torch.Tensor]:
-    from effvit_nas.model.efficientvit import CascadedGroupAttention
-
     out = []
     for m in model.modules():
         if isinstance(m, CascadedGroupAttention):
@@ -96,8 +94,6 @@ def _attention_weights(model: nn.Module) -> list[torch.Tensor]:
 
 
 def _mlp_weights(model: nn.Module) -> list[torch.Tensor]:
-    from effvit_nas.model.efficientvit import ConvMlp
-
     out = [w for m in model.modules() if isinstance(m, ConvMlp) for w in (m.pw1.conv.weight, m.pw2.conv.weight)]
     return out + [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
 

@@ -21,15 +21,24 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.arch.config import ArchConfig, preset_name
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.results.cards import replace_text, write_card
-from effvit_nas.results.pareto import pareto_trials
+from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.results.studies import StudyInfo, device_description
-from effvit_nas.search.records import TrialRecord
+from effvit_nas.trials.records import TrialRecord
+from effvit_nas.measure.actor import measure_configs
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.model.deploy import export_onnx
+from effvit_nas.model.efficientvit import build_model
+from effvit_nas.model.timm_compat import timm_kwargs
+
+if TYPE_CHECKING:
+    import optuna
+
 
 DRIFT_LIMIT = 0.05  # re-measured throughput off by more than this fraction is flagged
 
@@ -49,7 +58,7 @@ class Exported:
         return self.drift is not None and abs(self.drift) > DRIFT_LIMIT
 
 
-def select_trials(study: Any, pareto: bool = False, trial: list[int] | None = None, top: int | None = None) -> list:
+def select_trials(study: optuna.Study, pareto: bool = False, trial: list[int] | None = None, top: int | None = None) -> list:
     """The trials to export: the Pareto set (default), given trial numbers, or the ``top``
     feasible architectures by proxy value. UserError when that selects nothing usable."""
     trials = study.get_trials(deepcopy=False)
@@ -67,7 +76,7 @@ def select_trials(study: Any, pareto: bool = False, trial: list[int] | None = No
     return chosen
 
 
-def _numbered(study: Any, trials: list, n: int) -> Any:
+def _numbered(study: optuna.Study, trials: list, n: int) -> Any:
     by_number = {t.number: t for t in trials}
     if n not in by_number:
         raise UserError(f"study {study.study_name!r} has no trial {n} (trials 0-{max(by_number)})")
@@ -152,7 +161,7 @@ def _card(cfg: ArchConfig, r: TrialRecord, info: StudyInfo, record: dict[str, An
 
 
 def export_trials(
-    study: Any,
+    study: optuna.Study,
     info: StudyInfo,
     storage: str,
     trials: list,
@@ -164,7 +173,6 @@ def export_trials(
 ) -> list[Exported]:
     """Write one folder per trial under ``out`` (see the module doc). ``out`` holding another
     study's exports is refused (SettingError) unless ``force``."""
-    from effvit_nas.measure.store import MeasurementStore
 
     records = [TrialRecord.of(t) for t in trials]
     configs = [ArchConfig.from_dict(r.config) for r in records]
@@ -180,7 +188,6 @@ def export_trials(
     }
     fresh: dict[str, Any] = {}
     if remeasure:
-        from effvit_nas.measure.actor import measure_configs
 
         fresh = {m.config_hash: m for m in measure_configs(configs, info.device, bench, store, fresh=True, ray_address=ray_address)}
     context = {"info": info, "device": device_description(study, info, storage), "pareto_numbers": {t.number for t in pareto_trials(study)}}
@@ -225,7 +232,7 @@ def _folder_name(r: TrialRecord, cfg: ArchConfig) -> str:
 
 
 def _shown_storage(storage: str) -> str:
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url  # lazy: SQLAlchemy is loaded with Optuna
 
     return make_url(storage).render_as_string(hide_password=True)
 
@@ -259,8 +266,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh: Any, onnx: bool, context: dict[str, Any]) -> Exported:
-    from effvit_nas.model.timm_compat import timm_kwargs
-
     info = context["info"]
     folder = out / _folder_name(r, cfg)
     folder.mkdir(parents=True, exist_ok=True)
@@ -293,10 +298,8 @@ def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh
 
 
 def _write_onnx(cfg: ArchConfig, path: Path) -> None:
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
-    from effvit_nas.model.deploy import export_onnx
-    from effvit_nas.model.efficientvit import build_model
 
     model = build_model(cfg).eval().deploy()
     export_onnx(model, torch.randn(1, 3, cfg.img_size, cfg.img_size), str(path), dynamic_batch=True)

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.proxy.registry import is_accuracy
 from effvit_nas.errors import UserError
-from effvit_nas.results.pareto import pareto_trials
+from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.results.references import ReferencePoint
 from effvit_nas.results.studies import StudyInfo
-from effvit_nas.search.records import TrialRecord
+from effvit_nas.trials.records import TrialRecord
+from effvit_nas.proxy.registry import SUPERNET
+
+if TYPE_CHECKING:
+    import optuna
+
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,6 @@ def _point(r: TrialRecord) -> Point:
 def _shown_proxy(proxy: str) -> str:
     """The proxy as a title names it: a supernet by its folder's name (the absolute path
     would push the title off the figure)."""
-    from effvit_nas.proxy.registry import SUPERNET
 
     return SUPERNET + Path(proxy.removeprefix(SUPERNET)).name if proxy.startswith(SUPERNET) else proxy
 
@@ -79,9 +83,9 @@ def _y_label(proxy: str) -> str:
     return "proxy top-1 (%, short training)" if is_accuracy(proxy) else f"{proxy} score (higher is better)"
 
 
-def pareto_view(study: Any, info: StudyInfo, device: dict[str, Any] | None, references: list[ReferencePoint]) -> ParetoView:
+def pareto_view(study: optuna.Study, info: StudyInfo, device: dict[str, Any] | None, references: list[ReferencePoint]) -> ParetoView:
     """Everything the plots draw, from the study's complete trials."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
     complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     if not complete:
@@ -153,8 +157,8 @@ def separate_labels(fig: Any, labels: list, step_pt: float = 9.0, tries: int = 1
 
 def save_png(view: ParetoView, path: Path) -> None:
     # A figure on its own Agg canvas: no pyplot, so no global backend is chosen for the caller.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib only for plots
+    from matplotlib.figure import Figure  # lazy: matplotlib only for plots
 
     fig = Figure(figsize=(9, 6), dpi=120)
     FigureCanvasAgg(fig)
@@ -195,7 +199,7 @@ def save_png(view: ParetoView, path: Path) -> None:
     ax.axvline(view.budget, ls="--", c="tab:green", label=f"budget {view.budget:,.0f} img/s")
     ax.set_xscale("log")
     labels += _draw_trained(ax, view.trained)
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter  # lazy: matplotlib only for plots
 
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
     ax.xaxis.set_major_formatter(plain)
@@ -240,7 +244,7 @@ def _draw_trained(ax: Any, trained: list[TrainedPoint]) -> list:
 
 
 def save_html(view: ParetoView, path: Path) -> None:
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: plotly only for HTML plots
 
     fig = go.Figure()
     floor = _under_budget_y(view)

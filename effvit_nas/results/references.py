@@ -9,10 +9,21 @@ once per study.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.results.studies import StudyInfo, device_description
+from effvit_nas.data import DataConfig, load_data
+from effvit_nas.measure.actor import measure_configs
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.proxy.registry import evaluate_proxy
+from effvit_nas.proxy.short_training import ShortTrainSettings
+from effvit_nas.search.budget import parse_relative
+
+if TYPE_CHECKING:
+    import optuna
+    from effvit_nas.arch.space import SearchSpace
+
 
 
 @dataclass(frozen=True)
@@ -23,7 +34,7 @@ class ReferencePoint:
     accuracy: float | None  # the study's proxy
 
 
-def preset_configs(space: Any) -> dict[str, ArchConfig]:
+def preset_configs(space: SearchSpace) -> dict[str, ArchConfig]:
     """M0-M5 with the space's class count, at 224 px when the space has it, else at the space's
     largest resolution (a search at 64 px is compared with M0-M5 at 64 px)."""
     size = 224 if 224 in space.img_sizes else max(space.img_sizes)
@@ -34,11 +45,10 @@ def preset_configs(space: Any) -> dict[str, ArchConfig]:
 
 
 def reference_points(
-    study: Any, info: StudyInfo, storage: str, measure: bool = False, ray_address: str | None = None, on_progress: Any = None
+    study: optuna.Study, info: StudyInfo, storage: str, measure: bool = False, ray_address: str | None = None, on_progress: Any = None
 ) -> list[ReferencePoint]:
     """M0-M5 for ``study``. Stored figures are used as they are; with ``measure`` the missing
     ones are measured (device actor, measurement store) and scored (proxy, stored in the study)."""
-    from effvit_nas.measure.store import MeasurementStore
 
     configs = preset_configs(info.search_space())
     store = MeasurementStore(storage)
@@ -46,15 +56,11 @@ def reference_points(
     scores: dict[str, float] = dict(study.user_attrs.get("presets", {}))
     throughputs: dict[str, float] = {}
     if measure:
-        from effvit_nas.measure.actor import measure_configs
 
         for m in measure_configs(list(configs.values()), info.device, bench, store, ray_address=ray_address, on_result=on_progress):
             throughputs[m.config_hash] = m.throughput
         missing = {n: c for n, c in configs.items() if c.short_hash() not in scores}
         if missing:
-            from effvit_nas.proxy.data import DataConfig, load_data
-            from effvit_nas.proxy.registry import evaluate_proxy
-            from effvit_nas.proxy.short_training import ShortTrainSettings
 
             data = load_data(DataConfig(**info.data))
             for cfg in missing.values():
@@ -78,7 +84,6 @@ def _budget_preset_throughput(info: StudyInfo, configs: dict[str, ArchConfig]) -
     the figure the study resolved it to (the median of its reference runs): the store keeps only
     the newest run, which can lie far from it, and the plot must show the preset where the
     budget line (or the paired figures' scale) says."""
-    from effvit_nas.search.budget import parse_relative
 
     relative = parse_relative(info.budget_spec) if info.budget_spec else None
     name = info.anchor or (relative[1] if relative else None)

@@ -11,12 +11,20 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.errors import UserError
-from effvit_nas.results.pareto import pareto_trials
+from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.runtime import quiet_optuna
-from effvit_nas.search.records import TrialRecord
+from effvit_nas.trials.records import TrialRecord, trial_record
+from effvit_nas.arch.space import SearchSpace, load_space
+from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.measure.store import optuna_storage
+
+if TYPE_CHECKING:
+    import optuna
+
 
 CSV_COLUMNS = (
     "number",
@@ -38,9 +46,8 @@ CSV_COLUMNS = (
 def load_study(name: str, storage: str):
     """The existing study ``name`` in ``storage``; a one-line UserError listing the studies
     there when it is missing."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
-    from effvit_nas.measure.store import optuna_storage
 
     rdb = optuna_storage(storage, existing=True)
     with quiet_optuna():
@@ -70,7 +77,7 @@ class StudyInfo:
     space_def: dict[str, Any] | None = None  # the space's choices (None in studies stored before them)
 
     @classmethod
-    def of(cls, study: Any) -> StudyInfo:
+    def of(cls, study: optuna.Study) -> StudyInfo:
         ident = study.user_attrs.get("effvit")
         if not ident:
             raise UserError(f"study {study.study_name!r} was not made by `effvit-nas search` (no effvit attributes)")
@@ -93,13 +100,10 @@ class StudyInfo:
     def search_space(self):
         """The space searched: from the stored choices, so a moved or deleted YAML file does
         not matter; older studies load their stored path."""
-        from effvit_nas.arch.space import SearchSpace, load_space
 
         return SearchSpace.from_dict(self.space_def, source=self.space) if self.space_def else load_space(self.space)
 
     def bench_settings(self):
-        from effvit_nas.measure.settings import BenchSettings
-
         return BenchSettings(**self.bench)
 
     def protocol(self) -> str:
@@ -108,31 +112,7 @@ class StudyInfo:
         return f"{b['backend']}, batch {b['batch']}, {b['threads']} thread{'s' if b['threads'] != 1 else ''}, {b['precision']}"
 
 
-def trial_record(t: Any, pareto_numbers: set[int] | None = None, trained: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The row of one trial as `show` prints it (JSON keys are the issue's, plus
-    ``trained_top1`` once `effvit-nas train` trained it)."""
-    r = TrialRecord.of(t)
-    done = (trained or {}).get(str(r.number)) or {}
-    return {
-        "number": r.number,
-        "state": r.state,
-        "config": r.config,
-        "hash": r.config_hash,
-        "params": r.params,
-        "macs": r.macs,
-        "throughput": r.throughput,
-        "measured": r.measured,
-        "accuracy": r.accuracy,
-        "proxy": r.proxy,
-        "feasible": r.feasible if r.complete else None,
-        "pareto": r.number in (pareto_numbers or set()),
-        "note": r.note or r.fail_reason,
-        "trained_top1": done.get("top1"),
-        "trained_top1_ema": done.get("top1_ema"),
-    }
-
-
-def study_records(study: Any) -> list[dict[str, Any]]:
+def study_records(study: optuna.Study) -> list[dict[str, Any]]:
     """Every trial of ``study`` as a row, Pareto membership included."""
     numbers = {t.number for t in pareto_trials(study)}
     trained = study.user_attrs.get("trained", {})
@@ -151,9 +131,8 @@ def records_csv(records: list[dict[str, Any]]) -> str:
 
 def list_studies(storage: str) -> list[dict[str, Any]]:
     """One row per study in ``storage``: trials, feasible, Pareto size, device, budget, created."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
-    from effvit_nas.measure.store import optuna_storage
 
     rdb = optuna_storage(storage, existing=True)
     rows = []
@@ -183,10 +162,9 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
     return rows
 
 
-def device_description(study: Any, info: StudyInfo, storage: str) -> dict[str, Any] | None:
+def device_description(study: optuna.Study, info: StudyInfo, storage: str) -> dict[str, Any] | None:
     """The fingerprint of the device the study's throughputs were measured on, from the
     measurement store (None when no measured trial is there)."""
-    from effvit_nas.measure.store import MeasurementStore
 
     store = MeasurementStore(storage)
     key = info.bench_settings().key()

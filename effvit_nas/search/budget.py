@@ -24,13 +24,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.errors import SettingError
+from effvit_nas.measure.actor import LazyWorker, check_local, check_on_worker
+from effvit_nas.measure.anchor import anchor_figure
 from effvit_nas.measure.settings import BenchSettings, Measurement
+from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import parse_budget
+from effvit_nas.search.study import stored_problem
+
+if TYPE_CHECKING:
+    from effvit_nas.arch.space import SearchSpace
+
 
 # a preset's throughput times more than this is above any device (see problem.MAX_BUDGET)
 MAX_FACTOR = 1000.0
@@ -153,7 +161,7 @@ def default_study_name(device: str, text: str, metric: str = "throughput") -> st
 
 def study_budget(
     text: str,
-    space: Any,
+    space: SearchSpace,
     device: str,
     bench: BenchSettings,
     options: RunOptions,
@@ -167,15 +175,10 @@ def study_budget(
     figure `bench` keeps too (:func:`~effvit_nas.measure.anchor.anchor_figure`, measured
     ``ANCHOR_RUNS`` times the first time; ``reanchor`` measures it again).
     ``worker``: returns the device actor to use (default: one started for this call)."""
-    from effvit_nas.search.study import stored_problem
 
     stored = _stored_budget(stored_problem(options))
 
     def measure(config: ArchConfig) -> Measurement:
-        from effvit_nas.measure.actor import LazyWorker, check_local, check_on_worker
-        from effvit_nas.measure.anchor import anchor_figure
-        from effvit_nas.measure.store import MeasurementStore
-
         store = MeasurementStore(options.storage)
         actor = worker or LazyWorker(device, bench, options.ray_address)  # one actor for all runs
         local = options.ray_address is None and worker is None
@@ -192,7 +195,6 @@ def adopt_stored(budget: Budget, options: RunOptions) -> Budget:
     one command started together each measure the preset while no study exists yet; the first
     to create the study stores its figure, and the others take it instead of being refused
     for a budget a few img/s apart (a study compares every trial with one figure)."""
-    from effvit_nas.search.study import stored_problem
 
     if budget.reference is None:
         return budget

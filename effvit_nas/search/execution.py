@@ -19,8 +19,19 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.arch.space import load_space
+from effvit_nas.data import load_data
+from effvit_nas.measure.actor import connect, paired_key, paired_measurement
+from effvit_nas.measure.pool import alive_nodes, restart_member, start_pool
 from effvit_nas.measure.settings import Measurement
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.proxy.halving import Halving, reporter
+from effvit_nas.proxy.registry import evaluate_proxy, preload
+from effvit_nas.proxy.short_training import ShortTrainSettings
+from effvit_nas.runtime import import_ray
+from effvit_nas.search.budget import parse_relative, reference_config
 from effvit_nas.search.problem import SearchProblem
+from effvit_nas.search.usage import ANY_NODE, actor_idle
 
 # A proxy task's worker killed (OOM killer, a crash) is retried once, as the device actor's
 # calls are; killed again, the task's WorkerCrashedError becomes the trial's failure.
@@ -91,9 +102,6 @@ Rungs = Callable[[], Mapping[int, Sequence[tuple[float, float]]]]
 def _proxy_task(
     proxy: str, config: dict[str, Any], data: Any, short_train: dict[str, Any], halving: dict[str, Any] | None, throughput: float, earlier
 ) -> dict[str, Any]:
-    from effvit_nas.proxy.halving import Halving, reporter
-    from effvit_nas.proxy.registry import evaluate_proxy
-    from effvit_nas.proxy.short_training import ShortTrainSettings
 
     settings, report, reached = ShortTrainSettings(**short_train), None, {}
     if halving is not None:
@@ -170,8 +178,6 @@ class _Work:
 
 
 def _warm_proxy_worker(data: Any, proxy: str) -> None:
-    from effvit_nas.proxy.registry import preload
-
     preload(proxy)
 
 
@@ -188,11 +194,6 @@ class RayExecution:
         workers: int = 1,
         measure_actors: int | None = None,
     ):
-        from effvit_nas.measure.actor import connect
-        from effvit_nas.measure.pool import start_pool
-        from effvit_nas.measure.store import MeasurementStore
-        from effvit_nas.proxy.data import load_data
-        from effvit_nas.runtime import import_ray
 
         self._ray = import_ray()
         self.problem, self.ray_address, self.earlier, self.workers = problem, ray_address, earlier, workers
@@ -225,9 +226,7 @@ class RayExecution:
         """Start a proxy worker on each node with a CPU, with the proxy code imported and the
         data copied there: seconds of process start per node that are set-up, not a wait of the
         first trials, nor beside their timings (Ray keeps the idle worker for the next task)."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        from effvit_nas.measure.pool import alive_nodes
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # lazy: Ray costs seconds to import
 
         warm = self._ray.remote(**PROXY_TASK_OPTIONS)(_warm_proxy_worker)
         nodes = [n["NodeID"] for n in alive_nodes() if n["Resources"].get("CPU", 0) >= 1]
@@ -239,7 +238,6 @@ class RayExecution:
     def _spare_cpu_nodes(self) -> dict[str, int]:
         """Node -> CPUs it has for proxies beside its device actor; nodes without an actor first
         (a proxy there never waits for a timing)."""
-        from effvit_nas.measure.pool import alive_nodes
 
         held = {m.node_id: self.problem.bench.threads for m in self.members}
         nodes = alive_nodes()
@@ -315,14 +313,12 @@ class RayExecution:
         self._running[ref] = work
 
     def _store_key(self) -> str:
-        from effvit_nas.measure.actor import paired_key
-
         if self._reference_config is not None:
             return paired_key(self.problem.bench, self._reference_config, self.problem.budget_reference)
         return self.problem.bench.key()
 
     def start_proxy(self, key: int, job: ProxyJob) -> None:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # lazy: Ray costs seconds to import
 
         p, node = self.problem, self._proxy_node() or None
         halving = asdict(p.halving) if p.halving else None
@@ -360,7 +356,6 @@ class RayExecution:
         """Record ``work``'s span. A proxy's node waits from its submission until this driver
         collects it; only the proxy's own computing (``compute_s``, timed in the task) counts
         as proxy time, the rest (Ray's round trip, the driver busy elsewhere) as orchestration."""
-        from effvit_nas.search.usage import ANY_NODE
 
         if work.kind == "measure":
             self._spans["measure"].setdefault(work.member, []).append((work.started, now))
@@ -376,7 +371,6 @@ class RayExecution:
 
     def _measured(self, work: _Work, ref: Any) -> None:
         """Store a finished measurement, free its actor, drop the claim, hand the figure on."""
-        from effvit_nas.measure.actor import paired_measurement
 
         self._idle.append(work.member)
         try:
@@ -399,7 +393,6 @@ class RayExecution:
         """Measure again on a new actor in the slot of one gone for good (it may have been
         another driver's, found by name, gone with that driver's job; a crash Ray restarts is
         retried by Ray itself), once. False when that fails too (its node is gone)."""
-        from effvit_nas.measure.pool import restart_member
 
         work.retried = True
         try:
@@ -417,8 +410,6 @@ class RayExecution:
         return self._seconds[0], self._seconds[1]
 
     def idle_seconds(self) -> dict[str, float]:
-        from effvit_nas.search.usage import actor_idle
-
         nodes = {i: m.node_id for i, m in enumerate(self.members)}
         window = (self._t0, self._t_end or time.perf_counter())
         return actor_idle(self._spans["measure"], nodes, self._spans["proxy"], window, self._last_start)
@@ -436,8 +427,6 @@ class RayExecution:
     def _reference(self) -> ArchConfig:
         """The preset candidates are paired with (the anchor, or the budget's preset) as the
         budget measured it: at the space's resolution and classes."""
-        from effvit_nas.arch.space import load_space
-        from effvit_nas.search.budget import parse_relative, reference_config
 
         space = load_space(self.problem.space)
         name = self.problem.anchor or parse_relative(self.problem.budget_spec)[1]

@@ -21,22 +21,25 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effvit_nas.arch.config import PRESETS, ArchConfig
+from effvit_nas.arch.space import load_space
 from effvit_nas.errors import UserError
+from effvit_nas.measure.devices import parse_device, resolve_local
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import is_storage_failure, storage_failures_stop
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
+from effvit_nas.measure.timing import check_supported
+from effvit_nas.model.cost import model_cost
 from effvit_nas.runtime import Terminated, quiet_optuna
-from effvit_nas.search.execution import Execution, Measurer, ProxyJob, ProxyRunner, SerialExecution
+from effvit_nas.search.execution import Execution, Measurer, ProxyJob, ProxyRunner, RayExecution, SerialExecution
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
-from effvit_nas.search.records import Attr, rung_points
 from effvit_nas.search.screening import (
     Candidate,
-    Fate,
     Outcome,
+    OutcomeKind,
     Planned,
     ScreenCounts,
     Screener,
@@ -45,6 +48,13 @@ from effvit_nas.search.screening import (
     with_proxy,
 )
 from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, repair_stale, tell
+from effvit_nas.trials.pareto import pareto_trials
+from effvit_nas.trials.records import Attr, rung_points, trial_record
+
+if TYPE_CHECKING:
+    import optuna
+
+    from effvit_nas.arch.space import SearchSpace
 
 
 @dataclass
@@ -94,7 +104,7 @@ class SearchSummary:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _enqueue_presets(handle: StudyHandle, space: Any) -> None:
+def _enqueue_presets(handle: StudyHandle, space: SearchSpace) -> None:
     """The M0-M5 that are points of the space, unless the study has them already."""
     known = {r.config_hash for r in handle.records()}
     for name, p in PRESETS.items():
@@ -115,10 +125,10 @@ def _screener(handle: StudyHandle, problem: SearchProblem, options: RunOptions) 
 
 
 @dataclass
-class _Flight:
+class _AskedTrial:
     """A trial asked and not yet told: its candidate, what it waits for, since when (a tick)."""
 
-    trial: Any
+    trial: optuna.Trial
     candidate: Candidate | None = None
     planned: Planned | None = None
     pending: Outcome | None = None  # measured, waiting for its proxy
@@ -131,7 +141,7 @@ class _Run:
     def __init__(
         self,
         handle: StudyHandle,
-        space: Any,
+        space: SearchSpace,
         screener: Screener,
         execution: Execution,
         options: RunOptions,
@@ -144,7 +154,7 @@ class _Run:
         self.failures = self.run_trials = 0
         self.interrupted = False
         self.terminated = False  # interrupted by SIGTERM rather than Ctrl-C
-        self.flight: dict[int, _Flight] = {}
+        self.flight: dict[int, _AskedTrial] = {}
         self.queues: dict[str, deque[int]] = {"measure": deque(), "proxy": deque()}
         # an architecture in flight is measured and scored once: later trials of it wait
         self.leading: dict[str, int] = {}  # architecture hash -> the trial measuring it
@@ -211,7 +221,7 @@ class _Run:
                 return False
             with quiet_optuna():
                 trial = self.handle.study.ask()
-            self.flight[trial.number] = _Flight(trial)
+            self.flight[trial.number] = _AskedTrial(trial)
             self.beat()  # at once: killed before its first beat, a trial would stay RUNNING
             candidate, plan = self.screen(trial)
             self.flight[trial.number].candidate = candidate
@@ -270,7 +280,7 @@ class _Run:
         f = self.flight[number]
         if f.pending is None:  # its measurement
             outcome = self.screener.complete(f.planned, result)
-            if outcome.fate is Fate.NEEDS_PROXY:
+            if outcome.kind is OutcomeKind.NEEDS_PROXY:
                 f.pending = outcome
                 self.enqueue("proxy", number)
                 return
@@ -278,9 +288,7 @@ class _Run:
             outcome = failed(result) if isinstance(result, BaseException) else with_proxy(f.pending, result)
         self.finish(number, outcome)
 
-    def screen(self, trial: Any) -> tuple[Candidate | None, Outcome | Planned | None]:
-        from effvit_nas.model.cost import model_cost
-
+    def screen(self, trial: optuna.Trial) -> tuple[Candidate | None, Outcome | Planned | None]:
         try:
             config = self.space.suggest(trial)
             cost = model_cost(config)
@@ -319,7 +327,6 @@ class _Run:
     def emit(self, number: int, outcome: Outcome, config_hash: str) -> None:
         if self.on_event is None:
             return
-        from effvit_nas.results.pareto import pareto_trials
 
         records = self.handle.records(("COMPLETE",))
         feasible = [r for r in records if r.feasible]
@@ -363,7 +370,6 @@ def run_search(
     the device's actor pool and proxy tasks. Passing both runs the loop without Ray, one piece
     of work at a time (:class:`~effvit_nas.search.execution.SerialExecution`).
     """
-    from effvit_nas.arch.space import load_space
 
     t_start = time.perf_counter()
     space = load_space(problem.space)
@@ -379,8 +385,6 @@ def run_search(
     elif finished:  # a finished study starts no actor, loads no data
         execution = SerialExecution(_nothing_to_run, _nothing_to_run)
     else:
-        from effvit_nas.search.execution import RayExecution
-
         earlier = lambda: rung_points(handle.records(("COMPLETE",)))  # noqa: E731
         execution = RayExecution(problem, options.storage, options.ray_address, earlier, options.workers, options.measure_actors)
     run = _Run(handle, space, _screener(handle, problem, options), execution, options, on_event)
@@ -399,16 +403,11 @@ def _nothing_to_run(*_: Any) -> Any:
 
 def check_local_device(device: str, bench: BenchSettings) -> None:
     """UserError unless ``device`` is on this machine and can run ``bench``'s protocol."""
-    from effvit_nas.measure.devices import parse_device, resolve_local
-    from effvit_nas.measure.timing import check_supported
 
     check_supported(bench, resolve_local(parse_device(device)))
 
 
 def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
-    from effvit_nas.results.pareto import pareto_trials
-    from effvit_nas.results.studies import trial_record
-
     front = pareto_trials(run.handle.study)
     numbers = {t.number for t in front}
     complete = run.handle.records(("COMPLETE",))

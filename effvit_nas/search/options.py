@@ -90,7 +90,7 @@ def make_sampler(options: RunOptions, driver: int = 0):
     pattern, same command) would propose the same architectures in the same order. TPE lies
     about running trials (constant liar), so candidates in flight, in this driver or another,
     are not proposed again."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
     seed = options.seed if driver == 0 else (options.seed * 1_000_003 + driver) % 2**32
     if options.sampler == "tpe":

@@ -8,11 +8,14 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from effvit_nas.arch.space import load_space
+from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.proxy.data import DataConfig
 from effvit_nas.proxy.halving import Halving
+from effvit_nas.proxy.registry import SUPERNET
 from effvit_nas.proxy.short_training import ShortTrainSettings
+from effvit_nas.supernet.scoring import load_supernet
 
 OBJECTIVES = ("accuracy", "throughput")  # both maximised, in this order in every trial's values
 # ranked trained accuracy on real images as well as any proxy measured, at the lowest cost
@@ -124,20 +127,17 @@ class SearchProblem:
         """What scores the candidates, wherever its files live: the proxy's name, or for a
         supernet ``supernet@<digest of its weights>`` (a supernet folder that was moved or copied
         resumes its studies; one retrained in place does not)."""
-        from effvit_nas.proxy.registry import SUPERNET
 
         if self.proxy_def is not None:
             return self.proxy_def
         if not self.proxy.startswith(SUPERNET):
             return self.proxy
-        from effvit_nas.supernet.scoring import load_supernet
 
         return f"supernet@{load_supernet(self.proxy[len(SUPERNET) :])[1]}"
 
     def space_definition(self) -> dict[str, Any]:
         """The space's choices (:meth:`SearchSpace.to_dict`): what a study is about, wherever
         the YAML file lives."""
-        from effvit_nas.arch.space import load_space
 
         return load_space(self.space).to_dict()
 

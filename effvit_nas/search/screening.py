@@ -1,10 +1,10 @@
 """What happens to a candidate before any proxy runs, and how each trial ends.
 
-:class:`Screener` sends every candidate to one of five fates: its architecture ran
+:class:`Screener` ends every candidate in one of five ways (:class:`OutcomeKind`): its architecture ran
 before (``REUSED``), the throughput model calls it clearly infeasible and no audit is due
 (``PREDICTED_INFEASIBLE``, never measured), measured under the budget (``UNDER_BUDGET``, its
 proxy is not worth running), measured within budget (``NEEDS_PROXY``) or it raised
-(``FAILED``). Each fate is an :class:`Outcome`: the attributes, objective values and
+(``FAILED``). Each ending is an :class:`Outcome`: the attributes, objective values and
 constraint the trial is finished with. Nothing here touches Optuna or Ray: the caller
 measures between :meth:`Screener.plan` and :meth:`Screener.complete`, and the lookup of
 earlier trials is passed in, so every decision is testable with fakes.
@@ -23,10 +23,12 @@ from effvit_nas.measure.settings import Measurement
 from effvit_nas.measure.store import is_storage_failure
 from effvit_nas.measure.throughput_model import FeasibilityModel, features
 from effvit_nas.runtime import root_cause
-from effvit_nas.search.records import REUSED_ATTRS, Attr, TrialRecord
+from effvit_nas.trials.records import REUSED_ATTRS, Attr, TrialRecord
 
 
-class Fate(enum.Enum):
+class OutcomeKind(enum.Enum):
+    """Which of the five ways a trial ended (:attr:`Outcome.kind`)."""
+
     REUSED = "reused"
     PREDICTED_INFEASIBLE = "predicted infeasible"
     UNDER_BUDGET = "under budget"
@@ -57,7 +59,7 @@ class Outcome:
     throughput constraint ``(budget - throughput) / budget`` (feasible when <= 0), or a
     failure. ``NEEDS_PROXY`` outcomes are not final: :func:`with_proxy` completes them."""
 
-    fate: Fate
+    kind: OutcomeKind
     attrs: dict[Attr, Any] = field(default_factory=dict)
     values: tuple[float, float] | None = None
     constraint: float | None = None
@@ -71,7 +73,7 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
-        return self.fate is Fate.FAILED
+        return self.kind is OutcomeKind.FAILED
 
 
 def _constraint(throughput: float, budget: float) -> float:
@@ -84,7 +86,7 @@ def reused(previous: TrialRecord) -> Outcome:
     attrs[Attr.NOTE] = f"same architecture as trial {previous.number}: result reused"
     throughput = previous.throughput if previous.measured else None
     return Outcome(
-        Fate.REUSED,
+        OutcomeKind.REUSED,
         attrs,
         previous.values,
         previous.constraints.get("throughput"),
@@ -104,7 +106,13 @@ def predicted_infeasible(predicted: float, budget: float) -> Outcome:
         Attr.NOTE: f"skipped: predicted {predicted:.0f} img/s < budget",
     }
     return Outcome(
-        Fate.PREDICTED_INFEASIBLE, attrs, (0.0, predicted), _constraint(predicted, budget), None, None, "skipped (predicted infeasible)"
+        OutcomeKind.PREDICTED_INFEASIBLE,
+        attrs,
+        (0.0, predicted),
+        _constraint(predicted, budget),
+        None,
+        None,
+        "skipped (predicted infeasible)",
     )
 
 
@@ -125,8 +133,8 @@ def measured(m: Measurement, budget: float, audit_of: float | None = None, predi
     constraint = _constraint(m.throughput, budget)
     if m.throughput < budget:
         attrs[Attr.NOTE] = "under budget: proxy skipped"
-        return Outcome(Fate.UNDER_BUDGET, attrs, (0.0, m.throughput), constraint, m.throughput, None, "under budget")
-    return Outcome(Fate.NEEDS_PROXY, attrs, None, constraint, m.throughput)
+        return Outcome(OutcomeKind.UNDER_BUDGET, attrs, (0.0, m.throughput), constraint, m.throughput, None, "under budget")
+    return Outcome(OutcomeKind.NEEDS_PROXY, attrs, None, constraint, m.throughput)
 
 
 def with_proxy(pending: Outcome, result: dict[str, Any]) -> Outcome:
@@ -144,7 +152,7 @@ def with_proxy(pending: Outcome, result: dict[str, Any]) -> Outcome:
             attrs[Attr.PROXY_STOPPED] = True
             note = attrs[Attr.NOTE] = f"stopped at {details['steps']} steps (halving)"
     return Outcome(
-        Fate.COMPLETE, attrs, (result["value"], pending.throughput), pending.constraint, pending.throughput, result["value"], note
+        OutcomeKind.COMPLETE, attrs, (result["value"], pending.throughput), pending.constraint, pending.throughput, result["value"], note
     )
 
 
@@ -154,7 +162,7 @@ def failed(error: BaseException) -> Outcome:
     cause = root_cause(error)
     text = str(cause).splitlines()[0] if str(cause) else ""
     reason = f"{type(cause).__name__}: {text}"[:500]
-    return Outcome(Fate.FAILED, {Attr.FAIL_REASON: reason}, note=reason)
+    return Outcome(OutcomeKind.FAILED, {Attr.FAIL_REASON: reason}, note=reason)
 
 
 @dataclass
@@ -180,7 +188,7 @@ def prediction_rank_correlation(records: list[TrialRecord]) -> tuple[float | Non
     """Spearman's rho between the throughput model's predictions and the measurements that
     followed them (each architecture once), and how many pairs: how well the model ranks
     candidates it has not seen, as the search used it. None with fewer than 3 pairs."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # lazy: SciPy costs start-up time
 
     pairs = {r.key(): (r.predicted_throughput, r.throughput) for r in records if r.complete and r.measured and r.predicted_throughput}
     if len(pairs) < 3:
@@ -209,7 +217,7 @@ def _failure(error: Exception) -> Outcome:
 
 
 class Screener:
-    """Decides each candidate's fate (module doc) in two steps around its measurement, so the
+    """Decides how each candidate ends (module doc) in two steps around its measurement, so the
     caller measures where and when it likes: :meth:`plan` (reused, skipped, or to measure) and
     :meth:`complete` (the measurement's outcome). ``previous`` finds the earliest complete
     trial of an architecture hash."""

@@ -7,15 +7,23 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from effvit_nas.arch.space import load_space
 from effvit_nas.errors import ConfigError, UserError
 from effvit_nas.measure.settings import with_later_fields
+from effvit_nas.measure.store import optuna_storage, schema_lock
+from effvit_nas.proxy.registry import SUPERNET
 from effvit_nas.runtime import quiet_optuna
 from effvit_nas.search.options import RunOptions, make_sampler
 from effvit_nas.search.problem import LATER_KEYS, OBJECTIVES, SearchProblem
-from effvit_nas.search.records import Attr, TrialRecord
 from effvit_nas.search.screening import Outcome
+from effvit_nas.trials.records import Attr, TrialRecord
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages import BaseStorage
+
 
 DRIVERS_ATTR = "drivers"  # study attribute: how many search processes have opened the study
 
@@ -24,15 +32,15 @@ DRIVERS_ATTR = "drivers"  # study attribute: how many search processes have open
 class StudyHandle:
     """An open study with the storage it lives in (heartbeats and trial states need it)."""
 
-    study: Any
-    storage: Any
+    study: optuna.Study
+    storage: BaseStorage
     study_id: int
 
-    def trial_id(self, trial: Any) -> int:
+    def trial_id(self, trial: optuna.Trial) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
 
     def records(self, states: tuple[str, ...] | None = None) -> list[TrialRecord]:
-        import optuna
+        import optuna  # lazy: Optuna costs a second to import
 
         wanted = None if states is None else [optuna.trial.TrialState[s] for s in states]
         return [TrialRecord.of(t) for t in self.study.get_trials(deepcopy=False, states=wanted)]
@@ -43,9 +51,7 @@ class StudyHandle:
 
 
 def _storage(url: str, heartbeat_s: float):
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    from effvit_nas.measure.store import optuna_storage
+    from optuna.storages import RetryHeartbeatStaleTrialCallback  # lazy: Optuna costs a second to import
 
     with quiet_optuna():  # the callback is experimental in Optuna, used deliberately
         retry = RetryHeartbeatStaleTrialCallback(max_retry=2)
@@ -54,7 +60,7 @@ def _storage(url: str, heartbeat_s: float):
     )
 
 
-def _check_same_problem(study: Any, problem: SearchProblem) -> None:
+def _check_same_problem(study: optuna.Study, problem: SearchProblem) -> None:
     want, have = problem.identity(), study.user_attrs.get("effvit")
     if have is None:
         study.set_metric_names(list(OBJECTIVES))
@@ -76,7 +82,6 @@ def _check_same_problem(study: Any, problem: SearchProblem) -> None:
         was, use = f"its choices differ from those in {want['space']!r}", "that space"
     elif key == "proxy" and all(str(d.get("proxy_def")).startswith("supernet@") for d in (have, want)):
         # the folder may well be the same one, retrained since
-        from effvit_nas.proxy.registry import SUPERNET
 
         digest, folder = have["proxy_def"].removeprefix("supernet@"), want["proxy"].removeprefix(SUPERNET)
         was, use = f"supernet weights {digest}, not those now in {folder!r}", "with these weights"
@@ -101,7 +106,6 @@ def _same_space(have: dict[str, Any], want: dict[str, Any]) -> bool:
     """Whether a stored study searched the wanted space. By its choices, so a moved project or
     a reinstall (the same YAML at another path) resumes and an edited YAML does not; a study
     stored before the choices were kept is compared by its path, or by loading it."""
-    from effvit_nas.arch.space import load_space
 
     if "space_def" in have:
         return have["space_def"] == want["space_def"]
@@ -116,9 +120,7 @@ def _same_space(have: dict[str, Any], want: dict[str, Any]) -> bool:
 def open_study(problem: SearchProblem, options: RunOptions, create: bool = True) -> StudyHandle:
     """The study ``options.study`` in ``options.storage``, created if missing (when ``create``)
     and checked to be about ``problem`` when it exists."""
-    import optuna
-
-    from effvit_nas.measure.store import schema_lock
+    import optuna  # lazy: Optuna costs a second to import
 
     storage = _storage(options.storage, options.heartbeat_s)
     # under the lock: drivers started together on one study create it and store what it is
@@ -155,9 +157,9 @@ def search_finished(options: RunOptions) -> bool:
     return study is not None and holds_trials(study, options.trials)
 
 
-def holds_trials(study: Any, trials: int | None) -> bool:
+def holds_trials(study: optuna.Study, trials: int | None) -> bool:
     """Whether ``study`` has ``trials`` complete trials (never, for a run without --trials)."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
     if trials is None:
         return False
@@ -166,9 +168,7 @@ def holds_trials(study: Any, trials: int | None) -> bool:
 
 
 def _existing(options: RunOptions) -> Any:
-    import optuna
-
-    from effvit_nas.measure.store import optuna_storage
+    import optuna  # lazy: Optuna costs a second to import
 
     storage = optuna_storage(options.storage)
     with quiet_optuna():
@@ -178,9 +178,9 @@ def _existing(options: RunOptions) -> Any:
             return None
 
 
-def tell(handle: StudyHandle, trial: Any, outcome: Outcome) -> None:
+def tell(handle: StudyHandle, trial: optuna.Trial, outcome: Outcome) -> None:
     """Finish ``trial`` with ``outcome``: the one place a trial's state is decided."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
     for key, value in outcome.attrs.items():
         trial.set_user_attr(str(key), value)
@@ -204,7 +204,7 @@ def repair_stale(handle: StudyHandle) -> None:
 
 def interrupt(handle: StudyHandle, trials: list[Any]) -> None:
     """Ctrl-C: fail the unfinished trials in flight and enqueue them again for the next run."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
     for trial in trials:
         if handle.storage.get_trial(handle.trial_id(trial)).state == optuna.trial.TrialState.RUNNING:

@@ -16,9 +16,11 @@ import torch
 import torch.nn as nn
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.arch.space import load_space
+from effvit_nas.data import Dataset, normalize
 from effvit_nas.errors import UserError
-from effvit_nas.proxy.data import Dataset, normalize
-from effvit_nas.proxy.short_training import evaluate
+from effvit_nas.model.accuracy import evaluate
+from effvit_nas.model.weights import read_weights
 from effvit_nas.supernet.model import Supernet
 
 # a trained supernet folder: the shared weights, the space they cover, how they were trained
@@ -71,9 +73,6 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=2)
 def _load(folder: str, stamp: tuple[int, int]) -> tuple[Supernet, str]:
-    from effvit_nas.arch.space import load_space
-    from effvit_nas.training.loop import read_weights
-
     path = Path(folder)
     space = load_space(path / SPACE_FILE)
     weights = path / WEIGHTS_FILE

@@ -87,7 +87,7 @@ def _special(name: str, sub: ArchConfig, full: ArchConfig, sub_shape: torch.Size
     return {}
 
 
-def slice_tensor(name: str, tensor: torch.Tensor, sub_shape: torch.Size, sub: ArchConfig, full: ArchConfig) -> torch.Tensor:
+def _slice_tensor(name: str, tensor: torch.Tensor, sub_shape: torch.Size, sub: ArchConfig, full: ArchConfig) -> torch.Tensor:
     """The subnet's ``name`` tensor of shape ``sub_shape`` taken from the container's ``tensor``
     (a view where every dimension is a prefix or centre, else a differentiable gather)."""
     special = _special(name, sub, full, sub_shape)
@@ -104,4 +104,4 @@ def sub_state(
     container: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.Size], sub: ArchConfig, full: ArchConfig
 ) -> dict[str, torch.Tensor]:
     """Every subnet tensor (``shapes``: the subnet's names and shapes) sliced from ``container``."""
-    return {name: slice_tensor(name, container[name], shape, sub, full) for name, shape in shapes.items()}
+    return {name: _slice_tensor(name, container[name], shape, sub, full) for name, shape in shapes.items()}

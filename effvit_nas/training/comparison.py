@@ -15,15 +15,26 @@ import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from effvit_nas.arch.config import PRESETS, ArchConfig, load_config
+from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError
-from effvit_nas.proxy.data import DataConfig
+from effvit_nas.measure.actor import get_worker, measure_configs
+from effvit_nas.measure.store import MeasurementStore
+from effvit_nas.model.cost import model_cost
+from effvit_nas.results.cards import set_section
+from effvit_nas.results.export import export_trials
+from effvit_nas.results.studies import StudyInfo, load_study
 from effvit_nas.training.recipe import TrainRecipe
 from effvit_nas.training.runner import Progress, TrainExecution, latest_checkpoint, train
+from effvit_nas.trials.pareto import pareto_trials
+
+if TYPE_CHECKING:
+    import optuna
+
 
 MEASURE_ROUNDS = 5  # interleaved re-measurements per model: the median and IQR come from these
 
@@ -71,12 +82,8 @@ class Contender:
         }
 
 
-def _contenders(study: Any, storage: str, k: int, baseline: str, out: Path) -> list[Contender]:
+def _contenders(study: optuna.Study, storage: str, k: int, baseline: str, out: Path) -> list[Contender]:
     """The k best Pareto models (exported) and the baseline preset (a folder with its config)."""
-    from effvit_nas.model.cost import model_cost
-    from effvit_nas.results.export import export_trials
-    from effvit_nas.results.pareto import pareto_trials
-    from effvit_nas.results.studies import StudyInfo
 
     info = StudyInfo.of(study)
     exported = export_trials(study, info, storage, pareto_trials(study)[:k], out)
@@ -111,8 +118,6 @@ def _train_seed(c: Contender, data: DataConfig, recipe: TrainRecipe, run: TrainE
 def _measure_interleaved(rows: list[Contender], info: Any, storage: str, ray_address: str | None, rounds: int) -> None:
     """Each round measures every model once, in turn, so that drift of the machine over the
     run touches all of them alike."""
-    from effvit_nas.measure.actor import get_worker, measure_configs
-    from effvit_nas.measure.store import MeasurementStore
 
     bench, store = info.bench_settings(), MeasurementStore(storage)
     worker = get_worker(info.device, bench, ray_address)
@@ -147,8 +152,6 @@ def compare(
     """Train and re-measure the ``k`` best Pareto models of ``study_name`` and ``baseline``
     (see the module doc); the baseline is the last row. ``on_trained`` is called after each
     (model, seed). Empty when nothing is feasible."""
-    from effvit_nas.results.pareto import pareto_trials
-    from effvit_nas.results.studies import StudyInfo, load_study
 
     if baseline not in PRESETS:
         raise SettingError("compare.baseline", f"{baseline!r} is no preset (choose from {', '.join(PRESETS)})")
@@ -192,8 +195,6 @@ TABLE_HEADERS = ["model", "top-1 % (mean ± std)", "img/s median [IQR]", "params
 
 
 def _write_card(folder: Path, rows: list[Contender]) -> None:
-    from effvit_nas.results.cards import set_section
-
     lines = ["Same recipe, data and seeds; throughput re-measured interleaved in one run.", ""]
     lines += ["| " + " | ".join(TABLE_HEADERS) + " |", "|" + "---|" * len(TABLE_HEADERS)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows([c.summary() for c in rows])]

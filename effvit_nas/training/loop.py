@@ -5,15 +5,16 @@ scaler state, epoch and metrics history in ``state.pt``) that Ray Train persists
 run's workers restore the newest one. Data order, augmentation and Mixup draws are seeded per
 (seed, epoch, rank), so a resumed run reaches the same weights as an uninterrupted one.
 
-Data is held in memory as uint8 tensors (``effvit_nas.proxy.data``: synthetic, CIFAR, an
+Data is held in memory as uint8 tensors (``effvit_nas.data``: synthetic, CIFAR, an
 ImageFolder subset) or, for an ImageFolder of any size, read from disk by DataLoader processes
-as training goes (:class:`effvit_nas.training.streaming.FolderData`).
+as training goes (:class:`effvit_nas.data.streaming.FolderData`).
 """
 
 from __future__ import annotations
 
 import pickle
 import random
+import resource
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,10 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from effvit_nas.arch.config import ArchConfig
+from effvit_nas.data import normalize
+from effvit_nas.data.streaming import FolderData
 from effvit_nas.errors import UserError
+from effvit_nas.model.efficientvit import build_model
+from effvit_nas.model.weights import read_weights
 from effvit_nas.runtime import import_ray
+from effvit_nas.supernet.scoring import load_supernet
 from effvit_nas.training.recipe import TrainRecipe
-from effvit_nas.training.streaming import FolderData
 
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "model_ema.safetensors", "state.pt"
 
@@ -39,7 +44,7 @@ class _MemoryImages:
         return len(self.x)
 
     def __getitem__(self, i: int):
-        from PIL import Image
+        from PIL import Image  # lazy: Pillow only for image folders
 
         img = Image.fromarray(self.x[i].permute(1, 2, 0).numpy())
         return self.transform(img), int(self.y[i])
@@ -48,8 +53,8 @@ class _MemoryImages:
 def train_transform(recipe: TrainRecipe, size: int) -> Any:
     """timm's ImageNet training transform for ``recipe`` at ``size`` px, its crop swapped for a
     padded random crop when ``crop_pad`` > 0."""
-    from timm.data import create_transform
-    from torchvision import transforms
+    from timm.data import create_transform  # lazy: timm loads torch
+    from torchvision import transforms  # lazy: torchvision loads torch
 
     crop, augment, final = create_transform(
         size,
@@ -77,8 +82,8 @@ def steps_per_epoch(images: int, batch: int, workers: int) -> int:
 
 
 def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
+    import numpy as np  # lazy: numpy only on this path
+    import torch  # lazy: torch costs seconds to import
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -87,29 +92,6 @@ def _seed_everything(seed: int) -> None:
 
 def load_weights(model: Any, path: Path) -> None:
     model.load_state_dict(read_weights(path, "train again into another --out"))
-
-
-def read_weights(path: Path, remedy: str) -> dict[str, Any]:
-    """The tensors of a safetensors file; a truncated or otherwise damaged one is a UserError
-    naming the file and ``remedy`` (what to do), not a traceback from deep inside a run."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{path} is damaged ({reason}): {remedy}") from None
-
-
-def check_weights(path: Path, expected: dict[str, tuple[int, ...]], remedy: str) -> None:
-    """UserError unless ``path`` loads and holds exactly ``expected``'s tensor names and shapes."""
-    found = {k: tuple(v.shape) for k, v in read_weights(path, remedy).items()}
-    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(found) & set(expected) if found[k] != expected[k])
-    if missing or extra or wrong:
-        what = f"lacks {missing[0]}" if missing else f"has an unexpected {extra[0]}" if extra else f"has {wrong[0]} of the wrong shape"
-        raise UserError(f"{path} does not fit this model (it {what}): {remedy}")
 
 
 def read_state(path: Path, remedy: str) -> dict[str, Any]:
@@ -122,7 +104,7 @@ def read_state(path: Path, remedy: str) -> dict[str, Any]:
 
 
 def save_weights(model: Any, path: Path) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: loads torch
 
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
 
@@ -132,7 +114,7 @@ def load_state(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     strings and containers only, which is all :func:`Worker.save` writes (optimizer,
     scheduler and scaler state dicts are made of those). Anything else, e.g. a pickle that
     would run code, is refused with a UserError and never executed."""
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -147,9 +129,9 @@ class Worker:
 
     def __init__(self, cfg: dict[str, Any]):
         ray = import_ray()
-        import torch
-        from ray.train import get_context
-        from ray.train.torch import get_device
+        import torch  # lazy: torch costs seconds to import
+        from ray.train import get_context  # lazy: Ray costs seconds to import
+        from ray.train.torch import get_device  # lazy: Ray costs seconds to import
 
         self.recipe = TrainRecipe(**cfg["recipe"])
         ctx = get_context()
@@ -166,8 +148,8 @@ class Worker:
         self._losses(cfg.get("teacher"))
 
     def _data_pipeline(self) -> None:
-        import torch
-        from timm.data.distributed_sampler import RepeatAugSampler
+        import torch  # lazy: torch costs seconds to import
+        from timm.data.distributed_sampler import RepeatAugSampler  # lazy: timm loads torch
 
         r = self.recipe
         transform = train_transform(r, self.data.img_size)
@@ -184,22 +166,19 @@ class Worker:
     def build_net(self, arch: ArchConfig) -> Any:
         """The network to train, from scratch or with weights inherited from a supernet (a
         supernet worker trains a supernet instead)."""
-        from effvit_nas.model.efficientvit import build_model
 
         arch = arch.replace(num_classes=self.data.num_classes)
         net = build_model(arch)
         if self.init_from:
-            from effvit_nas.supernet.scoring import load_supernet
-
             net.load_state_dict(load_supernet(self.init_from)[0].extract(arch).state_dict())
         return net
 
     def _model(self, arch: ArchConfig) -> None:
         """Model, AdamW, per-update cosine schedule, EMA and grad scaler (timm's pieces)."""
-        import torch
-        from timm.optim import create_optimizer_v2
-        from timm.scheduler import create_scheduler_v2
-        from timm.utils import ModelEmaV3
+        import torch  # lazy: torch costs seconds to import
+        from timm.optim import create_optimizer_v2  # lazy: timm loads torch
+        from timm.scheduler import create_scheduler_v2  # lazy: timm loads torch
+        from timm.utils import ModelEmaV3  # lazy: timm loads torch
 
         r = self.recipe
         # channels_last: measured 1.6-2x faster training steps on CPU (results/training_speed_cpu.md)
@@ -221,10 +200,8 @@ class Worker:
 
     def _losses(self, teacher: dict[str, Any] | None) -> None:
         """Mixup/CutMix with soft-target cross-entropy, and the distillation teacher."""
-        from timm.data import Mixup
-        from timm.loss import SoftTargetCrossEntropy
-
-        from effvit_nas.model.efficientvit import build_model
+        from timm.data import Mixup  # lazy: timm loads torch
+        from timm.loss import SoftTargetCrossEntropy  # lazy: timm loads torch
 
         r, classes = self.recipe, self.data.num_classes
         mixing = r.mixup > 0 or r.cutmix > 0
@@ -253,8 +230,8 @@ class Worker:
     def loss(self, net: Any, x: Any, y: Any) -> Any:
         """Soft-target cross-entropy of ``net`` on a mixed batch, blended with the teacher's
         soft targets when distilling."""
-        import torch
-        import torch.nn.functional as F
+        import torch  # lazy: torch costs seconds to import
+        import torch.nn.functional as F  # lazy: torch costs seconds to import
 
         r, classes = self.recipe, self.data.num_classes
         if self.mixup is not None:
@@ -287,8 +264,8 @@ class Worker:
     def update(self, update: int) -> None:
         """AGC, optimizer and scaler step, lr schedule and EMA for update number ``update``
         (the gradients are in place)."""
-        from timm.models import model_parameters
-        from timm.utils import dispatch_clip_grad
+        from timm.models import model_parameters  # lazy: timm loads torch
+        from timm.utils import dispatch_clip_grad  # lazy: timm loads torch
 
         if self.recipe.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
@@ -302,7 +279,7 @@ class Worker:
 
     def epoch(self, net: Any, epoch: int) -> dict[str, Any]:
         """Train ``net`` (the DDP wrapper) one epoch; its metrics, without the evaluation."""
-        import torch
+        import torch  # lazy: torch costs seconds to import
 
         _seed_everything(self.recipe.seed * 100_003 + epoch * 1_009 + self.rank)
         self.sampler.set_epoch(self.recipe.seed * 10_007 + epoch)
@@ -338,8 +315,8 @@ class Worker:
 
     def top1(self, net: Any) -> float:
         """Held-out top-1 of ``net`` in [0, 1]: each worker a shard of the images, summed."""
-        import torch
-        import torch.distributed as dist
+        import torch  # lazy: torch costs seconds to import
+        import torch.distributed as dist  # lazy: torch costs seconds to import
 
         net.eval()
         correct = torch.zeros(2, device=self.device)
@@ -354,9 +331,7 @@ class Worker:
 
     def _val_batches(self, batch: int) -> Iterator[tuple[Any, Any]]:
         """This rank's share of the held-out images, normalised, with their labels."""
-        import torch
-
-        from effvit_nas.proxy.data import normalize
+        import torch  # lazy: torch costs seconds to import
 
         data = self.data
         if isinstance(data, FolderData):
@@ -371,7 +346,7 @@ class Worker:
 
     def save(self, folder: Path, epoch: int, history: list[dict[str, Any]]) -> None:
         """The epoch checkpoint: weights as safetensors, the rest in ``state.pt``."""
-        import torch
+        import torch  # lazy: torch costs seconds to import
 
         save_weights(self.model, folder / MODEL_FILE)
         if self.ema is not None:
@@ -390,7 +365,6 @@ class Worker:
 def _peak_memory() -> dict[str, float]:
     """Peak resident memory so far, MiB: this worker's, and the largest of its finished child
     processes' (its DataLoader processes among them; Linux reports ru_maxrss in KiB)."""
-    import resource
 
     own, loaders = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"max_rss_mib": own.ru_maxrss / 1024, "loader_max_rss_mib": loaders.ru_maxrss / 1024}
@@ -399,7 +373,7 @@ def _peak_memory() -> dict[str, float]:
 def _report(worker: Worker, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
     """Report the epoch to Ray Train, rank 0 with the checkpoint Ray Train persists."""
     import_ray()
-    from ray.train import Checkpoint, report
+    from ray.train import Checkpoint, report  # lazy: Ray costs seconds to import
 
     with tempfile.TemporaryDirectory() as d:
         checkpoint = None
@@ -419,8 +393,8 @@ def run_worker(w: Worker, **ddp_kwargs: Any) -> None:
     """Train ``w`` from Ray Train's newest checkpoint to its last epoch, reporting each epoch
     (``ddp_kwargs``: for torch's DistributedDataParallel)."""
     import_ray()
-    from ray.train import get_checkpoint
-    from ray.train.torch import prepare_model
+    from ray.train import get_checkpoint  # lazy: Ray costs seconds to import
+    from ray.train.torch import prepare_model  # lazy: Ray costs seconds to import
 
     start_epoch, history = w.restore(get_checkpoint())
     ddp = prepare_model(w.model, parallel_strategy_kwargs=ddp_kwargs or None)  # DDP across workers (gloo on CPU, NCCL on GPU)

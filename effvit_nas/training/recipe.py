@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from effvit_nas.errors import SettingError, check_seed
 
 if TYPE_CHECKING:
-    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.data import DataConfig
 
 
 @dataclass(frozen=True)

@@ -25,21 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from effvit_nas.arch.config import ArchConfig, load_config
+from effvit_nas.data import DataConfig
+from effvit_nas.data.streaming import training_data
 from effvit_nas.errors import SettingError, UserError
-from effvit_nas.proxy.data import DataConfig
-from effvit_nas.runtime import free_cpus, import_ray
-from effvit_nas.training.loop import (
-    EMA_FILE,
-    MODEL_FILE,
-    STATE_FILE,
-    check_weights,
-    load_state,
-    read_state,
-    read_weights,
-    steps_per_epoch,
-    train_loop,
-)
+from effvit_nas.measure.actor import connect
+from effvit_nas.measure.store import default_storage
+from effvit_nas.model.weights import check_weights, read_weights
+from effvit_nas.results.cards import set_section
+from effvit_nas.results.export import export_trials
+from effvit_nas.results.studies import StudyInfo, load_study
+from effvit_nas.runtime import free_cpus, import_ray, root_cause
+from effvit_nas.supernet.scoring import load_supernet
+from effvit_nas.training.loop import EMA_FILE, MODEL_FILE, STATE_FILE, load_state, read_state, steps_per_epoch, train_loop
 from effvit_nas.training.recipe import TrainRecipe
+from effvit_nas.trials.pareto import pareto_trials
 
 CHECKPOINT_DIR = "checkpoints"
 RUN_NAME = "train"
@@ -63,7 +62,7 @@ class TrainExecution:
         ray_address: an existing Ray cluster; None: a local Ray.
         resume: continue the run in ``out`` from its newest epoch checkpoint.
         stream: read an ImageFolder from disk as training goes (any size) instead of loading
-            it into memory first (:mod:`effvit_nas.training.streaming`; default False).
+            it into memory first (:mod:`effvit_nas.data.streaming`; default False).
         loader_workers: DataLoader processes per Ray Train worker decoding and augmenting
             images (default 0: in the worker itself).
     """
@@ -85,7 +84,7 @@ class TrainExecution:
     def resolved(self, default_out: Path) -> TrainExecution:
         """``out`` absolute (``default_out`` when None) and ``use_gpu`` decided."""
         if self.use_gpu is None:
-            import torch
+            import torch  # lazy: torch costs seconds to import
 
             return replace(self, use_gpu=torch.cuda.is_available()).resolved(default_out)
         return replace(self, out=(self.out or default_out).resolve())
@@ -93,7 +92,7 @@ class TrainExecution:
     def scaling_config(self, threads: int) -> Any:
         """Ray Train's ScalingConfig: one worker per ``workers``, each a GPU or ``threads`` CPUs."""
         import_ray()
-        from ray.train import ScalingConfig
+        from ray.train import ScalingConfig  # lazy: Ray costs seconds to import
 
         per_worker = None if self.use_gpu else {"CPU": threads}
         return ScalingConfig(num_workers=self.workers, use_gpu=bool(self.use_gpu), resources_per_worker=per_worker)
@@ -104,7 +103,7 @@ class TrainExecution:
         Ray Train restores a run from its storage: the same name and path resume from the
         newest reported checkpoint (``get_checkpoint()`` in the workers)."""
         import_ray()
-        from ray.train import CheckpointConfig, RunConfig
+        from ray.train import CheckpointConfig, RunConfig  # lazy: Ray costs seconds to import
 
         return RunConfig(name=RUN_NAME, storage_path=str(self.out / CHECKPOINT_DIR), checkpoint_config=CheckpointConfig(num_to_keep=2))
 
@@ -126,7 +125,7 @@ class Teacher:
             raise UserError(
                 f"unknown teacher {str(folder)!r}: give a folder with config.yaml and {MODEL_FILE} (the output of a finished training)"
             )
-        from safetensors import safe_open
+        from safetensors import safe_open  # lazy: loads torch
 
         with safe_open(str(weights), "pt") as f:
             names = f.keys()  # safe_open has no __iter__
@@ -269,7 +268,7 @@ def _trainer(ray: Any, loop: Callable[[dict[str, Any]], None], config: dict[str,
     """Ray Train's TorchTrainer: ``loop`` with ``config`` (plus the data, once in Ray's object
     store, and the worker's threads) as ``train_loop_config``, ``run`` as its ScalingConfig
     and RunConfig."""
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer  # lazy: Ray costs seconds to import
 
     threads = _threads(ray, run.workers, bool(run.use_gpu))
     config = {**config, "data_ref": ray.put(dataset), "threads": threads, "loader_workers": run.loader_workers}
@@ -286,7 +285,6 @@ _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 def _worker_error(error: BaseException, out: Path | None = None) -> BaseException:
     """The UserError a worker raised, if that is what ended the run (or, for a checkpoint that
     could not be written into ``out``, one saying so), else ``error``."""
-    from effvit_nas.runtime import root_cause
 
     failures = getattr(error, "worker_failures", None) or {}  # Ray Train's WorkerGroupError
     causes = [root_cause(error), *(root_cause(e) for _, e in sorted(failures.items()))]
@@ -357,10 +355,7 @@ def execute(
     resolved ``run.out``; ``start``: the progress header's run description; ``expected``: the
     names and shapes the checkpoints' weights must have (see :func:`check_checkpoints`)."""
     ray = import_ray()
-    from ray.util.queue import Queue
-
-    from effvit_nas.measure.actor import connect
-    from effvit_nas.training.streaming import training_data
+    from ray.util.queue import Queue  # lazy: Ray costs seconds to import
 
     created = not run.out.exists()
     try:
@@ -415,7 +410,6 @@ def train(
 
 def _inherited(folder: str | Path, arch: ArchConfig) -> dict[str, str]:
     """The supernet ``arch`` inherits its weights from (UserError when it is no point of its space)."""
-    from effvit_nas.supernet.scoring import load_supernet
 
     supernet, digest = load_supernet(folder)
     if not supernet.space.contains(arch.replace(num_classes=supernet.space.num_classes)):
@@ -498,7 +492,6 @@ def train_model(
 def record_training(folder: Path, arch: ArchConfig, res: TrainResult, storage: str | None = None) -> StudyRecord:
     """Trained accuracy next to the proxy score of export folder ``folder``: in its model card
     and in its study (see :func:`train_model`)."""
-    from effvit_nas.results.cards import set_section
 
     card = folder / "README.md"
     ema = f" (EMA {100 * res.top1_ema:.1f} %)" if res.top1_ema is not None else ""
@@ -509,8 +502,6 @@ def record_training(folder: Path, arch: ArchConfig, res: TrainResult, storage: s
     url = storage or _export_storage(folder)
     entry = {"top1": res.top1, "top1_ema": res.top1_ema, "epochs": res.epochs, "hash": arch.short_hash(), "out": res.out}
     try:
-        from effvit_nas.results.studies import load_study
-
         study = load_study(proxy["study"], url)
         trained = dict(study.user_attrs.get("trained", {}))
         trained[str(proxy["trial"])] = entry
@@ -522,7 +513,6 @@ def record_training(folder: Path, arch: ArchConfig, res: TrainResult, storage: s
 
 def _export_storage(folder: Path) -> str:
     """The study storage an export recorded in its index.json (unless masked), else the default."""
-    from effvit_nas.measure.store import default_storage
 
     index = folder.parent / "index.json"
     stored = json.loads(index.read_text()).get("storage") if index.exists() else None
@@ -558,9 +548,6 @@ def train_top(
     ``<study>-models``) and train each in its export folder with :func:`train_model`, on
     ``data`` at the model's own resolution. ``run.out`` must be None (the folders are the
     outputs). ``on_trained`` is called after each model. Empty when nothing is feasible."""
-    from effvit_nas.results.export import export_trials
-    from effvit_nas.results.pareto import pareto_trials
-    from effvit_nas.results.studies import StudyInfo, load_study
 
     if run.out is not None:
         raise SettingError("train_top.run", "out must be None: each model trains in its export folder (train_top.out)")

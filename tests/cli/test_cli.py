@@ -104,10 +104,10 @@ def test_train_and_search_name_the_training_settings_by_their_own_flags():
     """The library's training errors name settings (TrainRecipe.epochs, ...); `train` renders
     them as --epochs/--batch/--workers, `search` as --train-epochs/--train-batch/--train-workers."""
     from effvit_nas.cli.common import setting_flags
-    from effvit_nas.cli.search import TRAIN_TOP_FLAGS
     from effvit_nas.cli.train import TRAIN_FLAGS
+    from effvit_nas.cli.train_top import TRAIN_TOP_FLAGS
+    from effvit_nas.data import DataConfig
     from effvit_nas.errors import SettingError, UserError
-    from effvit_nas.proxy.data import DataConfig
     from effvit_nas.training.recipe import recipe_for
     from effvit_nas.training.runner import TrainExecution
 

@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from effvit_nas.errors import UserError
-from tests.support import TINY_SEARCH, run_main
+from tests.support import TINY_SEARCH, patch_everywhere, run_main
 
 ADDRESS = "192.0.2.1:6379"  # TEST-NET-1: never a real cluster
 SMALL_DATA = ["--img-size", "32", "--classes", "4", "--train-per-class", "4", "--val-per-class", "2"]
@@ -22,7 +22,15 @@ def joined(monkeypatch):
         asked.append(address)
         raise UserError(f"fake cluster: would join {address}")
 
-    monkeypatch.setattr("effvit_nas.measure.actor.connect", fake_connect)
+    # every command's modules are imported first, so that each binding of connect is replaced
+    import effvit_nas.fidelity.run
+    import effvit_nas.results.export
+    import effvit_nas.results.references
+    import effvit_nas.search.loop
+    import effvit_nas.training.supernet  # noqa: F401
+    from effvit_nas.measure import actor
+
+    patch_everywhere(monkeypatch, actor, "connect", fake_connect)
     return asked
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
+# _corr is private: the vectorised kernel is checked against SciPy directly, tie by tie
 from effvit_nas.fidelity.ranking import _corr, agreement, top_k_overlap
 
 

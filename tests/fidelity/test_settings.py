@@ -1,8 +1,8 @@
 import pytest
 
+from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError
 from effvit_nas.fidelity.settings import Band, FidelitySettings, ProxySpec
-from effvit_nas.proxy.data import DataConfig
 
 
 @pytest.mark.parametrize("text, budget, tol", [("M0±20%", "M0", 0.2), ("1.5xM0 +- 15 %", "1.5xM0", 0.15), ("2.5k+/-10%", "2.5k", 0.1)])

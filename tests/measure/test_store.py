@@ -143,6 +143,7 @@ def test_an_unreachable_server_is_named_without_its_password():
 def test_a_cpu_actor_reserves_the_threads_it_times_with_under_its_own_name():
     """A 2-thread measurement gets an actor holding 2 Ray CPUs, never the 1-CPU actor of the
     same device found by name (Ray would then schedule other work on the second core)."""
+    # private: the Ray options an actor is started with, without starting one per thread count
     from effvit_nas.measure.actor import Slot, _actor_options
 
     one, two = (_actor_options("cpu", False, BenchSettings(batch=1, threads=n), Slot()) for n in (1, 2))

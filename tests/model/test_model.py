@@ -172,6 +172,7 @@ def test_initialisation_draws_what_timm_draws_for_the_same_seed():
     weights as before the model code stopped importing timm, so trained results reproduce."""
     from timm.layers import trunc_normal_
 
+    # private: the initialiser itself is what must equal timm's, draw for draw
     from effvit_nas.model.efficientvit import _truncated_normal
 
     for std in (0.02, 1.0):

@@ -1,7 +1,7 @@
 import pytest
 
+from effvit_nas.data import DataConfig, load_data
 from effvit_nas.errors import SettingError
-from effvit_nas.proxy.data import DataConfig, load_data
 from effvit_nas.proxy.halving import Halving, pareto_ranks, promoted, replay, reporter
 from effvit_nas.proxy.short_training import ShortTrainSettings, train_proxy
 from tests.support import TINY

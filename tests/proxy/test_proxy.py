@@ -3,8 +3,8 @@ import math
 
 import pytest
 
+from effvit_nas.data import DataConfig, load_data
 from effvit_nas.errors import SettingError, UserError
-from effvit_nas.proxy.data import DataConfig, load_data
 from effvit_nas.proxy.registry import PROXIES, evaluate_proxy
 from effvit_nas.proxy.short_training import ShortTrainSettings
 from tests.support import TINY, run_main
@@ -18,7 +18,7 @@ def small_data():
 @pytest.fixture(scope="module")
 def easy_data(tmp_path_factory):
     """Three classes of flat, clearly different colours: any working training loop learns it."""
-    from .test_data import make_image_folder
+    from tests.support import make_image_folder
 
     root = tmp_path_factory.mktemp("easy")
     make_image_folder(root, classes=("a", "b", "c"), per=16, size=32)
@@ -129,7 +129,7 @@ def test_proxy_cli_bad_input(capsys, args, needle):
 def test_evaluation_records_no_autograd_graph_and_restores_the_mode():
     import torch
 
-    from effvit_nas.proxy.short_training import evaluate
+    from effvit_nas.model.accuracy import evaluate
 
     grad_enabled = []
 

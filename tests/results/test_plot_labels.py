@@ -24,6 +24,7 @@ def test_labels_of_nearby_points_end_apart():
 
 
 def test_a_title_names_a_supernet_proxy_by_its_folder():
+    # private: the label alone; checking it through a rendered plot would read pixels
     from effvit_nas.results.plots import _shown_proxy
 
     assert _shown_proxy("supernet:/work/x/results/supernet/sn64-lr2e-3") == "supernet:sn64-lr2e-3"

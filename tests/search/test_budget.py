@@ -5,7 +5,7 @@ import pytest
 
 from effvit_nas.errors import SettingError
 from effvit_nas.search.budget import Budget, default_study_name, parse_relative, resolve_budget
-from tests.search.test_screening import fake_measurement
+from tests.support import fake_measurement
 
 
 @pytest.mark.parametrize("text, parsed", [("M0", (1.0, "M0")), ("1.5xM0", (1.5, "M0")), ("0.8x M2", (0.8, "M2")), ("2*m5", (2.0, "M5"))])
@@ -67,11 +67,11 @@ def test_resuming_a_study_takes_its_stored_relative_budget(tmp_path):
     from effvit_nas.search.loop import run_search
     from effvit_nas.search.options import RunOptions
     from effvit_nas.search.problem import SearchProblem
-    from tests.search.test_screening import _by_width, _proxies
+    from tests.support import by_width, fake_proxies
 
     options = RunOptions(study="rel", storage=f"sqlite:///{tmp_path}/r.db", trials=1, sampler="random")
     problem = SearchProblem(device="cpu", budget=600.0, space="tiny", proxy="params", budget_spec="0.5xM0", budget_reference=1200.0)
-    run_search(problem, options, measure=_by_width, run_proxies=_proxies)
+    run_search(problem, options, measure=by_width, run_proxies=fake_proxies)
     # the stored figure (600 = 0.5 x 1200 from the fake run), not a new measurement of M0
     resumed = study_budget("0.5 x M0", load_space("tiny"), "cpu", BenchSettings(batch=16), options)
     assert resumed == Budget(600.0, "0.5xM0", 1200.0)

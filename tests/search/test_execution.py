@@ -44,9 +44,9 @@ def test_a_killed_proxy_worker_is_retried_once_then_fails_the_trial_with_its_rea
 
 def _execution(tmp_path, **kw):
     from effvit_nas.search.execution import RayExecution
-    from tests.search.test_search import _tiny_settings
+    from tests.support import tiny_search_settings
 
-    problem, _ = _tiny_settings(f"sqlite:///{tmp_path}/e.db", "e", trials=1, **kw)
+    problem, _ = tiny_search_settings(f"sqlite:///{tmp_path}/e.db", "e", trials=1, **kw)
     return RayExecution(problem, f"sqlite:///{tmp_path}/e.db", None)
 
 
@@ -106,11 +106,11 @@ def test_a_figure_another_driver_is_timing_is_awaited_without_blocking(tmp_path,
     from sqlalchemy.orm import Session
 
     from effvit_nas.measure.store import _ClaimRow
-    from tests.search.test_screening import fake_measurement
-    from tests.support import TINY
+    from tests.support import TINY, fake_measurement
 
     execution = _execution(tmp_path)
     cfg = TINY.replace(img_size=32, num_classes=4)
+    # private: the claim row's key as the execution writes it, to plant another process's claim
     fp_id, key = execution.members[0].fingerprint["id"], execution._store_key()
     with Session(execution.store.engine) as s, s.begin():  # a live claim of a process elsewhere
         s.add(_ClaimRow(key=f"{cfg.short_hash()}/{fp_id}/{key}", owner=f"not-{socket.gethostname()}:1", claimed_at=datetime.now(UTC)))

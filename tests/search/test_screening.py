@@ -2,7 +2,6 @@
 model and fake proxies drive the screener and the loop over a real SQLite study."""
 
 import contextlib
-import functools
 import math
 import os
 import resource
@@ -11,35 +10,16 @@ import signal
 import subprocess
 import time
 
-import numpy as np
 import optuna
 import pytest
 
 from effvit_nas.arch.config import ArchConfig
-from effvit_nas.arch.space import load_space
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import Measurement
-from effvit_nas.search.records import TrialRecord
-from effvit_nas.search.screening import Candidate, Fate, Planned, Screener, prediction_rank_correlation, with_proxy
-from tests.support import TINY
-
-BUDGET = 1000.0
-
-
-def fake_measurement(config: ArchConfig, throughput: float) -> Measurement:
-    return Measurement(
-        config_hash=config.short_hash(),
-        throughput=throughput,
-        q1=0.9 * throughput,
-        q3=1.1 * throughput,
-        cv=0.01,
-        iterations=10,
-        batch=16,
-        seconds=0.1,
-        settings={},
-        device={"id": "fake-device"},
-        config=config.to_dict(),
-    )
+from effvit_nas.search.screening import Candidate, OutcomeKind, Planned, Screener, prediction_rank_correlation, with_proxy
+from effvit_nas.trials.records import TrialRecord
+from tests.support import FAKE_BUDGET as BUDGET
+from tests.support import TINY, by_width, fake_measurement, fake_problem_options, fake_proxies
 
 
 class FakeModel:
@@ -99,10 +79,10 @@ screener = Measuring
 def test_within_budget_needs_the_proxy_and_the_proxy_completes_it():
     measure = FakeMeasurer(1500.0)
     out = screener(measure).decide(candidate())
-    assert out.fate is Fate.NEEDS_PROXY and out.values is None and measure.calls == [TINY.short_hash()]
+    assert out.kind is OutcomeKind.NEEDS_PROXY and out.values is None and measure.calls == [TINY.short_hash()]
     assert out.constraint == pytest.approx((BUDGET - 1500) / BUDGET) and out.attrs["throughput"] == 1500.0
     done = with_proxy(out, {"value": 0.42, "proxy": "naswot", "seconds": 0.1})
-    assert done.fate is Fate.COMPLETE and done.values == (0.42, 1500.0) and done.feasible
+    assert done.kind is OutcomeKind.COMPLETE and done.values == (0.42, 1500.0) and done.feasible
     assert "proxy_weights" not in done.attrs
     scored = with_proxy(out, {"value": 0.5, "proxy": "supernet:/sn", "seconds": 0.4, "details": {"weights_sha256": "3fcf503d0325"}})
     assert scored.attrs["proxy"] == "supernet:/sn" and scored.attrs["proxy_weights"] == "3fcf503d0325"  # which supernet scored it
@@ -110,7 +90,7 @@ def test_within_budget_needs_the_proxy_and_the_proxy_completes_it():
 
 def test_under_budget_is_final_without_the_proxy():
     out = screener(FakeMeasurer(400.0)).decide(candidate())
-    assert out.fate is Fate.UNDER_BUDGET and out.values == (0.0, 400.0) and not out.feasible
+    assert out.kind is OutcomeKind.UNDER_BUDGET and out.values == (0.0, 400.0) and not out.feasible
     assert out.attrs["measured"] is True and "proxy skipped" in out.attrs["note"]
 
 
@@ -141,15 +121,17 @@ def test_a_repeated_architecture_reuses_the_earlier_result_without_measuring():
     )
     measure = FakeMeasurer(1.0)
     out = screener(measure, previous=lambda h: earlier if h == TINY.short_hash() else None).decide(candidate())
-    assert out.fate is Fate.REUSED and out.values == (0.5, 1200.0) and out.feasible and measure.calls == []
+    assert out.kind is OutcomeKind.REUSED and out.values == (0.5, 1200.0) and out.feasible and measure.calls == []
     assert out.attrs["accuracy"] == 0.5 and "trial 3" in out.attrs["note"]
 
 
 def test_predicted_infeasible_is_skipped_and_every_fourth_is_audited():
     measure, model = FakeMeasurer(300.0), FakeModel(infeasible=True, predicted=250.0)
     s = screener(measure, model)
-    fates = [s.decide(candidate()).fate for _ in range(8)]
-    assert fates == [Fate.PREDICTED_INFEASIBLE] * 3 + [Fate.UNDER_BUDGET] + [Fate.PREDICTED_INFEASIBLE] * 3 + [Fate.UNDER_BUDGET]
+    fates = [s.decide(candidate()).kind for _ in range(8)]
+    assert fates == [OutcomeKind.PREDICTED_INFEASIBLE] * 3 + [OutcomeKind.UNDER_BUDGET] + [OutcomeKind.PREDICTED_INFEASIBLE] * 3 + [
+        OutcomeKind.UNDER_BUDGET
+    ]
     assert len(measure.calls) == 2 and model.added == [300.0, 300.0]
     assert (s.counts.skipped, s.counts.audited, s.counts.audit_correct) == (6, 2, 2)
 
@@ -159,13 +141,13 @@ def test_a_wrong_skip_is_caught_by_its_audit():
     wrong and the candidate goes on to its proxy instead of being dropped."""
     s = screener(FakeMeasurer(5000.0), FakeModel(infeasible=True, predicted=250.0), audit_every=1)
     out = s.decide(candidate())
-    assert out.fate is Fate.NEEDS_PROXY and out.attrs["audit"] is True and out.attrs["predicted_throughput"] == 250.0
+    assert out.kind is OutcomeKind.NEEDS_PROXY and out.attrs["audit"] is True and out.attrs["predicted_throughput"] == 250.0
     assert (s.counts.audited, s.counts.audit_correct) == (1, 0)
 
 
 def test_skipped_candidates_carry_the_prediction_never_a_measurement():
     out = screener(FakeMeasurer(1.0), FakeModel(infeasible=True, predicted=250.0), audit_every=1000).decide(candidate())
-    assert out.fate is Fate.PREDICTED_INFEASIBLE and out.values == (0.0, 250.0) and out.throughput is None
+    assert out.kind is OutcomeKind.PREDICTED_INFEASIBLE and out.values == (0.0, 250.0) and out.throughput is None
     assert out.attrs["measured"] is False and out.attrs["throughput"] is None and out.constraint > 0
 
 
@@ -181,7 +163,7 @@ class RayLikeError(Exception):
 
 def test_a_failing_measurement_fails_the_candidate_with_the_root_cause():
     out = screener(FakeMeasurer(RayLikeError(MemoryError("out of memory in the actor")))).decide(candidate())
-    assert out.fate is Fate.FAILED and out.attrs["fail_reason"] == "MemoryError: out of memory in the actor"
+    assert out.kind is OutcomeKind.FAILED and out.attrs["fail_reason"] == "MemoryError: out of memory in the actor"
 
 
 def test_a_user_error_stops_instead_of_failing_every_candidate():
@@ -192,43 +174,9 @@ def test_a_user_error_stops_instead_of_failing_every_candidate():
 # --- the loop over a real study, with fake measurement and proxies (no Ray) -----------------
 
 
-def _problem_options(tmp_path, **kw):
-    from effvit_nas.search.options import RunOptions
-    from effvit_nas.search.problem import SearchProblem
-
-    problem = SearchProblem(device="cpu", budget=BUDGET, space="tiny", proxy="params")
-    return problem, RunOptions(**{"study": "fake", "storage": f"sqlite:///{tmp_path}/f.db", "sampler": "random", "heartbeat_s": 1, **kw})
-
-
-def _load(config: ArchConfig) -> int:
-    return sum(w * d for w, d in zip(config.widths, config.depths, strict=True))
-
-
-@functools.cache
-def _median_load() -> float:
-    """The median :func:`_load` of 64 configs drawn from the tiny space."""
-    space, rng = load_space("tiny"), np.random.default_rng(0)
-    return float(np.median([_load(space.sample(rng)) for _ in range(64)]))
-
-
-def _by_width(config: ArchConfig) -> Measurement:
-    """Fewer channels, faster, scaled so that the median tiny config runs at the budget: about
-    half the tiny space is within it."""
-    return fake_measurement(config, BUDGET * _median_load() / _load(config))
-
-
 def _truth(record: TrialRecord) -> float:
-    """What :func:`_by_width` says a stored trial's throughput is, measured or not."""
-    return _by_width(ArchConfig.from_dict(record.config)).throughput
-
-
-def _proxies(jobs):
-    for c in (j.config for j in jobs):
-        yield (
-            ValueError("proxy crashed")
-            if c.widths[0] == 32 and c.depths[0] == 2
-            else {"value": math.log(sum(c.widths)), "proxy": "fake", "seconds": 0.0}
-        )
+    """What :func:`by_width` says a stored trial's throughput is, measured or not."""
+    return by_width(ArchConfig.from_dict(record.config)).throughput
 
 
 def test_loop_finishes_every_trial_in_one_of_its_fates(tmp_path):
@@ -237,12 +185,12 @@ def test_loop_finishes_every_trial_in_one_of_its_fates(tmp_path):
     scored = []
 
     def second_proxy_crashes(jobs):  # the crash branch runs whatever configs the sampler draws
-        for job, result in zip(jobs, _proxies(jobs), strict=True):
+        for job, result in zip(jobs, fake_proxies(jobs), strict=True):
             scored.append(job)
             yield ValueError("proxy crashed") if len(scored) == 2 else result
 
-    problem, options = _problem_options(tmp_path, trials=8, workers=2)
-    summary = run_search(problem, options, measure=_by_width, run_proxies=second_proxy_crashes)
+    problem, options = fake_problem_options(tmp_path, trials=8, workers=2)
+    summary = run_search(problem, options, measure=by_width, run_proxies=second_proxy_crashes)
     study = optuna.load_study(study_name="fake", storage=options.storage)
     records = [TrialRecord.of(t) for t in study.get_trials()]
     assert summary.complete == 8 and sum(r.complete for r in records) == 8 and summary.failed >= 1
@@ -283,16 +231,16 @@ def test_ctrl_c_or_sigterm_fails_and_re_enqueues_the_unfinished_trials(tmp_path,
             if stop == "sigterm":
                 _sigterm_self()
             raise KeyboardInterrupt
-        return _by_width(config)
+        return by_width(config)
 
-    problem, options = _problem_options(tmp_path, trials=6)
+    problem, options = fake_problem_options(tmp_path, trials=6)
     with sigterm_interrupts():
-        summary = run_search(problem, options, measure=interrupted_third, run_proxies=_proxies)
+        summary = run_search(problem, options, measure=interrupted_third, run_proxies=fake_proxies)
     study = optuna.load_study(study_name="fake", storage=options.storage)
     states = [t.state.name for t in study.get_trials()]
     assert summary.interrupted and states == ["COMPLETE", "FAIL", "FAIL", "WAITING", "WAITING"]
     assert all(t.user_attrs["fail_reason"].startswith("interrupted") for t in study.get_trials()[1:3])
-    again = run_search(problem, options, measure=_by_width, run_proxies=_proxies)  # resumes with the re-enqueued ones first
+    again = run_search(problem, options, measure=by_width, run_proxies=fake_proxies)  # resumes with the re-enqueued ones first
     trials = study.get_trials()
     assert again.complete == 6 and not again.interrupted
     assert [t.params for t in trials[3:5]] == [t.params for t in trials[1:3]]
@@ -301,9 +249,9 @@ def test_ctrl_c_or_sigterm_fails_and_re_enqueues_the_unfinished_trials(tmp_path,
 def test_too_many_failures_stop_the_search_with_one_line(tmp_path):
     from effvit_nas.search.loop import run_search
 
-    problem, options = _problem_options(tmp_path, trials=50, max_failures=3)
+    problem, options = fake_problem_options(tmp_path, trials=50, max_failures=3)
     with pytest.raises(UserError, match="stopping: 4 candidates failed"):
-        run_search(problem, options, measure=FakeMeasurer(RuntimeError("broken")), run_proxies=_proxies)
+        run_search(problem, options, measure=FakeMeasurer(RuntimeError("broken")), run_proxies=fake_proxies)
     failed = optuna.load_study(study_name="fake", storage=options.storage).get_trials(states=[optuna.trial.TrialState.FAIL])
     assert len(failed) == 4 and all(t.user_attrs["fail_reason"] == "RuntimeError: broken" for t in failed)
 
@@ -317,10 +265,10 @@ def test_the_real_throughput_models_skips_are_checked_against_the_true_throughpu
     feasible candidates here.)"""
     from effvit_nas.search.loop import run_search
 
-    problem, options = _problem_options(tmp_path, trials=24, audit_every=2)
+    problem, options = fake_problem_options(tmp_path, trials=24, audit_every=2)
     problem = problem.__class__(**{**problem.__dict__, "budget": 1.5 * BUDGET})
     measured = []
-    summary = run_search(problem, options, measure=lambda c: measured.append(c) or _by_width(c), run_proxies=_proxies)
+    summary = run_search(problem, options, measure=lambda c: measured.append(c) or by_width(c), run_proxies=fake_proxies)
     records = [TrialRecord.of(t) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()]
     skipped, audited = [r for r in records if r.skipped], [r for r in records if r.audited]
     budget = problem.budget
@@ -336,8 +284,8 @@ def test_halved_candidates_record_their_steps_and_stay_off_the_front(tmp_path):
     """A proxy runner reporting some candidates stopped at a rung: each trial stores the steps
     behind its accuracy, the stopped ones are marked and never enter the Pareto set, even
     when their (lower-fidelity) accuracy would put them there."""
-    from effvit_nas.results.pareto import pareto_trials
     from effvit_nas.search.loop import run_search
+    from effvit_nas.trials.pareto import pareto_trials
 
     def halved(jobs):
         for j in jobs:
@@ -347,7 +295,7 @@ def test_halved_candidates_record_their_steps_and_stay_off_the_front(tmp_path):
             steps = 3 if stop else 9
             yield {"value": value, "proxy": "train", "seconds": 0.0, "details": {"steps": steps, "stopped_early": stop, "rungs": {1: 0.2}}}
 
-    problem, options = _problem_options(tmp_path, trials=10)
+    problem, options = fake_problem_options(tmp_path, trials=10)
     run_search(problem, options, measure=lambda c: fake_measurement(c, 2 * BUDGET), run_proxies=halved)
     study = optuna.load_study(study_name="fake", storage=options.storage)
     records = [TrialRecord.of(t) for t in study.get_trials() if t.state.name == "COMPLETE"]
@@ -421,7 +369,7 @@ def test_a_database_failing_mid_search_stops_it_with_one_line_and_keeps_what_was
     from effvit_nas.measure.store import StorageError
     from effvit_nas.search.loop import run_search
 
-    problem, options = _problem_options(tmp_path, trials=12)
+    problem, options = fake_problem_options(tmp_path, trials=12)
     calls = []
     with failure(tmp_path / "f.db") as fail:
 
@@ -429,16 +377,16 @@ def test_a_database_failing_mid_search_stops_it_with_one_line_and_keeps_what_was
             calls.append(config)
             if len(calls) == 6:
                 fail()
-            return _by_width(config)
+            return by_width(config)
 
         with pytest.raises(StorageError, match=r"f\.db' failed while writing: .*(disk|full|readonly).* run the same command again"):
-            run_search(problem, options, measure=measure_then_fail, run_proxies=_proxies)
+            run_search(problem, options, measure=measure_then_fail, run_proxies=fake_proxies)
     before = {t.number: (t.state.name, t.values) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()}
     # trials finish while later ones are measured: at least two before the 6th measurement
     assert sum(state == "COMPLETE" for state, _ in before.values()) >= 2
     assert not any(state == "FAIL" for state, _ in before.values())  # no candidate blamed for the database
 
-    summary = run_search(problem, options, measure=_by_width, run_proxies=_proxies)
+    summary = run_search(problem, options, measure=by_width, run_proxies=fake_proxies)
     after = {t.number: (t.state.name, t.values) for t in optuna.load_study(study_name="fake", storage=options.storage).get_trials()}
     assert summary.complete == 12
     assert all(after[n] == v for n, v in before.items() if v[0] == "COMPLETE")
@@ -451,11 +399,11 @@ def test_trials_of_an_architecture_in_flight_wait_for_it_and_one_measures_again_
     from dataclasses import replace
 
     from effvit_nas.search.loop import run_search
-    from tests.search.test_search import ONE_POINT_SPACE
+    from tests.support import ONE_POINT_SPACE
 
     space = tmp_path / "one.yaml"
     space.write_text(ONE_POINT_SPACE)
-    problem, options = _problem_options(tmp_path, trials=4, workers=3)  # 4 trials in flight at once
+    problem, options = fake_problem_options(tmp_path, trials=4, workers=3)  # 4 trials in flight at once
     calls = []
 
     def first_fails(config):
@@ -464,7 +412,7 @@ def test_trials_of_an_architecture_in_flight_wait_for_it_and_one_measures_again_
             raise RuntimeError("the first measurement breaks")
         return fake_measurement(config, 2 * BUDGET)
 
-    summary = run_search(replace(problem, space=str(space)), options, measure=first_fails, run_proxies=_proxies)
+    summary = run_search(replace(problem, space=str(space)), options, measure=first_fails, run_proxies=fake_proxies)
     assert (summary.complete, summary.failed, len(calls)) == (4, 1, 2)
     notes = [t.user_attrs.get("note", "") for t in optuna.load_study(study_name="fake", storage=options.storage).trials]
     assert sum("result reused" in n for n in notes) == 3

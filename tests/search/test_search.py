@@ -11,8 +11,8 @@ import pytest
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.search.options import parse_duration
 from effvit_nas.search.problem import parse_budget
+from tests.support import ONE_POINT_SPACE, run_main, tiny_search_settings
 from tests.support import TINY_SEARCH as SMALL
-from tests.support import run_main
 
 TINY_SEARCH = [*SMALL, "--steps", "8"]
 
@@ -134,12 +134,6 @@ def test_search_in_a_fresh_process_killed_resumed_and_shown(tmp_path, capsys, lo
     # resuming with another budget would mix incomparable trials
     r = run_main(capsys, "search", "--budget", "500", "--trials", "6", "--study", "e2e", "--storage", url, *TINY_SEARCH)
     assert r.returncode == 2 and "created with another budget" in r.stderr
-
-
-ONE_POINT_SPACE = (
-    "name: one\nstages: 3\nheads: [2]\nhead_dims: [16]\ndepths: [1]\nqk_dims: [8]\nv_ratios: [1.0]\n"
-    "ffn_ratios: [2.0]\nwindows: [4]\nkernels: [[3, 3]]\nimg_sizes: [64]\nnum_classes: 10\n"
-)
 
 
 def test_under_budget_skips_the_proxy_and_repeats_reuse_results(tmp_path, capsys, local_ray):
@@ -272,6 +266,8 @@ def test_a_study_stored_before_paired_existed_resumes_unpaired():
     from dataclasses import replace
 
     from effvit_nas.search.problem import SearchProblem
+
+    # private: the comparison of a stored problem with a wanted one, without a stored study of the old format
     from effvit_nas.search.study import _check_same_problem
 
     problem = SearchProblem(device="cpu", budget=100.0, budget_spec="1xM0", budget_reference=100.0)
@@ -290,7 +286,7 @@ def test_a_study_stored_before_paired_existed_resumes_unpaired():
 def test_pareto_set_lists_each_architecture_once():
     import optuna
 
-    from effvit_nas.results.pareto import pareto_trials
+    from effvit_nas.trials.pareto import pareto_trials
 
     study = optuna.create_study(directions=["maximize", "maximize"])
     dist = {"x": optuna.distributions.IntDistribution(0, 10)}
@@ -358,25 +354,6 @@ def test_a_missing_device_is_refused_before_a_relative_budget_measures_its_prese
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: device 'v100' is not available"), r.stderr
 
 
-def _tiny_settings(url: str, study: str, budget: float = 300.0, **kw):
-    """(problem, options) of a small real search in the tiny space."""
-    from effvit_nas.measure.settings import BenchSettings
-    from effvit_nas.proxy.data import DataConfig
-    from effvit_nas.search.options import RunOptions
-    from effvit_nas.search.problem import SearchProblem
-    from tests.support import FAST_BENCH
-
-    problem = SearchProblem(
-        device="cpu",
-        budget=budget,
-        space="tiny",
-        proxy="naswot",
-        data=DataConfig(img_size=32, num_classes=4, train_per_class=16, val_per_class=8),
-        bench=BenchSettings(batch=16, **FAST_BENCH),
-    )
-    return problem, RunOptions(**{"study": study, "storage": url, "sampler": "random", "heartbeat_s": 1, **kw})
-
-
 def test_a_failing_candidate_is_stored_failed_and_the_search_goes_on(tmp_path, local_ray, monkeypatch):
     """The second candidate runs out of memory while being measured (torch's own exception):
     it is stored FAIL with the reason, and the search still ends with the trials asked for."""
@@ -396,7 +373,7 @@ def test_a_failing_candidate_is_stored_failed_and_the_search_goes_on(tmp_path, l
 
     monkeypatch.setattr(RayExecution, "_submit", submit_or_oom)
     url = f"sqlite:///{tmp_path}/f.db"
-    summary = run_search(*_tiny_settings(url, "f", trials=3))
+    summary = run_search(*tiny_search_settings(url, "f", trials=3))
     assert summary.complete == 3 and summary.failed == 1
     study = optuna.load_study(study_name="f", storage=url)
     failed = study.get_trials(states=[optuna.trial.TrialState.FAIL])
@@ -418,7 +395,7 @@ def test_a_failure_inside_the_device_actor_is_stored_with_its_own_reason(tmp_pat
     from effvit_nas.search.loop import run_search
 
     url = f"sqlite:///{tmp_path}/a.db"
-    problem, options = _tiny_settings(url, "a", trials=5, max_failures=2)
+    problem, options = tiny_search_settings(url, "a", trials=5, max_failures=2)
     problem = dataclasses.replace(problem, bench=dataclasses.replace(problem.bench, batch=10_000_000))  # 123 GB of input
     with pytest.raises(UserError, match="stopping: 3 candidates failed"):
         run_search(problem, options)
@@ -442,7 +419,7 @@ def test_a_killed_device_actor_is_restarted_and_the_search_goes_on(tmp_path, loc
     from effvit_nas.search.loop import run_search
 
     url = f"sqlite:///{tmp_path}/k.db"
-    problem, options = _tiny_settings(url, "k", budget=1.0, trials=4)
+    problem, options = tiny_search_settings(url, "k", budget=1.0, trials=4)
     problem = dataclasses.replace(problem, proxy="params")
     box = {}
     search = threading.Thread(target=lambda: box.update(summary=run_search(problem, options)))
@@ -475,13 +452,12 @@ def test_search_on_postgres_resumes(postgres_url, capsys):
     import uuid
 
     from effvit_nas.search.loop import run_search
-    from tests.search.test_screening import _by_width, _proxies
-    from tests.support import run_main
+    from tests.support import by_width, fake_proxies, run_main
 
     name = f"pg-{uuid.uuid4().hex[:8]}"
-    fakes = dict(measure=_by_width, run_proxies=_proxies)
-    assert run_search(*_tiny_settings(postgres_url, name, trials=2), **fakes).complete == 2
-    again = run_search(*_tiny_settings(postgres_url, name, trials=3), **fakes)
+    fakes = dict(measure=by_width, run_proxies=fake_proxies)
+    assert run_search(*tiny_search_settings(postgres_url, name, trials=2), **fakes).complete == 2
+    again = run_search(*tiny_search_settings(postgres_url, name, trials=3), **fakes)
     assert again.complete == 3 and again.run_trials == 1
     r = run_main(capsys, "show", "--study", name, "--storage", postgres_url, "--json")
     assert r.returncode == 0, r.stderr
@@ -504,7 +480,7 @@ def test_drivers_starting_together_on_a_fresh_postgres_database_all_open_the_stu
     from effvit_nas.search.study import DRIVERS_ATTR, open_study
 
     url = fresh_database(postgres_url, f"multi_{uuid.uuid4().hex[:8]}")
-    problem, options = _tiny_settings(url, "multi", trials=3)
+    problem, options = tiny_search_settings(url, "multi", trials=3)
     start, handles, errors = threading.Barrier(3), [], []
 
     def driver() -> None:
@@ -540,7 +516,7 @@ def test_halving_records_the_steps_behind_each_accuracy(tmp_path, capsys, local_
     import optuna
 
     from effvit_nas.proxy.halving import Halving, promoted
-    from effvit_nas.search.records import Attr, TrialRecord
+    from effvit_nas.trials.records import Attr, TrialRecord
 
     url = f"sqlite:///{tmp_path}/h.db"
     args = ["search", "--budget", "1", "--trials", "4", "--study", "h", "--storage", url, *TINY_SEARCH, "--proxy", "train", "--steps", "9"]

@@ -13,7 +13,7 @@ from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.search.loop import run_search
 from effvit_nas.search.study import open_study
-from tests.search.test_screening import _by_width, _load, _problem_options, _proxies
+from tests.support import by_width, fake_problem_options, fake_proxies, patch_everywhere, width_load
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def cheap_costs(monkeypatch):
     seconds at 224 px): these tests are about how the loop runs, not what candidates cost."""
     from effvit_nas.model import cost
 
-    monkeypatch.setattr(cost, "model_cost", lambda c: cost.ModelCost(params=1000 * _load(c), macs=10**6 * _load(c)))
+    patch_everywhere(monkeypatch, cost, "model_cost", lambda c: cost.ModelCost(params=1000 * width_load(c), macs=10**6 * width_load(c)))
 
 
 def _trials(options) -> list:
@@ -32,7 +32,7 @@ def _trials(options) -> list:
 @pytest.mark.parametrize("change", [{"device": "cuda"}, {"space": "efficientvit"}, {"proxy": "naswot"}, {"bench": BenchSettings(batch=32)}])
 def test_resuming_a_study_about_another_problem_is_refused_with_one_line(tmp_path, change):
     """Another device, space, proxy or measurement protocol would mix incomparable trials."""
-    problem, options = _problem_options(tmp_path, trials=1)
+    problem, options = fake_problem_options(tmp_path, trials=1)
     open_study(problem, options)
     (what,) = change
     with pytest.raises(UserError, match=f"created with another {what} ") as e:
@@ -53,7 +53,7 @@ def test_a_study_resumes_from_its_space_at_another_path_but_not_from_an_edited_o
     first, moved = tmp_path / "a" / "s.yaml", tmp_path / "b" / "s.yaml"
     first.write_text(text)
     moved.write_text(text)
-    problem, options = _problem_options(tmp_path, trials=1)
+    problem, options = fake_problem_options(tmp_path, trials=1)
     handle = open_study(replace(problem, space=str(first)), options)
     open_study(replace(problem, space=str(moved)), options)
     first.unlink()
@@ -89,7 +89,7 @@ def test_a_study_resumes_from_its_supernet_at_another_path_but_not_from_other_we
     import shutil
 
     first = _supernet_folder(tmp_path / "a", seed=0)
-    problem, options = _problem_options(tmp_path, trials=1)
+    problem, options = fake_problem_options(tmp_path, trials=1)
     open_study(replace(problem, proxy=f"supernet:{first}"), options)
     moved = shutil.copytree(first, tmp_path / "b")
     shutil.rmtree(first)
@@ -111,13 +111,14 @@ def test_a_finished_study_trains_on_after_its_supernet_is_gone_and_an_unfinished
     with trials left to score still needs them."""
     import shutil
 
+    # private: the proxy check alone; a public `search` would run the resumed study
     from effvit_nas.cli.search import _checked_proxy
     from effvit_nas.search.study import stored_problem
 
     folder = _supernet_folder(tmp_path / "net", seed=0)
-    problem, options = _problem_options(tmp_path, trials=2)
+    problem, options = fake_problem_options(tmp_path, trials=2)
     problem = replace(problem, proxy=f"supernet:{folder}")
-    run_search(problem, options, measure=_by_width, run_proxies=_proxies)
+    run_search(problem, options, measure=by_width, run_proxies=fake_proxies)
     shutil.rmtree(folder)
     space = load_space(problem.space)
 
@@ -163,10 +164,10 @@ def test_a_timeout_without_trials_stops_the_search_at_its_deadline(tmp_path, mon
         if clock.now - start > 100:  # the deadline is ignored: stop here rather than forever
             pytest.fail("still measuring 100 s into a 15 s search")
         clock.now += 10
-        return _by_width(config)
+        return by_width(config)
 
-    problem, options = _problem_options(tmp_path, trials=None, timeout_s=15)
-    summary = run_search(problem, options, measure=ten_seconds, run_proxies=_proxies)
+    problem, options = fake_problem_options(tmp_path, trials=None, timeout_s=15)
+    summary = run_search(problem, options, measure=ten_seconds, run_proxies=fake_proxies)
     assert summary.complete == 2 and len(_trials(options)) == 2 and clock.now == start + 20
 
 
@@ -179,10 +180,10 @@ def _presets_in(space_name: str) -> dict[str, ArchConfig]:
 def _preset_run(tmp_path, first: int, total: int) -> list:
     """``first`` trials with --seed-presets in the bundled space (M0-M5 are all points of it),
     then the same run resumed up to ``total``: the study's trials."""
-    problem, options = _problem_options(tmp_path, trials=first, seed_presets=True)
+    problem, options = fake_problem_options(tmp_path, trials=first, seed_presets=True)
     problem = replace(problem, space="efficientvit")
-    run_search(problem, options, measure=_by_width, run_proxies=_proxies)
-    run_search(problem, replace(options, trials=total), measure=_by_width, run_proxies=_proxies)
+    run_search(problem, options, measure=by_width, run_proxies=fake_proxies)
+    run_search(problem, replace(options, trials=total), measure=by_width, run_proxies=fake_proxies)
     return _trials(options)
 
 
@@ -201,7 +202,7 @@ def test_a_run_stopped_before_its_presets_ran_resumes_them_once(tmp_path, cheap_
 
 def test_the_nsga2_sampler_proposes_every_trial(tmp_path, cheap_costs):
     """Each trial carries the generation that Optuna's NSGA-II sampler stamps on its trials."""
-    problem, options = _problem_options(tmp_path, trials=3, sampler="nsga2")
-    assert run_search(problem, options, measure=_by_width, run_proxies=_proxies).complete == 3
+    problem, options = fake_problem_options(tmp_path, trials=3, sampler="nsga2")
+    assert run_search(problem, options, measure=by_width, run_proxies=fake_proxies).complete == 3
     trials = _trials(options)
     assert len(trials) == 3 and all(t.system_attrs.get("NSGAIISampler:generation") == 0 for t in trials)

@@ -111,7 +111,7 @@ def test_a_config_outside_the_space_is_refused():
 
 
 def test_bn_recalibration_estimates_the_data_statistics():
-    from effvit_nas.proxy.data import normalize
+    from effvit_nas.data import normalize
     from effvit_nas.supernet.scoring import recalibrate_bn
 
     bn = torch.nn.BatchNorm2d(3)

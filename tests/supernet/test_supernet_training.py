@@ -41,7 +41,7 @@ def test_supernet_training_writes_its_folder_and_keeps_it(trained, capsys):
 
 def test_the_supernet_proxy_scores_a_candidate_with_its_inherited_weights(trained):
     from effvit_nas.arch.space import load_space
-    from effvit_nas.proxy.data import DataConfig, load_data
+    from effvit_nas.data import DataConfig, load_data
     from effvit_nas.proxy.registry import check_proxy, evaluate_proxy
     from effvit_nas.supernet.scoring import load_supernet, subnet_top1
 
@@ -61,7 +61,7 @@ def test_init_from_gives_a_training_worker_the_inherited_weights(trained):
     import torch
 
     from effvit_nas.arch.space import load_space
-    from effvit_nas.proxy.data import DataConfig, load_data
+    from effvit_nas.data import DataConfig, load_data
     from effvit_nas.supernet.scoring import load_supernet
     from effvit_nas.training.loop import Worker
 

@@ -172,8 +172,8 @@ def test_an_interrupted_search_trains_nothing(monkeypatch, tmp_path, capsys):
         raise AssertionError("trained after an interrupted search")
 
     monkeypatch.setattr("effvit_nas.search.loop.run_search", interrupted)
-    monkeypatch.setattr("effvit_nas.cli.search._compare", no_training)
-    monkeypatch.setattr("effvit_nas.cli.search._train_top", no_training)
+    monkeypatch.setattr("effvit_nas.cli.search.compare_with_baseline", no_training)
+    monkeypatch.setattr("effvit_nas.cli.search.train_best", no_training)
     url = f"sqlite:///{tmp_path}/s.db"
     for extra in (["--train-top", "1"], ["--train-top", "1", "--baseline", "M0"]):
         r = run_main(capsys, "search", "--study", "s", "--storage", url, "--budget", "100", "--trials", "2", *TINY_SEARCH, *extra)
@@ -217,8 +217,8 @@ def test_train_bad_input(tmp_path, tiny_yaml, capsys, extra, needle):
 def test_library_errors_name_the_setting_and_the_cli_its_flag(tmp_path, tiny_yaml, local_ray, capsys):
     """The library says which setting is wrong (no CLI flag in its message); `train` says
     which of its flags set it."""
+    from effvit_nas.data import DataConfig
     from effvit_nas.errors import SettingError
-    from effvit_nas.proxy.data import DataConfig
     from effvit_nas.training.recipe import TrainRecipe, parse_overrides
     from effvit_nas.training.runner import TrainExecution, train
 
@@ -278,7 +278,7 @@ def test_crop_pad_shifts_the_image_without_rescaling_it():
     import torch.nn.functional as F
     from PIL import Image
 
-    from effvit_nas.proxy.data import normalize
+    from effvit_nas.data import normalize
     from effvit_nas.training.loop import train_transform
     from effvit_nas.training.recipe import TrainRecipe
 
@@ -298,7 +298,7 @@ def test_crop_pad_shifts_the_image_without_rescaling_it():
 def test_synthetic_data_gets_the_padded_crop_unless_set():
     """Synthetic data defaults to crop_pad=4 and says so; an override wins (and nothing is
     said); other data keeps the paper's random-resized crop."""
-    from effvit_nas.proxy.data import DataConfig
+    from effvit_nas.data import DataConfig
     from effvit_nas.training.recipe import parse_overrides, recipe_for
 
     synthetic, folder = DataConfig("synthetic"), DataConfig("/data/imagenet")
@@ -335,6 +335,7 @@ def test_distillation_loss_is_deits_soft_distillation():
     w = Worker.__new__(Worker)  # only what loss() reads: no Ray, no data, no model
     w.recipe = TrainRecipe(mixup=0, cutmix=0, smoothing=0, distill_alpha=alpha, distill_tau=tau)
     w.data, w.device, w.amp = types.SimpleNamespace(num_classes=5), torch.device("cpu"), False
+    # private: the worker's own loss pieces, without the Ray Train context a public run needs
     w._losses(None)  # the worker's own target mixing (none here) and soft-target CE
     w.teacher = lambda x: teacher  # fixed logits, whatever the batch
     x = torch.zeros(6, 3, 8, 8)
@@ -437,6 +438,7 @@ def test_search_baseline_trains_found_and_preset_alike_and_tables_them(small_stu
 
 def test_a_comparison_reuses_every_seed_already_trained(tmp_path, monkeypatch):
     """A (model, seed) whose train.json exists is read, not trained again."""
+    # private: one seed of one contender; the public compare() would also measure throughput
     from effvit_nas.training.comparison import Contender, _train_seed
 
     def no_training(*a, **kw):

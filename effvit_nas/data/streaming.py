@@ -1,6 +1,6 @@
 """Training data read from disk as it is used: an ImageFolder (``train/``, ``val/``) of any size.
 
-The in-memory path (:func:`effvit_nas.proxy.data.load_data`) decodes every image once into a
+The in-memory path (:func:`effvit_nas.data.load_data`) decodes every image once into a
 uint8 tensor that the driver ships to each worker: fine for Fashion-MNIST or a subset, not for
 ImageNet. :class:`FolderData` holds only where the images are and which of them are used; each
 Ray Train worker lists the folder itself and its DataLoader workers decode, augment (timm's
@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from effvit_nas.proxy.data import DataConfig, DataError, first_classes, subsample
+from effvit_nas.data.dataset import DataConfig, DataError, first_classes, subsample
+from effvit_nas.data.factory import load_data
 
 EVAL_CROP = 0.875  # DeiT / EfficientViT: 224 centre crop of the image resized to 256
 
 
 def _folder(root: Path, split: str) -> Any:
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets import ImageFolder  # lazy: torchvision loads torch
 
     d = root / split
     if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
@@ -36,7 +37,7 @@ def _folder(root: Path, split: str) -> Any:
 
 @dataclass(frozen=True)
 class FolderData:
-    """An ImageFolder used straight from disk; what :class:`~effvit_nas.proxy.data.Dataset`
+    """An ImageFolder used straight from disk; what :class:`~effvit_nas.data.Dataset`
     is for data held in memory (``num_classes``, ``img_size``, ``train_count``, ``classes``).
 
     Build it with :meth:`scan`; it pickles small (no image, no file list) and lists the folder
@@ -78,7 +79,7 @@ class FolderData:
 
     def split(self, split: str, transform: Any) -> Any:
         """The ``train`` or ``val`` images this config selects, decoded by ``transform`` on access."""
-        from torch.utils.data import Subset
+        from torch.utils.data import Subset  # lazy: torch costs seconds to import
 
         folder = _folder(Path(self.cfg.source), split)
         folder.transform = transform
@@ -90,7 +91,7 @@ class FolderData:
         as the in-memory path does, so that a padded random crop (``crop_pad``) sees what it
         would see there."""
         if resize_first:
-            from torchvision import transforms
+            from torchvision import transforms  # lazy: torchvision loads torch
 
             size = self.img_size
             bicubic = transforms.InterpolationMode.BICUBIC
@@ -98,14 +99,12 @@ class FolderData:
         return self.split("train", transform)
 
     def eval_transform(self) -> Any:
-        from timm.data import create_transform
+        from timm.data import create_transform  # lazy: timm loads torch
 
         return create_transform(self.img_size, is_training=False, crop_pct=EVAL_CROP, interpolation="bicubic")
 
 
 def training_data(cfg: DataConfig, stream: bool) -> Any:
     """What the training workers read: :class:`FolderData` when ``stream``, else the data
-    materialised in memory (:func:`effvit_nas.proxy.data.load_data`)."""
-    from effvit_nas.proxy.data import load_data
-
+    materialised in memory (:func:`effvit_nas.data.load_data`)."""
     return FolderData.scan(cfg) if stream else load_data(cfg)

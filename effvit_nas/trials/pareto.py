@@ -10,9 +10,14 @@ training steps than the others').
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from effvit_nas.search.records import TrialRecord, is_feasible
+from effvit_nas.trials.records import TrialRecord, is_feasible
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
 
 __all__ = ["front_points", "hypervolume_2d", "is_feasible", "pareto_trials"]
 
@@ -40,10 +45,10 @@ def hypervolume_2d(points: Sequence[Sequence[float]], ref: Sequence[float]) -> f
     return area
 
 
-def pareto_trials(study: Any) -> list:
+def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Feasible, complete, measured, non-dominated trials (Optuna ``FrozenTrial``), each
     architecture once (its first trial), best accuracy first."""
-    import optuna
+    import optuna  # lazy: Optuna costs a second to import
 
     complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     first: dict[str, Any] = {}

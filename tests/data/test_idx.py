@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from effvit_nas.data import DataConfig, DataError, load_data
+from effvit_nas.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
 from effvit_nas.errors import SettingError
-from effvit_nas.proxy.data import DataConfig, DataError, load_data
-from effvit_nas.proxy.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
 from tests.support import TINY, run_main
 
 pytestmark = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="apt-get install dataset-fashion-mnist (.ci/run installs it)")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 
 class Attr(StrEnum):
@@ -42,7 +45,7 @@ class Attr(StrEnum):
 REUSED_ATTRS = (Attr.MEASURED, Attr.THROUGHPUT, Attr.ACCURACY, Attr.PROXY, Attr.PREDICTED_INFEASIBLE, Attr.PROXY_STEPS, Attr.PROXY_STOPPED)
 
 
-def is_feasible(trial: Any) -> bool:
+def is_feasible(trial: FrozenTrial) -> bool:
     """An Optuna trial that finished with values and satisfies every stored constraint (the
     search stores ``(budget - throughput) / budget``, feasible when <= 0)."""
     return bool(trial.values) and all(c <= 0 for c in trial.constraints.values())
@@ -77,7 +80,7 @@ class TrialRecord:
     attrs: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
-    def of(cls, trial: Any) -> TrialRecord:
+    def of(cls, trial: FrozenTrial) -> TrialRecord:
         """Read an Optuna ``FrozenTrial``."""
         ua = trial.user_attrs
         iqr = ua.get(Attr.THROUGHPUT_IQR)
@@ -140,3 +143,27 @@ def rung_points(records: list[TrialRecord]) -> dict[int, list[tuple[float, float
             for step, top1 in (r.attrs.get(Attr.RUNGS) or {}).items():
                 out.setdefault(int(step), []).append((float(top1), float(r.throughput)))
     return out
+
+
+def trial_record(t: FrozenTrial, pareto_numbers: set[int] | None = None, trained: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The row of one trial as `show` prints it (JSON keys are the issue's, plus
+    ``trained_top1`` once `effvit-nas train` trained it)."""
+    r = TrialRecord.of(t)
+    done = (trained or {}).get(str(r.number)) or {}
+    return {
+        "number": r.number,
+        "state": r.state,
+        "config": r.config,
+        "hash": r.config_hash,
+        "params": r.params,
+        "macs": r.macs,
+        "throughput": r.throughput,
+        "measured": r.measured,
+        "accuracy": r.accuracy,
+        "proxy": r.proxy,
+        "feasible": r.feasible if r.complete else None,
+        "pareto": r.number in (pareto_numbers or set()),
+        "note": r.note or r.fail_reason,
+        "trained_top1": done.get("top1"),
+        "trained_top1_ema": done.get("top1_ema"),
+    }

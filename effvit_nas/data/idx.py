@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from effvit_nas.proxy.data import DataError, Dataset, first_classes, resize_uint8, subsample
+from effvit_nas.data.dataset import DataError, Dataset, first_classes, resize_uint8, subsample
 
 FASHION_MNIST = "fashion-mnist"  # the --data name of the Debian package's files
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -67,7 +67,7 @@ def _materialise(files: dict[str, Path]) -> Path:
 
 def _read(files: dict[str, Path], root: Path) -> tuple:
     """(train images, train labels, test images, test labels) as torchvision reads them."""
-    from torchvision.datasets import FashionMNIST
+    from torchvision.datasets import FashionMNIST  # lazy: torchvision loads torch
 
     cache = _materialise(files)
     try:

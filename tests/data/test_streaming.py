@@ -7,11 +7,10 @@ import shutil
 import pytest
 import torch
 
-from effvit_nas.proxy.data import DataConfig, DataError, load_data, normalize
+from effvit_nas.data import DataConfig, DataError, load_data, normalize
+from effvit_nas.data.streaming import FolderData
 from effvit_nas.training.recipe import TrainRecipe
-from effvit_nas.training.streaming import FolderData
-from tests.proxy.test_data import make_image_folder
-from tests.support import run_main
+from tests.support import make_image_folder, run_main
 
 
 @pytest.fixture
@@ -44,6 +43,7 @@ def test_the_worker_trains_and_evaluates_from_disk(folder):
         1,
         torch.device("cpu"),
     )
+    # private: the loader a worker builds, without the Ray Train context a public run needs
     w._data_pipeline()
     x, y = next(iter(w.loader))
     assert x.shape == (4, 3, 32, 32) and w.steps == 18 // 4 and y.dtype == torch.int64

@@ -1,12 +1,14 @@
+import os
 import pickle
+import re
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from effvit_nas.data import DataConfig, DataError, load_data, normalize
 from effvit_nas.errors import SettingError
-from effvit_nas.proxy.data import DataConfig, DataError, load_data, normalize
+from tests.support import make_image_folder, run_main
 
 
 def test_synthetic_is_deterministic_and_balanced():
@@ -57,15 +59,6 @@ def test_synthetic_classes_are_learnable(synth10):
     assert control < 0.25
 
 
-def make_image_folder(root, classes=("cat", "dog", "emu"), per=4, size=40):
-    for split in ("train", "val"):
-        for i, c in enumerate(classes):
-            (root / split / c).mkdir(parents=True)
-            for j in range(per):
-                arr = np.full((size, size + 8, 3), 40 * i + j, dtype=np.uint8)
-                Image.fromarray(arr).save(root / split / c / f"{j}.png")
-
-
 def test_image_folder(tmp_path):
     make_image_folder(tmp_path)
     d = load_data(DataConfig(str(tmp_path), img_size=32, train_per_class=3))
@@ -85,6 +78,49 @@ def test_cifar_python_batches(tmp_path):
     d = load_data(DataConfig(str(tmp_path), img_size=32))
     assert len(d.train_y) == 60 and len(d.val_y) == 20 and d.classes[0] == "c0" and d.img_size == 32
     assert load_data(DataConfig(str(tmp_path), img_size=48)).train_x.shape[-1] == 48
+
+
+def _write_cifar(root, batch: dict, protocol: int = pickle.DEFAULT_PROTOCOL) -> None:
+    """A CIFAR-10 folder whose every batch is ``batch``, pickled as CIFAR's are (a dict)."""
+    root.mkdir(exist_ok=True)
+    for name in ("data_batch_1", "test_batch"):
+        (root / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    (root / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}, protocol=protocol))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_batches_of_arrays_and_lists_load_under_every_protocol(tmp_path, protocol):
+    """CIFAR's own files are protocol-2 dicts of a uint8 array and a list of ints; numpy code
+    writes numpy integers in the list and, at protocol 5, arrays through a buffer."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 255, (20, 3072), dtype=np.uint8)
+    labels = [int(v) for v in rng.integers(0, 10, 19)] + [np.int64(9)]
+    _write_cifar(tmp_path, {"batch_label": "training batch 1 of 1", "data": data, "labels": labels, "filenames": ["a.png"] * 20}, protocol)
+    d = load_data(DataConfig(str(tmp_path), img_size=32))
+    assert d.classes[9] == "c9" and len(d.train_y) == 20
+    assert sorted(d.train_x.reshape(20, -1).sum(1).tolist()) == sorted(data.astype(np.int64).sum(1).tolist())
+
+
+class _Payload:
+    """What a hostile batch file carries: unpickling it runs a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("where", ["data_batch_1", "batches.meta"])
+def test_cifar_batch_with_a_payload_is_refused_without_running_it(tmp_path, capsys, where):
+    marker = tmp_path / "pwned"
+    root = tmp_path / "cifar"
+    _write_cifar(root, {"data": np.zeros((4, 3072), np.uint8), "labels": [0, 1, 2, 3]})
+    (root / where).write_bytes(pickle.dumps({"data": _Payload(marker), "labels": [0], "label_names": _Payload(marker)}))
+    r = run_main(capsys, "proxy", "M0", "--proxy", "naswot", "--data", str(root))
+    assert not marker.exists()
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "posix.system" in r.stderr and where in r.stderr
 
 
 def test_bad_data(tmp_path):
@@ -128,3 +164,50 @@ def test_missing_directory_names_no_flag(tmp_path):
     with pytest.raises(DataError, match="does not exist") as e:
         load_data(DataConfig(str(tmp_path / "nope")))
     assert "--" not in str(e.value)
+
+
+def _corrupt(folder, count=None) -> int:
+    """Overwrite ``count`` PNGs under ``folder`` (all by default) with bytes that are no image."""
+    files = sorted(folder.rglob("*.png"))[:count]
+    for f in files:
+        f.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    return len(files)
+
+
+def test_image_folder_skips_corrupt_images_with_one_warning(tmp_path, caplog):
+    make_image_folder(tmp_path)
+    _corrupt(tmp_path / "train" / "dog", 2)
+    with caplog.at_level("WARNING", logger="effvit_nas.data.image_folder"):
+        d = load_data(DataConfig(str(tmp_path), img_size=32))
+    assert d.train_y.tolist().count(1) == 2 and d.train_y.tolist().count(0) == 4 and len(d.val_y) == 12
+    assert [r.getMessage() for r in caplog.records] == [
+        f"warning: {tmp_path / 'train'}: skipped 2 of 12 images that do not decode (corrupt or not images)"
+    ]
+
+
+def test_image_folder_of_corrupt_images_is_refused(tmp_path):
+    make_image_folder(tmp_path)
+    count = _corrupt(tmp_path / "val")
+    with pytest.raises(DataError, match=rf"{tmp_path / 'val'}: none of the {count} images read decodes"):
+        load_data(DataConfig(str(tmp_path), img_size=32))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["proxy", "M0", "--proxy", "naswot"],
+        ["search", "--budget", "100", "--device", "cpu", "--storage", "sqlite:///{tmp}/s.db", "--trials", "1"],
+        ["train", "M0", "--epochs", "1", "--out", "{tmp}/train"],
+        ["supernet", "train", "--space", "tiny", "--epochs", "1", "--out", "{tmp}/supernet"],
+    ],
+)
+def test_corrupt_image_folder_is_one_error_line_in_every_command(tmp_path, capsys, command):
+    root = tmp_path / "data"
+    make_image_folder(root)
+    _corrupt(root / "train")
+    r = run_main(capsys, *(a.replace("{tmp}", str(tmp_path)) for a in command), "--data", str(root))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    # all 12 images, or one per class where a command checks the data before it starts
+    want = rf"error: {re.escape(str(root / 'train'))}: none of the (12|3) images read decodes \(corrupt or not images\)"
+    assert len(lines) == 1 and re.fullmatch(want, lines[0]), r.stderr

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from effvit_nas.results.pareto import hypervolume_2d
+from effvit_nas.trials.pareto import hypervolume_2d
 
 FRONT = [(2.0, 1.0), (1.0, 2.0)]  # two 2x1 and 1x2 rectangles over (0, 0), overlapping in 1x1: area 3
 

@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from effvit_nas.arch.space import SearchSpace
+from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError, UserError
-from effvit_nas.proxy.data import DataConfig
 from effvit_nas.supernet.model import Supernet, container_config, largest_config, smallest_config
 from effvit_nas.supernet.scoring import RECORD_FILE, SPACE_FILE, WEIGHTS_FILE, subnet_top1
 from effvit_nas.training.loop import MODEL_FILE, Worker, run_worker
@@ -72,14 +72,14 @@ class SupernetWorker(Worker):
         return Supernet(self.space)
 
     def subnets(self, update: int) -> list[Any]:
-        import numpy as np
+        import numpy as np  # lazy: numpy only on this path
 
         rng = np.random.default_rng([self.recipe.seed, update])  # the same draws on every rank
         return [self.largest, self.smallest, *(self.space.sample(rng) for _ in range(self.settings.random_subnets))]
 
     def train_batch(self, net: Any, x: Any, y: Any, update: int) -> float:
-        import torch
-        import torch.nn.functional as F
+        import torch  # lazy: torch costs seconds to import
+        import torch.nn.functional as F  # lazy: torch costs seconds to import
 
         r, classes = self.recipe, self.data.num_classes
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,32 @@
+"""Reading weight files (safetensors) with damage reported as one line: shared by training's
+checkpoints and the supernet's weights, so it sits below both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from effvit_nas.errors import UserError
+
+
+def read_weights(path: Path, remedy: str) -> dict[str, Any]:
+    """The tensors of a safetensors file; a truncated or otherwise damaged one is a UserError
+    naming the file and ``remedy`` (what to do), not a traceback from deep inside a run."""
+    from safetensors import SafetensorError  # lazy: safetensors.torch loads torch
+    from safetensors.torch import load_file  # lazy: loads torch
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path} is damaged ({reason}): {remedy}") from None
+
+
+def check_weights(path: Path, expected: dict[str, tuple[int, ...]], remedy: str) -> None:
+    """UserError unless ``path`` loads and holds exactly ``expected``'s tensor names and shapes."""
+    found = {k: tuple(v.shape) for k, v in read_weights(path, remedy).items()}
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(found) & set(expected) if found[k] != expected[k])
+    if missing or extra or wrong:
+        what = f"lacks {missing[0]}" if missing else f"has an unexpected {extra[0]}" if extra else f"has {wrong[0]} of the wrong shape"
+        raise UserError(f"{path} does not fit this model (it {what}): {remedy}")
