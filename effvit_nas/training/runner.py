@@ -202,13 +202,15 @@ def check_checkpoints(out: Path, num_classes: int, expected: Expected | None = N
         if not ((d / STATE_FILE).is_file() and (d / MODEL_FILE).is_file()):
             continue  # a copy a kill cut short: Ray Train never lists it (see latest_checkpoint)
         remedy = f"delete {d} and run again (--resume goes on from the checkpoint before it), or train into another --out"
-        read_state(d / STATE_FILE, remedy)
+        # the shapes of the class count the checkpoint was trained for: a resume with other data
+        # is then refused by its own, clearer check (_check_inputs) rather than as a misfit
+        trained_for = read_state(d / STATE_FILE, remedy).get("num_classes", num_classes)
         for name in (MODEL_FILE, EMA_FILE):
             if (d / name).is_file():
                 if expected is None:
                     read_weights(d / name, remedy)
                 else:
-                    check_weights(d / name, expected(num_classes), remedy)
+                    check_weights(d / name, expected(trained_for), remedy)
 
 
 def model_shapes(arch: ArchConfig) -> Expected:

@@ -4,7 +4,7 @@ import time
 
 import optuna
 
-from tests.search.test_screening import _by_width, _problem_options, _proxies
+from tests.support import by_width, fake_problem_options, fake_proxies
 
 
 def test_a_dead_runs_trial_is_failed_and_retried_during_the_resumed_run(tmp_path):
@@ -12,7 +12,7 @@ def test_a_dead_runs_trial_is_failed_and_retried_during_the_resumed_run(tmp_path
     from effvit_nas.search.loop import run_search
     from effvit_nas.search.study import Heartbeat, open_study
 
-    problem, options = _problem_options(tmp_path, trials=4)
+    problem, options = fake_problem_options(tmp_path, trials=4)
     handle = open_study(problem, options)
     dead = handle.study.ask()  # a driver that drew a candidate, beat once, then was SIGKILLed
     load_space("tiny").suggest(dead)
@@ -24,9 +24,9 @@ def test_a_dead_runs_trial_is_failed_and_retried_during_the_resumed_run(tmp_path
         calls.append(config)
         if len(calls) == 1:  # the rerun starts within the grace period and runs past it
             time.sleep(grace + 2 * options.heartbeat_s)
-        return _by_width(config)
+        return by_width(config)
 
-    summary = run_search(problem, options, measure=measure, run_proxies=_proxies)
+    summary = run_search(problem, options, measure=measure, run_proxies=fake_proxies)
     trials = optuna.load_study(study_name="fake", storage=options.storage).get_trials()
     dead = trials[dead.number]
     assert trials[dead.number].state == optuna.trial.TrialState.FAIL, trials[dead.number].state

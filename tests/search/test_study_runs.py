@@ -149,6 +149,7 @@ class FakeClock:
         return self.now
 
     perf_counter = time
+    monotonic = time
 
 
 def test_a_timeout_without_trials_stops_the_search_at_its_deadline(tmp_path, monkeypatch, cheap_costs):

@@ -11,11 +11,12 @@ from effvit_nas.search.targets import Target, parse_target, parse_targets
 
 devices = st.one_of(st.sampled_from(["cpu", "cuda", "auto", "a100", "h100", "v100"]), st.integers(0, 15).map(lambda i: f"cuda:{i}"))
 numbers = st.decimals(min_value="0.1", max_value="100000", places=1).map(lambda d: f"{d:f}")
+factors = st.decimals(min_value="0.1", max_value="1000", places=1).map(lambda d: f"{d:f}")  # search.budget.MAX_FACTOR
 budgets = st.one_of(
     numbers.map(lambda n: f"{n}ms"),
     numbers.map(lambda n: f"{n}-imgs/s"),
     numbers.map(lambda n: f"{n}k"),
-    st.tuples(numbers, st.sampled_from(["M0", "M1", "M2", "M3", "M4", "M5"])).map(lambda t: f"{t[0]}x{t[1]}"),
+    st.tuples(factors, st.sampled_from(["M0", "M1", "M2", "M3", "M4", "M5"])).map(lambda t: f"{t[0]}x{t[1]}"),
 )
 
 
