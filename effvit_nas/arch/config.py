@@ -196,8 +196,8 @@ class ArchConfig:
         """Every knob within the MAX_* bounds, then the whole model within MAX_PARAMS/MAX_MACS
         (estimated by arithmetic: nothing is allocated)."""
         check_max("widths (number of stages)", self.num_stages, MAX_STAGES)
-        limits = {"widths": MAX_WIDTH, "depths": MAX_DEPTH, "heads": MAX_HEADS, "qk_dims": MAX_QK_DIM, "windows": MAX_WINDOW}
-        limits |= {"v_ratios": MAX_RATIO, "ffn_ratios": MAX_RATIO}
+        limits: dict[str, float] = {"widths": MAX_WIDTH, "depths": MAX_DEPTH, "heads": MAX_HEADS}
+        limits |= {"qk_dims": MAX_QK_DIM, "windows": MAX_WINDOW, "v_ratios": MAX_RATIO, "ffn_ratios": MAX_RATIO}
         for name, limit in limits.items():
             for i, v in enumerate(getattr(self, name)):
                 check_max(f"{name}[{i}]", v, limit)

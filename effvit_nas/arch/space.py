@@ -34,7 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -71,14 +71,15 @@ REQUIRED = ("heads", "head_dims", "depths")
 OTHER_KEYS = ("name", "description", "stages", "kernels", "img_sizes", "num_classes")
 
 
-def _arithmetic_step(values: Sequence[Value]) -> int | None:
-    """The common step if ``values`` are >= 2 ints in increasing arithmetic progression."""
-    if len(values) < 2 or not all(isinstance(v, int) for v in values):
+def _int_range(values: Sequence[Value]) -> tuple[int, int, int] | None:
+    """(first, last, step) if ``values`` are >= 2 ints in increasing arithmetic progression."""
+    ints = [v for v in values if isinstance(v, int)]
+    if len(ints) < 2 or len(ints) != len(values):
         return None
-    step = values[1] - values[0]
-    if step <= 0 or any(b - a != step for a, b in itertools.pairwise(values)):
+    step = ints[1] - ints[0]
+    if step <= 0 or any(b - a != step for a, b in itertools.pairwise(ints)):
         return None
-    return int(step)
+    return ints[0], ints[-1], step
 
 
 @dataclass(frozen=True)
@@ -90,18 +91,21 @@ class Knob:
 
     def suggest(self, trial: optuna.Trial) -> Value:
         """Ask an Optuna trial for this knob (int range when evenly spaced, else categorical)."""
-        step = _arithmetic_step(self.choices)
-        if step is not None:
-            return trial.suggest_int(self.name, self.choices[0], self.choices[-1], step=step)
-        return trial.suggest_categorical(self.name, list(self.choices))
+        int_range = _int_range(self.choices)
+        if int_range is not None:
+            first, last, step = int_range
+            return trial.suggest_int(self.name, first, last, step=step)
+        # optuna types the answer as any choice type (None, bool...); it is one of ours
+        return cast(Value, trial.suggest_categorical(self.name, list(self.choices)))
 
     def sample(self, rng: np.random.Generator) -> Value:
         return self.choices[int(rng.integers(len(self.choices)))]
 
     def describe(self) -> str:
-        step = _arithmetic_step(self.choices)
-        if step is not None and len(self.choices) > 3:
-            return f"{self.choices[0]}..{self.choices[-1]} step {step}"
+        int_range = _int_range(self.choices)
+        if int_range is not None and len(self.choices) > 3:
+            first, last, step = int_range
+            return f"{first}..{last} step {step}"
         return ", ".join(map(str, self.choices))
 
 

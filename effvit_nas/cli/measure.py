@@ -6,7 +6,7 @@ import math
 
 import click
 
-from effvit_nas.arch.config import load_config, preset_name
+from effvit_nas.arch.config import ArchConfig, load_config, preset_name
 from effvit_nas.cli.common import bench_options, bench_settings, device_kind, print_json
 from effvit_nas.measure.devices import parse_device
 from effvit_nas.measure.settings import DEFAULT_ANCHOR
@@ -89,14 +89,14 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
         click.echo(f"device: {d['name']} [{d['id']}], torch {d['torch']}; store: {store.url}")
 
 
-def _anchor_groups(cfgs, anchor):
+def _anchor_groups(cfgs: list[ArchConfig], anchor: ArchConfig | None) -> list[tuple[ArchConfig, list[ArchConfig]]]:
     """(anchor, configs) pairs: ``anchor`` for all configs when given, else the default preset
     at each config's resolution and class count (an anchor alike in input size pairs best)."""
     if anchor is not None:
         return [(anchor, cfgs)]
     from effvit_nas.arch.config import PRESETS
 
-    groups: dict[tuple[int, int], list] = {}
+    groups: dict[tuple[int, int], list[ArchConfig]] = {}
     for c in cfgs:
         groups.setdefault((c.img_size, c.num_classes), []).append(c)
     return [(PRESETS[DEFAULT_ANCHOR].replace(img_size=size, num_classes=k), group) for (size, k), group in groups.items()]

@@ -326,7 +326,7 @@ def _checked_proxy(opts: dict, options, stored: dict | None, space) -> str | Non
         return None
     except UserError as e:
         supernets = all(str(p).startswith(SUPERNET) for p in (opts["proxy_name"], (stored or {}).get("proxy")))
-        if not (supernets and search_finished(options)):
+        if not (supernets and stored is not None and search_finished(options)):
             raise
         click.echo(f"note: {e}; study {options.study!r} has its {options.trials} trials, so it goes on without it", err=True)
         opts["proxy_name"] = stored["proxy"]

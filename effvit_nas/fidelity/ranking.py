@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+Values = Sequence[float] | np.ndarray  # one value per architecture
+
 
 @dataclass(frozen=True)
 class Agreement:
@@ -54,14 +56,14 @@ def _bootstrap_ci(kind: str, a: np.ndarray, b: np.ndarray, resamples: int, rng: 
     return float(lo), float(hi)
 
 
-def top_k_overlap(proxy: Sequence[float], reference: Sequence[float], k: int) -> float:
+def top_k_overlap(proxy: Values, reference: Values, k: int) -> float:
     """|top-k by proxy ∩ top-k by reference| / k (ties broken by position)."""
     k = min(k, len(proxy))
     best = lambda v: set(np.argsort(-np.asarray(v), kind="stable")[:k].tolist())  # noqa: E731
     return len(best(proxy) & best(reference)) / k if k else math.nan
 
 
-def agreement(proxy: Sequence[float], reference: Sequence[float], top_k: int = 5, resamples: int = 2000, seed: int = 0) -> Agreement:
+def agreement(proxy: Values, reference: Values, top_k: int = 5, resamples: int = 2000, seed: int = 0) -> Agreement:
     """How well ``proxy`` orders the architectures as ``reference`` does (same order of
     architectures in both; higher is better in both)."""
     a, b = np.asarray(proxy, dtype=float), np.asarray(reference, dtype=float)

@@ -45,8 +45,13 @@ class FidelityReport:
 
 
 def _reference(settings: FidelitySettings, store: FidelityStore, h: str) -> list[float] | None:
-    values = [store.get("reference", h, str(settings.seed + s)) for s in range(settings.seeds)]
-    return None if any(v is None for v in values) else [v.value for v in values]
+    values = []
+    for s in range(settings.seeds):
+        result = store.get("reference", h, str(settings.seed + s))
+        if result is None:
+            return None
+        values.append(result.value)
+    return values
 
 
 def _median_seconds(results: list) -> float | None:
@@ -78,8 +83,8 @@ def _rows(
 def build_report(settings: FidelitySettings, store: FidelityStore, archs: list[dict[str, Any]], resamples: int = 2000) -> FidelityReport:
     """The table over the architectures whose reference is complete (every seed); while some
     are not, also the table against the first seed alone over those that have it."""
-    refs = {a["hash"]: _reference(settings, store, a["hash"]) for a in archs}
-    done = [a for a in archs if refs[a["hash"]] is not None]
+    refs = {a["hash"]: ref for a in archs if (ref := _reference(settings, store, a["hash"])) is not None}
+    done = [a for a in archs if a["hash"] in refs]
     rows = _rows(settings, store, archs, done, [statistics.fmean(refs[a["hash"]]) for a in done], resamples)
     ceiling = None
     if settings.seeds >= 2 and len(done) >= 3:

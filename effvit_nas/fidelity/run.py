@@ -199,7 +199,8 @@ def run_jobs(
 
 def _in_order(ray: Any, jobs: list[Job], submit: Callable[[Job], Any], slots: int, root_cause) -> Iterator[tuple[Job, Result]]:
     """Results of ``jobs`` as they finish, with at most ``slots`` submitted at a time, in order."""
-    queue, running = list(reversed(jobs)), {}
+    queue = list(reversed(jobs))
+    running: dict[Any, Job] = {}  # Ray's object ref -> its job
     while queue or running:
         while queue and len(running) < slots:
             job = queue.pop()

@@ -47,7 +47,7 @@ def connect(address: str | None = None) -> None:
     check_reachable(target)
     # joining: Ray's client logs every refused attempt to fd 2; a new local Ray must keep it
     # (the processes it starts inherit it)
-    capture = captured_stderr() if target != "local" else contextlib.nullcontext([])
+    capture: contextlib.AbstractContextManager[list[str]] = captured_stderr() if target != "local" else contextlib.nullcontext([])
     try:
         with keep_sigterm_handler(), capture as log:
             ray.init(

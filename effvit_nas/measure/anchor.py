@@ -66,7 +66,10 @@ def anchor_figure(
     store.put(replace(a, note="; ".join(n for n in (spread, a.note) if n)), anchor_key(settings))
     # as read back: the scale in the figures' key must be the one later runs read (a database
     # may keep fewer digits than Python's float)
-    return replace(store.get(anchor.short_hash(), device_id, anchor_key(settings)), cached=False)
+    stored = store.get(anchor.short_hash(), device_id, anchor_key(settings))
+    if stored is None:
+        raise RuntimeError(f"the anchor measurement just stored for {device_id} cannot be read back")
+    return replace(stored, cached=False)
 
 
 def measure_anchored(

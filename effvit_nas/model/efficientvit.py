@@ -26,6 +26,8 @@ from effvit_nas.arch.config import PRESETS, ArchConfig, preset
 
 def _bn_affine(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BN as ``y = x * scale + shift``."""
+    if bn.running_var is None or bn.running_mean is None:
+        raise ValueError("cannot fold a BatchNorm without running statistics (track_running_stats=False)")
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return scale, bn.bias - bn.running_mean * scale
 
@@ -44,8 +46,9 @@ def _truncated_normal(weight: torch.Tensor, std: float, bound: float = 2.0) -> N
 def fuse_modules(module: nn.Module) -> None:
     """Replace, recursively and in place, every child that has a ``fuse()`` by its result."""
     for name, child in module.named_children():
-        if hasattr(child, "fuse"):
-            setattr(module, name, child.fuse())
+        fuse = getattr(child, "fuse", None)
+        if fuse is not None:
+            setattr(module, name, fuse())
         else:
             fuse_modules(child)
 
@@ -63,8 +66,10 @@ class ConvNorm(nn.Sequential):
     def fuse(self) -> nn.Conv2d:
         c = self.conv
         scale, shift = _bn_affine(self.bn)
-        fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups, bias=True)
+        # torch's stubs type the stored sizes tuple[int, ...] while the constructor wants pairs
+        fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups, bias=True)  # type: ignore[arg-type]
         fused.weight.copy_(c.weight * scale[:, None, None, None])
+        assert fused.bias is not None  # built with bias=True
         fused.bias.copy_(shift)
         return fused.to(c.weight.device)
 
@@ -106,7 +111,8 @@ class Residual(nn.Module):
 
     @torch.no_grad()
     def fuse(self) -> nn.Module:
-        inner = self.m.fuse() if hasattr(self.m, "fuse") else self.m
+        fuse = getattr(self.m, "fuse", None)
+        inner = fuse() if fuse is not None else self.m
         if inner is self.m:
             fuse_modules(inner)
         if (
@@ -163,6 +169,8 @@ class CascadedGroupAttention(nn.Module):
         resolution: window side (tokens per window = resolution**2).
         kernels: depthwise kernel on Q of each head.
     """
+
+    attention_bias_idxs: torch.Tensor  # a buffer; declared so it is not typed as a submodule
 
     def __init__(self, dim: int, key_dim: int, num_heads: int, v_dim: int, resolution: int, kernels: tuple[int, ...]):
         super().__init__()
@@ -228,8 +236,8 @@ class CascadedGroupAttention(nn.Module):
         dense = self.attention_bias().detach().clone()
         fuse_modules(self)
         for dw in self.dws:
-            dw.weight.mul_(self.scale)
-            dw.bias.mul_(self.scale)
+            for p in dw.parameters():  # the fused conv's weight and bias
+                p.mul_(self.scale)
         self.scale = 1.0
         del self.attention_biases
         self.register_buffer("attention_biases", dense)

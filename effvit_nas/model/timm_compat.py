@@ -80,9 +80,11 @@ def create_timm_model(config: ArchConfig) -> nn.Module:
 
 def config_from_timm(model: nn.Module) -> ArchConfig:
     """Read the architecture of a timm ``EfficientVitMsra`` off its modules."""
+    # timm keeps stages, blocks and sizes as plain attributes, which torch types as Tensor | Module
+    timm_model: Any = model
     widths, depths, heads, qk, v_ratios, ffn, windows = [], [], [], [], [], [], []
     kernels: list[int] = []
-    for stage in model.stages:
+    for stage in timm_model.stages:
         block = stage.blocks[0]
         lwa = block.mixer.m
         attn = lwa.attn
@@ -106,8 +108,8 @@ def config_from_timm(model: nn.Module) -> ArchConfig:
         ffn_ratios=tuple(ffn),
         kernels=tuple(kernels),
         windows=tuple(windows),
-        img_size=int(model.img_size),
-        num_classes=int(model.num_classes),
+        img_size=int(timm_model.img_size),
+        num_classes=int(timm_model.num_classes),
     )
 
 

@@ -51,10 +51,10 @@ def load_scored(storage: str, studies: list[str]) -> ScoredArchs:
         store = FidelityStore(storage, name, create=False)
         for arch in store.archs():
             h = arch["hash"]
-            refs = [store.get("reference", h, k) for k in store.keys("reference", h)]
+            refs = [r for k in store.keys("reference", h) if (r := store.get("reference", h, k)) is not None]
             if len(refs) < 2:  # a reference is the mean of its seeds; one seed alone is not comparable
                 continue
-            scores = {k: store.get("proxy", h, k).value for k in store.keys("proxy", h)}
+            scores = {k: r.value for k in store.keys("proxy", h) if (r := store.get("proxy", h, k)) is not None}
             rows.append((name, ArchConfig.from_dict(arch["config"]), float(np.mean([r.value for r in refs])), scores))
     common = set.intersection(*(set(r[3]) for r in rows)) if rows else set()
     return ScoredArchs(
@@ -132,5 +132,7 @@ class RidgeAccuracy:
         """Predicted top-1 of ``configs`` (``scores``: their ``proxy`` score, when it has one)."""
         X = feature_columns(configs)
         if self.proxy is not None:
+            if scores is None:
+                raise ValueError(f"predicting with proxy {self.proxy!r} needs its scores")
             X = np.column_stack([X, scores])
         return ((X - self.mean) / self.sd) @ self.coef + self.intercept

@@ -84,12 +84,19 @@ def _matrix(w: torch.Tensor) -> torch.Tensor:
     return w.reshape(w.shape[0], -1)
 
 
+def _grad(w: torch.Tensor) -> torch.Tensor:
+    if w.grad is None:
+        raise RuntimeError("a scored weight got no gradient from the backward pass")
+    return w.grad
+
+
 def _attention_weights(model: nn.Module) -> list[torch.Tensor]:
     out = []
     for m in model.modules():
         if isinstance(m, CascadedGroupAttention):
-            out += [qkv.conv.weight for qkv in m.qkvs]
-            out.append(m.proj[1].conv.weight)
+            # the conv of each Q/K/V ConvNorm, then the one of the output projection
+            out += [c.weight for c in m.qkvs.modules() if isinstance(c, nn.Conv2d)]
+            out += [c.weight for c in m.proj.modules() if isinstance(c, nn.Conv2d)]
     return out
 
 
@@ -107,10 +114,13 @@ def dss(config: ArchConfig, data: Dataset, seed: int = 0) -> float:
     model(torch.ones(1, 3, data.img_size, data.img_size, dtype=torch.float64)).sum().backward()
     with torch.no_grad():
         diversity = sum(
-            torch.linalg.matrix_norm(_matrix(w), "nuc") * torch.linalg.matrix_norm(_matrix(w.grad), "nuc")
-            for w in _attention_weights(model)
+            (
+                torch.linalg.matrix_norm(_matrix(w), "nuc") * torch.linalg.matrix_norm(_matrix(_grad(w)), "nuc")
+                for w in _attention_weights(model)
+            ),
+            torch.zeros(()),
         )
-        saliency = sum((w * w.grad).abs().sum() for w in _mlp_weights(model))
+        saliency = sum(((w * _grad(w)).abs().sum() for w in _mlp_weights(model)), torch.zeros(()))
     return float(diversity + saliency)
 
 
@@ -119,4 +129,4 @@ def grad_norm(config: ArchConfig, data: Dataset, seed: int = 0, batch: int = 64)
     x, y = _batch(data, batch, seed)
     F.cross_entropy(model(x), y).backward()
     with torch.no_grad():
-        return float(torch.sqrt(sum((p.grad**2).sum() for p in model.parameters() if p.grad is not None)))
+        return float(torch.sqrt(sum(((p.grad**2).sum() for p in model.parameters() if p.grad is not None), torch.zeros(()))))

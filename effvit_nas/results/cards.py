@@ -15,7 +15,8 @@ from pathlib import Path
 def _parts(text: str) -> tuple[str, dict[str, str]]:
     """The text before the first ``## `` heading, and each section by its heading line (a
     ``## `` line inside a code fence is code, not a heading)."""
-    chunks, fenced = [[]], False
+    chunks: list[list[str]] = [[]]
+    fenced = False
     for line in text.splitlines(keepends=True):
         fenced ^= line.startswith("```")
         if line.startswith("## ") and not fenced:

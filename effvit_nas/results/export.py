@@ -80,10 +80,14 @@ def _numbered(study: optuna.Study, trials: list, n: int) -> Any:
     by_number = {t.number: t for t in trials}
     if n not in by_number:
         raise UserError(f"study {study.study_name!r} has no trial {n} (trials 0-{max(by_number)})")
-    r = TrialRecord.of(by_number[n])
-    if not r.config:
-        raise UserError(f"trial {n} of {study.study_name!r} has no config ({r.state}: {r.fail_reason or 'never sampled'})")
+    _config(TrialRecord.of(by_number[n]), study.study_name)
     return by_number[n]
+
+
+def _config(r: TrialRecord, study_name: str) -> dict[str, Any]:
+    if not r.config:
+        raise UserError(f"trial {r.number} of {study_name!r} has no config ({r.state}: {r.fail_reason or 'never sampled'})")
+    return r.config
 
 
 def _top(trials: list, top: int) -> list:
@@ -175,7 +179,7 @@ def export_trials(
     study's exports is refused (SettingError) unless ``force``."""
 
     records = [TrialRecord.of(t) for t in trials]
-    configs = [ArchConfig.from_dict(r.config) for r in records]
+    configs = [ArchConfig.from_dict(_config(r, info.name)) for r in records]
     if not force:
         _check_owner(out, info.name, _shown_storage(storage), [_folder_name(r, c) for r, c in zip(records, configs, strict=True)])
     _check_writable(out)

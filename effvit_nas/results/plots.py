@@ -24,7 +24,7 @@ from effvit_nas.proxy.registry import SUPERNET
 
 if TYPE_CHECKING:
     import optuna
-
+    from matplotlib.transforms import Bbox
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class ParetoView:
 
 
 def _point(r: TrialRecord) -> Point:
+    if r.throughput is None:
+        raise ValueError(f"trial {r.number} has no measured throughput to plot")
     c = r.config or {}
     hover = f"widths {c.get('widths')}, depths {c.get('depths')}, heads {c.get('heads')}; {(r.params or 0) / 1e6:.2f} M params, {(r.macs or 0) / 1e6:.0f} M MACs"
     return Point(float(r.throughput), r.accuracy, f"#{r.number} {r.config_hash or ''}", hover)
@@ -141,7 +143,8 @@ def separate_labels(fig: Any, labels: list, step_pt: float = 9.0, tries: int = 1
     down by growing steps (points) from where it was put until it clears the ones placed
     before it. Returns the number of labels still overlapping (0 unless ``tries`` ran out)."""
     renderer = fig.canvas.get_renderer()
-    placed, left = [], 0
+    placed: list[Bbox] = []
+    left = 0
     for label in labels:
         x0, y0 = label.xyann
         for k in range(tries + 1):
@@ -176,23 +179,29 @@ def save_png(view: ParetoView, path: Path) -> None:
     if view.feasible:
         ax.scatter(
             [p.throughput for p in view.feasible],
-            [view.y(p.accuracy) for p in view.feasible],
+            [view.y(p.accuracy) if p.accuracy is not None else floor for p in view.feasible],
             c="tab:blue",
             alpha=0.7,
             label=f"feasible ({len(view.feasible)})",
         )
     if view.front:
-        xs, ys = [p.throughput for p in view.front], [view.y(p.accuracy) for p in view.front]
+        xs = [p.throughput for p in view.front]
+        ys = [view.y(p.accuracy) if p.accuracy is not None else floor for p in view.front]
         ax.plot(xs, ys, "-o", c="tab:red", lw=1.5, ms=7, drawstyle="steps-pre", label=f"Pareto front ({len(view.front)})")
         for p, y in zip(view.front, ys, strict=True):
             labels.append(
                 ax.annotate(p.label.split()[0], (p.throughput, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color="tab:red")
             )
-    refs = view.references
+    refs = [r for r in view.references if r.throughput is not None]  # all of them: see pareto_view
     if refs:
         ry = [view.y(r.accuracy) if r.accuracy is not None else floor for r in refs]
         ax.scatter(
-            [r.throughput for r in refs], ry, marker="*", s=160, c="black", label="EfficientViT M0-M5 (same device, protocol, proxy)"
+            [r.throughput for r in refs if r.throughput is not None],
+            ry,
+            marker="*",
+            s=160,
+            c="black",
+            label="EfficientViT M0-M5 (same device, protocol, proxy)",
         )
         for r, y in zip(refs, ry, strict=True):
             labels.append(ax.annotate(r.name, (r.throughput, y), textcoords="offset points", xytext=(5, -10), fontsize=9))

@@ -72,9 +72,9 @@ def reference_points(
     else:
         device = device_description(study, info, storage)
         for cfg in configs.values():
-            m = store.get(cfg.short_hash(), device["id"], bench.key()) if device else None
-            if m is not None:
-                throughputs[cfg.short_hash()] = m.throughput
+            stored = store.get(cfg.short_hash(), device["id"], bench.key()) if device else None
+            if stored is not None:
+                throughputs[cfg.short_hash()] = stored.throughput
     throughputs.update(_budget_preset_throughput(info, configs))
     return [ReferencePoint(name, cfg, throughputs.get(cfg.short_hash()), scores.get(cfg.short_hash())) for name, cfg in configs.items()]
 

@@ -199,8 +199,9 @@ def adopt_stored(budget: Budget, options: RunOptions) -> Budget:
     if budget.reference is None:
         return budget
     stored = _stored_budget(stored_problem(options))
-    same = stored is not None and (stored.spec, stored.anchor) == (budget.spec, budget.anchor)
-    return stored if same else budget
+    if stored is not None and (stored.spec, stored.anchor) == (budget.spec, budget.anchor):
+        return stored
+    return budget
 
 
 def _stored_budget(problem: dict[str, Any] | None) -> Budget | None:

@@ -16,11 +16,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import load_space
 from effvit_nas.data import load_data
+from effvit_nas.errors import SettingError
 from effvit_nas.measure.actor import connect, paired_key, paired_measurement
 from effvit_nas.measure.pool import alive_nodes, restart_member, start_pool
 from effvit_nas.measure.settings import Measurement
@@ -103,7 +104,8 @@ def _proxy_task(
     proxy: str, config: dict[str, Any], data: Any, short_train: dict[str, Any], halving: dict[str, Any] | None, throughput: float, earlier
 ) -> dict[str, Any]:
 
-    settings, report, reached = ShortTrainSettings(**short_train), None, {}
+    settings, report = ShortTrainSettings(**short_train), None
+    reached: dict[int, float] = {}  # each rung's top-1
     if halving is not None:
         h = Halving(**halving)
         settings = replace(settings, eval_at=h.rung_steps(settings.steps))
@@ -175,6 +177,20 @@ class _Work:
     config: ArchConfig | None = None
     claim: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     retried: bool = False
+
+    @property
+    def arch(self) -> ArchConfig:
+        """The architecture a measurement times."""
+        if self.config is None:
+            raise ValueError(f"{self.kind} work has no architecture")
+        return self.config
+
+    @property
+    def actor(self) -> int:
+        """The pool member a started measurement runs on."""
+        if self.member is None:
+            raise ValueError(f"{self.kind} work has no pool member")
+        return self.member
 
 
 def _warm_proxy_worker(data: Any, proxy: str) -> None:
@@ -251,7 +267,7 @@ class RayExecution:
         blocked = set(self._nodes("proxy")) if self.proxies_block_timing else set()
         return [i for i in self._idle if self.members[i].node_id not in blocked and None not in blocked]
 
-    def _proxy_node(self) -> str | bool | None:
+    def _proxy_node(self) -> str | Literal[False] | None:
         """Where a proxy may start now: a node id to pin it to, None (anywhere), or False (wait)."""
         proxies = self._nodes("proxy")
         if len(proxies) >= self.workers:
@@ -285,7 +301,7 @@ class RayExecution:
         claim the other holds would stall both."""
         fp_id, key = self.members[0].fingerprint["id"], self._store_key()  # a pool has one fingerprint
         for work in list(self._waiting):
-            h = work.config.short_hash()
+            h = work.arch.short_hash()
             stored = self.store.get(h, fp_id, key)
             if stored is not None:
                 self._waiting.remove(work)
@@ -301,21 +317,26 @@ class RayExecution:
                     raise
 
     def _submit(self, work: _Work) -> None:
-        member = self.members[work.member]
+        member = self.members[work.actor]
         settings = asdict(self.problem.bench)
         if self._reference_config is not None:
-            ref = member.handle.measure_ratio.remote(work.config.to_dict(), self._reference_config.to_dict(), settings)
+            ref = member.handle.measure_ratio.remote(work.arch.to_dict(), self._reference_config.to_dict(), settings)
         else:
-            ref = member.handle.measure.remote(work.config.to_dict(), settings)
-        self._idle.remove(work.member)
+            ref = member.handle.measure.remote(work.arch.to_dict(), settings)
+        self._idle.remove(work.actor)
         work.node, work.started = member.node_id, time.perf_counter()
         self._last_start = work.started
         self._running[ref] = work
 
     def _store_key(self) -> str:
         if self._reference_config is not None:
-            return paired_key(self.problem.bench, self._reference_config, self.problem.budget_reference)
+            return paired_key(self.problem.bench, self._reference_config, self._budget_reference())
         return self.problem.bench.key()
+
+    def _budget_reference(self) -> float:
+        if self.problem.budget_reference is None:  # SearchProblem refuses paired=True without it
+            raise SettingError("SearchProblem.budget_reference", "is needed to pair candidates (paired=True)")
+        return self.problem.budget_reference
 
     def start_proxy(self, key: int, job: ProxyJob) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # lazy: Ray costs seconds to import
@@ -372,7 +393,7 @@ class RayExecution:
     def _measured(self, work: _Work, ref: Any) -> None:
         """Store a finished measurement, free its actor, drop the claim, hand the figure on."""
 
-        self._idle.append(work.member)
+        self._idle.append(work.actor)
         try:
             result = self._ray.get(ref)
         except self._ray.exceptions.RayActorError as e:
@@ -385,7 +406,7 @@ class RayExecution:
             if not isinstance(result, Exception):
                 if self._reference_config is not None:
                     reference = f"anchor {self.problem.anchor}" if self.problem.anchor else "the budget's preset"
-                    result = paired_measurement(work.config, result, self.problem.budget_reference, reference)
+                    result = paired_measurement(work.arch, result, self._budget_reference(), reference)
                 self.store.put(result, self._store_key())
         self._deliver(work, result)
 
@@ -396,14 +417,14 @@ class RayExecution:
 
         work.retried = True
         try:
-            self.members[work.member] = restart_member(self.members[work.member], self.problem.device, self.problem.bench, self.ray_address)
+            self.members[work.actor] = restart_member(self.members[work.actor], self.problem.device, self.problem.bench, self.ray_address)
             self._submit(work)
         except Exception:  # the trial fails with the actor's error
             return False
         return True
 
     def _deliver(self, work: _Work, result: Any) -> None:
-        del self._by_hash[work.config.short_hash()]
+        del self._by_hash[work.arch.short_hash()]
         self._done.extend((k, result) for k in work.keys)
 
     def busy_seconds(self) -> tuple[float, float]:
@@ -429,5 +450,8 @@ class RayExecution:
         budget measured it: at the space's resolution and classes."""
 
         space = load_space(self.problem.space)
-        name = self.problem.anchor or parse_relative(self.problem.budget_spec)[1]
+        relative = parse_relative(self.problem.budget_spec) if self.problem.budget_spec else None
+        name = self.problem.anchor or (relative[1] if relative else None)
+        if name is None:  # SearchProblem refuses paired=True without either
+            raise SettingError("SearchProblem.paired", "needs a budget relative to a preset or an anchor")
         return reference_config(name, max(space.img_sizes), space.num_classes)

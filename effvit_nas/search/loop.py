@@ -119,7 +119,7 @@ def _screener(handle: StudyHandle, problem: SearchProblem, options: RunOptions) 
     model = FeasibilityModel(problem.budget)
     records = handle.records(("COMPLETE",))
     for r in records:
-        if r.measured and r.throughput:
+        if r.measured and r.throughput and r.config is not None and r.params is not None and r.macs is not None:
             model.add(features(ArchConfig.from_dict(r.config), r.params, r.macs), r.throughput)
     return Screener(problem.budget, model, handle.first_complete, options.audit_every, ScreenCounts.of(records, problem.budget))
 
@@ -133,6 +133,27 @@ class _AskedTrial:
     planned: Planned | None = None
     pending: Outcome | None = None  # measured, waiting for its proxy
     since: int = 0
+
+    @property
+    def screened(self) -> Candidate:
+        """Its candidate (a trial whose screening failed has none: it is finished at once)."""
+        if self.candidate is None:
+            raise ValueError(f"trial {self.trial.number} has no candidate")
+        return self.candidate
+
+    @property
+    def measuring(self) -> Planned:
+        """Its plan, for a trial sent to be measured."""
+        if self.planned is None:
+            raise ValueError(f"trial {self.trial.number} was not planned for a measurement")
+        return self.planned
+
+    @property
+    def measured_throughput(self) -> float:
+        """The throughput of a trial measured and waiting for its proxy."""
+        if self.pending is None or self.pending.throughput is None:
+            raise ValueError(f"trial {self.trial.number} has no measurement waiting for its proxy")
+        return self.pending.throughput
 
 
 class _Run:
@@ -232,7 +253,7 @@ class _Run:
         """Send a screened trial on: to be measured, to wait for the trial in flight with its
         architecture (None: it then reuses that result), or finished now."""
         if plan is None:
-            self.followers.setdefault(self.flight[number].candidate.config_hash, []).append(number)
+            self.followers.setdefault(self.flight[number].screened.config_hash, []).append(number)
         elif isinstance(plan, Planned):
             self.flight[number].planned = plan
             self.leading[plan.candidate.config_hash] = number
@@ -257,9 +278,9 @@ class _Run:
             f = self.flight[number]
             try:
                 if kind == "measure":
-                    ex.start_measure(number, f.planned.candidate.config)
+                    ex.start_measure(number, f.measuring.candidate.config)
                 else:
-                    ex.start_proxy(number, ProxyJob(f.candidate.config, f.pending.throughput))
+                    ex.start_proxy(number, ProxyJob(f.screened.config, f.measured_throughput))
             except Exception as e:  # this candidate's failure (a measurement's setup error stops the search)
                 self.receive(number, e)
 
@@ -279,7 +300,7 @@ class _Run:
         """A measurement or proxy result of trial ``number``: its next step or its end."""
         f = self.flight[number]
         if f.pending is None:  # its measurement
-            outcome = self.screener.complete(f.planned, result)
+            outcome = self.screener.complete(f.measuring, result)
             if outcome.kind is OutcomeKind.NEEDS_PROXY:
                 f.pending = outcome
                 self.enqueue("proxy", number)
@@ -306,7 +327,7 @@ class _Run:
         return candidate, self.screener.plan(candidate)
 
     def screen_again(self, number: int) -> Outcome | Planned | None:
-        candidate = self.flight[number].candidate
+        candidate = self.flight[number].screened
         return None if candidate.config_hash in self.leading else self.screener.plan(candidate)
 
     def finish(self, number: int, outcome: Outcome) -> None:
@@ -336,7 +357,7 @@ class _Run:
             eta = elapsed / self.run_trials * max(self.options.trials - len(records), 0)
         elif self.deadline:
             eta = max(self.deadline - time.time(), 0)
-        best = max((r.values[0] for r in feasible if r.measured and not r.stopped), default=None)
+        best = max((r.values[0] for r in feasible if r.values and r.measured and not r.stopped), default=None)
         self.on_event(
             TrialEvent(
                 number,
@@ -397,7 +418,7 @@ def run_search(
     return _summary(run, time.perf_counter() - t_start, setup_s)
 
 
-def _nothing_to_run(*_: Any) -> Any:
+def _nothing_to_run(*_: Any, **__: Any) -> Any:
     raise AssertionError("a finished study's run measured or scored a candidate")
 
 

@@ -61,7 +61,7 @@ class Outcome:
 
     kind: OutcomeKind
     attrs: dict[Attr, Any] = field(default_factory=dict)
-    values: tuple[float, float] | None = None
+    values: tuple[float, ...] | None = None  # (accuracy, throughput)
     constraint: float | None = None
     throughput: float | None = None  # images/s, measured or reused (None: not measured)
     accuracy: float | None = None
@@ -139,6 +139,8 @@ def measured(m: Measurement, budget: float, audit_of: float | None = None, predi
 
 def with_proxy(pending: Outcome, result: dict[str, Any]) -> Outcome:
     """``pending`` (NEEDS_PROXY) completed by a proxy result (``value``, ``proxy``, ``seconds``)."""
+    if pending.throughput is None:
+        raise ValueError("with_proxy: the pending outcome has no measured throughput")
     attrs = {**pending.attrs, Attr.ACCURACY: result["value"], Attr.PROXY: result["proxy"], Attr.PROXY_SECONDS: result["seconds"]}
     details = result.get("details") or {}
     note = pending.note
@@ -257,7 +259,7 @@ class Screener:
         x = features(candidate.config, candidate.params, candidate.macs)
         audit_of = None
         predicted = self.model.predict(x)
-        if self.model.clearly_infeasible(x):
+        if predicted is not None and self.model.clearly_infeasible(x):  # only a fitted model predicts
             if not self._audit_due():
                 self.counts.skipped += 1
                 return predicted_infeasible(predicted, self.budget)

@@ -188,6 +188,8 @@ def tell(handle: StudyHandle, trial: optuna.Trial, outcome: Outcome) -> None:
         if outcome.failed:
             handle.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
+        if outcome.values is None:
+            raise ValueError(f"a {outcome.kind.value} outcome has no objective values")
         if outcome.constraint is not None:
             trial.set_constraint("throughput", outcome.constraint)
         handle.study.tell(trial, list(outcome.values))

@@ -65,7 +65,7 @@ def train_transform(recipe: TrainRecipe, size: int) -> Any:
         re_mode="pixel",
         scale=(recipe.scale_min, 1.0),
         hflip=recipe.hflip,
-        color_jitter=recipe.color_jitter or None,
+        color_jitter=recipe.color_jitter or None,  # type: ignore[arg-type]  # timm: None (no jitter) works, its annotation omits it
         separate=True,
     )
     if recipe.crop_pad > 0:
@@ -181,6 +181,8 @@ class Worker:
         from timm.utils import ModelEmaV3  # lazy: timm loads torch
 
         r = self.recipe
+        if r.warmup_epochs is None:
+            raise ValueError("TrainRecipe.warmup_epochs: the recipe is not resolved")
         # channels_last: measured 1.6-2x faster training steps on CPU (results/training_speed_cpu.md)
         self.model = self.build_net(arch).to(self.device, memory_format=torch.channels_last)
         self.optimizer = create_optimizer_v2(self.model, opt="adamw", lr=r.lr, weight_decay=r.weight_decay, eps=r.eps)

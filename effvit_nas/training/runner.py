@@ -89,6 +89,13 @@ class TrainExecution:
             return replace(self, use_gpu=torch.cuda.is_available()).resolved(default_out)
         return replace(self, out=(self.out or default_out).resolve())
 
+    @property
+    def out_dir(self) -> Path:
+        """``out`` of a resolved run (see :meth:`resolved`)."""
+        if self.out is None:
+            raise ValueError("TrainExecution.out: not resolved yet")
+        return self.out
+
     def scaling_config(self, threads: int) -> Any:
         """Ray Train's ScalingConfig: one worker per ``workers``, each a GPU or ``threads`` CPUs."""
         import_ray()
@@ -105,7 +112,7 @@ class TrainExecution:
         import_ray()
         from ray.train import CheckpointConfig, RunConfig  # lazy: Ray costs seconds to import
 
-        return RunConfig(name=RUN_NAME, storage_path=str(self.out / CHECKPOINT_DIR), checkpoint_config=CheckpointConfig(num_to_keep=2))
+        return RunConfig(name=RUN_NAME, storage_path=str(self.out_dir / CHECKPOINT_DIR), checkpoint_config=CheckpointConfig(num_to_keep=2))
 
 
 @dataclass(frozen=True)
@@ -313,7 +320,7 @@ def _fit(trainer: Any, queue: Any, on_progress: Progress | None, out: Path | Non
             box["error"] = e
 
     def drain() -> None:
-        while queue is not None and not queue.empty():
+        while on_progress is not None and queue is not None and not queue.empty():
             on_progress(queue.get())
 
     thread = threading.Thread(target=fit, daemon=True)
@@ -359,12 +366,13 @@ def execute(
     ray = import_ray()
     from ray.util.queue import Queue  # lazy: Ray costs seconds to import
 
-    created = not run.out.exists()
+    out = run.out_dir
+    created = not out.exists()
     try:
         dataset = training_data(data, run.stream)  # DataError (exit 2) here, not inside a worker
-        check_checkpoints(run.out, dataset.num_classes, expected)  # before Ray Train would restore one
-        previous = _prepare_out(run.out, run.resume)
-        _check_inputs(dataset, recipe, run.workers, previous, teacher, run.out)
+        check_checkpoints(out, dataset.num_classes, expected)  # before Ray Train would restore one
+        previous = _prepare_out(out, run.resume)
+        _check_inputs(dataset, recipe, run.workers, previous, teacher, out)
         connect(run.ray_address)
         queue = Queue() if on_progress else None
         trainer = _trainer(ray, loop, {**config, "recipe": asdict(recipe), "progress": queue}, dataset, run)
@@ -372,14 +380,14 @@ def execute(
             info = {"data": data.source, "img_size": data.img_size, "workers": run.workers, "use_gpu": run.use_gpu}
             on_progress({"start": {**start, **info, "recipe": asdict(recipe)}})
         t0 = time.perf_counter()
-        result = _fit(trainer, queue, on_progress, run.out)
+        result = _fit(trainer, queue, on_progress, out)
     except BaseException:  # also Ctrl-C: a failed run leaves no empty folder behind
-        _discard(run.out, created)
+        _discard(out, created)
         raise
-    final = latest_checkpoint(run.out)
+    final = latest_checkpoint(out)
     if final is None:
-        _discard(run.out, created)
-        raise UserError(f"training ended without a checkpoint in {run.out}")
+        _discard(out, created)
+        raise UserError(f"training ended without a checkpoint in {out}")
     history = load_state(final / STATE_FILE)["history"]
     return FinishedRun(final, history, dataset.num_classes, time.perf_counter() - t0, getattr(result, "path", None))
 
@@ -403,10 +411,10 @@ def train(
     config = {"arch": arch.to_dict(), "teacher": teacher.to_dict() if teacher else None, "init_from": inherited and inherited["supernet"]}
     start = {"config_hash": arch.short_hash(), "out": str(given)}
     done = execute(train_loop, config, data, recipe, run, start, teacher, on_progress, model_shapes(arch))
-    _copy_final(done.final, run.out, arch, done.num_classes)
+    _copy_final(done.final, run.out_dir, arch, done.num_classes)
     res = TrainResult.of(done.history, str(run.out), done.seconds)
     extra = {"workers": run.workers, "recipe": asdict(recipe), "data": asdict(data), "teacher": teacher.to_dict() if teacher else None}
-    _write_record(run.out / "train.json", arch, res, {**extra, "init_from": inherited}, done.ray_path)
+    _write_record(run.out_dir / "train.json", arch, res, {**extra, "init_from": inherited}, done.ray_path)
     return res
 
 

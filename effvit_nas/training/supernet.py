@@ -96,6 +96,8 @@ class SupernetWorker(Worker):
                 if self.settings.distill:
                     target = logits.detach().float().softmax(1)
         self.update(update)
+        if first is None:
+            raise ValueError("no subnet was trained")
         return first
 
     def evaluate(self) -> dict[str, Any]:
@@ -138,11 +140,12 @@ def train_supernet(
     done = execute(
         supernet_loop, config, data, recipe, run, {"config_hash": f"supernet of {space.name}", "out": str(given)}, None, on_progress
     )
-    shutil.copy(done.final / MODEL_FILE, run.out / WEIGHTS_FILE)
-    (run.out / SPACE_FILE).write_text(yaml.safe_dump(space.to_dict(), sort_keys=False))
+    out = run.out_dir
+    shutil.copy(done.final / MODEL_FILE, out / WEIGHTS_FILE)
+    (out / SPACE_FILE).write_text(yaml.safe_dump(space.to_dict(), sort_keys=False))
     res = TrainResult.of(done.history, str(run.out), done.seconds)
     record = {"space": space.name, "top1_largest": res.top1, "top1_smallest": done.history[-1]["top1_smallest"], "epochs": res.epochs}
     record |= {"seconds": done.seconds, "images_per_s": res.images_per_s, "workers": run.workers, "recipe": asdict(recipe)}
     record |= {"settings": asdict(settings), "data": asdict(data), "history": done.history, "ray_result_path": done.ray_path}
-    (run.out / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    (out / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return res
