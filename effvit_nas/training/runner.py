@@ -221,9 +221,9 @@ def model_shapes(arch: ArchConfig) -> Expected:
     (no memory allocated)."""
 
     def shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
-        import torch
+        import torch  # lazy: torch costs seconds to import
 
-        from effvit_nas.model.efficientvit import build_model
+        from effvit_nas.model.efficientvit import build_model  # lazy: loads torch
 
         with torch.device("meta"):
             model = build_model(arch.replace(num_classes=num_classes))
