@@ -51,6 +51,7 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
     Results are kept in the store and reused unless --fresh.
     """
     from effvit_nas.measure.actor import measure_configs
+    from effvit_nas.measure.backends import check as check_backend
     from effvit_nas.measure.store import MeasurementStore, default_storage, require_persistent
 
     if no_anchor and (anchor is not None or reanchor):
@@ -63,6 +64,8 @@ def bench(configs, device, storage, fresh, ray_address, reference, anchor, reanc
         _bench_ratios(cfgs, load_config(reference), device, settings, ray_address, as_json)
         return
     anchor_cfg = load_config(anchor) if anchor is not None else None  # a typo must not leave a new store behind
+    if ray_address is None:  # a missing runtime is refused before a store is created (a cluster's workers may have it)
+        check_backend(settings, device_kind(parse_device(device)))
     require_persistent(storage or default_storage())
     store = MeasurementStore(storage)
     store.check_writable()  # a read-only database fails now, not after minutes of measuring

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from effvit_nas.arch.config import MAX_IMG_SIZE
-from effvit_nas.cli.common import SPACE_HELP, STORAGE_HELP, bench_options, bench_settings, print_json
+from effvit_nas.cli.common import SEED, SPACE_HELP, STORAGE_HELP, bench_options, bench_settings, print_json
 from effvit_nas.errors import UserError
 
 DEVICE_HELP = "cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...)."
@@ -17,7 +17,7 @@ DEVICE_HELP = "cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...)."
 @bench_options
 @click.option("--space", default="efficientvit", show_default=True, help=SPACE_HELP)
 @click.option("--archs", type=click.IntRange(min=2), default=40, show_default=True, help="Space-filling sample size (M0..M5 come on top).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the scrambled Halton sample and of the folds.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the scrambled Halton sample and of the folds.")
 @click.option(
     "--anchor",
     default="M0",

@@ -28,6 +28,12 @@ def supernet_app() -> None:
 @click.option("--batch", type=click.IntRange(min=2), default=256, show_default=True, help="Total images per update over all workers.")
 @click.option("--lr", type=float, default=None, help="Peak lr [default: 1e-3 x batch / 512].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Train workers (DDP).")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch threads per worker [default: the CPUs not busy now; CPU runs repeat bit for bit only at one thread count].",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest epoch checkpoint.")
 @click.option(
     "--random-subnets",
@@ -45,7 +51,22 @@ def supernet_app() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or recipe; errors only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def supernet_train_cmd(
-    space, out, epochs, batch, lr, workers, resume, random_subnets, no_distill, overrides, seed, ray_address, quiet, as_json, **data
+    space,
+    out,
+    epochs,
+    batch,
+    lr,
+    workers,
+    threads,
+    resume,
+    random_subnets,
+    no_distill,
+    overrides,
+    seed,
+    ray_address,
+    quiet,
+    as_json,
+    **data,
 ):
     """Train the supernet of SPACE with the sandwich rule and in-place distillation; its folder
     scores candidates as `--proxy supernet:DIR` and starts `train --init-from DIR`."""
@@ -66,7 +87,7 @@ def supernet_train_cmd(
     with setting_flags(flags):
         img = data["img_size"] or max(sp.img_sizes)
         cfg = DataConfig(data["data_source"], img, data["classes"], data["train_per_class"], data["val_per_class"], seed)
-        run = TrainExecution(out=out, workers=workers, ray_address=ray_address, resume=resume)
+        run = TrainExecution(out=out, workers=workers, ray_address=ray_address, resume=resume, threads=threads)
         options = {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed, **SUPERNET_RECIPE}
         recipe, note = recipe_for(cfg, options, explicit, workers)
         if note and not quiet:

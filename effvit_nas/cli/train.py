@@ -22,6 +22,7 @@ TRAIN_FLAGS = {
     "TrainExecution.workers": "--workers",
     "TrainExecution.out": "--out",
     "TrainExecution.resume": "--resume",
+    "TrainExecution.threads": "--threads",
 }
 
 
@@ -93,6 +94,12 @@ def show_recorded(recorded: Any, quiet: bool) -> None:
     "--loader-workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader processes per Ray Train worker."
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch threads per worker [default: the CPUs not busy now; CPU runs repeat bit for bit only at one thread count].",
+)
+@click.option(
     "--distill", default=None, metavar="TEACHER", help="Soft distillation from a trained model folder (config.yaml + model.safetensors)."
 )
 @click.option(
@@ -125,6 +132,7 @@ def train_cmd(
     resume,
     stream,
     loader_workers,
+    threads,
     distill,
     init_from,
     out,
@@ -150,7 +158,9 @@ def train_cmd(
     # a field given with --set is named so, even where a flag sets it too
     with setting_flags({**TRAIN_FLAGS, **{f"TrainRecipe.{k}": f"--set {k}" for k in explicit}}):
         data = DataConfig(data_source, img_size or load_config(config).img_size, classes, train_per_class, val_per_class, seed)
-        run = TrainExecution(out=out, workers=workers, ray_address=ray_address, resume=resume, stream=stream, loader_workers=loader_workers)
+        run = TrainExecution(
+            out=out, workers=workers, ray_address=ray_address, resume=resume, stream=stream, loader_workers=loader_workers, threads=threads
+        )
         recipe, note = recipe_for(data, {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}, explicit, workers)
         if note and not quiet:
             click.echo(f"note: {note}")

@@ -89,9 +89,8 @@ class DeviceWorker:
             raise DeviceError(f"{e} (Ray node {_this_node()})") from None
         self._fp = fingerprint(self.torch_device)
         # import the model code now (seconds of torch imports), not inside the first timing call
-        # lazy: in the actor only; the driver that asks it needs no torch
-        import effvit_nas.model.deploy
-        import effvit_nas.model.efficientvit  # noqa: F401
+        import effvit_nas.model.deploy  # lazy: loads torch, in the actor only; the driver that asks it needs none
+        import effvit_nas.model.efficientvit  # noqa: F401  # lazy: as above
 
     def fingerprint(self) -> dict[str, Any]:
         return self._fp

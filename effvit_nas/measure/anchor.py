@@ -53,8 +53,6 @@ def anchor_figure(
     ``ANCHOR_RUNS`` times by ``actor()`` (the median kept, with the runs' range in its note)
     and stored; ``reanchor`` measures it again. `bench` and `search` share it, so an anchor is
     measured once per device, backend and protocol."""
-    from effvit_nas.runtime import import_ray
-
     ray = import_ray()
     a = None if reanchor else store.get(anchor.short_hash(), device_id, anchor_key(settings))
     if a is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from effvit_nas.errors import SettingError
 from effvit_nas.measure.backends import NAMES as BACKENDS
-from effvit_nas.measure.backends import TORCH_NATIVE
+from effvit_nas.measure.backends import TORCH_NATIVE, get
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 METRICS = ("throughput", "latency")
@@ -113,8 +113,6 @@ class BenchSettings:
     def runtime(self) -> str | None:
         """The backend's runtime and version (``onnxruntime==1.23.2``); None for PyTorch's own
         backends, whose version (torch's) is in the device fingerprint already."""
-        from effvit_nas.measure.backends import get
-
         return None if self.backend in TORCH_NATIVE else get(self.backend).version()
 
     def key(self) -> str:

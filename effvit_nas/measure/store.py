@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, delete, func, select, text
+from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, delete, func, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -83,8 +84,6 @@ def _database_reason(error: BaseException) -> str:
 
 
 def _shown(url: str) -> str:
-    from sqlalchemy.engine import make_url  # lazy: SQLAlchemy is loaded with Optuna
-
     try:
         return repr(make_url(url).render_as_string(hide_password=True))
     except (ArgumentError, ValueError):  # ValueError: a port that is no number
@@ -167,8 +166,6 @@ def open_engine(url: str, existing: bool = False):
 
 def is_in_memory(url: str) -> bool:
     """Whether ``url`` is a SQLite database that lives only as long as its connection."""
-    from sqlalchemy.engine import make_url
-
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):  # ValueError: a port that is no number
@@ -187,8 +184,6 @@ def require_persistent(url: str) -> None:
 
 
 def _check_sqlite_file(url: str) -> None:
-    from sqlalchemy.engine import make_url  # lazy: SQLAlchemy is loaded with Optuna
-
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):  # ValueError: a port that is no number
@@ -350,8 +345,6 @@ _WINDOW_STATS = ("ci_low", "ci_high", "windows", "disturbed", "p90_ms", "p90_low
 def _add_missing_columns(engine) -> None:
     """Add the nullable window-statistics (and latency) columns to a table written before they existed, so
     such a database keeps working (its old rows read back with NaN / 0)."""
-    from sqlalchemy import inspect, text  # lazy: SQLAlchemy is loaded with Optuna
-
     have = {c["name"] for c in inspect(engine).get_columns(_MeasurementRow.__tablename__)}
     for name in (n for n in _WINDOW_STATS if n not in have):
         kind = "INTEGER" if name in ("windows", "disturbed") else "FLOAT"

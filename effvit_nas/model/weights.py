@@ -18,8 +18,14 @@ def read_weights(path: Path, remedy: str) -> dict[str, Any]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{path} is damaged ({reason}): {remedy}") from None
+        raise damaged(path, e, remedy) from None
+
+
+def damaged(path: Path, error: BaseException, remedy: str) -> UserError:
+    """The UserError for a file that failed to load: its name, the first line of ``error``
+    (its type when it says nothing) and ``remedy`` (what to do)."""
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return UserError(f"{path} is damaged ({reason}): {remedy}")
 
 
 def check_weights(path: Path, expected: dict[str, tuple[int, ...]], remedy: str) -> None:

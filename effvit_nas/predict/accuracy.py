@@ -23,6 +23,7 @@ import numpy as np
 
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.fidelity.ranking import Agreement, agreement
+from effvit_nas.fidelity.store import FidelityStore
 from effvit_nas.predict.features import arch_features
 
 RIDGE_FEATURES = ("macs", "params", "activations", "calls", "head_calls", "macs_attention", "macs_dwconv")
@@ -44,8 +45,6 @@ class ScoredArchs:
 def load_scored(storage: str, studies: list[str]) -> ScoredArchs:
     """Every architecture of ``studies`` with a reference top-1 of each of its seeds; proxies
     are the ones every such architecture has."""
-    from effvit_nas.fidelity.store import FidelityStore
-
     rows = []
     for name in studies:
         store = FidelityStore(storage, name, create=False)

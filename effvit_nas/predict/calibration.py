@@ -21,6 +21,8 @@ import numpy as np
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.arch.space import SearchSpace
 from effvit_nas.errors import SettingError
+from effvit_nas.measure.actor import measure_configs
+from effvit_nas.measure.anchor import measure_anchored
 from effvit_nas.measure.settings import BenchSettings, Measurement
 from effvit_nas.measure.store import MeasurementStore
 
@@ -34,7 +36,7 @@ def preset_configs(space: SearchSpace) -> dict[str, ArchConfig]:
 def space_sample(space: SearchSpace, n: int, seed: int) -> list[ArchConfig]:
     """``n`` distinct configs from a scrambled Halton sequence over the space's knobs (fewer
     when the space has fewer distinct architectures within ``8 n`` points)."""
-    from scipy.stats import qmc
+    from scipy.stats import qmc  # lazy: scipy.stats costs a second or more to import
 
     if n < 0:
         raise SettingError("calibration_set.archs", f"must be >= 0, got {n}")
@@ -87,8 +89,6 @@ def engine_measure(
     """``measure(configs, fresh)`` through the engine's public entry points: anchored figures
     (`bench --anchor`) when ``anchor`` is given, plain ones (`bench`) otherwise; ``on_result``
     sees each figure as it comes."""
-    from effvit_nas.measure.actor import measure_configs
-    from effvit_nas.measure.anchor import measure_anchored
 
     def measure(configs: list[ArchConfig], fresh: bool) -> list[Measurement]:
         if anchor is None:
@@ -133,7 +133,7 @@ class NoiseCeiling:
 def noise_ceiling(repeats: tuple[tuple[str, float, float], ...], throughput: np.ndarray, seed: int = 0) -> NoiseCeiling | None:
     """Simulated: the measured figures as the truth, each measurement off by a normal log error
     of the repeats' spread (sd = RMS of log(first / repeat) / sqrt 2)."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # lazy: scipy.stats costs a second or more to import
 
     if not repeats:
         return None

@@ -47,7 +47,7 @@ class HeldOut:
 
 def held_out_stats(predicted: np.ndarray, measured: np.ndarray, folds: int) -> HeldOut:
     """:class:`HeldOut` of throughputs ``predicted`` (each by a fit without it) vs ``measured``."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # lazy: scipy.stats costs a second or more to import
 
     err = np.abs(predicted / measured - 1)
     return HeldOut(

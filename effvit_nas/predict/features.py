@@ -48,8 +48,8 @@ def stage_of(op_name: str) -> str:
 def arch_features(config: ArchConfig) -> dict[str, float]:
     """Every feature of ``config`` at its own resolution (builds the model on the CPU): totals
     per operator type and, per stage (``_s0``...), MACs and activations."""
-    from effvit_nas.model.cost import count_params, op_costs
-    from effvit_nas.model.efficientvit import build_model
+    from effvit_nas.model.cost import count_params, op_costs  # lazy: loads torch
+    from effvit_nas.model.efficientvit import build_model  # lazy: loads torch
 
     model = build_model(config)
     ops = op_costs(model, config.img_size)

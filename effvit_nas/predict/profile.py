@@ -14,17 +14,17 @@ from effvit_nas.arch.config import PRESETS, ArchConfig, preset_name
 from effvit_nas.arch.space import SearchSpace
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.measure.store import StorageError, default_storage
 from effvit_nas.predict.calibration import Calibration, noise_ceiling
 from effvit_nas.predict.efficiency import EfficiencyPredictor, fit_efficiency
 from effvit_nas.predict.features import FEATURE_SETS, arch_features
+from effvit_nas.predict.store import PredictorStore
 
 
 def fit_profile(
     cal: Calibration, space: SearchSpace, settings: BenchSettings, metric: str, feature_set: str, folds: int, seed: int, url: str
 ) -> dict[str, Any]:
     """Fit every feature set (held out), keep ``feature_set``'s predictor, store the record."""
-    from effvit_nas.predict.store import PredictorStore
-
     features = [arch_features(c) for c in cal.configs]
     fits = {name: fit_efficiency(features, cal.throughput, name, folds, seed) for name in FEATURE_SETS}
     predictor, held = fits[feature_set]
@@ -94,9 +94,6 @@ def load_profile(
     storage: str | None, fp: dict[str, Any], settings: BenchSettings, metric: str, space: str | None, device: str
 ) -> dict[str, Any]:
     """The latest stored record for the target; UserError naming `profile` when there is none."""
-    from effvit_nas.measure.store import StorageError, default_storage
-    from effvit_nas.predict.store import PredictorStore
-
     url = storage or default_storage()
     hint = f"run 'effvit-nas profile --device {device} --space {space or 'SPACE'}' with the same protocol flags first"
     try:

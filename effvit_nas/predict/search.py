@@ -18,6 +18,7 @@ from effvit_nas.arch.space import SearchSpace
 from effvit_nas.errors import SettingError
 from effvit_nas.predict.efficiency import EfficiencyPredictor, Prediction
 from effvit_nas.predict.features import arch_features
+from effvit_nas.runtime import quiet_optuna
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,7 @@ def predicted_search(
 ) -> list[Candidate]:
     """Every distinct architecture NSGA-II evaluated in ``trials`` trials, the predicted Pareto
     front (max throughput, max accuracy) marked."""
-    import optuna
-
-    from effvit_nas.runtime import quiet_optuna
+    import optuna  # lazy: Optuna costs a second to import
 
     if trials < 1:
         raise SettingError("predicted_search.trials", f"must be >= 1, got {trials}")

@@ -198,7 +198,7 @@ def tell(handle: StudyHandle, trial: optuna.Trial, outcome: Outcome) -> None:
 def repair_stale(handle: StudyHandle) -> None:
     """Fail the RUNNING trials whose heartbeat is older than the grace period (their process
     died) and enqueue their parameters again (the storage's retry callback)."""
-    from optuna.storages import fail_stale_trials
+    from optuna.storages import fail_stale_trials  # lazy: Optuna costs a second to import
 
     with quiet_optuna():
         fail_stale_trials(handle.study)

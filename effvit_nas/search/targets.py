@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.measure.backends import NAMES as BACKENDS
+from effvit_nas.measure.devices import parse_device
 
 DEFAULT_BACKEND = "trace"  # the paper's
 
@@ -39,8 +40,7 @@ def parse_target(text: str, metric: str | None = None) -> Target:
 
     The budget follows the *last* colon, since a device may hold one (``cuda:1``) and no budget does.
     """
-    from effvit_nas.measure.devices import parse_device
-    from effvit_nas.search.budget import budget_metric
+    from effvit_nas.search.budget import budget_metric  # lazy: loads torch (through the search's problem)
 
     where, colon, budget = text.strip().rpartition(":")
     if not colon or not where or not budget.strip():

@@ -26,7 +26,7 @@ from effvit_nas.data import normalize
 from effvit_nas.data.streaming import FolderData
 from effvit_nas.errors import UserError
 from effvit_nas.model.efficientvit import build_model
-from effvit_nas.model.weights import read_weights
+from effvit_nas.model.weights import damaged, read_weights
 from effvit_nas.runtime import import_ray
 from effvit_nas.supernet.scoring import load_supernet
 from effvit_nas.training.recipe import TrainRecipe
@@ -99,8 +99,7 @@ def read_state(path: Path, remedy: str) -> dict[str, Any]:
     try:
         return load_state(path)
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{path} is damaged ({reason}): {remedy}") from None
+        raise damaged(path, e, remedy) from None
 
 
 def save_weights(model: Any, path: Path) -> None:

@@ -65,6 +65,8 @@ class TrainExecution:
             it into memory first (:mod:`effvit_nas.data.streaming`; default False).
         loader_workers: DataLoader processes per Ray Train worker decoding and augmenting
             images (default 0: in the worker itself).
+        threads: torch threads per worker; None (default): the CPUs not busy now, shared out
+            (CPU runs repeat bit for bit only at one thread count: fix it to compare runs).
     """
 
     out: Path | None = None
@@ -74,12 +76,15 @@ class TrainExecution:
     resume: bool = False
     stream: bool = False
     loader_workers: int = 0
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise SettingError("TrainExecution.workers", f"must be positive, got {self.workers}")
         if self.loader_workers < 0:
             raise SettingError("TrainExecution.loader_workers", f"must be 0 or more, got {self.loader_workers}")
+        if self.threads is not None and self.threads < 1:
+            raise SettingError("TrainExecution.threads", f"must be positive, got {self.threads}")
 
     def resolved(self, default_out: Path) -> TrainExecution:
         """``out`` absolute (``default_out`` when None) and ``use_gpu`` decided."""
@@ -225,9 +230,9 @@ def model_shapes(arch: ArchConfig) -> Expected:
     (no memory allocated)."""
 
     def shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
-        import torch
+        import torch  # lazy: torch costs seconds to import
 
-        from effvit_nas.model.efficientvit import build_model
+        from effvit_nas.model.efficientvit import build_model  # lazy: loads torch
 
         with torch.device("meta"):
             model = build_model(arch.replace(num_classes=num_classes))
@@ -259,12 +264,17 @@ def _check_inputs(dataset: Any, recipe: TrainRecipe, workers: int, previous: Pat
         )
 
 
-def _threads(ray: Any, workers: int, use_gpu: bool) -> int:
-    """torch threads per CPU worker: the CPUs free now, shared out (a device actor may hold
-    some; asking for more would wait forever); each worker also asks Ray for that many."""
+def _threads(ray: Any, workers: int, use_gpu: bool, wanted: int | None = None) -> int:
+    """torch threads per CPU worker: ``wanted`` if given, else the CPUs free now, shared out (a
+    device actor may hold some; asking for more would wait forever); each worker also asks Ray
+    for that many, so ``wanted`` may not exceed the CPUs Ray has per worker."""
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if not use_gpu and workers > cpus:
         raise SettingError("TrainExecution.workers", f"{workers} needs {workers} CPUs; Ray has {cpus}")
+    if wanted is not None:
+        if not use_gpu and wanted * workers > cpus:
+            raise SettingError("TrainExecution.threads", f"{wanted} x {workers} worker(s) is more than the {cpus} CPUs Ray has")
+        return wanted
     free = int(ray.available_resources().get("CPU", 0))
     if use_gpu:
         return 1
@@ -279,7 +289,7 @@ def _trainer(ray: Any, loop: Callable[[dict[str, Any]], None], config: dict[str,
     and RunConfig."""
     from ray.train.torch import TorchConfig, TorchTrainer  # lazy: Ray costs seconds to import
 
-    threads = _threads(ray, run.workers, bool(run.use_gpu))
+    threads = _threads(ray, run.workers, bool(run.use_gpu), run.threads)
     config = {**config, "data_ref": ray.put(dataset), "threads": threads, "loader_workers": run.loader_workers}
     backend = TorchConfig(backend="nccl" if run.use_gpu else "gloo")
     return TorchTrainer(

@@ -155,6 +155,13 @@ def test_bench_bad_input(tmp_path, capsys, extra, needle):
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("extra", [["--backend", "tensorrt"], ["--backend", "onnxruntime", "--precision", "bf16"]])
+def test_bench_refuses_a_backend_before_the_store(tmp_path, capsys, extra):
+    r = run_main(capsys, "bench", "M0", "--storage", f"sqlite:///{tmp_path}/x.db", *extra)
+    assert r.returncode == 2 and r.stderr.startswith("error: backend")
+    assert not (tmp_path / "x.db").exists()  # nothing created for a run that never started
+
+
 def test_bench_names_the_threads_flag(tmp_path, capsys, local_ray):
     """The library names BenchSettings.threads; the CLI says which flag set it."""
     cpus = int(local_ray.cluster_resources()["CPU"])

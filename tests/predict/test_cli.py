@@ -19,6 +19,8 @@ FAST = ["--warmup", "0.1", "--duration", "0.3", "--window", "0.05"]
         (["profile", "--space", "tiny", "--metric", "speed"], "'speed' is not one of"),
         (["profile", "--space", "tiny", "--anchor", "M9"], "--anchor 'M9'"),
         (["profile", "--space", "tiny", "--feature-set", "nope"], "'nope' is unknown"),
+        (["profile", "--space", "tiny", "--seed", "-5"], "--seed"),
+        (["profile", "--space", "tiny", "--seed", str(2**31)], "--seed"),
         (["predict", "M0", "--metric", "latency"], "no profile to predict from"),
         (["predict", "M9"], "M9"),
     ],

@@ -56,3 +56,18 @@ def test_a_damaged_supernet_is_one_line(tmp_path, capsys):
         load_supernet(tmp_path)
     r = run_main(capsys, "proxy", "M0", "--proxy", f"supernet:{tmp_path}", "--data", "synthetic", "--img-size", "64")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and WEIGHTS_FILE in r.stderr, r.stderr
+
+
+def test_weights_and_state_say_damaged_in_one_wording(tmp_path):
+    """read_weights and read_state share model.weights.damaged: one wording for a bad file."""
+    from effvit_nas.errors import UserError
+    from effvit_nas.model.weights import damaged, read_weights
+    from effvit_nas.training.loop import read_state
+
+    assert str(damaged(tmp_path / "f", EOFError(), "delete it")) == f"{tmp_path / 'f'} is damaged (EOFError): delete it"
+    folder = _checkpoint(tmp_path / "o")
+    for path, read in ((folder / STATE_FILE, read_state), (folder / MODEL_FILE, read_weights)):
+        _truncate(path)
+        with pytest.raises(UserError) as e:
+            read(path, "delete it")
+        assert str(e.value).startswith(f"{path} is damaged (") and str(e.value).endswith("): delete it")

@@ -202,6 +202,7 @@ def test_an_interrupted_search_trains_nothing(monkeypatch, tmp_path, capsys):
         (["--lr", "-1"], "--lr must be positive"),
         (["--classes", "2", "--train-per-class", "4", "--batch", "16"], "--batch 16 is more than 8 training images"),
         (["--resume"], "nothing to resume"),
+        (["--threads", "0"], "--threads"),
     ],
 )
 def test_train_bad_input(tmp_path, tiny_yaml, capsys, extra, needle):
@@ -242,6 +243,25 @@ def test_library_errors_name_the_setting_and_the_cli_its_flag(tmp_path, tiny_yam
     r = run_main(capsys, "train", str(tiny_yaml), *DATA, "--batch", str(2 * n), "--workers", str(n), "--out", str(tmp_path / "cli"))
     assert r.returncode == 2 and r.stderr.strip() == f"error: --workers {n} needs {n} CPUs; Ray has {cpus}"
     assert "note: synthetic data: crop_pad=4" in r.stdout  # the CLI says what the data changed
+
+
+def test_threads_fixes_the_torch_threads_within_rays_cpus(tmp_path, tiny_yaml, local_ray, capsys, monkeypatch):
+    """--threads wins over the load-based default (CPU runs repeat only at one thread count)
+    but not over the CPUs Ray can reserve for the worker."""
+    from effvit_nas.errors import SettingError
+    from effvit_nas.training.runner import _threads
+
+    cpus = int(local_ray.cluster_resources()["CPU"])
+    monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 0.0, 0.0))  # every CPU busy
+    assert _threads(local_ray, 1, False) == 1
+    assert _threads(local_ray, 1, False, cpus) == cpus
+    with pytest.raises(SettingError) as e:
+        _threads(local_ray, 1, False, cpus + 1)
+    assert e.value.setting == "TrainExecution.threads"
+    r = run_main(capsys, "train", str(tiny_yaml), *DATA, "--batch", "8", "--threads", str(cpus + 1), "--out", str(tmp_path / "cli"))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --threads {cpus + 1} x 1 worker(s) is more than the {cpus} CPUs Ray has"
+    r = run_main(capsys, "supernet", "train", "--space", "tiny", "--threads", "0", "--out", str(tmp_path / "sn"))
+    assert r.returncode == 2 and "--threads" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_checkpoint_carrying_code_is_refused_and_not_run(tmp_path, tiny_yaml, capsys):

@@ -103,7 +103,7 @@ def check(settings: BenchSettings, torch_device: str) -> Backend:
 
 def as_numpy(out: Any) -> Any:
     """A backend's output as a float32 numpy array (first output of a list, torch or numpy)."""
-    import numpy as np
+    import numpy as np  # lazy: numpy is not needed to name the backends, which every CLI start does
 
     if isinstance(out, (list, tuple)):
         out = out[0]
@@ -116,7 +116,7 @@ def compare_with_eager(name: str, got: Any, reference: Any, precision: str) -> N
     """DeviceError when ``got`` (the backend's output) is not eager PyTorch's ``reference``
     within :data:`TOLERANCE` of ``precision``: a backend that computes something else is refused
     before it is timed."""
-    import numpy as np
+    import numpy as np  # lazy: numpy is not needed to name the backends, which every CLI start does
 
     got, reference = as_numpy(got), as_numpy(reference)
     tol = TOLERANCE[precision]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from effvit_nas.measure.backends import Backend, Prepared
+from effvit_nas.measure.devices import DeviceError
 
 
 class ExecuTorch(Backend):
@@ -23,10 +24,12 @@ class ExecuTorch(Backend):
         return f"{self.version()}, XNNPACK delegate, thread pool of {settings.threads}"
 
     def prepare(self, model: Any, x: Any, settings: Any, torch_device: str) -> Prepared:
-        import torch
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
-        from executorch.runtime import Runtime
+        import torch  # lazy: torch costs seconds to import
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+            XnnpackPartitioner,
+        )  # lazy: optional runtime
+        from executorch.exir import to_edge_transform_and_lower  # lazy: optional runtime
+        from executorch.runtime import Runtime  # lazy: optional runtime
 
         _set_threads(settings.threads)
         exported = torch.export.export(model, (x,))
@@ -48,9 +51,10 @@ class ExecuTorch(Backend):
 def _set_threads(threads: int) -> None:
     """The ExecuTorch thread pool (the one XNNPACK runs on) at ``threads``; DeviceError if it
     does not take (the API is experimental: a release may drop or change it)."""
-    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
-
-    from effvit_nas.measure.devices import DeviceError
+    from executorch.extension.pybindings.portable_lib import (
+        _threadpool_get_thread_count,
+        _unsafe_reset_threadpool,
+    )  # lazy: optional runtime
 
     _unsafe_reset_threadpool(threads)
     if _threadpool_get_thread_count() != threads:

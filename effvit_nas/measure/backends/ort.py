@@ -5,6 +5,7 @@ The GPU paths are not yet verified on a GPU."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended":
 
 def provider(cuda: bool, precision: str) -> str | None:
     """The execution provider for the device and precision (None: none installed can)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: loads the runtime's native libraries; naming the backend needs none
 
     have = ort.get_available_providers()
     if not cuda:
@@ -33,8 +34,6 @@ class OnnxRuntime(Backend):
         return "uv sync"
 
     def version(self) -> str:
-        import importlib.metadata
-
         for dist in ("onnxruntime", "onnxruntime-gpu"):  # the GPU build is another distribution
             try:
                 return f"{dist}=={importlib.metadata.version(dist)}"
@@ -56,9 +55,9 @@ class OnnxRuntime(Backend):
         return f"{self.version()}, {provider(cuda, settings.precision)}, graph optimisation {LEVELS[settings.graph_opt]}"
 
     def prepare(self, model: Any, x: Any, settings: Any, torch_device: str) -> Prepared:
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: loads the runtime's native libraries; naming the backend needs none
 
-        from effvit_nas.model.deploy import export_onnx
+        from effvit_nas.model.deploy import export_onnx  # lazy: loads torch
 
         cuda = torch_device.startswith("cuda")
         chosen = provider(cuda, settings.precision)
@@ -86,8 +85,8 @@ def _index(torch_device: str) -> int:
 def _bound(session: Any, model: Any, x: Any, index: int) -> Any:
     """A run on GPU with input and output bound to torch's CUDA memory (no host copies, as a
     deployed GPU pipeline would run). Not yet verified on a GPU."""
-    import numpy as np
-    import torch
+    import numpy as np  # lazy: with torch, below
+    import torch  # lazy: torch costs seconds to import
 
     with torch.inference_mode():
         out = torch.empty_like(model(x))

@@ -6,6 +6,7 @@ CPUs that have it, even for an fp32 request)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from effvit_nas.measure.backends import Backend, Prepared
@@ -34,9 +35,7 @@ class OpenVino(Backend):
         return f"{self.version()}, " + ", ".join(f"{k}={v}" for k, v in config(settings).items())
 
     def prepare(self, model: Any, x: Any, settings: Any, torch_device: str) -> Prepared:
-        import warnings
-
-        import openvino as ov
+        import openvino as ov  # lazy: optional runtime, installed by its extra
 
         with warnings.catch_warnings():  # convert_model traces the module; its tracer warnings are expected
             warnings.simplefilter("ignore")

@@ -10,7 +10,7 @@ from effvit_nas.measure.backends import Backend, Prepared
 
 
 def autocast(torch_device: str, precision: str) -> contextlib.AbstractContextManager:
-    import torch
+    import torch  # lazy: torch costs seconds to import
 
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -28,7 +28,7 @@ class _PyTorch(Backend):
         return model
 
     def prepare(self, model: Any, x: Any, settings: Any, torch_device: str) -> Prepared:
-        import torch
+        import torch  # lazy: torch costs seconds to import
 
         model = self._wrap(model, x, settings, torch_device)
 
@@ -47,7 +47,7 @@ class Trace(_PyTorch):
     name = "trace"
 
     def _wrap(self, model: Any, x: Any, settings: Any, torch_device: str) -> Any:
-        from effvit_nas.model.deploy import trace_for_inference
+        from effvit_nas.model.deploy import trace_for_inference  # lazy: loads torch
 
         # the paper's plain trace, recorded under autocast so the casts are in the graph
         with autocast(torch_device, settings.precision):
@@ -58,7 +58,7 @@ class Compile(_PyTorch):
     name = "compile"
 
     def _wrap(self, model: Any, x: Any, settings: Any, torch_device: str) -> Any:
-        import torch
+        import torch  # lazy: torch costs seconds to import
 
         return torch.compile(model)
 

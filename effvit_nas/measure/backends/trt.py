@@ -40,7 +40,7 @@ class TensorRT(Backend):
         return f"{self.version()}, {settings.precision} engine from ONNX opset 17"
 
     def prepare(self, model: Any, x: Any, settings: Any, torch_device: str) -> Prepared:
-        import torch
+        import torch  # lazy: torch costs seconds to import
 
         engine = _build(model, x, settings.precision == "fp16")
         context = engine.create_execution_context()
@@ -60,9 +60,9 @@ class TensorRT(Backend):
 def _build(model: Any, x: Any, fp16: bool) -> Any:
     """A deserialised engine for ``model`` on inputs shaped as ``x``; DeviceError naming the
     parser's first error when TensorRT cannot take the ONNX graph."""
-    import tensorrt as trt
+    import tensorrt as trt  # lazy: optional runtime, installed by its extra
 
-    from effvit_nas.model.deploy import export_onnx
+    from effvit_nas.model.deploy import export_onnx  # lazy: loads torch
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
