@@ -46,10 +46,10 @@ def main() -> None:
         )
     if args.out:
         record = {"studies": args.study, "n": len(data.configs), "candidates": rows}
-        write_report(args.out.with_suffix(".md"), markdown(record, args.out), record)
+        write_report(args.out.with_suffix(".md"), markdown(record, args.storage, args.out), record)
 
 
-def markdown(record: dict, out: Path) -> str:
+def markdown(record: dict, storage: str, out: Path) -> str:
     """The ranking as a table; the discussion lives in results/predictors.md."""
     lines = [
         "# Accuracy predictors ranked by held-out Kendall tau",
@@ -64,7 +64,7 @@ def markdown(record: dict, out: Path) -> str:
         by_study = ", ".join(f"{v:+.2f}" for v in r["kendall_by_study"].values())
         lines.append(f"| {r['candidate']} | {r['kendall']:+.2f} | [{lo:+.2f}, {hi:+.2f}] | {r['spearman']:+.2f} | {by_study} |")
     studies = " ".join(f"--study {s}" for s in record["studies"])
-    return "\n".join([*lines, "", f"Command: `uv run python benchmarks/accuracy_predictor.py --storage ... {studies} --out {out}`"])
+    return "\n".join([*lines, "", f"Command: `uv run python benchmarks/accuracy_predictor.py --storage {storage} {studies} --out {out}`"])
 
 
 if __name__ == "__main__":
