@@ -12,12 +12,12 @@ over the studies and per study:
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._report import write_report
 from effvit_nas.fidelity.ranking import agreement
 from effvit_nas.predict.accuracy import candidates, load_scored, rank_candidates
 
@@ -45,7 +45,26 @@ def main() -> None:
             + ", ".join(f"{v:+.2f}" for v in within.values())
         )
     if args.out:
-        args.out.write_text(json.dumps({"studies": args.study, "n": len(data.configs), "candidates": rows}, indent=2) + "\n")
+        record = {"studies": args.study, "n": len(data.configs), "candidates": rows}
+        write_report(args.out.with_suffix(".md"), markdown(record, args.storage, args.out), record)
+
+
+def markdown(record: dict, storage: str, out: Path) -> str:
+    """The ranking as a table; the discussion lives in results/predictors.md."""
+    lines = [
+        "# Accuracy predictors ranked by held-out Kendall tau",
+        "",
+        f"{record['n']} architectures with a complete reference in {', '.join(record['studies'])}.",
+        "",
+        "| candidate | Kendall | 95 % CI | Spearman | Kendall by study |",
+        "|---|---|---|---|---|",
+    ]
+    for r in record["candidates"]:
+        lo, hi = r["kendall_ci"]
+        by_study = ", ".join(f"{v:+.2f}" for v in r["kendall_by_study"].values())
+        lines.append(f"| {r['candidate']} | {r['kendall']:+.2f} | [{lo:+.2f}, {hi:+.2f}] | {r['spearman']:+.2f} | {by_study} |")
+    studies = " ".join(f"--study {s}" for s in record["studies"])
+    return "\n".join([*lines, "", f"Command: `uv run python benchmarks/accuracy_predictor.py --storage {storage} {studies} --out {out}`"])
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks._report import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 EXE = str(ROOT / ".venv" / "bin" / "effvit-nas")
 SEARCH = ["search", "--device", "cpu", "--budget", "100", "--space", "tiny", "--trials", "6", "--proxy", "macs", "--quiet"]
@@ -276,7 +278,7 @@ def write(path: Path, probes: list[dict]) -> None:
         if "recovery" in p:
             lines.append(f"- the same command again: {p['recovery']}")
         lines.append("")
-    path.write_text("\n".join(lines))
+    write_report(path, "\n".join(lines), probes)
     print(path.read_text())
 
 

@@ -16,8 +16,7 @@ import argparse
 import time
 from pathlib import Path
 
-from throughput_gpu import require_cuda, save
-
+from benchmarks.throughput_gpu import require_cuda, save
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.errors import UserError
 from effvit_nas.measure.devices import fingerprint

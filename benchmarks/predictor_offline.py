@@ -14,12 +14,12 @@ gradient-boosted model (scikit-learn's HistGradientBoostingRegressor on log time
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.predict.efficiency import cross_validated, fold_ids, held_out_stats
@@ -74,7 +74,24 @@ def main() -> None:
                     f"±10%: {100 * r['within_10']:5.1f} %  Spearman {r['spearman']:+.3f}  median |err| {100 * r['median_abs_error']:.1f} %"
                 )
     if args.out:
-        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+        write_report(args.out.with_suffix(".md"), markdown(rows, args.out), rows)
+
+
+def markdown(rows: list[dict], out: Path) -> str:
+    """Every (store, protocol, fit) row as a table; the discussion lives in results/predictors.md."""
+    lines = [
+        "# Efficiency predictors: held-out error per feature set and fit",
+        "",
+        "| store | device | protocol | n | model | within 5 % | within 10 % | Spearman | median abs. error |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {Path(r['storage']).name} | {r['device']} | {r['protocol']} | {r['n']} | {r['model']} | "
+            f"{100 * r['within_5']:.1f} % | {100 * r['within_10']:.1f} % | {r['spearman']:+.3f} | {100 * r['median_abs_error']:.1f} % |"
+        )
+    stores = " ".join(dict.fromkeys(r["storage"] for r in rows))
+    return "\n".join([*lines, "", f"Command: `uv run python benchmarks/predictor_offline.py {stores} --out {out}`"])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import json
 import multiprocessing
 import statistics
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
+from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS, ArchConfig, preset_name
 from effvit_nas.arch.space import load_space
 from effvit_nas.measure.actor import paired_measurement
@@ -218,9 +218,7 @@ def main() -> None:
     import sys
 
     command = "uv run python benchmarks/targets_cpu.py " + " ".join(sys.argv[1:])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
-    args.out.with_suffix(".md").write_text(markdown(result, command))
+    write_report(args.out.with_suffix(".md"), markdown(result, command), result)
     print(markdown(result, command))
 
 

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks._report import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = ["proxy", "M0", "--data", "synthetic", "--json"]
 
@@ -108,7 +110,6 @@ def main() -> None:
 
 
 def write(args: argparse.Namespace, records: list[dict]) -> None:
-    args.out.with_suffix(".json").write_text(json.dumps(records, indent=1) + "\n")
     cpus = len(os.sched_getaffinity(0))
     lines = [
         "# Train proxy beside busy processes: thread defaults before and after issue 45",
@@ -133,7 +134,7 @@ def write(args: argparse.Namespace, records: list[dict]) -> None:
             loads = ", ".join(f"{r['load_at_start']:.1f}" for r in rs)
             cells.append(f"{cell}; threads {threads or 'all'}; load {loads}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    args.out.write_text("\n".join(lines) + "\n")
+    write_report(args.out, "\n".join(lines), records)
     print(f"wrote {args.out}")
 
 

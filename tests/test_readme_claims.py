@@ -235,8 +235,32 @@ BENCH = [
 def test_every_quoted_benchmark_command_exists(where: str, match: tuple[str, str]):
     script, args = match
     source = (ROOT / "benchmarks" / script).read_text()
-    flags = re.findall(r"(?<!\S)(--[a-z][\w-]*)", args.split("benchmarks/")[0])
+    args = args.split("benchmarks/")[0]
+    flags = re.findall(r"(?<!\S)(--[a-z][\w-]*)", args)
+    words = args.split()
+    if words and re.fullmatch(r"[a-z][\w-]*", words[0]) and "add_subparsers(" in source:
+        # a script of subcommands (benchmarks/measurement_noise.py): the subcommand must exist and own the flags
+        known = _subcommand_flags(script, words[0])
+        assert known is not None, f"{where}: {script} has no subcommand {words[0]}"
+        assert not [f for f in flags if f not in known], f"{where}: {script} {words[0]} has no {flags}"
     assert not [f for f in flags if f'"{f}"' not in source], f"{where}: {script} has no {flags}"
+
+
+def _subcommand_flags(script: str, name: str) -> set[str] | None:
+    """The option strings of subcommand ``name`` of ``benchmarks/SCRIPT``, read from its argparse parser."""
+    import argparse
+    import importlib
+
+    ap = importlib.import_module(f"benchmarks.{script.removesuffix('.py')}").parser()
+    (sub,) = [a for a in ap._actions if isinstance(a, argparse._SubParsersAction)]
+    chosen = sub.choices.get(name)
+    return None if chosen is None else set(chosen._option_string_actions)
+
+
+def test_the_benchmark_checker_knows_a_subcommand_and_its_flags():
+    assert {"--repeats", "--img-size", "--malloc"} <= _subcommand_flags("measurement_noise.py", "precision")
+    assert "--img-size" not in _subcommand_flags("measurement_noise.py", "anchored")
+    assert _subcommand_flags("measurement_noise.py", "throughput") is None
 
 
 def test_the_readme_is_short_and_runs_the_tests_as_ci_does():
