@@ -2,8 +2,10 @@
 
 import functools
 import math
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -201,3 +203,11 @@ def tiny_search_settings(url: str, study: str, budget: float = 300.0, **kw):
         bench=BenchSettings(batch=16, **FAST_BENCH),
     )
     return problem, RunOptions(**{"study": study, "storage": url, "sampler": "random", "heartbeat_s": 1, **kw})
+
+
+def private_copy(small_study: tuple[str, str], tmp_path: Path) -> str:
+    """A private copy of the shared study database (conftest's ``small_study``), for tests that
+    add to it: the shared one must look the same to every test, in any order."""
+    src = small_study[0].removeprefix("sqlite:///")
+    shutil.copy(src, tmp_path / "copy.db")
+    return f"sqlite:///{tmp_path}/copy.db"

@@ -9,16 +9,7 @@ import pytest
 
 from effvit_nas.arch.config import ArchConfig, load_config
 from effvit_nas.results.cards import set_section
-from tests.support import run_main
-
-
-def _copy(small_study, tmp_path) -> str:
-    """A private copy of the shared study database, for tests that add to it."""
-    import shutil
-
-    src = small_study[0].removeprefix("sqlite:///")
-    shutil.copy(src, tmp_path / "copy.db")
-    return f"sqlite:///{tmp_path}/copy.db"
+from tests.support import private_copy, run_main
 
 
 
@@ -51,7 +42,7 @@ def test_show_csv_and_studies(small_study, capsys):
 def test_pareto_plot_png_html_and_presets(small_study, tmp_path, capsys, monkeypatch):
     # a private copy: --with-presets stores M0..M5, and the first check (only M0 there) must not
     # depend on whether another test already ran this on the shared study, nor leave them for it
-    url, name = _copy(small_study, tmp_path), small_study[1]
+    url, name = private_copy(small_study, tmp_path), small_study[1]
     png, html = tmp_path / "p.png", tmp_path / "p.html"
     r = run_main(capsys, "pareto", "--study", name, "--storage", url, "--out", str(png), "--html", str(html), "--json")
     assert r.returncode == 0, r.stderr
@@ -91,7 +82,7 @@ def test_export_pareto_with_onnx_and_remeasure(small_study, tmp_path, capsys):
 
     from effvit_nas.model.efficientvit import build_model
 
-    url, name = _copy(small_study, tmp_path), small_study[1]  # --remeasure stores: keep the shared study as made
+    url, name = private_copy(small_study, tmp_path), small_study[1]  # --remeasure stores: keep the shared study as made
     out = tmp_path / "export"
     r = run_main(capsys, "export", "--study", name, "--storage", url, "--out", str(out), "--onnx", "--remeasure", "--json")
     assert r.returncode == 0, r.stderr
@@ -166,7 +157,7 @@ def test_results_bad_input(small_study, tmp_path, capsys, args, needle):
     from effvit_nas.search.problem import SearchProblem
     from effvit_nas.search.study import open_study
 
-    url = _copy(small_study, tmp_path)
+    url = private_copy(small_study, tmp_path)
     open_study(SearchProblem(device="cpu", budget=2000.0, space="tiny"), RunOptions(study="empty", storage=url, trials=1))
     r = run_main(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in args], "--storage", url)
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -178,7 +169,7 @@ def test_results_bad_input(small_study, tmp_path, capsys, args, needle):
 def test_trial_without_config_is_refused(small_study, tmp_path, capsys):
     import optuna
 
-    url = _copy(small_study, tmp_path)
+    url = private_copy(small_study, tmp_path)
     study = optuna.load_study(study_name="small", storage=url)
     t = study.ask()  # a trial that never got a config (e.g. failed before sampling)
     study.tell(t, state=optuna.trial.TrialState.FAIL)

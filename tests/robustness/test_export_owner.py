@@ -4,11 +4,11 @@ import json
 
 import optuna
 
-from tests.support import run_main
+from tests.support import private_copy, run_main
 
 
 def test_export_of_another_study_into_a_folder_is_refused_unless_forced(small_study, tmp_path, capsys):
-    url, name = small_study
+    url, name = private_copy(small_study, tmp_path), small_study[1]
     optuna.copy_study(from_study_name=name, from_storage=url, to_storage=url, to_study_name="other-45")
     out = tmp_path / "models"
     assert run_main(capsys, "export", "--study", name, "--storage", url, "--out", str(out), "--trial", "0").returncode == 0
