@@ -40,8 +40,8 @@ from effvit_nas.measure.settings import DEFAULT_ANCHOR
     "targets",
     multiple=True,
     metavar="DEVICE[/BACKEND]:BUDGET",
-    help="A deployment target, e.g. cpu/openvino:4ms or cuda/tensorrt:2xM0: sets --device, --backend and --budget. "
-    "One for now; several targets in one study are not implemented yet.",
+    help="A deployment target, e.g. cpu/openvino:4ms or cuda/tensorrt:2xM0 (one: as --device, --backend and --budget). "
+    "Repeat it for several targets in one study: each is a constraint and an objective, every candidate is measured on each.",
 )
 @click.option(
     "--trials",
@@ -160,21 +160,25 @@ def search_cmd(**opts) -> None:
     if opts["baseline"] and not opts["train_top"]:
         raise UserError("--baseline needs --train-top K")
     check_training_flags(opts)
-    _apply_target(opts)
+    specs = _apply_target(opts)
     _set_metric(opts)
-    options = _run_options(opts)
-    bench = bench_settings(opts["device"], opts)
-    device = LazyWorker(opts["device"], bench, options.ray_address)  # one actor for the budget and the search
-    problem = _problem(opts, options, bench, device)
+    options = _run_options(opts, specs)
+    each = _target_opts(opts, specs)
+    benches = [bench_settings(o["device"], o) for o in each]
+    # one actor per device for the budgets and the search (targets on one device find the same by name)
+    devices = [LazyWorker(o["device"], b, options.ray_address) for o, b in zip(each, benches, strict=True)]
+    problem = _problem(opts, options, each, benches, devices)
     quiet = opts["quiet"] or opts["as_json"]
     if not quiet:
         click.echo(_header(problem, options, opts["data_source"]))
     if options.ray_address is not None:
         # on a cluster the search's actors are pinned to nodes, so the budget's actor is another
         # one: it would hold a CPU the proxies need (locally the search finds it by name)
-        device.release()
-    summary = run_search(problem, options, None if quiet else _progress(problem.proxy))
-    device.release()  # before --train-top: training wants the CPUs the actor holds
+        for device in devices:
+            device.release()
+    summary = run_search(problem, options, None if quiet else _progress(problem))
+    for device in devices:
+        device.release()  # before --train-top: training wants the CPUs the actor holds
     if opts["train_top"] and summary.interrupted:  # Ctrl-C means stop, not "go on to hours of training"
         click.echo("interrupted: --train-top skipped; run the same command again to resume", err=True)
     elif opts["train_top"]:
@@ -204,23 +208,39 @@ def _print_summary(summary) -> None:
     print_trials(summary.pareto, title="Pareto set (feasible, non-dominated)")
 
 
-def _apply_target(opts: dict) -> None:
-    """``--target`` as --device/--backend/--budget (one target: several per study are future
-    work, see effvit_nas.search.targets); without it, --budget is needed."""
+def _apply_target(opts: dict) -> list:
+    """The first ``--target`` as --device/--backend/--budget; returns every target when there
+    are several (a multi-target study), else []. Without --target, --budget is needed."""
     from effvit_nas.search.targets import parse_targets
 
     if not opts["targets"]:
         if opts["budget"] is None:
             raise click.UsageError("give --budget BUDGET or --target DEVICE[/BACKEND]:BUDGET")
-        return
+        return []
     if opts["budget"] is not None:
         raise click.UsageError("--target and --budget exclude each other (a target holds its budget)")
     with setting_flags({"Target": "--target"}):
         targets = parse_targets(opts["targets"], opts["metric"])
-    if len(targets) > 1:
-        raise UserError(f"{len(targets)} targets given: several targets in one study are not implemented yet; give one --target")
-    (t,) = targets
+    t = targets[0]
     opts.update(device=t.device, backend=t.backend, budget=t.budget, metric=t.metric)
+    return list(targets) if len(targets) > 1 else []
+
+
+def _target_opts(opts: dict, targets: list) -> list[dict]:
+    """The flags as each target sees them: its device, backend, budget and metric (a latency
+    target times batch 1 whatever --batch says; --anchor applies to absolute budgets only)."""
+    from effvit_nas.search.budget import parse_relative
+
+    if not targets:
+        return [opts]
+    each = []
+    for t in targets:
+        o = {**opts, "device": t.device, "backend": t.backend, "budget": t.budget, "metric": t.metric}
+        o["batch"] = None if t.metric == "latency" else opts["batch"]
+        o["anchor"] = None if parse_relative(t.budget) is not None else opts["anchor"]
+        o["spec"] = t.spec()
+        each.append(o)
+    return each
 
 
 def _set_metric(opts: dict) -> None:
@@ -232,19 +252,20 @@ def _set_metric(opts: dict) -> None:
         opts["metric"] = budget_metric(opts["budget"], opts["metric"])
 
 
-def _problem(opts: dict, options, bench, device):
+def _problem(opts: dict, options, each: list[dict], benches: list, devices: list):
     """What the study is about, from the flags (a relative budget is resolved here, once per
-    study: see effvit_nas.search.budget)."""
+    study and target: see effvit_nas.search.budget). ``each``: every target's flags."""
     from effvit_nas.arch.space import load_space
     from effvit_nas.data import check_data
     from effvit_nas.proxy.halving import Halving
     from effvit_nas.proxy.short_training import ShortTrainSettings
-    from effvit_nas.search.budget import study_budget
     from effvit_nas.search.loop import check_local_device
     from effvit_nas.search.problem import DEFAULT_PROXY, SearchProblem
-    from effvit_nas.search.study import stored_problem
+    from effvit_nas.search.study import check_same_targets, stored_problem, target_specs
 
     stored = stored_problem(options)
+    if stored is not None:  # before any budget is measured for a study that would be refused
+        check_same_targets(options.study, target_specs(stored), [o["spec"] for o in each] if len(each) > 1 else [])
     # a study resumed without --proxy goes on with the proxy it was created with, whatever the default is now
     opts["proxy_name"] = opts["proxy_name"] or (stored or {}).get("proxy") or DEFAULT_PROXY
     if opts["halving"] and opts["proxy_name"] != "train":
@@ -252,7 +273,8 @@ def _problem(opts: dict, options, bench, device):
     space = load_space(opts["space"])
     proxy_def = _checked_proxy(opts, options, stored, space)
     if options.ray_address is None:  # before a relative budget starts Ray to measure its preset
-        check_local_device(opts["device"], bench)
+        for o, bench in zip(each, benches, strict=True):
+            check_local_device(o["device"], bench)
     elif stored is None:  # a cluster that does not answer must not leave behind an empty study
         from effvit_nas.measure.actor import connect
 
@@ -260,23 +282,40 @@ def _problem(opts: dict, options, bench, device):
     data = data_config(opts)
     if stored is None:  # a typo in --data must not leave behind a study that then refuses the corrected command
         check_data(data)
-    anchor = _anchor(opts, options, stored)
-    budget = study_budget(opts["budget"], space, opts["device"], bench, options, device, anchor=anchor, reanchor=opts["reanchor"])
+    targets = [_target(i, o, b, d, options, stored, space) for i, (o, b, d) in enumerate(zip(each, benches, devices, strict=True))]
+    t = targets[0]
     return SearchProblem(
-        device=opts["device"],
-        budget=budget.images_per_s,
+        device=t.device,
+        budget=t.budget,
         space=space.source,
         proxy=opts["proxy_name"],
         data=data,
         short_train=ShortTrainSettings(steps=opts["steps"], seed=opts["seed"]),
-        bench=bench,
-        budget_spec=budget.spec,
-        budget_reference=budget.reference,
+        bench=t.bench,
+        budget_spec=t.budget_spec,
+        budget_reference=t.budget_reference,
         halving=Halving(eta=opts["halving"]) if opts["halving"] else None,
-        paired=opts["paired"] or anchor is not None or _paired_by_default(opts, stored),
-        anchor=anchor,
+        paired=t.paired,
+        anchor=t.anchor,
         proxy_def=proxy_def,
+        targets=tuple(targets) if len(targets) > 1 else (),
     )
+
+
+def _target(index: int, opts: dict, bench, device, options, stored: dict | None, space):
+    """Target ``index`` of the study (its budget resolved, its anchor and pairing decided as
+    a single-target study's are); ``stored``: the study's stored problem, if it exists."""
+    from effvit_nas.search.budget import study_budget
+    from effvit_nas.search.problem import TargetProblem
+
+    if index and stored is not None:  # a study of several targets stores each (CONTRACT.md)
+        stored = stored["targets"][index]
+    anchor = _anchor(opts, options, stored)
+    budget = study_budget(
+        opts["budget"], space, opts["device"], bench, options, device, anchor=anchor, reanchor=opts["reanchor"], target=index
+    )
+    paired = opts["paired"] or anchor is not None or _paired_by_default(opts, stored)
+    return TargetProblem(opts["device"], budget.images_per_s, bench, budget.spec, budget.reference, paired, anchor, opts.get("spec", ""))
 
 
 def _paired_by_default(opts: dict, stored: dict | None) -> bool:
@@ -333,16 +372,18 @@ def _checked_proxy(opts: dict, options, stored: dict | None, space) -> str | Non
         return stored.get("proxy_def", stored["proxy"])
 
 
-def _run_options(opts: dict):
-    """How this run goes, from the flags."""
+def _run_options(opts: dict, targets: list):
+    """How this run goes, from the flags (``targets``: every one, when there are several)."""
     from effvit_nas.measure.store import default_storage, require_persistent
-    from effvit_nas.search.budget import default_study_name
+    from effvit_nas.search.budget import default_study_name, default_targets_name
     from effvit_nas.search.options import RunOptions, parse_duration
 
     storage = opts["storage"] or default_storage()
     require_persistent(storage)
     return RunOptions(
-        study=opts["study_name"] or default_study_name(opts["device"], opts["budget"], opts.get("metric") or "throughput"),
+        study=opts["study_name"]
+        or (default_targets_name([t.spec() for t in targets]) if targets else None)
+        or default_study_name(opts["device"], opts["budget"], opts.get("metric") or "throughput"),
         storage=storage,
         trials=opts["trials"],
         timeout_s=parse_duration(opts["timeout"]) if opts["timeout"] else None,
@@ -356,36 +397,42 @@ def _run_options(opts: dict):
     )
 
 
+def _budget_text(t) -> str:
+    """A target's budget as the header says it (``t``: a SearchProblem or a TargetProblem)."""
+    budget = f"{t.budget:,.0f} img/s"
+    if t.bench.metric == "latency":  # held as 1 / p50 at batch 1 (effvit_nas.search.budget)
+        budget = f"p50 latency {1e3 / t.budget:.3g} ms (= {budget} at batch 1)"
+    if t.budget_spec:
+        preset = t.budget_spec.split("x")[-1]
+        budget = f"{t.budget_spec} = {budget} ({preset} at the space's resolution measured {t.budget_reference:,.0f} img/s)"
+        budget += f"; candidates paired with {preset}" if t.paired else ""
+    elif t.anchor:
+        budget += f"; candidates paired with anchor {t.anchor} (at the space's resolution measured {t.budget_reference:,.0f} img/s)"
+    b = t.bench
+    return f"{budget} on {t.device} (batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}, malloc {b.malloc})"
+
+
 def _header(problem, options, data_source: str) -> str:
-    b = problem.bench
-    budget = f"{problem.budget:,.0f} img/s"
-    if b.metric == "latency":  # held as 1 / p50 at batch 1 (effvit_nas.search.budget)
-        budget = f"p50 latency {1e3 / problem.budget:.3g} ms (= {budget} at batch 1)"
-    if problem.budget_spec:
-        preset = problem.budget_spec.split("x")[-1]
-        budget = f"{problem.budget_spec} = {budget} ({preset} at the space's resolution measured {problem.budget_reference:,.0f} img/s)"
-        budget += f"; candidates paired with {preset}" if problem.paired else ""
-    elif problem.anchor:
-        budget += (
-            f"; candidates paired with anchor {problem.anchor} (at the space's resolution measured {problem.budget_reference:,.0f} img/s)"
-        )
     from effvit_nas.proxy.registry import IMAGE_FREE
 
+    if problem.targets:
+        budget = f"{len(problem.targets)} targets: " + "; ".join(f"{t.spec}: budget {_budget_text(t)}" for t in problem.targets)
+    else:
+        budget = f"budget {_budget_text(problem)}"
     # "macs on synthetic" read as if the search ran on fake images; macs reads none
     data = f"(reads no images, {problem.data.img_size} px)" if problem.proxy in IMAGE_FREE else f"on {data_source}"
-    return (
-        f"study {options.study} in {options.storage}: budget {budget} on {problem.device} "
-        f"(batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}, malloc {b.malloc}); proxy {problem.proxy} {data}; "
-        f"sampler {options.sampler}"
-    )
+    return f"study {options.study} in {options.storage}: {budget}; proxy {problem.proxy} {data}; sampler {options.sampler}"
 
 
-def _progress(proxy: str):
+def _progress(problem):
     """The per-trial progress line."""
+    proxy, targets = problem.proxy, problem.targets
 
     def on_event(e) -> None:
         total = f"/{e.total}" if e.total else ""
         tp = f"{e.throughput:,.0f} img/s" if e.throughput is not None else "not measured"
+        if targets and e.figures:  # each target's figure, measured or (skipped) predicted
+            tp = ", ".join(f"{t.spec} {_figure_text(f, t.bench.metric)}" for t, f in zip(targets, e.figures, strict=True))
         acc = f", {proxy} {fmt_proxy(e.accuracy, proxy)}" if e.accuracy is not None else ""
         best = fmt_proxy(e.best_accuracy, proxy) if e.best_accuracy is not None else "-"
         note = f" [{e.note}]" if e.note else ""
@@ -395,3 +442,8 @@ def _progress(proxy: str):
         )
 
     return on_event
+
+
+def _figure_text(figure: float, metric: str) -> str:
+    """A target's figure in its metric's unit: img/s, or a latency target's p50 in ms."""
+    return f"{1e3 / figure:.3g} ms" if metric == "latency" else f"{figure:,.0f} img/s"

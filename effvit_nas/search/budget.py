@@ -159,6 +159,12 @@ def default_study_name(device: str, text: str, metric: str = "throughput") -> st
     return f"effvit-{device.lower()}-{budget}"
 
 
+def default_targets_name(specs: list[str]) -> str:
+    """``effvit-<spec1>+<spec2>...``, each character outside ``[A-Za-z0-9._+-]`` as ``_``: the
+    default name of a study of several targets (CONTRACT.md item 4)."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", "effvit-" + "+".join(specs))
+
+
 def study_budget(
     text: str,
     space: SearchSpace,
@@ -168,15 +174,17 @@ def study_budget(
     worker: Callable[[], Any] | None = None,
     anchor: str | None = None,
     reanchor: bool = False,
+    target: int = 0,
 ) -> Budget:
     """The budget ``text`` (with ``anchor``, for an absolute one) means for the study
     ``options`` name: its stored figure when the study exists with the same budget, else
     resolved now from the preset's figure on this device, backend and protocol: the anchor
     figure `bench` keeps too (:func:`~effvit_nas.measure.anchor.anchor_figure`, measured
     ``ANCHOR_RUNS`` times the first time; ``reanchor`` measures it again).
-    ``worker``: returns the device actor to use (default: one started for this call)."""
+    ``worker``: returns the device actor to use (default: one started for this call).
+    ``target``: which of a study's targets the budget is (the first is the study's own)."""
 
-    stored = _stored_budget(stored_problem(options))
+    stored = _stored_budget(stored_problem(options), target)
 
     def measure(config: ArchConfig) -> Measurement:
         store = MeasurementStore(options.storage)
@@ -187,10 +195,10 @@ def study_budget(
         return anchor_figure(config, device_id, bench, store, actor, reanchor)
 
     budget = resolve_budget(text, max(space.img_sizes), space.num_classes, measure, stored, anchor)
-    return budget if stored is not None else adopt_stored(budget, options)
+    return budget if stored is not None else adopt_stored(budget, options, target)
 
 
-def adopt_stored(budget: Budget, options: RunOptions) -> Budget:
+def adopt_stored(budget: Budget, options: RunOptions, target: int = 0) -> Budget:
     """``budget``, or the figure a study of the same relative budget got meanwhile: drivers of
     one command started together each measure the preset while no study exists yet; the first
     to create the study stores its figure, and the others take it instead of being refused
@@ -198,15 +206,18 @@ def adopt_stored(budget: Budget, options: RunOptions) -> Budget:
 
     if budget.reference is None:
         return budget
-    stored = _stored_budget(stored_problem(options))
+    stored = _stored_budget(stored_problem(options), target)
     if stored is not None and (stored.spec, stored.anchor) == (budget.spec, budget.anchor):
         return stored
     return budget
 
 
-def _stored_budget(problem: dict[str, Any] | None) -> Budget | None:
-    """The budget a study's stored problem holds if it rests on a measured preset (relative,
-    or absolute with an anchor)."""
+def _stored_budget(problem: dict[str, Any] | None, target: int = 0) -> Budget | None:
+    """The budget a study's stored problem holds (for its ``target``-th target) if it rests on
+    a measured preset (relative, or absolute with an anchor)."""
+    if problem and target:
+        targets = problem.get("targets") or []
+        problem = targets[target] if target < len(targets) else None
     if not problem or not (problem.get("budget_spec") or problem.get("anchor")):
         return None
     return Budget(problem["budget"], problem.get("budget_spec"), problem.get("budget_reference"), problem.get("anchor"))

@@ -21,8 +21,7 @@ from typing import Any, Literal, Protocol
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import load_space
 from effvit_nas.data import load_data
-from effvit_nas.errors import SettingError
-from effvit_nas.measure.actor import connect, paired_key, paired_measurement
+from effvit_nas.measure.actor import connect
 from effvit_nas.measure.pool import alive_nodes, restart_member, start_pool
 from effvit_nas.measure.settings import Measurement
 from effvit_nas.measure.store import MeasurementStore
@@ -30,8 +29,8 @@ from effvit_nas.proxy.halving import Halving, reporter
 from effvit_nas.proxy.registry import evaluate_proxy, preload
 from effvit_nas.proxy.short_training import ShortTrainSettings
 from effvit_nas.runtime import import_ray
-from effvit_nas.search.budget import parse_relative, reference_config
 from effvit_nas.search.problem import SearchProblem
+from effvit_nas.search.target_actors import target_actors
 from effvit_nas.search.usage import ANY_NODE, actor_idle
 
 # A proxy task's worker killed (OOM killer, a crash) is retried once, as the device actor's
@@ -177,6 +176,8 @@ class _Work:
     config: ArchConfig | None = None
     claim: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     retried: bool = False
+    targets: dict[Any, int] = field(default_factory=dict)  # a measurement's call -> its target
+    finished: dict[int, Any] = field(default_factory=dict)  # target -> its finished call
 
     @property
     def arch(self) -> ArchConfig:
@@ -230,7 +231,7 @@ class RayExecution:
         self._done: deque[tuple[int, Any]] = deque()
         self._seconds = [0.0, 0.0]
         self._task = self._ray.remote(**PROXY_TASK_OPTIONS)(_proxy_task)
-        self._reference_config = self._reference() if problem.paired else None
+        self._targets = target_actors(problem.all_targets(), self.pool, load_space(problem.space), ray_address)
         self._ray.get(warming)
         # what the actors did after set-up: spans measuring (by actor) and of proxies that held
         # timings off their node (by node), for idle_seconds
@@ -299,13 +300,14 @@ class RayExecution:
         another driver is timing (it holds the claim) waits for that figure, the rest start on
         free actors under this driver's claim. Never blocks: two drivers each waiting for a
         claim the other holds would stall both."""
-        fp_id, key = self.members[0].fingerprint["id"], self._store_key()  # a pool has one fingerprint
+        first = self._targets[0]
+        fp_id, key = first.fp_id, first.store_key()
         for work in list(self._waiting):
             h = work.arch.short_hash()
-            stored = self.store.get(h, fp_id, key)
-            if stored is not None:
+            stored = [self.store.get(h, t.fp_id, t.store_key()) for t in self._targets]
+            if None not in stored:
                 self._waiting.remove(work)
-                self._deliver(work, stored)
+                self._deliver(work, self._result(stored))
             elif self._free_members() and self.store.claim(h, fp_id, key):
                 work.claim.callback(self.store.release, h, fp_id, key)
                 work.member = self._free_members()[0]
@@ -317,26 +319,21 @@ class RayExecution:
                     raise
 
     def _submit(self, work: _Work) -> None:
+        """Time ``work`` on every target at once: targets sharing its actor one after the other."""
         member = self.members[work.actor]
-        settings = asdict(self.problem.bench)
-        if self._reference_config is not None:
-            ref = member.handle.measure_ratio.remote(work.arch.to_dict(), self._reference_config.to_dict(), settings)
-        else:
-            ref = member.handle.measure.remote(work.arch.to_dict(), settings)
+        work.targets, work.finished = {}, {}
+        for i, target in enumerate(self._targets):
+            ref = target.submit(member.handle, work.arch)
+            work.targets[ref] = i
+            self._running[ref] = work
         self._idle.remove(work.actor)
         work.node, work.started = member.node_id, time.perf_counter()
         self._last_start = work.started
-        self._running[ref] = work
 
-    def _store_key(self) -> str:
-        if self._reference_config is not None:
-            return paired_key(self.problem.bench, self._reference_config, self._budget_reference())
-        return self.problem.bench.key()
-
-    def _budget_reference(self) -> float:
-        if self.problem.budget_reference is None:  # SearchProblem refuses paired=True without it
-            raise SettingError("SearchProblem.budget_reference", "is needed to pair candidates (paired=True)")
-        return self.problem.budget_reference
+    @staticmethod
+    def _result(figures: list[Any]) -> Any:
+        """What a measurement delivers: its figure, or one per target for several targets."""
+        return figures[0] if len(figures) == 1 else tuple(figures)
 
     def start_proxy(self, key: int, job: ProxyJob) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # lazy: Ray costs seconds to import
@@ -362,16 +359,25 @@ class RayExecution:
                 ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
             now = time.perf_counter()
             for ref in ready:
-                work = self._running.pop(ref)
-                self._seconds[work.kind == "proxy"] += now - work.started
-                if work.kind == "proxy":
-                    result = self._get(ref)
-                    self._span(work, now, result.get("seconds") if isinstance(result, dict) else None)
-                    self._done.append((work.keys[0], result))
-                else:
-                    self._span(work, now)
-                    self._measured(work, ref)
+                self._collect(ref, now)
         return self._done.popleft()
+
+    def _collect(self, ref: Any, now: float) -> None:
+        """A finished call: a proxy's result, or one target's timing (a measurement is done
+        once every target's is)."""
+        work = self._running.pop(ref)
+        if work.kind == "measure":
+            work.finished[work.targets[ref]] = ref
+            if len(work.finished) < len(self._targets):
+                return
+        self._seconds[work.kind == "proxy"] += now - work.started
+        if work.kind == "proxy":
+            result = self._get(ref)
+            self._span(work, now, result.get("seconds") if isinstance(result, dict) else None)
+            self._done.append((work.keys[0], result))
+        else:
+            self._span(work, now)
+            self._measured(work)
 
     def _span(self, work: _Work, now: float, compute_s: float | None = None) -> None:
         """Record ``work``'s span. A proxy's node waits from its submission until this driver
@@ -390,24 +396,27 @@ class RayExecution:
         except Exception as e:  # the loop records it as the trial's failure
             return e
 
-    def _measured(self, work: _Work, ref: Any) -> None:
-        """Store a finished measurement, free its actor, drop the claim, hand the figure on."""
+    def _measured(self, work: _Work) -> None:
+        """Store a finished measurement (each target's figure), free its actor, drop the claim,
+        hand the figure (or figures) on; any target's error is the candidate's."""
 
         self._idle.append(work.actor)
         try:
-            result = self._ray.get(ref)
+            raw = [self._ray.get(work.finished[i]) for i in range(len(self._targets))]
         except self._ray.exceptions.RayActorError as e:
-            if not work.retried and self._resubmit(work):
+            # one target: measure again on a new actor; several: the candidate fails (rare)
+            if not work.retried and len(self._targets) == 1 and self._resubmit(work):
                 return
-            result = e
+            result: Any = e
         except Exception as e:
             result = e
-        with work.claim:
-            if not isinstance(result, Exception):
-                if self._reference_config is not None:
-                    reference = f"anchor {self.problem.anchor}" if self.problem.anchor else "the budget's preset"
-                    result = paired_measurement(work.arch, result, self._budget_reference(), reference)
-                self.store.put(result, self._store_key())
+        else:
+            with work.claim:
+                figures = [t.figure(work.arch, r) for t, r in zip(self._targets, raw, strict=True)]
+                for t, m in zip(self._targets, figures, strict=True):
+                    self.store.put(m, t.store_key())
+            result = self._result(figures)
+        work.claim.close()
         self._deliver(work, result)
 
     def _resubmit(self, work: _Work) -> bool:
@@ -443,15 +452,5 @@ class RayExecution:
             work.claim.close()
 
     def describe(self) -> str:
-        return self.pool.describe()
-
-    def _reference(self) -> ArchConfig:
-        """The preset candidates are paired with (the anchor, or the budget's preset) as the
-        budget measured it: at the space's resolution and classes."""
-
-        space = load_space(self.problem.space)
-        relative = parse_relative(self.problem.budget_spec) if self.problem.budget_spec else None
-        name = self.problem.anchor or (relative[1] if relative else None)
-        if name is None:  # SearchProblem refuses paired=True without either
-            raise SettingError("SearchProblem.paired", "needs a budget relative to a preset or an anchor")
-        return reference_config(name, max(space.img_sizes), space.num_classes)
+        pools = {id(t.pool): t.pool for t in self._targets}.values()  # each device's once
+        return "; ".join(p.describe() for p in pools)

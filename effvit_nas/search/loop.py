@@ -49,7 +49,7 @@ from effvit_nas.search.screening import (
 )
 from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, repair_stale, tell
 from effvit_nas.trials.pareto import pareto_trials
-from effvit_nas.trials.records import Attr, rung_points, trial_record
+from effvit_nas.trials.records import Attr, TrialRecord, rung_points, trial_record
 
 if TYPE_CHECKING:
     import optuna
@@ -74,6 +74,7 @@ class TrialEvent:
     best_accuracy: float | None
     pareto_size: int
     eta_s: float | None
+    figures: tuple[float, ...] = ()  # several targets: each one's figure (measured, or predicted when skipped)
 
 
 @dataclass
@@ -115,13 +116,43 @@ def _enqueue_presets(handle: StudyHandle, space: SearchSpace) -> None:
 
 
 def _screener(handle: StudyHandle, problem: SearchProblem, options: RunOptions) -> Screener:
-    """A screener whose throughput model and counts continue from the study's trials."""
-    model = FeasibilityModel(problem.budget)
+    """A screener whose throughput models (one per target) and counts continue from the study's trials."""
+    targets = problem.all_targets()
+    models = [FeasibilityModel(t.budget) for t in targets]
     records = handle.records(("COMPLETE",))
     for r in records:
-        if r.measured and r.throughput and r.config is not None and r.params is not None and r.macs is not None:
-            model.add(features(ArchConfig.from_dict(r.config), r.params, r.macs), r.throughput)
-    return Screener(problem.budget, model, handle.first_complete, options.audit_every, ScreenCounts.of(records, problem.budget))
+        figures = [f for f in _figures(r, len(targets)) if f is not None]
+        if r.measured and len(figures) == len(targets) and r.config is not None and r.params is not None and r.macs is not None:
+            x = features(ArchConfig.from_dict(r.config), r.params, r.macs)
+            for model, figure in zip(models, figures, strict=True):
+                model.add(x, figure)
+    more = tuple((t.budget, m) for t, m in zip(targets[1:], models[1:], strict=True))
+    return Screener(problem.budget, models[0], handle.first_complete, options.audit_every, ScreenCounts.of(records, problem.budget), more)
+
+
+def _figures(r: TrialRecord, targets: int) -> list[float | None]:
+    """A trial's measured figure on each target (None where not measured)."""
+    if targets == 1:
+        return [r.throughput or None]
+    entries = r.attrs.get(Attr.TARGETS) or [{}] * targets
+    return [e.get("figure") if e.get("measured") else None for e in entries]
+
+
+def _front(study: optuna.Study, targets: int) -> list[optuna.trial.FrozenTrial]:
+    """The study's Pareto set: :func:`pareto_trials` for one target; for several (its 2-d front
+    cannot hold them), the feasible, measured, complete trials (each architecture's first) that
+    no other such trial dominates over accuracy and every target's figure."""
+    if targets == 1:
+        return pareto_trials(study)
+    first: dict[str, optuna.trial.FrozenTrial] = {}
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        r = TrialRecord.of(t)
+        if r.feasible and r.measured and not r.stopped:
+            first.setdefault(r.key(), t)
+    pts = {n: tuple(t.values) for n, t in first.items()}
+    dominated = lambda a, b: all(x <= y for x, y in zip(a, b, strict=True)) and a != b  # noqa: E731  # b dominates a
+    front = [first[n] for n, p in pts.items() if not any(dominated(p, q) for q in pts.values())]
+    return sorted(front, key=lambda t: -t.values[0])
 
 
 @dataclass
@@ -170,6 +201,7 @@ class _Run:
     ):
         self.handle, self.space, self.screener, self.execution = handle, space, screener, execution
         self.options, self.on_event = options, on_event
+        self.targets = len(screener.budgets)
         self.t_start = time.perf_counter()
         self.deadline = time.time() + options.timeout_s if options.timeout_s else None
         self.failures = self.run_trials = 0
@@ -371,8 +403,9 @@ class _Run:
                 self.options.trials,
                 len(feasible),
                 best,
-                len(pareto_trials(self.handle.study)),
+                len(_front(self.handle.study, self.targets)),
                 eta,
+                outcome.figures,
             )
         )
 
@@ -395,7 +428,8 @@ def run_search(
     t_start = time.perf_counter()
     space = load_space(problem.space)
     if options.ray_address is None:  # fail on a missing device before touching the study
-        check_local_device(problem.device, problem.bench)
+        for target in problem.all_targets():
+            check_local_device(target.device, target.bench)
     handle = open_study(problem, options)
     repair_stale(handle)
     if options.seed_presets:
@@ -429,7 +463,7 @@ def check_local_device(device: str, bench: BenchSettings) -> None:
 
 
 def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
-    front = pareto_trials(run.handle.study)
+    front = _front(run.handle.study, run.targets)
     numbers = {t.number for t in front}
     complete = run.handle.records(("COMPLETE",))
     counts = run.screener.counts

@@ -44,6 +44,52 @@ def parse_budget(text: str) -> float:
 
 
 @dataclass(frozen=True)
+class TargetProblem:
+    """One deployment target of a study (``search --target``): what :class:`SearchProblem`'s
+    device, budget, bench, budget_spec, budget_reference, paired and anchor say for its first
+    target, for each target (same meanings). ``spec``: the target as given (``cpu/trace:2xM0``)."""
+
+    device: str
+    budget: float
+    bench: BenchSettings
+    budget_spec: str | None = None
+    budget_reference: float | None = None
+    paired: bool = False
+    anchor: str | None = None
+    spec: str = ""
+
+    def __post_init__(self) -> None:
+        _check_target(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The target as a study stores it (CONTRACT: the ``targets`` list of a multi-target study)."""
+        return {
+            "spec": self.spec,
+            "device": self.device,
+            "backend": self.bench.backend,
+            "metric": self.bench.metric,
+            "budget": self.budget,
+            "budget_spec": self.budget_spec,
+            "budget_reference": self.budget_reference,
+            "bench": asdict(self.bench),
+            "paired": self.paired,
+            "anchor": self.anchor,
+        }
+
+
+def _check_target(t: TargetProblem | SearchProblem) -> None:
+    """SettingError for a budget, anchor or pairing that cannot work (a study's, or one target's)."""
+    if not t.budget > 0:
+        raise SettingError("SearchProblem.budget", f"must be positive images/s, got {t.budget}")
+    if t.anchor is not None and t.budget_spec:
+        raise SettingError("SearchProblem.anchor", f"is for an absolute budget; {t.budget_spec}'s preset is its anchor (use --paired)")
+    if t.anchor is not None and not t.paired:
+        raise SettingError("SearchProblem.anchor", "is only used to pair candidates with (paired=True)")
+    if t.paired and not ((t.budget_spec or t.anchor) and t.budget_reference):
+        raise SettingError("SearchProblem.paired", "needs a budget relative to a preset (e.g. M0, 1.5xM0) or an anchor (--anchor M0)")
+
+
+@dataclass(frozen=True)
 class SearchProblem:
     """What a study is about.
 
@@ -74,6 +120,8 @@ class SearchProblem:
         proxy_def: what scored a finished study's candidates, as stored (``supernet@<digest>``),
             for a study resumed only to train its models after the proxy's files are gone;
             None (default) works it out from ``proxy``.
+        targets: for a study of several deployment targets, every one of them in ``--target``
+            order, the first the same as the fields above; () (default) for one target.
     """
 
     device: str
@@ -89,23 +137,28 @@ class SearchProblem:
     paired: bool = False
     proxy_def: str | None = None
     anchor: str | None = None
+    targets: tuple[TargetProblem, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.budget > 0:
-            raise SettingError("SearchProblem.budget", f"must be positive images/s, got {self.budget}")
-        if self.anchor is not None and self.budget_spec:
-            raise SettingError(
-                "SearchProblem.anchor", f"is for an absolute budget; {self.budget_spec}'s preset is its anchor (use --paired)"
-            )
-        if self.anchor is not None and not self.paired:
-            raise SettingError("SearchProblem.anchor", "is only used to pair candidates with (paired=True)")
-        if self.paired and not ((self.budget_spec or self.anchor) and self.budget_reference):
-            raise SettingError("SearchProblem.paired", "needs a budget relative to a preset (e.g. M0, 1.5xM0) or an anchor (--anchor M0)")
+        _check_target(self)
+        if self.targets and self.targets[0] != self.first_target():
+            raise SettingError("SearchProblem.targets", "the first target must be the study's device, budget and bench")
         if self.halving is not None and self.proxy != "train":
             raise SettingError("SearchProblem.halving", f"applies to the train proxy only, not {self.proxy!r}")
 
+    def first_target(self) -> TargetProblem:
+        """The study's (first) target, from its own fields."""
+        spec = self.targets[0].spec if self.targets else ""
+        return TargetProblem(self.device, self.budget, self.bench, self.budget_spec, self.budget_reference, self.paired, self.anchor, spec)
+
+    def all_targets(self) -> tuple[TargetProblem, ...]:
+        """Every target, in order (one for a single-target study)."""
+        return self.targets or (self.first_target(),)
+
     def identity(self) -> dict[str, Any]:
-        """The problem as stored in the study (JSON); its keys are what `show`/`studies` read."""
+        """The problem as stored in the study (JSON); its keys are what `show`/`studies` read.
+        A study of several targets adds ``targets``; one of one target stores none, as before."""
+        more = {"targets": [t.identity() for t in self.targets]} if len(self.targets) > 1 else {}
         return {
             "device": self.device,
             "budget": self.budget,
@@ -121,6 +174,7 @@ class SearchProblem:
             "halving": asdict(self.halving) if self.halving else None,
             "paired": self.paired,
             "anchor": self.anchor,
+            **more,
         }
 
     def proxy_definition(self) -> str:

@@ -13,6 +13,7 @@ earlier trials is passed in, so every decision is testable with fakes.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,10 +67,14 @@ class Outcome:
     throughput: float | None = None  # images/s, measured or reused (None: not measured)
     accuracy: float | None = None
     note: str = ""  # for the progress line
+    # several targets: the constraints of the targets after the first, and every target's figure
+    more_constraints: tuple[float, ...] = ()
+    figures: tuple[float, ...] = ()
 
     @property
     def feasible(self) -> bool:
-        return self.constraint is not None and self.constraint <= 0 and self.values is not None
+        ok = self.constraint is not None and self.constraint <= 0 and all(c <= 0 for c in self.more_constraints)
+        return ok and self.values is not None
 
     @property
     def failed(self) -> bool:
@@ -84,16 +89,29 @@ def reused(previous: TrialRecord) -> Outcome:
     """A repeat of ``previous``'s architecture: its result, not a second measurement."""
     attrs = {k: previous.attrs[k] for k in REUSED_ATTRS if k in previous.attrs}
     attrs[Attr.NOTE] = f"same architecture as trial {previous.number}: result reused"
+    if Attr.TARGETS in previous.attrs:
+        attrs[Attr.TARGETS] = previous.attrs[Attr.TARGETS]
     throughput = previous.throughput if previous.measured else None
     return Outcome(
         OutcomeKind.REUSED,
         attrs,
         previous.values,
-        previous.constraints.get("throughput"),
+        previous.constraints.get(CONSTRAINT_KEYS[0]),
         throughput,
         previous.accuracy,
         f"repeat of trial {previous.number}",
+        tuple(previous.constraints[k] for k in constraint_keys(len(previous.values or ()) - 1)[1:]),
+        tuple(previous.values[1:]) if previous.values and len(previous.values) > 2 else (),
     )
+
+
+# Optuna constraint keys, one per target: the first target keeps the single-target study's key
+CONSTRAINT_KEYS = ("throughput",)
+
+
+def constraint_keys(targets: int) -> tuple[str, ...]:
+    """The constraint key of each of ``targets`` targets: ``throughput``, ``target_2``, ..."""
+    return CONSTRAINT_KEYS + tuple(f"target_{i}" for i in range(2, targets + 1))
 
 
 def predicted_infeasible(predicted: float, budget: float) -> Outcome:
@@ -137,6 +155,69 @@ def measured(m: Measurement, budget: float, audit_of: float | None = None, predi
     return Outcome(OutcomeKind.NEEDS_PROXY, attrs, None, constraint, m.throughput)
 
 
+def _target_attr(m: Measurement | None, predicted: float | None) -> dict[str, Any]:
+    """One entry of a multi-target trial's ``targets`` attr (CONTRACT.md item 3)."""
+    if m is None:
+        return {"figure": None, "iqr": None, "measured": False, "device_id": None, "p90_ms": None, "predicted": predicted}
+    p90 = m.p90_ms if not math.isnan(m.p90_ms) else None
+    return {
+        "figure": m.throughput,
+        "iqr": [m.q1, m.q3],
+        "measured": True,
+        "device_id": m.device["id"],
+        "p90_ms": p90,
+        "predicted": predicted,
+    }
+
+
+def measured_all(
+    ms: tuple[Measurement, ...], budgets: tuple[float, ...], audit_of: float | None = None, predicted: tuple[float | None, ...] = ()
+) -> Outcome:
+    """:func:`measured` for a candidate measured on every target (``budgets`` aligned): infeasible
+    (``UNDER_BUDGET``, accuracy 0) when under any target's budget. The first target fills the
+    single-target attrs; every target's figure is in ``Attr.TARGETS``, values and constraints."""
+    predicted = predicted or (None,) * len(ms)
+    first = measured(ms[0], budgets[0], audit_of, predicted[0])
+    if len(ms) == 1:
+        return first
+    figures = tuple(m.throughput for m in ms)
+    constraints = tuple(_constraint(f, b) for f, b in zip(figures, budgets, strict=True))
+    attrs = {**first.attrs, Attr.TARGETS: [_target_attr(m, p) for m, p in zip(ms, predicted, strict=True)]}
+    attrs.pop(Attr.NOTE, None)
+    common: dict[str, Any] = {
+        "constraint": constraints[0],
+        "more_constraints": constraints[1:],
+        "throughput": figures[0],
+        "figures": figures,
+    }
+    under = [str(i + 1) for i, c in enumerate(constraints) if c > 0]
+    if under:
+        attrs[Attr.NOTE] = f"under budget on target {', '.join(under)}: proxy skipped"
+        return Outcome(OutcomeKind.UNDER_BUDGET, attrs, (0.0, *figures), note=f"under budget on target {', '.join(under)}", **common)
+    return Outcome(OutcomeKind.NEEDS_PROXY, attrs, None, **common)
+
+
+def predicted_all(predictions: tuple[float, ...], budgets: tuple[float, ...]) -> Outcome:
+    """:func:`predicted_infeasible` for several targets: each target's predicted figure is its
+    value (as one target's is today), none is measured."""
+    first = predicted_infeasible(predictions[0], budgets[0])
+    if len(predictions) == 1:
+        return first
+    constraints = tuple(_constraint(p, b) for p, b in zip(predictions, budgets, strict=True))
+    under = ", ".join(str(i + 1) for i, c in enumerate(constraints) if c > 0)
+    attrs = {**first.attrs, Attr.TARGETS: [_target_attr(None, p) for p in predictions]}
+    attrs[Attr.NOTE] = f"skipped: predicted under budget on target {under}"
+    return Outcome(
+        OutcomeKind.PREDICTED_INFEASIBLE,
+        attrs,
+        (0.0, *predictions),
+        constraints[0],
+        note=first.note,
+        more_constraints=constraints[1:],
+        figures=predictions,
+    )
+
+
 def with_proxy(pending: Outcome, result: dict[str, Any]) -> Outcome:
     """``pending`` (NEEDS_PROXY) completed by a proxy result (``value``, ``proxy``, ``seconds``)."""
     if pending.throughput is None:
@@ -153,8 +234,17 @@ def with_proxy(pending: Outcome, result: dict[str, Any]) -> Outcome:
         if details.get("stopped_early"):
             attrs[Attr.PROXY_STOPPED] = True
             note = attrs[Attr.NOTE] = f"stopped at {details['steps']} steps (halving)"
+    figures = pending.figures or (pending.throughput,)
     return Outcome(
-        OutcomeKind.COMPLETE, attrs, (result["value"], pending.throughput), pending.constraint, pending.throughput, result["value"], note
+        OutcomeKind.COMPLETE,
+        attrs,
+        (result["value"], *figures),
+        pending.constraint,
+        pending.throughput,
+        result["value"],
+        note,
+        pending.more_constraints,
+        pending.figures,
     )
 
 
@@ -208,6 +298,7 @@ class Planned:
     x: Any
     predicted: float | None
     audit_of: float | None = None
+    predictions: tuple[float | None, ...] = ()  # several targets: each one's prediction
 
 
 def _failure(error: Exception) -> Outcome:
@@ -231,8 +322,12 @@ class Screener:
         previous: Callable[[str], TrialRecord | None],
         audit_every: int = 4,
         counts: ScreenCounts | None = None,
+        more: tuple[tuple[float, FeasibilityModel], ...] = (),
     ):
         self.budget, self.model, self.previous = budget, model, previous
+        # several targets: every target's budget and throughput model (``more``: after the first)
+        self.budgets = (budget, *(b for b, _ in more))
+        self.models = (model, *(m for _, m in more))
         self.audit_every = audit_every
         self.counts = counts or ScreenCounts()
 
@@ -243,14 +338,17 @@ class Screener:
         except Exception as e:
             return _failure(e)
 
-    def complete(self, planned: Planned, measurement: Measurement | Exception) -> Outcome:
-        """The outcome of ``planned`` measured (or its measurement's error)."""
+    def complete(self, planned: Planned, measurement: Measurement | tuple[Measurement, ...] | Exception) -> Outcome:
+        """The outcome of ``planned`` measured (or its measurement's error): one measurement,
+        or one per target for several."""
         if isinstance(measurement, Exception):
             return _failure(measurement)
-        self.model.add(planned.x, measurement.throughput)
-        if planned.audit_of is not None and measurement.throughput < self.budget:
+        ms = measurement if isinstance(measurement, tuple) else (measurement,)
+        for model, m in zip(self.models, ms, strict=True):
+            model.add(planned.x, m.throughput)
+        if planned.audit_of is not None and any(m.throughput < b for m, b in zip(ms, self.budgets, strict=True)):
             self.counts.audit_correct += 1
-        return measured(measurement, self.budget, planned.audit_of, planned.predicted)
+        return measured_all(ms, self.budgets, planned.audit_of, planned.predictions)
 
     def _plan(self, candidate: Candidate) -> Outcome | Planned:
         prev = self.previous(candidate.config_hash)
@@ -258,14 +356,16 @@ class Screener:
             return reused(prev)
         x = features(candidate.config, candidate.params, candidate.macs)
         audit_of = None
-        predicted = self.model.predict(x)
-        if predicted is not None and self.model.clearly_infeasible(x):  # only a fitted model predicts
+        predictions = tuple(m.predict(x) for m in self.models)
+        known = tuple(p for p in predictions if p is not None)
+        # only a fitted model predicts; every target's model is fitted on the same candidates
+        if len(known) == len(predictions) and any(m.clearly_infeasible(x) for m in self.models):
             if not self._audit_due():
                 self.counts.skipped += 1
-                return predicted_infeasible(predicted, self.budget)
+                return predicted_all(known, self.budgets)
             self.counts.audited += 1
-            audit_of = predicted
-        return Planned(candidate, x, predicted, audit_of)
+            audit_of = predictions[0]
+        return Planned(candidate, x, predictions[0], audit_of, predictions)
 
     def _audit_due(self) -> bool:
         """Every ``audit_every``-th would-be skip is measured anyway."""

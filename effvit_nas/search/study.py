@@ -17,7 +17,7 @@ from effvit_nas.proxy.registry import SUPERNET
 from effvit_nas.runtime import quiet_optuna
 from effvit_nas.search.options import RunOptions, make_sampler
 from effvit_nas.search.problem import LATER_KEYS, OBJECTIVES, SearchProblem
-from effvit_nas.search.screening import Outcome
+from effvit_nas.search.screening import Outcome, constraint_keys
 from effvit_nas.trials.records import Attr, TrialRecord
 
 if TYPE_CHECKING:
@@ -63,11 +63,12 @@ def _storage(url: str, heartbeat_s: float):
 def _check_same_problem(study: optuna.Study, problem: SearchProblem) -> None:
     want, have = problem.identity(), study.user_attrs.get("effvit")
     if have is None:
-        study.set_metric_names(list(OBJECTIVES))
+        study.set_metric_names(objective_names(problem))
         study.set_user_attr("effvit", want)
         study.set_user_attr("created", time.time())
         return
     have = {**LATER_KEYS, **have}
+    _check_same_targets(study.study_name, have, want)
     if isinstance(have.get("bench"), dict):
         have = {**have, "bench": with_later_fields(have["bench"], want["bench"])}
     diff = [k for k in want if k not in SPACE_KEYS + PROXY_KEYS and have.get(k) != want[k]]
@@ -88,6 +89,31 @@ def _check_same_problem(study: optuna.Study, problem: SearchProblem) -> None:
     else:
         was, use = repr(have.get(key)), f"with {want[key]!r}"
     raise UserError(f"study {study.study_name!r} was created with another {key} ({was}); use a new --study name to search {use}")
+
+
+def objective_names(problem: SearchProblem) -> list[str]:
+    """The study's objectives: accuracy, then each target's figure (by its spec for several)."""
+    return list(OBJECTIVES) if len(problem.targets) < 2 else ["accuracy", *(t.spec for t in problem.targets)]
+
+
+def target_specs(identity: dict[str, Any]) -> list[str]:
+    """The specs of a stored problem's targets ([] for a study of one target)."""
+    return [t["spec"] for t in identity.get("targets") or []]
+
+
+def _check_same_targets(name: str, have: dict[str, Any], want: dict[str, Any]) -> None:
+    check_same_targets(name, target_specs(have), target_specs(want))
+
+
+def check_same_targets(name: str, was: list[str], now: list[str]) -> None:
+    """UserError when a study created for the targets ``was`` is resumed for ``now`` (specs;
+    [] for a study of one target)."""
+    if was != now:
+        raise UserError(f"study {name!r} was created with {_said(was)}, not {_said(now)}; use a new --study name")
+
+
+def _said(specs: list[str]) -> str:
+    return f"targets {' '.join(specs)}" if specs else "one target (--device/--budget)"
 
 
 SPACE_KEYS = ("space", "space_def")  # compared by _same_space
@@ -132,7 +158,7 @@ def open_study(problem: SearchProblem, options: RunOptions, create: bool = True)
         study = optuna.create_study(
             study_name=options.study,
             storage=storage,
-            directions=["maximize", "maximize"],
+            directions=["maximize"] * len(objective_names(problem)),
             load_if_exists=True,
         )
         _check_same_problem(study, problem)
@@ -191,7 +217,9 @@ def tell(handle: StudyHandle, trial: optuna.Trial, outcome: Outcome) -> None:
         if outcome.values is None:
             raise ValueError(f"a {outcome.kind.value} outcome has no objective values")
         if outcome.constraint is not None:
-            trial.set_constraint("throughput", outcome.constraint)
+            constraints = (outcome.constraint, *outcome.more_constraints)
+            for name, value in zip(constraint_keys(len(constraints)), constraints, strict=True):
+                trial.set_constraint(name, value)
         handle.study.tell(trial, list(outcome.values))
 
 

@@ -39,6 +39,7 @@ class Attr(StrEnum):
     NOTE = "note"
     FAIL_REASON = "fail_reason"
     PRESET = "preset"  # enqueued as this M0-M5 preset
+    TARGETS = "targets"  # several targets: per target {figure, iqr, measured, device_id, p90_ms, predicted} (CONTRACT.md)
 
 
 # What a repeat of an architecture copies from the trial that ran it first.

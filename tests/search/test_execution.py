@@ -111,7 +111,7 @@ def test_a_figure_another_driver_is_timing_is_awaited_without_blocking(tmp_path,
     execution = _execution(tmp_path)
     cfg = TINY.replace(img_size=32, num_classes=4)
     # private: the claim row's key as the execution writes it, to plant another process's claim
-    fp_id, key = execution.members[0].fingerprint["id"], execution._store_key()
+    fp_id, key = execution._targets[0].fp_id, execution._targets[0].store_key()
     with Session(execution.store.engine) as s, s.begin():  # a live claim of a process elsewhere
         s.add(_ClaimRow(key=f"{cfg.short_hash()}/{fp_id}/{key}", owner=f"not-{socket.gethostname()}:1", claimed_at=datetime.now(UTC)))
     execution.start_measure(5, cfg)

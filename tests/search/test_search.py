@@ -325,7 +325,7 @@ def test_pareto_set_lists_each_architecture_once():
         (["search", "--budget", "5ms", "--batch", "16", "--trials", "1"], "--batch must be 1 for the latency metric"),
         (["search", "--target", "cpu/tvm:4ms", "--trials", "1"], "--target 'cpu/tvm:4ms': backend 'tvm' is unknown"),
         (["search", "--target", "cpu:1k", "--budget", "1k", "--trials", "1"], "exclude each other"),
-        (["search", "--target", "cpu/trace:1k", "--target", "cpu/openvino:4ms", "--trials", "1"], "not implemented yet"),
+        (["search", "--target", "cpu/trace:1k", "--target", "cpu/trace:2k", "--trials", "1"], "give one budget"),
         (["search", "--target", "cpu/tensorrt:4ms", "--trials", "1"], "run `uv sync --extra tensorrt`"),
         (["show", "--study", "nothing-here"], "no database file"),
         (["show", "--study", "x", "--json", "--csv"], "--json or --csv, not both"),
