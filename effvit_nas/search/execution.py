@@ -222,7 +222,16 @@ class RayExecution:
         self.pool = start_pool(problem.device, problem.bench, ray_address, measure_actors)
         self.members = list(self.pool.members)
         self.measure_slots = len(self.members)
-        self.proxies_block_timing = self.members[0].fingerprint["kind"] == "cpu"
+        self._targets = target_actors(problem.all_targets(), self.pool, load_space(problem.space), ray_address)
+        self._first_cpu = self.members[0].fingerprint["kind"] == "cpu"
+        # nodes where a later target on a CPU of its own (not the first target's device) is timed
+        self._cpu_elsewhere = {
+            m.node_id: t.target.bench.threads
+            for t in self._targets
+            if not t.shared and t.pool.members[0].fingerprint["kind"] == "cpu"
+            for m in t.pool.members
+        }
+        self.proxies_block_timing = self._first_cpu or bool(self._cpu_elsewhere)
         self._proxy_nodes = self._spare_cpu_nodes() if self.proxies_block_timing else {}
         self._idle = list(range(len(self.members)))
         self._running: dict[Any, _Work] = {}
@@ -231,7 +240,6 @@ class RayExecution:
         self._done: deque[tuple[int, Any]] = deque()
         self._seconds = [0.0, 0.0]
         self._task = self._ray.remote(**PROXY_TASK_OPTIONS)(_proxy_task)
-        self._targets = target_actors(problem.all_targets(), self.pool, load_space(problem.space), ray_address)
         self._ray.get(warming)
         # what the actors did after set-up: spans measuring (by actor) and of proxies that held
         # timings off their node (by node), for idle_seconds
@@ -256,7 +264,7 @@ class RayExecution:
         """Node -> CPUs it has for proxies beside its device actor; nodes without an actor first
         (a proxy there never waits for a timing)."""
 
-        held = {m.node_id: self.problem.bench.threads for m in self.members}
+        held = {**self._cpu_elsewhere, **{m.node_id: self.problem.bench.threads for m in self.members if self._first_cpu}}
         nodes = alive_nodes()
         spare = {n["NodeID"]: int(n["Resources"].get("CPU", 0) - held.get(n["NodeID"], 0)) for n in nodes}
         return {node: spare[node] for node in sorted(spare, key=lambda node: node in held) if spare[node] >= 1}
@@ -266,7 +274,9 @@ class RayExecution:
 
     def _free_members(self) -> list[int]:
         blocked = set(self._nodes("proxy")) if self.proxies_block_timing else set()
-        return [i for i in self._idle if self.members[i].node_id not in blocked and None not in blocked]
+        if blocked & (set(self._cpu_elsewhere) | {None}):  # a candidate is timed on every target at once
+            return []
+        return [i for i in self._idle if not (self._first_cpu and self.members[i].node_id in blocked)]
 
     def _proxy_node(self) -> str | Literal[False] | None:
         """Where a proxy may start now: a node id to pin it to, None (anywhere), or False (wait)."""
@@ -275,7 +285,8 @@ class RayExecution:
             return False
         if not self.proxies_block_timing:
             return None
-        timing = set(self._nodes("measure"))
+        measuring = self._nodes("measure")
+        timing = {n for n in measuring if self._first_cpu} | (set(self._cpu_elsewhere) if measuring else set())
         if not self._proxy_nodes:  # no node can take one: proxies run between timings only
             return None if not timing else False
         return next((n for n, cpus in self._proxy_nodes.items() if n not in timing and proxies.count(n) < cpus), False)

@@ -416,3 +416,25 @@ def test_trials_of_an_architecture_in_flight_wait_for_it_and_one_measures_again_
     assert (summary.complete, summary.failed, len(calls)) == (4, 1, 2)
     notes = [t.user_attrs.get("note", "") for t in optuna.load_study(study_name="fake", storage=options.storage).trials]
     assert sum("result reused" in n for n in notes) == 3
+
+
+def test_several_targets_each_have_a_model_a_figure_and_a_constraint():
+    """Two targets: the second's model alone calls the candidate infeasible, so it is skipped
+    with each target's prediction as its figure; measured, it is judged on both targets, and
+    under the second's budget it skips the proxy whatever the first says."""
+    first, second = FakeModel(predicted=5000.0), FakeModel(infeasible=True, predicted=200.0)
+    s = Screener(BUDGET, first, lambda h: None, audit_every=1000, more=((400.0, second),))
+    out = s.plan(candidate())
+    assert out.kind is OutcomeKind.PREDICTED_INFEASIBLE and out.values == (0.0, 5000.0, 200.0)
+    assert out.constraint < 0 < out.more_constraints[0] and not out.feasible
+    assert [t["predicted"] for t in out.attrs["targets"]] == [5000.0, 200.0] and not out.attrs["targets"][1]["measured"]
+
+    second.infeasible = False
+    plan = s.plan(candidate())
+    ms = (fake_measurement(TINY, 1500.0), fake_measurement(TINY, 300.0))
+    out = s.complete(plan, ms)
+    assert out.kind is OutcomeKind.UNDER_BUDGET and out.values == (0.0, 1500.0, 300.0) and out.note == "under budget on target 2"
+    assert (first.added, second.added) == ([1500.0], [300.0])  # each target's model learns its own figure
+    assert out.more_constraints == ((400.0 - 300.0) / 400.0,) and out.attrs["throughput"] == 1500.0
+    done = with_proxy(s.complete(plan, (ms[0], fake_measurement(TINY, 800.0))), {"value": 0.5, "proxy": "macs", "seconds": 0.1})
+    assert done.values == (0.5, 1500.0, 800.0) and done.feasible
