@@ -149,8 +149,9 @@ def search_cmd(**opts) -> None:
     """Search the space for the most accurate models that meet a throughput budget on DEVICE.
 
     Trials are measured (throughput, in a Ray actor holding the device) before their proxy
-    runs; candidates under the budget skip the proxy. The study lives in the storage
-    database: running the same command again resumes it.
+    runs; candidates under the budget skip the proxy. With several --target, every candidate
+    is measured on each target and must meet every budget; each target's figure is an
+    objective. The study lives in the storage database: running the same command again resumes it.
     """
     from effvit_nas.measure.actor import LazyWorker
     from effvit_nas.search.loop import run_search

@@ -3,8 +3,9 @@ e.g. ``cpu/trace:2xM0``, ``cpu/openvino:4ms``, ``cuda:1/tensorrt:20k-imgs/s``.
 
 Each target is one device, one runtime and one budget, whose unit says its metric (ms:
 latency; img/s: throughput; a relative budget: ``metric``, default throughput). In a study each
-target is a constraint (its budget) and an objective (its figure); this module only parses and
-checks them (the loop carrying several targets is not there yet).
+target is a constraint (its budget) and an objective (its figure); this module parses and
+checks them (:class:`~effvit_nas.search.problem.TargetProblem` is a target with its budget
+resolved, :mod:`effvit_nas.search.target_actors` how each is measured).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ CONTRACT.md says (the first target in the single-target keys, every target under
 import json
 
 import optuna
+import pytest
 
 from tests.support import TINY_SEARCH, run_main
 
@@ -47,3 +48,31 @@ def test_a_two_target_search_stores_every_target_and_resumes_only_with_them(tmp_
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and f"error: study '{NAME}' was created with targets cpu/trace:1 cpu/onnxruntime:1000ms, not" in lines[-1]
     assert len(optuna.load_study(study_name=NAME, storage=url).get_trials()) == 4  # nothing added by the refusals
+
+
+def test_each_target_resolves_its_budget_and_anchor_on_its_own_backend(tmp_path, capsys, local_ray):
+    """The default (anchored) path per target: a relative budget is its preset measured on that
+    target's backend and metric, an absolute one is paired with anchor M0 measured there too;
+    each target's candidates are figures on its own scale."""
+    from effvit_nas.measure.store import MeasurementStore
+    from tests.support import ONE_POINT_SPACE
+
+    space = tmp_path / "one.yaml"
+    space.write_text(ONE_POINT_SPACE)
+    url = f"sqlite:///{tmp_path}/a.db"
+    args = [a if a != "tiny" else str(space) for a in TINY_SEARCH]
+    targets = ["--target", "cpu/trace:0.01xM0", "--target", "cpu/onnxruntime:1000ms"]
+    r = run_main(capsys, "search", "--storage", url, *args, *targets, "--trials", "1", "--study", "a")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "candidates paired with M0" in r.stdout and "candidates paired with anchor M0" in r.stdout
+    problem = optuna.load_study(study_name="a", storage=url).user_attrs["effvit"]
+    trace, ort = problem["targets"]
+    assert (trace["budget_spec"], trace["paired"], trace["anchor"]) == ("0.01xM0", True, None)
+    assert trace["budget"] == problem["budget"] == pytest.approx(0.01 * trace["budget_reference"])
+    assert (ort["budget_spec"], ort["paired"], ort["anchor"], ort["budget"]) == (None, True, "M0", 1.0)
+    # M0's figure on each backend, as the anchors were stored: the latency one is 1 / its p50 at batch 1
+    stored = [m for _, _, m in MeasurementStore(url).all()]
+    assert any(m.throughput == ort["budget_reference"] and m.batch == 1 and "onnxruntime" in m.settings["backend"] for m in stored)
+    assert any(m.throughput == trace["budget_reference"] and m.batch == 16 and m.settings["backend"] == "trace" for m in stored)
+    (t,) = optuna.load_study(study_name="a", storage=url).get_trials()
+    assert [e["measured"] for e in t.user_attrs["targets"]] == [True, True] and len(t.values) == 3
