@@ -23,8 +23,8 @@ def show_cmd(study_name, storage, as_json, as_csv) -> None:
 
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
-    study, info, _ = read_study(study_name, storage)
-    records = study_records(study)
+    study, info, url = read_study(study_name, storage)
+    records = study_records(study, url)
     if as_json:
         print_json(records)
         return

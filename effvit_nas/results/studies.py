@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -129,12 +130,26 @@ class StudyInfo:
         return ", ".join(f"{t.name} {t.budget_text()}" for t in self.targets)
 
 
-def study_records(study: optuna.Study) -> list[dict[str, Any]]:
-    """Every trial of ``study`` as a row, Pareto membership and each target's figure included."""
+def study_records(study: optuna.Study, storage: str | None = None) -> list[dict[str, Any]]:
+    """Every trial of ``study`` as a row, Pareto membership and each target's figure included;
+    with ``storage``, a latency target's p90 the trial does not carry is read from the
+    measurement store (a one-target latency study keeps it only there)."""
     numbers = {t.number for t in pareto_trials(study)}
     trained = study.user_attrs.get("trained", {})
     targets = study_targets(study.user_attrs["effvit"]) if study.user_attrs.get("effvit") else ()
-    return [trial_record(t, numbers, trained, targets) for t in study.get_trials(deepcopy=False)]
+    rows = [trial_record(t, numbers, trained, targets) for t in study.get_trials(deepcopy=False)]
+    if storage is not None and any(t.latency for t in targets):
+        _stored_p90(rows, targets, MeasurementStore(storage))
+    return rows
+
+
+def _stored_p90(rows: list[dict[str, Any]], targets: tuple[StudyTarget, ...], store: MeasurementStore) -> None:
+    keys = [BenchSettings(**t.bench).key() if t.latency else None for t in targets]
+    for row in rows:
+        for f, key in zip(row.get("targets") or (), keys, strict=False):
+            if key and f["p90_ms"] is None and f["measured"] and f["device_id"] and row["hash"]:
+                m = store.get(row["hash"], f["device_id"], key)
+                f["p90_ms"] = m.p90_ms if m is not None and math.isfinite(m.p90_ms) else None
 
 
 def records_csv(records: list[dict[str, Any]]) -> str:

@@ -272,6 +272,7 @@ def target_figures(r: TrialRecord, targets: tuple[StudyTarget, ...]) -> list[dic
             "metric": target.metric,
             "figure": f.figure,
             "measured": f.measured,
+            "device_id": f.device_id,
         }
         if target.latency:
             row.update(p50_ms=target.shown(f.figure) if f.figure else None, p90_ms=f.p90_ms)

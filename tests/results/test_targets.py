@@ -11,7 +11,8 @@ import pytest
 
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.measure.settings import BenchSettings
-from tests.support import run_main
+from effvit_nas.trials.records import fmt_ms
+from tests.support import FAST_BENCH, run_main
 
 TRACE = BenchSettings(batch=16)
 OPENVINO = BenchSettings(batch=1, backend="openvino", metric="latency")
@@ -88,6 +89,32 @@ def studies(tmp_path_factory):
             optuna.trial.create_trial(values=[acc, 1e3 / ms], constraints={"throughput": (250 - 1e3 / ms) / 250}, user_attrs=one)
         )
     return url
+
+
+@pytest.fixture(scope="module")
+def measured(studies):
+    """A one-target latency study whose two trials were measured here for real (batch 1,
+    short timings), their records in the measurement store as a search leaves them: the p90
+    is only there. Returns the measurements."""
+    import optuna
+
+    from effvit_nas.measure.devices import fingerprint
+    from effvit_nas.measure.store import MeasurementStore
+    from effvit_nas.measure.timing import measure
+
+    bench = BenchSettings(batch=1, metric="latency", **FAST_BENCH)
+    study = _study(studies, "measured", _identity("cpu", 1.0, bench), 2)  # a budget of 1 s: every model feasible
+    store, device = MeasurementStore(studies), fingerprint("cpu")
+    out = []
+    for i, acc in ((0, 0.5), (1, 0.6)):
+        m = measure(_config(i), bench, "cpu", device)
+        store.put(m, bench.key())
+        attrs = {**_attrs(i, acc, m.throughput), "throughput_iqr": [m.q1, m.q3], "device_id": device["id"]}
+        study.add_trial(
+            optuna.trial.create_trial(values=[acc, m.throughput], constraints={"throughput": (1.0 - m.throughput) / 1.0}, user_attrs=attrs)
+        )
+        out.append(m)
+    return out
 
 
 def _plain(html: str) -> str:
@@ -209,3 +236,17 @@ def test_export_writes_a_row_per_target(studies, tmp_path, capsys):
     assert "under a budget of 4 ms p50" in card and "img/s" not in card
     measurement = json.loads((out / f"trial-1-{_config(1).short_hash()}" / "measurement.json").read_text())
     assert measurement["targets"][0]["p50_ms"] == pytest.approx(3.2) and measurement["targets"][0]["unit"] == "ms"
+
+
+def test_a_latency_study_shows_the_stored_p90(studies, measured, tmp_path, capsys):
+    r = run_main(capsys, "show", "--study", "measured", "--storage", studies)
+    assert r.returncode == 0, r.stderr
+    assert "MACs(M)  p50 ms  p90 ms  proxy" in r.stdout
+    for i, m in enumerate(measured):
+        assert _row(r.stdout, i)[7:9] == [fmt_ms(m.p50_ms), fmt_ms(m.p90_ms)]
+    out = tmp_path / "measured"
+    r = run_main(capsys, "export", "--study", "measured", "--storage", studies, "--trial", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    m = measured[1]
+    card = (out / f"trial-1-{_config(1).short_hash()}" / "README.md").read_text()
+    assert f"| latency | p50 {fmt_ms(m.p50_ms)} ms, p90 {fmt_ms(m.p90_ms)} ms at batch 1 ({m.device['name']}; trace, batch 1" in card
