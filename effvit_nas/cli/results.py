@@ -165,14 +165,14 @@ def _figure(t: dict) -> str:
 @click.option("--trial", "trial", type=int, multiple=True, help="Export trial N (repeatable).")
 @click.option("--top", type=int, default=None, help="Export the K best feasible architectures by proxy value.")
 @click.option("--onnx", is_flag=True, help="Also write model.onnx (fused deployment form, symbolic batch).")
-@click.option("--remeasure", is_flag=True, help="Measure the exported models again and flag throughput drift over 5 %.")
+@click.option("--remeasure", is_flag=True, help="Measure the exported models again (on the study's first target) and flag a drift over 5 %.")
 @click.option("--ray-address", default=None, help="Ray cluster holding the study's device (for --remeasure).")
 @click.option("--force", is_flag=True, help="Write into a folder that holds another study's exports (its index.json is replaced).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")
 def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ray_address, force, as_json) -> None:
     """Write chosen models as folders: config YAML, timm kwargs, measurement, proxy scores,
     optional ONNX and a model card."""
-    from effvit_nas.results.export import DRIFT_LIMIT, export_trials, select_trials
+    from effvit_nas.results.export import DRIFT_LIMIT, export_trials, select_trials, unit_drift
 
     if sum([pareto, bool(trial), top is not None]) > 1:
         raise UserError("give one of --pareto, --trial N, --top K")
@@ -203,7 +203,8 @@ def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ra
         if info.several or info.target.latency:
             line += f" ({', '.join(_figure(t) for t in e.targets)})"
         if e.remeasured is not None:
-            line += f"  (re-measured {e.remeasured:,.0f} img/s, was {e.throughput or 0:,.0f}: drift {100 * (e.drift or 0):+.1f} %"
+            t = info.target  # --remeasure measures the first target
+            line += f"  (re-measured {t.text(e.remeasured)}, was {t.text(e.throughput)}: drift {100 * unit_drift(t, e.drift or 0):+.1f} %"
             line += f" — over {100 * DRIFT_LIMIT:.0f} %!)" if e.drifted else ")"
         click.echo(line)
     click.echo(f"exported {len(done)} model(s) to {out}")

@@ -144,9 +144,8 @@ def _card(cfg: ArchConfig, r: TrialRecord, info: StudyInfo, record: dict[str, An
         f"| feasible / Pareto | {r.feasible} / {r.number in record.get('pareto_numbers', ())} |",
     ]
     if m.get("remeasured") is not None:
-        lines.append(
-            f"| re-measured | {m['remeasured']:,.0f} img/s (drift {100 * m['drift']:+.1f} %{', over 5 %' if abs(m['drift']) > DRIFT_LIMIT else ''}) |"
-        )
+        what = f"re-measured ({info.target.name})" if info.several else "re-measured"
+        lines.append(f"| {what} | {_remeasured_text(info.target, m['remeasured'], m.get('drift'))} |")
     lines += [
         "",
         "| stage | width | depth | heads | QK dim | V ratio | FFN ratio | window |",
@@ -169,6 +168,18 @@ def _card(cfg: ArchConfig, r: TrialRecord, info: StudyInfo, record: dict[str, An
         lines += ["", "timm cannot express this config (value/FFN ratios or windows outside its constructor); use `build_model`."]
     lines += ["", "The proxy value ranks candidates; it is not an ImageNet accuracy. Train the model to know that.", ""]
     return "\n".join(lines)
+
+
+def unit_drift(target: StudyTarget, drift: float) -> float:
+    """A drift of the images/s(-equivalent) figure in ``target``'s unit: a latency 5 % longer is
+    +5 %, whatever its images/s did."""
+    return 1 / (1 + drift) - 1 if target.latency else drift
+
+
+def _remeasured_text(target: StudyTarget, figure: float, drift: float | None) -> str:
+    if drift is None:
+        return target.text(figure)
+    return f"{target.text(figure)} (drift {100 * unit_drift(target, drift):+.1f} %{', over 5 %' if abs(drift) > DRIFT_LIMIT else ''})"
 
 
 def _figure_text(t: dict[str, Any]) -> str:

@@ -250,3 +250,14 @@ def test_a_latency_study_shows_the_stored_p90(studies, measured, tmp_path, capsy
     m = measured[1]
     card = (out / f"trial-1-{_config(1).short_hash()}" / "README.md").read_text()
     assert f"| latency | p50 {fmt_ms(m.p50_ms)} ms, p90 {fmt_ms(m.p90_ms)} ms at batch 1 ({m.device['name']}; trace, batch 1" in card
+
+
+def test_a_latency_drift_is_reported_in_ms():
+    from effvit_nas.results.export import unit_drift
+    from effvit_nas.trials.records import study_targets
+
+    ident = _identity("cpu", 250.0, BenchSettings(batch=1, metric="latency"))
+    (lat,) = study_targets(ident)
+    (tp,) = study_targets({**ident, "bench": asdict(TRACE)})
+    # 25 % more images/s is a p50 20 % shorter: 4 ms -> 3.2 ms
+    assert unit_drift(lat, 0.25) == pytest.approx(-0.2) and unit_drift(tp, 0.25) == 0.25
