@@ -165,7 +165,9 @@ def _figure(t: dict) -> str:
 @click.option("--trial", "trial", type=int, multiple=True, help="Export trial N (repeatable).")
 @click.option("--top", type=int, default=None, help="Export the K best feasible architectures by proxy value.")
 @click.option("--onnx", is_flag=True, help="Also write model.onnx (fused deployment form, symbolic batch).")
-@click.option("--remeasure", is_flag=True, help="Measure the exported models again (on the study's first target) and flag a drift over 5 %.")
+@click.option(
+    "--remeasure", is_flag=True, help="Measure the exported models again (on the study's first target) and flag a drift over 5 %."
+)
 @click.option("--ray-address", default=None, help="Ray cluster holding the study's device (for --remeasure).")
 @click.option("--force", is_flag=True, help="Write into a folder that holds another study's exports (its index.json is replaced).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")

@@ -143,9 +143,9 @@ def _card(cfg: ArchConfig, r: TrialRecord, info: StudyInfo, record: dict[str, An
         f"| proxy ({info.proxy}) | {proxy} |",
         f"| feasible / Pareto | {r.feasible} / {r.number in record.get('pareto_numbers', ())} |",
     ]
-    if m.get("remeasured") is not None:
-        what = f"re-measured ({info.target.name})" if info.several else "re-measured"
-        lines.append(f"| {what} | {_remeasured_text(info.target, m['remeasured'], m.get('drift'))} |")
+    if m.get("remeasured") is not None and not info.several:
+        lines.append(f"| re-measured | {_remeasured_text(info.target, m['remeasured'], m.get('drift'))} |")
+    lines += [f"| re-measured ({t['name']}) | {_remeasured_row(t)} |" for t in m.get("targets") or [] if info.several and "remeasured" in t]
     lines += [
         "",
         "| stage | width | depth | heads | QK dim | V ratio | FFN ratio | window |",
@@ -180,6 +180,14 @@ def _remeasured_text(target: StudyTarget, figure: float, drift: float | None) ->
     if drift is None:
         return target.text(figure)
     return f"{target.text(figure)} (drift {100 * unit_drift(target, drift):+.1f} %{', over 5 %' if abs(drift) > DRIFT_LIMIT else ''})"
+
+
+def _remeasured_row(t: dict[str, Any]) -> str:
+    """A target row's re-measured figure in its unit and its drift (already in that unit)."""
+    figure = f"p50 {fmt_ms(t['remeasured'])} ms" if t["metric"] == "latency" else f"{t['remeasured']:,.0f} img/s"
+    if t.get("drift") is None:
+        return figure
+    return f"{figure} (drift {100 * t['drift']:+.1f} %{', over 5 %' if abs(t['drift']) > DRIFT_LIMIT else ''})"
 
 
 def _figure_text(t: dict[str, Any]) -> str:
@@ -265,7 +273,9 @@ def export_trials(
     figures = {r.number: target_measurements(r, info, store, devices) for r in records}  # before --remeasure replaces the records
     fresh: dict[str, Any] = {}
     if remeasure:
-        fresh = {m.config_hash: m for m in measure_configs(configs, info.device, bench, store, fresh=True, ray_address=ray_address)}
+        every = _remeasure(configs, info, store, ray_address)
+        fresh = every[0]
+        _add_remeasured(figures, records, configs, info, every)
     context = {"info": info, "device": devices[0], "pareto_numbers": {t.number for t in pareto_trials(study)}, "figures": figures}
     try:
         exported = [
@@ -280,6 +290,27 @@ def export_trials(
             f"{str(out)!r}: writing failed{where}: {e.strerror or e}; the study is unchanged: free space and export again",
         ) from None
     return exported
+
+
+def _remeasure(configs: list[ArchConfig], info: StudyInfo, store: MeasurementStore, ray_address: str | None) -> list[dict[str, Any]]:
+    """Every config measured afresh on every target (the store's records replaced): by config hash, per target."""
+    return [
+        {m.config_hash: m for m in measure_configs(configs, t.device, BenchSettings(**t.bench), store, fresh=True, ray_address=ray_address)}
+        for t in info.targets
+    ]
+
+
+def _add_remeasured(
+    figures: dict[int, list[dict[str, Any]]], records: list[TrialRecord], configs: list[ArchConfig], info: StudyInfo, fresh: list[dict[str, Any]]
+) -> None:
+    """Each target's re-measured figure in its unit (``remeasured``) and its drift from the
+    stored one in that unit (``drift``) into the trials' target rows."""
+    for r, cfg in zip(records, configs, strict=True):
+        for t, row, by_hash in zip(info.targets, figures[r.number], fresh, strict=True):
+            m = by_hash.get(cfg.short_hash())
+            if m is not None:
+                row["remeasured"] = t.shown(m.throughput)
+                row["drift"] = unit_drift(t, m.throughput / row["figure"] - 1) if row["figure"] else None
 
 
 def _measurement(r: TrialRecord, item: Exported, info: StudyInfo, device: dict | None, stored: Any, fresh: Any) -> dict[str, Any]:

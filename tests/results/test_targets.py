@@ -261,3 +261,46 @@ def test_a_latency_drift_is_reported_in_ms():
     (tp,) = study_targets({**ident, "bench": asdict(TRACE)})
     # 25 % more images/s is a p50 20 % shorter: 4 ms -> 3.2 ms
     assert unit_drift(lat, 0.25) == pytest.approx(-0.2) and unit_drift(tp, 0.25) == 0.25
+
+
+def test_export_remeasure_measures_every_target(studies, local_ray, tmp_path, capsys):
+    """A 2-target trial measured here for real on both targets (cpu/trace throughput, cpu/eager
+    latency), exported with --remeasure: the card has a re-measured row per target, in its unit."""
+    import optuna
+
+    from effvit_nas.measure.devices import fingerprint
+    from effvit_nas.measure.store import MeasurementStore
+    from effvit_nas.measure.timing import measure
+
+    benches = [BenchSettings(batch=16, **FAST_BENCH), BenchSettings(batch=1, backend="eager", metric="latency", **FAST_BENCH)]
+    ident = _identity("cpu", 1.0, benches[0])
+    ident["targets"] = [
+        {"spec": spec, "device": "cpu", "backend": b.backend, "metric": b.metric, "budget": 1.0, "bench": asdict(b)}
+        for spec, b in zip(("cpu/trace:1-imgs/s", "cpu/eager:1s"), benches, strict=True)
+    ]
+    study = _study(studies, "remeasure", ident, 3)
+    store, device = MeasurementStore(studies), fingerprint("cpu")
+    ms = [measure(_config(0), b, "cpu", device) for b in benches]
+    for m, b in zip(ms, benches, strict=True):
+        store.put(m, b.key())
+    attrs = {**_attrs(0, 0.5, ms[0].throughput), "device_id": device["id"]}
+    attrs["targets"] = [
+        {"figure": m.throughput, "measured": True, "device_id": device["id"], "p90_ms": m.p90_ms if m.p90_ms == m.p90_ms else None}
+        for m in ms
+    ]
+    study.add_trial(
+        optuna.trial.create_trial(values=[0.5, *(m.throughput for m in ms)], constraints={"a": -1.0, "b": -1.0}, user_attrs=attrs)
+    )
+
+    out = tmp_path / "remeasure"
+    r = run_main(capsys, "export", "--study", "remeasure", "--storage", studies, "--trial", "0", "--remeasure", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    folder = out / f"trial-0-{_config(0).short_hash()}"
+    trace, eager = json.loads((folder / "measurement.json").read_text())["targets"]
+    again = [store.get(_config(0).short_hash(), device["id"], b.key()) for b in benches]  # what --remeasure stored
+    assert trace["remeasured"] == again[0].throughput and eager["remeasured"] == pytest.approx(again[1].p50_ms)
+    assert trace["drift"] == pytest.approx(again[0].throughput / ms[0].throughput - 1)
+    assert eager["drift"] == pytest.approx(again[1].p50_ms / ms[1].p50_ms - 1)  # in ms: a longer p50 is a positive drift
+    card = (folder / "README.md").read_text()
+    assert f"| re-measured (cpu/trace) | {again[0].throughput:,.0f} img/s (drift {100 * trace['drift']:+.1f} %" in card
+    assert f"| re-measured (cpu/eager) | p50 {fmt_ms(again[1].p50_ms)} ms (drift {100 * eager['drift']:+.1f} %" in card
