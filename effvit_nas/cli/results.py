@@ -157,6 +157,14 @@ def _figure(t: dict) -> str:
     return f"{t['name']} p50 {fmt_ms(t['p50_ms'])} ms" if t["metric"] == "latency" else f"{t['name']} {t['figure']:,.0f} img/s"
 
 
+def _drift(t: dict) -> str:
+    """A target's drift on re-measuring, in its unit: ``cpu/openvino p50 -3.1 %``."""
+    from effvit_nas.results.export import DRIFT_LIMIT
+
+    what = "p50 " if t["metric"] == "latency" else ""
+    return f"{t['name']} {what}{100 * t['drift']:+.1f} %" + (f" — over {100 * DRIFT_LIMIT:.0f} %!" if abs(t["drift"]) > DRIFT_LIMIT else "")
+
+
 @click.command("export")
 @click.option("--study", "study_name", required=True, help="Study name.")
 @click.option("--storage", default=None, help=STORAGE_HELP)
@@ -165,9 +173,7 @@ def _figure(t: dict) -> str:
 @click.option("--trial", "trial", type=int, multiple=True, help="Export trial N (repeatable).")
 @click.option("--top", type=int, default=None, help="Export the K best feasible architectures by proxy value.")
 @click.option("--onnx", is_flag=True, help="Also write model.onnx (fused deployment form, symbolic batch).")
-@click.option(
-    "--remeasure", is_flag=True, help="Measure the exported models again (on the study's first target) and flag a drift over 5 %."
-)
+@click.option("--remeasure", is_flag=True, help="Measure the exported models again on every target and flag a drift over 5 %.")
 @click.option("--ray-address", default=None, help="Ray cluster holding the study's device (for --remeasure).")
 @click.option("--force", is_flag=True, help="Write into a folder that holds another study's exports (its index.json is replaced).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")
@@ -204,8 +210,10 @@ def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ra
         line = f"trial {e.trial} {e.config_hash} -> {e.folder}"
         if info.several or info.target.latency:
             line += f" ({', '.join(_figure(t) for t in e.targets)})"
-        if e.remeasured is not None:
-            t = info.target  # --remeasure measures the first target
+        if info.several and e.remeasured is not None:
+            line += f"  (re-measured: {', '.join(_drift(t) for t in e.targets if t.get('drift') is not None)})"
+        elif e.remeasured is not None:
+            t = info.target
             line += f"  (re-measured {t.text(e.remeasured)}, was {t.text(e.throughput)}: drift {100 * unit_drift(t, e.drift or 0):+.1f} %"
             line += f" — over {100 * DRIFT_LIMIT:.0f} %!)" if e.drifted else ")"
         click.echo(line)

@@ -7,7 +7,8 @@ Per model, ``OUT/trial-<number>-<hash>/`` holds:
 * ``timm.json``: kwargs for timm's ``EfficientVitMsra`` when timm can express the config;
 * ``measurement.json``: throughput with its spread, the device fingerprint and the protocol,
   and with ``remeasure`` a second, fresh measurement and its drift (of the first target); under
-  ``targets`` every target's figure in its unit (img/s, or p50/p90 ms for latency);
+  ``targets`` every target's figure in its unit (img/s, or p50/p90 ms for latency), and with
+  ``remeasure`` its re-measured figure and drift in that unit;
 * ``proxy.json``: the proxy, its value and the data/recipe it was computed with;
 * ``model.onnx`` when asked (deployment form: fused, batch axis symbolic);
 * ``README.md``: a short model card, with a row per target.

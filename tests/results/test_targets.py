@@ -297,6 +297,9 @@ def test_export_remeasure_measures_every_target(studies, local_ray, tmp_path, ca
     assert r.returncode == 0, r.stderr
     folder = out / f"trial-0-{_config(0).short_hash()}"
     trace, eager = json.loads((folder / "measurement.json").read_text())["targets"]
+    assert (
+        f"(re-measured: cpu/trace {100 * trace['drift']:+.1f} %" in r.stdout and f"cpu/eager p50 {100 * eager['drift']:+.1f} %" in r.stdout
+    )
     again = [store.get(_config(0).short_hash(), device["id"], b.key()) for b in benches]  # what --remeasure stored
     assert trace["remeasured"] == again[0].throughput and eager["remeasured"] == pytest.approx(again[1].p50_ms)
     assert trace["drift"] == pytest.approx(again[0].throughput / ms[0].throughput - 1)
