@@ -77,6 +77,12 @@ class StudyInfo:
     space_def: dict[str, Any] | None = None  # the space's choices (None in studies stored before them)
     targets: tuple[StudyTarget, ...] = ()  # every target, the first the one the keys above describe
 
+    def __post_init__(self) -> None:
+        if not self.targets:  # made by hand from the old keys: their one target
+            old = {"device": self.device, "budget": self.budget, "bench": self.bench, "budget_spec": self.budget_spec,
+                   "budget_reference": self.budget_reference}  # fmt: skip
+            object.__setattr__(self, "targets", study_targets(old))
+
     @property
     def several(self) -> bool:
         """Whether the study has more than one target."""
