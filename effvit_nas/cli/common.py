@@ -13,6 +13,7 @@ import click
 from effvit_nas.arch.config import MAX_IMG_SIZE
 from effvit_nas.errors import MAX_SEED, SettingError
 from effvit_nas.measure.backends import NAMES as BACKEND_NAMES
+from effvit_nas.trials.records import figure_cells, fmt_ms, target_columns
 
 SPACE_HELP = "Search-space YAML file, or the name of a bundled space."
 SPACE_HELP_DEFAULT = SPACE_HELP + " [default: efficientvit]"
@@ -59,16 +60,37 @@ def print_trials(records: list[dict], title: str) -> None:
         click.echo("  (none)")
         return
     trained = any(r.get("trained_top1") is not None for r in records)
+    # a column per target in its unit (rows without targets, as `search` prints them: img/s)
+    columns = target_columns(records) or [("img/s", -1, "throughput")]
     rows = [
-        _trial_row(r) + ([f"{100 * r['trained_top1']:.1f} %" if r.get("trained_top1") is not None else "-"] if trained else [])
+        _trial_row(r, columns) + ([f"{100 * r['trained_top1']:.1f} %" if r.get("trained_top1") is not None else "-"] if trained else [])
         for r in records
     ]
-    headers = ["trial", "state", "hash", "widths", "depths", "params(M)", "MACs(M)", "img/s", "proxy", "feasible", "pareto"]
+    headers = [
+        "trial",
+        "state",
+        "hash",
+        "widths",
+        "depths",
+        "params(M)",
+        "MACs(M)",
+        *(c[0] for c in columns),
+        "proxy",
+        "feasible",
+        "pareto",
+    ]
     click.echo(table(headers + (["trained top-1"] if trained else []), rows))
 
 
-def _trial_row(r: dict) -> list[Any]:
+def _figure(value: Any, key: str) -> str:
+    if not value:
+        return "-"
+    return f"{value:,.0f}" if key == "throughput" else fmt_ms(value)
+
+
+def _trial_row(r: dict, columns: list[tuple[str, int, str]]) -> list[Any]:
     c = r.get("config") or {}
+    cells = figure_cells(r, columns) if r.get("targets") else {columns[0][0]: r.get("throughput")}
     return [
         r["number"],
         r["state"],
@@ -77,7 +99,7 @@ def _trial_row(r: dict) -> list[Any]:
         fmt_tuple(tuple(c.get("depths", ()))) or "-",
         f"{r['params'] / 1e6:.2f}" if r.get("params") else "-",
         f"{r['macs'] / 1e6:.1f}" if r.get("macs") else "-",
-        f"{r['throughput']:,.0f}" if r.get("throughput") else "-",
+        *(_figure(cells.get(name), key) for name, _, key in columns),
         fmt_proxy(r["accuracy"], r.get("proxy")) if r.get("accuracy") is not None else "-",
         {True: "yes", False: "no", None: "-"}[r.get("feasible")],
         "*" if r.get("pareto") else "",

@@ -17,20 +17,24 @@ from effvit_nas.errors import UserError
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of trials.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per trial, the config as a JSON cell).")
 def show_cmd(study_name, storage, as_json, as_csv) -> None:
-    """List a study's trials: state, config, params, MACs, throughput, accuracy, feasibility, Pareto."""
+    """List a study's trials: state, config, params, MACs, each target's figure (img/s, or p50/p90
+    ms for latency), accuracy, feasibility, Pareto."""
     from effvit_nas.results.studies import records_csv, study_records
 
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
-    study, info, _ = read_study(study_name, storage)
-    records = study_records(study)
+    study, info, url = read_study(study_name, storage)
+    records = study_records(study, url)
     if as_json:
         print_json(records)
         return
     if as_csv:
         click.echo(records_csv(records), nl=False)
         return
-    click.echo(f"study {study_name}: device {info.device}, budget {info.budget:,.0f} img/s, proxy {info.proxy}")
+    if info.several:
+        click.echo(f"study {study_name}: {len(info.targets)} targets ({info.budget_text()}), proxy {info.proxy}")
+    else:
+        click.echo(f"study {study_name}: device {info.device}, budget {info.budget_text().removeprefix('>= ')}, proxy {info.proxy}")
     print_trials(records, title=f"{len(records)} trials")
     comparison = study.user_attrs.get("comparison")
     if comparison:
@@ -46,7 +50,7 @@ def show_cmd(study_name, storage, as_json, as_csv) -> None:
 @click.option("--storage", default=None, help=STORAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def studies_cmd(storage, as_json) -> None:
-    """List the studies in the storage: trials, feasible, Pareto size, device, budget, created."""
+    """List the studies in the storage: trials, feasible, Pareto size, each target and its budget, created."""
     from effvit_nas.measure.store import default_storage
     from effvit_nas.results.studies import list_studies
 
@@ -58,17 +62,19 @@ def studies_cmd(storage, as_json) -> None:
     if not rows:
         click.echo(f"no studies in {url}")
         return
+    n = max(len(r["targets"]) for r in rows)
+    target_headers = ["target (budget)"] if n == 1 else [f"target {i + 1} (budget)" for i in range(n)]
     click.echo(
         table(
-            ["study", "trials", "feasible", "pareto", "device", "budget img/s", "proxy", "created (UTC)"],
+            ["study", "trials", "feasible", "pareto", *target_headers, "proxy", "created (UTC)"],
             [
                 [
                     r["study"],
                     r["trials"],
                     r["feasible"],
                     r["pareto"],
-                    r["device"] or "-",
-                    f"{r['budget']:,.0f}" if r["budget"] else "-",
+                    *[t["text"] for t in r["targets"]],
+                    *["-"] * (n - len(r["targets"])),
                     r["proxy"] or "-",
                     (r["created"] or "-").replace("+00:00", ""),
                 ]
@@ -107,7 +113,8 @@ def _writable_file(path: Path | None, suffix: str, option: str) -> None:
 @click.option("--ray-address", default=None, help="Ray cluster holding the study's device (for --with-presets).")
 @click.option("--json", "as_json", is_flag=True, help="Also print the plotted numbers as JSON.")
 def pareto_cmd(study_name, storage, png, html, with_presets, ray_address, as_json) -> None:
-    """Plot proxy accuracy vs throughput: trials, budget line, Pareto front, M0-M5 references."""
+    """Plot proxy accuracy vs each target's figure (a panel per target: img/s, or p50 ms for a
+    latency target): trials, budget line, Pareto front, M0-M5 references."""
     from effvit_nas.results.plots import pareto_view, save_html, save_png, view_json
     from effvit_nas.results.references import reference_points
     from effvit_nas.results.studies import device_description
@@ -120,7 +127,7 @@ def pareto_cmd(study_name, storage, png, html, with_presets, ray_address, as_jso
     if not as_json and with_presets:
         click.echo(f"M0-M5 on {info.device} ({info.protocol()}), proxy {info.proxy}: measuring and scoring what is missing ...")
     refs = reference_points(study, info, url, measure=with_presets, ray_address=ray_address)
-    view = pareto_view(study, info, device_description(study, info, url), refs)
+    view = pareto_view(study, info, [device_description(study, info, url, i) for i in range(len(info.targets))], refs)
     if png is not None:
         save_png(view, png)
     if html is not None:
@@ -129,13 +136,33 @@ def pareto_cmd(study_name, storage, png, html, with_presets, ray_address, as_jso
         print_json(view_json(view))
         return
     click.echo(f"{view.title}\n{view.subtitle}")
+    if info.several:  # one panel per target
+        for p in view.panels:
+            click.echo(f"  panel {p.index + 1}: {p.title()} · {p.subtitle}")
     click.echo(
-        f"  Pareto front {len(view.front)}, other feasible {len(view.feasible)}, under budget {len(view.under_budget)}, "
+        f"  Pareto {'front' if not info.several else 'set'} {len(view.front)}, other feasible {len(view.feasible)}, under budget {len(view.under_budget)}, "
         f"not measured {view.skipped}; M0-M5 drawn: {', '.join(r.name for r in view.references) or 'none (add --with-presets)'}"
     )
     for f in (png, html):
         if f is not None:
             click.echo(f"wrote {f}")
+
+
+def _figure(t: dict) -> str:
+    """A target's figure as `export` prints it: ``cpu/trace 812 img/s``, ``cpu/openvino p50 3.20 ms``."""
+    from effvit_nas.trials.records import fmt_ms
+
+    if not t["measured"] or not t["figure"]:
+        return f"{t['name']} not measured"
+    return f"{t['name']} p50 {fmt_ms(t['p50_ms'])} ms" if t["metric"] == "latency" else f"{t['name']} {t['figure']:,.0f} img/s"
+
+
+def _drift(t: dict) -> str:
+    """A target's drift on re-measuring, in its unit: ``cpu/openvino p50 -3.1 %``."""
+    from effvit_nas.results.export import DRIFT_LIMIT
+
+    what = "p50 " if t["metric"] == "latency" else ""
+    return f"{t['name']} {what}{100 * t['drift']:+.1f} %" + (f" — over {100 * DRIFT_LIMIT:.0f} %!" if abs(t["drift"]) > DRIFT_LIMIT else "")
 
 
 @click.command("export")
@@ -146,14 +173,14 @@ def pareto_cmd(study_name, storage, png, html, with_presets, ray_address, as_jso
 @click.option("--trial", "trial", type=int, multiple=True, help="Export trial N (repeatable).")
 @click.option("--top", type=int, default=None, help="Export the K best feasible architectures by proxy value.")
 @click.option("--onnx", is_flag=True, help="Also write model.onnx (fused deployment form, symbolic batch).")
-@click.option("--remeasure", is_flag=True, help="Measure the exported models again and flag throughput drift over 5 %.")
+@click.option("--remeasure", is_flag=True, help="Measure the exported models again on every target and flag a drift over 5 %.")
 @click.option("--ray-address", default=None, help="Ray cluster holding the study's device (for --remeasure).")
 @click.option("--force", is_flag=True, help="Write into a folder that holds another study's exports (its index.json is replaced).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")
 def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ray_address, force, as_json) -> None:
     """Write chosen models as folders: config YAML, timm kwargs, measurement, proxy scores,
     optional ONNX and a model card."""
-    from effvit_nas.results.export import DRIFT_LIMIT, export_trials, select_trials
+    from effvit_nas.results.export import DRIFT_LIMIT, export_trials, select_trials, unit_drift
 
     if sum([pareto, bool(trial), top is not None]) > 1:
         raise UserError("give one of --pareto, --trial N, --top K")
@@ -173,6 +200,7 @@ def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ra
                     "remeasured": e.remeasured,
                     "drift": e.drift,
                     "drifted": e.drifted,
+                    "targets": [{k: v for k, v in t.items() if k not in ("device", "protocol", "record")} for t in e.targets],
                 }
                 for e in done
             ]
@@ -180,8 +208,13 @@ def export_cmd(study_name, storage, out, pareto, trial, top, onnx, remeasure, ra
         return
     for e in done:
         line = f"trial {e.trial} {e.config_hash} -> {e.folder}"
-        if e.remeasured is not None:
-            line += f"  (re-measured {e.remeasured:,.0f} img/s, was {e.throughput or 0:,.0f}: drift {100 * (e.drift or 0):+.1f} %"
+        if info.several or info.target.latency:
+            line += f" ({', '.join(_figure(t) for t in e.targets)})"
+        if info.several and e.remeasured is not None:
+            line += f"  (re-measured: {', '.join(_drift(t) for t in e.targets if t.get('drift') is not None)})"
+        elif e.remeasured is not None:
+            t = info.target
+            line += f"  (re-measured {t.text(e.remeasured)}, was {t.text(e.throughput)}: drift {100 * unit_drift(t, e.drift or 0):+.1f} %"
             line += f" — over {100 * DRIFT_LIMIT:.0f} %!)" if e.drifted else ")"
         click.echo(line)
     click.echo(f"exported {len(done)} model(s) to {out}")

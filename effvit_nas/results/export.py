@@ -6,20 +6,23 @@ Per model, ``OUT/trial-<number>-<hash>/`` holds:
   and ``effvit-nas train`` all read it, or the folder itself);
 * ``timm.json``: kwargs for timm's ``EfficientVitMsra`` when timm can express the config;
 * ``measurement.json``: throughput with its spread, the device fingerprint and the protocol,
-  and with ``remeasure`` a second, fresh measurement and its drift;
+  and with ``remeasure`` a second, fresh measurement and its drift (of the first target); under
+  ``targets`` every target's figure in its unit (img/s, or p50/p90 ms for latency), and with
+  ``remeasure`` its re-measured figure and drift in that unit;
 * ``proxy.json``: the proxy, its value and the data/recipe it was computed with;
 * ``model.onnx`` when asked (deployment form: fused, batch axis symbolic);
-* ``README.md``: a short model card.
+* ``README.md``: a short model card, with a row per target.
 
-``OUT/index.json`` lists the exported models. Training (``effvit-nas train``) later adds
+``OUT/index.json`` lists the exported models, each with its figure on every target. Training (``effvit-nas train``) later adds
 weights and the trained accuracy to the same folder.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +32,9 @@ from effvit_nas.errors import SettingError, UserError
 from effvit_nas.results.cards import replace_text, write_card
 from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.results.studies import StudyInfo, device_description
-from effvit_nas.trials.records import TrialRecord
+from effvit_nas.trials.records import StudyTarget, TargetFigure, TrialRecord, fmt_ms
 from effvit_nas.measure.actor import measure_configs
+from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.model.deploy import export_onnx
 from effvit_nas.model.efficientvit import build_model
@@ -52,6 +56,7 @@ class Exported:
     accuracy: float | None
     remeasured: float | None = None
     drift: float | None = None  # remeasured / stored - 1
+    targets: list[dict[str, Any]] = field(default_factory=list)  # every target's figure (see target_measurements)
 
     @property
     def drifted(self) -> bool:
@@ -115,7 +120,6 @@ def _check_writable(out: Path) -> None:
 
 def _card(cfg: ArchConfig, r: TrialRecord, info: StudyInfo, record: dict[str, Any], timm: dict | None, device: dict | None) -> str:
     m = record.get("measurement") or {}
-    tp = f"{r.throughput:,.0f} img/s" if r.throughput else "not measured"
     acc = r.accuracy
     proxy = "not run" if acc is None else f"{100 * acc:.1f} % top-1" if is_accuracy(info.proxy) else f"{acc:.4g}"
     rows = [
@@ -125,21 +129,24 @@ def _card(cfg: ArchConfig, r: TrialRecord, info: StudyInfo, record: dict[str, An
     lines = [
         f"# EfficientViT {cfg.short_hash()} (study `{info.name}`, trial {r.number})",
         "",
-        f"Found by `effvit-nas search` on `{info.device}` under a budget of {info.budget:,.0f} img/s"
+        (
+            f"Found by `effvit-nas search` on {len(info.targets)} targets ({info.budget_text()})"
+            if info.several
+            else f"Found by `effvit-nas search` on `{info.device}` under a budget of {info.budget_text()[3:]}"
+        )
         + (f"; identical to {preset_name(cfg)}." if preset_name(cfg) else "."),
         "",
         "| | |",
         "|---|---|",
         f"| params | {(r.params or 0) / 1e6:.2f} M |",
         f"| MACs | {(r.macs or 0) / 1e6:.1f} M at {cfg.img_size} px |",
-        f"| throughput | {tp} ({(device or {}).get('name', info.device)}; {info.protocol()}) |",
+        *_figure_rows(m.get("targets") or [], info.several),
         f"| proxy ({info.proxy}) | {proxy} |",
         f"| feasible / Pareto | {r.feasible} / {r.number in record.get('pareto_numbers', ())} |",
     ]
-    if m.get("remeasured") is not None:
-        lines.append(
-            f"| re-measured | {m['remeasured']:,.0f} img/s (drift {100 * m['drift']:+.1f} %{', over 5 %' if abs(m['drift']) > DRIFT_LIMIT else ''}) |"
-        )
+    if m.get("remeasured") is not None and not info.several:
+        lines.append(f"| re-measured | {_remeasured_text(info.target, m['remeasured'], m.get('drift'))} |")
+    lines += [f"| re-measured ({t['name']}) | {_remeasured_row(t)} |" for t in m.get("targets") or [] if info.several and "remeasured" in t]
     lines += [
         "",
         "| stage | width | depth | heads | QK dim | V ratio | FFN ratio | window |",
@@ -162,6 +169,79 @@ def _card(cfg: ArchConfig, r: TrialRecord, info: StudyInfo, record: dict[str, An
         lines += ["", "timm cannot express this config (value/FFN ratios or windows outside its constructor); use `build_model`."]
     lines += ["", "The proxy value ranks candidates; it is not an ImageNet accuracy. Train the model to know that.", ""]
     return "\n".join(lines)
+
+
+def unit_drift(target: StudyTarget, drift: float) -> float:
+    """A drift of the images/s(-equivalent) figure in ``target``'s unit: a latency 5 % longer is
+    +5 %, whatever its images/s did."""
+    return 1 / (1 + drift) - 1 if target.latency else drift
+
+
+def _remeasured_text(target: StudyTarget, figure: float, drift: float | None) -> str:
+    if drift is None:
+        return target.text(figure)
+    return f"{target.text(figure)} (drift {100 * unit_drift(target, drift):+.1f} %{', over 5 %' if abs(drift) > DRIFT_LIMIT else ''})"
+
+
+def _remeasured_row(t: dict[str, Any]) -> str:
+    """A target row's re-measured figure in its unit and its drift (already in that unit)."""
+    figure = f"p50 {fmt_ms(t['remeasured'])} ms" if t["metric"] == "latency" else f"{t['remeasured']:,.0f} img/s"
+    if t.get("drift") is None:
+        return figure
+    return f"{figure} (drift {100 * t['drift']:+.1f} %{', over 5 %' if abs(t['drift']) > DRIFT_LIMIT else ''})"
+
+
+def _figure_text(t: dict[str, Any]) -> str:
+    if not t["figure"] or not t["measured"]:
+        return "not measured"
+    if t["metric"] != "latency":
+        return f"{t['figure']:,.0f} img/s"
+    p90 = f", p90 {fmt_ms(t['p90_ms'])} ms" if t.get("p90_ms") else ""
+    return f"p50 {fmt_ms(t['p50_ms'])} ms{p90} at batch 1"
+
+
+def _figure_rows(targets: list[dict[str, Any]], several: bool) -> list[str]:
+    """The card's row per target: its figure in its unit, the device and the protocol (one
+    target: ``throughput`` or ``latency``, as a card always had)."""
+    rows = []
+    for t in targets:
+        what = f"{t['name']} {t['metric']}" if several else t["metric"]
+        where = (t["device"] or {}).get("name", t["name"].split("/")[0])
+        rows.append(f"| {what} | {_figure_text(t)} ({where}; {t['protocol_text']}) |")
+    return rows
+
+
+def target_measurements(r: TrialRecord, info: StudyInfo, store: MeasurementStore, devices: list[Any]) -> list[dict[str, Any]]:
+    """``r``'s figure on every target of the study in its unit (``throughput`` img/s, or
+    ``p50_ms``/``p90_ms``), with the device, the protocol and the stored record behind it (a
+    one-target latency study keeps its p90 only there)."""
+    out = []
+    for i, t in enumerate(info.targets):
+        f = r.targets[i] if i < len(r.targets) else TargetFigure(None)
+        stored = (
+            store.get(r.config_hash, f.device_id, BenchSettings(**t.bench).key()) if f.measured and f.device_id and r.config_hash else None
+        )
+        row: dict[str, Any] = {
+            "target": t.spec,
+            "name": t.name,
+            "metric": t.metric,
+            "figure": f.figure,
+            "measured": f.measured,
+            "iqr": list(f.iqr) if f.iqr else None,
+        }
+        row.update(_in_unit(t, f, stored))
+        row.update(device=devices[i] if i < len(devices) else None, protocol=t.bench, protocol_text=t.protocol())
+        if stored is not None:
+            row["record"] = stored.to_dict()
+        out.append(row)
+    return out
+
+
+def _in_unit(t: StudyTarget, f: TargetFigure, stored: Any) -> dict[str, Any]:
+    if not t.latency:
+        return {"throughput": f.figure, "unit": "images/s"}
+    p90 = f.p90_ms if f.p90_ms is not None else getattr(stored, "p90_ms", None)
+    return {"p50_ms": t.shown(f.figure) if f.figure else None, "p90_ms": None if p90 is None or math.isnan(p90) else p90, "unit": "ms"}
 
 
 def export_trials(
@@ -190,11 +270,14 @@ def export_trials(
         for r, cfg in zip(records, configs, strict=True)
         if r.measured and r.device_id
     }
+    devices = [device_description(study, info, storage, i) for i in range(len(info.targets))]
+    figures = {r.number: target_measurements(r, info, store, devices) for r in records}  # before --remeasure replaces the records
     fresh: dict[str, Any] = {}
     if remeasure:
-
-        fresh = {m.config_hash: m for m in measure_configs(configs, info.device, bench, store, fresh=True, ray_address=ray_address)}
-    context = {"info": info, "device": device_description(study, info, storage), "pareto_numbers": {t.number for t in pareto_trials(study)}}
+        every = _remeasure(configs, info, store, ray_address)
+        fresh = every[0]
+        _add_remeasured(figures, records, configs, info, every)
+    context = {"info": info, "device": devices[0], "pareto_numbers": {t.number for t in pareto_trials(study)}, "figures": figures}
     try:
         exported = [
             _write_folder(out, r, cfg, stored.get(r.number), fresh.get(cfg.short_hash()), onnx, context)
@@ -204,9 +287,31 @@ def export_trials(
     except OSError as e:  # a full disk: each file is replaced whole or kept (replace_text)
         where = f" ({e.filename})" if e.filename else ""
         raise SettingError(
-            "export_trials.out", f"{str(out)!r}: writing failed{where}: {e.strerror or e}; the study is unchanged: free space and export again"
+            "export_trials.out",
+            f"{str(out)!r}: writing failed{where}: {e.strerror or e}; the study is unchanged: free space and export again",
         ) from None
     return exported
+
+
+def _remeasure(configs: list[ArchConfig], info: StudyInfo, store: MeasurementStore, ray_address: str | None) -> list[dict[str, Any]]:
+    """Every config measured afresh on every target (the store's records replaced): by config hash, per target."""
+    return [
+        {m.config_hash: m for m in measure_configs(configs, t.device, BenchSettings(**t.bench), store, fresh=True, ray_address=ray_address)}
+        for t in info.targets
+    ]
+
+
+def _add_remeasured(
+    figures: dict[int, list[dict[str, Any]]], records: list[TrialRecord], configs: list[ArchConfig], info: StudyInfo, fresh: list[dict[str, Any]]
+) -> None:
+    """Each target's re-measured figure in its unit (``remeasured``) and its drift from the
+    stored one in that unit (``drift``) into the trials' target rows."""
+    for r, cfg in zip(records, configs, strict=True):
+        for t, row, by_hash in zip(info.targets, figures[r.number], fresh, strict=True):
+            m = by_hash.get(cfg.short_hash())
+            if m is not None:
+                row["remeasured"] = t.shown(m.throughput)
+                row["drift"] = unit_drift(t, m.throughput / row["figure"] - 1) if row["figure"] else None
 
 
 def _measurement(r: TrialRecord, item: Exported, info: StudyInfo, device: dict | None, stored: Any, fresh: Any) -> dict[str, Any]:
@@ -222,6 +327,7 @@ def _measurement(r: TrialRecord, item: Exported, info: StudyInfo, device: dict |
     }
     if stored is not None:
         measurement["record"] = stored.to_dict()
+    measurement["targets"] = item.targets
     if fresh is not None:
         item.remeasured = fresh.throughput
         measurement.update(remeasured=fresh.throughput, remeasured_record=fresh.to_dict())
@@ -273,15 +379,16 @@ def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh
     info = context["info"]
     folder = out / _folder_name(r, cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    replace_text(folder / "config.yaml", 
-        f"# EfficientViT {cfg.short_hash()}: study {info.name!r}, trial {r.number} (effvit-nas export)\n" + cfg.to_yaml()
+    replace_text(
+        folder / "config.yaml",
+        f"# EfficientViT {cfg.short_hash()}: study {info.name!r}, trial {r.number} (effvit-nas export)\n" + cfg.to_yaml(),
     )
     tk = timm_kwargs(cfg)
     if tk is not None:
-        replace_text(folder / "timm.json", 
-            json.dumps({"model": "timm.models.efficientvit_msra.EfficientVitMsra", "kwargs": tk}, indent=1) + "\n"
+        replace_text(
+            folder / "timm.json", json.dumps({"model": "timm.models.efficientvit_msra.EfficientVitMsra", "kwargs": tk}, indent=1) + "\n"
         )
-    item = Exported(r.number, cfg.short_hash(), folder, r.throughput, r.accuracy)
+    item = Exported(r.number, cfg.short_hash(), folder, r.throughput, r.accuracy, targets=context["figures"][r.number])
     measurement = _measurement(r, item, info, context["device"], stored, fresh)
     replace_text(folder / "measurement.json", json.dumps(measurement, indent=1) + "\n")
     proxy = {
@@ -304,7 +411,6 @@ def _write_folder(out: Path, r: TrialRecord, cfg: ArchConfig, stored: Any, fresh
 def _write_onnx(cfg: ArchConfig, path: Path) -> None:
     import torch  # lazy: torch costs seconds to import
 
-
     model = build_model(cfg).eval().deploy()
     export_onnx(model, torch.randn(1, 3, cfg.img_size, cfg.img_size), str(path), dynamic_batch=True)
 
@@ -319,17 +425,31 @@ def _write_index(out: Path, info: StudyInfo, storage: str, exported: list[Export
             "accuracy": e.accuracy,
             "remeasured": e.remeasured,
             "drift": e.drift,
+            "targets": [
+                {k: t.get(k) for k in ("target", "metric", "throughput", "p50_ms", "p90_ms", "measured") if k in t} for t in e.targets
+            ],
         }
         for e in exported
     ]
     where = _shown_storage(storage)
     index += _earlier_exports(out / "index.json", info.name, where, {e.folder.name for e in exported})
-    replace_text(out / "index.json", 
+    replace_text(
+        out / "index.json",
         json.dumps(
-            {"study": info.name, "storage": where, "device": info.device, "budget": info.budget, "proxy": info.proxy, "models": index},
+            {
+                "study": info.name,
+                "storage": where,
+                "device": info.device,
+                "budget": info.budget,
+                "proxy": info.proxy,
+                "targets": [
+                    {"target": t.spec, "metric": t.metric, "budget": t.budget, "budget_text": t.budget_text()} for t in info.targets
+                ],
+                "models": index,
+            },
             indent=1,
         )
-        + "\n"
+        + "\n",
     )
 
 

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from effvit_nas.arch.space import SearchSpace
 
 
-
 @dataclass(frozen=True)
 class ReferencePoint:
     name: str  # M0..M5, with the resolution when it is not the paper's 224 px
@@ -56,12 +55,10 @@ def reference_points(
     scores: dict[str, float] = dict(study.user_attrs.get("presets", {}))
     throughputs: dict[str, float] = {}
     if measure:
-
         for m in measure_configs(list(configs.values()), info.device, bench, store, ray_address=ray_address, on_result=on_progress):
             throughputs[m.config_hash] = m.throughput
         missing = {n: c for n, c in configs.items() if c.short_hash() not in scores}
         if missing:
-
             data = load_data(DataConfig(**info.data))
             for cfg in missing.values():
                 r = evaluate_proxy(info.proxy, cfg, data, ShortTrainSettings(**info.train))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from effvit_nas.errors import UserError
 from effvit_nas.trials.pareto import pareto_trials
 from effvit_nas.runtime import quiet_optuna
-from effvit_nas.trials.records import TrialRecord, trial_record
+from effvit_nas.trials.records import StudyTarget, TrialRecord, figure_cells, study_targets, target_columns, trial_record
 from effvit_nas.arch.space import SearchSpace, load_space
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import MeasurementStore
@@ -48,7 +49,6 @@ def load_study(name: str, storage: str):
     there when it is missing."""
     import optuna  # lazy: Optuna costs a second to import
 
-
     rdb = optuna_storage(storage, existing=True)
     with quiet_optuna():
         try:
@@ -75,6 +75,23 @@ class StudyInfo:
     budget_reference: float | None = None  # that preset's (or the anchor's) throughput the study used, img/s
     anchor: str | None = None  # the preset an absolute budget's candidates were paired with (search --anchor)
     space_def: dict[str, Any] | None = None  # the space's choices (None in studies stored before them)
+    targets: tuple[StudyTarget, ...] = ()  # every target, the first the one the keys above describe
+
+    def __post_init__(self) -> None:
+        if not self.targets:  # made by hand from the old keys: their one target
+            old = {"device": self.device, "budget": self.budget, "bench": self.bench, "budget_spec": self.budget_spec,
+                   "budget_reference": self.budget_reference}  # fmt: skip
+            object.__setattr__(self, "targets", study_targets(old))
+
+    @property
+    def several(self) -> bool:
+        """Whether the study has more than one target."""
+        return len(self.targets) > 1
+
+    @property
+    def target(self) -> StudyTarget:
+        """The first target (the one the study's old keys describe)."""
+        return self.targets[0]
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyInfo:
@@ -95,6 +112,7 @@ class StudyInfo:
             budget_reference=ident.get("budget_reference"),
             anchor=ident.get("anchor"),
             space_def=ident.get("space_def"),
+            targets=study_targets(ident),
         )
 
     def search_space(self):
@@ -107,32 +125,58 @@ class StudyInfo:
         return BenchSettings(**self.bench)
 
     def protocol(self) -> str:
-        """The measurement protocol in words, e.g. ``trace, batch 16, 1 thread, fp32``."""
-        b = self.bench
-        return f"{b['backend']}, batch {b['batch']}, {b['threads']} thread{'s' if b['threads'] != 1 else ''}, {b['precision']}"
+        """The first target's measurement protocol in words, e.g. ``trace, batch 16, 1 thread, fp32``."""
+        return self.target.protocol()
+
+    def budget_text(self) -> str:
+        """Every target's budget, e.g. ``cpu/trace >= 1,234 img/s, cpu/openvino <= 4 ms p50``
+        (one target: without its name)."""
+        if not self.several:
+            return self.target.budget_text()
+        return ", ".join(f"{t.name} {t.budget_text()}" for t in self.targets)
 
 
-def study_records(study: optuna.Study) -> list[dict[str, Any]]:
-    """Every trial of ``study`` as a row, Pareto membership included."""
+def study_records(study: optuna.Study, storage: str | None = None) -> list[dict[str, Any]]:
+    """Every trial of ``study`` as a row, Pareto membership and each target's figure included;
+    with ``storage``, a latency target's p90 the trial does not carry is read from the
+    measurement store (a one-target latency study keeps it only there)."""
     numbers = {t.number for t in pareto_trials(study)}
     trained = study.user_attrs.get("trained", {})
-    return [trial_record(t, numbers, trained) for t in study.get_trials(deepcopy=False)]
+    targets = study_targets(study.user_attrs["effvit"]) if study.user_attrs.get("effvit") else ()
+    rows = [trial_record(t, numbers, trained, targets) for t in study.get_trials(deepcopy=False)]
+    if storage is not None and any(t.latency for t in targets):
+        _stored_p90(rows, targets, MeasurementStore(storage))
+    return rows
+
+
+def _stored_p90(rows: list[dict[str, Any]], targets: tuple[StudyTarget, ...], store: MeasurementStore) -> None:
+    keys = [BenchSettings(**t.bench).key() if t.latency else None for t in targets]
+    for row in rows:
+        for f, key in zip(row.get("targets") or (), keys, strict=False):
+            if key and f["p90_ms"] is None and f["measured"] and f["device_id"] and row["hash"]:
+                m = store.get(row["hash"], f["device_id"], key)
+                f["p90_ms"] = m.p90_ms if m is not None and math.isfinite(m.p90_ms) else None
 
 
 def records_csv(records: list[dict[str, Any]]) -> str:
-    """CSV of trial rows; the config is one JSON cell."""
+    """CSV of trial rows; the config is one JSON cell. A one-target throughput study has the
+    columns it always had; otherwise each target's figure follows ``throughput`` in its unit."""
+    columns = target_columns(records)
+    extra = [] if [c[0] for c in columns] in ([], ["img/s"]) else columns
+    at = CSV_COLUMNS.index("throughput") + 1
+    fields = [*CSV_COLUMNS[:at], *(c[0] for c in extra), *CSV_COLUMNS[at:]]
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in records:
-        w.writerow({**r, "config": json.dumps(r["config"], separators=(",", ":")) if r.get("config") else ""})
+        cfg = json.dumps(r["config"], separators=(",", ":")) if r.get("config") else ""
+        w.writerow({**r, **figure_cells(r, extra), "config": cfg})
     return buf.getvalue()
 
 
 def list_studies(storage: str) -> list[dict[str, Any]]:
     """One row per study in ``storage``: trials, feasible, Pareto size, device, budget, created."""
     import optuna  # lazy: Optuna costs a second to import
-
 
     rdb = optuna_storage(storage, existing=True)
     rows = []
@@ -155,6 +199,7 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
                 "pareto": len(pareto_trials(study)),
                 "device": ident.get("device"),
                 "budget": ident.get("budget"),
+                "targets": [_target_row(t) for t in study_targets(ident)] if ident else [],
                 "proxy": ident.get("proxy"),
                 "created": datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds") if created else None,
             }
@@ -162,16 +207,31 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
     return rows
 
 
-def device_description(study: optuna.Study, info: StudyInfo, storage: str) -> dict[str, Any] | None:
-    """The fingerprint of the device the study's throughputs were measured on, from the
-    measurement store (None when no measured trial is there)."""
+def _target_row(t: StudyTarget) -> dict[str, Any]:
+    """A study's target as `studies --json` lists it: its budget images/s-equivalent and in its unit."""
+    shown = {"budget_ms": t.shown(t.budget)} if t.latency else {}
+    return {
+        "target": t.spec,
+        "device": t.device,
+        "backend": t.backend,
+        "metric": t.metric,
+        "budget": t.budget,
+        **shown,
+        "text": f"{t.name} {t.budget_text()}",
+    }
+
+
+def device_description(study: optuna.Study, info: StudyInfo, storage: str, target: int = 0) -> dict[str, Any] | None:
+    """The fingerprint of the device the study's figures on its ``target``-th target were
+    measured on, from the measurement store (None when no measured trial is there)."""
 
     store = MeasurementStore(storage)
-    key = info.bench_settings().key()
+    key = BenchSettings(**info.targets[target].bench).key()
     for t in study.get_trials(deepcopy=False):
         r = TrialRecord.of(t)
-        if r.measured and r.device_id and r.config_hash:
-            m = store.get(r.config_hash, r.device_id, key)
+        f = r.targets[target] if len(r.targets) > target else None
+        if f is not None and f.measured and f.device_id and r.config_hash:
+            m = store.get(r.config_hash, f.device_id, key)
             if m is not None:
                 return m.device
     return None

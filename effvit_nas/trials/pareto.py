@@ -1,9 +1,11 @@
-"""The Pareto set of a study: feasible, non-dominated (proxy accuracy, throughput) trials.
+"""The Pareto set of a study: feasible, non-dominated (proxy accuracy, throughput) trials, or
+with several targets (proxy accuracy, every target's figure).
 
-Both objectives are maximised. A trial is feasible when every constraint Optuna stores for it
-is <= 0 (the search stores ``(budget - throughput) / budget``). Candidates the search skipped
-as predicted-infeasible carry a predicted throughput, never a measured one, and never enter
-the set; nor do candidates stopped at a successive-halving rung (their accuracy comes from fewer
+Every objective is maximised (a latency target's figure is 1000 / p50 ms). A trial is feasible
+when every constraint Optuna stores for it is <= 0 (the search stores ``(budget - figure) /
+budget`` per target). Candidates the search skipped as predicted-infeasible carry a predicted
+figure, never a measured one, and never enter the set (nor does one not measured on every
+target); nor do candidates stopped at a successive-halving rung (their accuracy comes from fewer
 training steps than the others').
 """
 
@@ -19,7 +21,14 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
-__all__ = ["front_points", "hypervolume_2d", "is_feasible", "pareto_trials"]
+__all__ = ["front_points", "hypervolume_2d", "is_feasible", "non_dominated", "pareto_trials"]
+
+
+def non_dominated(points: Sequence[Sequence[float]]) -> set[tuple[float, ...]]:
+    """The points no other point dominates (every coordinate maximised: at least as good in
+    all, better in one), each once."""
+    pts = {tuple(map(float, p)) for p in points}
+    return {p for p in pts if not any(q != p and all(a >= b for a, b in zip(q, p, strict=True)) for q in pts)}
 
 
 def front_points(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
@@ -54,7 +63,7 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     first: dict[str, Any] = {}
     for t in sorted(complete, key=lambda t: t.number):
         r = TrialRecord.of(t)
-        if r.feasible and r.measured and not r.stopped:
+        if r.feasible and r.measured_all and not r.stopped:
             first.setdefault(r.key(), t)
-    front = set(front_points([tuple(t.values) for t in first.values()]))
+    front = non_dominated([tuple(t.values) for t in first.values()])
     return sorted((t for t in first.values() if tuple(map(float, t.values)) in front), key=lambda t: -t.values[0])

@@ -39,7 +39,7 @@ class Attr(StrEnum):
     NOTE = "note"
     FAIL_REASON = "fail_reason"
     PRESET = "preset"  # enqueued as this M0-M5 preset
-    TARGETS = "targets"  # several targets: per target {figure, iqr, measured, device_id, p90_ms, predicted} (CONTRACT.md)
+    TARGETS = "targets"  # several targets: one {figure, iqr, measured, device_id, p90_ms, predicted} per study target
 
 
 # What a repeat of an architecture copies from the trial that ran it first.
@@ -50,6 +50,113 @@ def is_feasible(trial: FrozenTrial) -> bool:
     """An Optuna trial that finished with values and satisfies every stored constraint (the
     search stores ``(budget - throughput) / budget``, feasible when <= 0)."""
     return bool(trial.values) and all(c <= 0 for c in trial.constraints.values())
+
+
+def fmt_ms(ms: float) -> str:
+    """A latency in ms to the precision it is measured at (``0.352``, ``4.12``, ``123``)."""
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
+
+
+@dataclass(frozen=True)
+class StudyTarget:
+    """One deployment target of a study, as stored in its problem (the ``targets`` list, or
+    for a one-target study its old keys). ``budget`` is images/s-equivalent: for a latency
+    target 1000 / the p50 budget in ms at batch 1."""
+
+    spec: str  # e.g. cpu/openvino:4ms
+    device: str
+    backend: str
+    metric: str  # throughput | latency
+    budget: float
+    budget_spec: str | None = None
+    budget_reference: float | None = None
+    bench: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def latency(self) -> bool:
+        return self.metric == "latency"
+
+    @property
+    def name(self) -> str:
+        """``DEVICE/BACKEND``: a column's or panel's name."""
+        return f"{self.device}/{self.backend}"
+
+    @property
+    def unit(self) -> str:
+        return "ms" if self.latency else "img/s"
+
+    def shown(self, figure: float) -> float:
+        """An images/s-equivalent figure in this target's unit: p50 ms for latency, img/s otherwise."""
+        return 1e3 / figure if self.latency else figure
+
+    def text(self, figure: float | None) -> str:
+        """The figure as printed (``1,234 img/s``, ``4.12 ms``); ``-`` without one."""
+        if not figure:
+            return "-"
+        return f"{fmt_ms(self.shown(figure))} ms" if self.latency else f"{figure:,.0f} img/s"
+
+    def budget_text(self) -> str:
+        """``>= 1,234 img/s`` or ``<= 4 ms p50``."""
+        return f"<= {self.shown(self.budget):.4g} ms p50" if self.latency else f">= {self.text(self.budget)}"
+
+    def protocol(self) -> str:
+        """The measurement protocol in words, e.g. ``trace, batch 16, 1 thread, fp32``."""
+        b = self.bench
+        text = f"{b['backend']}, batch {b['batch']}, {b['threads']} thread{'s' if b['threads'] != 1 else ''}, {b['precision']}"
+        return text + (", latency" if self.latency else "")
+
+
+def study_targets(ident: dict[str, Any]) -> tuple[StudyTarget, ...]:
+    """The targets of a study's stored problem: its ``targets`` list, or (a one-target study,
+    which does not store one) the one target its old keys describe."""
+    if ident.get("targets"):
+        return tuple(
+            StudyTarget(
+                t["spec"],
+                t["device"],
+                t["backend"],
+                t["metric"],
+                float(t["budget"]),
+                t.get("budget_spec"),
+                t.get("budget_reference"),
+                dict(t["bench"]),
+            )
+            for t in ident["targets"]
+        )
+    bench = dict(ident.get("bench") or {})
+    metric, backend = bench.get("metric") or "throughput", bench.get("backend", "trace")
+    budget = float(ident["budget"])
+    shown = ident.get("budget_spec") or (f"{1e3 / budget:.3g}ms" if metric == "latency" else f"{budget:g}")
+    return (StudyTarget(f"{ident['device']}/{backend}:{shown}", ident["device"], backend, metric, budget,
+                        ident.get("budget_spec"), ident.get("budget_reference"), bench),)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TargetFigure:
+    """A trial's figure on one target, images/s-equivalent (a latency target's is 1000 / p50 ms)."""
+
+    figure: float | None
+    iqr: tuple[float, float] | None = None
+    measured: bool = False
+    device_id: str | None = None
+    p90_ms: float | None = None  # latency targets, when known
+    predicted: float | None = None
+
+    @classmethod
+    def of(cls, d: dict[str, Any]) -> TargetFigure:
+        iqr = d.get("iqr")
+        return cls(d.get("figure"), tuple(iqr) if iqr else None, bool(d.get("measured", False)),
+                   d.get("device_id"), d.get("p90_ms"), d.get("predicted"))  # fmt: skip
+
+
+def _target_figures(ua: dict[str, Any]) -> tuple[TargetFigure, ...]:
+    """Every target's figure: the ``targets`` attribute of a several-target trial, or the one
+    target the old attributes describe."""
+    if ua.get(Attr.TARGETS):
+        return tuple(TargetFigure.of(d) for d in ua[Attr.TARGETS])
+    old = {"figure": ua.get(Attr.THROUGHPUT), "iqr": ua.get(Attr.THROUGHPUT_IQR), "measured": ua.get(Attr.MEASURED, False),
+           "device_id": ua.get(Attr.DEVICE_ID), "predicted": ua.get(Attr.PREDICTED_THROUGHPUT)}  # fmt: skip
+    return (TargetFigure.of(old),)
 
 
 @dataclass(frozen=True)
@@ -78,6 +185,7 @@ class TrialRecord:
     fail_reason: str
     preset: str | None
     stopped: bool = False  # stopped at a successive-halving rung: a lower-fidelity accuracy
+    targets: tuple[TargetFigure, ...] = ()  # one per study target, in its order (the first: throughput, measured, ...)
     attrs: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -108,6 +216,7 @@ class TrialRecord:
             fail_reason=ua.get(Attr.FAIL_REASON, ""),
             preset=ua.get(Attr.PRESET),
             stopped=bool(ua.get(Attr.PROXY_STOPPED, False)),
+            targets=_target_figures(ua),
             attrs=dict(ua),
         )
 
@@ -119,6 +228,11 @@ class TrialRecord:
     def feasible(self) -> bool:
         """Complete, with values, every constraint satisfied."""
         return self.complete and bool(self.values) and all(c <= 0 for c in self.constraints.values())
+
+    @property
+    def measured_all(self) -> bool:
+        """Measured on every target (for one target: ``measured``)."""
+        return bool(self.targets) and all(t.measured for t in self.targets)
 
     @property
     def skipped(self) -> bool:
@@ -146,9 +260,35 @@ def rung_points(records: list[TrialRecord]) -> dict[int, list[tuple[float, float
     return out
 
 
-def trial_record(t: FrozenTrial, pareto_numbers: set[int] | None = None, trained: dict[str, Any] | None = None) -> dict[str, Any]:
+def target_figures(r: TrialRecord, targets: tuple[StudyTarget, ...]) -> list[dict[str, Any]]:
+    """A trial's figure on each of ``targets`` in its unit: ``throughput`` (img/s), or
+    ``p50_ms`` and ``p90_ms`` for latency; ``figure`` images/s-equivalent."""
+    out = []
+    for i, target in enumerate(targets):
+        f = r.targets[i] if i < len(r.targets) else TargetFigure(None)  # a failed trial may have none
+        row: dict[str, Any] = {
+            "target": target.spec,
+            "name": target.name,
+            "metric": target.metric,
+            "figure": f.figure,
+            "measured": f.measured,
+            "device_id": f.device_id,
+        }
+        if target.latency:
+            row.update(p50_ms=target.shown(f.figure) if f.figure else None, p90_ms=f.p90_ms)
+        else:
+            row["throughput"] = f.figure
+        row["feasible"] = None if f.figure is None else f.figure >= target.budget
+        out.append(row)
+    return out
+
+
+def trial_record(
+    t: FrozenTrial, pareto_numbers: set[int] | None = None, trained: dict[str, Any] | None = None, targets: tuple[StudyTarget, ...] = ()
+) -> dict[str, Any]:
     """The row of one trial as `show` prints it (JSON keys are the issue's, plus
-    ``trained_top1`` once `effvit-nas train` trained it)."""
+    ``trained_top1`` once `effvit-nas train` trained it, and with the study's ``targets`` each
+    target's figure in its unit)."""
     r = TrialRecord.of(t)
     done = (trained or {}).get(str(r.number)) or {}
     return {
@@ -167,4 +307,27 @@ def trial_record(t: FrozenTrial, pareto_numbers: set[int] | None = None, trained
         "note": r.note or r.fail_reason,
         "trained_top1": done.get("top1"),
         "trained_top1_ema": done.get("top1_ema"),
+        **({"targets": target_figures(r, targets)} if targets else {}),
     }
+
+
+def target_columns(records: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+    """(column name, target index, key) of every target's figure in trial rows: ``img/s`` for
+    a throughput target, ``p50 ms`` (and ``p90 ms`` when a trial has one) for latency; named
+    by the target (``cpu/openvino p50 ms``) when there are several."""
+    first: list[dict[str, Any]] = next((r["targets"] for r in records if r.get("targets")), [])
+    out = []
+    for i, t in enumerate(first):
+        name = t["name"] + " " if len(first) > 1 else ""
+        if t["metric"] != "latency":
+            out.append((f"{name}img/s", i, "throughput"))
+            continue
+        out.append((f"{name}p50 ms", i, "p50_ms"))
+        if any(len(r.get("targets") or ()) > i and r["targets"][i].get("p90_ms") is not None for r in records):
+            out.append((f"{name}p90 ms", i, "p90_ms"))
+    return out
+
+
+def figure_cells(r: dict[str, Any], columns: list[tuple[str, int, str]]) -> dict[str, Any]:
+    figures = r.get("targets") or []
+    return {name: figures[i].get(key) if i < len(figures) else None for name, i, key in columns}

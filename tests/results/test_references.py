@@ -4,6 +4,7 @@ figure the study resolved (not the store's newest run)."""
 import pytest
 
 from effvit_nas.arch.space import load_space
+
 # _budget_preset_throughput is private: the public reference points would measure the presets
 from effvit_nas.results.references import _budget_preset_throughput, preset_configs
 from effvit_nas.results.studies import StudyInfo

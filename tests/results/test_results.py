@@ -12,7 +12,6 @@ from effvit_nas.results.cards import set_section
 from tests.support import private_copy, run_main
 
 
-
 def _budget(url: str) -> float:
     """The small study's budget as stored (0.3x M0 measured when it was made)."""
     import optuna
@@ -20,6 +19,7 @@ def _budget(url: str) -> float:
     study = optuna.load_study(study_name="small", storage=url)
     assert study.user_attrs["effvit"]["budget_spec"] == "0.3xM0"
     return study.user_attrs["effvit"]["budget"]
+
 
 def test_show_csv_and_studies(small_study, capsys):
     url, name = small_study
@@ -229,12 +229,32 @@ def test_export_writes_timm_json_that_builds_the_same_network(small_study, tmp_p
     t = next(t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("config"))
     m0 = PRESETS["M0"].replace(img_size=64, num_classes=10)
     attrs = {**t.user_attrs, "config": m0.to_dict(), "config_hash": m0.short_hash()}
-    study.add_trial(optuna.trial.create_trial(values=t.values, params=t.params, distributions=t.distributions, user_attrs=attrs, system_attrs=t.system_attrs))
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=t.values, params=t.params, distributions=t.distributions, user_attrs=attrs, system_attrs=t.system_attrs
+        )
+    )
     number = len(study.trials) - 1
     assert timm_kwargs(ArchConfig.from_dict(t.user_attrs["config"])) is None  # the control: no timm.json for it
-    r = run_main(capsys, "export", "--study", name, "--storage", url, "--out", str(tmp_path / "x"), "--trial", str(t.number), "--trial", str(number), "--json")
+    r = run_main(
+        capsys,
+        "export",
+        "--study",
+        name,
+        "--storage",
+        url,
+        "--out",
+        str(tmp_path / "x"),
+        "--trial",
+        str(t.number),
+        "--trial",
+        str(number),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
-    plain, expressible = (tmp_path / "x" / f"trial-{n}-{h}" for n, h in ((t.number, t.user_attrs["config_hash"]), (number, m0.short_hash())))
+    plain, expressible = (
+        tmp_path / "x" / f"trial-{n}-{h}" for n, h in ((t.number, t.user_attrs["config_hash"]), (number, m0.short_hash()))
+    )
     assert not (plain / "timm.json").exists()
     kwargs = json.loads((expressible / "timm.json").read_text())["kwargs"]
     theirs, ours = EfficientVitMsra(**kwargs).state_dict(), build_model(m0).state_dict()
