@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import json
 import multiprocessing
 import statistics
 import time
@@ -71,17 +72,34 @@ def figure(m: Measurement, metric: str) -> dict[str, float]:
     return {"p50_ms": m.p50_ms, "p90_ms": m.p90_ms, "p50_low": 1e3 / m.ci_high, "p50_high": 1e3 / m.ci_low}
 
 
-def table_run(plan: Plan, anchor_cfg: ArchConfig, fp: dict) -> dict[str, Any]:
-    """Every (backend, metric, model) anchored figure, or the backend's refusal."""
-    out: dict[str, Any] = {}
+def _table_entry(args: tuple) -> dict[str, Any]:
+    """One backend and metric over every model, in a process of its own (a runtime's memory,
+    e.g. OpenVINO's compiled models, goes back with the process: one process for all of them
+    grew past 10 GB)."""
+    b, metric, timing, cfgs, anchor_dict, runs = args
+    anchor_cfg, fp = ArchConfig.from_dict(anchor_dict), fingerprint("cpu")
+    s = settings_for(b, metric, timing)
+    a = anchor_figure(anchor_cfg, s, fp, runs)
+    rows = {n: figure(anchored(n, ArchConfig.from_dict(c), a, anchor_cfg, s, fp), metric) for n, c in cfgs.items()}
+    return {"anchor": figure(a, metric), "models": rows, "runtime": get(b).describe(s, False)}
+
+
+def table_run(plan: Plan, anchor_cfg: ArchConfig, partial: Path | None) -> dict[str, Any]:
+    """Every (backend, metric, model) anchored figure; entries already in ``partial`` (a JSON
+    file this run also writes after each entry) are kept, not measured again."""
+    out: dict[str, Any] = json.loads(partial.read_text()) if partial and partial.exists() else {}
+    cfgs = {n: c.to_dict() for n, c in plan.models.items()}
     t0 = time.time()
     for b in plan.backends:
         for metric in METRICS:
-            s = settings_for(b, metric, plan.timing)
-            a = anchor_figure(anchor_cfg, s, fp, plan.anchor_runs)
-            rows = {n: figure(anchored(n, c, a, anchor_cfg, s, fp), metric) for n, c in plan.models.items()}
-            out[f"{b}/{metric}"] = {"anchor": figure(a, metric), "models": rows, "runtime": get(b).describe(s, False)}
-            print(f"{b} {metric}: {len(rows)} models ({time.time() - t0:.0f} s)", flush=True)
+            if f"{b}/{metric}" in out:
+                continue
+            args = (b, metric, plan.timing, cfgs, anchor_cfg.to_dict(), plan.anchor_runs)
+            with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                out[f"{b}/{metric}"] = pool.submit(_table_entry, args).result()
+            if partial:
+                partial.write_text(json.dumps(out))
+            print(f"{b} {metric}: {len(cfgs)} models ({time.time() - t0:.0f} s)", flush=True)
     return out
 
 
@@ -159,7 +177,8 @@ def plan_of(args: argparse.Namespace) -> Plan:
     names = list(models)
     if args.quick:
         return Plan(models, backends, timing, 2, names[:1], anchor_runs=1)
-    return Plan(models, backends, timing, args.repeats, names[: args.repeat_models])
+    subset = names[: int(args.repeat_models)] if args.repeat_models.isdigit() else args.repeat_models.split(",")
+    return Plan(models, backends, timing, args.repeats, subset)
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
@@ -194,7 +213,8 @@ def main() -> None:
     ap.add_argument("--space", default="efficientvit")
     ap.add_argument("--samples", type=int, default=30, help="architectures sampled from the space besides M0-M5")
     ap.add_argument("--repeats", type=int, default=5, help="fresh processes per repeatability figure")
-    ap.add_argument("--repeat-models", type=int, default=3, help="models (the first of M0-M5) in the repeatability subset")
+    ap.add_argument("--repeat-models", default="3", help="the repeatability subset: N (the first N of M0-M5) or names (M1,M2)")
+    ap.add_argument("--partial", type=Path, default=None, help="keep finished table entries in this JSON file; a rerun skips them")
     ap.add_argument("--backends", default=",".join(CPU_BACKENDS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -207,7 +227,7 @@ def main() -> None:
     plan = plan_of(args)
     fp = fingerprint("cpu")
     anchor_cfg = plan.models[DEFAULT_ANCHOR]
-    table = table_run(plan, anchor_cfg, fp)
+    table = table_run(plan, anchor_cfg, args.partial)
     result = {
         "device": fp,
         "plan": {**asdict(replace(plan, models={})), "models": {n: c.to_dict() for n, c in plan.models.items()}},

@@ -49,7 +49,7 @@ from effvit_nas.search.screening import (
 )
 from effvit_nas.search.study import Heartbeat, StudyHandle, holds_trials, interrupt, open_study, repair_stale, tell
 from effvit_nas.trials.pareto import pareto_trials
-from effvit_nas.trials.records import Attr, TrialRecord, rung_points, trial_record
+from effvit_nas.trials.records import Attr, TrialRecord, rung_points, study_targets, trial_record
 
 if TYPE_CHECKING:
     import optuna
@@ -136,23 +136,6 @@ def _figures(r: TrialRecord, targets: int) -> list[float | None]:
         return [r.throughput or None]
     entries = r.attrs.get(Attr.TARGETS) or [{}] * targets
     return [e.get("figure") if e.get("measured") else None for e in entries]
-
-
-def _front(study: optuna.Study, targets: int) -> list[optuna.trial.FrozenTrial]:
-    """The study's Pareto set: :func:`pareto_trials` for one target; for several (its 2-d front
-    cannot hold them), the feasible, measured, complete trials (each architecture's first) that
-    no other such trial dominates over accuracy and every target's figure."""
-    if targets == 1:
-        return pareto_trials(study)
-    first: dict[str, optuna.trial.FrozenTrial] = {}
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        r = TrialRecord.of(t)
-        if r.feasible and r.measured and not r.stopped:
-            first.setdefault(r.key(), t)
-    pts = {n: tuple(t.values) for n, t in first.items()}
-    dominated = lambda a, b: all(x <= y for x, y in zip(a, b, strict=True)) and a != b  # noqa: E731  # b dominates a
-    front = [first[n] for n, p in pts.items() if not any(dominated(p, q) for q in pts.values())]
-    return sorted(front, key=lambda t: -t.values[0])
 
 
 @dataclass
@@ -403,7 +386,7 @@ class _Run:
                 self.options.trials,
                 len(feasible),
                 best,
-                len(_front(self.handle.study, self.targets)),
+                len(pareto_trials(self.handle.study)),
                 eta,
                 outcome.figures,
             )
@@ -463,7 +446,7 @@ def check_local_device(device: str, bench: BenchSettings) -> None:
 
 
 def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
-    front = _front(run.handle.study, run.targets)
+    front = pareto_trials(run.handle.study)
     numbers = {t.number for t in front}
     complete = run.handle.records(("COMPLETE",))
     counts = run.screener.counts
@@ -475,7 +458,7 @@ def _summary(run: _Run, seconds: float, setup_s: float) -> SearchSummary:
         complete=len(complete),
         failed=len(run.handle.records(("FAIL",))),
         feasible=sum(r.feasible for r in complete),
-        pareto=[trial_record(t, numbers) for t in front],
+        pareto=[trial_record(t, numbers, targets=study_targets(run.handle.study.user_attrs.get("effvit") or {})) for t in front],
         skipped_predicted=counts.skipped,
         audited=counts.audited,
         audit_correct=counts.audit_correct,

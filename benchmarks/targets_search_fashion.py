@@ -1,0 +1,173 @@
+"""A 2-target search (``cpu/trace`` throughput and ``cpu/openvino`` batch-1 latency) against the
+two single-target searches of the same size, on Fashion-MNIST at 64 px (the ``tiny`` space, the
+``train`` proxy), each run from the CLI as a user would. Then every single-target search's
+Pareto models are measured on the *other* target: does a search for one runtime return models
+that meet the other's budget? Not a test: run on a quiet machine.
+
+    uv run --extra openvino python benchmarks/targets_search_fashion.py --trials 20 --steps 100 \\
+        --out results/targets_search_fashion
+
+The latency budget is M0's p50 on OpenVINO (64 px, batch 1, anchored as ``bench`` takes it)
+divided by ``--latency-factor``, measured first and written into the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from benchmarks._report import write_report
+from benchmarks.targets_cpu import anchor_figure, anchored, settings_for
+from effvit_nas.arch.config import PRESETS, ArchConfig
+from effvit_nas.measure.devices import fingerprint
+from effvit_nas.trials.pareto import front_points, hypervolume_2d
+from effvit_nas.trials.records import TrialRecord
+
+TRACE = "cpu/trace:2xM0"
+
+
+def run_search(name: str, targets: list[str], args: argparse.Namespace, storage: str) -> dict[str, Any]:
+    """One CLI search; its wall-clock seconds and JSON summary."""
+    cmd = [sys.executable, "-m", "effvit_nas.cli", "search", "--space", "tiny", "--data", "fashion-mnist"]
+    cmd += ["--proxy", "train", "--steps", str(args.steps), "--val-per-class", str(args.val_per_class)]
+    cmd += ["--trials", str(args.trials), "--seed", str(args.seed), "--study", name, "--storage", storage, "--quiet", "--json"]
+    for t in targets:
+        cmd += ["--target", t]
+    t0 = time.time()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    print(f"{name}: {time.time() - t0:.0f} s", flush=True)
+    return {"command": " ".join(cmd[3:]), "wall_s": time.time() - t0, "summary": json.loads(out.stdout or "{}")}
+
+
+def cli(*argv: str) -> str:
+    """One CLI command's stdout (it must succeed)."""
+    return subprocess.run([sys.executable, "-m", "effvit_nas.cli", *argv], check=True, capture_output=True, text=True).stdout
+
+
+def plot_export_resume(args: argparse.Namespace, storage: str, targets: list[str]) -> dict[str, Any]:
+    """The 2-target study as a user goes on with it: its Pareto plot (one panel per target),
+    its export (a card row per target), and a resume that adds two trials."""
+    png = args.out.with_name(args.out.name + "_pareto.png")
+    plot = cli("pareto", "--study", "two-targets", "--storage", storage, "--out", str(png))
+    models = args.out.with_name(args.out.name + "_models")
+    export = cli("export", "--study", "two-targets", "--storage", storage, "--out", str(models), "--force")
+    more = str(args.trials + 2)
+    resume = run_search("two-targets", targets, argparse.Namespace(**{**vars(args), "trials": int(more)}), storage)
+    return {"pareto": plot.strip().splitlines(), "export": export.strip().splitlines(), "resume": resume["summary"]}
+
+
+def feasible(study: optuna.Study) -> list[TrialRecord]:
+    return [r for r in (TrialRecord.of(t) for t in study.get_trials(deepcopy=False)) if r.feasible and r.values]
+
+
+def front(records: list[TrialRecord], axis: int) -> list[TrialRecord]:
+    """Records on the (accuracy, values[axis]) front."""
+    pts = set(front_points([(r.values[0], r.values[axis]) for r in records]))  # type: ignore[index]
+    return [r for r in records if (r.values[0], r.values[axis]) in pts]  # type: ignore[index]
+
+
+def hv(records: list[TrialRecord], axis: int, ref: tuple[float, float]) -> float:
+    return hypervolume_2d([(r.values[0], r.values[axis]) for r in records], ref)  # type: ignore[index]
+
+
+def cross_check(records: list[TrialRecord], backend: str, metric: str, budget: float) -> dict[str, Any]:
+    """The given front models measured on another target (anchored, as the search measures):
+    how many meet its budget (img/s-equivalent)."""
+    fp = fingerprint("cpu")
+    s = settings_for(backend, metric, {})
+    anchor_cfg = PRESETS["M0"].replace(img_size=64, num_classes=10)
+    a = anchor_figure(anchor_cfg, s, fp)
+    rows = {
+        r.config_hash: anchored(r.config_hash or "", ArchConfig.from_dict(r.config or {}), a, anchor_cfg, s, fp).throughput for r in records
+    }
+    return {"figures": rows, "meet": sum(v >= budget for v in rows.values()), "of": len(rows)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--val-per-class", type=int, default=100)
+    ap.add_argument("--latency-factor", type=float, default=1.5, help="latency budget = M0's p50 / this")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("results/targets_search_fashion"))
+    args = ap.parse_args()
+    db = args.out.with_suffix(".db")
+    db.unlink(missing_ok=True)
+    storage = f"sqlite:///{db}"
+    m0 = anchor_figure(PRESETS["M0"].replace(img_size=64, num_classes=10), settings_for("openvino", "latency", {}), fingerprint("cpu"))
+    budget_ms = m0.p50_ms / args.latency_factor
+    latency = f"cpu/openvino:{budget_ms:.3f}ms"
+    runs = {
+        "two-targets": run_search("two-targets", [TRACE, latency], args, storage),
+        "trace-only": run_search("trace-only", [TRACE], args, storage),
+        "openvino-only": run_search("openvino-only", [latency], args, storage),
+    }
+    result = report(runs, storage, m0.p50_ms, budget_ms, args)
+    result["afterwards"] = plot_export_resume(args, storage, [TRACE, latency])
+    command = "uv run --extra openvino python benchmarks/targets_search_fashion.py " + " ".join(sys.argv[1:])
+    write_report(args.out.with_suffix(".md"), markdown(result, command), result)
+    print(markdown(result, command))
+
+
+def report(runs: dict[str, Any], storage: str, m0_ms: float, budget_ms: float, args: argparse.Namespace) -> dict[str, Any]:
+    """Fronts, hypervolumes per target and the cross-target check of each single-target front."""
+    studies = {n: optuna.load_study(study_name=n, storage=storage) for n in runs}
+    recs = {n: feasible(s) for n, s in studies.items()}
+    two = recs["two-targets"]
+    budgets = {"trace": studies["trace-only"].user_attrs.get("problem", {}).get("budget"), "openvino": 1e3 / budget_ms}
+    acc_ref = min((r.values[0] for rs in recs.values() for r in rs), default=0.0)  # type: ignore[index]
+    out: dict[str, Any] = {"m0_openvino_p50_ms": m0_ms, "latency_budget_ms": budget_ms, "budgets_img_s": budgets, "runs": {}}
+    for n, rs in recs.items():
+        axes = {"two-targets": {"trace": 1, "openvino": 2}, "trace-only": {"trace": 1}, "openvino-only": {"openvino": 1}}[n]
+        row = {**runs[n], "feasible": len(rs), "complete": sum(t.state.name == "COMPLETE" for t in studies[n].trials)}
+        for tname, axis in axes.items():
+            ref = (acc_ref, float(budgets[tname] or 0.0))
+            row[f"hv_{tname}"] = hv(rs, axis, ref)
+            row[f"front_{tname}"] = [r.config_hash for r in front(rs, axis)]
+        out["runs"][n] = row
+    other = {"trace-only": ("openvino", "latency", budgets["openvino"], 1), "openvino-only": ("trace", "throughput", budgets["trace"], 1)}
+    for n, (backend, metric, budget, axis) in other.items():
+        out["runs"][n]["cross"] = cross_check(front(recs[n], axis), backend, metric, float(budget or 0.0))
+    out["two_front_size"] = len(front(two, 1))
+    return out
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    b = result["budgets_img_s"]
+    lines = [
+        "# Two targets in one study vs two single-target searches (Fashion-MNIST, 64 px)\n",
+        f"`{command}`\n",
+        f"Targets: `{TRACE}` (throughput, budget {b['trace']:.0f} img/s) and `cpu/openvino:{result['latency_budget_ms']:.3f}ms` "
+        f"(batch-1 p50; M0 measured {result['m0_openvino_p50_ms']:.3f} ms). Hypervolume per target: feasible points in "
+        "(proxy top-1, that target's figure in img/s-equivalent), reference (lowest feasible top-1 of all runs, the budget).\n",
+        "| run | wall s | complete | feasible | HV trace | HV openvino | front (trace axis) | front models meeting the other target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n, r in result["runs"].items():
+        cross = r.get("cross")
+        c = f"{cross['meet']}/{cross['of']}" if cross else "all (both are constraints)"
+        lines.append(
+            f"| {n} | {r['wall_s']:.0f} | {r['complete']} | {r['feasible']} | {r.get('hv_trace', float('nan')):.4g} | "
+            f"{r.get('hv_openvino', float('nan')):.4g} | {len(r.get('front_trace', r.get('front_openvino', [])))} | {c} |"
+        )
+    after = result.get("afterwards")
+    if after:
+        lines += [
+            "\nThe 2-target study afterwards, from the CLI (`pareto`, `export --force`, the same `search` with 2 more trials):\n",
+            "```",
+        ]
+        lines += after["pareto"] + after["export"][-3:]
+        lines += [f"resumed: {after['resume'].get('complete')} complete trials ({after['resume'].get('feasible')} feasible)", "```"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
