@@ -17,7 +17,8 @@ from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import StorageError, default_storage
 from effvit_nas.predict.calibration import Calibration, noise_ceiling
 from effvit_nas.predict.efficiency import EfficiencyPredictor, fit_efficiency
-from effvit_nas.predict.features import FEATURE_SETS, arch_features
+from effvit_nas.predict.analytic import analytic_features
+from effvit_nas.predict.features import FEATURE_SETS
 from effvit_nas.predict.store import PredictorStore
 
 
@@ -25,7 +26,7 @@ def fit_profile(
     cal: Calibration, space: SearchSpace, settings: BenchSettings, metric: str, feature_set: str, folds: int, seed: int, url: str
 ) -> dict[str, Any]:
     """Fit every feature set (held out), keep ``feature_set``'s predictor, store the record."""
-    features = [arch_features(c) for c in cal.configs]
+    features = [analytic_features(c) for c in cal.configs]
     fits = {name: fit_efficiency(features, cal.throughput, name, folds, seed) for name in FEATURE_SETS}
     predictor, held = fits[feature_set]
     noise = noise_ceiling(cal.repeats, cal.throughput, seed)
@@ -111,7 +112,7 @@ def predict_configs(record: dict[str, Any], specs: tuple[str, ...], configs: lis
     predictor = EfficiencyPredictor.from_dict(record["predictor"])
     rows = []
     for spec, cfg in zip(specs, configs, strict=True):
-        p = predictor.predict(arch_features(cfg))
+        p = predictor.predict(analytic_features(cfg))
         note = "" if cfg.img_size in record["img_sizes"] else f"{cfg.img_size} px, profiled at {record['img_sizes']}: extrapolated"
         rows.append(
             {
