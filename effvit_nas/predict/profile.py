@@ -4,6 +4,7 @@ fingerprint, protocol, metric, space) in the measurement store's database."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -13,11 +14,11 @@ import numpy as np
 from effvit_nas.arch.config import PRESETS, ArchConfig, preset_name
 from effvit_nas.arch.space import SearchSpace
 from effvit_nas.errors import UserError
-from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.measure.store import StorageError, default_storage
-from effvit_nas.predict.calibration import Calibration, noise_ceiling
-from effvit_nas.predict.efficiency import EfficiencyPredictor, fit_efficiency
+from effvit_nas.measure.settings import BenchSettings, Measurement
+from effvit_nas.measure.store import MeasurementStore, StorageError, default_storage
 from effvit_nas.predict.analytic import analytic_features
+from effvit_nas.predict.calibration import Calibration, calibrate, engine_measure, noise_ceiling, preset_configs
+from effvit_nas.predict.efficiency import EfficiencyPredictor, fit_efficiency
 from effvit_nas.predict.features import FEATURE_SETS
 from effvit_nas.predict.store import PredictorStore
 
@@ -48,6 +49,7 @@ def fit_profile(
         "calibration": {
             "archs": len(cal.labels),
             "labels": list(cal.labels),
+            "configs": [c.to_dict() for c in cal.configs],  # so a predicted search can refit on them
             "throughput": cal.throughput.tolist(),
             "measured_now": cal.measured_now,
             "reused": cal.reused,
@@ -59,6 +61,26 @@ def fit_profile(
     }
     PredictorStore(url).put(cal.device["id"], settings.key(), metric, space.name, record)
     return record
+
+
+def run_profile(
+    space: SearchSpace,
+    items: list[tuple[str, ArchConfig]],
+    device: str,
+    settings: BenchSettings,
+    store: MeasurementStore,
+    anchor: str | None,
+    fit: tuple[int, int, int, str],
+    on_result: Callable[[Measurement], None] | None = None,
+) -> dict[str, Any]:
+    """Measure the calibration ``items`` (figures anchored to the preset named ``anchor`` at the
+    space's resolution, or plain for None), fit and store the profile; ``fit``: (repeats,
+    folds, seed, feature set)."""
+    repeats, folds, seed, feature_set = fit
+    presets = preset_configs(space)
+    measure = engine_measure(device, settings, store, presets[anchor] if anchor else None, on_result)
+    cal = calibrate(items, measure, repeats, f"{anchor}@{max(space.img_sizes)}px" if anchor else None)
+    return fit_profile(cal, space, settings, settings.metric, feature_set, folds, seed, store.url)
 
 
 def _figures(h: dict[str, Any]) -> str:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import SearchSpace
 from effvit_nas.errors import SettingError
-from effvit_nas.predict.efficiency import EfficiencyPredictor, Prediction
 from effvit_nas.predict.analytic import analytic_features
+from effvit_nas.predict.efficiency import EfficiencyPredictor, Prediction
 from effvit_nas.runtime import quiet_optuna
 
 
