@@ -12,7 +12,9 @@ measured on the device, scored by the proxy, told with measured values, so const
 Pareto set, plots and exports never see a predicted figure. Then the efficiency predictor is
 refitted on its calibration plus every measurement of the studies (and stored), and the next
 round runs on it; the run ends when no study has anything new on its shortlist, or when
-``--trials`` (per study) or ``--timeout`` (the whole run) is used up.
+``--trials`` (per study) or ``--timeout`` (the whole run, after the calibration; within a
+round shared evenly by the budgets still to run) is used up. A round measures its whole
+shortlist before the refit, front first.
 """
 
 from __future__ import annotations
@@ -179,8 +181,10 @@ def specialise(
             f"round {rnd}: NSGA-II on the predictors, {pool.candidates} candidates ({len(cands)} distinct) in {time.perf_counter() - t0:.1f} s"
         )
         ran = False
-        for run in runs:
-            remaining = deadline - time.time() if deadline else None
+        for i, run in enumerate(runs):
+            # the time left is shared by the budgets still to run this round (what one leaves
+            # unused goes to the next), so the first one's shortlist cannot starve the others
+            remaining = (deadline - time.time()) / (len(runs) - i) if deadline else None
             if remaining is not None and remaining <= 0:
                 break
             front, todo = budget_shortlist(cands, run.problem.budget)
