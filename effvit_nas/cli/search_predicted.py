@@ -87,10 +87,10 @@ def search_predicted(opts: dict[str, Any]) -> None:
 
 def _check_proxy(proxy: str | None) -> None:
     """A proxy the predicted strategy has no predictor for fails before anything is measured."""
-    from effvit_nas.predict.specialise import proxy_predictor
+    from effvit_nas.predict.specialise import check_proxy_supported
     from effvit_nas.search.problem import DEFAULT_PROXY
 
-    proxy_predictor(proxy or DEFAULT_PROXY, 64, 10)
+    check_proxy_supported(proxy or DEFAULT_PROXY)
 
 
 def _budget_runs(opts: dict[str, Any]) -> tuple[list, Any]:

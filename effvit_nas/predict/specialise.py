@@ -47,14 +47,21 @@ from effvit_nas.trials.records import Attr
 ANALYTIC_PROXIES = ("macs", "params")
 
 
-def proxy_predictor(proxy: str, img_size: int, num_classes: int) -> Callable[[ArchConfig], float]:
-    """The accuracy predictor of the study's proxy: its value by arithmetic, at the proxy's
-    resolution and classes, as :mod:`effvit_nas.proxy.registry` computes it on the built model."""
+def check_proxy_supported(proxy: str) -> None:
+    """UserError unless the predicted strategy has an accuracy predictor for ``proxy``. The
+    chosen predictor of :mod:`effvit_nas.predict.accuracy` (ridge on features + the supernet's
+    top-1) needs a supernet score per candidate, about a second each: not for 10,000."""
     if proxy not in ANALYTIC_PROXIES:
         raise UserError(
             f"--strategy predicted supports --proxy {' or '.join(ANALYTIC_PROXIES)} (computed from the config); "
             f"{proxy!r} has no predictor cheap enough for its 10,000 candidates: use --strategy measure"
         )
+
+
+def proxy_predictor(proxy: str, img_size: int, num_classes: int) -> Callable[[ArchConfig], float]:
+    """The accuracy predictor of the study's proxy: its value by arithmetic, at the proxy's
+    resolution and classes, as :mod:`effvit_nas.proxy.registry` computes it on the built model."""
+    check_proxy_supported(proxy)
     return lambda cfg: analytic_features(cfg.replace(img_size=img_size, num_classes=num_classes))[proxy]
 
 
