@@ -37,7 +37,8 @@ from optuna._hypervolume import compute_hypervolume
 from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.predict.analytic import analytic_features
-from effvit_nas.trials.records import Attr
+from effvit_nas.trials.pareto import pareto_trials
+from effvit_nas.trials.records import Attr, is_feasible
 
 FAST_TIMING = ["--warmup", "0.1", "--window", "0.05", "--duration", "0.3"]
 
@@ -105,7 +106,7 @@ def trajectory(storage: str, study: str, start: float, plan: Plan, acc_ref: floa
     rows = []
     for m in plan.checkpoints:
         by = [t for t in done if t.datetime_complete.timestamp() - start <= m * 60]
-        feasible = [(t.values[0], t.values[1]) for t in by if t.user_attrs.get(Attr.MEASURED) and all(c <= 0 for c in t.constraints)]
+        feasible = [(t.values[0], t.values[1]) for t in by if t.user_attrs.get(Attr.MEASURED) and is_feasible(t)]
         measured = sum(bool(t.user_attrs.get(Attr.MEASURED)) and "result reused" not in t.user_attrs.get(Attr.NOTE, "") for t in by)
         rows.append({"minutes": m, "hypervolume": _hv(feasible, acc_ref, budget), "measured": measured, "feasible": len(feasible)})
     return {"budget_img_s": budget, "checkpoints": rows}
@@ -141,7 +142,7 @@ def four_budgets(plan: Plan, work: Path, img_size: int, classes: int) -> dict[st
     fronts = {}
     for b in plan.budgets:
         s = optuna.load_study(study_name=f"b-{b}", storage=storage)
-        front = [t for t in s.best_trials if all(c <= 0 for c in t.constraints)]
+        front = pareto_trials(s)  # feasible, measured, non-dominated: what `search` reports
         ref = preset_proxy(plan.space, b, img_size, classes)
         fronts[b] = {
             "front": len(front),
