@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from effvit_nas.arch.config import MAX_IMG_SIZE
+from effvit_nas.arch.config import MAX_IMG_SIZE, PRESETS
 from effvit_nas.cli.common import SEED, SPACE_HELP, STORAGE_HELP, bench_options, bench_settings, print_json
 from effvit_nas.errors import UserError
 
@@ -41,25 +41,21 @@ def profile_cmd(device, space, archs, seed, anchor, repeats, folds, feature_set,
     from effvit_nas.arch.space import load_space
     from effvit_nas.measure.actor import check_local
     from effvit_nas.measure.store import MeasurementStore
-    from effvit_nas.predict.calibration import calibrate, calibration_set, engine_measure, preset_configs
+    from effvit_nas.predict.calibration import calibration_set
     from effvit_nas.predict.features import DEFAULT_FEATURE_SET, feature_names
-    from effvit_nas.predict.profile import fit_profile, profile_lines
+    from effvit_nas.predict.profile import profile_lines, run_profile
 
     feature_names(feature_set or DEFAULT_FEATURE_SET)  # a typo fails before any measuring
     settings = bench_settings(device, protocol)
-    metric = settings.metric
     sp = load_space(space)
     check_local(device, settings)  # an unknown device fails before the store is touched
-    presets = preset_configs(sp)
     anchor_name = None if anchor.lower() == "none" else anchor.upper()
-    if anchor_name is not None and anchor_name not in presets:
-        raise UserError(f"--anchor {anchor!r} is not a preset ({', '.join(presets)}) or none")
+    if anchor_name is not None and anchor_name not in PRESETS:
+        raise UserError(f"--anchor {anchor!r} is not a preset ({', '.join(PRESETS)}) or none")
     store = MeasurementStore(storage)
     items = calibration_set(sp, archs, seed)
-    measure = engine_measure(device, settings, store, presets[anchor_name] if anchor_name else None, _progress(items, as_json))
-    label = f"{anchor_name}@{max(sp.img_sizes)}px" if anchor_name else None
-    cal = calibrate(items, measure, repeats, label)
-    record = fit_profile(cal, sp, settings, metric, feature_set or DEFAULT_FEATURE_SET, folds, seed, store.url)
+    fit = (repeats, folds, seed, feature_set or DEFAULT_FEATURE_SET)
+    record = run_profile(sp, items, device, settings, store, anchor_name, fit, _progress(items, as_json))
     if as_json:
         print_json(record)
     else:

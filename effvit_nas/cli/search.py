@@ -21,6 +21,7 @@ from effvit_nas.cli.common import (
     print_trials,
     setting_flags,
 )
+from effvit_nas.cli.search_predicted import predicted_options, split_budgets
 from effvit_nas.cli.train_top import check_training_flags, compare_with_baseline, train_best
 from effvit_nas.errors import UserError
 from effvit_nas.measure.settings import DEFAULT_ANCHOR
@@ -145,6 +146,7 @@ from effvit_nas.measure.settings import DEFAULT_ANCHOR
 @click.option("--no-anchor", is_flag=True, help="Time each candidate alone (a plain single figure; noisier on a drifting machine).")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@predicted_options
 def search_cmd(**opts) -> None:
     """Search the space for the most accurate models that meet a throughput budget on DEVICE.
 
@@ -162,6 +164,14 @@ def search_cmd(**opts) -> None:
         raise UserError("--baseline needs --train-top K")
     check_training_flags(opts)
     specs = _apply_target(opts)
+    split_budgets(opts)  # a comma list needs --strategy predicted
+    if opts["strategy"] == "predicted":
+        if specs:
+            raise UserError("--strategy predicted takes one --target (several budgets: --budget A,B,C)")
+        from effvit_nas.cli.search_predicted import search_predicted
+
+        search_predicted(opts)
+        return
     _set_metric(opts)
     options = _run_options(opts, specs)
     each = _target_opts(opts, specs)

@@ -4,6 +4,7 @@ fingerprint, protocol, metric, space) in the measurement store's database."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -13,11 +14,12 @@ import numpy as np
 from effvit_nas.arch.config import PRESETS, ArchConfig, preset_name
 from effvit_nas.arch.space import SearchSpace
 from effvit_nas.errors import UserError
-from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.measure.store import StorageError, default_storage
-from effvit_nas.predict.calibration import Calibration, noise_ceiling
+from effvit_nas.measure.settings import BenchSettings, Measurement
+from effvit_nas.measure.store import MeasurementStore, StorageError, default_storage
+from effvit_nas.predict.analytic import analytic_features
+from effvit_nas.predict.calibration import Calibration, calibrate, engine_measure, noise_ceiling, preset_configs
 from effvit_nas.predict.efficiency import EfficiencyPredictor, fit_efficiency
-from effvit_nas.predict.features import FEATURE_SETS, arch_features
+from effvit_nas.predict.features import FEATURE_SETS
 from effvit_nas.predict.store import PredictorStore
 
 
@@ -25,7 +27,7 @@ def fit_profile(
     cal: Calibration, space: SearchSpace, settings: BenchSettings, metric: str, feature_set: str, folds: int, seed: int, url: str
 ) -> dict[str, Any]:
     """Fit every feature set (held out), keep ``feature_set``'s predictor, store the record."""
-    features = [arch_features(c) for c in cal.configs]
+    features = [analytic_features(c) for c in cal.configs]
     fits = {name: fit_efficiency(features, cal.throughput, name, folds, seed) for name in FEATURE_SETS}
     predictor, held = fits[feature_set]
     noise = noise_ceiling(cal.repeats, cal.throughput, seed)
@@ -47,6 +49,7 @@ def fit_profile(
         "calibration": {
             "archs": len(cal.labels),
             "labels": list(cal.labels),
+            "configs": [c.to_dict() for c in cal.configs],  # so a predicted search can refit on them
             "throughput": cal.throughput.tolist(),
             "measured_now": cal.measured_now,
             "reused": cal.reused,
@@ -58,6 +61,26 @@ def fit_profile(
     }
     PredictorStore(url).put(cal.device["id"], settings.key(), metric, space.name, record)
     return record
+
+
+def run_profile(
+    space: SearchSpace,
+    items: list[tuple[str, ArchConfig]],
+    device: str,
+    settings: BenchSettings,
+    store: MeasurementStore,
+    anchor: str | None,
+    fit: tuple[int, int, int, str],
+    on_result: Callable[[Measurement], None] | None = None,
+) -> dict[str, Any]:
+    """Measure the calibration ``items`` (figures anchored to the preset named ``anchor`` at the
+    space's resolution, or plain for None), fit and store the profile; ``fit``: (repeats,
+    folds, seed, feature set)."""
+    repeats, folds, seed, feature_set = fit
+    presets = preset_configs(space)
+    measure = engine_measure(device, settings, store, presets[anchor] if anchor else None, on_result)
+    cal = calibrate(items, measure, repeats, f"{anchor}@{max(space.img_sizes)}px" if anchor else None)
+    return fit_profile(cal, space, settings, settings.metric, feature_set, folds, seed, store.url)
 
 
 def _figures(h: dict[str, Any]) -> str:
@@ -111,7 +134,7 @@ def predict_configs(record: dict[str, Any], specs: tuple[str, ...], configs: lis
     predictor = EfficiencyPredictor.from_dict(record["predictor"])
     rows = []
     for spec, cfg in zip(specs, configs, strict=True):
-        p = predictor.predict(arch_features(cfg))
+        p = predictor.predict(analytic_features(cfg))
         note = "" if cfg.img_size in record["img_sizes"] else f"{cfg.img_size} px, profiled at {record['img_sizes']}: extrapolated"
         rows.append(
             {

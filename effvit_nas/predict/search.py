@@ -4,8 +4,9 @@ predictor), nothing measured or trained. What it returns is a shortlist to measu
 the predicted front and every candidate the front does not beat by more than the predictors'
 error (its optimistic throughput, the top of its interval, plus an accuracy margin).
 
-Each architecture's features are computed once (NSGA-II draws the same architecture again
-and again as the population converges).
+Each architecture's features are computed once, by arithmetic (:mod:`effvit_nas.predict.analytic`,
+equal to the built model's; NSGA-II draws the same architecture again and again as the
+population converges).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import SearchSpace
 from effvit_nas.errors import SettingError
+from effvit_nas.predict.analytic import analytic_features
 from effvit_nas.predict.efficiency import EfficiencyPredictor, Prediction
-from effvit_nas.predict.features import arch_features
 from effvit_nas.runtime import quiet_optuna
 
 
@@ -67,7 +68,7 @@ def predicted_search(
         cfg = space.suggest(trial)
         h = cfg.short_hash()
         if h not in seen:
-            seen[h] = Candidate(cfg, efficiency.predict(arch_features(cfg)), float(accuracy(cfg)), False)
+            seen[h] = Candidate(cfg, efficiency.predict(analytic_features(cfg)), float(accuracy(cfg)), False)
         trial.set_user_attr("hash", h)
         return seen[h].throughput.throughput, seen[h].accuracy
 

@@ -40,6 +40,11 @@ class Attr(StrEnum):
     FAIL_REASON = "fail_reason"
     PRESET = "preset"  # enqueued as this M0-M5 preset
     TARGETS = "targets"  # several targets: one {figure, iqr, measured, device_id, p90_ms, predicted} per study target
+    # search --strategy predicted: what the target's predictors said before the measurement
+    # (the throughput model's PREDICTED_THROUGHPUT is the screen's, kept apart)
+    PREDICTOR_THROUGHPUT = "predictor_throughput"  # [predicted, low, high] images/s, the efficiency predictor's
+    PREDICTOR_ACCURACY = "predictor_accuracy"  # the accuracy predictor's value, in the proxy's unit
+    PREDICTOR_ROUND = "predictor_round"  # the NSGA-II round that shortlisted it (1, 2, ...)
 
 
 # What a repeat of an architecture copies from the trial that ran it first.

@@ -1,0 +1,211 @@
+"""Issue 48 item 4: the predicted search (`search --strategy predicted`) against today's
+measure-everything search (`--strategy measure`) on the CPU, and four budgets from one
+calibration. Not a test: run on a quiet machine (each run times candidates on the CPU).
+
+* For seeds 0..2 and both strategies, on the same space, proxy, data and budget: one
+  `effvit-nas search` of ``--minutes`` (a fresh storage each, so the predicted strategy pays
+  its calibration inside the wall-clock); at each checkpoint, the hypervolume of the MEASURED
+  feasible front among the trials finished by then, and how many candidates were measured.
+  Hypervolume: Optuna's (``optuna._hypervolume.compute_hypervolume``, exact in 2-D) on
+  (proxy / the budget preset's proxy, throughput / budget), reference point (0, 1): a
+  feasible point scores the box between it and (proxy 0, throughput = budget).
+* Four budgets (``--budgets``, default M0,M1,M2,M3 at 64 px) from one calibration
+  (`--strategy predicted --budget M0,M1,M2,M3`): time to all four fronts, and each front
+  against the preset at its budget (the preset's proxy value; front points that dominate it).
+
+    uv run python benchmarks/specialise_cpu.py --out results/specialise_cpu     # ~4.5-5 h
+    uv run python benchmarks/specialise_cpu.py --quick --out /tmp/specialise_quick   # proves it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna._hypervolume import compute_hypervolume
+
+from benchmarks._report import write_report
+from effvit_nas.arch.config import PRESETS
+from effvit_nas.predict.analytic import analytic_features
+from effvit_nas.trials.pareto import pareto_trials
+from effvit_nas.trials.records import Attr, is_feasible
+
+FAST_TIMING = ["--warmup", "0.1", "--window", "0.05", "--duration", "0.3"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    space: str
+    budget: str
+    budgets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    minutes: float
+    checkpoints: tuple[float, ...]  # minutes
+    candidates: int
+    calibration_archs: int
+    extra: tuple[str, ...]  # data/timing flags shared by every run
+
+
+def plan_of(args: argparse.Namespace) -> Plan:
+    if args.quick:  # the tiny space, short timings, one seed, minutes of runs
+        data = ("--img-size", "32", "--classes", "4", "--heartbeat", "1", *FAST_TIMING)
+        # checkpoints count from the process start: Ray, the budget's preset and (predicted)
+        # the calibration come first, minutes on a busy 2-core machine
+        return Plan("tiny", "M0", ("M0", "M1"), (0,), 4.0, (3.0, 5.0, 7.0), 300, 2, data)
+    checkpoints = tuple(float(c) for c in args.checkpoints.split(","))
+    data = ("--img-size", "64")
+    return Plan(
+        args.space, args.budget, tuple(args.budgets.split(",")), tuple(range(args.seeds)), args.minutes, checkpoints,
+        args.candidates, args.calibration_archs, data,
+    )  # fmt: skip
+
+
+def _search(plan: Plan, storage: str, study: str, strategy: str, budget: str, seed: int, minutes: float) -> tuple[list[str], float]:
+    """Run one `effvit-nas search` to its end; (its command, wall-clock seconds)."""
+    cmd = [sys.executable, "-m", "effvit_nas.cli", "search", "--strategy", strategy, "--budget", budget, "--space", plan.space]
+    cmd += ["--study", study, "--storage", storage, "--seed", str(seed), "--timeout", f"{minutes * 60:.0f}s", "--quiet", *plan.extra]
+    if strategy == "predicted":
+        cmd += ["--candidates", str(plan.candidates), "--calibration-archs", str(plan.calibration_archs)]
+    t0 = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    return cmd, time.time() - t0
+
+
+def preset_proxy(space: str, budget: str, img_size: int, classes: int) -> float:
+    """The macs proxy of the budget's preset (relative budgets only), as the search scores it."""
+    name = budget.split("x")[-1].upper()
+    return analytic_features(PRESETS[name].replace(img_size=img_size, num_classes=classes))["macs"]
+
+
+def _hv(points: list[tuple[float, float]], acc_ref: float, budget: float) -> float:
+    """Hypervolume of (proxy, throughput) points, maximised, normalised, reference (0, 1)."""
+    if not points:
+        return 0.0
+    loss = -np.array([(a / acc_ref, t / budget) for a, t in points])
+    return float(compute_hypervolume(loss, np.array([0.0, -1.0])))
+
+
+def trajectory(storage: str, study: str, start: float, plan: Plan, acc_ref: float) -> dict[str, Any]:
+    """At each checkpoint: hypervolume of the measured feasible trials finished by then, and
+    the candidates measured by then."""
+    s = optuna.load_study(study_name=study, storage=storage)
+    budget = float(s.user_attrs["effvit"]["budget"])  # the study's problem, images/s
+    done = [t for t in s.trials if t.state.name == "COMPLETE" and t.datetime_complete is not None]
+    rows = []
+    for m in plan.checkpoints:
+        by = [t for t in done if t.datetime_complete.timestamp() - start <= m * 60]
+        feasible = [(t.values[0], t.values[1]) for t in by if t.user_attrs.get(Attr.MEASURED) and is_feasible(t)]
+        measured = sum(bool(t.user_attrs.get(Attr.MEASURED)) and "result reused" not in t.user_attrs.get(Attr.NOTE, "") for t in by)
+        rows.append({"minutes": m, "hypervolume": _hv(feasible, acc_ref, budget), "measured": measured, "feasible": len(feasible)})
+    return {"budget_img_s": budget, "checkpoints": rows}
+
+
+def calibration_measurements(storage: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    with create_engine(storage).connect() as c:
+        rows = list(c.execute(text("SELECT record_json FROM effvit_predictors")))
+    return sum(json.loads(r[0])["calibration"]["measured_now"] for r in rows)
+
+
+def compare(plan: Plan, work: Path, img_size: int, classes: int) -> list[dict[str, Any]]:
+    acc_ref = preset_proxy(plan.space, plan.budget, img_size, classes)
+    out = []
+    for seed in plan.seeds:
+        for strategy in ("measure", "predicted"):
+            storage = f"sqlite:///{work / f'{strategy}-s{seed}.db'}"
+            start = time.time()
+            cmd, seconds = _search(plan, storage, "s", strategy, plan.budget, seed, plan.minutes)
+            row = {"seed": seed, "strategy": strategy, "seconds": seconds, "command": shlex.join(cmd[2:])}
+            row |= trajectory(storage, "s", start, plan, acc_ref)
+            row["calibration_measured"] = calibration_measurements(storage) if strategy == "predicted" else 0
+            print(json.dumps({k: row[k] for k in ("seed", "strategy", "seconds", "checkpoints")}), flush=True)
+            out.append(row)
+    return out
+
+
+def four_budgets(plan: Plan, work: Path, img_size: int, classes: int) -> dict[str, Any]:
+    storage = f"sqlite:///{work / 'budgets.db'}"
+    cmd, seconds = _search(plan, storage, "b", "predicted", ",".join(plan.budgets), 0, plan.minutes)
+    fronts = {}
+    for b in plan.budgets:
+        s = optuna.load_study(study_name=f"b-{b}", storage=storage)
+        front = pareto_trials(s)  # feasible, measured, non-dominated: what `search` reports
+        ref = preset_proxy(plan.space, b, img_size, classes)
+        fronts[b] = {
+            "front": len(front),
+            "measured": sum(bool(t.user_attrs.get(Attr.MEASURED)) for t in s.trials),
+            "best_proxy": max((t.values[0] for t in front), default=None),
+            "preset_proxy": ref,
+            "dominating_preset": sum(t.values[0] > ref for t in front),  # feasible: at least the budget's throughput
+        }
+    return {"seconds": seconds, "command": shlex.join(cmd[2:]), "calibration_measured": calibration_measurements(storage), "fronts": fronts}
+
+
+def markdown(plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any], command: str) -> str:
+    lines = [
+        "# Predicted search vs measure-everything on the CPU (issue 48 item 4)",
+        "",
+        "    " + command,
+        "",
+        f"Space {plan.space}, proxy macs, budget {plan.budget}; hypervolume of the measured feasible front on "
+        "(proxy / the preset's proxy, throughput / budget), reference point (0, 1), Optuna's exact 2-D hypervolume.",
+        "",
+        "| seed | strategy | " + " | ".join(f"HV @ {m:g} min (measured)" for m in plan.checkpoints) + " | calibration measurements |",
+        "|---|---|" + "---|" * (len(plan.checkpoints) + 1),
+    ]
+    for r in runs:
+        cells = [f"{c['hypervolume']:.3f} ({c['measured']})" for c in r["checkpoints"]]
+        lines.append(f"| {r['seed']} | {r['strategy']} | " + " | ".join(cells) + f" | {r['calibration_measured']} |")
+    lines += ["", f"## {len(plan.budgets)} budgets from one calibration", "", f"    {budgets['command']}", ""]
+    lines.append(f"Time to all fronts: {budgets['seconds']:.0f} s ({budgets['calibration_measured']} calibration measurements).")
+    lines += [
+        "",
+        "| budget | front | measured | best proxy | preset's proxy | front points above the preset |",
+        "|---|---|---|---|---|---|",
+    ]
+    for b, f in budgets["fronts"].items():
+        best = f"{f['best_proxy']:.4g}" if f["best_proxy"] is not None else "-"
+        lines.append(f"| {b} | {f['front']} | {f['measured']} | {best} | {f['preset_proxy']:.4g} | {f['dominating_preset']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--space", default="efficientvit64")
+    p.add_argument("--budget", default="M0")
+    p.add_argument("--budgets", default="M0,M1,M2,M3")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--minutes", type=float, default=40.0)
+    p.add_argument("--checkpoints", default="5,10,20,40")
+    p.add_argument("--candidates", type=int, default=10_000)
+    p.add_argument("--calibration-archs", type=int, default=40)
+    p.add_argument("--quick", action="store_true", help="Tiny space, one seed, 4-minute runs: proves the script runs.")
+    p.add_argument("--out", default="results/specialise_cpu")
+    args = p.parse_args()
+    plan = plan_of(args)
+    img_size = int(plan.extra[plan.extra.index("--img-size") + 1])
+    classes = int(plan.extra[plan.extra.index("--classes") + 1]) if "--classes" in plan.extra else 10
+    with tempfile.TemporaryDirectory(prefix="specialise-") as tmp:
+        runs = compare(plan, Path(tmp), img_size, classes)
+        budgets = four_budgets(plan, Path(tmp), img_size, classes)
+    command = "uv run python benchmarks/specialise_cpu.py " + shlex.join(sys.argv[1:])
+    record = {"plan": asdict(plan), "command": command, "runs": runs, "four_budgets": budgets}
+    write_report(f"{args.out}.md", markdown(plan, runs, budgets, command), record)
+    print(markdown(plan, runs, budgets, command))
+
+
+if __name__ == "__main__":
+    main()

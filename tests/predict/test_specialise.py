@@ -1,0 +1,59 @@
+"""`search --strategy predicted`: bad input is one line; a real run on the tiny space
+calibrates, keeps predicted and measured values side by side and builds its fronts from
+measurements only, one study per budget."""
+
+import optuna
+import pytest
+
+from effvit_nas.predict.store import PredictorStore
+from effvit_nas.trials.pareto import pareto_trials
+from effvit_nas.trials.records import Attr
+from tests.support import TINY_SEARCH, run_main
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--budget", "M0,M1"], "needs --strategy predicted"),
+        (["--budget", "M0,,M1", "--strategy", "predicted"], "distinct budgets"),
+        (["--budget", "M0", "--strategy", "predicted", "--proxy", "naswot"], "supports --proxy macs or params"),
+    ],
+)
+def test_bad_input_is_one_line(capsys, tmp_path, args, says):
+    r = run_main(capsys, "search", *args, "--trials", "2", "--space", "tiny", "--storage", f"sqlite:///{tmp_path / 's.db'}")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and says in r.stderr
+    assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.slow
+def test_predicted_search_two_budgets_from_one_calibration(capsys, tmp_path, local_ray):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["search", "--strategy", "predicted", "--budget", "M0,M1", "--study", "t", "--trials", "2", "--candidates", "200"]
+    r = run_main(capsys, *args, "--calibration-archs", "2", *TINY_SEARCH, "--storage", url)
+    assert r.returncode == 0, r.stderr
+    assert "calibrating one first" in r.stderr and "round 1: NSGA-II on the predictors, 200 candidates" in r.stdout
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(url))
+    assert names == ["t-M0", "t-M1"]  # one study per budget
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=url)
+        done = [t for t in study.trials if t.state.name == "COMPLETE"]
+        assert len(done) == 2
+        for t in done:
+            ua = t.user_attrs
+            predicted, low, high = ua[Attr.PREDICTOR_THROUGHPUT]
+            assert low <= predicted <= high and ua[Attr.MEASURED] is True
+            # the values are the measurement and the proxy, never the prediction
+            assert t.values == [ua[Attr.ACCURACY], ua[Attr.THROUGHPUT]] and ua[Attr.THROUGHPUT] != predicted
+            assert ua[Attr.PREDICTOR_ACCURACY] == ua[Attr.ACCURACY]  # macs: predicted exactly
+        assert pareto_trials(study) and all(t.values[1] == t.user_attrs[Attr.THROUGHPUT] for t in pareto_trials(study))
+    ((device_id, key),) = _predictor_keys(url)
+    (record,) = PredictorStore(url).find(device_id, key, "throughput", "tiny")
+    assert record["refit"]["from_searches"] >= 2  # refitted on the studies' measurements
+
+
+def _predictor_keys(url):
+    from sqlalchemy import text
+
+    with PredictorStore(url).engine.connect() as c:
+        return list(c.execute(text("SELECT device_id, protocol_key FROM effvit_predictors")))
