@@ -25,6 +25,13 @@ def predicted_options(f: Callable[..., Any]) -> Callable[..., Any]:
         help="With --strategy predicted and no stored predictor for the target: space samples of the calibration (as profile --archs).",
     )(f)
     f = click.option(
+        "--round-size",
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        help="With --strategy predicted: the most shortlisted architectures a round measures (front first) before the refit.",
+    )(f)
+    f = click.option(
         "--candidates",
         type=click.IntRange(min=1),
         default=10_000,
@@ -71,7 +78,7 @@ def search_predicted(opts: dict[str, Any]) -> None:
             click.echo(_header(run.problem, run.options, opts["data_source"]))
     target = _target(opts, runs[0], space, quiet)
     accuracy = _accuracy(runs[0].problem)
-    pool = PoolSettings(candidates=opts["candidates"], seed=opts["seed"])
+    pool = PoolSettings(candidates=opts["candidates"], seed=opts["seed"], round_size=opts["round_size"])
     note = (lambda _: None) if quiet else click.echo
     summaries = specialise(runs, space, target, accuracy, pool, note, lambda p: None if quiet else _progress(p.proxy))
     device.release()

@@ -13,8 +13,9 @@ Pareto set, plots and exports never see a predicted figure. Then the efficiency 
 refitted on its calibration plus every measurement of the studies (and stored), and the next
 round runs on it; the run ends when no study has anything new on its shortlist, or when
 ``--trials`` (per study) or ``--timeout`` (the whole run, after the calibration; within a
-round shared evenly by the budgets still to run) is used up. A round measures its whole
-shortlist before the refit, front first.
+round shared evenly by the budgets still to run) is used up. A round measures at most
+``round_size`` of its shortlist (front first) before the refit; what a stopped round leaves
+queued is closed as PRUNED, so no later run measures it first.
 """
 
 from __future__ import annotations
@@ -130,20 +131,24 @@ class BudgetRun:
 
 @dataclass(frozen=True)
 class PoolSettings:
-    """The NSGA-II search on the predictors: trials (candidates), population, seed of round 1."""
+    """The NSGA-II search on the predictors: trials (candidates), population, seed of round 1;
+    ``round_size``: the most shortlisted architectures one round measures (front first) before
+    the predictor is refitted (a shortlist holds hundreds: measuring all before learning from
+    any would spend the run on the first, least informed, prediction)."""
 
     candidates: int = 10_000
     population: int = 50
     seed: int = 0
+    round_size: int = 16
 
 
-def _enqueue(run: BudgetRun, space: SearchSpace, todo: list[Candidate], rnd: int) -> tuple[int, int]:
-    """Enqueue the shortlisted architectures the study does not hold yet, with their
-    predictions; (new ones, complete trials the study holds)."""
+def _enqueue(run: BudgetRun, space: SearchSpace, todo: list[Candidate], rnd: int, cap: int) -> tuple[int, int]:
+    """Enqueue at most ``cap`` shortlisted architectures the study does not hold yet (in the
+    shortlist's order: front first), with their predictions; (new ones, complete trials)."""
     handle = open_study(run.problem, run.options)
     records = handle.records()
     known = {r.config_hash for r in records}
-    new = [c for c in todo if c.config.short_hash() not in known]
+    new = [c for c in todo if c.config.short_hash() not in known][:cap]
     if run.options.trials is not None:  # the study should hold at most --trials finished trials
         complete = sum(r.state == "COMPLETE" for r in records)
         new = new[: max(run.options.trials - complete, 0)]
@@ -153,6 +158,24 @@ def _enqueue(run: BudgetRun, space: SearchSpace, todo: list[Candidate], rnd: int
         attrs[str(Attr.PREDICTOR_ROUND)] = rnd
         handle.study.enqueue_trial(space.params_from_config(c.config), user_attrs=attrs, skip_if_exists=True)
     return len(new), sum(r.state == "COMPLETE" for r in records)
+
+
+def drop_unmeasured(run: BudgetRun) -> int:
+    """Close as PRUNED the shortlisted trials still queued when a round stopped (--timeout,
+    Ctrl-C), so that no later run of the study, of either strategy, measures them first; how many."""
+    import optuna  # lazy: Optuna costs a second to import
+
+    study = open_study(run.problem, run.options, create=False).study
+    waiting = [
+        t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.WAITING]) if Attr.PREDICTOR_ROUND in t.user_attrs
+    ]
+    storage = optuna.storages.get_storage(run.options.storage)  # by trial id: study.ask() would pop any queued trial
+    study_id = storage.get_study_id_from_name(run.options.study)
+    for t in waiting:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, str(Attr.NOTE), "shortlisted by the predictors, not measured before the run stopped")
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.PRUNED)
+    return len(waiting)
 
 
 def measured_points(runs: list[BudgetRun]) -> dict[str, tuple[ArchConfig, float]]:
@@ -195,12 +218,16 @@ def specialise(
             if remaining is not None and remaining <= 0:
                 break
             front, todo = budget_shortlist(cands, run.problem.budget)
-            new, complete = _enqueue(run, space, todo, rnd)
+            new, complete = _enqueue(run, space, todo, rnd, pool.round_size)
             on_note(f"  {run.options.study}: predicted front {front}, shortlist {len(todo)}, {new} new to measure")
             if not new:
                 continue
             opts = dataclasses.replace(run.options, trials=complete + new, timeout_s=remaining)
-            summaries[run.options.study] = s = run_search(run.problem, opts, on_event(run.problem))
+            try:
+                summaries[run.options.study] = s = run_search(run.problem, opts, on_event(run.problem))
+            finally:
+                if dropped := drop_unmeasured(run):
+                    on_note(f"  {run.options.study}: {dropped} shortlisted not measured before the run stopped (kept as PRUNED)")
             ran = True
             if s.interrupted:
                 return summaries

@@ -57,3 +57,27 @@ def _predictor_keys(url):
 
     with PredictorStore(url).engine.connect() as c:
         return list(c.execute(text("SELECT device_id, protocol_key FROM effvit_predictors")))
+
+
+def test_a_stopped_round_leaves_nothing_queued(tmp_path):
+    """Shortlisted trials a round did not reach (--timeout) are closed as PRUNED: a later run of
+    the study, of either strategy, would otherwise measure them before anything it proposes."""
+    import numpy as np
+
+    from effvit_nas.arch.space import load_space
+    from effvit_nas.predict.specialise import BudgetRun, drop_unmeasured
+    from effvit_nas.search.options import RunOptions
+    from effvit_nas.search.problem import SearchProblem
+    from effvit_nas.search.study import open_study
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run = BudgetRun(SearchProblem(device="cpu", budget=1000.0, space="tiny"), RunOptions(study="t", storage=url, trials=4))
+    study = open_study(run.problem, run.options).study
+    space = load_space("tiny")
+    params = [space.params_from_config(space.sample(np.random.default_rng(seed))) for seed in (1, 2, 3)]
+    study.enqueue_trial(params[0])  # queued by something else first (e.g. --seed-presets)
+    for p in params[1:]:
+        study.enqueue_trial(p, user_attrs={str(Attr.PREDICTOR_ROUND): 1})
+    assert drop_unmeasured(run) == 2
+    states = [t.state.name for t in optuna.load_study(study_name="t", storage=url).trials]
+    assert states == ["WAITING", "PRUNED", "PRUNED"]
