@@ -49,6 +49,7 @@ class Plan:
     repeats: int
     repeat_models: list[str]
     anchor_runs: int = ANCHOR_RUNS
+    repeat_backends: list[str] | None = None  # None: every backend of the table
 
 
 def settings_for(backend: str, metric: str, timing: dict[str, float]) -> BenchSettings:
@@ -118,7 +119,7 @@ def repeatability(plan: Plan, anchor_cfg: ArchConfig) -> dict[str, Any]:
     cfgs = {n: plan.models[n].to_dict() for n in plan.repeat_models}
     out: dict[str, Any] = {}
     ctx = multiprocessing.get_context("spawn")
-    for b in plan.backends:
+    for b in plan.repeat_backends or plan.backends:
         for metric in METRICS:
             runs = []
             for _ in range(plan.repeats):  # one process per repeat: nothing carried over between them
@@ -144,11 +145,11 @@ def rankings(table: dict[str, Any], backends: list[str]) -> dict[str, Any]:
         ref = table.get(f"trace/{metric}")
         if ref is None:
             continue
-        names = list(ref["models"])
-        base = np.array([speed(ref["models"][n], metric) for n in names])
-        top = set(np.array(names)[np.argsort(-base)[:TOP]])
         for b in backends:
             rows = table[f"{b}/{metric}"]["models"]
+            names = [n for n in ref["models"] if n in rows]  # a backend timed on a subset: compared on it
+            base = np.array([speed(ref["models"][n], metric) for n in names])
+            top = set(np.array(names)[np.argsort(-base)[:TOP]])
             v = np.array([speed(rows[n], metric) for n in names])
             tau = kendalltau(base, v).statistic if len(names) > 2 else float("nan")
             mine = set(np.array(names)[np.argsort(-v)[:TOP]])
@@ -157,6 +158,7 @@ def rankings(table: dict[str, Any], backends: list[str]) -> dict[str, Any]:
                 "median_speedup": float(np.median(v / base)),
                 "kendall_tau_vs_trace": float(tau),
                 "top_overlap": f"{len(top & mine)}/{min(TOP, len(names))}",
+                "models": len(names),
             }
     return out
 
@@ -178,7 +180,8 @@ def plan_of(args: argparse.Namespace) -> Plan:
     if args.quick:
         return Plan(models, backends, timing, 2, names[:1], anchor_runs=1)
     subset = names[: int(args.repeat_models)] if args.repeat_models.isdigit() else args.repeat_models.split(",")
-    return Plan(models, backends, timing, args.repeats, subset)
+    again = args.repeat_backends.split(",") if args.repeat_backends else None
+    return Plan(models, backends, timing, args.repeats, subset, repeat_backends=again)
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
@@ -191,7 +194,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         r = result["rankings"].get(key, {})
         lines.append(f"\n## {b}, {metric} ({t['runtime']})\n")
         lines.append(
-            f"Kendall tau vs trace: {r.get('kendall_tau_vs_trace', float('nan')):.3f}; top-{TOP} overlap with trace: {r.get('top_overlap', '-')}; median speed-up over trace: {r.get('median_speedup', float('nan')):.2f}x\n"
+            f"{r.get('models', len(t['models']))} models; Kendall tau vs trace: {r.get('kendall_tau_vs_trace', float('nan')):.3f}; top-{TOP} overlap with trace: {r.get('top_overlap', '-')}; median speed-up over trace: {r.get('median_speedup', float('nan')):.2f}x\n"
         )
         unit = "img/s (95 % interval)" if metric == "throughput" else "p50 ms (95 %), p90 ms"
         lines.append(f"| model | {unit} | speed-up over trace |\n|---|---|---|")
@@ -214,6 +217,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=30, help="architectures sampled from the space besides M0-M5")
     ap.add_argument("--repeats", type=int, default=5, help="fresh processes per repeatability figure")
     ap.add_argument("--repeat-models", default="3", help="the repeatability subset: N (the first N of M0-M5) or names (M1,M2)")
+    ap.add_argument("--repeat-backends", default=None, help="backends of the repeatability figures [default: every one timed]")
     ap.add_argument("--partial", type=Path, default=None, help="keep finished table entries in this JSON file; a rerun skips them")
     ap.add_argument("--backends", default=",".join(CPU_BACKENDS))
     ap.add_argument("--seed", type=int, default=0)

@@ -46,6 +46,15 @@ def run_search(name: str, targets: list[str], args: argparse.Namespace, storage:
     return {"command": " ".join(cmd[3:]), "wall_s": time.time() - t0, "summary": json.loads(out.stdout or "{}")}
 
 
+def resumed_latency_target(storage: str) -> str | None:
+    """The latency target of an earlier run's 2-target study (a resumed study keeps its targets)."""
+    try:
+        ident = optuna.load_study(study_name="two-targets", storage=storage).user_attrs.get("effvit") or {}
+    except KeyError:
+        return None
+    return next((t["spec"] for t in ident.get("targets", []) if t["metric"] == "latency"), None)
+
+
 def cli(*argv: str) -> str:
     """One CLI command's stdout (it must succeed)."""
     return subprocess.run([sys.executable, "-m", "effvit_nas.cli", *argv], check=True, capture_output=True, text=True).stdout
@@ -97,14 +106,16 @@ def main() -> None:
     ap.add_argument("--val-per-class", type=int, default=100)
     ap.add_argument("--latency-factor", type=float, default=1.5, help="latency budget = M0's p50 / this")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fresh", action="store_true", help="delete the studies of an earlier run first (else each study resumes)")
     ap.add_argument("--out", type=Path, default=Path("results/targets_search_fashion"))
     args = ap.parse_args()
     db = args.out.with_suffix(".db")
-    db.unlink(missing_ok=True)
+    if args.fresh:
+        db.unlink(missing_ok=True)
     storage = f"sqlite:///{db}"
     m0 = anchor_figure(PRESETS["M0"].replace(img_size=64, num_classes=10), settings_for("openvino", "latency", {}), fingerprint("cpu"))
-    budget_ms = m0.p50_ms / args.latency_factor
-    latency = f"cpu/openvino:{budget_ms:.3f}ms"
+    latency = resumed_latency_target(storage) or f"cpu/openvino:{m0.p50_ms / args.latency_factor:.3f}ms"
+    budget_ms = float(latency.rpartition(":")[2].removesuffix("ms"))
     runs = {
         "two-targets": run_search("two-targets", [TRACE, latency], args, storage),
         "trace-only": run_search("trace-only", [TRACE], args, storage),
