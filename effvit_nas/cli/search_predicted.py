@@ -80,7 +80,7 @@ def search_predicted(opts: dict[str, Any]) -> None:
     accuracy = _accuracy(runs[0].problem)
     pool = PoolSettings(candidates=opts["candidates"], seed=opts["seed"], round_size=opts["round_size"])
     note = (lambda _: None) if quiet else click.echo
-    summaries = specialise(runs, space, target, accuracy, pool, note, lambda p: None if quiet else _progress(p.proxy))
+    summaries = specialise(runs, space, target, accuracy, pool, note, lambda p: None if quiet else _progress(p))
     device.release()
     if opts["as_json"]:
         print_json([asdict(s) for s in summaries.values()])
