@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -70,17 +71,27 @@ def plan_of(args: argparse.Namespace) -> Plan:
     )  # fmt: skip
 
 
-def _search(plan: Plan, storage: str, study: str, strategy: str, budget: str, seed: int, minutes: float) -> tuple[list[str], float]:
-    """Run one `effvit-nas search` to its end; (its command, wall-clock seconds)."""
+# what the predicted strategy says between rounds (calibration, NSGA-II, shortlists, refits)
+NOTE_WORDS = ("round ", "refit", "within ±", "predicted front", "calibrat", "efficiency predictor")
+
+
+def _search(
+    plan: Plan, storage: str, study: str, strategy: str, budget: str, seed: int, minutes: float
+) -> tuple[list[str], float, list[str]]:
+    """Run one `effvit-nas search` to its end; (its command, wall-clock seconds, the predicted
+    strategy's notes: its per-trial lines are left out)."""
     cmd = [sys.executable, "-m", "effvit_nas.cli", "search", "--strategy", strategy, "--budget", budget, "--space", plan.space]
-    cmd += ["--study", study, "--storage", storage, "--seed", str(seed), "--timeout", f"{minutes * 60:.0f}s", "--quiet", *plan.extra]
+    cmd += ["--study", study, "--storage", storage, "--seed", str(seed), "--timeout", f"{minutes * 60:.0f}s", *plan.extra]
     if strategy == "predicted":
         cmd += ["--candidates", str(plan.candidates), "--calibration-archs", str(plan.calibration_archs)]
+    else:
+        cmd += ["--quiet"]
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
-    return cmd, time.time() - t0
+    notes = [line.rstrip() for line in r.stdout.splitlines() if any(w in line for w in NOTE_WORDS)]
+    return cmd, time.time() - t0, notes
 
 
 def preset_proxy(space: str, budget: str, img_size: int, classes: int) -> float:
@@ -99,17 +110,24 @@ def _hv(points: list[tuple[float, float]], acc_ref: float, budget: float) -> flo
 
 def trajectory(storage: str, study: str, start: float, plan: Plan, acc_ref: float) -> dict[str, Any]:
     """At each checkpoint: hypervolume of the measured feasible trials finished by then, and
-    the candidates measured by then."""
+    the candidates measured by then; counted from the process start (``checkpoints``) and from
+    the first trial's start (``after_setup``: Ray, the budget preset's figure and, predicted,
+    the calibration and first NSGA-II done, as with a profile already stored)."""
     s = optuna.load_study(study_name=study, storage=storage)
     budget = float(s.user_attrs["effvit"]["budget"])  # the study's problem, images/s
     done = [t for t in s.trials if t.state.name == "COMPLETE" and t.datetime_complete is not None]
-    rows = []
-    for m in plan.checkpoints:
-        by = [t for t in done if t.datetime_complete.timestamp() - start <= m * 60]
-        feasible = [(t.values[0], t.values[1]) for t in by if t.user_attrs.get(Attr.MEASURED) and is_feasible(t)]
-        measured = sum(bool(t.user_attrs.get(Attr.MEASURED)) and "result reused" not in t.user_attrs.get(Attr.NOTE, "") for t in by)
-        rows.append({"minutes": m, "hypervolume": _hv(feasible, acc_ref, budget), "measured": measured, "feasible": len(feasible)})
-    return {"budget_img_s": budget, "checkpoints": rows}
+    first = min((t.datetime_start.timestamp() for t in done if t.datetime_start is not None), default=start)
+
+    def at(t0: float) -> list[dict[str, Any]]:
+        rows = []
+        for m in plan.checkpoints:
+            by = [t for t in done if t.datetime_complete.timestamp() - t0 <= m * 60]
+            feasible = [(t.values[0], t.values[1]) for t in by if t.user_attrs.get(Attr.MEASURED) and is_feasible(t)]
+            measured = sum(bool(t.user_attrs.get(Attr.MEASURED)) and "result reused" not in t.user_attrs.get(Attr.NOTE, "") for t in by)
+            rows.append({"minutes": m, "hypervolume": _hv(feasible, acc_ref, budget), "measured": measured, "feasible": len(feasible)})
+        return rows
+
+    return {"budget_img_s": budget, "setup_s": first - start, "checkpoints": at(start), "after_setup": at(first)}
 
 
 def calibration_measurements(storage: str) -> int:
@@ -120,25 +138,28 @@ def calibration_measurements(storage: str) -> int:
     return sum(json.loads(r[0])["calibration"]["measured_now"] for r in rows)
 
 
-def compare(plan: Plan, work: Path, img_size: int, classes: int) -> list[dict[str, Any]]:
+def compare(plan: Plan, work: Path, img_size: int, classes: int, on_run: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+    """Both strategies for each seed; ``on_run(rows so far)`` after each run (the report is
+    written as the runs finish, so a stopped benchmark keeps what it measured)."""
     acc_ref = preset_proxy(plan.space, plan.budget, img_size, classes)
-    out = []
+    out: list[dict[str, Any]] = []
     for seed in plan.seeds:
         for strategy in ("measure", "predicted"):
             storage = f"sqlite:///{work / f'{strategy}-s{seed}.db'}"
             start = time.time()
-            cmd, seconds = _search(plan, storage, "s", strategy, plan.budget, seed, plan.minutes)
-            row = {"seed": seed, "strategy": strategy, "seconds": seconds, "command": shlex.join(cmd[2:])}
+            cmd, seconds, notes = _search(plan, storage, "s", strategy, plan.budget, seed, plan.minutes)
+            row = {"seed": seed, "strategy": strategy, "seconds": seconds, "command": shlex.join(cmd[2:]), "notes": notes}
             row |= trajectory(storage, "s", start, plan, acc_ref)
             row["calibration_measured"] = calibration_measurements(storage) if strategy == "predicted" else 0
             print(json.dumps({k: row[k] for k in ("seed", "strategy", "seconds", "checkpoints")}), flush=True)
             out.append(row)
+            on_run(out)
     return out
 
 
 def four_budgets(plan: Plan, work: Path, img_size: int, classes: int) -> dict[str, Any]:
     storage = f"sqlite:///{work / 'budgets.db'}"
-    cmd, seconds = _search(plan, storage, "b", "predicted", ",".join(plan.budgets), 0, plan.minutes)
+    cmd, seconds, notes = _search(plan, storage, "b", "predicted", ",".join(plan.budgets), 0, plan.minutes)
     fronts = {}
     for b in plan.budgets:
         s = optuna.load_study(study_name=f"b-{b}", storage=storage)
@@ -151,10 +172,13 @@ def four_budgets(plan: Plan, work: Path, img_size: int, classes: int) -> dict[st
             "preset_proxy": ref,
             "dominating_preset": sum(t.values[0] > ref for t in front),  # feasible: at least the budget's throughput
         }
-    return {"seconds": seconds, "command": shlex.join(cmd[2:]), "calibration_measured": calibration_measurements(storage), "fronts": fronts}
+    return {
+        "seconds": seconds, "command": shlex.join(cmd[2:]), "calibration_measured": calibration_measurements(storage),
+        "fronts": fronts, "notes": notes,
+    }  # fmt: skip
 
 
-def markdown(plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any], command: str) -> str:
+def markdown(plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any] | None, command: str) -> str:
     lines = [
         "# Predicted search vs measure-everything on the CPU (issue 48 item 4)",
         "",
@@ -169,6 +193,22 @@ def markdown(plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any], co
     for r in runs:
         cells = [f"{c['hypervolume']:.3f} ({c['measured']})" for c in r["checkpoints"]]
         lines.append(f"| {r['seed']} | {r['strategy']} | " + " | ".join(cells) + f" | {r['calibration_measured']} |")
+    lines += [
+        "",
+        "The same, counted from each run's first trial (its setup done: Ray, the budget preset's figure and, for "
+        "predicted, the calibration and the first NSGA-II; what a run with a profile already stored skips in part):",
+        "",
+        "| seed | strategy | setup s | " + " | ".join(f"HV @ {m:g} min (measured)" for m in plan.checkpoints) + " |",
+        "|---|---|---|" + "---|" * len(plan.checkpoints),
+    ]
+    for r in runs:
+        cells = [f"{c['hypervolume']:.3f} ({c['measured']})" for c in r["after_setup"]]
+        lines.append(f"| {r['seed']} | {r['strategy']} | {r['setup_s']:.0f} | " + " | ".join(cells) + " |")
+    for r in runs:
+        if r.get("notes"):
+            lines += ["", f"Seed {r['seed']}, {r['strategy']}: what the search said between rounds", "", *("    " + n for n in r["notes"])]
+    if budgets is None:
+        return "\n".join([*lines, "", f"## {len(plan.budgets)} budgets from one calibration", "", "Not run (yet)."])
     lines += ["", f"## {len(plan.budgets)} budgets from one calibration", "", f"    {budgets['command']}", ""]
     lines.append(f"Time to all fronts: {budgets['seconds']:.0f} s ({budgets['calibration_measured']} calibration measurements).")
     lines += [
@@ -179,6 +219,7 @@ def markdown(plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any], co
     for b, f in budgets["fronts"].items():
         best = f"{f['best_proxy']:.4g}" if f["best_proxy"] is not None else "-"
         lines.append(f"| {b} | {f['front']} | {f['measured']} | {best} | {f['preset_proxy']:.4g} | {f['dominating_preset']} |")
+    lines += ["", "What the search said between rounds:", "", *("    " + n for n in budgets.get("notes", []))]
     return "\n".join(lines)
 
 
@@ -193,17 +234,25 @@ def main() -> None:
     p.add_argument("--candidates", type=int, default=10_000)
     p.add_argument("--calibration-archs", type=int, default=40)
     p.add_argument("--quick", action="store_true", help="Tiny space, one seed, 4-minute runs: proves the script runs.")
+    p.add_argument("--no-budgets", action="store_true", help="Skip the several-budgets run.")
+    p.add_argument("--work", type=Path, default=None, help="Keep the runs' SQLite stores in this folder [default: a temporary one].")
     p.add_argument("--out", default="results/specialise_cpu")
     args = p.parse_args()
     plan = plan_of(args)
     img_size = int(plan.extra[plan.extra.index("--img-size") + 1])
     classes = int(plan.extra[plan.extra.index("--classes") + 1]) if "--classes" in plan.extra else 10
-    with tempfile.TemporaryDirectory(prefix="specialise-") as tmp:
-        runs = compare(plan, Path(tmp), img_size, classes)
-        budgets = four_budgets(plan, Path(tmp), img_size, classes)
     command = "uv run python benchmarks/specialise_cpu.py " + shlex.join(sys.argv[1:])
-    record = {"plan": asdict(plan), "command": command, "runs": runs, "four_budgets": budgets}
-    write_report(f"{args.out}.md", markdown(plan, runs, budgets, command), record)
+
+    def report(runs: list[dict[str, Any]], budgets: dict[str, Any] | None) -> None:
+        record = {"plan": asdict(plan), "command": command, "runs": runs, "four_budgets": budgets}
+        write_report(f"{args.out}.md", markdown(plan, runs, budgets, command), record)
+
+    with tempfile.TemporaryDirectory(prefix="specialise-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        runs = compare(plan, work, img_size, classes, lambda rows: report(rows, None))
+        budgets = None if args.no_budgets else four_budgets(plan, work, img_size, classes)
+    report(runs, budgets)
     print(markdown(plan, runs, budgets, command))
 
 

@@ -205,6 +205,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
                 else f"{row['p50_ms']:.3f} ({row['p50_low']:.3f}-{row['p50_high']:.3f}), {row['p90_ms']:.3f}"
             )
             lines.append(f"| {n} | {cell} | {r.get('speedup_over_trace', {}).get(n, float('nan')):.2f}x |")
+    if not result["repeats"]:
+        lines.append("\nRepeatability: not measured by this run (`--repeats` under 2); see benchmarks/runtime_repeatability.py.")
+        return "\n".join(lines) + "\n"
     lines.append("\n## Repeatability (CV of anchored figures over fresh processes)\n\n| backend/metric | model | CV % |\n|---|---|---|")
     for key, rows in result["repeats"].items():
         lines += [f"| {key} | {n} | {v['cv_pct']:.2f} |" for n, v in rows.items()]
@@ -215,7 +218,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="efficientvit")
     ap.add_argument("--samples", type=int, default=30, help="architectures sampled from the space besides M0-M5")
-    ap.add_argument("--repeats", type=int, default=5, help="fresh processes per repeatability figure")
+    ap.add_argument(
+        "--repeats", type=int, default=5, help="fresh processes per repeatability figure (under 2: none; see runtime_repeatability.py)"
+    )
     ap.add_argument("--repeat-models", default="3", help="the repeatability subset: N (the first N of M0-M5) or names (M1,M2)")
     ap.add_argument("--repeat-backends", default=None, help="backends of the repeatability figures [default: every one timed]")
     ap.add_argument("--partial", type=Path, default=None, help="keep finished table entries in this JSON file; a rerun skips them")
@@ -236,8 +241,9 @@ def main() -> None:
         "device": fp,
         "plan": {**asdict(replace(plan, models={})), "models": {n: c.to_dict() for n, c in plan.models.items()}},
         "table": table,
-        "rankings": rankings(table, plan.backends),
-        "repeats": repeatability(plan, anchor_cfg),
+        # every backend of the table, those a --partial file brought included
+        "rankings": rankings(table, list(dict.fromkeys(k.split("/")[0] for k in table))),
+        "repeats": repeatability(plan, anchor_cfg) if plan.repeats >= 2 else {},
     }
     import sys
 

@@ -31,3 +31,29 @@ def test_predicted_front_is_non_dominated_and_shortlist_widens_it():
         )
     tight, wide = shortlist(found, 0.0), shortlist(found, 1.0)
     assert front == tight[: len(front)] and len(front) <= len(tight) <= len(wide) <= len(found)
+
+
+def test_search_over_several_studies_carries_the_parents(monkeypatch):
+    """Studies of a few generations each (Optuna's GA bookkeeping is quadratic in one study's
+    trials): the next study starts from the previous one's parent population, so the front
+    found after several studies is no worse than after the first."""
+    import effvit_nas.predict.search as search
+
+    space = load_space("efficientvit64")
+    feats = [arch_features(c) for c in space_sample(space, 20, 0)]
+    time = np.array([1e-4 + 3e-11 * f["macs"] + 2e-6 * f["calls"] for f in feats])
+    efficiency, _ = fit_efficiency(feats, 1 / time, "op-types", folds=4)
+    accuracy = lambda c: math.log(arch_features(c)["params"])  # noqa: E731
+    monkeypatch.setattr(search, "GENERATIONS_PER_STUDY", 2)
+    enqueued: list[int] = []
+    import optuna
+
+    original = optuna.study.Study.enqueue_trial
+    monkeypatch.setattr(optuna.study.Study, "enqueue_trial", lambda self, p, *a, **k: (enqueued.append(1), original(self, p, *a, **k))[1])
+    one = predicted_search(space, efficiency, accuracy, trials=16, seed=0, population=8)  # one study
+    assert not enqueued
+    many = predicted_search(space, efficiency, accuracy, trials=64, seed=0, population=8)  # four studies
+    assert len(enqueued) == 3 * 8  # each later study seeded with a full parent population
+    assert {c.config.short_hash() for c in one} <= {c.config.short_hash() for c in many}  # the same first study
+    best = lambda found: max(c.accuracy for c in found if c.throughput.throughput >= np.median([o.throughput.throughput for o in one]))  # noqa: E731
+    assert best(many) >= best(one)

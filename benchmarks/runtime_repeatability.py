@@ -1,0 +1,134 @@
+"""Does every CPU backend's figure repeat across fresh processes with `bench`'s default flags?
+
+For each backend and metric, one `effvit-nas bench` stores the anchor (M0 at the models'
+resolution, measured 3 times, as the first use of a backend and protocol does), then each
+repeat is a new `effvit-nas bench MODELS --backend B --metric M --fresh --json` process with
+nothing else changed: a fresh Ray, a fresh model build and conversion, the stored anchor. The
+CV (%) of each model's figure over the repeats is what a user who reruns `bench` sees (the
+goal of issue #47: within 2 %). The throughput figure is images/s at batch 16 with 1 thread; the
+latency figure is the batch-1 p50 (ms), p90 reported beside it. Run on a quiet machine:
+
+    uv sync --extra openvino --extra executorch
+    uv run python benchmarks/runtime_repeatability.py --models M1,M3 --repeats 5 \\
+        --out results/runtime_repeatability
+    uv run python benchmarks/runtime_repeatability.py --quick --out /tmp/rep_quick   # proves it runs
+
+``--partial FILE`` keeps each finished backend/metric entry, so a stopped run resumes, and runs
+with different ``--backends``/``--models`` collect into one report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._report import write_report
+from effvit_nas.measure.backends import NAMES, get
+
+CPU_BACKENDS = [b for b in NAMES if b not in ("compile", "tensorrt")]  # compile: minutes per model on CPU; tensorrt: GPUs
+METRICS = ("throughput", "latency")
+QUICK = ["--warmup", "0.2", "--duration", "0.5"]
+
+
+def bench(models: list[str], backend: str, metric: str, storage: str, extra: list[str]) -> list[dict[str, Any]]:
+    """One `effvit-nas bench` in a process of its own; its JSON records, one per model."""
+    cmd = [sys.executable, "-m", "effvit_nas.cli", "bench", *models, "--backend", backend, "--metric", metric]
+    cmd += ["--storage", storage, "--json", *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rec = json.loads(out[out.index("[") if len(models) > 1 else out.index("{") :])
+    return rec if isinstance(rec, list) else [rec]
+
+
+def value(rec: dict[str, Any], metric: str) -> float:
+    return rec["throughput"] if metric == "throughput" else rec["p50_ms"]
+
+
+def cv(xs: list[float]) -> float:
+    return 100 * statistics.stdev(xs) / statistics.mean(xs)
+
+
+def entry(models: list[str], backend: str, metric: str, repeats: int, extra: list[str]) -> dict[str, Any]:
+    """The anchor stored once, then ``repeats`` fresh `bench` processes re-measuring ``models``."""
+    with tempfile.TemporaryDirectory() as d:
+        storage = f"sqlite:///{d}/store.db"
+        t0 = time.time()
+        first = bench(models, backend, metric, storage, extra)  # stores the anchor (3 runs) and a first figure
+        runs, secs = [], []
+        for _ in range(repeats):
+            t = time.time()
+            runs.append(bench(models, backend, metric, storage, [*extra, "--fresh"]))
+            secs.append(time.time() - t)
+    rows = {}
+    for i, name in enumerate(models):
+        figs = [value(r[i], metric) for r in runs]
+        rows[name] = {"figures": figs, "cv_pct": cv(figs), "first": value(first[i], metric)}
+        if metric == "latency":
+            rows[name]["p90_ms"] = [r[i]["p90_ms"] for r in runs]
+            rows[name]["p90_cv_pct"] = cv(rows[name]["p90_ms"])
+    return {"models": rows, "seconds_per_repeat": statistics.median(secs), "seconds": time.time() - t0, "note": runs[0][0].get("note")}
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    lines = [
+        "# Repeatability of `bench`'s default figures across fresh processes\n",
+        f"`{command}`\n",
+        "Each row: one backend and metric, the anchor stored by a first `bench`, then each repeat a "
+        "fresh `effvit-nas bench MODEL --backend B --metric M --fresh` process (default flags "
+        "otherwise: anchored, each backend's own conversion, 1 thread, batch 16 for throughput, "
+        "batch 1 for latency). Goal (#47): CV within 2 %.\n",
+        f"Flags added to every `bench`: `{result['bench_args']}`.\n" if result.get("bench_args") else "Default flags.\n",
+        "| backend | metric | model | figures | CV % | within 2 % | p90 CV % |\n|---|---|---|---|---|---|---|",
+    ]
+    for key, e in result["entries"].items():
+        b, metric = key.split("/")
+        unit = "img/s" if metric == "throughput" else "ms p50"
+        for name, r in e["models"].items():
+            figs = ", ".join(f"{x:.4g}" for x in r["figures"])
+            p90 = f"{r['p90_cv_pct']:.2f}" if "p90_cv_pct" in r else "-"
+            lines.append(f"| {b} | {metric} | {name} | {figs} {unit} | {r['cv_pct']:.2f} | {'yes' if r['cv_pct'] <= 2 else 'NO'} | {p90} |")
+    worst = max((r["cv_pct"], k, n) for k, e in result["entries"].items() for n, r in e["models"].items())
+    lines.append(f"\nWorst CV: {worst[0]:.2f} % ({worst[1]}, {worst[2]}).\n")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="M1,M3", help="presets to re-measure (default M1,M3: the anchor is M0)")
+    ap.add_argument("--repeats", type=int, default=5, help="fresh processes per backend and metric (default 5)")
+    ap.add_argument("--backends", default=",".join(CPU_BACKENDS))
+    ap.add_argument("--metrics", default=",".join(METRICS))
+    ap.add_argument("--partial", type=Path, default=None, help="keep finished entries in this JSON file; a rerun skips them")
+    ap.add_argument("--bench-args", default="", help="flags added to every `bench` (e.g. '--pair-iters 4'): a protocol against the default")
+    ap.add_argument("--quick", action="store_true", help="2 repeats, short timing, trace throughput only: proves the script runs")
+    ap.add_argument("--out", type=Path, default=Path("results/runtime_repeatability"))
+    args = ap.parse_args()
+    backends = ["trace"] if args.quick else [b for b in args.backends.split(",") if get(b).available()]
+    metrics = ["throughput"] if args.quick else args.metrics.split(",")
+    repeats, extra = (2, QUICK) if args.quick else (args.repeats, [])
+    extra += args.bench_args.split()
+    models = args.models.split(",")
+    done: dict[str, Any] = json.loads(args.partial.read_text()) if args.partial and args.partial.exists() else {}
+    for b in backends:
+        for metric in metrics:
+            if f"{b}/{metric}" in done:
+                continue
+            done[f"{b}/{metric}"] = entry(models, b, metric, repeats, extra)
+            if args.partial:
+                args.partial.write_text(json.dumps(done))
+            print(
+                f"{b} {metric}: " + ", ".join(f"{n} CV {r['cv_pct']:.2f} %" for n, r in done[f"{b}/{metric}"]["models"].items()), flush=True
+            )
+    result = {"entries": done, "repeats": repeats, "bench_args": args.bench_args}
+    command = "uv run python benchmarks/runtime_repeatability.py " + " ".join(sys.argv[1:])
+    write_report(args.out.with_suffix(".md"), markdown(result, command), result)
+
+
+if __name__ == "__main__":
+    main()
