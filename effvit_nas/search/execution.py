@@ -415,8 +415,9 @@ class RayExecution:
         try:
             raw = [self._ray.get(work.finished[i]) for i in range(len(self._targets))]
         except self._ray.exceptions.RayActorError as e:
-            # one target: measure again on a new actor; several: the candidate fails (rare)
-            if not work.retried and len(self._targets) == 1 and self._resubmit(work):
+            # measure again on a new actor when every target is timed on the candidate's (the
+            # one that died); a target on another device's pool: the candidate fails (rare)
+            if not work.retried and all(t.shared for t in self._targets) and self._resubmit(work):
                 return
             result: Any = e
         except Exception as e:

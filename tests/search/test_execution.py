@@ -72,6 +72,34 @@ def test_a_device_actor_gone_for_good_is_replaced_and_the_measurement_made(tmp_p
     assert execution.members[0].handle._actor_id != gone._actor_id
 
 
+def test_several_targets_on_a_replaced_actor_are_all_measured(tmp_path, local_ray):
+    """Two targets timed by one device actor (trace throughput, onnxruntime latency): when that
+    actor is gone for good, the candidate is measured on a new one for both targets, instead
+    of failing (was: a killed actor failed the candidate of a several-target study)."""
+    from dataclasses import replace
+
+    from effvit_nas.measure.actor import DeviceWorker
+    from effvit_nas.search.execution import RayExecution
+    from effvit_nas.search.problem import TargetProblem
+    from tests.support import TINY, tiny_search_settings
+
+    url = f"sqlite:///{tmp_path}/e.db"
+    problem, _ = tiny_search_settings(url, "e", trials=1)
+    second = TargetProblem(
+        "cpu", 1.0, replace(problem.bench, backend="onnxruntime", metric="latency", batch=1), spec="cpu/onnxruntime:1000ms"
+    )
+    problem = replace(problem, targets=(problem.first_target(), second))
+    execution = RayExecution(problem, url, None)
+    gone = local_ray.remote(DeviceWorker).options(num_cpus=1).remote("cpu")
+    execution.members[0] = replace(execution.members[0], handle=gone)
+    local_ray.kill(gone, no_restart=True)
+    execution.start_measure(7, TINY.replace(img_size=32, num_classes=4))
+    key, figures = execution.next_result()
+    assert key == 7 and not isinstance(figures, Exception), figures
+    assert [f.throughput > 0 for f in figures] == [True, True] and figures[1].p50_ms > 0
+    assert execution.members[0].handle._actor_id != gone._actor_id
+
+
 def test_on_a_cpu_no_proxy_runs_beside_a_timing_and_one_architecture_is_timed_once(tmp_path, local_ray):
     """One node, the CPU as the device: while a candidate is timed no proxy may start there,
     and while a proxy runs no timing may; two candidates of one architecture in flight get
