@@ -130,6 +130,33 @@ def trajectory(storage: str, study: str, start: float, plan: Plan, acc_ref: floa
     return {"budget_img_s": budget, "setup_s": first - start, "checkpoints": at(start), "after_setup": at(first)}
 
 
+def shortlist_errors(storage: str, study: str) -> list[dict[str, Any]]:
+    """Per NSGA-II round, the efficiency predictor on what it shortlisted and the search then
+    measured: how many, the share within ±10 % of the measurement, the median signed error
+    (prediction / measurement - 1: positive, the predictor was optimistic) and whether the
+    measurement fell inside the predicted 90 % interval."""
+    s = optuna.load_study(study_name=study, storage=storage)
+    by_round: dict[int, list[tuple[float, float, float, float]]] = {}
+    for t in s.trials:
+        p, m = t.user_attrs.get(Attr.PREDICTOR_THROUGHPUT), t.user_attrs.get(Attr.THROUGHPUT)
+        if t.state.name == "COMPLETE" and p and m and t.user_attrs.get(Attr.MEASURED):
+            by_round.setdefault(int(t.user_attrs[Attr.PREDICTOR_ROUND]), []).append((p[0], p[1], p[2], float(m)))
+    rows = []
+    for rnd, pts in sorted(by_round.items()):
+        err = np.array([pred / m - 1 for pred, _, _, m in pts])
+        inside = np.mean([lo <= m <= hi for _, lo, hi, m in pts])
+        rows.append(
+            {
+                "round": rnd,
+                "n": len(pts),
+                "within_10": float(np.mean(np.abs(err) <= 0.1)),
+                "median_error": float(np.median(err)),
+                "inside_interval": float(inside),
+            }
+        )
+    return rows
+
+
 def calibration_measurements(storage: str) -> int:
     from sqlalchemy import create_engine, text
 
@@ -151,6 +178,7 @@ def compare(plan: Plan, work: Path, img_size: int, classes: int, on_run: Callabl
             row = {"seed": seed, "strategy": strategy, "seconds": seconds, "command": shlex.join(cmd[2:]), "notes": notes}
             row |= trajectory(storage, "s", start, plan, acc_ref)
             row["calibration_measured"] = calibration_measurements(storage) if strategy == "predicted" else 0
+            row["shortlist_errors"] = shortlist_errors(storage, "s") if strategy == "predicted" else []
             print(json.dumps({k: row[k] for k in ("seed", "strategy", "seconds", "checkpoints")}), flush=True)
             out.append(row)
             on_run(out)
@@ -171,6 +199,7 @@ def four_budgets(plan: Plan, work: Path, img_size: int, classes: int) -> dict[st
             "best_proxy": max((t.values[0] for t in front), default=None),
             "preset_proxy": ref,
             "dominating_preset": sum(t.values[0] > ref for t in front),  # feasible: at least the budget's throughput
+            "shortlist_errors": shortlist_errors(storage, f"b-{b}"),
         }
     return {
         "seconds": seconds, "command": shlex.join(cmd[2:]), "calibration_measured": calibration_measurements(storage),
@@ -204,6 +233,21 @@ def markdown(plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any] | N
     for r in runs:
         cells = [f"{c['hypervolume']:.3f} ({c['measured']})" for c in r["after_setup"]]
         lines.append(f"| {r['seed']} | {r['strategy']} | {r['setup_s']:.0f} | " + " | ".join(cells) + " |")
+    errors = [(f"seed {r['seed']}", e) for r in runs for e in r.get("shortlist_errors", [])]
+    errors += [(f"budget {b}", e) for b, f in (budgets or {}).get("fronts", {}).items() for e in f.get("shortlist_errors", [])]
+    if errors:
+        lines += [
+            "",
+            "The efficiency predictor on the architectures it shortlisted (measured afterwards), per round: "
+            "error = prediction / measurement - 1 (positive: optimistic).",
+            "",
+            "| run | round | measured | within ±10 % | median error | inside the 90 % interval |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {who} | {e['round']} | {e['n']} | {100 * e['within_10']:.0f} % | {100 * e['median_error']:+.1f} % | {100 * e['inside_interval']:.0f} % |"
+            for who, e in errors
+        ]
     for r in runs:
         if r.get("notes"):
             lines += ["", f"Seed {r['seed']}, {r['strategy']}: what the search said between rounds", "", *("    " + n for n in r["notes"])]
