@@ -30,7 +30,11 @@ DEVICE_HELP = "cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...)."
 )
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Folds of the held-out evaluation.")
 @click.option(
-    "--feature-set", default=None, help="Features of the fit [default: op-types]; the others' held-out figures are printed beside."
+    "--feature-set",
+    default="best",
+    show_default=True,
+    help="Features of the fit (op-types, op-types-stages, stage-costs, cost-terms), or best: the set with the most "
+    "held-out architectures within ±10 % on this calibration. The others' held-out figures are printed beside.",
 )
 @click.option("--storage", default=None, help=STORAGE_HELP + " Holds the measurements and the fitted predictor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored predictor record as JSON.")
@@ -42,10 +46,11 @@ def profile_cmd(device, space, archs, seed, anchor, repeats, folds, feature_set,
     from effvit_nas.measure.actor import check_local
     from effvit_nas.measure.store import MeasurementStore
     from effvit_nas.predict.calibration import calibration_set
-    from effvit_nas.predict.features import DEFAULT_FEATURE_SET, feature_names
+    from effvit_nas.predict.features import BEST, feature_names
     from effvit_nas.predict.profile import profile_lines, run_profile
 
-    feature_names(feature_set or DEFAULT_FEATURE_SET)  # a typo fails before any measuring
+    if feature_set != BEST:
+        feature_names(feature_set)  # a typo fails before any measuring
     settings = bench_settings(device, protocol)
     sp = load_space(space)
     check_local(device, settings)  # an unknown device fails before the store is touched
@@ -54,7 +59,7 @@ def profile_cmd(device, space, archs, seed, anchor, repeats, folds, feature_set,
         raise UserError(f"--anchor {anchor!r} is not a preset ({', '.join(PRESETS)}) or none")
     store = MeasurementStore(storage)
     items = calibration_set(sp, archs, seed)
-    fit = (repeats, folds, seed, feature_set or DEFAULT_FEATURE_SET)
+    fit = (repeats, folds, seed, feature_set)
     record = run_profile(sp, items, device, settings, store, anchor_name, fit, _progress(items, as_json))
     if as_json:
         print_json(record)

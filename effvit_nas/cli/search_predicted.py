@@ -131,7 +131,7 @@ def _target(opts: dict[str, Any], run, space, quiet: bool):
     from effvit_nas.measure.settings import DEFAULT_ANCHOR
     from effvit_nas.measure.store import MeasurementStore
     from effvit_nas.predict.calibration import calibration_set
-    from effvit_nas.predict.features import DEFAULT_FEATURE_SET
+    from effvit_nas.predict.features import BEST
     from effvit_nas.predict.profile import profile_lines, run_profile
     from effvit_nas.predict.specialise import TargetPredictor
     from effvit_nas.predict.store import PredictorStore
@@ -150,7 +150,7 @@ def _target(opts: dict[str, Any], run, space, quiet: bool):
         err=True,
     )
     items = calibration_set(space, opts["calibration_archs"], opts["seed"])
-    fit = (0, 5, opts["seed"], DEFAULT_FEATURE_SET)
+    fit = (0, 5, opts["seed"], BEST)
     record = run_profile(space, items, opts["device"], bench, MeasurementStore(url), DEFAULT_ANCHOR, fit)
     if not quiet:
         click.echo("\n".join(profile_lines(record)))

@@ -35,8 +35,15 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "op-types": ("const", "macs_conv", "macs_dwconv", "macs_attention", "activations", "params", "calls"),
     # op-types with the traffic split by stage: late stages' tiny maps are memory-bound
     "op-types-stages": ("const", "macs_conv", "macs_dwconv", "macs_attention", "params", "calls", "act_s0", "act_s1", "act_s2"),
+    # every MAC's cost plus a surcharge per MAC of the later stages, and traffic per stage: at
+    # batch 1 a MAC on a late stage's tiny maps costs far more than one on the first stage's
+    # (results/predictors.md)
+    "stage-costs": ("const", "params", "calls", "macs", "macs_s1", "macs_s2", "act_s0", "act_s1", "act_s2"),
 }
-DEFAULT_FEATURE_SET = "op-types"
+DEFAULT_FEATURE_SET = "op-types"  # where nothing is held out to choose by
+# `profile`'s default: of every set, the one with the most held-out architectures within ±10 %
+# (then the best Spearman; ties to the earlier set) on the target's own calibration
+BEST = "best"
 
 
 def stage_of(op_name: str) -> str:
@@ -65,6 +72,11 @@ def arch_features(config: ArchConfig) -> dict[str, float]:
         f[f"macs_s{i}"] = float(sum(op.macs for op in mine))
         f[f"act_s{i}"] = float(sum(op.activations for op in mine))
     return f
+
+
+def choose(held_out: dict[str, tuple[float, float]]) -> str:
+    """The feature set :data:`BEST` picks from each set's held-out (within ±10 %, Spearman)."""
+    return max(held_out, key=lambda name: held_out[name])
 
 
 def feature_names(feature_set: str) -> tuple[str, ...]:

@@ -53,6 +53,9 @@ def test_profile_tiny_then_predict(capsys, tmp_path, local_ray):
     record = json.loads(again.stdout)
     assert record["calibration"]["measured_now"] == 0 and record["calibration"]["reused"] == 12  # every figure reused
     assert 0 <= record["held_out"]["within_10"] <= 1 and record["noise"] is None
+    # the default feature set is the best held out: no other set has more within ±10 %
+    assert record["feature_set_chosen"] != "given"
+    assert all(o["within_10"] <= record["held_out"]["within_10"] for o in record["other_feature_sets"].values())
     p = run_main(capsys, "predict", "M0", "M1", "--img-size", "64", *FAST, "--storage", url, "--json")
     rows = json.loads(p.stdout)
     assert [r["name"] for r in rows] == ["M0", "M1"] and all(r["low"] <= r["throughput"] <= r["high"] for r in rows)

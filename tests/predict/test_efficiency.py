@@ -126,3 +126,10 @@ def test_held_out_subset_judges_only_the_kept_points():
     assert part.n == 12 and part.residuals == held.residuals[:12]
     err = np.abs(np.exp(np.asarray(held.residuals[:12])) - 1)
     assert part.within_10 == pytest.approx(np.mean(err <= 0.10))
+
+
+def test_best_feature_set_is_most_within_10_then_spearman_then_the_earlier():
+    from effvit_nas.predict.features import choose
+
+    assert choose({"a": (0.9, 0.99), "b": (0.95, 0.90), "c": (0.95, 0.93)}) == "c"
+    assert choose({"a": (0.95, 0.93), "b": (0.95, 0.93)}) == "a"
