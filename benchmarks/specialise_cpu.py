@@ -66,7 +66,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
     checkpoints = tuple(float(c) for c in args.checkpoints.split(","))
     data = ("--img-size", "64")
     return Plan(
-        args.space, args.budget, tuple(args.budgets.split(",")), tuple(range(args.seeds)), args.minutes, checkpoints,
+        args.space, args.budget, tuple(args.budgets.split(",")), tuple(range(args.first_seed, args.first_seed + args.seeds)), args.minutes, checkpoints,
         args.candidates, args.calibration_archs, data,
     )  # fmt: skip
 
@@ -273,6 +273,7 @@ def main() -> None:
     p.add_argument("--budget", default="M0")
     p.add_argument("--budgets", default="M0,M1,M2,M3")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="Seeds run: first-seed .. first-seed + seeds - 1.")
     p.add_argument("--minutes", type=float, default=40.0)
     p.add_argument("--checkpoints", default="5,10,20,40")
     p.add_argument("--candidates", type=int, default=10_000)
