@@ -208,6 +208,15 @@ def compare(plan: Plan, work: Path, img_size: int, classes: int, on_run: Callabl
 def four_budgets(plan: Plan, work: Path, img_size: int, classes: int) -> dict[str, Any]:
     storage = f"sqlite:///{work / 'budgets.db'}"
     cmd, seconds, notes = _search(plan, storage, "b", "predicted", ",".join(plan.budgets), 0, plan.minutes)
+    return {
+        "seconds": seconds, "command": shlex.join(cmd[2:]), "calibration_measured": calibration_measurements(storage),
+        "fronts": budget_fronts(plan, storage, img_size, classes), "notes": notes,
+    }  # fmt: skip
+
+
+def budget_fronts(plan: Plan, storage: str, img_size: int, classes: int) -> dict[str, Any]:
+    """Each budget's study: its front against the preset at the budget, its hypervolume (as
+    the strategy comparison's, on its own budget and preset) and the predictor's errors."""
     fronts = {}
     for b in plan.budgets:
         s = optuna.load_study(study_name=f"b-{b}", storage=storage)
@@ -220,11 +229,9 @@ def four_budgets(plan: Plan, work: Path, img_size: int, classes: int) -> dict[st
             "preset_proxy": ref,
             "dominating_preset": sum(t.values[0] > ref for t in front),  # feasible: at least the budget's throughput
             "shortlist_errors": shortlist_errors(storage, f"b-{b}"),
+            "hypervolume": _hv([(t.values[0], t.values[1]) for t in front], ref, float(s.user_attrs["effvit"]["budget"])),
         }
-    return {
-        "seconds": seconds, "command": shlex.join(cmd[2:]), "calibration_measured": calibration_measurements(storage),
-        "fronts": fronts, "notes": notes,
-    }  # fmt: skip
+    return fronts
 
 
 def reach_lines(runs: list[dict[str, Any]]) -> list[str]:
@@ -299,12 +306,13 @@ def markdown(plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any] | N
     lines.append(f"Time to all fronts: {budgets['seconds']:.0f} s ({budgets['calibration_measured']} calibration measurements).")
     lines += [
         "",
-        "| budget | front | measured | best proxy | preset's proxy | front points above the preset |",
-        "|---|---|---|---|---|---|",
+        "| budget | front | measured | best proxy | preset's proxy | front points above the preset | HV |",
+        "|---|---|---|---|---|---|---|",
     ]
     for b, f in budgets["fronts"].items():
         best = f"{f['best_proxy']:.4g}" if f["best_proxy"] is not None else "-"
-        lines.append(f"| {b} | {f['front']} | {f['measured']} | {best} | {f['preset_proxy']:.4g} | {f['dominating_preset']} |")
+        hv = f"{f['hypervolume']:.3f}" if "hypervolume" in f else "-"
+        lines.append(f"| {b} | {f['front']} | {f['measured']} | {best} | {f['preset_proxy']:.4g} | {f['dominating_preset']} | {hv} |")
     lines += ["", "What the search said between rounds:", "", *("    " + n for n in budgets.get("notes", []))]
     return "\n".join(lines)
 
@@ -323,6 +331,8 @@ def rewrite(rec: dict[str, Any], plan: Plan, work: Path | None, img_size: int, c
             first = min(t.datetime_start.timestamp() for t in s.trials if t.state.name == "COMPLETE" and t.datetime_start)
             row["start"] = first - row["setup_s"]
         row |= trajectory(storage, "s", row["start"], plan, acc_ref)
+    if rec.get("four_budgets"):
+        rec["four_budgets"]["fronts"] = budget_fronts(plan, f"sqlite:///{work / 'budgets.db'}", img_size, classes)
 
 
 def main() -> None:
