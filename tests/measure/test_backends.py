@@ -110,3 +110,30 @@ def test_latency_needs_batch_one():
     with pytest.raises(SettingError, match=r"BenchSettings\.batch must be 1 for the latency metric"):
         BenchSettings(batch=16, metric="latency")
     assert BenchSettings.for_device("cpu", metric="latency").batch == 1
+
+
+OV_TELEMETRY = """
+import multiprocessing, os
+from effvit_nas.arch.config import PRESETS
+from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.measure.timing import prepare
+from openvino.tools.ovc.telemetry_utils import init_ovc_telemetry
+prepare(PRESETS["M0"].replace(img_size=32), BenchSettings(batch=1, backend="openvino", metric="latency"), "cpu", 1)
+t = init_ovc_telemetry()
+print("consent", t.consent, "queued", t.sender.queue_size, "children", len(multiprocessing.active_children()))
+"""
+
+
+def test_openvino_sends_no_telemetry_while_models_are_timed(tmp_path):
+    """Outside CI (where OpenVINO turns it off by itself) and with no opt-out file, the
+    converter would send telemetry, each event in a process of its own beside the timing."""
+    import os
+    import subprocess
+    import sys
+
+    if not get("openvino").available():
+        pytest.fail("openvino is not installed here: run `uv sync --extra openvino` (CI installs it)")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")} | {"HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", OV_TELEMETRY], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-6:] == ["consent", "False", "queued", "0", "children", "0"], r.stdout
