@@ -146,6 +146,8 @@ def rankings(table: dict[str, Any], backends: list[str]) -> dict[str, Any]:
         if ref is None:
             continue
         for b in backends:
+            if f"{b}/{metric}" not in table:  # a backend timed in one metric only
+                continue
             rows = table[f"{b}/{metric}"]["models"]
             names = [n for n in ref["models"] if n in rows]  # a backend timed on a subset: compared on it
             base = np.array([speed(ref["models"][n], metric) for n in names])
