@@ -83,7 +83,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "fresh `effvit-nas bench MODEL --backend B --metric M --fresh` process (default flags "
         "otherwise: anchored, each backend's own conversion, 1 thread, batch 16 for throughput, "
         "batch 1 for latency). Goal (#47): CV within 2 %.\n",
-        f"Flags added to every `bench`: `{result['bench_args']}`.\n" if result.get("bench_args") else "Default flags (nothing added to `bench`).\n",
+        f"Flags added to every `bench`: `{result['bench_args']}`.\n"
+        if result.get("bench_args")
+        else "Default flags (nothing added to `bench`).\n",
         "| backend | metric | model | figures | CV % | within 2 % | p90 CV % |\n|---|---|---|---|---|---|---|",
     ]
     for key, e in result["entries"].items():
