@@ -35,7 +35,7 @@ def decline_telemetry() -> None:
     where the environment says CI; a user's own choice (its ``opt_in_out`` tool) is not touched.
     """
     try:
-        from openvino.tools.ovc.telemetry_utils import init_ovc_telemetry
+        from openvino.tools.ovc.telemetry_utils import init_ovc_telemetry  # lazy: optional runtime, installed by its extra
     except ImportError:  # a build without the converter's telemetry: nothing is sent
         return
     init_ovc_telemetry().consent = False
