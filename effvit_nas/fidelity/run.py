@@ -16,7 +16,7 @@ from effvit_nas.data import load_data
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.fidelity.settings import FidelitySettings, ProxySpec
 from effvit_nas.fidelity.store import FidelityStore, Result
-from effvit_nas.measure.actor import get_worker, measure_configs
+from effvit_nas.measure.actor import live_worker, measure_configs
 from effvit_nas.measure.settings import Measurement
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.proxy.registry import SUPERNET, evaluate_proxy
@@ -57,7 +57,7 @@ def device_measurer(settings: FidelitySettings, storage: str, ray_address: str |
     """Throughput on the study's device through its Ray actor and the measurement store (the
     actor lives as long as the returned function)."""
 
-    worker = get_worker(settings.device, settings.bench, ray_address)
+    worker, _ = live_worker(settings.device, settings.bench, ray_address)
     measurements = MeasurementStore(storage)
 
     def measure(config: ArchConfig):

@@ -15,6 +15,7 @@ import hashlib
 import math
 import os
 import signal
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -210,7 +211,7 @@ class LazyWorker:
 
     def __call__(self) -> Any:
         if self._handle is None:
-            self._handle = get_worker(*self._args)
+            self._handle, _ = live_worker(*self._args)
         return self._handle
 
     def release(self) -> None:
@@ -250,6 +251,30 @@ def check_on_worker(worker: Any, settings: BenchSettings) -> dict[str, Any]:
     return device_fp
 
 
+def live_worker(
+    device: str, settings: BenchSettings, ray_address: str | None = None, slot: Slot = Slot(), handle: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """The device's actor in ``slot`` (``handle`` when one was started already) checked on its
+    node, and the fingerprint of its device.
+
+    An actor that is ending is replaced by a new one in its slot: Ray hands out a named actor
+    whose creating handle was just dropped (a step of this command done with it, or a driver
+    that ended) until it is gone (ray-project/ray#49480), and a call to it then fails with
+    "all references to the actor were removed"."""
+
+    ray = import_ray()
+    handle = handle if handle is not None else get_worker(device, settings, ray_address, slot)
+    for wait in (0.0, 0.2, 1.0):  # the ending actor's name is released soon after its end
+        try:
+            return handle, check_on_worker(handle, settings)
+        except ray.exceptions.RayActorError as e:
+            if e.actor_init_failed:  # a new actor would fail alike
+                raise
+            time.sleep(wait)
+            handle = get_worker(device, settings, ray_address, slot)
+    return handle, check_on_worker(handle, settings)
+
+
 def measure_configs(
     configs: Iterable[ArchConfig],
     device: str,
@@ -278,16 +303,17 @@ def measure_configs(
     configs = list(configs)
     if worker is None and ray_address is None:
         device_fp = check_local(device, settings)
-    else:
-        worker = worker or get_worker(device, settings, ray_address)
+    elif worker is not None:
         device_fp = check_on_worker(worker, settings)
+    else:
+        worker, device_fp = live_worker(device, settings, ray_address)
     key = settings.key()
     results = []
     for cfg in configs:
         m = None if fresh else store.get(cfg.short_hash(), device_fp["id"], key)
         if m is None:
             if worker is None:
-                worker = get_worker(device, settings, ray_address)
+                worker, _ = live_worker(device, settings, ray_address)
             m = ray.get(worker.measure.remote(cfg.to_dict(), asdict(settings)))
             store.put(m, key)
         results.append(m)
@@ -309,8 +335,7 @@ def measure_ratios(
     by the device's Ray actor. Ratios are not stored: they belong to a pair, not a config."""
 
     ray = import_ray()
-    worker = get_worker(device, settings, ray_address)
-    check_on_worker(worker, settings)
+    worker, _ = live_worker(device, settings, ray_address)
     results = []
     for cfg in configs:
         results.append(ray.get(worker.measure_ratio.remote(cfg.to_dict(), reference.to_dict(), asdict(settings))))

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from effvit_nas.measure.actor import Slot, check_on_worker, connect, get_worker
+from effvit_nas.measure.actor import Slot, connect, get_worker, live_worker
 from effvit_nas.measure.devices import DeviceSpec, local_devices, parse_device
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.runtime import import_ray
@@ -106,15 +106,11 @@ def start_pool(device: str, settings: BenchSettings, ray_address: str | None = N
 
 
 def _member(handle: Any, slot: Slot, device: str, settings: BenchSettings, ray_address: str | None) -> PoolMember:
-    """``handle`` checked on its node. One found by name as it ends (the command's budget actor,
-    released just before) is replaced by a new one in its slot."""
+    """``handle`` checked on its node (one found by name as it ends, the command's budget
+    actor released just before, is replaced in its slot: :func:`live_worker`)."""
 
     ray = import_ray()
-    try:
-        fp = check_on_worker(handle, settings)
-    except ray.exceptions.RayActorError:
-        handle = get_worker(device, settings, ray_address, slot)
-        fp = check_on_worker(handle, settings)
+    handle, fp = live_worker(device, settings, ray_address, slot, handle)
     node, ip = ray.get(handle.node.remote())
     return PoolMember(handle, fp, node, ip, slot)
 
@@ -122,4 +118,4 @@ def _member(handle: Any, slot: Slot, device: str, settings: BenchSettings, ray_a
 def restart_member(member: PoolMember, device: str, settings: BenchSettings, ray_address: str | None) -> PoolMember:
     """``member`` with a new actor in its slot: a named actor found by name may be another
     driver's, which dies for good with that driver's job."""
-    return _member(get_worker(device, settings, ray_address, member.slot), member.slot, device, settings, ray_address)
+    return _member(None, member.slot, device, settings, ray_address)

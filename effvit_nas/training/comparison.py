@@ -22,7 +22,7 @@ import numpy as np
 from effvit_nas.arch.config import PRESETS, ArchConfig, load_config
 from effvit_nas.data import DataConfig
 from effvit_nas.errors import SettingError
-from effvit_nas.measure.actor import get_worker, measure_configs
+from effvit_nas.measure.actor import live_worker, measure_configs
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.model.cost import model_cost
 from effvit_nas.results.cards import set_section
@@ -120,7 +120,7 @@ def _measure_interleaved(rows: list[Contender], info: Any, storage: str, ray_add
     run touches all of them alike."""
 
     bench, store = info.bench_settings(), MeasurementStore(storage)
-    worker = get_worker(info.device, bench, ray_address)
+    worker, _ = live_worker(info.device, bench, ray_address)
     configs = [ArchConfig.from_dict(c.config) for _ in range(rounds) for c in rows]  # round after round, in order
     measured = measure_configs(configs, info.device, bench, store, fresh=True, ray_address=ray_address, worker=worker)
     for i, m in enumerate(measured):

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from effvit_nas.errors import SettingError
-from effvit_nas.measure.actor import get_worker, measure_configs
+from effvit_nas.measure.actor import Slot, get_worker, live_worker, measure_configs
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import MeasurementStore, StorageError
 from tests.support import FAST_BENCH
@@ -88,6 +88,33 @@ def test_device_actor_never_times_two_configs_at_once(tiny, cpu_worker):
         t.join()
     a, b = sorted(results, key=lambda m: m.started)
     assert a.finished <= b.started
+
+
+def test_a_named_actor_found_as_it_ends_is_replaced(local_ray):
+    """A handle found by name does not keep an actor alive: once its creating handle is
+    dropped (a command's earlier step), calls to it fail with "all references to the actor were
+    removed" (seen in `export --remeasure` of a 2-target study). live_worker replaces it."""
+    import time
+
+    settings, slot = BenchSettings(batch=4, **FAST), Slot(index=7)  # a name no other test uses
+    creator = get_worker("cpu", settings, None, slot)
+    local_ray.get(creator.__ray_ready__.remote())
+    found = get_worker("cpu", settings, None, slot)
+    assert found._actor_id == creator._actor_id
+    del creator
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until Ray has ended it
+        try:
+            local_ray.get(found.__ray_ready__.remote())
+            time.sleep(0.1)
+        except local_ray.exceptions.RayActorError as e:
+            assert "references to the actor were removed" in str(e)
+            break
+    else:
+        raise AssertionError("the actor outlived its creating handle")
+    handle, fp = live_worker("cpu", settings, None, slot, found)
+    assert handle._actor_id != found._actor_id and local_ray.get(handle.fingerprint.remote())["id"] == fp["id"]
+    local_ray.kill(handle)
 
 
 def test_more_threads_than_ray_has_cpus_names_the_setting(local_ray):
