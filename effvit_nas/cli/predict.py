@@ -33,7 +33,7 @@ DEVICE_HELP = "cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...)."
     "--feature-set",
     default="best",
     show_default=True,
-    help="Features of the fit (op-types, op-types-stages, stage-costs, cost-terms), or best: the set with the most "
+    help="Features of the fit (op-types, op-types-stages, stage-costs, stage-params, cost-terms), or best: the set with the most "
     "held-out architectures within ±10 % on this calibration. The others' held-out figures are printed beside.",
 )
 @click.option("--storage", default=None, help=STORAGE_HELP + " Holds the measurements and the fitted predictor.")

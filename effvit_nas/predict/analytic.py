@@ -30,6 +30,11 @@ class _Tally:
     def add(self, key: str, value: float) -> None:
         self.f[key] = self.f.get(key, 0.0) + value
 
+    def params(self, n: int) -> None:
+        self.add("params", n)
+        if self.stage:
+            self.add(f"params_{self.stage}", n)
+
     def op(self, kind: str, macs: int, activations: int, calls: int = 1) -> None:
         self.add("macs", macs)
         self.add(f"macs_{kind}", macs)
@@ -44,7 +49,7 @@ class _Tally:
         out_side = (side + 2 * (k // 2) - k) // stride + 1
         out = windows * c_out * out_side**2
         self.op("dwconv" if groups > 1 else "conv", out * (c_in // groups) * k * k, windows * c_in * side**2 + out)
-        self.add("params", c_out * (c_in // groups) * k * k + 2 * c_out)
+        self.params(c_out * (c_in // groups) * k * k + 2 * c_out)
         return out_side
 
     def mlp(self, dim: int, hidden: int, side: int) -> None:
@@ -67,7 +72,7 @@ def _attention(t: _Tally, config: ArchConfig, i: int, side: int) -> None:
         t.conv_norm(k, k, ws, config.kernels[j], groups=k, windows=windows)
     n = ws * ws
     t.op("attention", windows * heads * n * n * (k + v), windows * heads * (3 * n * n + n * (2 * k + 2 * v)), 3 * heads)
-    t.add("params", heads * n)  # the attention-bias table
+    t.params(heads * n)  # the attention-bias table
     t.conv_norm(v * heads, dim, ws, windows=windows)
 
 
@@ -78,7 +83,7 @@ def _patch_merging(t: _Tally, dim: int, out_dim: int, side: int) -> int:
     reduced = max(8, int(hid * 0.25 + 4) // 8 * 8)  # SqueezeExcite's, on the 1x1 pooled map
     t.op("conv", reduced * hid, hid + reduced)
     t.op("conv", hid * reduced, reduced + hid)
-    t.add("params", 2 * reduced * hid + reduced + hid)
+    t.params(2 * reduced * hid + reduced + hid)
     t.conv_norm(hid, out_dim, out_side)
     return out_side
 
@@ -93,6 +98,7 @@ def analytic_features(config: ArchConfig) -> dict[str, float]:
         t.stage = f"s{i}"
         t.add(f"macs_s{i}", 0.0)
         t.add(f"act_s{i}", 0.0)
+        t.add(f"params_s{i}", 0.0)
         dim, hidden = config.widths[i], config.ffn_hidden(i)
         if i > 0:
             prev = config.widths[i - 1]
@@ -106,7 +112,7 @@ def analytic_features(config: ArchConfig) -> dict[str, float]:
     t.stage = ""
     w, classes = config.widths[-1], config.num_classes
     t.op("linear", classes * w, w + classes)
-    t.add("params", 2 * w + w * classes + classes)
+    t.params(2 * w + w * classes + classes)
     f = {"const": 1.0, **{f"macs_{kind}": 0.0 for kind in KINDS}, **t.f}
     f["head_calls"] = float(sum(d * h for d, h in zip(config.depths, config.heads, strict=True)))
     return f

@@ -29,6 +29,7 @@ from effvit_nas.errors import SettingError
 
 KINDS = ("conv", "dwconv", "attention", "linear")
 
+_STAGE_COSTS = ("const", "params", "calls", "macs", "macs_s1", "macs_s2", "act_s0", "act_s1", "act_s2")
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     # the feasibility screen's terms (effvit_nas.measure.throughput_model.features)
     "cost-terms": ("const", "macs", "params", "head_calls"),
@@ -38,7 +39,11 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     # every MAC's cost plus a surcharge per MAC of the later stages, and traffic per stage: at
     # batch 1 a MAC on a late stage's tiny maps costs far more than one on the first stage's
     # (results/predictors.md)
-    "stage-costs": ("const", "params", "calls", "macs", "macs_s1", "macs_s2", "act_s0", "act_s1", "act_s2"),
+    "stage-costs": _STAGE_COSTS,
+    # stage-costs with the weights per stage: at batch 1 each weight is read once per image, and
+    # one of a late stage, used on a few tokens only, costs more than one of the first stage's
+    # (results/predictor_profiles_cpu.md, "Per-stage weights")
+    "stage-params": (*_STAGE_COSTS, "params_s0", "params_s1", "params_s2"),
 }
 DEFAULT_FEATURE_SET = "op-types"  # where nothing is held out to choose by
 # `profile`'s default: of every set, the one with the most held-out architectures within ±10 %
@@ -54,7 +59,7 @@ def stage_of(op_name: str) -> str:
 
 def arch_features(config: ArchConfig) -> dict[str, float]:
     """Every feature of ``config`` at its own resolution (builds the model on the CPU): totals
-    per operator type and, per stage (``_s0``...), MACs and activations."""
+    per operator type and, per stage (``_s0``...), MACs, activations and parameters."""
     from effvit_nas.model.cost import count_params, op_costs  # lazy: loads torch
     from effvit_nas.model.efficientvit import build_model  # lazy: loads torch
 
@@ -71,6 +76,7 @@ def arch_features(config: ArchConfig) -> dict[str, float]:
         mine = [op for op in ops if stage_of(op.name) == f"s{i}"]
         f[f"macs_s{i}"] = float(sum(op.macs for op in mine))
         f[f"act_s{i}"] = float(sum(op.activations for op in mine))
+        f[f"params_s{i}"] = float(sum(p.numel() for name, p in model.named_parameters() if stage_of(name) == f"s{i}"))
     return f
 
 
