@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ class Plan:
     candidates: int
     calibration_archs: int
     extra: tuple[str, ...]  # data/timing flags shared by every run
+    strategies: tuple[str, ...] = ("measure", "predicted")
 
 
 def plan_of(args: argparse.Namespace) -> Plan:
@@ -67,7 +68,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
     data = ("--img-size", "64")
     return Plan(
         args.space, args.budget, tuple(args.budgets.split(",")), tuple(range(args.first_seed, args.first_seed + args.seeds)), args.minutes, checkpoints,
-        args.candidates, args.calibration_archs, data,
+        args.candidates, args.calibration_archs, data, tuple(args.strategies.split(",")),
     )  # fmt: skip
 
 
@@ -191,7 +192,7 @@ def compare(plan: Plan, work: Path, img_size: int, classes: int, on_run: Callabl
     acc_ref = preset_proxy(plan.space, plan.budget, img_size, classes)
     out: list[dict[str, Any]] = []
     for seed in plan.seeds:
-        for strategy in ("measure", "predicted"):
+        for strategy in plan.strategies:
             storage = f"sqlite:///{work / f'{strategy}-s{seed}.db'}"
             start = time.time()
             cmd, seconds, notes = _search(plan, storage, "s", strategy, plan.budget, seed, plan.minutes)
@@ -255,7 +256,10 @@ def reach_lines(runs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def markdown(plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any] | None, command: str) -> str:
+def markdown(
+    plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any] | None, command: str, compared: Sequence[dict[str, Any]] = ()
+) -> str:
+    """The report; ``compared``: predicted runs of another report, for the reach table."""
     lines = [
         "# Predicted search vs measure-everything on the CPU (issue 48 item 4)",
         "",
@@ -281,7 +285,7 @@ def markdown(plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any] | N
     for r in runs:
         cells = [f"{c['hypervolume']:.3f} ({c['measured']})" for c in r["after_setup"]]
         lines.append(f"| {r['seed']} | {r['strategy']} | {r['setup_s']:.0f} | " + " | ".join(cells) + " |")
-    lines += ["", *reach_lines(runs)]
+    lines += ["", *reach_lines([*runs, *compared])]
     errors = [(f"seed {r['seed']}", e) for r in runs for e in r.get("shortlist_errors", [])]
     errors += [(f"budget {b}", e) for b, f in (budgets or {}).get("fronts", {}).items() for e in f.get("shortlist_errors", [])]
     if errors:
@@ -347,6 +351,10 @@ def main() -> None:
     p.add_argument("--candidates", type=int, default=10_000)
     p.add_argument("--calibration-archs", type=int, default=40)
     p.add_argument("--quick", action="store_true", help="Tiny space, one seed, 4-minute runs: proves the script runs.")
+    p.add_argument("--strategies", default="measure,predicted", help="The strategies run per seed.")
+    p.add_argument(
+        "--predicted-from", type=Path, default=None, help="A report JSON whose predicted runs the reach table compares with (run apart)."
+    )
     p.add_argument("--no-budgets", action="store_true", help="Skip the several-budgets run.")
     p.add_argument("--work", type=Path, default=None, help="Keep the runs' SQLite stores in this folder [default: a temporary one].")
     p.add_argument("--out", default="results/specialise_cpu")
@@ -357,14 +365,24 @@ def main() -> None:
     classes = int(plan.extra[plan.extra.index("--classes") + 1]) if "--classes" in plan.extra else 10
     command = "uv run python benchmarks/specialise_cpu.py " + shlex.join(sys.argv[1:])
 
+    compared = (
+        [r for r in json.loads(args.predicted_from.read_text())["runs"] if r["strategy"] == "predicted"] if args.predicted_from else []
+    )
+
     def report(runs: list[dict[str, Any]], budgets: dict[str, Any] | None) -> None:
-        record = {"plan": asdict(plan), "command": command, "runs": runs, "four_budgets": budgets}
-        write_report(f"{args.out}.md", markdown(plan, runs, budgets, command), record)
+        record = {
+            "plan": asdict(plan),
+            "command": command,
+            "runs": runs,
+            "four_budgets": budgets,
+            "compared_with": str(args.predicted_from or ""),
+        }
+        write_report(f"{args.out}.md", markdown(plan, runs, budgets, command, compared), record)
 
     if args.report_only:
         rec = json.loads(Path(f"{args.out}.json").read_text())
         rewrite(rec, plan, args.work, img_size, classes)
-        write_report(f"{args.out}.md", markdown(plan, rec["runs"], rec["four_budgets"], rec["command"]), rec)
+        write_report(f"{args.out}.md", markdown(plan, rec["runs"], rec["four_budgets"], rec["command"], compared), rec)
         return
     with tempfile.TemporaryDirectory(prefix="specialise-") as tmp:
         work = args.work or Path(tmp)
@@ -372,7 +390,7 @@ def main() -> None:
         runs = compare(plan, work, img_size, classes, lambda rows: report(rows, None))
         budgets = None if args.no_budgets else four_budgets(plan, work, img_size, classes)
     report(runs, budgets)
-    print(markdown(plan, runs, budgets, command))
+    print(markdown(plan, runs, budgets, command, compared))
 
 
 if __name__ == "__main__":
