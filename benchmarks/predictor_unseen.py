@@ -25,6 +25,7 @@ import numpy as np
 from benchmarks._report import write_report
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import load_space
+from effvit_nas.errors import UserError
 from effvit_nas.measure.actor import check_local
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.store import MeasurementStore
@@ -93,7 +94,10 @@ def main() -> None:
     ap.add_argument("--storage", required=True, help="the store `profile` wrote (figures and predictors)")
     ap.add_argument("--out", type=Path, default=Path("results/predictor_unseen_cpu"))
     args = ap.parse_args()
-    rows = [unseen(args.space, m, args.archs, args.seed, args.storage) for m in args.metrics.split(",")]
+    try:
+        rows = [unseen(args.space, m, args.archs, args.seed, args.storage) for m in args.metrics.split(",")]
+    except UserError as e:  # no profile stored for a target: one line, exit 2
+        ap.error(str(e))
     command = "uv run python benchmarks/predictor_unseen.py " + " ".join(sys.argv[1:])
     write_report(args.out.with_suffix(".md"), markdown(rows, command), {"rows": rows})
     print(markdown(rows, command))

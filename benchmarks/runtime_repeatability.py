@@ -41,7 +41,10 @@ def bench(models: list[str], backend: str, metric: str, storage: str, extra: lis
     """One `effvit-nas bench` in a process of its own; its JSON records, one per model."""
     cmd = [sys.executable, "-m", "effvit_nas.cli", "bench", *models, "--backend", backend, "--metric", metric]
     cmd += ["--storage", storage, "--json", *extra]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:  # its own error line, which CalledProcessError would not show
+        raise SystemExit(f"{' '.join(cmd[3:])}: exit {r.returncode}: {r.stderr.strip()[-2000:]}")
+    out = r.stdout
     rec = json.loads(out[out.index("[") if len(models) > 1 else out.index("{") :])
     return rec if isinstance(rec, list) else [rec]
 
@@ -113,7 +116,9 @@ def main() -> None:
     args = ap.parse_args()
     backends = ["trace"] if args.quick else [b for b in args.backends.split(",") if get(b).available()]
     metrics = ["throughput"] if args.quick else args.metrics.split(",")
-    repeats, extra = (2, QUICK) if args.quick else (args.repeats, [])
+    if args.repeats < 2 and not args.quick:
+        ap.error(f"--repeats must be at least 2 for a spread, got {args.repeats}")
+    repeats, extra = (2, list(QUICK)) if args.quick else (args.repeats, [])
     extra += args.bench_args.split()
     models = args.models.split(",")
     done: dict[str, Any] = json.loads(args.partial.read_text()) if args.partial and args.partial.exists() else {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from effvit_nas.arch.config import MAX_IMG_SIZE, PRESETS
-from effvit_nas.cli.common import SEED, SPACE_HELP, STORAGE_HELP, bench_options, bench_settings, print_json
+from effvit_nas.cli.common import SEED, SPACE_HELP, STORAGE_HELP, bench_options, bench_settings, print_json, setting_flags
 from effvit_nas.errors import UserError
 
 DEVICE_HELP = "cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...)."
@@ -50,7 +50,8 @@ def profile_cmd(device, space, archs, seed, anchor, repeats, folds, feature_set,
     from effvit_nas.predict.profile import profile_lines, run_profile
 
     if feature_set != BEST:
-        feature_names(feature_set)  # a typo fails before any measuring
+        with setting_flags({"EfficiencyPredictor.feature_set": "--feature-set"}):
+            feature_names(feature_set)  # a typo fails before any measuring
     settings = bench_settings(device, protocol)
     sp = load_space(space)
     check_local(device, settings)  # an unknown device fails before the store is touched

@@ -38,14 +38,13 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "op-types-stages": ("const", "macs_conv", "macs_dwconv", "macs_attention", "params", "calls", "act_s0", "act_s1", "act_s2"),
     # every MAC's cost plus a surcharge per MAC of the later stages, and traffic per stage: at
     # batch 1 a MAC on a late stage's tiny maps costs far more than one on the first stage's
-    # (results/predictors.md)
+    # (results/predictor_profiles_cpu.md)
     "stage-costs": _STAGE_COSTS,
     # stage-costs with the weights per stage: at batch 1 each weight is read once per image, and
     # one of a late stage, used on a few tokens only, costs more than one of the first stage's
-    # (results/predictor_profiles_cpu.md, "Per-stage weights")
+    # (results/predictor_profiles_cpu.md, "Weights per stage")
     "stage-params": (*_STAGE_COSTS, "params_s0", "params_s1", "params_s2"),
 }
-DEFAULT_FEATURE_SET = "op-types"  # where nothing is held out to choose by
 # `profile`'s default: of every set, the one with the most held-out architectures within ±10 %
 # (then the best Spearman; ties to the earlier set) on the target's own calibration
 BEST = "best"
@@ -87,7 +86,7 @@ def choose(held_out: dict[str, tuple[float, float]]) -> str:
 
 def feature_names(feature_set: str) -> tuple[str, ...]:
     if feature_set not in FEATURE_SETS:
-        raise SettingError("EfficiencyPredictor.feature_set", f"{feature_set!r} is unknown (choose from {', '.join(FEATURE_SETS)})")
+        raise SettingError("EfficiencyPredictor.feature_set", f"{feature_set!r} is unknown (choose from {', '.join(FEATURE_SETS)}, {BEST})")
     return FEATURE_SETS[feature_set]
 
 

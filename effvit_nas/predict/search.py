@@ -84,7 +84,8 @@ def predicted_search(
     done, leg = 0, 0
     with quiet_optuna():
         while done < trials:
-            sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed + leg)
+            # seed * 1000: a later round's seed + 1 must not replay this round's later legs
+            sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed * 1000 + leg)
             study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
             for p in parents:
                 study.enqueue_trial(p)

@@ -18,7 +18,7 @@ FAST = ["--warmup", "0.1", "--duration", "0.3", "--window", "0.05"]
         (["profile", "--space", "no-such-space"], "no-such-space"),
         (["profile", "--space", "tiny", "--metric", "speed"], "'speed' is not one of"),
         (["profile", "--space", "tiny", "--anchor", "M9"], "--anchor 'M9'"),
-        (["profile", "--space", "tiny", "--feature-set", "nope"], "'nope' is unknown"),
+        (["profile", "--space", "tiny", "--feature-set", "nope"], "--feature-set 'nope' is unknown"),
         (["profile", "--space", "tiny", "--seed", "-5"], "--seed"),
         (["profile", "--space", "tiny", "--seed", str(2**31)], "--seed"),
         (["predict", "M0", "--metric", "latency"], "no profile to predict from"),
@@ -30,6 +30,13 @@ def test_bad_input_is_one_line(capsys, tmp_path, args, says):
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and says in r.stderr
     assert not (tmp_path / "s.db").exists()  # refused before the store was created
+
+
+def test_profile_help_names_every_feature_set(capsys):
+    from effvit_nas.predict.features import BEST, FEATURE_SETS
+
+    r = run_main(capsys, "profile", "--help")
+    assert r.returncode == 0 and all(name in "".join(r.stdout.split()) for name in [*FEATURE_SETS, BEST])  # click wraps at hyphens
 
 
 def test_predict_without_a_profile_names_profile(capsys, tmp_path):

@@ -36,7 +36,7 @@ def test_predicted_front_is_non_dominated_and_shortlist_widens_it():
 def test_search_over_several_studies_carries_the_parents(monkeypatch):
     """Studies of a few generations each (Optuna's GA bookkeeping is quadratic in one study's
     trials): the next study starts from the previous one's parent population, so the front
-    found after several studies is no worse than after the first."""
+    first study of a longer search is the one-study search itself."""
     import effvit_nas.predict.search as search
 
     space = load_space("efficientvit64")
@@ -54,6 +54,4 @@ def test_search_over_several_studies_carries_the_parents(monkeypatch):
     assert not enqueued
     many = predicted_search(space, efficiency, accuracy, trials=64, seed=0, population=8)  # four studies
     assert len(enqueued) == 3 * 8  # each later study seeded with a full parent population
-    assert {c.config.short_hash() for c in one} <= {c.config.short_hash() for c in many}  # the same first study
-    best = lambda found: max(c.accuracy for c in found if c.throughput.throughput >= np.median([o.throughput.throughput for o in one]))  # noqa: E731
-    assert best(many) >= best(one)
+    assert {c.config.short_hash() for c in one} < {c.config.short_hash() for c in many}  # the same first study, then more
