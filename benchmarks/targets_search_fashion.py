@@ -27,7 +27,7 @@ from benchmarks._report import write_report
 from benchmarks.targets_cpu import anchor_figure, anchored, settings_for
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.measure.devices import fingerprint
-from effvit_nas.trials.pareto import front_points, hypervolume_2d
+from effvit_nas.trials.pareto import hypervolume_2d, on_front
 from effvit_nas.trials.records import TrialRecord
 
 TRACE = "cpu/trace:2xM0"
@@ -100,8 +100,7 @@ def stored_run(study: optuna.Study, first: int) -> dict[str, Any]:
 
 def front(records: list[TrialRecord], axis: int) -> list[TrialRecord]:
     """Records on the (accuracy, values[axis]) front."""
-    pts = set(front_points([(r.values[0], r.values[axis]) for r in records]))  # type: ignore[index]
-    return [r for r in records if (r.values[0], r.values[axis]) in pts]  # type: ignore[index]
+    return on_front(records, lambda r: (r.values[0], r.values[axis]))  # type: ignore[index]
 
 
 def hv(records: list[TrialRecord], axis: int, ref: tuple[float, float]) -> float:

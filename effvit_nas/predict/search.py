@@ -20,7 +20,7 @@ from effvit_nas.errors import SettingError
 from effvit_nas.predict.analytic import analytic_features
 from effvit_nas.predict.efficiency import EfficiencyPredictor, Prediction
 from effvit_nas.runtime import quiet_optuna
-from effvit_nas.trials.pareto import front_points
+from effvit_nas.trials.pareto import on_front
 
 # NSGA-II generations per Optuna study: Optuna's GA bookkeeping scans every finished trial of the
 # study at each new trial, so one study of 10,000 trials costs ~110 s, almost all of it that scan;
@@ -94,5 +94,5 @@ def predicted_search(
             last = sampler.get_trial_generation(study, study.trials[-1])
             parents = [t.params for t in sampler.get_parent_population(study, last + 1)]
             done, leg = done + n, leg + 1
-    front = set(front_points([(c.throughput.throughput, c.accuracy) for c in seen.values()]))
-    return [Candidate(c.config, c.throughput, c.accuracy, (c.throughput.throughput, c.accuracy) in front) for c in seen.values()]
+    front = {c.config.short_hash() for c in on_front(list(seen.values()), lambda c: (c.throughput.throughput, c.accuracy))}
+    return [Candidate(c.config, c.throughput, c.accuracy, h in front) for h, c in seen.items()]

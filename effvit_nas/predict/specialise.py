@@ -41,7 +41,7 @@ from effvit_nas.search.loop import SearchSummary, TrialEvent, run_search
 from effvit_nas.search.options import RunOptions
 from effvit_nas.search.problem import SearchProblem
 from effvit_nas.search.study import open_study
-from effvit_nas.trials.pareto import front_points
+from effvit_nas.trials.pareto import on_front
 from effvit_nas.trials.records import Attr
 
 # proxies whose value the predicted search computes exactly from the config (the analytic
@@ -103,8 +103,7 @@ class TargetPredictor:
 
 def pareto_hashes(candidates: list[Candidate]) -> set[str]:
     """The predicted front (max throughput, max accuracy) of ``candidates``, as hashes."""
-    front = set(front_points([(c.throughput.throughput, c.accuracy) for c in candidates]))
-    return {c.config.short_hash() for c in candidates if (c.throughput.throughput, c.accuracy) in front}
+    return {c.config.short_hash() for c in on_front(candidates, lambda c: (c.throughput.throughput, c.accuracy))}
 
 
 def budget_shortlist(candidates: list[Candidate], budget: float, accuracy_margin: float = 0.0) -> tuple[int, list[Candidate]]:

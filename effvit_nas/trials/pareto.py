@@ -11,8 +11,8 @@ training steps than the others').
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from effvit_nas.trials.records import TrialRecord, is_feasible
 
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
-__all__ = ["front_points", "hypervolume_2d", "is_feasible", "non_dominated", "pareto_trials"]
+T = TypeVar("T")
+
+__all__ = ["front_points", "hypervolume_2d", "is_feasible", "non_dominated", "on_front", "pareto_trials"]
 
 
 def non_dominated(points: Sequence[Sequence[float]]) -> set[tuple[float, ...]]:
@@ -40,6 +42,13 @@ def front_points(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]
         if not front or b > front[-1][1]:
             front.append((a, b))
     return front
+
+
+def on_front(items: Sequence[T], key: Callable[[T], tuple[float, float]]) -> list[T]:
+    """The items whose ``key`` point lies on the front of all their points (both maximised),
+    in their order; items sharing a front point are all kept."""
+    front = set(front_points([key(i) for i in items]))
+    return [i for i in items if tuple(float(v) for v in key(i)) in front]
 
 
 def hypervolume_2d(points: Sequence[Sequence[float]], ref: Sequence[float]) -> float:

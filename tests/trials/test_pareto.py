@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from effvit_nas.trials.pareto import front_points, hypervolume_2d, non_dominated
+from effvit_nas.trials.pareto import front_points, hypervolume_2d, non_dominated, on_front
 
 FRONT = [(2.0, 1.0), (1.0, 2.0)]  # two 2x1 and 1x2 rectangles over (0, 0), overlapping in 1x1: area 3
 
@@ -40,3 +40,9 @@ def test_non_dominated_keeps_a_point_better_on_a_third_objective_only():
     # (proxy, throughput): (0.45, 700) is dominated by (0.5, 800); a second target's figure saves it
     assert non_dominated([(0.5, 800), (0.45, 700)]) == {(0.5, 800)}
     assert non_dominated([(0.5, 800, 400), (0.45, 700, 500), (0.4, 650, 385)]) == {(0.5, 800, 400), (0.45, 700, 500)}
+
+
+def test_on_front_keeps_the_items_on_the_front_in_order_ties_included():
+    items = [("a", 1, 3), ("b", 2, 2), ("c", 1, 1), ("d", 2, 2), ("e", 3, 0)]
+    assert [i[0] for i in on_front(items, lambda i: (i[1], i[2]))] == ["a", "b", "d", "e"]
+    assert on_front([], lambda i: (0.0, 0.0)) == []
