@@ -114,6 +114,13 @@ def test_latency_needs_batch_one():
 
 OV_TELEMETRY = """
 import multiprocessing, os
+import openvino
+from openvino_telemetry import Telemetry
+from effvit_nas.measure.backends.ov import decline_telemetry
+sender = Telemetry().sender
+print("import_event", sender.queue_size)
+decline_telemetry()
+print("in_flight", sender.queue_size)
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.settings import BenchSettings
 from effvit_nas.measure.timing import prepare
@@ -136,4 +143,6 @@ def test_openvino_sends_no_telemetry_while_models_are_timed(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")} | {"HOME": str(tmp_path)}
     r = subprocess.run([sys.executable, "-c", OV_TELEMETRY], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+    # the import's own event, sent before the backend could decline, is over before any timing
+    assert r.stdout.split()[:4] == ["import_event", "1", "in_flight", "0"], r.stdout
     assert r.stdout.split()[-6:] == ["consent", "False", "queued", "0", "children", "0"], r.stdout

@@ -6,12 +6,14 @@ CPUs that have it, even for an fp32 request)."""
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
 from effvit_nas.measure.backends import Backend, Prepared
 
 _PRECISION = {"fp32": "f32", "bf16": "bf16"}
+_SEND_TIMEOUT_S = 4.0  # openvino_telemetry ends a send after 3 s
 
 
 def config(settings: Any) -> dict[str, str]:
@@ -24,21 +26,33 @@ def config(settings: Any) -> dict[str, str]:
 
 
 def decline_telemetry() -> None:
-    """Turn off the usage telemetry OpenVINO's model converter sends for this process.
+    """Turn off the usage telemetry OpenVINO's model converter sends for this process, and wait
+    for the event ``import openvino`` already sent.
 
     ``convert_model`` sends several events per call from background threads, each in a new
     process that lives up to 3 s when the network does not answer. Those processes run on the
     CPU being timed, beside the timing loop: in a run that converted 36 models, OpenVINO's
     batch-1 latency of M0 came out at 30 ms instead of 5 ms (results/openvino_latency_check.md).
     The converter asks its telemetry singleton for consent before each send; declining it once,
-    before the first conversion, keeps every later one silent. OpenVINO does the same by itself
-    where the environment says CI; a user's own choice (its ``opt_in_out`` tool) is not touched.
+    before the first conversion, keeps every later one silent. The import's own event is on its
+    way by then (sent with the consent the import found): waiting for it (at most its 3 s, once
+    per process) keeps its process off the first model's timing. OpenVINO turns telemetry off by
+    itself where the environment says CI; a user's own choice (its ``opt_in_out`` tool) is not
+    touched.
     """
     try:
         from openvino.tools.ovc.telemetry_utils import init_ovc_telemetry  # lazy: optional runtime, installed by its extra
+        from openvino_telemetry import Telemetry  # lazy: installed with openvino
     except ImportError:  # a build without the converter's telemetry: nothing is sent
         return
+    try:
+        in_flight = Telemetry().sender  # the singleton as the import left it (no re-initialisation)
+    except RuntimeError:  # not initialised: nothing was sent
+        in_flight = None
     init_ovc_telemetry().consent = False
+    deadline = time.monotonic() + _SEND_TIMEOUT_S
+    while in_flight is not None and in_flight.queue_size > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 class OpenVino(Backend):
