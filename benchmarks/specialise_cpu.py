@@ -2,7 +2,8 @@
 measure-everything search (`--strategy measure`) on the CPU, and four budgets from one
 calibration. Not a test: run on a quiet machine (each run times candidates on the CPU).
 
-* For seeds 0..2 and both strategies, on the same space, proxy, data and budget: one
+* For each seed (``--seeds`` from ``--first-seed``; default 0..2) and strategy (``--strategies``,
+  default both), on the same space, proxy, data and budget: one
   `effvit-nas search` of ``--minutes`` (a fresh storage each, so the predicted strategy pays
   its calibration inside the wall-clock); at each checkpoint, the hypervolume of the MEASURED
   feasible front among the trials finished by then, and how many candidates were measured.
@@ -339,6 +340,12 @@ def rewrite(rec: dict[str, Any], plan: Plan, work: Path | None, img_size: int, c
         rec["four_budgets"]["fronts"] = budget_fronts(plan, f"sqlite:///{work / 'budgets.db'}", img_size, classes)
 
 
+def sizes(plan: Plan) -> tuple[int, int]:
+    """The runs' resolution and classes, from their shared flags."""
+    img_size = int(plan.extra[plan.extra.index("--img-size") + 1])
+    return img_size, int(plan.extra[plan.extra.index("--classes") + 1]) if "--classes" in plan.extra else 10
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--space", default="efficientvit64")
@@ -361,8 +368,7 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true", help="Rewrite the report from OUT.json and the stores in --work, timing nothing.")
     args = p.parse_args()
     plan = plan_of(args)
-    img_size = int(plan.extra[plan.extra.index("--img-size") + 1])
-    classes = int(plan.extra[plan.extra.index("--classes") + 1]) if "--classes" in plan.extra else 10
+    img_size, classes = sizes(plan)
     command = "uv run python benchmarks/specialise_cpu.py " + shlex.join(sys.argv[1:])
 
     compared = (
@@ -380,8 +386,13 @@ def main() -> None:
         write_report(f"{args.out}.md", markdown(plan, runs, budgets, command, compared), record)
 
     if args.report_only:
-        rec = json.loads(Path(f"{args.out}.json").read_text())
-        rewrite(rec, plan, args.work, img_size, classes)
+        stored = Path(f"{args.out}.json")
+        if not stored.exists():
+            p.error(f"--report-only: no {stored} to report")
+        rec = json.loads(stored.read_text())
+        # the runs' own plan (space, budget, checkpoints), not this command line's
+        plan = Plan(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec["plan"].items()})
+        rewrite(rec, plan, args.work, *sizes(plan))
         write_report(f"{args.out}.md", markdown(plan, rec["runs"], rec["four_budgets"], rec["command"], compared), rec)
         return
     with tempfile.TemporaryDirectory(prefix="specialise-") as tmp:

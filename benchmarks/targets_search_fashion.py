@@ -94,6 +94,8 @@ def stored_run(study: optuna.Study, first: int) -> dict[str, Any]:
     """A search already stored: wall-clock from its first trial's start to its ``first``-th
     complete trial's end (the set-up before the first trial is not in it)."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"][:first]
+    if not done:
+        raise SystemExit(f"--report-only: study {study.study_name!r} has no complete trial")
     start = min(t.datetime_start for t in study.trials if t.datetime_start)
     return {"command": "(stored)", "wall_s": (max(t.datetime_complete for t in done) - start).total_seconds(), "summary": {}}
 
@@ -138,7 +140,7 @@ def main() -> None:
     if args.report_only:
         latency = resumed_latency_target(storage)
         if latency is None:
-            raise SystemExit(f"--report-only: no 2-target study in {storage}")
+            ap.error(f"--report-only: no 2-target study in {storage}")
         m0_ms = float("nan")
         runs = {n: stored_run(optuna.load_study(study_name=n, storage=storage), args.trials) for n in NAMES}
     else:
@@ -180,11 +182,12 @@ def report(runs: dict[str, Any], storage: str, m0_ms: float, budget_ms: float, a
 
 def markdown(result: dict[str, Any], command: str) -> str:
     b = result["budgets_img_s"]
+    m0 = f" {result['m0_openvino_p50_ms']:.3f} ms" if result["m0_openvino_p50_ms"] == result["m0_openvino_p50_ms"] else ""
     lines = [
         "# Two targets in one study vs two single-target searches (Fashion-MNIST, 64 px)\n",
         f"`{command}`\n",
         f"Targets: `{TRACE}` (throughput, budget {b['trace']:.0f} img/s) and `cpu/openvino:{result['latency_budget_ms']:.3f}ms` "
-        f"(batch-1 p50: M0's measured p50 / 1.5 when the study was created). Hypervolume per target: feasible points in "
+        f"(batch-1 p50: M0's measured p50{m0} / --latency-factor when the study was created). Hypervolume per target: feasible points in "
         "(proxy top-1, that target's figure in img/s-equivalent), reference (lowest feasible top-1 of all runs, the budget).\n",
         "| run | wall s | complete | feasible | HV trace | HV openvino | front (trace axis) | front models meeting the other target |",
         "|---|---|---|---|---|---|---|---|",
