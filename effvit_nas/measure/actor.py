@@ -292,7 +292,7 @@ def measure_configs(
     For a local device the driver fingerprints the (same) hardware itself, so a run whose
     figures are all stored starts no Ray at all; on a cluster the actor's node answers.
 
-    ``worker``: a handle from :func:`get_worker` to reuse. The actor lives as long as a handle
+    ``worker``: a handle from :func:`live_worker` to reuse. The actor lives as long as a handle
     to it does, so a caller measuring repeatedly (the search) keeps one instead of paying an
     actor start (seconds: a process, torch, the model code) per call; its fingerprint, taken once when
     it started, also spares each call the driver's (nvidia-smi on GPUs).
