@@ -174,14 +174,12 @@ def _bench_anchored(cfgs, anchor, device: str, settings, store, fresh: bool, rea
     from datetime import UTC, datetime
 
     from effvit_nas.measure.anchor import how_measured, measure_anchored
+    from effvit_nas.measure.backends import get
 
     name = preset_name(anchor) or anchor.short_hash()
-    if settings.backend == "openvino" and settings.metric == "latency":  # results/openvino_latency_check.md, second finding
-        click.echo(
-            "warning: OpenVINO batch-1 latency is biased in ratio mode (each switch between two compiled models slows "
-            "the next inferences); --no-anchor times it alone",
-            err=True,
-        )
+    caveat = get(settings.backend).paired_caveat(settings)
+    if caveat:
+        click.echo(f"warning: {caveat}", err=True)
 
     def said(a) -> None:
         if as_json:

@@ -80,6 +80,11 @@ class Backend:
         """What the runtime was told (version, hints, providers), for the output."""
         return self.version()
 
+    def paired_caveat(self, settings: BenchSettings) -> str | None:
+        """What ratio mode (timed alternately with an anchor) gets wrong for ``settings`` on
+        this runtime, for a warning; None if nothing known."""
+        return None
+
     def prepare(self, model: Any, x: Any, settings: BenchSettings, torch_device: str) -> Prepared:
         raise NotImplementedError
 

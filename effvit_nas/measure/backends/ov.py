@@ -66,6 +66,15 @@ class OpenVino(Backend):
     def describe(self, settings: Any, cuda: bool) -> str:
         return f"{self.version()}, " + ", ".join(f"{k}={v}" for k, v in config(settings).items())
 
+    def paired_caveat(self, settings: Any) -> str | None:
+        if settings.metric != "latency":
+            return None
+        # results/openvino_latency_check.md, second finding
+        return (
+            "OpenVINO batch-1 latency is biased in ratio mode (each switch between two compiled models slows "
+            "the next inferences); --no-anchor times it alone"
+        )
+
     def prepare(self, model: Any, x: Any, settings: Any, torch_device: str) -> Prepared:
         import openvino as ov  # lazy: optional runtime, installed by its extra
 
