@@ -35,7 +35,9 @@ def test_a_two_target_search_stores_every_target_and_resumes_only_with_them(tmp_
         first, second = t.user_attrs["targets"]
         assert first["figure"] == t.user_attrs["throughput"] == t.values[1] and first["measured"]
         assert second["figure"] == t.values[2] and second["measured"] and second["p90_ms"] >= 1e3 / second["figure"] * 0.5
-        assert first["p90_ms"] is None and second["iqr"][0] <= second["figure"] <= second["iqr"][1]
+        # the IQR is of every single iteration, the figure of the undisturbed windows only: under
+        # load (CI) the figure can fall outside the IQR (timing.summarize), so only its order is checked
+        assert first["p90_ms"] is None and 0 < second["iqr"][0] <= second["iqr"][1] and second["figure"] > 0
         assert t.constraints == {"throughput": (1 - t.values[1]) / 1, "target_2": (1 - t.values[2]) / 1}
         assert t.values[0] > 0 and t.user_attrs["proxy"] == "macs"  # feasible on both: scored
     summary = json.loads(_search(capsys, url, *TARGETS, "--trials", "3", "--json").stdout)  # finished: nothing runs
