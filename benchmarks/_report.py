@@ -27,6 +27,18 @@ from typing import Any
 PACKED_SUFFIXES = (".json", ".yaml", ".md", ".txt")
 
 
+def backends_arg(ap: Any, text: str) -> list[str]:
+    """The backends a comma-separated ``--backends`` names; an unknown one (or none) is refused
+    by ``ap`` (an argparse parser) in one line, exit 2."""
+    from effvit_nas.measure.backends import NAMES  # lazy: most benchmarks time no backend by name
+
+    backends = [b for b in text.split(",") if b]
+    bad = [b for b in backends if b not in NAMES]
+    if bad or not backends:
+        ap.error(f"--backends: unknown {', '.join(bad) or '(none)'} (choose from {', '.join(NAMES)})")
+    return backends
+
+
 def write_report(md_path: str | Path, markdown: str, record: Any) -> None:
     """Write ``NAME.md`` and, next to it, ``NAME.json`` in the one format every benchmark uses."""
     md_path = Path(md_path)

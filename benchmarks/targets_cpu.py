@@ -30,7 +30,7 @@ from benchmarks._report import write_report
 from effvit_nas.arch.config import PRESETS, ArchConfig, preset_name
 from effvit_nas.arch.space import load_space
 from effvit_nas.measure.actor import paired_measurement
-from effvit_nas.measure.anchor import ANCHOR_RUNS, median_run
+from effvit_nas.measure.anchor import ANCHOR_RUNS, agreeing_runs
 from effvit_nas.measure.backends import NAMES, get
 from effvit_nas.measure.devices import fingerprint
 from effvit_nas.measure.settings import DEFAULT_ANCHOR, BenchSettings, Measurement
@@ -63,8 +63,10 @@ def anchored(name: str, cfg: ArchConfig, anchor: Measurement, anchor_cfg: ArchCo
 
 
 def anchor_figure(anchor_cfg: ArchConfig, s: BenchSettings, fp: dict, runs: int = ANCHOR_RUNS) -> Measurement:
-    """The anchor's figure as `bench` takes it: the median of ``runs`` measurements."""
-    return median_run([measure(anchor_cfg, s, "cpu", fp) for _ in range(runs)])
+    """The anchor's figure as `bench` takes it (runs until 3 agree, :func:`agreeing_runs`); a
+    single measurement for ``runs`` 1 (``--quick``)."""
+    once = lambda: measure(anchor_cfg, s, "cpu", fp)  # noqa: E731
+    return once() if runs == 1 else agreeing_runs(once)[0]
 
 
 def figure(m: Measurement, metric: str) -> dict[str, float]:

@@ -19,6 +19,20 @@ def _lean_ray_train():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_device_lock(tmp_path_factory):
+    """This pytest process's own device lock. The machine-wide lock keeps timings from disturbing
+    each other; no test judges a timing, so the suite's workers (pytest-xdist) need not wait for
+    each other's (the lock holds a model's whole preparation too: ExecuTorch lowers one for about
+    a minute). Set before the session's Ray starts, so its actors and the CLI subprocesses tests
+    start inherit it; the lock's own tests set theirs."""
+    from effvit_nas.measure.timing import LOCK_DIR_ENV
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(LOCK_DIR_ENV, str(tmp_path_factory.mktemp("device-locks")))
+        yield
+
+
 @pytest.fixture
 def m0() -> ArchConfig:
     from effvit_nas.arch.config import PRESETS

@@ -195,6 +195,14 @@ def bench_options(f):
             help="Ratio mode (--relative-to, search --paired): iterations of each model per turn.",
         ),
         click.option(
+            "--pair-settle",
+            "pair_settle_s",
+            type=click.FloatRange(0, 1),
+            default=0.01,
+            show_default=True,
+            help="Ratio mode: seconds of untimed iterations that start each model's turn (0: none, as before 0.3).",
+        ),
+        click.option(
             "--ci-target",
             type=float,
             default=0.01,
@@ -219,7 +227,19 @@ def bench_settings(device: str, opts: Mapping[str, Any]):
     from effvit_nas.measure.devices import parse_device
     from effvit_nas.measure.settings import BenchSettings
 
-    keys = ("batch", "precision", "threads", "backend", "warmup_s", "measure_s", "window_s", "ci_target", "pair_iters", "malloc")
+    keys = (
+        "batch",
+        "precision",
+        "threads",
+        "backend",
+        "warmup_s",
+        "measure_s",
+        "window_s",
+        "ci_target",
+        "pair_iters",
+        "pair_settle_s",
+        "malloc",
+    )
     later = {"metric": opts.get("metric") or "throughput", "graph_opt": opts.get("graph_opt", "all")}
     with setting_flags({"BenchSettings.batch": "--batch", "BenchSettings.metric": "--metric"}):
         return BenchSettings.for_device(device_kind(parse_device(device)), **{k: opts[k] for k in keys}, **later)

@@ -136,7 +136,11 @@ def _printer(device: str, s, cfgs, line, as_json: bool, paired: bool = False):
         f"bench {s.metric} on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend} ({runtime}), "
         f"malloc {s.malloc}, "
         + (f"each model's warm-up {s.warmup_s / 2:g} s, " if paired else f"warm-up {s.warmup_s:g} s, ")
-        + (f"timed alternately {s.pair_iters} iteration(s) at a time" if paired else f"timed in {s.window_s:g} s windows")
+        + (
+            f"timed alternately {s.pair_iters} iteration(s) at a time after {1e3 * s.pair_settle_s:g} ms untimed"
+            if paired
+            else f"timed in {s.window_s:g} s windows"
+        )
         + f" until ±{100 * s.ci_target:g} % (95 % interval) or {s.measure_s:g} s"
     )
     printed: list[bool] = []

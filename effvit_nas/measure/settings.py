@@ -44,6 +44,13 @@ class BenchSettings:
         pair_iters: ratio mode only: iterations of each model per turn (default 1; the two
             models alternate iteration by iteration, so drift of the machine's speed cancels
             in each pair's ratio). ``window_s`` does not apply to ratio mode.
+        pair_settle_s: ratio mode only: each turn starts with untimed iterations of the
+            incoming model lasting about this long (default 0.01 s; none for a model whose
+            iteration is longer), and times as many iterations as it settled. The first
+            inferences after the other model ran are slower (its weights refill the caches;
+            OpenVINO's executor wakes up) by 0.2-1 ms, which biased ratios of fast models
+            towards 1 (results/openvino_latency_check.md, third part); a deployed model runs
+            back to back. 0: no settling, as before this setting (0.3).
         malloc: ``fixed`` (default): glibc's mmap and trim thresholds are fixed in the timing
             process, so a forward pass reuses the same heap pages instead of faulting in fresh
             ones at random (see :mod:`effvit_nas.measure.heap`); ``system``: glibc's adaptive
@@ -66,6 +73,7 @@ class BenchSettings:
     window_s: float = 0.25
     ci_target: float = 0.01
     pair_iters: int = 1
+    pair_settle_s: float = 0.01
     malloc: str = "fixed"
     metric: str = "throughput"
     graph_opt: str = "all"
@@ -97,6 +105,8 @@ class BenchSettings:
             raise SettingError("BenchSettings.window_s", f"must be > 0 s, got {self.window_s}")
         if self.pair_iters < 1:
             raise SettingError("BenchSettings.pair_iters", f"must be >= 1, got {self.pair_iters}")
+        if not 0 <= self.pair_settle_s <= 1:
+            raise SettingError("BenchSettings.pair_settle_s", f"must be within 0-1 s, got {self.pair_settle_s}")
         if not 0 <= self.ci_target < 1:
             raise SettingError("BenchSettings.ci_target", f"must be a fraction in [0, 1), got {self.ci_target}")
 
@@ -123,7 +133,7 @@ class BenchSettings:
 
 # Fields added after figures were stored under keys without them, at the value those figures
 # had in effect: left out of the key at that value, so the stored figures are still found.
-_LATER_DEFAULTS = {"metric": "throughput", "graph_opt": "all"}
+_LATER_DEFAULTS = {"metric": "throughput", "graph_opt": "all", "pair_settle_s": 0.0}
 
 
 def protocol_key(fields: dict[str, Any], runtime: str | None) -> str:

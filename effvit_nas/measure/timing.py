@@ -40,6 +40,7 @@ from effvit_nas.measure.windows import (
     run_pairs,
     run_windows,
     seconds_per_iteration,
+    settle_iters,
     turn_iters,
 )
 
@@ -305,7 +306,8 @@ def measure_ratio(
     """``config``'s throughput relative to ``reference``'s, the two timed in alternation on
     ``torch_device`` in this process (ratio mode, :class:`~effvit_nas.measure.windows.PairRecord`).
 
-    ``settings.pair_iters`` iterations of each model per turn; ``balance``: as many of the
+    Each turn settles the incoming model for ``settings.pair_settle_s`` untimed, then times
+    ``settings.pair_iters`` of its iterations (at least as many as settled); ``balance``: as many of the
     faster model as last about as long as the slower one's turn
     (:func:`~effvit_nas.measure.windows.turn_iters`). Not the default: for M5 against M0 it
     repeated worse, not better (results/throughput_turns_cpu.md), as longer turns leave
@@ -318,7 +320,11 @@ def measure_ratio(
         half = replace(settings, warmup_s=settings.warmup_s / 2)  # as long in all as one model's
         per_iter = (warm_up(candidate, half, sync), warm_up(ref, half, sync))
         iters = turn_iters(settings.pair_iters, *per_iter) if balance else (settings.pair_iters,) * 2
-        return run_pairs(candidate, ref, timer, iters=iters, measure_s=settings.measure_s, ci_target=settings.ci_target, cpu=cpu)
+        settle = settle_iters(settings.pair_settle_s, *per_iter)
+        iters = (max(iters[0], settle[0]), max(iters[1], settle[1]))  # as long timed as settled, at least
+        return run_pairs(
+            candidate, ref, timer, iters=iters, settle=settle, measure_s=settings.measure_s, ci_target=settings.ci_target, cpu=cpu
+        )
 
     with on_device(settings, torch_device) as (sync, timer, cpu):
         record, batch = halve_on_oom(pairs, settings.batch, _free(torch_device))

@@ -226,6 +226,25 @@ def turn_iters(iters: int, candidate_s: float, reference_s: float) -> tuple[int,
     return max(iters, round(iters * slow / candidate_s)), max(iters, round(iters * slow / reference_s))
 
 
+def settle_iters(settle_s: float, candidate_s: float, reference_s: float) -> tuple[int, int]:
+    """Untimed iterations at the start of each model's turn, given each one's seconds per
+    iteration: as many as last ``settle_s`` (none for an iteration longer than that, whose first
+    inference's extra 0.2-1 ms is a small part of it; none for an unknown time, <= 0)."""
+
+    def n(t: float) -> int:
+        return int(settle_s // t) if t > 0 else 0
+
+    return n(candidate_s), n(reference_s)
+
+
+def _turn(
+    forward: Callable[[], Any], timed: Callable[[Callable[[], Any]], float], cpu: Callable[[], float], settle: int, iters: int
+) -> Window:
+    for _ in range(settle):
+        timed(forward)  # timed like the rest (so a GPU's queue is drained), but not kept
+    return timed_window(forward, timed, 0.0, cpu, iters)
+
+
 def run_pairs(
     candidate: Callable[[], Any],
     reference: Callable[[], Any],
@@ -235,11 +254,12 @@ def run_pairs(
     measure_s: float,
     ci_target: float,
     cpu: Callable[[], float],
+    settle: tuple[int, int] = (0, 0),
 ) -> PairRecord:
-    """Alternate ``iters[0]`` iterations of ``candidate`` and ``iters[1]`` of ``reference``
-    until the ratio's 95 % interval is within ``±ci_target`` of it (after ``_MIN_WINDOWS``
-    undisturbed pairs) or ``measure_s`` seconds are spent, with at least 2 pairs (going on
-    while fewer than 2 are undisturbed, up to twice that)."""
+    """Alternate turns of ``candidate`` and ``reference``: ``settle[i]`` untimed iterations,
+    then ``iters[i]`` timed ones, until the ratio's 95 % interval is within ``±ci_target`` of it
+    (after ``_MIN_WINDOWS`` undisturbed pairs) or ``measure_s`` seconds are spent, with at
+    least 2 pairs (going on while fewer than 2 are undisturbed, up to twice that)."""
     record = PairRecord()
     kept: list[float] = []  # undisturbed pairs' ratios, kept as they come: recomputing them all
     # after every pair would cost more than a 64 px iteration once there are hundreds
@@ -253,8 +273,8 @@ def run_pairs(
         pairs = len(record.candidate.windows)
         if (spent >= measure_s and len(kept) >= 2) or (spent >= 2 * measure_s and pairs >= 2):  # 2: a spread exists
             break
-        c = timed_window(candidate, timed, 0.0, cpu, iters[0])
-        r = timed_window(reference, timed, 0.0, cpu, iters[1])
+        c = _turn(candidate, timed, cpu, settle[0], iters[0])
+        r = _turn(reference, timed, cpu, settle[1], iters[1])
         record.candidate.windows.append(c)
         record.reference.windows.append(r)
         if not (c.disturbed or r.disturbed):

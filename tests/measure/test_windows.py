@@ -111,6 +111,32 @@ def test_turns_of_models_far_apart_in_speed_last_about_as_long():
     assert np.allclose(record.ratios(), 5.0)
 
 
+def test_settling_each_turn_removes_the_cost_of_switching_models():
+    """Each model's first iteration after the other ran costs 0.02 s more (its caches refilled):
+    with one timed iteration per turn the ratio of 0.01 s against 0.02 s models comes out 0.03 /
+    0.04 instead of 0.5; settled turns time only warm iterations and give 0.5."""
+    from effvit_nas.measure.windows import run_pairs, settle_iters
+
+    last: list[str] = [""]
+
+    def model(name: str, seconds: float):
+        def forward() -> float:
+            cold, last[0] = last[0] != name, name
+            return seconds + (0.02 if cold else 0.0)
+
+        return forward
+
+    fast, slow = model("fast", 0.01), model("slow", 0.02)
+    kw = dict(measure_s=0.3, ci_target=0.0, cpu=lambda: math.nan)
+    biased = run_pairs(fast, slow, lambda f: f(), iters=(1, 1), **kw)
+    assert np.allclose(biased.ratios(), 0.04 / 0.03)  # reference's time / candidate's
+    assert settle_iters(0.01, 0.01, 0.02) == (1, 0) and settle_iters(0.02, 0.01, 0.02) == (2, 1)
+    assert settle_iters(0.01, 0.0, 0.5) == (0, 0)  # unknown or longer than the settling: none
+    settled = run_pairs(fast, slow, lambda f: f(), iters=(2, 1), settle=settle_iters(0.02, 0.01, 0.02), **kw)
+    assert np.allclose(settled.ratios(), 2.0)
+    assert {len(w.times) for w in settled.candidate.windows} == {2}  # settling iterations are not kept
+
+
 def test_the_pair_ratio_is_a_trimmed_log_mean_that_outliers_do_not_move():
     """Ratios 2.0 with 1 in 10 pairs hit by a burst (the candidate's iteration 3x slower): the
     20 % trim drops them, the plain mean would not; the interval brackets the estimate and

@@ -67,12 +67,12 @@ class OpenVino(Backend):
         return f"{self.version()}, " + ", ".join(f"{k}={v}" for k, v in config(settings).items())
 
     def paired_caveat(self, settings: Any) -> str | None:
-        if settings.metric != "latency":
+        if settings.metric != "latency" or settings.pair_settle_s > 0:
             return None
-        # results/openvino_latency_check.md, second finding
+        # results/openvino_latency_check.md, second finding; results/anchor_settle_cpu.md
         return (
-            "OpenVINO batch-1 latency is biased in ratio mode (each switch between two compiled models slows "
-            "the next inferences); --no-anchor times it alone"
+            "OpenVINO batch-1 latency is biased in ratio mode without settling (each switch between two compiled "
+            "models slows the next inferences); drop --pair-settle 0, or --no-anchor times it alone"
         )
 
     def prepare(self, model: Any, x: Any, settings: Any, torch_device: str) -> Prepared:
