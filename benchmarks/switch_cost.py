@@ -27,7 +27,7 @@ from benchmarks._report import backends_arg, write_report
 from effvit_nas.arch.config import preset
 from effvit_nas.measure.heap import fix_malloc
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.measure.timing import prepare
+from effvit_nas.measure.timing import device_lock, prepare
 
 POSITIONS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48)
 
@@ -50,7 +50,11 @@ def one_backend(args: tuple) -> dict[str, Any]:
     fix_malloc()  # as the device actor times
     cfg = replace(preset(model), img_size=img_size)
     s = BenchSettings.for_device("cpu", batch=batch, backend=backend, metric="latency" if batch == 1 else "throughput")
-    a, b = prepare(cfg, s, "cpu", batch), prepare(cfg, s, "cpu", batch)
+    with device_lock("cpu"):  # no other effvit-nas timing beside this one
+        return _positions(prepare(cfg, s, "cpu", batch), prepare(cfg, s, "cpu", batch), turn, seconds)
+
+
+def _positions(a: Callable[[], Any], b: Callable[[], Any], turn: int, seconds: float) -> dict[str, Any]:
     _times(a, 100), _times(b, 100)
     alone = statistics.median(_times(a, 400))
     by_position: list[list[float]] = [[] for _ in range(turn)]

@@ -25,7 +25,8 @@ def _private_device_lock(tmp_path_factory):
     each other; no test judges a timing, so the suite's workers (pytest-xdist) need not wait for
     each other's (the lock holds a model's whole preparation too: ExecuTorch lowers one for about
     a minute). Set before the session's Ray starts, so its actors and the CLI subprocesses tests
-    start inherit it; the lock's own tests set theirs."""
+    start inherit it; the lock's own tests set theirs. So a suite no longer waits for a real
+    `bench` timing on the same machine either (nor that one for the suite)."""
     from effvit_nas.measure.timing import LOCK_DIR_ENV
 
     with pytest.MonkeyPatch.context() as mp:

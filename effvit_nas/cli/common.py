@@ -192,7 +192,7 @@ def bench_options(f):
             type=click.IntRange(min=1),
             default=1,
             show_default=True,
-            help="Ratio mode (--relative-to, search --paired): iterations of each model per turn.",
+            help="Ratio mode (--relative-to, search --paired): timed iterations of each model per turn, at least (more after a longer settling).",
         ),
         click.option(
             "--pair-settle",

@@ -137,7 +137,7 @@ def _printer(device: str, s, cfgs, line, as_json: bool, paired: bool = False):
         f"malloc {s.malloc}, "
         + (f"each model's warm-up {s.warmup_s / 2:g} s, " if paired else f"warm-up {s.warmup_s:g} s, ")
         + (
-            f"timed alternately {s.pair_iters} iteration(s) at a time after {1e3 * s.pair_settle_s:g} ms untimed"
+            f"timed in alternating turns (each {1e3 * s.pair_settle_s:g} ms untimed, then as many iterations timed, {s.pair_iters} at least)"
             if paired
             else f"timed in {s.window_s:g} s windows"
         )

@@ -56,9 +56,8 @@ def agreeing_runs(measure_once: Callable[[], Measurement]) -> tuple[Measurement,
                 f"median of {ANCHOR_RUNS} of {len(runs)} measurements agreeing within {100 * _spread(closest):.1f} %, "
                 f"all {low:.1f}-{high:.1f} img/s"
             )
-        if len(runs) >= ANCHOR_MAX_RUNS:
-            kept = runs if len(runs) % 2 else ranked[1:]  # median_run wants an odd number
-            return median_run(kept), (
+        if len(runs) >= ANCHOR_MAX_RUNS:  # an odd number (3 + 4): median_run's middle run
+            return median_run(runs), (
                 f"median of {len(runs)} measurements, {low:.1f}-{high:.1f} img/s: no {ANCHOR_RUNS} of them agree within "
                 f"{100 * ANCHOR_SPREAD:g} %, so figures on this scale are as uncertain (a busy machine?)"
             )
@@ -113,8 +112,8 @@ def measure_anchored(
     on_result: Callable[[Measurement], None] | None = None,
     worker: Any = None,
 ) -> tuple[Measurement, list[Measurement]]:
-    """The anchor's figure (stored, or measured ``ANCHOR_RUNS`` times and stored; ``reanchor``
-    measures it again) and each config's anchored figure in images/s (stored under the
+    """The anchor's figure (stored, or measured until its runs agree and stored,
+    :func:`agreeing_runs`; ``reanchor`` measures it again) and each config's anchored figure in images/s (stored under the
     anchor's scale, reused unless ``fresh``). As :func:`~effvit_nas.measure.actor.measure_configs`,
     a run whose figures are all stored starts no Ray; ``worker``: a device actor to reuse."""
 

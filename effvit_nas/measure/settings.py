@@ -41,16 +41,19 @@ class BenchSettings:
         window_s: seconds per timed window (default 0.25 s, at least 2 iterations).
         ci_target: stop timing when the 95 % interval of the median window is within this
             fraction of it (default 0.01, i.e. ±1 %); 0 always times ``measure_s``.
-        pair_iters: ratio mode only: iterations of each model per turn (default 1; the two
-            models alternate iteration by iteration, so drift of the machine's speed cancels
-            in each pair's ratio). ``window_s`` does not apply to ratio mode.
+        pair_iters: ratio mode only: timed iterations of each model per turn, at least (default
+            1; more where ``pair_settle_s`` settles more; the two models alternate in short
+            turns, so drift of the machine's speed cancels in each pair's ratio). ``window_s``
+            does not apply to ratio mode.
         pair_settle_s: ratio mode only: each turn starts with untimed iterations of the
-            incoming model lasting about this long (default 0.01 s; none for a model whose
-            iteration is longer), and times as many iterations as it settled. The first
-            inferences after the other model ran are slower (its weights refill the caches;
-            OpenVINO's executor wakes up) by 0.2-1 ms, which biased ratios of fast models
-            towards 1 (results/openvino_latency_check.md, third part); a deployed model runs
-            back to back. 0: no settling, as before this setting (0.3).
+            incoming model lasting about this long (default 0.01 s), and times as many
+            iterations as it settled. The first inferences after the other model ran are
+            slower (its weights refill the caches; OpenVINO's executor wakes up) by 0.2-1 ms,
+            which biased ratios of fast models towards 1 (results/anchor_settle_cpu.md); a
+            deployed model runs back to back. A model whose iteration is longer than this is
+            not settled: its one timed iteration still carries the switch (measured at batch
+            16: 0.2-0.3 ms, up to ~2.5 % of a 10-20 ms iteration with ONNX Runtime or
+            OpenVINO; none with trace). 0: no settling, as before this setting (0.3).
         malloc: ``fixed`` (default): glibc's mmap and trim thresholds are fixed in the timing
             process, so a forward pass reuses the same heap pages instead of faulting in fresh
             ones at random (see :mod:`effvit_nas.measure.heap`); ``system``: glibc's adaptive
@@ -120,6 +123,13 @@ class BenchSettings:
             precision = "fp16" if gpu else "fp32"
         return cls(batch=batch, precision=precision, **kw)
 
+    @classmethod
+    def from_stored(cls, fields: dict[str, Any]) -> BenchSettings:
+        """Settings as a study or record stored them: a field added since takes the value its
+        figures had in effect (``pair_settle_s`` 0 before 0.3), not today's default, so their
+        key is the one they were stored under."""
+        return cls(**{**_LATER_DEFAULTS, **fields})
+
     def runtime(self) -> str | None:
         """The backend's runtime and version (``onnxruntime==1.23.2``); None for PyTorch's own
         backends, whose version (torch's) is in the device fingerprint already."""
@@ -145,10 +155,12 @@ def protocol_key(fields: dict[str, Any], runtime: str | None) -> str:
 
 
 def with_later_fields(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """A protocol stored before some of BenchSettings' fields existed (``window_s``,
-    ``ci_target``), completed with ``current``'s values for them: a study made then resumes
-    with today's timing instead of being refused for settings it never recorded."""
-    return {**{k: v for k, v in current.items() if k not in stored}, **stored}
+    """A protocol stored before some of BenchSettings' fields existed, completed: with the
+    value its figures had in effect where that changes them (``_LATER_DEFAULTS``: a study timed
+    without settling is not resumed with settling, mixing two protocols), else with
+    ``current``'s (``window_s``, ``ci_target``: a study made then resumes with today's timing
+    instead of being refused for settings it never recorded)."""
+    return {**current, **_LATER_DEFAULTS, **stored}
 
 
 @dataclass

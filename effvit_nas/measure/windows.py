@@ -187,7 +187,8 @@ class PairRecord:
     """Iterations of a candidate and a reference timed alternately (ratio mode). Drift of the
     machine's speed (a host-level neighbour, invisible to the guest) slows both iterations of a
     pair alike and cancels in their ratio; the shorter the pair, the more of it cancels, so a
-    pair is one iteration of each by default (results/throughput_pairs_cpu.md)."""
+    turn is one timed iteration by default, after the settling iterations of fast models
+    (results/throughput_pairs_cpu.md, results/anchor_settle_cpu.md)."""
 
     candidate: WindowRecord = field(default_factory=WindowRecord)
     reference: WindowRecord = field(default_factory=WindowRecord)
@@ -201,7 +202,7 @@ class PairRecord:
 
     def estimate(self, disturbed_too: bool = False) -> tuple[float, float, float]:
         """The ratio and its 95 % interval: the 20 %-trimmed mean of the pairs' log ratios.
-        Single-iteration ratios scatter by ~20 % on a shared VM, with occasional far outliers;
+        Short-turn ratios scatter by ~20 % on a shared VM, with occasional far outliers;
         over blocks of such pairs the trimmed mean repeated about as well as the median and the
         plain mean, and better than the ratio of the two models' median iterations
         (results/throughput_pairs_cpu.md)."""
@@ -219,7 +220,8 @@ def turn_iters(iters: int, candidate_s: float, reference_s: float) -> tuple[int,
     The idea: turns of equal length span equal stretches of the machine's drift. Measured, it
     does not pay: M5/M0 repeated with CV 4.1 % against 2.8 % for one iteration each (64 px,
     quiet; results/throughput_turns_cpu.md), since longer turns leave fewer pairs in the same
-    time; ratio mode keeps equal iterations. An unknown time (<= 0) gives ``iters`` to both."""
+    time; ratio mode keeps equal timed iterations (before settling, :func:`settle_iters`). An
+    unknown time (<= 0) gives ``iters`` to both."""
     if min(candidate_s, reference_s) <= 0:
         return iters, iters
     slow = max(candidate_s, reference_s)

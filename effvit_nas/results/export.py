@@ -219,7 +219,7 @@ def target_measurements(r: TrialRecord, info: StudyInfo, store: MeasurementStore
     for i, t in enumerate(info.targets):
         f = r.targets[i] if i < len(r.targets) else TargetFigure(None)
         stored = (
-            store.get(r.config_hash, f.device_id, BenchSettings(**t.bench).key()) if f.measured and f.device_id and r.config_hash else None
+            store.get(r.config_hash, f.device_id, BenchSettings.from_stored(t.bench).key()) if f.measured and f.device_id and r.config_hash else None
         )
         row: dict[str, Any] = {
             "target": t.spec,
@@ -296,7 +296,7 @@ def export_trials(
 def _remeasure(configs: list[ArchConfig], info: StudyInfo, store: MeasurementStore, ray_address: str | None) -> list[dict[str, Any]]:
     """Every config measured afresh on every target (the store's records replaced): by config hash, per target."""
     return [
-        {m.config_hash: m for m in measure_configs(configs, t.device, BenchSettings(**t.bench), store, fresh=True, ray_address=ray_address)}
+        {m.config_hash: m for m in measure_configs(configs, t.device, BenchSettings.from_stored(t.bench), store, fresh=True, ray_address=ray_address)}
         for t in info.targets
     ]
 

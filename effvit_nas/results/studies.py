@@ -122,7 +122,7 @@ class StudyInfo:
         return SearchSpace.from_dict(self.space_def, source=self.space) if self.space_def else load_space(self.space)
 
     def bench_settings(self):
-        return BenchSettings(**self.bench)
+        return BenchSettings.from_stored(self.bench)
 
     def protocol(self) -> str:
         """The first target's measurement protocol in words, e.g. ``trace, batch 16, 1 thread, fp32``."""
@@ -150,7 +150,7 @@ def study_records(study: optuna.Study, storage: str | None = None) -> list[dict[
 
 
 def _stored_p90(rows: list[dict[str, Any]], targets: tuple[StudyTarget, ...], store: MeasurementStore) -> None:
-    keys = [BenchSettings(**t.bench).key() if t.latency else None for t in targets]
+    keys = [BenchSettings.from_stored(t.bench).key() if t.latency else None for t in targets]
     for row in rows:
         for f, key in zip(row.get("targets") or (), keys, strict=False):
             if key and f["p90_ms"] is None and f["measured"] and f["device_id"] and row["hash"]:
@@ -226,7 +226,7 @@ def device_description(study: optuna.Study, info: StudyInfo, storage: str, targe
     measured on, from the measurement store (None when no measured trial is there)."""
 
     store = MeasurementStore(storage)
-    key = BenchSettings(**info.targets[target].bench).key()
+    key = BenchSettings.from_stored(info.targets[target].bench).key()
     for t in study.get_trials(deepcopy=False):
         r = TrialRecord.of(t)
         f = r.targets[target] if len(r.targets) > target else None

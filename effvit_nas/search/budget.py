@@ -14,7 +14,7 @@ preset's figure the same way, as the scale of the study's paired figures
 
 A relative budget is the preset rescaled to the space (its largest resolution, its classes),
 its figure on this device, backend and protocol (the anchor figure `bench` keeps: measured
-``ANCHOR_RUNS`` times the first time, the median stored; ``--reanchor`` measures it again),
+the first time until 3 runs agree, their median stored; ``--reanchor`` measures it again),
 times the factor. It is resolved once, when the study is created, and stored with it:
 resuming uses the stored figure, never a new measurement, so the study's feasibility never moves.
 """
@@ -180,7 +180,7 @@ def study_budget(
     ``options`` name: its stored figure when the study exists with the same budget, else
     resolved now from the preset's figure on this device, backend and protocol: the anchor
     figure `bench` keeps too (:func:`~effvit_nas.measure.anchor.anchor_figure`, measured
-    ``ANCHOR_RUNS`` times the first time; ``reanchor`` measures it again).
+    until its runs agree the first time; ``reanchor`` measures it again).
     ``worker``: returns the device actor to use (default: one started for this call).
     ``target``: which of a study's targets the budget is (the first is the study's own)."""
 

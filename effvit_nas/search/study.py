@@ -86,6 +86,10 @@ def _check_same_problem(study: optuna.Study, problem: SearchProblem) -> None:
 
         digest, folder = have["proxy_def"].removeprefix("supernet@"), want["proxy"].removeprefix(SUPERNET)
         was, use = f"supernet weights {digest}, not those now in {folder!r}", "with these weights"
+    elif key == "bench" and isinstance(have.get(key), dict):  # name the settings that differ, not two whole dicts
+        fields = [k for k in want[key] if have[key].get(k) != want[key][k]]
+        was = ", ".join(f"BenchSettings.{k} {have[key].get(k)!r}, not {want[key][k]!r}" for k in fields)
+        use = "with these settings, or give the study's"
     else:
         was, use = repr(have.get(key)), f"with {want[key]!r}"
     raise UserError(f"study {study.study_name!r} was created with another {key} ({was}); use a new --study name to search {use}")

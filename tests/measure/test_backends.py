@@ -102,6 +102,12 @@ def test_the_store_key_names_backend_and_runtime_version():
     assert trace.runtime() is None
     assert trace.key() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:12]
     assert BenchSettings(batch=1, metric="latency").key() != BenchSettings(batch=1).key()
+    # settling (0.3) changed the protocol: without it, a figure keeps the key it had before
+    unsettled = {k: v for k, v in old.items() if k != "pair_settle_s"}
+    assert (
+        BenchSettings(batch=16, pair_settle_s=0.0).key() == hashlib.sha256(json.dumps(unsettled, sort_keys=True).encode()).hexdigest()[:12]
+    )
+    assert BenchSettings(batch=16, pair_settle_s=0.0).key() != trace.key()
 
 
 def test_latency_needs_batch_one():

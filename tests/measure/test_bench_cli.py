@@ -75,7 +75,7 @@ def test_anchored_figures_keep_the_stored_anchors_scale(tmp_path, tiny_file, cap
     r = run_main(capsys, *args)
     assert r.returncode == 0, r.stderr
     (anchor,), (figure,) = stored()
-    assert "median of 3 " in anchor.note and "measured now" in r.stdout
+    assert "median of " in anchor.note and "measured now" in r.stdout  # of 3 that agree, or of 7 that do not
     ratio = float(figure.note.split("paired: ")[1].split("x anchor M0")[0])
     assert figure.throughput == pytest.approx(ratio * anchor.throughput, rel=1e-3)
     assert f"{figure.throughput:.1f} img/s" in r.stdout
@@ -213,7 +213,7 @@ def test_latency_is_anchored_by_default_with_p50_and_p90(tmp_path, tiny_file, ca
     assert r.returncode == 0, r.stderr
     assert "anchor M0: p50 " in r.stdout and "PERFORMANCE_HINT=LATENCY" in r.stdout and "batch 1," in r.stdout
     assert "ms" in r.stdout and "paired:" in r.stdout
-    assert "timed alternately 1 iteration(s) at a time after 10 ms untimed" in r.stdout and "biased" not in r.stderr
+    assert "timed in alternating turns (each 10 ms untimed" in r.stdout and "biased" not in r.stderr
     j = json.loads(run_main(capsys, *args, "--json").stdout)  # stored on the anchor's scale: reused
     assert j["cached"] and j["metric"] == "latency" and j["batch"] == 1
     assert j["p50_ms"] == pytest.approx(1e3 / j["throughput"]) and j["p90_ms"] > 0
@@ -238,7 +238,7 @@ def test_latency_is_anchored_by_default_with_p50_and_p90(tmp_path, tiny_file, ca
 def test_an_anchor_is_kept_once_its_runs_agree(figures, kept, agree):
     """OpenVINO's batch-1 anchor once spread 13-21 % over 3 runs and every figure on its
     scale carried that error: runs go on until 3 agree within 3 %, up to 7."""
-    from effvit_nas.measure.anchor import ANCHOR_MAX_RUNS, agreeing_runs
+    from effvit_nas.measure.anchor import agreeing_runs
     from effvit_nas.measure.settings import Measurement
 
     queue = list(figures)
@@ -250,5 +250,5 @@ def test_an_anchor_is_kept_once_its_runs_agree(figures, kept, agree):
         )
 
     m, how = agreeing_runs(once)
-    assert m.throughput == kept and not queue and len(figures) <= ANCHOR_MAX_RUNS
+    assert m.throughput == kept and not queue  # measured no more runs than it needed
     assert ("agreeing within" in how) is agree and (f"median of {len(figures)} measurements" in how) is not agree

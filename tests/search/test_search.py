@@ -283,6 +283,33 @@ def test_a_study_stored_before_paired_existed_resumes_unpaired():
         _check_same_problem(Stored(), replace(problem, paired=True))
 
 
+def test_a_study_timed_before_settling_existed_keeps_its_protocol():
+    """A study stored before `pair_settle_s` existed was timed without settling: its stored
+    settings read back with 0 (so their key finds its figures), and resuming it with today's
+    default is refused naming the setting, not mixing two protocols."""
+    from dataclasses import asdict, replace
+
+    from effvit_nas.measure.settings import BenchSettings, with_later_fields
+    from effvit_nas.search.problem import SearchProblem
+    from effvit_nas.search.study import _check_same_problem
+
+    old_bench = {k: v for k, v in asdict(BenchSettings(batch=16)).items() if k != "pair_settle_s"}
+    assert BenchSettings.from_stored(old_bench) == BenchSettings(batch=16, pair_settle_s=0.0)
+    assert BenchSettings.from_stored(old_bench).key() != BenchSettings(batch=16).key()
+    assert with_later_fields(old_bench, asdict(BenchSettings(batch=16)))["pair_settle_s"] == 0.0
+    problem = SearchProblem(device="cpu", budget=100.0, budget_spec="1xM0", budget_reference=100.0)
+
+    class Stored:
+        study_name = "old"
+
+        def __init__(self):
+            self.user_attrs = {"effvit": {**problem.identity(), "bench": old_bench}}
+
+    with pytest.raises(Exception, match=r"another bench \(BenchSettings.pair_settle_s 0.0, not 0.01\)"):
+        _check_same_problem(Stored(), problem)
+    _check_same_problem(Stored(), replace(problem, bench=BenchSettings(batch=16, pair_settle_s=0.0)))  # its protocol: resumes
+
+
 def test_pareto_set_lists_each_architecture_once():
     import optuna
 
