@@ -2,7 +2,7 @@
 
 An anchored figure is a model's ratio to the anchor (M0), the two timed in alternating turns,
 times the anchor's stored figure. The first inferences after the other model ran are slower
-(0.2-1 ms: caches refilled, a runtime's executor woken), so with one timed iteration per turn
+(0.2-1 ms: the incoming model's weights refill the caches), so with one timed iteration per turn
 both models carry that cost and a fast model's ratio is pulled towards 1
 (results/openvino_latency_check.md). Since 0.3 each turn starts with ``pair_settle_s`` (10 ms)
 of untimed iterations. For each backend this times the same models three ways, each in a fresh

@@ -48,7 +48,7 @@ class BenchSettings:
         pair_settle_s: ratio mode only: each turn starts with untimed iterations of the
             incoming model lasting about this long (default 0.01 s), and times as many
             iterations as it settled. The first inferences after the other model ran are
-            slower (its weights refill the caches; OpenVINO's executor wakes up) by 0.2-1 ms,
+            slower (its weights refill the caches; OpenVINO for up to 20 ms) by 0.2-1 ms,
             which biased ratios of fast models towards 1 (results/anchor_settle_cpu.md); a
             deployed model runs back to back. A model whose iteration is longer than this is
             not settled: its one timed iteration still carries the switch (measured at batch
