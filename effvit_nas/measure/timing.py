@@ -159,17 +159,23 @@ def cuda_event_timer() -> Callable[[Callable[[], Any]], float]:
 
 def warm_up(forward: Callable[[], Any], settings: BenchSettings, sync: Callable[[], None]) -> float:
     """The untimed first call (compilation, primitive creation, cudnn autotuning), then
-    ``settings.warmup_s`` seconds of untimed iterations; their mean seconds per iteration
-    (0 when none ran)."""
+    ``settings.warmup_s`` seconds of untimed iterations; the median seconds per iteration of
+    their second half (0 when none ran).
+
+    Not the mean over all of them: a JIT's first optimised runs (TorchScript's profiling
+    executor) are several times slower, and a mean lifted by a process-dependent amount moved
+    a model near ``pair_settle_s`` between settled and unsettled turns from one process to the
+    next (trace latency of M1: CV 3.62 % over 5 processes, results/runtime_repeatability.md)."""
     forward()
     sync()
-    start = time.perf_counter()
-    end, count = start + settings.warmup_s, 0
+    times: list[float] = []
+    end = time.perf_counter() + settings.warmup_s
     while time.perf_counter() < end:
+        t0 = time.perf_counter()
         forward()
-        count += 1
-    sync()
-    return (time.perf_counter() - start) / count if count else 0.0
+        sync()  # per iteration: an asynchronous device's launch time is not its iteration
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[len(times) // 2 :])) if times else 0.0
 
 
 def time_forward(
@@ -330,6 +336,8 @@ def measure_ratio(
         record, batch = halve_on_oom(pairs, settings.batch, _free(torch_device))
     ratios = record.ratios()
     notes = _protocol_notes(batch, settings)
+    if any(record.settle):  # what the settling came to for these two models (it depends on their speed)
+        notes.append(f"turns settled {record.settle[0]}/{record.settle[1]} iteration(s) untimed")
     every = len(ratios) < 2  # run_pairs stops with 2 pairs at least; too few undisturbed ones
     if every:
         ratios = record.ratios(disturbed_too=True)

@@ -192,6 +192,7 @@ class PairRecord:
 
     candidate: WindowRecord = field(default_factory=WindowRecord)
     reference: WindowRecord = field(default_factory=WindowRecord)
+    settle: tuple[int, int] = (0, 0)  # untimed iterations at the start of each model's turn
 
     def ratios(self, disturbed_too: bool = False) -> np.ndarray:
         """Candidate throughput / reference throughput of every pair with neither side
@@ -262,7 +263,7 @@ def run_pairs(
     then ``iters[i]`` timed ones, until the ratio's 95 % interval is within ``±ci_target`` of it
     (after ``_MIN_WINDOWS`` undisturbed pairs) or ``measure_s`` seconds are spent, with at
     least 2 pairs (going on while fewer than 2 are undisturbed, up to twice that)."""
-    record = PairRecord()
+    record = PairRecord(settle=settle)
     kept: list[float] = []  # undisturbed pairs' ratios, kept as they come: recomputing them all
     # after every pair would cost more than a 64 px iteration once there are hundreds
     start = time.perf_counter()

@@ -214,6 +214,7 @@ def test_latency_is_anchored_by_default_with_p50_and_p90(tmp_path, tiny_file, ca
     assert "anchor M0: p50 " in r.stdout and "PERFORMANCE_HINT=LATENCY" in r.stdout and "batch 1," in r.stdout
     assert "ms" in r.stdout and "paired:" in r.stdout
     assert "timed in alternating turns (each 10 ms untimed" in r.stdout and "biased" not in r.stderr
+    assert "turns settled " in r.stdout  # a tiny model's sub-ms iterations: settled, and said so
     j = json.loads(run_main(capsys, *args, "--json").stdout)  # stored on the anchor's scale: reused
     assert j["cached"] and j["metric"] == "latency" and j["batch"] == 1
     assert j["p50_ms"] == pytest.approx(1e3 / j["throughput"]) and j["p90_ms"] > 0

@@ -135,6 +135,7 @@ def test_settling_each_turn_removes_the_cost_of_switching_models():
     settled = run_pairs(fast, slow, lambda f: f(), iters=(2, 1), settle=settle_iters(0.02, 0.01, 0.02), **kw)
     assert np.allclose(settled.ratios(), 2.0)
     assert {len(w.times) for w in settled.candidate.windows} == {2}  # settling iterations are not kept
+    assert settled.settle == (2, 1) and biased.settle == (0, 0)
 
 
 def test_the_pair_ratio_is_a_trimmed_log_mean_that_outliers_do_not_move():
@@ -153,3 +154,24 @@ def test_the_pair_ratio_is_a_trimmed_log_mean_that_outliers_do_not_move():
     assert hi_few - lo_few > hi - lo
     assert trimmed_log_mean(np.array([1.0, 4.0]))[0] == pytest.approx(2.0)  # too few to trim: geometric mean
     assert all(math.isnan(x) for x in trimmed_log_mean(np.array([1.0, 4.0]))[1:])
+
+
+def test_warm_up_reports_the_steady_iteration_not_a_mean_lifted_by_the_first_runs(monkeypatch):
+    """A JIT's first optimised runs are several times slower (three of 50 ms before 5 ms ones
+    here, on a fake clock): the per-iteration time that sizes the settling is the steady 5 ms,
+    where the mean over the warm-up (5.8 ms) would cross a 5.5 ms threshold depending on how
+    slow those first runs happened to be."""
+    from effvit_nas.measure import timing
+    from effvit_nas.measure.settings import BenchSettings
+
+    clock = [0.0]
+    calls = [0]
+
+    def forward() -> None:
+        calls[0] += 1
+        clock[0] += 0.05 if calls[0] <= 4 else 0.005  # the untimed first call, then 3 slow runs
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    per_iter = timing.warm_up(forward, BenchSettings(batch=1, warmup_s=1.0), lambda: None)
+    assert per_iter == pytest.approx(0.005)
+    assert (clock[0] - 0.05) / (calls[0] - 1) > 0.0055  # what the mean would have said
