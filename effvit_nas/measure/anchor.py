@@ -5,8 +5,8 @@ Why: on a shared machine the whole machine's speed drifts for minutes at a time,
 disturbed window to show it, so a single figure taken now and one taken an hour later differ by
 more than their intervals (at 224 px single figures repeated with CV 2.6-5.2 % on a quiet
 2-core VM, ratios to a model timed alongside with 0.7-1.1 %: results/throughput_precision_cpu.md).
-The anchor's figure is measured once (the median of ``ANCHOR_RUNS`` measurements that agree) and kept in
-the store, so every later figure is on its scale: anchored figures repeat as their ratios do,
+The anchor's figure is measured once (the median of ``ANCHOR_RUNS`` measurements that agree)
+and kept in the store, so every later figure is on its scale: anchored figures repeat as their ratios do,
 and their absolute level is the anchor measurement's, which the output states with its date
 (``bench --reanchor`` measures it again; figures on the old scale are then not reused).
 """
@@ -49,12 +49,12 @@ def agreeing_runs(measure_once: Callable[[], Measurement]) -> tuple[Measurement,
     runs = [measure_once() for _ in range(ANCHOR_RUNS)]
     while True:
         ranked = sorted(runs, key=lambda m: m.throughput)
-        closest = min((ranked[i : i + ANCHOR_RUNS] for i in range(len(ranked) - ANCHOR_RUNS + 1)), key=_spread)
+        groups = (ranked[i : i + ANCHOR_RUNS] for i in range(len(ranked) - ANCHOR_RUNS + 1))
+        spread, closest = min(((_spread(g), g) for g in groups), key=lambda sg: sg[0])
         low, high = ranked[0].throughput, ranked[-1].throughput
-        if _spread(closest) <= ANCHOR_SPREAD:
+        if spread <= ANCHOR_SPREAD:
             return median_run(closest), (
-                f"median of {ANCHOR_RUNS} of {len(runs)} measurements agreeing within {100 * _spread(closest):.1f} %, "
-                f"all {low:.1f}-{high:.1f} img/s"
+                f"median of {ANCHOR_RUNS} of {len(runs)} measurements agreeing within {100 * spread:.1f} %, all {low:.1f}-{high:.1f} img/s"
             )
         if len(runs) >= ANCHOR_MAX_RUNS:  # an odd number (3 + 4): median_run's middle run
             return median_run(runs), (
@@ -82,8 +82,9 @@ def anchor_figure(
     anchor: ArchConfig, device_id: str, settings: BenchSettings, store: MeasurementStore, actor: Callable[[], Any], reanchor: bool = False
 ) -> Measurement:
     """``anchor``'s figure on this device, backend and protocol: stored, or measured by
-    ``actor()`` until its runs agree (:func:`agreeing_runs`, how in its note) and stored; ``reanchor`` measures it again. `bench` and `search` share it, so an anchor is
-    measured once per device, backend and protocol."""
+    ``actor()`` until its runs agree (:func:`agreeing_runs`, how in its note) and stored;
+    ``reanchor`` measures it again. `bench` and `search` share it, so an anchor is measured
+    once per device, backend and protocol."""
     ray = import_ray()
     a = None if reanchor else store.get(anchor.short_hash(), device_id, anchor_key(settings))
     if a is not None:
@@ -113,8 +114,8 @@ def measure_anchored(
     worker: Any = None,
 ) -> tuple[Measurement, list[Measurement]]:
     """The anchor's figure (stored, or measured until its runs agree and stored,
-    :func:`agreeing_runs`; ``reanchor`` measures it again) and each config's anchored figure in images/s (stored under the
-    anchor's scale, reused unless ``fresh``). As :func:`~effvit_nas.measure.actor.measure_configs`,
+    :func:`agreeing_runs`; ``reanchor`` measures it again) and each config's anchored figure in
+    images/s (stored under the anchor's scale, reused unless ``fresh``). As :func:`~effvit_nas.measure.actor.measure_configs`,
     a run whose figures are all stored starts no Ray; ``worker``: a device actor to reuse."""
 
     ray = import_ray()

@@ -327,7 +327,6 @@ def measure_ratio(
         per_iter = (warm_up(candidate, half, sync), warm_up(ref, half, sync))
         iters = turn_iters(settings.pair_iters, *per_iter) if balance else (settings.pair_iters,) * 2
         settle = settle_iters(settings.pair_settle_s, *per_iter)
-        iters = (max(iters[0], settle[0]), max(iters[1], settle[1]))  # as long timed as settled, at least
         return run_pairs(
             candidate, ref, timer, iters=iters, settle=settle, measure_s=settings.measure_s, ci_target=settings.ci_target, cpu=cpu
         )

@@ -245,7 +245,7 @@ def _turn(
 ) -> Window:
     for _ in range(settle):
         timed(forward)  # timed like the rest (so a GPU's queue is drained), but not kept
-    return timed_window(forward, timed, 0.0, cpu, iters)
+    return timed_window(forward, timed, 0.0, cpu, max(iters, settle))  # as long timed as settled, at least
 
 
 def run_pairs(
@@ -260,7 +260,7 @@ def run_pairs(
     settle: tuple[int, int] = (0, 0),
 ) -> PairRecord:
     """Alternate turns of ``candidate`` and ``reference``: ``settle[i]`` untimed iterations,
-    then ``iters[i]`` timed ones, until the ratio's 95 % interval is within ``±ci_target`` of it
+    then ``iters[i]`` timed ones (as many as settled, at least), until the ratio's 95 % interval is within ``±ci_target`` of it
     (after ``_MIN_WINDOWS`` undisturbed pairs) or ``measure_s`` seconds are spent, with at
     least 2 pairs (going on while fewer than 2 are undisturbed, up to twice that)."""
     record = PairRecord(settle=settle)
