@@ -46,8 +46,9 @@ class BenchSettings:
             turns, so drift of the machine's speed cancels in each pair's ratio). ``window_s``
             does not apply to ratio mode.
         pair_settle_s: ratio mode only: each turn starts with untimed iterations of the
-            incoming model lasting about this long (default 0.01 s), and times as many
-            iterations as it settled. The first inferences after the other model ran are
+            incoming model lasting about this long (default 0.01 s; how many is decided in
+            each turn from the model's latest iteration), and times as many iterations as it
+            settled. The first inferences after the other model ran are
             slower (its weights refill the caches; OpenVINO for up to 20 ms) by 0.2-1 ms,
             which biased ratios of fast models towards 1 (results/anchor_settle_cpu.md); a
             deployed model runs back to back. A model whose iteration is longer than this is
@@ -146,9 +147,17 @@ class BenchSettings:
 _LATER_DEFAULTS = {"metric": "throughput", "graph_opt": "all", "pair_settle_s": 0.0}
 
 
+# How ratio mode counts a turn's settling iterations, in the key of settled figures: decided per
+# turn since 0.3.0.dev0 of 2026-12-07; figures settled by a count fixed once per process from
+# the warm-up (0.3.0.dev0 of 2026-12-06, never released) are measured again.
+_SETTLE_RULE = "per-turn"
+
+
 def protocol_key(fields: dict[str, Any], runtime: str | None) -> str:
     """Short id of settings ``fields`` run by ``runtime`` (see :meth:`BenchSettings.key`)."""
     d = {k: v for k, v in fields.items() if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
+    if d.get("pair_settle_s"):
+        d["settle_rule"] = _SETTLE_RULE
     if runtime is not None:
         d["runtime"] = runtime
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

@@ -40,7 +40,6 @@ from effvit_nas.measure.windows import (
     run_pairs,
     run_windows,
     seconds_per_iteration,
-    settle_iters,
     turn_iters,
 )
 
@@ -312,7 +311,8 @@ def measure_ratio(
     """``config``'s throughput relative to ``reference``'s, the two timed in alternation on
     ``torch_device`` in this process (ratio mode, :class:`~effvit_nas.measure.windows.PairRecord`).
 
-    Each turn settles the incoming model for ``settings.pair_settle_s`` untimed, then times
+    Each turn settles the incoming model for about ``settings.pair_settle_s`` untimed (how
+    many iterations, decided in each turn from its latest speed), then times
     ``settings.pair_iters`` of its iterations (at least as many as settled); ``balance``: as many of the
     faster model as last about as long as the slower one's turn
     (:func:`~effvit_nas.measure.windows.turn_iters`). Not the default: for M5 against M0 it
@@ -326,9 +326,16 @@ def measure_ratio(
         half = replace(settings, warmup_s=settings.warmup_s / 2)  # as long in all as one model's
         per_iter = (warm_up(candidate, half, sync), warm_up(ref, half, sync))
         iters = turn_iters(settings.pair_iters, *per_iter) if balance else (settings.pair_iters,) * 2
-        settle = settle_iters(settings.pair_settle_s, *per_iter)
         return run_pairs(
-            candidate, ref, timer, iters=iters, settle=settle, measure_s=settings.measure_s, ci_target=settings.ci_target, cpu=cpu
+            candidate,
+            ref,
+            timer,
+            iters=iters,
+            settle_s=settings.pair_settle_s,
+            expected_s=per_iter,
+            measure_s=settings.measure_s,
+            ci_target=settings.ci_target,
+            cpu=cpu,
         )
 
     with on_device(settings, torch_device) as (sync, timer, cpu):
@@ -336,7 +343,7 @@ def measure_ratio(
     ratios = record.ratios()
     notes = _protocol_notes(batch, settings)
     if any(record.settle):  # what the settling came to for these two models (it depends on their speed)
-        notes.append(f"turns settled {record.settle[0]}/{record.settle[1]} iteration(s) untimed")
+        notes.append(f"turns settled {record.settle[0]:.1f}/{record.settle[1]:.1f} iteration(s) untimed on average")
     every = len(ratios) < 2  # run_pairs stops with 2 pairs at least; too few undisturbed ones
     if every:
         ratios = record.ratios(disturbed_too=True)

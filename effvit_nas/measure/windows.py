@@ -192,7 +192,12 @@ class PairRecord:
 
     candidate: WindowRecord = field(default_factory=WindowRecord)
     reference: WindowRecord = field(default_factory=WindowRecord)
-    settle: tuple[int, int] = (0, 0)  # untimed iterations at the start of each model's turn
+    settled: tuple[list[int], list[int]] = field(default_factory=lambda: ([], []))  # untimed iterations per turn
+
+    @property
+    def settle(self) -> tuple[float, float]:
+        """Untimed iterations per turn of the candidate and the reference, on average."""
+        return tuple(float(np.mean(s)) if s else 0.0 for s in self.settled)  # type: ignore[return-value]
 
     def ratios(self, disturbed_too: bool = False) -> np.ndarray:
         """Candidate throughput / reference throughput of every pair with neither side
@@ -229,23 +234,36 @@ def turn_iters(iters: int, candidate_s: float, reference_s: float) -> tuple[int,
     return max(iters, round(iters * slow / candidate_s)), max(iters, round(iters * slow / reference_s))
 
 
-def settle_iters(settle_s: float, candidate_s: float, reference_s: float) -> tuple[int, int]:
-    """Untimed iterations at the start of each model's turn, given each one's seconds per
-    iteration: as many as last ``settle_s`` (none for an iteration longer than that, whose first
-    inference's extra 0.2-1 ms is a small part of it; none for an unknown time, <= 0)."""
-
-    def n(t: float) -> int:
-        return int(settle_s // t) if t > 0 else 0
-
-    return n(candidate_s), n(reference_s)
+def _settle(forward: Callable[[], Any], timed: Callable[[Callable[[], Any]], float], settle_s: float, expected_s: float) -> int:
+    """Untimed iterations of the incoming model while one more is expected to end within
+    ``settle_s`` of their summed times (``expected_s``: its seconds per iteration in its last
+    turn, not this turn's slow first ones; unknown when <= 0: the first iteration's). Decided per turn on the model's latest speed, not once per
+    process: a count fixed from the warm-up stepped between processes for a model near
+    ``settle_s`` (results/runtime_repeatability.md). A model whose iteration is longer than
+    ``settle_s`` is not settled (the switch adds 0.2-1 ms, a small part of it)."""
+    settled, spent = 0, 0.0
+    while spent + max(expected_s, 0.0) <= settle_s:
+        t = timed(forward)  # timed like the rest (so a GPU's queue is drained), but not kept
+        settled, spent = settled + 1, spent + t
+        if t <= 0:  # a clock that cannot tell: no basis to go on
+            break
+        if expected_s <= 0:
+            expected_s = t
+    return settled
 
 
 def _turn(
-    forward: Callable[[], Any], timed: Callable[[Callable[[], Any]], float], cpu: Callable[[], float], settle: int, iters: int
-) -> Window:
-    for _ in range(settle):
-        timed(forward)  # timed like the rest (so a GPU's queue is drained), but not kept
-    return timed_window(forward, timed, 0.0, cpu, max(iters, settle))  # as long timed as settled, at least
+    forward: Callable[[], Any],
+    timed: Callable[[Callable[[], Any]], float],
+    cpu: Callable[[], float],
+    settle_s: float,
+    iters: int,
+    expected_s: float,
+) -> tuple[Window, int]:
+    """One model's turn: settled (:func:`_settle`), then as many iterations timed as settled
+    (``iters`` at least); the window and how many iterations settled."""
+    settled = _settle(forward, timed, settle_s, expected_s) if settle_s > 0 else 0
+    return timed_window(forward, timed, 0.0, cpu, max(iters, settled)), settled
 
 
 def run_pairs(
@@ -257,15 +275,19 @@ def run_pairs(
     measure_s: float,
     ci_target: float,
     cpu: Callable[[], float],
-    settle: tuple[int, int] = (0, 0),
+    settle_s: float = 0.0,
+    expected_s: tuple[float, float] = (0.0, 0.0),
 ) -> PairRecord:
-    """Alternate turns of ``candidate`` and ``reference``: ``settle[i]`` untimed iterations,
-    then ``iters[i]`` timed ones (as many as settled, at least), until the ratio's 95 % interval is within ``±ci_target`` of it
-    (after ``_MIN_WINDOWS`` undisturbed pairs) or ``measure_s`` seconds are spent, with at
-    least 2 pairs (going on while fewer than 2 are undisturbed, up to twice that)."""
-    record = PairRecord(settle=settle)
+    """Alternate turns of ``candidate`` and ``reference`` (:func:`_turn`: each settled for about
+    ``settle_s`` untimed, ``expected_s`` their seconds per iteration as the warm-up found them,
+    then ``iters[i]`` timed iterations, as many as settled at least), until the ratio's 95 %
+    interval is within ``±ci_target`` of it (after ``_MIN_WINDOWS`` undisturbed pairs) or
+    ``measure_s`` seconds are spent, with at least 2 pairs (going on while fewer than 2 are
+    undisturbed, up to twice that)."""
+    record = PairRecord()
     kept: list[float] = []  # undisturbed pairs' ratios, kept as they come: recomputing them all
     # after every pair would cost more than a 64 px iteration once there are hundreds
+    last = list(expected_s)
     start = time.perf_counter()
     while True:
         if ci_target > 0 and len(kept) >= _MIN_WINDOWS:
@@ -276,8 +298,13 @@ def run_pairs(
         pairs = len(record.candidate.windows)
         if (spent >= measure_s and len(kept) >= 2) or (spent >= 2 * measure_s and pairs >= 2):  # 2: a spread exists
             break
-        c = _turn(candidate, timed, cpu, settle[0], iters[0])
-        r = _turn(reference, timed, cpu, settle[1], iters[1])
+        turns = []
+        for i, forward in enumerate((candidate, reference)):
+            window, settled = _turn(forward, timed, cpu, settle_s, iters[i], last[i])
+            last[i] = float(np.median(window.times))
+            turns.append(window)
+            record.settled[i].append(settled)
+        c, r = turns
         record.candidate.windows.append(c)
         record.reference.windows.append(r)
         if not (c.disturbed or r.disturbed):

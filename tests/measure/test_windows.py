@@ -115,7 +115,7 @@ def test_settling_each_turn_removes_the_cost_of_switching_models():
     """Each model's first iteration after the other ran costs 0.02 s more (its caches refilled):
     with one timed iteration per turn the ratio of 0.01 s against 0.02 s models comes out 0.03 /
     0.04 instead of 0.5; settled turns time only warm iterations and give 0.5."""
-    from effvit_nas.measure.windows import run_pairs, settle_iters
+    from effvit_nas.measure.windows import run_pairs
 
     last: list[str] = [""]
 
@@ -130,12 +130,27 @@ def test_settling_each_turn_removes_the_cost_of_switching_models():
     kw = dict(measure_s=0.3, ci_target=0.0, cpu=lambda: math.nan)
     biased = run_pairs(fast, slow, lambda f: f(), iters=(1, 1), **kw)
     assert np.allclose(biased.ratios(), 0.04 / 0.03)  # reference's time / candidate's
-    assert settle_iters(0.01, 0.01, 0.02) == (1, 0) and settle_iters(0.02, 0.01, 0.02) == (2, 1)
-    assert settle_iters(0.01, 0.0, 0.5) == (0, 0)  # unknown or longer than the settling: none
-    settled = run_pairs(fast, slow, lambda f: f(), iters=(2, 1), settle=settle_iters(0.02, 0.01, 0.02), **kw)
+    assert biased.settle == (0.0, 0.0)
+    # 0.045 s of settling: the cold iteration (0.03 s) and one warm one (0.01 s) end within it,
+    # a third would not; the slow model's cold 0.04 s leaves no room for a second
+    settled = run_pairs(fast, slow, lambda f: f(), iters=(1, 1), settle_s=0.045, expected_s=(0.01, 0.02), **kw)
     assert np.allclose(settled.ratios(), 2.0)
-    assert {len(w.times) for w in settled.candidate.windows} == {2}  # settling iterations are not kept
-    assert settled.settle == (2, 1) and biased.settle == (0, 0)
+    assert settled.settle == (2.0, 1.0)
+    assert {len(w.times) for w in settled.candidate.windows} == {2}  # as many timed as settled; settling not kept
+
+
+def test_a_turn_settles_by_the_models_latest_speed_not_the_warm_ups():
+    """The warm-up put the model at 0.03 s per iteration (too slow to settle in 0.022 s); it runs
+    at 0.005 s: from its second turn on, the count follows the speed it shows, not the warm-up's."""
+    from effvit_nas.measure.windows import run_pairs
+
+    record = run_pairs(
+        lambda: 0.005, lambda: 0.005, lambda f: f(), iters=(1, 1), settle_s=0.022, expected_s=(0.03, 0.0), measure_s=0.05,
+        ci_target=0.0, cpu=lambda: math.nan,
+    )  # fmt: skip
+    assert record.settled[0][0] == 0 and set(record.settled[0][1:]) == {4}
+    assert set(record.settled[1]) == {4}  # unknown at first (0): one iteration taught it
+    assert len(record.settled[0]) > 2
 
 
 def test_the_pair_ratio_is_a_trimmed_log_mean_that_outliers_do_not_move():
