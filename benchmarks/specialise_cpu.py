@@ -66,7 +66,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
         # the calibration come first, minutes on a busy 2-core machine
         return Plan("tiny", "M0", ("M0", "M1"), (0,), 4.0, (3.0, 5.0, 7.0), 300, 2, data)
     checkpoints = tuple(float(c) for c in args.checkpoints.split(","))
-    data = ("--img-size", "64")
+    data = ("--img-size", "64", *args.search_args.split())
     return Plan(
         args.space, args.budget, tuple(args.budgets.split(",")), tuple(range(args.first_seed, args.first_seed + args.seeds)), args.minutes, checkpoints,
         args.candidates, args.calibration_archs, data, tuple(args.strategies.split(",")),
@@ -363,6 +363,9 @@ def main() -> None:
         "--predicted-from", type=Path, default=None, help="A report JSON whose predicted runs the reach table compares with (run apart)."
     )
     p.add_argument("--no-budgets", action="store_true", help="Skip the several-budgets run.")
+    p.add_argument(
+        "--search-args", default="", help="Flags added to every `search` (e.g. '--pair-settle 0': the protocol of runs stored before 0.3)."
+    )
     p.add_argument("--work", type=Path, default=None, help="Keep the runs' SQLite stores in this folder [default: a temporary one].")
     p.add_argument("--out", default="results/specialise_cpu")
     p.add_argument("--report-only", action="store_true", help="Rewrite the report from OUT.json and the stores in --work, timing nothing.")

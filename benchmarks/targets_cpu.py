@@ -48,6 +48,7 @@ class Plan:
     timing: dict[str, float]  # BenchSettings' warmup_s, measure_s, window_s
     repeats: int
     repeat_models: list[str]
+    metrics: tuple[str, ...] = METRICS
     anchor_runs: int = ANCHOR_RUNS
     repeat_backends: list[str] | None = None  # None: every backend of the table
 
@@ -94,7 +95,7 @@ def table_run(plan: Plan, anchor_cfg: ArchConfig, partial: Path | None) -> dict[
     cfgs = {n: c.to_dict() for n, c in plan.models.items()}
     t0 = time.time()
     for b in plan.backends:
-        for metric in METRICS:
+        for metric in plan.metrics:
             if f"{b}/{metric}" in out:
                 continue
             args = (b, metric, plan.timing, cfgs, anchor_cfg.to_dict(), plan.anchor_runs)
@@ -122,7 +123,7 @@ def repeatability(plan: Plan, anchor_cfg: ArchConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     ctx = multiprocessing.get_context("spawn")
     for b in plan.repeat_backends or plan.backends:
-        for metric in METRICS:
+        for metric in plan.metrics:
             runs = []
             for _ in range(plan.repeats):  # one process per repeat: nothing carried over between them
                 with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
@@ -181,11 +182,14 @@ def plan_of(args: argparse.Namespace) -> Plan:
     timing = {"warmup_s": 0.2, "measure_s": 0.5, "window_s": 0.05} if args.quick else {}
     backends = [b for b in args.backends.split(",") if get(b).available()]
     names = list(models)
+    metrics = tuple(m for m in args.metrics.split(",") if m)
+    if not metrics or set(metrics) - set(METRICS):
+        raise SystemExit(f"--metrics: choose from {', '.join(METRICS)}, got {args.metrics!r}")
     if args.quick:
-        return Plan(models, backends, timing, 2, names[:1], anchor_runs=1)
+        return Plan(models, backends, timing, 2, names[:1], metrics=metrics, anchor_runs=1)
     subset = names[: int(args.repeat_models)] if args.repeat_models.isdigit() else args.repeat_models.split(",")
     again = args.repeat_backends.split(",") if args.repeat_backends else None
-    return Plan(models, backends, timing, args.repeats, subset, repeat_backends=again)
+    return Plan(models, backends, timing, args.repeats, subset, metrics=metrics, repeat_backends=again)
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
@@ -229,6 +233,7 @@ def main() -> None:
     ap.add_argument("--repeat-backends", default=None, help="backends of the repeatability figures [default: every one timed]")
     ap.add_argument("--partial", type=Path, default=None, help="keep finished table entries in this JSON file; a rerun skips them")
     ap.add_argument("--backends", default=",".join(CPU_BACKENDS))
+    ap.add_argument("--metrics", default=",".join(METRICS), help="metrics of the table [default: throughput,latency]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--quick",

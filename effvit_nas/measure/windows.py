@@ -197,7 +197,8 @@ class PairRecord:
     @property
     def settle(self) -> tuple[float, float]:
         """Untimed iterations per turn of the candidate and the reference, on average."""
-        return tuple(float(np.mean(s)) if s else 0.0 for s in self.settled)  # type: ignore[return-value]
+        c, r = (float(np.mean(s)) if s else 0.0 for s in self.settled)
+        return c, r
 
     def ratios(self, disturbed_too: bool = False) -> np.ndarray:
         """Candidate throughput / reference throughput of every pair with neither side
@@ -236,11 +237,13 @@ def turn_iters(iters: int, candidate_s: float, reference_s: float) -> tuple[int,
 
 def _settle(forward: Callable[[], Any], timed: Callable[[Callable[[], Any]], float], settle_s: float, expected_s: float) -> int:
     """Untimed iterations of the incoming model while one more is expected to end within
-    ``settle_s`` of their summed times (``expected_s``: its seconds per iteration in its last
-    turn, not this turn's slow first ones; unknown when <= 0: the first iteration's). Decided per turn on the model's latest speed, not once per
-    process: a count fixed from the warm-up stepped between processes for a model near
-    ``settle_s`` (results/runtime_repeatability.md). A model whose iteration is longer than
-    ``settle_s`` is not settled (the switch adds 0.2-1 ms, a small part of it)."""
+    ``settle_s`` of their summed times. ``expected_s`` is its seconds per iteration in its last
+    turn, not this turn's slow first ones (unknown when <= 0: the first iteration's).
+
+    Decided per turn on the model's latest speed, not once per process: a count fixed from the
+    warm-up stepped between processes for a model near ``settle_s``
+    (results/runtime_repeatability.md). A model whose iteration is longer than ``settle_s`` is
+    not settled (the switch adds 0.2-1 ms, a small part of it)."""
     settled, spent = 0, 0.0
     while spent + max(expected_s, 0.0) <= settle_s:
         t = timed(forward)  # timed like the rest (so a GPU's queue is drained), but not kept

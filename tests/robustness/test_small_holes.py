@@ -70,7 +70,8 @@ def test_search_exits_130_after_ctrl_c(tmp_path, capsys, monkeypatch):
         return loop.SearchSummary(options.study, options.storage, 1, 0, 1, [], 0, 0, 0, 1.0, interrupted=True)
 
     monkeypatch.setattr(loop, "run_search", interrupted)
-    args = ["search", "--device", "cpu", "--budget", "100", "--space", "tiny", "--trials", "3", "--proxy", "macs", "--quiet"]
+    # --no-anchor: an absolute budget is otherwise on M0's scale, whose anchor takes a minute to measure here
+    args = ["search", "--device", "cpu", "--budget", "100", "--no-anchor", "--space", "tiny", "--trials", "3", "--proxy", "macs", "--quiet"]
     r = run_main(capsys, *args, "--storage", f"sqlite:///{tmp_path}/s.db")
     assert r.returncode == 130 and "interrupted" in r.stdout
 
