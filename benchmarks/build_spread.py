@@ -17,36 +17,27 @@ import argparse
 import shlex
 import statistics
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from benchmarks._report import backends_arg, write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.settings import BenchSettings
-from effvit_nas.measure.timing import on_device, prepare, warm_up
-from effvit_nas.measure.windows import run_pairs
+from effvit_nas.measure.timing import on_device, prepare, time_pair
 
 
 def cv(xs: list[float]) -> float:
+    """Coefficient of variation of ``xs``, in %."""
     return 100 * statistics.stdev(xs) / statistics.mean(xs)
 
 
 def built_pair(settings: BenchSettings, candidate: str, anchor: str, timings: int) -> list[float]:
-    """One build of each model, timed ``timings`` times in ratio mode: the anchor's seconds per
-    iteration / the candidate's (the candidate's speed relative to the anchor's), per timing."""
+    """One build of each model, timed ``timings`` times in ratio mode as `bench` times a pair;
+    per timing, the pair estimate (the trimmed mean of the pairs' candidate speed / anchor
+    speed)."""
     with on_device(settings, "cpu") as (sync, timer, cpu):
         c, a = (prepare(PRESETS[n], settings, "cpu", 1) for n in (candidate, anchor))
-        half = replace(settings, warmup_s=settings.warmup_s / 2)  # as measure_ratio warms each up
-        expected = (warm_up(c, half, sync), warm_up(a, half, sync))
-        out = []
-        for _ in range(timings):
-            rec = run_pairs(
-                c, a, timer, iters=(1, 1), settle_s=settings.pair_settle_s, expected_s=expected,
-                measure_s=settings.measure_s, ci_target=settings.ci_target, cpu=cpu,
-            )  # fmt: skip
-            out.append(rec.estimate()[0])
-    return out
+        return [time_pair(c, a, settings, sync, timer, cpu).estimate()[0] for _ in range(timings)]
 
 
 def entry(backend: str, candidate: str, anchor: str, builds: int, timings: int) -> dict[str, Any]:
@@ -78,15 +69,15 @@ def main() -> None:
         "",
         f"    {command}",
         "",
-        f"{args.builds} builds of each model in one process, each built pair timed {args.timings} times in ratio mode (default settled turns).",
+        f"{args.builds} builds of each model in one process, each built pair timed {args.timings} times in ratio mode "
+        "(default settled turns).",
         "",
         "| backend | CV of one build's timings (mean over builds) | CV of the builds' means | builds' means |",
         "|---|---|---|---|",
     ]
     for b, r in rows.items():
-        lines.append(
-            f"| {b} | {r['cv_within_build_pct']:.2f} % | {r['cv_between_builds_pct']:.2f} % | {', '.join(f'{m:.4f}' for m in r['build_means'])} |"
-        )
+        means = ", ".join(f"{m:.4f}" for m in r["build_means"])
+        lines.append(f"| {b} | {r['cv_within_build_pct']:.2f} % | {r['cv_between_builds_pct']:.2f} % | {means} |")
     write_report(f"{args.out}.md", "\n".join(lines) + "\n", {"command": command, "rows": rows})
 
 

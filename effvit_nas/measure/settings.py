@@ -148,8 +148,8 @@ _LATER_DEFAULTS = {"metric": "throughput", "graph_opt": "all", "pair_settle_s": 
 
 
 # How ratio mode counts a turn's settling iterations, in the key of settled figures: decided per
-# turn since 0.3.0.dev0 of 2026-12-07; figures settled by a count fixed once per process from
-# the warm-up (0.3.0.dev0 of 2026-12-06, never released) are measured again.
+# turn (since commit 82ed36d); figures settled by the first rule, a count fixed once per process
+# from the warm-up (0.3 development builds only, never released), are measured again.
 _SETTLE_RULE = "per-turn"
 
 

@@ -162,9 +162,9 @@ def warm_up(forward: Callable[[], Any], settings: BenchSettings, sync: Callable[
     their second half (0 when none ran).
 
     Not the mean over all of them: a JIT's first optimised runs (TorchScript's profiling
-    executor) are several times slower, and a mean lifted by a process-dependent amount moved
-    a model near ``pair_settle_s`` between settled and unsettled turns from one process to the
-    next (trace latency of M1: CV 3.62 % over 5 processes, results/runtime_repeatability.md)."""
+    executor) are several times slower, and this figure decides whether ratio mode's first turn
+    settles (a mean lifted by a process-dependent amount once moved trace's M1 between settled
+    and unsettled turns from one process to the next: results/runtime_repeatability.md)."""
     forward()
     sync()
     times: list[float] = []
@@ -307,9 +307,14 @@ def measure_ratio(
     torch_device: str,
     device_fp: dict[str, Any],
     balance: bool = False,
+    reference_forward: Callable[[], Any] | None = None,
 ) -> RatioMeasurement:
     """``config``'s throughput relative to ``reference``'s, the two timed in alternation on
     ``torch_device`` in this process (ratio mode, :class:`~effvit_nas.measure.windows.PairRecord`).
+
+    ``reference_forward``: ``reference`` already prepared at ``settings.batch`` (a table timing
+    many configs against one anchor build: ExecuTorch takes a minute to build one); prepared
+    afresh when None, or when a GPU's out-of-memory halved the batch.
 
     Each turn settles the incoming model for about ``settings.pair_settle_s`` untimed (how
     many iterations, decided in each turn from its latest speed), then times
@@ -322,21 +327,10 @@ def measure_ratio(
     start = time.perf_counter()
 
     def pairs(batch: int) -> PairRecord:
-        candidate, ref = (prepare(c, settings, torch_device, batch) for c in (config, reference))
-        half = replace(settings, warmup_s=settings.warmup_s / 2)  # as long in all as one model's
-        per_iter = (warm_up(candidate, half, sync), warm_up(ref, half, sync))
-        iters = turn_iters(settings.pair_iters, *per_iter) if balance else (settings.pair_iters,) * 2
-        return run_pairs(
-            candidate,
-            ref,
-            timer,
-            iters=iters,
-            settle_s=settings.pair_settle_s,
-            expected_s=per_iter,
-            measure_s=settings.measure_s,
-            ci_target=settings.ci_target,
-            cpu=cpu,
-        )
+        candidate = prepare(config, settings, torch_device, batch)
+        reuse = batch == settings.batch
+        ref = reference_forward if reference_forward is not None and reuse else prepare(reference, settings, torch_device, batch)
+        return time_pair(candidate, ref, settings, sync, timer, cpu, balance)
 
     with on_device(settings, torch_device) as (sync, timer, cpu):
         record, batch = halve_on_oom(pairs, settings.batch, _free(torch_device))
@@ -366,6 +360,35 @@ def measure_ratio(
         device=device_fp,
         note="; ".join(notes),
         p90_ratio=_tail_ratio(record) if settings.metric == "latency" else math.nan,
+    )
+
+
+def time_pair(
+    candidate: Callable[[], Any],
+    reference: Callable[[], Any],
+    settings: BenchSettings,
+    sync: Callable[[], None],
+    timer: Callable[[Callable[[], Any]], float],
+    cpu: Callable[[], float],
+    balance: bool = False,
+) -> PairRecord:
+    """Two prepared forward passes warmed up (half of ``settings.warmup_s`` each, as long in all
+    as one model's) and timed in alternating turns (:func:`~effvit_nas.measure.windows.run_pairs`,
+    their warm-up speeds seeding the first turn's settling); ``balance`` as in
+    :func:`measure_ratio`."""
+    half = replace(settings, warmup_s=settings.warmup_s / 2)
+    per_iter = (warm_up(candidate, half, sync), warm_up(reference, half, sync))
+    iters = turn_iters(settings.pair_iters, *per_iter) if balance else (settings.pair_iters,) * 2
+    return run_pairs(
+        candidate,
+        reference,
+        timer,
+        iters=iters,
+        settle_s=settings.pair_settle_s,
+        expected_s=per_iter,
+        measure_s=settings.measure_s,
+        ci_target=settings.ci_target,
+        cpu=cpu,
     )
 
 

@@ -227,7 +227,7 @@ def turn_iters(iters: int, candidate_s: float, reference_s: float) -> tuple[int,
     The idea: turns of equal length span equal stretches of the machine's drift. Measured, it
     does not pay: M5/M0 repeated with CV 4.1 % against 2.8 % for one iteration each (64 px,
     quiet; results/throughput_turns_cpu.md), since longer turns leave fewer pairs in the same
-    time; ratio mode keeps equal timed iterations (before settling, :func:`settle_iters`). An
+    time; ratio mode keeps equal timed iterations (as many as settled, :func:`_settle`). An
     unknown time (<= 0) gives ``iters`` to both."""
     if min(candidate_s, reference_s) <= 0:
         return iters, iters
@@ -241,9 +241,9 @@ def _settle(forward: Callable[[], Any], timed: Callable[[Callable[[], Any]], flo
     turn, not this turn's slow first ones (unknown when <= 0: the first iteration's).
 
     Decided per turn on the model's latest speed, not once per process: a count fixed from the
-    warm-up stepped between processes for a model near ``settle_s``
-    (results/runtime_repeatability.md). A model whose iteration is longer than ``settle_s`` is
-    not settled (the switch adds 0.2-1 ms, a small part of it)."""
+    warm-up could step between processes for a model near ``settle_s``
+    (results/runtime_repeatability.md). A model known to take longer than ``settle_s`` per
+    iteration is not settled (the switch adds 0.2-1 ms, a small part of it)."""
     settled, spent = 0, 0.0
     while spent + max(expected_s, 0.0) <= settle_s:
         t = timed(forward)  # timed like the rest (so a GPU's queue is drained), but not kept
@@ -304,7 +304,9 @@ def run_pairs(
         turns = []
         for i, forward in enumerate((candidate, reference)):
             window, settled = _turn(forward, timed, cpu, settle_s, iters[i], last[i])
-            last[i] = float(np.median(window.times))
+            # the model's warm speed: not an unsettled turn's first iteration, which carries the switch
+            warm = window.times if settled else window.times[1:]
+            last[i] = float(np.median(warm)) if warm else last[i]
             turns.append(window)
             record.settled[i].append(settled)
         c, r = turns

@@ -78,6 +78,25 @@ def test_measure_on_cpu(tiny, backend):
         assert k in d
 
 
+def test_a_ratio_reuses_a_prepared_reference(tiny, monkeypatch):
+    """A table timing many configs against one anchor build (`reference_forward`) prepares only
+    the config; the ratio is timed against the build it was given."""
+    import effvit_nas.measure.timing as timing
+
+    s = BenchSettings(batch=2, **FAST)
+    built: list[str] = []
+    real_prepare = timing.prepare
+    monkeypatch.setattr(timing, "prepare", lambda c, *a: built.append(c.short_hash()) or real_prepare(c, *a))
+    anchor = tiny.replace(widths=(8, 16, 24))
+    one = real_prepare(anchor, s, "cpu", 2)
+    calls: list[int] = []
+    r = timing.measure_ratio(tiny, anchor, s, "cpu", fingerprint("cpu"), reference_forward=lambda: calls.append(1) or one())
+    assert built == [tiny.short_hash()] and calls and r.pairs >= 2 and r.ratio > 0
+    built.clear()
+    timing.measure_ratio(tiny, anchor, s, "cpu", fingerprint("cpu"))
+    assert built == [tiny.short_hash(), anchor.short_hash()]  # without it, both are built
+
+
 def test_throughput_is_batch_over_median_time(tiny):
     m = measure(tiny, BenchSettings(batch=8, backend="eager", **FAST), "cpu", fingerprint("cpu"))
     # the median of per-iteration throughputs equals batch / median time (odd or even count)
