@@ -111,6 +111,21 @@ def test_turns_of_models_far_apart_in_speed_last_about_as_long():
     assert np.allclose(record.ratios(), 5.0)
 
 
+def _switching_pair(switch_s: float, *seconds: float):
+    """Fake forward passes (each returns its own seconds, to be timed by ``lambda f: f()``) whose
+    first iteration after another one ran costs ``switch_s`` more, as caches refill."""
+    last: list[int] = [-1]
+
+    def model(i: int, s: float):
+        def forward() -> float:
+            cold, last[0] = last[0] != i, i
+            return s + (switch_s if cold else 0.0)
+
+        return forward
+
+    return [model(i, s) for i, s in enumerate(seconds)]
+
+
 def test_settling_each_turn_removes_the_cost_of_switching_models():
     """Each model's first iteration after the other ran costs 0.02 s more (its caches refilled):
     with one timed iteration per turn the pairs' ratio (reference's time / candidate's) of a
@@ -118,16 +133,7 @@ def test_settling_each_turn_removes_the_cost_of_switching_models():
     warm iterations and give 2."""
     from effvit_nas.measure.windows import run_pairs
 
-    last: list[str] = [""]
-
-    def model(name: str, seconds: float):
-        def forward() -> float:
-            cold, last[0] = last[0] != name, name
-            return seconds + (0.02 if cold else 0.0)
-
-        return forward
-
-    fast, slow = model("fast", 0.01), model("slow", 0.02)
+    fast, slow = _switching_pair(0.02, 0.01, 0.02)
     kw = dict(measure_s=0.3, ci_target=0.0, cpu=lambda: math.nan)
     biased = run_pairs(fast, slow, lambda f: f(), iters=(1, 1), **kw)
     assert np.allclose(biased.ratios(), 0.04 / 0.03)  # reference's time / candidate's
@@ -161,20 +167,11 @@ def test_a_turn_that_timed_only_its_cold_iteration_does_not_stop_settling():
     two or more iterations (the later ones warm) updates it."""
     from effvit_nas.measure.windows import run_pairs
 
-    last: list[str] = [""]
-
-    def model(name: str, seconds: float):
-        def forward() -> float:
-            cold, last[0] = last[0] != name, name
-            return seconds + (0.007 if cold else 0.0)
-
-        return forward
-
     kw = dict(measure_s=0.1, ci_target=0.0, cpu=lambda: math.nan)
-    stuck = run_pairs(model("a", 0.008), model("b", 0.008), lambda f: f(), iters=(1, 1), settle_s=0.01, expected_s=(0.012, 0.008), **kw)
+    stuck = run_pairs(*_switching_pair(0.007, 0.008, 0.008), lambda f: f(), iters=(1, 1), settle_s=0.01, expected_s=(0.012, 0.008), **kw)
     assert set(stuck.settled[0]) == {0}  # the warm-up's figure stands: no cold iteration replaces it
     assert set(stuck.settled[1]) == {1}  # settled, so its timed iteration is warm: 0.008 s, and it stays settled
-    freed = run_pairs(model("a", 0.008), model("b", 0.008), lambda f: f(), iters=(2, 1), settle_s=0.01, expected_s=(0.012, 0.008), **kw)
+    freed = run_pairs(*_switching_pair(0.007, 0.008, 0.008), lambda f: f(), iters=(2, 1), settle_s=0.01, expected_s=(0.012, 0.008), **kw)
     assert freed.settled[0][0] == 0 and set(freed.settled[0][1:]) == {1}  # its 2nd timed iteration was warm
 
 
