@@ -29,7 +29,7 @@ def predicted_options(f: Callable[..., Any]) -> Callable[..., Any]:
         type=click.IntRange(min=1),
         default=16,
         show_default=True,
-        help="With --strategy predicted: the most shortlisted architectures a round measures (front first) before the refit.",
+        help="With --strategy predicted: the most shortlisted architectures a round measures (largest predicted hypervolume gain first) before the refit.",
     )(f)
     f = click.option(
         "--candidates",

@@ -14,13 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import SearchSpace
 from effvit_nas.errors import SettingError
 from effvit_nas.predict.analytic import analytic_features
 from effvit_nas.predict.efficiency import EfficiencyPredictor, Prediction
 from effvit_nas.runtime import quiet_optuna
-from effvit_nas.trials.pareto import on_front
+from effvit_nas.trials.pareto import front_points, hypervolume_2d, on_front
 
 # NSGA-II generations per Optuna study: Optuna's GA bookkeeping scans every finished trial of the
 # study at each new trial, so one study of 10,000 trials costs ~110 s, almost all of it that scan;
@@ -53,6 +55,39 @@ def shortlist(candidates: list[Candidate], accuracy_margin: float) -> list[Candi
         c for c in candidates if not c.on_front and not any(_beats(f, c, c.throughput.high, c.accuracy + accuracy_margin) for f in front)
     ]
     return front + near
+
+
+def by_gain(candidates: list[Candidate], measured: list[tuple[float, float]], budget: float, n: int) -> list[Candidate]:
+    """``candidates`` reordered so that the first ``n`` are a greedy hypervolume choice: each
+    next one adds the most predicted area, in (accuracy, throughput), to the ``measured`` points
+    and the ones chosen before it. The area's reference is the ``budget`` (images/s) and the
+    lowest accuracy of all the points, so that no proxy's scale or sign matters. Candidates
+    that add nothing keep their order after the chosen ones.
+
+    Why: a predicted front holds hundreds of architectures and a round measures a few; taken
+    in the order NSGA-II found them, the first few crowd wherever its first generations landed.
+    """
+
+    def point(c: Candidate) -> tuple[float, float]:
+        return c.accuracy, c.throughput.throughput
+
+    if not candidates:
+        return []
+    ref = (min(min(a for a, _ in measured) if measured else np.inf, min(c.accuracy for c in candidates)) - 1e-12, budget)
+    chosen: list[Candidate] = []
+    taken = front_points(measured)  # the same area, fewer points to add up
+    rest = list(candidates)
+    base = hypervolume_2d(taken, ref)
+    while rest and len(chosen) < n:
+        gains = [hypervolume_2d([*taken, point(c)], ref) - base for c in rest]
+        best = int(np.argmax(gains))
+        if gains[best] <= 0:
+            break
+        c = rest.pop(best)
+        chosen.append(c)
+        taken = front_points([*taken, point(c)])
+        base += gains[best]
+    return chosen + rest
 
 
 def predicted_search(

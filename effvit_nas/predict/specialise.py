@@ -14,7 +14,8 @@ refitted on its calibration plus every measurement of the studies (and stored), 
 round runs on it; the run ends when no study has anything new on its shortlist, or when
 ``--trials`` (per study) or ``--timeout`` (the whole run, after the calibration; within a
 round shared evenly by the budgets still to run) is used up. A round measures at most
-``round_size`` of its shortlist (front first) before the refit; what a stopped round leaves
+``round_size`` of its shortlist before the refit, those that add the most predicted
+hypervolume to the study's measured points first (:func:`~effvit_nas.predict.search.by_gain`); what a stopped round leaves
 queued is closed as PRUNED, so no later run measures it first.
 """
 
@@ -35,7 +36,7 @@ from effvit_nas.errors import UserError
 from effvit_nas.predict.analytic import analytic_features
 from effvit_nas.predict.calibration import preset_configs
 from effvit_nas.predict.efficiency import MIN_POINTS, EfficiencyPredictor, HeldOut, fit_efficiency
-from effvit_nas.predict.search import Candidate, predicted_search, shortlist
+from effvit_nas.predict.search import Candidate, by_gain, predicted_search, shortlist
 from effvit_nas.predict.store import PredictorStore
 from effvit_nas.search.loop import SearchSummary, TrialEvent, run_search
 from effvit_nas.search.options import RunOptions
@@ -126,9 +127,10 @@ class BudgetRun:
 @dataclass(frozen=True)
 class PoolSettings:
     """The NSGA-II search on the predictors: trials (candidates), population, seed of round 1;
-    ``round_size``: the most shortlisted architectures one round measures (front first) before
-    the predictor is refitted (a shortlist holds hundreds: measuring all before learning from
-    any would spend the run on the first, least informed, prediction)."""
+    ``round_size``: the most shortlisted architectures one round measures (largest predicted
+    hypervolume gain first) before the predictor is refitted (a shortlist holds hundreds:
+    measuring all before learning from any would spend the run on the first, least informed,
+    prediction)."""
 
     candidates: int = 10_000
     population: int = 50
@@ -137,12 +139,18 @@ class PoolSettings:
 
 
 def _enqueue(run: BudgetRun, space: SearchSpace, todo: list[Candidate], rnd: int, cap: int) -> tuple[int, int]:
-    """Enqueue at most ``cap`` shortlisted architectures the study does not hold yet (in the
-    shortlist's order: front first), with their predictions; (new ones, complete trials)."""
+    """Enqueue at most ``cap`` shortlisted architectures the study does not hold yet, those that
+    add the most predicted hypervolume to its measured points first (:func:`by_gain`), with
+    their predictions; (new ones, complete trials)."""
     handle = open_study(run.problem, run.options)
     records = handle.records()
     known = {r.config_hash for r in records}
-    new = [c for c in todo if c.config.short_hash() not in known][:cap]
+    measured = [
+        (float(r.accuracy), float(r.throughput))
+        for r in records
+        if r.state == "COMPLETE" and r.measured and r.accuracy is not None and r.throughput is not None
+    ]
+    new = by_gain([c for c in todo if c.config.short_hash() not in known], measured, run.problem.budget, cap)[:cap]
     if run.options.trials is not None:  # the study should hold at most --trials finished trials
         complete = sum(r.state == "COMPLETE" for r in records)
         new = new[: max(run.options.trials - complete, 0)]

@@ -4,11 +4,12 @@ import math
 
 import numpy as np
 
+from effvit_nas.arch.config import PRESETS
 from effvit_nas.arch.space import load_space
 from effvit_nas.predict.calibration import space_sample
-from effvit_nas.predict.efficiency import fit_efficiency
+from effvit_nas.predict.efficiency import Prediction, fit_efficiency
 from effvit_nas.predict.features import arch_features
-from effvit_nas.predict.search import predicted_search, shortlist
+from effvit_nas.predict.search import Candidate, by_gain, predicted_search, shortlist
 
 
 def test_predicted_front_is_non_dominated_and_shortlist_widens_it():
@@ -55,3 +56,20 @@ def test_search_over_several_studies_carries_the_parents(monkeypatch):
     many = predicted_search(space, efficiency, accuracy, trials=64, seed=0, population=8)  # four studies
     assert len(enqueued) == 3 * 8  # each later study seeded with a full parent population
     assert {c.config.short_hash() for c in one} < {c.config.short_hash() for c in many}  # the same first study, then more
+
+
+def _candidate(accuracy: float, throughput: float) -> Candidate:
+    return Candidate(PRESETS["M0"], Prediction(throughput, throughput * 0.9, throughput * 1.1), accuracy, True)
+
+
+def test_by_gain_takes_the_largest_predicted_area_first_and_keeps_the_rest_in_order():
+    """Budget 100 img/s; measured (accuracy 1, 200 img/s). Against the reference (lowest
+    accuracy 1, 100 img/s) that point adds no area, so the gains are plain boxes: (3, 150)
+    adds 2 x 50 = 100, (2, 400) adds 1 x 300 = 300, (1.5, 120) adds little and (5, 90) is
+    below the budget. After (2, 400) is taken, (3, 150) still adds (3 - 2) x 50 = 50, and
+    (1.5, 120) nothing: it keeps its place with (5, 90) after the chosen ones."""
+    small, slow, wide, fast = _candidate(1.5, 120), _candidate(5, 90), _candidate(3, 150), _candidate(2, 400)
+    order = by_gain([small, slow, wide, fast], [(1.0, 200.0)], budget=100.0, n=3)
+    assert order == [fast, wide, small, slow]
+    assert by_gain([small, slow, wide, fast], [(1.0, 200.0)], budget=100.0, n=1) == [fast, small, slow, wide]
+    assert by_gain([], [], budget=100.0, n=4) == []
