@@ -50,7 +50,21 @@ def test_a_search_measures_on_both_nodes_and_a_gpu_a_node_lacks_is_named_in_one_
     naming that node (its host's IP and its id: both nodes share this host), exit 2, instead
     of hanging on an actor that never starts. (`bench` takes the same path: get_worker and
     check_on_worker.)"""
-    search = ["search", *TINY_SEARCH, "--budget", "1", "--proxy", "macs", "--trials", "2", "--study", "m", "--json", "--quiet"]
+    search = [
+        "search",
+        *TINY_SEARCH,
+        "--budget",
+        "1",
+        "--proxy",
+        "macs",
+        "--trials",
+        "2",
+        "--study",
+        "m",
+        "--json",
+        "--quiet",
+        "--no-anchor",
+    ]
     v100 = ["--device", "v100", "--study", "v"]
     commands = [search, ["search", "--space", "tiny", "--budget", "10", "--trials", "1", *v100]]
     r = subprocess.run(

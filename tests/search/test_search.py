@@ -143,7 +143,7 @@ def test_under_budget_skips_the_proxy_and_repeats_reuse_results(tmp_path, capsys
     space.write_text(ONE_POINT_SPACE)
     url = f"sqlite:///{tmp_path}/u.db"
     args = [a if a != "tiny" else str(space) for a in TINY_SEARCH]
-    r = run_main(capsys, "search", "--budget", "1M", "--trials", "2", "--study", "u", "--storage", url, *args, "--json")
+    r = run_main(capsys, "search", "--budget", "1M", "--trials", "2", "--study", "u", "--storage", url, *args, "--no-anchor", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)
     assert summary["complete"] == 2 and summary["feasible"] == 0 and summary["pareto"] == []
@@ -546,7 +546,23 @@ def test_halving_records_the_steps_behind_each_accuracy(tmp_path, capsys, local_
     from effvit_nas.trials.records import Attr, TrialRecord
 
     url = f"sqlite:///{tmp_path}/h.db"
-    args = ["search", "--budget", "1", "--trials", "4", "--study", "h", "--storage", url, *TINY_SEARCH, "--proxy", "train", "--steps", "9"]
+    args = [
+        "search",
+        "--budget",
+        "1",
+        "--trials",
+        "4",
+        "--study",
+        "h",
+        "--storage",
+        url,
+        *TINY_SEARCH,
+        "--proxy",
+        "train",
+        "--steps",
+        "9",
+        "--no-anchor",
+    ]
     r = run_main(capsys, *args, "--halving", "3", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     pareto = {p["number"] for p in json.loads(r.stdout)["pareto"]}

@@ -176,7 +176,9 @@ def test_an_interrupted_search_trains_nothing(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr("effvit_nas.cli.search.train_best", no_training)
     url = f"sqlite:///{tmp_path}/s.db"
     for extra in (["--train-top", "1"], ["--train-top", "1", "--baseline", "M0"]):
-        r = run_main(capsys, "search", "--study", "s", "--storage", url, "--budget", "100", "--trials", "2", *TINY_SEARCH, *extra)
+        r = run_main(
+            capsys, "search", "--study", "s", "--storage", url, "--budget", "100", "--trials", "2", *TINY_SEARCH, "--no-anchor", *extra
+        )
         assert r.returncode == 130 and "--train-top skipped" in r.stderr, r.stderr  # the status says it was cut short
         assert r.stdout.startswith("interrupted:") or "\ninterrupted:" in r.stdout
 
