@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.arch.space import SearchSpace
 from effvit_nas.errors import SettingError
@@ -73,14 +71,15 @@ def by_gain(candidates: list[Candidate], measured: list[tuple[float, float]], bu
 
     if not candidates:
         return []
-    ref = (min(min(a for a, _ in measured) if measured else np.inf, min(c.accuracy for c in candidates)) - 1e-12, budget)
+    # just below the lowest accuracy: hypervolume_2d counts only points strictly above the reference
+    ref = (min([a for a, _ in measured] + [c.accuracy for c in candidates]) - 1e-12, budget)
     chosen: list[Candidate] = []
     taken = front_points(measured)  # the same area, fewer points to add up
     rest = list(candidates)
     base = hypervolume_2d(taken, ref)
     while rest and len(chosen) < n:
         gains = [hypervolume_2d([*taken, point(c)], ref) - base for c in rest]
-        best = int(np.argmax(gains))
+        best = max(range(len(rest)), key=gains.__getitem__)
         if gains[best] <= 0:
             break
         c = rest.pop(best)

@@ -15,8 +15,8 @@ round runs on it; the run ends when no study has anything new on its shortlist, 
 ``--trials`` (per study) or ``--timeout`` (the whole run, after the calibration; within a
 round shared evenly by the budgets still to run) is used up. A round measures at most
 ``round_size`` of its shortlist before the refit, those that add the most predicted
-hypervolume to the study's measured points first (:func:`~effvit_nas.predict.search.by_gain`); what a stopped round leaves
-queued is closed as PRUNED, so no later run measures it first.
+hypervolume to the study's measured points first (:func:`~effvit_nas.predict.search.by_gain`);
+what a stopped round leaves queued is closed as PRUNED, so no later run measures it first.
 """
 
 from __future__ import annotations
