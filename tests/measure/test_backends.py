@@ -11,38 +11,43 @@ from effvit_nas.measure.backends import NAMES, TOLERANCE, check, compare_with_ea
 from effvit_nas.measure.devices import DeviceError
 from effvit_nas.measure.settings import BenchSettings, protocol_key
 from effvit_nas.measure.timing import check_supported, prepare
+from tests.support import TINY
 
 M0_64 = PRESETS["M0"].replace(img_size=64)
 # The runtimes CI installs (.ci/run: --extra openvino --extra executorch), each cheap one in both
-# metrics (batch 2 and batch 1); compile and executorch (a minute to build a model on a busy
-# 2-core machine) in one each, compile at batch 2 and executorch at batch 1 (as phones run it):
-# besides the batch, only OpenVINO prepares differently per metric (its performance hint)
-CASES = [(name, metric) for name in ("eager", "trace", "onnxruntime", "openvino") for metric in ("throughput", "latency")]
-CASES += [pytest.param("compile", "throughput", marks=pytest.mark.slow), pytest.param("executorch", "latency", marks=pytest.mark.slow)]
+# metrics (batch 2 and batch 1) on M0; compile and executorch in one each, compile at batch 2 and
+# executorch at batch 1 (as phones run it), on the tiny space's model: the same layers (stem,
+# cascaded group attention, depthwise convs, FFNs, mergings) in a quarter of M0's attention heads,
+# because their build time grows with the graph (ExecuTorch took 95 s for M0 on a busy 2-core
+# machine). Besides the batch, only OpenVINO prepares differently per metric (its hint).
+CASES = [(name, metric, M0_64) for name in ("eager", "trace", "onnxruntime", "openvino") for metric in ("throughput", "latency")]
+CASES += [
+    pytest.param(name, metric, TINY, marks=pytest.mark.slow) for name, metric in (("compile", "throughput"), ("executorch", "latency"))
+]
 
 
-def _eager(batch: int):
+def _eager(batch: int, config=M0_64):
     import torch
 
     from effvit_nas.model.efficientvit import build_model
 
     torch.manual_seed(0)  # as prepare builds it: same weights, same input
-    model = build_model(M0_64).eval().deploy()
-    x = torch.randn(batch, 3, 64, 64)
+    model = build_model(config).eval().deploy()
+    x = torch.randn(batch, 3, config.img_size, config.img_size)
     with torch.inference_mode():
         return model(x)
 
 
-@pytest.mark.parametrize(("name", "metric"), CASES)
-def test_each_cpu_backend_matches_eager_on_m0(name, metric):
+@pytest.mark.parametrize(("name", "metric", "config"), CASES, ids=lambda v: v if isinstance(v, str) else v.short_hash())
+def test_each_cpu_backend_matches_eager(name, metric, config):
     backend = get(name)
     if not backend.available():
         pytest.fail(f"{name} is not installed here: run `{backend.install_command()}` (CI installs it)")
     batch = 1 if metric == "latency" else 2
     settings = BenchSettings(batch=batch, backend=name, metric=metric)
     check_supported(settings, "cpu")
-    forward = prepare(M0_64, settings, "cpu", batch)  # compares with eager itself, and refuses
-    compare_with_eager(name, forward(), _eager(batch), "fp32")  # the output after prepare, once more
+    forward = prepare(config, settings, "cpu", batch)  # compares with eager itself, and refuses
+    compare_with_eager(name, forward(), _eager(batch, config), "fp32")  # the output after prepare, once more
     assert backend.version().startswith(backend.package) and "missing" not in backend.version()
 
 

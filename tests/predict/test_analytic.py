@@ -12,5 +12,6 @@ def test_analytic_features_equal_the_built_models():
     # and configs sampled from both spaces (other ratios, kernels, windows, depths)
     configs = [p.replace(img_size=s, num_classes=10) for p in PRESETS.values() for s in (64, 224)]
     configs += space_sample(load_space("efficientvit"), 4, 1) + space_sample(load_space("tiny"), 3, 0)
+    configs += space_sample(load_space("efficientvit64"), 3, 2)  # the space the fit tests' synthetic data come from
     for cfg in configs:
         assert analytic_features(cfg) == arch_features(cfg), cfg.short_hash()

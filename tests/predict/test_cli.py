@@ -1,13 +1,10 @@
-"""`profile` and `predict`: bad input ends in one line and exit 2; a real small profile."""
-
-import json
+"""`profile` and `predict`: bad input ends in one line and exit 2 (a real small profile, on the
+calibration a predicted search stored: test_specialise.py)."""
 
 import pytest
 
 from effvit_nas.predict.store import PredictorStore
 from tests.support import run_main
-
-FAST = ["--warmup", "0.1", "--duration", "0.3", "--window", "0.05"]
 
 
 @pytest.mark.parametrize(
@@ -46,28 +43,3 @@ def test_predict_without_a_profile_names_profile(capsys, tmp_path):
     PredictorStore(url).put("another-device", "p", "throughput", "tiny", {})
     r = run_main(capsys, "predict", "M0", "--space", "tiny", "--storage", url)
     assert r.returncode == 2 and "no profile for space 'tiny'" in r.stderr and "effvit-nas profile" in r.stderr
-
-
-@pytest.mark.slow
-def test_profile_tiny_then_predict(capsys, tmp_path, local_ray):
-    url = f"sqlite:///{tmp_path / 'p.db'}"
-    r = run_main(capsys, "profile", "--space", "tiny", "--archs", "6", "--repeats", "1", "--device", "cpu", *FAST, "--storage", url)
-    assert r.returncode == 0, r.stderr
-    assert "12 architectures (M0..M5 + 6 sampled), 13 measured now (1 of them repeats), 0 reused" in r.stdout
-    assert "held out (5-fold, 12 archs" in r.stdout and "of them the 6 sampled from the space" in r.stdout
-    assert "noise ceiling (1 repeats" in r.stdout
-    again = run_main(capsys, "profile", "--space", "tiny", "--archs", "6", "--repeats", "0", *FAST, "--storage", url, "--json")
-    record = json.loads(again.stdout)
-    assert record["calibration"]["measured_now"] == 0 and record["calibration"]["reused"] == 12  # every figure reused
-    assert 0 <= record["held_out"]["within_10"] <= 1 and record["noise"] is None
-    # the default feature set is the best held out: no other set has more within ±10 %
-    assert record["feature_set_chosen"] != "given"
-    assert all(o["within_10"] <= record["held_out"]["within_10"] for o in record["other_feature_sets"].values())
-    p = run_main(capsys, "predict", "M0", "M1", "--img-size", "64", *FAST, "--storage", url, "--json")
-    rows = json.loads(p.stdout)
-    assert [r["name"] for r in rows] == ["M0", "M1"] and all(r["low"] <= r["throughput"] <= r["high"] for r in rows)
-    measured = dict(zip(record["calibration"]["labels"], record["calibration"]["throughput"], strict=True))
-    # M0 and M1 were in the fit: the prediction is near what was measured
-    assert all(abs(r["throughput"] / measured[r["name"]] - 1) < 0.5 for r in rows)
-    other = run_main(capsys, "predict", "M0", "--storage", url)  # another protocol (default timings): no profile
-    assert other.returncode == 2 and "effvit-nas profile" in other.stderr

@@ -8,6 +8,7 @@ from effvit_nas.arch.config import PRESETS
 from effvit_nas.arch.space import load_space
 from effvit_nas.measure.throughput_model import features as screen_features
 from effvit_nas.model.cost import model_cost
+from effvit_nas.predict.analytic import analytic_features
 from effvit_nas.predict.calibration import calibration_set, noise_ceiling, preset_configs, space_sample
 from effvit_nas.predict.efficiency import EfficiencyPredictor, fit_efficiency
 from effvit_nas.predict.features import FEATURE_SETS, arch_features, feature_matrix
@@ -37,9 +38,10 @@ def test_features_grow_with_the_presets():
 
 
 def _synthetic(n: int, coef: dict[str, float], noise: float, seed: int):
-    """Real configs' features and times made from known per-unit costs with relative noise."""
+    """Real configs' features (by arithmetic: equal to the built models', test_analytic) and
+    times made from known per-unit costs with relative noise."""
     space = load_space("efficientvit64")
-    feats = [arch_features(c) for c in space_sample(space, n, seed)]
+    feats = [analytic_features(c) for c in space_sample(space, n, seed)]
     rng = np.random.default_rng(seed)
     time = np.array([sum(v * f[k] for k, v in coef.items()) for f in feats]) * np.exp(rng.normal(0, noise, n))
     return feats, 1.0 / time

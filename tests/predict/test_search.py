@@ -6,19 +6,19 @@ import numpy as np
 
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.arch.space import load_space
+from effvit_nas.predict.analytic import analytic_features
 from effvit_nas.predict.calibration import space_sample
 from effvit_nas.predict.efficiency import Prediction, fit_efficiency
-from effvit_nas.predict.features import arch_features
 from effvit_nas.predict.search import Candidate, by_gain, predicted_search, shortlist
 
 
 def test_predicted_front_is_non_dominated_and_shortlist_widens_it():
     space = load_space("tiny")
-    feats = [arch_features(c) for c in space_sample(space, 16, 0)]
+    feats = [analytic_features(c) for c in space_sample(space, 16, 0)]
     rng = np.random.default_rng(0)
     time = np.array([1e-4 + 3e-11 * f["macs"] + 2e-6 * f["calls"] for f in feats]) * np.exp(rng.normal(0, 0.03, 16))
     efficiency, _ = fit_efficiency(feats, 1 / time, "op-types", folds=4)
-    accuracy = lambda c: math.log(arch_features(c)["params"])  # noqa: E731  a real proxy (params), cheap
+    accuracy = lambda c: math.log(analytic_features(c)["params"])  # noqa: E731  a real proxy (params), cheap
     found = predicted_search(space, efficiency, accuracy, trials=40, seed=0, population=10)
     assert 1 <= len(found) <= 40 and all(space.contains(c.config) for c in found)
     front = [c for c in found if c.on_front]
@@ -41,10 +41,10 @@ def test_search_over_several_studies_carries_the_parents(monkeypatch):
     import effvit_nas.predict.search as search
 
     space = load_space("efficientvit64")
-    feats = [arch_features(c) for c in space_sample(space, 20, 0)]
+    feats = [analytic_features(c) for c in space_sample(space, 20, 0)]
     time = np.array([1e-4 + 3e-11 * f["macs"] + 2e-6 * f["calls"] for f in feats])
     efficiency, _ = fit_efficiency(feats, 1 / time, "op-types", folds=4)
-    accuracy = lambda c: math.log(arch_features(c)["params"])  # noqa: E731
+    accuracy = lambda c: math.log(analytic_features(c)["params"])  # noqa: E731
     monkeypatch.setattr(search, "GENERATIONS_PER_STUDY", 2)
     enqueued: list[int] = []
     import optuna

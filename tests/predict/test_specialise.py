@@ -1,6 +1,6 @@
 """`search --strategy predicted`: bad input is one line; a real run on the tiny space
 calibrates, keeps predicted and measured values side by side and builds its fronts from
-measurements only, one study per budget."""
+measurements only, one study per budget; `profile` and `predict` on what it stored."""
 
 import optuna
 import pytest
@@ -26,8 +26,17 @@ def test_bad_input_is_one_line(capsys, tmp_path, args, says):
     assert not (tmp_path / "s.db").exists()
 
 
+FAST = ["--warmup", "0.1", "--duration", "0.3", "--window", "0.05"]  # TINY_SEARCH's timing: the same protocol
+
+
 @pytest.mark.slow
-def test_predicted_search_two_budgets_from_one_calibration(capsys, tmp_path, local_ray):
+def test_predicted_search_two_budgets_from_one_calibration_then_profile_and_predict(capsys, tmp_path, local_ray):
+    """The predicted search calibrates (no profile stored), runs one study per budget and
+    refits; `profile` then reuses the calibration's stored figures (measuring only its noise
+    ceiling's repeat) and `predict` reads the profile. One test, because a calibration is the
+    costly part of both (a minute on a busy 2-core machine)."""
+    import json
+
     url = f"sqlite:///{tmp_path / 's.db'}"
     args = ["search", "--strategy", "predicted", "--budget", "M0,M1", "--study", "t", "--trials", "2", "--candidates", "200"]
     r = run_main(capsys, *args, "--calibration-archs", "2", *TINY_SEARCH, "--storage", url)
@@ -50,6 +59,29 @@ def test_predicted_search_two_budgets_from_one_calibration(capsys, tmp_path, loc
     ((device_id, key),) = _predictor_keys(url)
     (record,) = PredictorStore(url).find(device_id, key, "throughput", "tiny")
     assert record["refit"]["from_searches"] >= 2  # refitted on the studies' measurements
+
+    # `profile` of the same target and protocol: the search's calibration set (seed 0, 2 sampled)
+    # is stored, so only the noise ceiling's repeat is timed
+    r = run_main(capsys, "profile", "--space", "tiny", "--archs", "2", "--repeats", "1", "--device", "cpu", *FAST, "--storage", url)
+    assert r.returncode == 0, r.stderr
+    assert "8 architectures (M0..M5 + 2 sampled), 1 measured now (1 of them repeats), 8 reused" in r.stdout
+    assert "held out (5-fold, 8 archs" in r.stdout and "of them the 2 sampled from the space" in r.stdout
+    assert "noise ceiling (1 repeats" in r.stdout
+    again = run_main(capsys, "profile", "--space", "tiny", "--archs", "2", "--repeats", "0", *FAST, "--storage", url, "--json")
+    profile = json.loads(again.stdout)
+    assert profile["calibration"]["measured_now"] == 0 and profile["calibration"]["reused"] == 8  # every figure reused
+    assert 0 <= profile["held_out"]["within_10"] <= 1 and profile["noise"] is None
+    # the default feature set is the best held out: no other set has more within ±10 %
+    assert profile["feature_set_chosen"] != "given"
+    assert all(o["within_10"] <= profile["held_out"]["within_10"] for o in profile["other_feature_sets"].values())
+    p = run_main(capsys, "predict", "M0", "M1", "--img-size", "64", *FAST, "--storage", url, "--json")
+    rows = json.loads(p.stdout)
+    assert [r["name"] for r in rows] == ["M0", "M1"] and all(r["low"] <= r["throughput"] <= r["high"] for r in rows)
+    measured = dict(zip(profile["calibration"]["labels"], profile["calibration"]["throughput"], strict=True))
+    # M0 and M1 were in the fit: the prediction is near what was measured
+    assert all(abs(r["throughput"] / measured[r["name"]] - 1) < 0.5 for r in rows)
+    other = run_main(capsys, "predict", "M0", "--storage", url)  # another protocol (default timings): no profile
+    assert other.returncode == 2 and "effvit-nas profile" in other.stderr
 
 
 def _predictor_keys(url):
