@@ -239,21 +239,52 @@ def budget_fronts(plan: Plan, storage: str, img_size: int, classes: int) -> dict
 def reach_lines(runs: list[dict[str, Any]]) -> list[str]:
     """Per seed: when the predicted run first reached the measure-everything run's final
     hypervolume, from its start and from the end of its setup, as a share of the measure run's
-    wall-clock (issue 48's goal: at most 1/5)."""
+    wall-clock (issue 48's goal: at most 1/5); with several seeds, the median share and range."""
     out = [
-        "| seed | measure's final HV (its wall-clock, min) | predicted reaches it at min from start (share) | from its setup's end (share) |",
-        "|---|---|---|---|",
+        "| seed | budget img/s (measure, predicted) | measure's final HV (its wall-clock, min) | "
+        "predicted reaches it at min from start (share) | from its setup's end (share) |",
+        "|---|---|---|---|---|",
     ]
+    shares: list[tuple[float, float]] = []
+    pairs = 0
     for m in (r for r in runs if r["strategy"] == "measure"):
         p = next((r for r in runs if r["strategy"] == "predicted" and r["seed"] == m["seed"] and "curve" in r), None)
         if p is None or "curve" not in m:
             continue
+        pairs += 1
         # its end, not its last checkpoint: `search --timeout` counts from after its setup
         final, total = m["curve"][-1][1], m["seconds"] / 60
         at = reaches(p["curve"], final)
         after = None if at is None else at - p["setup_s"] / 60
-        cells = ["never", "never"] if at is None else [f"{at:.1f} ({at / total:.2f})", f"{after:.1f} ({after / total:.2f})"]
-        out.append(f"| {m['seed']} | {final:.3f} ({total:.1f}) | {cells[0]} | {cells[1]} |")
+        cells = (
+            ["never", "never"] if at is None or after is None else [f"{at:.1f} ({at / total:.2f})", f"{after:.1f} ({after / total:.2f})"]
+        )
+        if at is not None and after is not None:
+            shares.append((at / total, after / total))
+        budgets = f"{m.get('budget_img_s', float('nan')):.1f}, {p.get('budget_img_s', float('nan')):.1f}"
+        out.append(f"| {m['seed']} | {budgets} | {final:.3f} ({total:.1f}) | {cells[0]} | {cells[1]} |")
+    if pairs > 1 and shares:
+        start, setup = (sorted(x) for x in zip(*shares, strict=True))
+        out.append(
+            f"| median share (range) of the {len(shares)} of {pairs} seeds that reach it | | | {np.median(start):.2f} ({start[0]:.2f}-{start[-1]:.2f}) "
+            f"| {np.median(setup):.2f} ({setup[0]:.2f}-{setup[-1]:.2f}) |"
+        )
+    return out
+
+
+def median_rows(runs: list[dict[str, Any]], key: str, lead: int) -> list[str]:
+    """With several seeds, a row per strategy: each checkpoint's median hypervolume (and its
+    range) over the seeds; ``lead``: the empty cells between the strategy and the checkpoints."""
+    out = []
+    for strategy in dict.fromkeys(r["strategy"] for r in runs):
+        mine = [r[key] for r in runs if r["strategy"] == strategy]
+        if len(mine) < 2:
+            continue
+        cells = []
+        for i in range(len(mine[0])):
+            hv = sorted(c[i]["hypervolume"] for c in mine)
+            cells.append(f"{np.median(hv):.3f} ({hv[0]:.3f}-{hv[-1]:.3f})")
+        out.append(f"| median of {len(mine)} | {strategy} | " + "| " * lead + " | ".join(cells) + " |")
     return out
 
 
@@ -275,6 +306,7 @@ def markdown(
     for r in runs:
         cells = [f"{c['hypervolume']:.3f} ({c['measured']})" for c in r["checkpoints"]]
         lines.append(f"| {r['seed']} | {r['strategy']} | " + " | ".join(cells) + f" | {r['calibration_measured']} |")
+    lines += [row.removesuffix(" |") + " | |" for row in median_rows(runs, "checkpoints", 0)]
     lines += [
         "",
         "The same, counted from each run's first trial (its setup done: Ray, the budget preset's figure and, for "
@@ -286,6 +318,7 @@ def markdown(
     for r in runs:
         cells = [f"{c['hypervolume']:.3f} ({c['measured']})" for c in r["after_setup"]]
         lines.append(f"| {r['seed']} | {r['strategy']} | {r['setup_s']:.0f} | " + " | ".join(cells) + " |")
+    lines += median_rows(runs, "after_setup", 1)
     lines += ["", *reach_lines([*runs, *compared])]
     errors = [(f"seed {r['seed']}", e) for r in runs for e in r.get("shortlist_errors", [])]
     errors += [(f"budget {b}", e) for b, f in (budgets or {}).get("fronts", {}).items() for e in f.get("shortlist_errors", [])]
