@@ -255,36 +255,36 @@ def reach_lines(runs: list[dict[str, Any]]) -> list[str]:
         # its end, not its last checkpoint: `search --timeout` counts from after its setup
         final, total = m["curve"][-1][1], m["seconds"] / 60
         at = reaches(p["curve"], final)
-        after = None if at is None else at - p["setup_s"] / 60
-        cells = (
-            ["never", "never"] if at is None or after is None else [f"{at:.1f} ({at / total:.2f})", f"{after:.1f} ({after / total:.2f})"]
-        )
-        if at is not None and after is not None:
+        cells = ["never", "never"]
+        if at is not None:
+            after = at - p["setup_s"] / 60
+            cells = [f"{at:.1f} ({at / total:.2f})", f"{after:.1f} ({after / total:.2f})"]
             shares.append((at / total, after / total))
         budgets = f"{m.get('budget_img_s', float('nan')):.1f}, {p.get('budget_img_s', float('nan')):.1f}"
         out.append(f"| {m['seed']} | {budgets} | {final:.3f} ({total:.1f}) | {cells[0]} | {cells[1]} |")
     if pairs > 1 and shares:
-        start, setup = (sorted(x) for x in zip(*shares, strict=True))
+        start, setup = zip(*shares, strict=True)
         out.append(
-            f"| median share (range) of the {len(shares)} of {pairs} seeds that reach it | | | {np.median(start):.2f} ({start[0]:.2f}-{start[-1]:.2f}) "
-            f"| {np.median(setup):.2f} ({setup[0]:.2f}-{setup[-1]:.2f}) |"
+            f"| median share (range) of the {len(shares)} of {pairs} seeds that reach it | | | {median_range(start, '.2f')} "
+            f"| {median_range(setup, '.2f')} |"
         )
     return out
 
 
-def median_rows(runs: list[dict[str, Any]], key: str, lead: int) -> list[str]:
+def median_range(values: Sequence[float], fmt: str) -> str:
+    """``median (min-max)`` of ``values``, each in format ``fmt``."""
+    return f"{np.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def median_rows(runs: list[dict[str, Any]], key: str, lead: int, trail: int = 0) -> list[str]:
     """With several seeds, a row per strategy: each checkpoint's median hypervolume (and its
-    range) over the seeds; ``lead``: the empty cells between the strategy and the checkpoints."""
+    range) over the seeds; ``lead`` / ``trail``: the empty cells before and after the checkpoints."""
     out = []
     for strategy in dict.fromkeys(r["strategy"] for r in runs):
         mine = [r[key] for r in runs if r["strategy"] == strategy]
-        if len(mine) < 2:
-            continue
-        cells = []
-        for i in range(len(mine[0])):
-            hv = sorted(c[i]["hypervolume"] for c in mine)
-            cells.append(f"{np.median(hv):.3f} ({hv[0]:.3f}-{hv[-1]:.3f})")
-        out.append(f"| median of {len(mine)} | {strategy} | " + "| " * lead + " | ".join(cells) + " |")
+        if len(mine) > 1:
+            cells = [median_range([c[i]["hypervolume"] for c in mine], ".3f") for i in range(len(mine[0]))]
+            out.append(f"| median of {len(mine)} | {strategy} | " + "| " * lead + " | ".join(cells) + " |" + " |" * trail)
     return out
 
 
@@ -306,7 +306,7 @@ def markdown(
     for r in runs:
         cells = [f"{c['hypervolume']:.3f} ({c['measured']})" for c in r["checkpoints"]]
         lines.append(f"| {r['seed']} | {r['strategy']} | " + " | ".join(cells) + f" | {r['calibration_measured']} |")
-    lines += [row.removesuffix(" |") + " | |" for row in median_rows(runs, "checkpoints", 0)]
+    lines += median_rows(runs, "checkpoints", 0, trail=1)
     lines += [
         "",
         "The same, counted from each run's first trial (its setup done: Ray, the budget preset's figure and, for "
