@@ -209,22 +209,28 @@ def compare(plan: Plan, work: Path, img_size: int, classes: int, on_run: Callabl
 
 def four_budgets(plan: Plan, work: Path, img_size: int, classes: int) -> dict[str, Any]:
     storage = f"sqlite:///{work / 'budgets.db'}"
+    start = time.time()
     cmd, seconds, notes = _search(plan, storage, "b", "predicted", ",".join(plan.budgets), 0, plan.minutes)
     return {
-        "seconds": seconds, "command": shlex.join(cmd[2:]), "calibration_measured": calibration_measurements(storage),
-        "fronts": budget_fronts(plan, storage, img_size, classes), "notes": notes,
+        "seconds": seconds, "start": start, "command": shlex.join(cmd[2:]), "calibration_measured": calibration_measurements(storage),
+        "fronts": budget_fronts(plan, storage, img_size, classes, start), "notes": notes,
     }  # fmt: skip
 
 
-def budget_fronts(plan: Plan, storage: str, img_size: int, classes: int) -> dict[str, Any]:
-    """Each budget's study: its front against the preset at the budget, its hypervolume (as
-    the strategy comparison's, on its own budget and preset) and the predictor's errors."""
+def budget_fronts(plan: Plan, storage: str, img_size: int, classes: int, start: float | None) -> dict[str, Any]:
+    """Each budget's study: its budget, its front against the preset at the budget, its
+    hypervolume (as the strategy comparison's, on its own budget and preset) at the end and,
+    given the run's ``start``, at each checkpoint, and the predictor's errors."""
     fronts = {}
     for b in plan.budgets:
         s = optuna.load_study(study_name=f"b-{b}", storage=storage)
         front = pareto_trials(s)  # feasible, measured, non-dominated: what `search` reports
         ref = preset_proxy(plan.space, b, img_size, classes)
+        problem = s.user_attrs["effvit"]
         fronts[b] = {
+            "budget_img_s": float(problem["budget"]),
+            "budget_reference": problem.get("budget_reference"),
+            "checkpoints": trajectory(storage, f"b-{b}", start, plan, ref)["checkpoints"] if start else [],
             "front": len(front),
             "measured": sum(bool(t.user_attrs.get(Attr.MEASURED)) for t in s.trials),
             "best_proxy": max((t.values[0] for t in front), default=None),
@@ -292,11 +298,17 @@ def markdown(
     plan: Plan, runs: list[dict[str, Any]], budgets: dict[str, Any] | None, command: str, compared: Sequence[dict[str, Any]] = ()
 ) -> str:
     """The report; ``compared``: predicted runs of another report, for the reach table."""
+    head = ["# Predicted search vs measure-everything on the CPU (issue 48 item 4)", "", "    " + command, ""]
+    lines = [*head, *(comparison(plan, runs, compared) if runs else []), *shortlist_table(runs, budgets)]
+    for r in runs:
+        if r.get("notes"):
+            lines += ["", f"Seed {r['seed']}, {r['strategy']}: what the search said between rounds", "", *("    " + n for n in r["notes"])]
+    return "\n".join(lines + budgets_section(plan, budgets))
+
+
+def comparison(plan: Plan, runs: list[dict[str, Any]], compared: Sequence[dict[str, Any]]) -> list[str]:
+    """The strategy comparison: hypervolume at each checkpoint, from the start and after setup."""
     lines = [
-        "# Predicted search vs measure-everything on the CPU (issue 48 item 4)",
-        "",
-        "    " + command,
-        "",
         f"Space {plan.space}, proxy macs, budget {plan.budget}; hypervolume of the measured feasible front on "
         "(proxy / the preset's proxy, throughput / budget), reference point (0, 1), Optuna's exact 2-D hypervolume.",
         "",
@@ -319,7 +331,12 @@ def markdown(
         cells = [f"{c['hypervolume']:.3f} ({c['measured']})" for c in r["after_setup"]]
         lines.append(f"| {r['seed']} | {r['strategy']} | {r['setup_s']:.0f} | " + " | ".join(cells) + " |")
     lines += median_rows(runs, "after_setup", 1)
-    lines += ["", *reach_lines([*runs, *compared])]
+    return [*lines, "", *reach_lines([*runs, *compared])]
+
+
+def shortlist_table(runs: list[dict[str, Any]], budgets: dict[str, Any] | None) -> list[str]:
+    """The predictor's error on what each round shortlisted, per run and per budget."""
+    lines: list[str] = []
     errors = [(f"seed {r['seed']}", e) for r in runs for e in r.get("shortlist_errors", [])]
     errors += [(f"budget {b}", e) for b, f in (budgets or {}).get("fronts", {}).items() for e in f.get("shortlist_errors", [])]
     if errors:
@@ -335,24 +352,33 @@ def markdown(
             f"| {who} | {e['round']} | {e['n']} | {100 * e['within_10']:.0f} % | {100 * e['median_error']:+.1f} % | {100 * e['inside_interval']:.0f} % |"
             for who, e in errors
         ]
-    for r in runs:
-        if r.get("notes"):
-            lines += ["", f"Seed {r['seed']}, {r['strategy']}: what the search said between rounds", "", *("    " + n for n in r["notes"])]
+    return lines
+
+
+def budgets_section(plan: Plan, budgets: dict[str, Any] | None) -> list[str]:
+    """The several-budgets run: time to all fronts, each front against its preset, its
+    hypervolume at each checkpoint (from the run's start), what the search said."""
+    lines = ["", f"## {len(plan.budgets)} budgets from one calibration", ""]
     if budgets is None:
-        return "\n".join([*lines, "", f"## {len(plan.budgets)} budgets from one calibration", "", "Not run (yet)."])
-    lines += ["", f"## {len(plan.budgets)} budgets from one calibration", "", f"    {budgets['command']}", ""]
+        return [*lines, "Not run (yet)."]
+    lines += [f"    {budgets['command']}", ""]
     lines.append(f"Time to all fronts: {budgets['seconds']:.0f} s ({budgets['calibration_measured']} calibration measurements).")
+    marks = [c["minutes"] for c in next(iter(budgets["fronts"].values())).get("checkpoints", [])]
     lines += [
         "",
-        "| budget | front | measured | best proxy | preset's proxy | front points above the preset | HV |",
-        "|---|---|---|---|---|---|---|",
+        "| budget | img/s | front | measured | best proxy | preset's proxy | front points above the preset | HV |"
+        + "".join(f" HV @ {m:g} min |" for m in marks),
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(marks),
     ]
     for b, f in budgets["fronts"].items():
         best = f"{f['best_proxy']:.4g}" if f["best_proxy"] is not None else "-"
         hv = f"{f['hypervolume']:.3f}" if "hypervolume" in f else "-"
-        lines.append(f"| {b} | {f['front']} | {f['measured']} | {best} | {f['preset_proxy']:.4g} | {f['dominating_preset']} | {hv} |")
-    lines += ["", "What the search said between rounds:", "", *("    " + n for n in budgets.get("notes", []))]
-    return "\n".join(lines)
+        img_s = f"{f['budget_img_s']:.1f}" if "budget_img_s" in f else "-"
+        at = "".join(f" {c['hypervolume']:.3f} ({c['measured']}) |" for c in f.get("checkpoints", []))
+        lines.append(
+            f"| {b} | {img_s} | {f['front']} | {f['measured']} | {best} | {f['preset_proxy']:.4g} | {f['dominating_preset']} | {hv} |{at}"
+        )
+    return [*lines, "", "What the search said between rounds:", "", *("    " + n for n in budgets.get("notes", []))]
 
 
 def rewrite(rec: dict[str, Any], plan: Plan, work: Path | None, img_size: int, classes: int) -> None:
@@ -370,7 +396,8 @@ def rewrite(rec: dict[str, Any], plan: Plan, work: Path | None, img_size: int, c
             row["start"] = first - row["setup_s"]
         row |= trajectory(storage, "s", row["start"], plan, acc_ref)
     if rec.get("four_budgets"):
-        rec["four_budgets"]["fronts"] = budget_fronts(plan, f"sqlite:///{work / 'budgets.db'}", img_size, classes)
+        b = rec["four_budgets"]
+        b["fronts"] = budget_fronts(plan, f"sqlite:///{work / 'budgets.db'}", img_size, classes, b.get("start"))
 
 
 def sizes(plan: Plan) -> tuple[int, int]:

@@ -323,8 +323,9 @@ def _target(index: int, opts: dict, bench, device, options, stored: dict | None,
         stored = stored["targets"][index]
     anchor = _anchor(opts, options, stored)
     budget = study_budget(
-        opts["budget"], space, opts["device"], bench, options, device, anchor=anchor, reanchor=opts["reanchor"], target=index
-    )
+        opts["budget"], space, opts["device"], bench, options, device, anchor=anchor, reanchor=opts["reanchor"], target=index,
+        scale=opts.get("scale"),
+    )  # fmt: skip
     paired = opts["paired"] or anchor is not None or _paired_by_default(opts, stored)
     return TargetProblem(opts["device"], budget.images_per_s, bench, budget.spec, budget.reference, paired, anchor, opts.get("spec", ""))
 

@@ -106,6 +106,7 @@ def _budget_runs(opts: dict[str, Any]) -> tuple[list, Any]:
     (lazy) that measured the budgets' presets, which the search goes on with."""
     from effvit_nas.cli.search import _problem, _run_options, _set_metric
     from effvit_nas.measure.actor import LazyWorker
+    from effvit_nas.measure.settings import DEFAULT_ANCHOR
     from effvit_nas.predict.specialise import BudgetRun
 
     budgets = split_budgets(opts)
@@ -113,7 +114,8 @@ def _budget_runs(opts: dict[str, Any]) -> tuple[list, Any]:
     device = LazyWorker(opts["device"], bench_settings(opts["device"], opts))  # one actor for every budget's preset
     for b in budgets:
         name = opts["study_name"] and (f"{opts['study_name']}-{b}" if len(budgets) > 1 else opts["study_name"])
-        o = {**opts, "budget": b, "study_name": name}
+        # every budget on the calibration's scale: the search pools their figures in one refit
+        o = {**opts, "budget": b, "study_name": name, "scale": DEFAULT_ANCHOR}
         _set_metric(o)
         metrics.add(o["metric"])
         if len(metrics) > 1:
@@ -139,6 +141,13 @@ def _target(opts: dict[str, Any], run, space, quiet: bool):
     bench, url = run.problem.bench, run.options.storage
     fp = check_local(opts["device"], bench)
     found = PredictorStore(url).find(fp["id"], bench.key(), bench.metric, space.name)
+    scale = f"{DEFAULT_ANCHOR}@{max(space.img_sizes)}px"  # what the budgets' figures are anchored to
+    if found and found[0].get("anchor") != scale:
+        had = f"anchored to {found[0]['anchor']}" if found[0].get("anchor") else "plain (not anchored)"
+        raise UserError(
+            f"the efficiency profile stored in {url} for this target has figures {had}, and the predicted search "
+            f"measures on {DEFAULT_ANCHOR}'s scale: run `effvit-nas profile --space {space.name} --anchor {DEFAULT_ANCHOR}` first"
+        )
     if found:
         if not quiet:
             click.echo(f"efficiency predictor: the profile fitted {found[0]['fitted_at']} in {url}")

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from effvit_nas.arch.config import PRESETS, ArchConfig
 from effvit_nas.errors import SettingError
 from effvit_nas.measure.actor import LazyWorker, check_local, check_on_worker
-from effvit_nas.measure.anchor import anchor_figure
+from effvit_nas.measure.anchor import anchor_figure, measure_anchored
 from effvit_nas.measure.settings import BenchSettings, Measurement
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.search.options import RunOptions
@@ -175,6 +175,7 @@ def study_budget(
     anchor: str | None = None,
     reanchor: bool = False,
     target: int = 0,
+    scale: str | None = None,
 ) -> Budget:
     """The budget ``text`` (with ``anchor``, for an absolute one) means for the study
     ``options`` name: its stored figure when the study exists with the same budget, else
@@ -182,7 +183,12 @@ def study_budget(
     figure `bench` keeps too (:func:`~effvit_nas.measure.anchor.anchor_figure`, measured
     until its runs agree the first time; ``reanchor`` measures it again).
     ``worker``: returns the device actor to use (default: one started for this call).
-    ``target``: which of a study's targets the budget is (the first is the study's own)."""
+    ``target``: which of a study's targets the budget is (the first is the study's own).
+    ``scale``: a preset whose scale a relative budget's preset is put on: its figure anchored
+    to that preset (as `bench --anchor`) instead of its own anchor figure. Studies that share
+    measurements (the predicted strategy's budgets and its calibration) need one scale: two
+    presets' own anchor figures, each measured alone, can disagree with their ratio by a third
+    on a noisy machine (results/specialise_cpu_budgets.md)."""
 
     stored = _stored_budget(stored_problem(options), target)
 
@@ -191,6 +197,9 @@ def study_budget(
         actor = worker or LazyWorker(device, bench, options.ray_address)  # one actor for all runs
         local = options.ray_address is None and worker is None
         device_id = (check_local(device, bench) if local else check_on_worker(actor(), bench))["id"]
+        on = reference_config(scale, config.img_size, config.num_classes) if scale else None
+        if on is not None and on.short_hash() != config.short_hash():
+            return measure_anchored([config], on, device, bench, store, reanchor=reanchor, worker=actor())[1][0]
         # the preset's stored figure on this device, backend and protocol (bench's anchor too)
         return anchor_figure(config, device_id, bench, store, actor, reanchor)
 

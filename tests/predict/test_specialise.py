@@ -59,6 +59,11 @@ def test_predicted_search_two_budgets_from_one_calibration_then_profile_and_pred
     ((device_id, key),) = _predictor_keys(url)
     (record,) = PredictorStore(url).find(device_id, key, "throughput", "tiny")
     assert record["refit"]["from_searches"] >= 2  # refitted on the studies' measurements
+    # one scale for every budget and the calibration: M1's budget is M1's figure anchored to M0,
+    # the very figure the calibration fitted on (not M1's own anchor figure, measured apart)
+    calibrated = dict(zip(record["calibration"]["labels"], record["calibration"]["throughput"], strict=True))
+    m1 = optuna.load_study(study_name="t-M1", storage=url).user_attrs["effvit"]
+    assert m1["budget_reference"] == pytest.approx(calibrated["M1"], rel=1e-9) and m1["budget_spec"] == "1xM1"
 
     # `profile` of the same target and protocol: the search's calibration set (seed 0, 2 sampled)
     # is stored, so only the noise ceiling's repeat is timed
@@ -82,6 +87,11 @@ def test_predicted_search_two_budgets_from_one_calibration_then_profile_and_pred
     assert all(abs(r["throughput"] / measured[r["name"]] - 1) < 0.5 for r in rows)
     other = run_main(capsys, "predict", "M0", "--storage", url)  # another protocol (default timings): no profile
     assert other.returncode == 2 and "effvit-nas profile" in other.stderr
+
+    # a profile on another scale (`profile --anchor none`) is refused, not mixed with anchored figures
+    PredictorStore(url).put(device_id, key, "throughput", "tiny", {**profile, "anchor": None})
+    r = run_main(capsys, *args, "--calibration-archs", "2", *TINY_SEARCH, "--storage", url)
+    assert r.returncode == 2 and "plain (not anchored)" in r.stderr and "--anchor M0" in r.stderr
 
 
 def _predictor_keys(url):
