@@ -40,8 +40,9 @@ def built_pair(settings: BenchSettings, candidate: str, anchor: str, timings: in
         return [time_pair(c, a, settings, sync, timer, cpu).estimate()[0] for _ in range(timings)]
 
 
-def entry(backend: str, candidate: str, anchor: str, builds: int, timings: int) -> dict[str, Any]:
-    settings = BenchSettings(batch=1, backend=backend, metric="latency")
+def entry(backend: str, candidate: str, anchor: str, builds: int, timings: int, turns: dict[str, Any]) -> dict[str, Any]:
+    """``turns``: ratio-mode settings other than the default (``pair_iters``, ``pair_settle_s``)."""
+    settings = BenchSettings(batch=1, backend=backend, metric="latency", **turns)
     ratios = [built_pair(settings, candidate, anchor, timings) for _ in range(builds)]
     means = [statistics.mean(r) for r in ratios]
     within = statistics.mean(cv(r) for r in ratios)
@@ -55,12 +56,15 @@ def main() -> None:
     ap.add_argument("--anchor", default="M0")
     ap.add_argument("--builds", type=int, default=5)
     ap.add_argument("--timings", type=int, default=4)
+    ap.add_argument("--pair-iters", type=int, default=None, help="timed iterations per turn [default: bench's]")
+    ap.add_argument("--pair-settle", type=float, default=None, help="untimed seconds at each turn's start [default: bench's]")
     ap.add_argument("--out", type=Path, default=Path("results/build_spread_cpu"))
     args = ap.parse_args()
+    turns = {k: v for k, v in (("pair_iters", args.pair_iters), ("pair_settle_s", args.pair_settle)) if v is not None}
     command = "uv run python benchmarks/build_spread.py " + shlex.join(sys.argv[1:])
     rows = {}
     for b in backends_arg(ap, args.backends):
-        rows[b] = entry(b, args.candidate, args.anchor, args.builds, args.timings)
+        rows[b] = entry(b, args.candidate, args.anchor, args.builds, args.timings, turns)
         print(
             b, f"within a build {rows[b]['cv_within_build_pct']:.2f} %, between builds {rows[b]['cv_between_builds_pct']:.2f} %", flush=True
         )
@@ -70,7 +74,7 @@ def main() -> None:
         f"    {command}",
         "",
         f"{args.builds} builds of each model in one process, each built pair timed {args.timings} times in ratio mode "
-        "(default settled turns).",
+        f"({'turns: ' + str(turns) if turns else 'default settled turns'}).",
         "",
         "| backend | CV of one build's timings (mean over builds) | CV of the builds' means | builds' means |",
         "|---|---|---|---|",
