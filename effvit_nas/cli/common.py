@@ -190,9 +190,9 @@ def bench_options(f):
         click.option(
             "--pair-iters",
             type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            help="Ratio mode (--relative-to, search --paired): timed iterations of each model per turn, at least (more after a longer settling).",
+            default=None,
+            help="Ratio mode (--relative-to, search --paired): timed iterations of each model per turn, at least (more after a longer "
+            "settling) [default: 4 for openvino at batch-1 latency, else 1].",
         ),
         click.option(
             "--pair-settle",

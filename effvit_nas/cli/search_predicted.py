@@ -69,6 +69,8 @@ def search_predicted(opts: dict[str, Any]) -> None:
     for flag in ("train_top", "halving", "ray_address"):
         if opts[flag]:
             raise UserError(f"--{flag.replace('_', '-')} is not supported with --strategy predicted yet")
+    if opts["no_anchor"]:  # plain figures beside the calibration's anchored ones would be two scales in one refit
+        raise UserError("--no-anchor is not supported with --strategy predicted: its figures are anchored to its calibration's M0")
     _check_proxy(opts["proxy_name"])
     runs, device = _budget_runs(opts)
     space = load_space(runs[0].problem.space)
@@ -112,10 +114,11 @@ def _budget_runs(opts: dict[str, Any]) -> tuple[list, Any]:
     budgets = split_budgets(opts)
     runs, metrics = [], set()
     device = LazyWorker(opts["device"], bench_settings(opts["device"], opts))  # one actor for every budget's preset
-    for b in budgets:
+    for i, b in enumerate(budgets):
         name = opts["study_name"] and (f"{opts['study_name']}-{b}" if len(budgets) > 1 else opts["study_name"])
-        # every budget on the calibration's scale: the search pools their figures in one refit
-        o = {**opts, "budget": b, "study_name": name, "scale": DEFAULT_ANCHOR}
+        # every budget on the calibration's scale (the search pools their figures in one refit),
+        # whose anchor --reanchor measures once, not once per budget
+        o = {**opts, "budget": b, "study_name": name, "scale": DEFAULT_ANCHOR, "reanchor": opts["reanchor"] and not i}
         _set_metric(o)
         metrics.add(o["metric"])
         if len(metrics) > 1:

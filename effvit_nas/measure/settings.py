@@ -21,6 +21,11 @@ CPU_BATCH, GPU_BATCH = 16, 2048  # the paper's settings
 # the preset anchored figures are scaled by unless another is named (at the configs' or the
 # space's resolution): the smallest, so an anchor's turns cost least
 DEFAULT_ANCHOR = "M0"
+# timed iterations per ratio-mode turn where 1 is not enough, by (backend, metric): OpenVINO's
+# batch-1 latency repeated at 3.7-3.9 % over 10 fresh processes with 1 and within 1.4-1.6 % with
+# 4 (each switch between two compiled models costs it more than other runtimes;
+# results/runtime_repeatability.md, results/build_spread_cpu.md)
+PAIR_ITERS = {("openvino", "latency"): 4}
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,10 @@ class BenchSettings:
         ci_target: stop timing when the 95 % interval of the median window is within this
             fraction of it (default 0.01, i.e. ±1 %); 0 always times ``measure_s``.
         pair_iters: ratio mode only: timed iterations of each model per turn, at least (default
-            1; more where ``pair_settle_s`` settles more; the two models alternate in short
-            turns, so drift of the machine's speed cancels in each pair's ratio). ``window_s``
+            1; :meth:`for_device`, which the CLI uses, takes the backend's own from
+            :data:`PAIR_ITERS`: 4 for OpenVINO latency; more where ``pair_settle_s`` settles
+            more; the two models alternate in short turns, so drift of the machine's speed
+            cancels in each pair's ratio). ``window_s``
             does not apply to ratio mode.
         pair_settle_s: ratio mode only: each turn starts with untimed iterations of the
             incoming model lasting about this long (default 0.01 s; how many is decided in
@@ -115,14 +122,19 @@ class BenchSettings:
             raise SettingError("BenchSettings.ci_target", f"must be a fraction in [0, 1), got {self.ci_target}")
 
     @classmethod
-    def for_device(cls, device_kind: str, batch: int | None = None, precision: str | None = None, **kw: Any) -> BenchSettings:
-        """The paper's defaults for ``device_kind`` (``cpu``/``cuda``) unless overridden."""
+    def for_device(
+        cls, device_kind: str, batch: int | None = None, precision: str | None = None, pair_iters: int | None = None, **kw: Any
+    ) -> BenchSettings:
+        """The paper's defaults for ``device_kind`` (``cpu``/``cuda``) unless overridden, and
+        the backend's own ``pair_iters`` (:data:`PAIR_ITERS`, else 1) unless given."""
         gpu = device_kind == "cuda"
+        if pair_iters is None:
+            pair_iters = PAIR_ITERS.get((kw.get("backend", "trace"), kw.get("metric", "throughput")), 1)
         if batch is None:
             batch = 1 if kw.get("metric") == "latency" else GPU_BATCH if gpu else CPU_BATCH
         if precision is None:
             precision = "fp16" if gpu else "fp32"
-        return cls(batch=batch, precision=precision, **kw)
+        return cls(batch=batch, precision=precision, pair_iters=pair_iters, **kw)
 
     @classmethod
     def from_stored(cls, fields: dict[str, Any]) -> BenchSettings:

@@ -110,6 +110,17 @@ def test_the_store_key_names_backend_and_runtime_version():
     assert BenchSettings(batch=16, pair_settle_s=0.0).key() != trace.key()
 
 
+def test_openvino_latency_times_four_iterations_per_turn_by_default():
+    """OpenVINO's batch-1 latency repeats within 2 % only with 4 iterations per ratio-mode turn
+    (results/runtime_repeatability.md); every other backend and metric keeps 1, and a given
+    count always wins. The default is part of the protocol, so of the store key."""
+    ov = BenchSettings.for_device("cpu", backend="openvino", metric="latency")
+    assert ov.pair_iters == 4 and BenchSettings.for_device("cpu", backend="openvino").pair_iters == 1
+    assert BenchSettings.for_device("cpu", backend="trace", metric="latency").pair_iters == 1
+    assert BenchSettings.for_device("cpu", backend="openvino", metric="latency", pair_iters=2).pair_iters == 2
+    assert ov.key() != BenchSettings.for_device("cpu", backend="openvino", metric="latency", pair_iters=1).key()
+
+
 def test_latency_needs_batch_one():
     from effvit_nas.errors import SettingError
 

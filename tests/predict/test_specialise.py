@@ -17,6 +17,7 @@ from tests.support import TINY_SEARCH, run_main
         (["--budget", "M0,M1"], "needs --strategy predicted"),
         (["--budget", "M0,,M1", "--strategy", "predicted"], "distinct budgets"),
         (["--budget", "M0", "--strategy", "predicted", "--proxy", "naswot"], "supports --proxy macs or params"),
+        (["--budget", "M0", "--strategy", "predicted", "--no-anchor"], "--no-anchor is not supported"),
     ],
 )
 def test_bad_input_is_one_line(capsys, tmp_path, args, says):
