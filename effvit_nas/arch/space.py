@@ -283,6 +283,7 @@ class SearchSpace:
         n = data.get("stages", 3)
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"stages: expected a positive integer, got {n!r}")
+        check_max("stages", n, MAX_STAGES)  # before per-stage choices are repeated n times
         fields: dict[str, Any] = {}
         for key, (_, typ, default) in STAGE_KNOBS.items():
             fields[key] = _per_stage_choices(key, data.get(key, list(default)), n, typ)
