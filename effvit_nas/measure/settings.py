@@ -129,7 +129,7 @@ class BenchSettings:
         the backend's own ``pair_iters`` (:data:`PAIR_ITERS`, else 1) unless given."""
         gpu = device_kind == "cuda"
         if pair_iters is None:
-            pair_iters = PAIR_ITERS.get((kw.get("backend", "trace"), kw.get("metric", "throughput")), 1)
+            pair_iters = PAIR_ITERS.get((kw.get("backend", cls.backend), kw.get("metric", cls.metric)), 1)
         if batch is None:
             batch = 1 if kw.get("metric") == "latency" else GPU_BATCH if gpu else CPU_BATCH
         if precision is None:

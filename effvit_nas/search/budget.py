@@ -195,11 +195,11 @@ def study_budget(
     def measure(config: ArchConfig) -> Measurement:
         store = MeasurementStore(options.storage)
         actor = worker or LazyWorker(device, bench, options.ray_address)  # one actor for all runs
+        on = reference_config(scale, config.img_size, config.num_classes) if scale else None
+        if on is not None and on.short_hash() != config.short_hash():  # it checks the device itself
+            return measure_anchored([config], on, device, bench, store, reanchor=reanchor, worker=actor())[1][0]
         local = options.ray_address is None and worker is None
         device_id = (check_local(device, bench) if local else check_on_worker(actor(), bench))["id"]
-        on = reference_config(scale, config.img_size, config.num_classes) if scale else None
-        if on is not None and on.short_hash() != config.short_hash():
-            return measure_anchored([config], on, device, bench, store, reanchor=reanchor, worker=actor())[1][0]
         # the preset's stored figure on this device, backend and protocol (bench's anchor too)
         return anchor_figure(config, device_id, bench, store, actor, reanchor)
 
