@@ -95,10 +95,35 @@ SMALL_STUDY_BUDGET = "0.3xM0"
 
 
 @pytest.fixture(scope="session")
-def small_study(tmp_path_factory, local_ray):
+def small_study(tmp_path_factory, request):
     """A finished 8-trial search in the tiny space, shared by the report/export/training tests:
     (storage URL, study name). Its budget is 0.3x M0 measured in the same run (tiny-space
-    models run 1-3x M0's speed), never a fixed figure a slower machine could miss."""
+    models run 1-3x M0's speed), never a fixed figure a slower machine could miss. Searched
+    once per suite run: the first pytest-xdist worker that needs it searches while holding a
+    lock, and each worker gets its own copy (some tests write to the study)."""
+    import fcntl
+    import os
+    import sqlite3
+    from contextlib import closing
+
+    mine = tmp_path_factory.mktemp("study") / "s.db"
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: nothing to share
+        _search_small_study(f"sqlite:///{mine}", request.getfixturevalue("local_ray"))
+        return f"sqlite:///{mine}", "small"
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, the same for every worker
+    searched, done = shared / "small_study.db", shared / "small_study.done"
+    with open(shared / "small_study.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            searched.unlink(missing_ok=True)  # a worker that failed half-way
+            _search_small_study(f"sqlite:///{searched}", request.getfixturevalue("local_ray"))
+            done.touch()
+    with closing(sqlite3.connect(searched)) as src, closing(sqlite3.connect(mine)) as dst:
+        src.backup(dst)  # the database as committed, whatever journal it keeps
+    return f"sqlite:///{mine}", "small"
+
+
+def _search_small_study(url: str, _ray) -> None:
     from effvit_nas.arch.space import load_space
     from effvit_nas.data import DataConfig
     from effvit_nas.measure.actor import LazyWorker
@@ -108,7 +133,6 @@ def small_study(tmp_path_factory, local_ray):
     from effvit_nas.search.options import RunOptions
     from effvit_nas.search.problem import SearchProblem
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('study')}/s.db"
     bench = BenchSettings(batch=16, **FAST_BENCH)
     options = RunOptions(study="small", storage=url, trials=8, sampler="random", heartbeat_s=1, workers=2)  # proxies as parallel Ray tasks
     device = LazyWorker("cpu", bench)  # one device actor for the budget and the search, as the CLI
@@ -126,4 +150,3 @@ def small_study(tmp_path_factory, local_ray):
     summary = run_search(problem, options)
     device.release()
     assert summary.complete == 8
-    return url, "small"

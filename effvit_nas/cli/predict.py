@@ -8,6 +8,7 @@ import click
 from effvit_nas.arch.config import MAX_IMG_SIZE, PRESETS
 from effvit_nas.cli.common import SEED, SPACE_HELP, STORAGE_HELP, bench_options, bench_settings, print_json, setting_flags
 from effvit_nas.errors import UserError
+from effvit_nas.predict.features import FEATURE_SETS
 
 DEVICE_HELP = "cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...)."
 
@@ -33,7 +34,7 @@ DEVICE_HELP = "cpu, cuda, cuda:N, auto, or a GPU name (v100, a100, h100, ...)."
     "--feature-set",
     default="best",
     show_default=True,
-    help="Features of the fit (op-types, op-types-stages, stage-costs, stage-params, cost-terms), or best: the set with the most "
+    help=f"Features of the fit ({', '.join(FEATURE_SETS)}), or best: the set with the most "
     "held-out architectures within ±10 % on this calibration. The others' held-out figures are printed beside.",
 )
 @click.option("--storage", default=None, help=STORAGE_HELP + " Holds the measurements and the fitted predictor.")

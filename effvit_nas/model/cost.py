@@ -36,7 +36,8 @@ class OpCost:
     (the two matmuls and the softmax of one cascaded group attention, all heads and windows);
     ``activations``: elements read and written (input + output; for attention the Q/K/V reads,
     the attention maps and the output); ``calls``: kernels dispatched one after another (1 for a
-    conv or linear; 3 per head for attention, whose heads run in sequence).
+    conv or linear; 3 per head for attention, whose heads run in sequence); ``taps``: a conv's
+    kernel positions (kh x kw; 0 for the rest), each one pass of the kernel over the map.
     """
 
     name: str
@@ -45,6 +46,7 @@ class OpCost:
     params: int
     activations: int
     calls: int
+    taps: int = 0
 
 
 @torch.no_grad()
@@ -58,7 +60,8 @@ def op_costs(model: nn.Module, img_size: int, in_chans: int = 3) -> list[OpCost]
         kh, kw = m.kernel_size
         kind = "dwconv" if m.groups > 1 else "conv"
         params = m.weight.numel()
-        ops.append(OpCost(names[m], kind, out.numel() * (m.in_channels // m.groups) * kh * kw, params, inp[0].numel() + out.numel(), 1))
+        macs = out.numel() * (m.in_channels // m.groups) * kh * kw
+        ops.append(OpCost(names[m], kind, macs, params, inp[0].numel() + out.numel(), 1, kh * kw))
 
     def linear_hook(m: nn.Linear, inp: tuple[torch.Tensor], out: torch.Tensor) -> None:
         ops.append(OpCost(names[m], "linear", out.numel() * m.in_features, m.weight.numel(), inp[0].numel() + out.numel(), 1))

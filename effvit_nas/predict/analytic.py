@@ -35,8 +35,10 @@ class _Tally:
         if self.stage:
             self.add(f"params_{self.stage}", n)
 
-    def op(self, kind: str, macs: int, activations: int, calls: int = 1) -> None:
+    def op(self, kind: str, macs: int, activations: int, calls: int = 1, taps: int = 0) -> None:
         self.add("macs", macs)
+        if kind == "dwconv":
+            self.add("dw_taps", taps)
         self.add(f"macs_{kind}", macs)
         self.add("activations", activations)
         self.add("calls", calls)
@@ -48,7 +50,7 @@ class _Tally:
         """A ConvNorm on ``windows`` maps of ``side``; returns the output side."""
         out_side = (side + 2 * (k // 2) - k) // stride + 1
         out = windows * c_out * out_side**2
-        self.op("dwconv" if groups > 1 else "conv", out * (c_in // groups) * k * k, windows * c_in * side**2 + out)
+        self.op("dwconv" if groups > 1 else "conv", out * (c_in // groups) * k * k, windows * c_in * side**2 + out, taps=k * k)
         self.params(c_out * (c_in // groups) * k * k + 2 * c_out)
         return out_side
 
@@ -113,6 +115,6 @@ def analytic_features(config: ArchConfig) -> dict[str, float]:
     w, classes = config.widths[-1], config.num_classes
     t.op("linear", classes * w, w + classes)
     t.params(2 * w + w * classes + classes)
-    f = {"const": 1.0, **{f"macs_{kind}": 0.0 for kind in KINDS}, **t.f}
+    f = {"const": 1.0, "dw_taps": 0.0, **{f"macs_{kind}": 0.0 for kind in KINDS}, **t.f}
     f["head_calls"] = float(sum(d * h for d, h in zip(config.depths, config.heads, strict=True)))
     return f

@@ -12,7 +12,10 @@ than a formula that could drift from it:
 * ``activations``: elements read and written, the traffic small late-stage ops wait on;
 * ``params``: weights, read once per batch;
 * ``calls``: kernels dispatched one after another (attention heads run in sequence), each
-  with a fixed overhead whatever its size.
+  with a fixed overhead whatever its size;
+* ``dw_taps``: kernel positions of the depthwise calls (9 for a 3x3, 49 for a 7x7): a
+  depthwise kernel passes over the map once per position, and on the few channels and tiny
+  maps of the attention's Q convs each pass costs a fixed overhead that their MACs miss.
 
 A feature set is a named choice of these columns (plus a constant for the stem, mergings and
 classifier common to every architecture); ``cost-terms`` is the search's feasibility model's.
@@ -21,11 +24,13 @@ classifier common to every architecture); ``cost-terms`` is the search's feasibi
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.errors import SettingError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KINDS = ("conv", "dwconv", "attention", "linear")
 
@@ -44,6 +49,10 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     # one of a late stage, used on a few tokens only, costs more than one of the first stage's
     # (results/predictor_profiles_cpu.md, "Weights per stage")
     "stage-params": (*_STAGE_COSTS, "params_s0", "params_s1", "params_s2"),
+    # op-types and stage-params with a cost per depthwise kernel position: without it the
+    # throughput predictor was optimistic on large Q kernels (results/predictor_unseen_taps_cpu.md)
+    "op-types-taps": ("const", "macs_conv", "macs_dwconv", "macs_attention", "activations", "params", "calls", "dw_taps"),
+    "stage-params-taps": (*_STAGE_COSTS, "params_s0", "params_s1", "params_s2", "dw_taps"),
 }
 # `profile`'s default: of every set, the one with the most held-out architectures within ±10 %
 # (then the best Spearman; ties to the earlier set) on the target's own calibration
@@ -68,6 +77,7 @@ def arch_features(config: ArchConfig) -> dict[str, float]:
     f["macs"] = float(sum(op.macs for op in ops))
     f["activations"] = float(sum(op.activations for op in ops))
     f["calls"] = float(sum(op.calls for op in ops))
+    f["dw_taps"] = float(sum(op.taps for op in ops if op.kind == "dwconv"))
     f["head_calls"] = float(sum(d * h for d, h in zip(config.depths, config.heads, strict=True)))
     for kind in KINDS:
         f[f"macs_{kind}"] = float(sum(op.macs for op in ops if op.kind == kind))
@@ -92,6 +102,8 @@ def feature_names(feature_set: str) -> tuple[str, ...]:
 
 def feature_matrix(features: Sequence[dict[str, float]], feature_set: str) -> np.ndarray:
     """Rows of ``features`` restricted to ``feature_set``'s columns, in its order."""
+    import numpy as np  # lazy: the CLI's help lists the sets without loading numpy
+
     names = feature_names(feature_set)
     missing = [n for n in names if n not in features[0]]
     if missing:

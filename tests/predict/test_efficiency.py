@@ -68,6 +68,18 @@ def test_held_out_figures_see_the_noise():
     assert noisy.within_10 < 0.8 and noisy.median_abs_error > quiet.median_abs_error
 
 
+def test_a_cost_per_depthwise_tap_needs_the_taps_feature():
+    # times with a fixed cost per depthwise kernel position (what large Q kernels cost on a CPU
+    # at batch 16): only the set that has the feature predicts them
+    coef = {"const": 1e-4, "macs_conv": 2e-11, "macs_dwconv": 4e-10, "calls": 2e-6, "dw_taps": 4e-7}
+    feats, thr = _synthetic(40, coef, 0.005, 5)
+    assert min(f["dw_taps"] for f in feats) > 0
+    without = fit_efficiency(feats, thr, "op-types")[1]
+    taps, held = fit_efficiency(feats, thr, "op-types-taps")
+    assert held.median_abs_error < without.median_abs_error / 2
+    assert taps.terms()["dw_taps"] == pytest.approx(coef["dw_taps"], rel=0.25)
+
+
 def test_every_feature_set_fits():
     feats, thr = _synthetic(20, {"const": 1e-4, "macs": 3e-11}, 0.02, 3)
     for name in FEATURE_SETS:
