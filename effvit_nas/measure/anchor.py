@@ -19,6 +19,7 @@ from typing import Any
 
 from effvit_nas.arch.config import ArchConfig, preset_name
 from effvit_nas.measure.actor import LazyWorker, check_local, check_on_worker, paired_key, paired_measurement
+from effvit_nas.measure.devices import DeviceError
 from effvit_nas.measure.settings import BenchSettings, Measurement
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.runtime import import_ray
@@ -89,7 +90,17 @@ def anchor_figure(
     a = None if reanchor else store.get(anchor.short_hash(), device_id, anchor_key(settings))
     if a is not None:
         return a
-    a, how = agreeing_runs(lambda: ray.get(actor().measure.remote(anchor.to_dict(), asdict(settings))))
+
+    def once() -> Measurement:
+        m = ray.get(actor().measure.remote(anchor.to_dict(), asdict(settings)))
+        if m.device["id"] != device_id:  # stored under the actor's id, it would never be found again
+            raise DeviceError(
+                f"the device actor measures as device {m.device['id']} ({m.device.get('usable_cores')} usable cores) but this "
+                f"process is {device_id}: start them with the same CPU affinity (taskset) and torch"
+            )
+        return m
+
+    a, how = agreeing_runs(once)
     store.put(replace(a, note="; ".join(n for n in (_PREFIX + how, a.note) if n)), anchor_key(settings))
     # as read back: the scale in the figures' key must be the one later runs read (a database
     # may keep fewer digits than Python's float)

@@ -257,3 +257,30 @@ def test_an_anchor_is_kept_once_its_runs_agree(figures, kept, agree):
     m, how = agreeing_runs(once)
     assert m.throughput == kept and not queue  # measured no more runs than it needed
     assert ("agreeing within" in how) is agree and (f"median of {len(figures)} measurements" in how) is not agree
+
+
+@pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="needs two usable cores to narrow one process to one")
+def test_an_anchor_measured_by_an_actor_with_another_affinity_is_refused_in_one_line(tmp_path, local_ray):
+    """A device actor started with other usable cores than this process has another device
+    fingerprint: the anchor it measures would be stored where this process never finds it (it
+    raised 'cannot be read back' with a traceback, once, after a watchdog re-pinned processes)."""
+    import os
+
+    from effvit_nas.measure.actor import LazyWorker, check_local
+    from effvit_nas.measure.anchor import anchor_figure
+    from effvit_nas.measure.devices import DeviceError
+    from effvit_nas.measure.store import MeasurementStore
+
+    settings = BenchSettings(batch=1, **FAST_BENCH)
+    worker = LazyWorker("cpu", settings)
+    worker()  # the actor starts with this process's cores
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        here = check_local("cpu", settings)["id"]
+    finally:
+        os.sched_setaffinity(0, cores)
+    store = MeasurementStore(f"sqlite:///{tmp_path / 's.db'}")
+    with pytest.raises(DeviceError, match=f"but this process is {here}: start them with the same CPU affinity"):
+        anchor_figure(TINY, here, settings, store, worker)
+    worker.release()
