@@ -34,11 +34,13 @@ if TYPE_CHECKING:
 
 KINDS = ("conv", "dwconv", "attention", "linear")
 
+_OP_TYPES = ("const", "macs_conv", "macs_dwconv", "macs_attention", "activations", "params", "calls")
 _STAGE_COSTS = ("const", "params", "calls", "macs", "macs_s1", "macs_s2", "act_s0", "act_s1", "act_s2")
+_STAGE_PARAMS = (*_STAGE_COSTS, "params_s0", "params_s1", "params_s2")
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     # the feasibility screen's terms (effvit_nas.measure.throughput_model.features)
     "cost-terms": ("const", "macs", "params", "head_calls"),
-    "op-types": ("const", "macs_conv", "macs_dwconv", "macs_attention", "activations", "params", "calls"),
+    "op-types": _OP_TYPES,
     # op-types with the traffic split by stage: late stages' tiny maps are memory-bound
     "op-types-stages": ("const", "macs_conv", "macs_dwconv", "macs_attention", "params", "calls", "act_s0", "act_s1", "act_s2"),
     # every MAC's cost plus a surcharge per MAC of the later stages, and traffic per stage: at
@@ -48,11 +50,11 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     # stage-costs with the weights per stage: at batch 1 each weight is read once per image, and
     # one of a late stage, used on a few tokens only, costs more than one of the first stage's
     # (results/predictor_profiles_cpu.md, "Weights per stage")
-    "stage-params": (*_STAGE_COSTS, "params_s0", "params_s1", "params_s2"),
+    "stage-params": _STAGE_PARAMS,
     # op-types and stage-params with a cost per depthwise kernel position: without it the
     # throughput predictor was optimistic on large Q kernels (results/predictor_unseen_taps_cpu.md)
-    "op-types-taps": ("const", "macs_conv", "macs_dwconv", "macs_attention", "activations", "params", "calls", "dw_taps"),
-    "stage-params-taps": (*_STAGE_COSTS, "params_s0", "params_s1", "params_s2", "dw_taps"),
+    "op-types-taps": (*_OP_TYPES, "dw_taps"),
+    "stage-params-taps": (*_STAGE_PARAMS, "dw_taps"),
 }
 # `profile`'s default: of every set, the one with the most held-out architectures within ±10 %
 # (then the best Spearman; ties to the earlier set) on the target's own calibration
