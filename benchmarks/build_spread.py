@@ -42,7 +42,7 @@ def built_pair(settings: BenchSettings, candidate: str, anchor: str, timings: in
 
 def entry(backend: str, candidate: str, anchor: str, builds: int, timings: int, turns: dict[str, Any]) -> dict[str, Any]:
     """``turns``: ratio-mode settings other than the default (``pair_iters``, ``pair_settle_s``)."""
-    settings = BenchSettings(batch=1, backend=backend, metric="latency", **turns)
+    settings = BenchSettings.for_device("cpu", backend=backend, metric="latency", **turns)  # bench's own defaults
     ratios = [built_pair(settings, candidate, anchor, timings) for _ in range(builds)]
     means = [statistics.mean(r) for r in ratios]
     within = statistics.mean(cv(r) for r in ratios)

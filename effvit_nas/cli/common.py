@@ -205,9 +205,9 @@ def bench_options(f):
         click.option(
             "--ci-target",
             type=float,
-            default=0.01,
-            show_default=True,
-            help="Stop timing once the 95 % interval of the figure is within this fraction of it (0: time the whole --duration).",
+            default=None,
+            help="Stop timing once the 95 % interval of the figure is within this fraction of it (0: time the whole --duration) "
+            "[default: 0 for executorch at batch-1 latency, else 0.01].",
         ),
         click.option(
             "--malloc",

@@ -141,7 +141,7 @@ def _printer(device: str, s, cfgs, line, as_json: bool, paired: bool = False):
             if paired
             else f"timed in {s.window_s:g} s windows"
         )
-        + f" until ±{100 * s.ci_target:g} % (95 % interval) or {s.measure_s:g} s"
+        + (f" until ±{100 * s.ci_target:g} % (95 % interval) or {s.measure_s:g} s" if s.ci_target > 0 else f" for {s.measure_s:g} s")
     )
     printed: list[bool] = []
 

@@ -121,6 +121,17 @@ def test_openvino_latency_times_four_iterations_per_turn_by_default():
     assert ov.key() != BenchSettings.for_device("cpu", backend="openvino", metric="latency", pair_iters=1).key()
 
 
+def test_executorch_latency_times_the_whole_duration_by_default():
+    """ExecuTorch's batch-1 ratio stopped early at ±1 % in one phase of the machine's speed, and
+    those early stops were its extreme figures (results/runtime_repeatability.md): it times the
+    whole --duration unless told otherwise; every other backend and metric keeps ±1 %."""
+    et = BenchSettings.for_device("cpu", backend="executorch", metric="latency")
+    assert et.ci_target == 0 and BenchSettings.for_device("cpu", backend="executorch").ci_target == 0.01
+    assert BenchSettings.for_device("cpu", backend="openvino", metric="latency").ci_target == 0.01
+    given = BenchSettings.for_device("cpu", backend="executorch", metric="latency", ci_target=0.02)
+    assert given.ci_target == 0.02 and given.key() != et.key()
+
+
 def test_latency_needs_batch_one():
     from effvit_nas.errors import SettingError
 
