@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks._report import backends_arg, write_report
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.settings import BenchSettings
@@ -48,7 +50,17 @@ def built_pair(settings: BenchSettings, candidate: str, anchor: str, timings: in
             record = time_pair(c, a, settings, sync, timer, cpu)
             seconds = time.perf_counter() - start  # the warm-up included
             early = seconds < settings.warmup_s + settings.measure_s
-            out.append({"ratio": record.estimate()[0], "pairs": len(record.candidate.windows), "seconds": seconds, "early": early})
+            ms = [1e3 * float(np.median(r.times())) for r in (record.candidate, record.reference)]
+            out.append(
+                {
+                    "ratio": record.estimate()[0],
+                    "pairs": len(record.candidate.windows),
+                    "seconds": seconds,
+                    "early": early,
+                    "candidate_ms": ms[0],
+                    "reference_ms": ms[1],
+                }
+            )
     return out
 
 
@@ -73,6 +85,26 @@ def entry(backend: str, candidate: str, anchor: str, builds: int, timings: int, 
         "cv_early_pct": cv(early),
         "cv_whole_duration_pct": cv(whole),
         "ci_target": settings.ci_target,
+        **_speed_dependence(flat),
+    }
+
+
+def _speed_dependence(timings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Does a timing's ratio follow the machine's speed (the anchor's ms)? And how much would
+    a slowdown that adds the same ms to both models move a figure made of the candidate's ms
+    minus the anchor's (in % of the candidate's ms), against one made of their ratio?"""
+    if len(timings) < 3:
+        return {}
+    ref = np.array([t["reference_ms"] for t in timings])
+    cand = np.array([t["candidate_ms"] for t in timings])
+    ratio = np.array([t["ratio"] for t in timings])
+    diff = cand - ref
+    return {
+        "pearson_ratio_vs_reference_ms": float(np.corrcoef(ratio, ref)[0, 1]),
+        "reference_ms_range": [float(ref.min()), float(ref.max())],
+        "difference_ms_range": [float(diff.min()), float(diff.max())],
+        "cv_difference_figure_pct": float(100 * diff.std(ddof=1) / cand.mean()),
+        "cv_ratio_pct": float(100 * ratio.std(ddof=1) / ratio.mean()),
     }
 
 
@@ -119,6 +151,16 @@ def main() -> None:
             f"| {r['early_stops']} of {args.builds * args.timings} (±{100 * r['ci_target']:g} %) | {_pct(r['cv_early_pct'])} "
             f"| {_pct(r['cv_whole_duration_pct'])} |"
         )
+    for b, r in rows.items():
+        if "pearson_ratio_vs_reference_ms" in r:
+            lines += [
+                "",
+                f"{b}: the ratio against {args.anchor}'s ms, Pearson {r['pearson_ratio_vs_reference_ms']:+.2f} over every timing; "
+                f"{args.anchor} {r['reference_ms_range'][0]:.2f}-{r['reference_ms_range'][1]:.2f} ms, "
+                f"{args.candidate} minus {args.anchor} {r['difference_ms_range'][0]:.3f}-{r['difference_ms_range'][1]:.3f} ms; "
+                f"CV of the ratio {r['cv_ratio_pct']:.2f} %, of the difference (in % of {args.candidate}'s ms) "
+                f"{r['cv_difference_figure_pct']:.2f} %.",
+            ]
     write_report(f"{args.out}.md", "\n".join(lines) + "\n", {"command": command, "rows": rows})
 
 

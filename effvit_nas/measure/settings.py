@@ -27,11 +27,11 @@ DEFAULT_ANCHOR = "M0"
 # results/runtime_repeatability.md, results/build_spread_cpu.md)
 PAIR_ITERS = {("openvino", "latency"): 4}
 CI_TARGET = 0.01
-# where stopping at CI_TARGET picks a phase of the machine, by (backend, metric): 0, the whole
-# --duration. ExecuTorch's batch-1 ratio moves with the VM's speed (M0 slows more than M1 on a
-# slow phase), and the pairs of one phase agree so well that the ±1 % interval was met after
-# 11-60 pairs: those early stops were the extreme timings of one build (CV 4.8 %, against
-# 1.2 % for timings of the whole 4 s; results/runtime_repeatability.md, "ExecuTorch")
+# where stopping at CI_TARGET picks one phase of the machine's speed, by (backend, metric): 0,
+# the whole --duration. ExecuTorch's batch-1 pairs of one phase agree so well that the ±1 %
+# interval was met after 8-60 pairs, and those early stops were one build's extreme timings
+# (CV 4.8 % and 3.6 %, against 1.2 % and 2.5 % timed whole; results/build_spread_cpu.md). Over
+# fresh processes it did not bring ExecuTorch within 2 % (results/runtime_repeatability.md).
 CI_TARGETS = {("executorch", "latency"): 0.0}
 
 
