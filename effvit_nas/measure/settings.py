@@ -29,9 +29,10 @@ PAIR_ITERS = {("openvino", "latency"): 4}
 CI_TARGET = 0.01
 # where stopping at CI_TARGET picks one phase of the machine's speed, by (backend, metric): 0,
 # the whole --duration. ExecuTorch's batch-1 pairs of one phase agree so well that the ±1 %
-# interval was met after 8-60 pairs, and those early stops were one build's extreme timings
-# (CV 4.8 % and 3.6 %, against 1.2 % and 2.5 % timed whole; results/build_spread_cpu.md). Over
-# fresh processes it did not bring ExecuTorch within 2 % (results/runtime_repeatability.md).
+# interval was met after as few as 8 pairs, and the shortest stops were one build's extreme
+# timings (early stops' CV 3.6 % and 3.9 %, against 2.5 % and 2.8 % timed whole;
+# results/build_spread_cpu.md). Over fresh processes it did not bring ExecuTorch within 2 %
+# (results/runtime_repeatability.md).
 CI_TARGETS = {("executorch", "latency"): 0.0}
 
 

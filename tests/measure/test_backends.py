@@ -123,7 +123,7 @@ def test_openvino_latency_times_four_iterations_per_turn_by_default():
 
 def test_executorch_latency_times_the_whole_duration_by_default():
     """ExecuTorch's batch-1 ratio stopped early at ±1 % in one phase of the machine's speed, and
-    those early stops were its extreme figures (results/runtime_repeatability.md): it times the
+    the shortest stops were its extreme figures (results/build_spread_cpu.md): it times the
     whole --duration unless told otherwise; every other backend and metric keeps ±1 %."""
     et = BenchSettings.for_device("cpu", backend="executorch", metric="latency")
     assert et.ci_target == 0 and BenchSettings.for_device("cpu", backend="executorch").ci_target == 0.01
