@@ -10,7 +10,7 @@ one phase of the machine's speed, not of the whole run. Run on a quiet core:
 
     taskset -c 0 uv run python benchmarks/build_spread.py --backends onnxruntime,trace \\
         --out results/build_spread_cpu
-    taskset -c 0 uv run python benchmarks/build_spread.py --backends executorch --builds 1 \
+    taskset -c 0 uv run python benchmarks/build_spread.py --backends executorch --builds 1 \\
         --timings 16 --ci-target 0.01 --out OUT   # ExecuTorch's early stops (bench times 4 s)
 """
 
