@@ -13,6 +13,7 @@ import click
 from effvit_nas.arch.config import MAX_IMG_SIZE
 from effvit_nas.errors import MAX_SEED, SettingError
 from effvit_nas.measure.backends import NAMES as BACKEND_NAMES
+from effvit_nas.measure.settings import backend_defaults_text
 from effvit_nas.trials.records import figure_cells, fmt_ms, target_columns
 
 SPACE_HELP = "Search-space YAML file, or the name of a bundled space."
@@ -192,7 +193,7 @@ def bench_options(f):
             type=click.IntRange(min=1),
             default=None,
             help="Ratio mode (--relative-to, search --paired): timed iterations of each model per turn, at least (more after a longer "
-            "settling) [default: 4 for openvino at batch-1 latency, else 1].",
+            f"settling) [default: {backend_defaults_text('pair_iters')}].",
         ),
         click.option(
             "--pair-settle",
@@ -207,7 +208,7 @@ def bench_options(f):
             type=float,
             default=None,
             help="Stop timing once the 95 % interval of the figure is within this fraction of it (0: time the whole --duration) "
-            "[default: 0 for executorch at batch-1 latency, else 0.01].",
+            f"[default: {backend_defaults_text('ci_target')}].",
         ),
         click.option(
             "--malloc",

@@ -21,19 +21,29 @@ CPU_BATCH, GPU_BATCH = 16, 2048  # the paper's settings
 # the preset anchored figures are scaled by unless another is named (at the configs' or the
 # space's resolution): the smallest, so an anchor's turns cost least
 DEFAULT_ANCHOR = "M0"
-# timed iterations per ratio-mode turn where 1 is not enough, by (backend, metric): OpenVINO's
-# batch-1 latency repeated at 3.7-3.9 % over 10 fresh processes with 1 and within 1.4-1.6 % with
-# 4 (each switch between two compiled models costs it more than other runtimes;
-# results/runtime_repeatability.md, results/build_spread_cpu.md)
-PAIR_ITERS = {("openvino", "latency"): 4}
-CI_TARGET = 0.01
-# where stopping at CI_TARGET picks one phase of the machine's speed, by (backend, metric): 0,
-# the whole --duration. ExecuTorch's batch-1 pairs of one phase agree so well that the ±1 %
-# interval was met after as few as 8 pairs, and the shortest stops were one build's extreme
-# timings (early stops' CV 3.6 % and 3.9 %, against 2.5 % and 2.8 % timed whole;
-# results/build_spread_cpu.md). Over fresh processes it did not bring ExecuTorch within 2 %
-# (results/runtime_repeatability.md).
-CI_TARGETS = {("executorch", "latency"): 0.0}
+# a backend's own protocol defaults where the general ones are not enough, by (backend,
+# metric); `BenchSettings.for_device` (so the CLI) applies them, a value given always wins
+BACKEND_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    # 4 timed iterations per ratio-mode turn: OpenVINO's batch-1 latency repeated at 3.7-3.9 %
+    # over 10 fresh processes with 1 and within 1.4-1.6 % with 4 (each switch between two
+    # compiled models costs it more than other runtimes; results/runtime_repeatability.md,
+    # results/build_spread_cpu.md)
+    ("openvino", "latency"): {"pair_iters": 4},
+    # the whole --duration, never stopped at ±ci_target: ExecuTorch's batch-1 pairs of one phase
+    # of the machine's speed agree so well that ±1 % was met after as few as 8 pairs, and the
+    # shortest stops were one build's extreme timings (early stops' CV 3.6 % and 3.9 %, against
+    # 2.5 % and 2.8 % timed whole; results/build_spread_cpu.md). Over fresh processes it did not
+    # bring ExecuTorch within 2 % (results/runtime_repeatability.md).
+    ("executorch", "latency"): {"ci_target": 0.0},
+}
+
+
+def backend_defaults_text(setting: str) -> str:
+    """``setting``'s defaults in words for a flag's help: ``4 for openvino at batch-1 latency, else 1``."""
+    own = [
+        f"{d[setting]:g} for {b} at {'batch-1 latency' if m == 'latency' else m}" for (b, m), d in BACKEND_DEFAULTS.items() if setting in d
+    ]
+    return ", ".join([*own, f"else {getattr(BenchSettings, setting):g}"])
 
 
 @dataclass(frozen=True)
@@ -54,11 +64,11 @@ class BenchSettings:
         window_s: seconds per timed window (default 0.25 s, at least 2 iterations).
         ci_target: stop timing when the 95 % interval of the median window is within this
             fraction of it (default 0.01, i.e. ±1 %); 0 always times ``measure_s``
-            (:meth:`for_device` takes the backend's own from :data:`CI_TARGETS`: 0 for
+            (:meth:`for_device` takes the backend's own from :data:`BACKEND_DEFAULTS`: 0 for
             ExecuTorch latency).
         pair_iters: ratio mode only: timed iterations of each model per turn, at least (default
             1; :meth:`for_device`, which the CLI uses, takes the backend's own from
-            :data:`PAIR_ITERS`: 4 for OpenVINO latency; more where ``pair_settle_s`` settles
+            :data:`BACKEND_DEFAULTS`: 4 for OpenVINO latency; more where ``pair_settle_s`` settles
             more; the two models alternate in short turns, so drift of the machine's speed
             cancels in each pair's ratio). ``window_s``
             does not apply to ratio mode.
@@ -92,7 +102,7 @@ class BenchSettings:
     measure_s: float = 4.0
     min_iters: int = 10
     window_s: float = 0.25
-    ci_target: float = CI_TARGET
+    ci_target: float = 0.01
     pair_iters: int = 1
     pair_settle_s: float = 0.01
     malloc: str = "fixed"
@@ -142,14 +152,14 @@ class BenchSettings:
         **kw: Any,
     ) -> BenchSettings:
         """The paper's defaults for ``device_kind`` (``cpu``/``cuda``) unless overridden, and
-        the backend's own ``pair_iters`` (:data:`PAIR_ITERS`, else 1) and ``ci_target``
-        (:data:`CI_TARGETS`, else :data:`CI_TARGET`) unless given."""
+        the backend's own ``pair_iters`` and ``ci_target`` (:data:`BACKEND_DEFAULTS`, else the
+        fields' defaults) unless given."""
         gpu = device_kind == "cuda"
-        which = (kw.get("backend", cls.backend), kw.get("metric", cls.metric))
+        own = BACKEND_DEFAULTS.get((kw.get("backend", cls.backend), kw.get("metric", cls.metric)), {})
         if pair_iters is None:
-            pair_iters = PAIR_ITERS.get(which, 1)
+            pair_iters = own.get("pair_iters", cls.pair_iters)
         if ci_target is None:
-            ci_target = CI_TARGETS.get(which, CI_TARGET)
+            ci_target = own.get("ci_target", cls.ci_target)
         if batch is None:
             batch = 1 if kw.get("metric") == "latency" else GPU_BATCH if gpu else CPU_BATCH
         if precision is None:
