@@ -13,7 +13,8 @@ import click
 from effvit_nas.arch.config import MAX_IMG_SIZE
 from effvit_nas.errors import MAX_SEED, SettingError
 from effvit_nas.measure.backends import NAMES as BACKEND_NAMES
-from effvit_nas.measure.settings import backend_defaults_text
+from effvit_nas.measure.settings import PAIR_ESTIMATORS, backend_defaults_text
+from effvit_nas.measure.windows import GAP_QUANTILE
 from effvit_nas.trials.records import figure_cells, fmt_ms, target_columns
 
 SPACE_HELP = "Search-space YAML file, or the name of a bundled space."
@@ -211,6 +212,14 @@ def bench_options(f):
             f"[default: {backend_defaults_text('ci_target')}].",
         ),
         click.option(
+            "--pair-estimator",
+            type=click.Choice(PAIR_ESTIMATORS),
+            default=None,
+            help="Ratio mode: ratio: the trimmed mean of the pairs' speed ratios, times the reference's figure; gap: the "
+            f"reference's time plus the gap between the two models' fastest {100 * GAP_QUANTILE:g} % of iterations "
+            f"[default: {backend_defaults_text('pair_estimator')}].",
+        ),
+        click.option(
             "--malloc",
             type=click.Choice(["fixed", "system"]),
             default="fixed",
@@ -239,6 +248,7 @@ def bench_settings(device: str, opts: Mapping[str, Any]):
         "ci_target",
         "pair_iters",
         "pair_settle_s",
+        "pair_estimator",
         "malloc",
     )
     later = {"metric": opts.get("metric") or "throughput", "graph_opt": opts.get("graph_opt", "all")}

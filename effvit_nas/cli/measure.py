@@ -10,6 +10,7 @@ from effvit_nas.arch.config import ArchConfig, load_config, preset_name
 from effvit_nas.cli.common import bench_options, bench_settings, device_kind, print_json
 from effvit_nas.measure.devices import parse_device
 from effvit_nas.measure.settings import DEFAULT_ANCHOR
+from effvit_nas.measure.windows import GAP_QUANTILE
 
 
 @click.command("bench")
@@ -142,6 +143,11 @@ def _printer(device: str, s, cfgs, line, as_json: bool, paired: bool = False):
             else f"timed in {s.window_s:g} s windows"
         )
         + (f" until ±{100 * s.ci_target:g} % (95 % interval) or {s.measure_s:g} s" if s.ci_target > 0 else f" for {s.measure_s:g} s")
+        + (
+            f", figure: the anchor's time plus the gap between the two models' fastest {100 * GAP_QUANTILE:g} % of iterations"
+            if paired and s.pair_estimator == "gap"
+            else ""
+        )
     )
     printed: list[bool] = []
 

@@ -362,10 +362,11 @@ def paired_measurement(
 ) -> Measurement:
     """A ratio to ``reference`` (whose figure is ``reference_throughput`` img/s) as a figure in
     images/s, with its interval; for the latency metric also the p90 as the run's p90 ratio
-    times ``reference_p90_ms`` (no interval: one run's ratio of two tails)."""
-    figure = r.ratio * reference_throughput
+    times ``reference_p90_ms`` (no interval: one run's ratio of two tails). A run with a gap
+    (``pair_estimator`` ``gap``) is the reference's seconds per batch plus the gap instead."""
+    figure, ci_low, ci_high, said = _paired_figure(r, reference_throughput)
     # the spread a paired figure has is its interval; under 6 pairs there is none to give
-    lo, hi = (figure, figure) if math.isnan(r.ci_low) else (r.ci_low * reference_throughput, r.ci_high * reference_throughput)
+    lo, hi = (figure, figure) if math.isnan(ci_low) else (ci_low, ci_high)
     return Measurement(
         config_hash=config.short_hash(),
         throughput=figure,
@@ -378,10 +379,21 @@ def paired_measurement(
         settings=r.settings,
         device=r.device,
         config=config.to_dict(),
-        note="; ".join(n for n in (f"paired: {r.ratio:.3f}x {reference}", r.note) if n),
-        ci_low=r.ci_low * reference_throughput,
-        ci_high=r.ci_high * reference_throughput,
+        note="; ".join(n for n in (f"paired: {said} {reference}", r.note) if n),
+        ci_low=ci_low,
+        ci_high=ci_high,
         windows=r.pairs,
         disturbed=r.disturbed,
         p90_ms=r.p90_ratio * reference_p90_ms,
     )
+
+
+def _paired_figure(r: RatioMeasurement, reference_throughput: float) -> tuple[float, float, float, str]:
+    """The figure (img/s), its 95 % interval (NaN where the run gives none) and how it
+    relates to the reference, in words."""
+    reference_s = r.batch / reference_throughput
+    if not math.isnan(r.gap_s) and reference_s + r.gap_s > 0:
+        # the interval's upper figure is unbounded where the gap's low end reaches -reference_s
+        low, high = (r.batch / (reference_s + g) if not reference_s + g <= 0 else math.inf for g in (r.gap_high, r.gap_low))
+        return r.batch / (reference_s + r.gap_s), low, high, f"{1e3 * r.gap_s:+.3f} ms per batch on"
+    return r.ratio * reference_throughput, r.ci_low * reference_throughput, r.ci_high * reference_throughput, f"{r.ratio:.3f}x"

@@ -17,6 +17,8 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 METRICS = ("throughput", "latency")
 GRAPH_OPTS = ("disable", "basic", "extended", "all")  # ONNX Runtime's graph optimisation levels
 MALLOCS = ("fixed", "system")
+# how ratio mode's two models become a figure (BenchSettings.pair_estimator)
+PAIR_ESTIMATORS = ("ratio", "gap")
 CPU_BATCH, GPU_BATCH = 16, 2048  # the paper's settings
 # the preset anchored figures are scaled by unless another is named (at the configs' or the
 # space's resolution): the smallest, so an anchor's turns cost least
@@ -34,16 +36,37 @@ BACKEND_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # shortest stops were one build's extreme timings (early stops' CV 3.6 % and 3.9 %, against
     # 2.5 % and 2.8 % timed whole; results/build_spread_cpu.md). Over fresh processes it did not
     # bring ExecuTorch within 2 % (results/runtime_repeatability.md).
-    ("executorch", "latency"): {"ci_target": 0.0},
+    # ... and its figure is the anchor's time plus the gap between the two models' fastest 5 %
+    # of iterations: a slow phase adds about the same ms to every model's fast iterations, so
+    # it moves their ratio and not their gap (M1 over 10 fresh processes: 1.04 % as a gap,
+    # 2.95-3.49 % as a ratio; results/executorch_gap_cpu.md, results/runtime_repeatability.md)
+    ("executorch", "latency"): {"ci_target": 0.0, "pair_estimator": "gap"},
+}
+
+
+# the settings that take one of a few names, and those names
+_CHOICES = {
+    "precision": PRECISIONS,
+    "backend": BACKENDS,
+    "malloc": MALLOCS,
+    "metric": METRICS,
+    "graph_opt": GRAPH_OPTS,
+    "pair_estimator": PAIR_ESTIMATORS,
 }
 
 
 def backend_defaults_text(setting: str) -> str:
     """``setting``'s defaults in words for a flag's help: ``4 for openvino at batch-1 latency, else 1``."""
     own = [
-        f"{d[setting]:g} for {b} at {'batch-1 latency' if m == 'latency' else m}" for (b, m), d in BACKEND_DEFAULTS.items() if setting in d
+        f"{_text(d[setting])} for {b} at {'batch-1 latency' if m == 'latency' else m}"
+        for (b, m), d in BACKEND_DEFAULTS.items()
+        if setting in d
     ]
-    return ", ".join([*own, f"else {getattr(BenchSettings, setting):g}"])
+    return ", ".join([*own, f"else {_text(getattr(BenchSettings, setting))}"])
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,11 @@ class BenchSettings:
             included, keeps its direction).
         graph_opt: ONNX Runtime's graph optimisation level (``all``, default; ``extended``,
             ``basic``, ``disable``); the other backends ignore it.
+        pair_estimator: ratio mode only: ``ratio`` (default: the trimmed mean of the pairs'
+            speed ratios, times the reference's figure) or ``gap`` (the reference's figure in
+            seconds plus the candidate's fast-quantile iteration time minus the reference's,
+            :meth:`~effvit_nas.measure.windows.PairRecord.gap`); :meth:`for_device` takes the
+            backend's own from :data:`BACKEND_DEFAULTS`: ``gap`` for ExecuTorch latency.
     """
 
     batch: int
@@ -108,24 +136,18 @@ class BenchSettings:
     malloc: str = "fixed"
     metric: str = "throughput"
     graph_opt: str = "all"
+    pair_estimator: str = "ratio"
 
     def __post_init__(self) -> None:
         if self.batch <= 0:
             raise SettingError("BenchSettings.batch", f"must be positive, got {self.batch}")
         if self.threads <= 0:
             raise SettingError("BenchSettings.threads", f"must be positive, got {self.threads}")
-        if self.precision not in PRECISIONS:
-            raise SettingError("BenchSettings.precision", f"{self.precision!r} is unknown (choose from {', '.join(PRECISIONS)})")
-        if self.backend not in BACKENDS:
-            raise SettingError("BenchSettings.backend", f"{self.backend!r} is unknown (choose from {', '.join(BACKENDS)})")
-        if self.malloc not in MALLOCS:
-            raise SettingError("BenchSettings.malloc", f"{self.malloc!r} is unknown (choose from {', '.join(MALLOCS)})")
-        if self.metric not in METRICS:
-            raise SettingError("BenchSettings.metric", f"{self.metric!r} is unknown (choose from {', '.join(METRICS)})")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise SettingError(f"BenchSettings.{name}", f"{getattr(self, name)!r} is unknown (choose from {', '.join(choices)})")
         if self.metric == "latency" and self.batch != 1:
             raise SettingError("BenchSettings.batch", f"must be 1 for the latency metric, got {self.batch}")
-        if self.graph_opt not in GRAPH_OPTS:
-            raise SettingError("BenchSettings.graph_opt", f"{self.graph_opt!r} is unknown (choose from {', '.join(GRAPH_OPTS)})")
         if self.warmup_s < 0:
             raise SettingError("BenchSettings.warmup_s", f"must be >= 0 s, got {self.warmup_s}")
         if self.measure_s <= 0:
@@ -149,22 +171,21 @@ class BenchSettings:
         precision: str | None = None,
         pair_iters: int | None = None,
         ci_target: float | None = None,
+        pair_estimator: str | None = None,
         **kw: Any,
     ) -> BenchSettings:
         """The paper's defaults for ``device_kind`` (``cpu``/``cuda``) unless overridden, and
-        the backend's own ``pair_iters`` and ``ci_target`` (:data:`BACKEND_DEFAULTS`, else the
-        fields' defaults) unless given."""
+        the backend's own ``pair_iters``, ``ci_target`` and ``pair_estimator``
+        (:data:`BACKEND_DEFAULTS`, else the fields' defaults) unless given."""
         gpu = device_kind == "cuda"
         own = BACKEND_DEFAULTS.get((kw.get("backend", cls.backend), kw.get("metric", cls.metric)), {})
-        if pair_iters is None:
-            pair_iters = own.get("pair_iters", cls.pair_iters)
-        if ci_target is None:
-            ci_target = own.get("ci_target", cls.ci_target)
+        given = {"pair_iters": pair_iters, "ci_target": ci_target, "pair_estimator": pair_estimator}
+        kw.update({k: own.get(k, getattr(cls, k)) if v is None else v for k, v in given.items()})
         if batch is None:
             batch = 1 if kw.get("metric") == "latency" else GPU_BATCH if gpu else CPU_BATCH
         if precision is None:
             precision = "fp16" if gpu else "fp32"
-        return cls(batch=batch, precision=precision, pair_iters=pair_iters, ci_target=ci_target, **kw)
+        return cls(batch=batch, precision=precision, **kw)
 
     @classmethod
     def from_stored(cls, fields: dict[str, Any]) -> BenchSettings:
@@ -186,7 +207,7 @@ class BenchSettings:
 
 # Fields added after figures were stored under keys without them, at the value those figures
 # had in effect: left out of the key at that value, so the stored figures are still found.
-_LATER_DEFAULTS = {"metric": "throughput", "graph_opt": "all", "pair_settle_s": 0.0}
+_LATER_DEFAULTS = {"metric": "throughput", "graph_opt": "all", "pair_settle_s": 0.0, "pair_estimator": "ratio"}
 
 
 # How ratio mode counts a turn's settling iterations, in the key of settled figures: decided per
@@ -274,7 +295,8 @@ class Measurement:
 class RatioMeasurement:
     """A candidate's throughput relative to a reference's, the two timed in alternation (ratio
     mode). ``ratio`` is the trimmed mean over undisturbed pairs of candidate img/s / reference
-    img/s (:meth:`~effvit_nas.measure.windows.PairRecord.estimate`), ``ci_low``/``ci_high`` its
+    img/s (:meth:`~effvit_nas.measure.windows.PairRecord.estimate`; with ``pair_estimator``
+    ``gap`` the figure comes from ``gap_s`` instead, :func:`~effvit_nas.measure.actor.paired_measurement`), ``ci_low``/``ci_high`` its
     95 % interval, ``cv`` the CV of the single pairs' ratios; ``throughput`` and
     ``reference_throughput`` are the two models' median iterations in the same run (images/s)."""
 
@@ -294,6 +316,11 @@ class RatioMeasurement:
     device: dict[str, Any]
     note: str = ""
     p90_ratio: float = math.nan  # latency metric: the candidate's p90 iteration time / the reference's, in this run
+    # pair_estimator "gap": the candidate's fast-quantile iteration time minus the reference's
+    # (s per batch) and its 95 % interval; NaN otherwise
+    gap_s: float = math.nan
+    gap_low: float = math.nan
+    gap_high: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -343,6 +343,7 @@ def measure_ratio(
         ratios = record.ratios(disturbed_too=True)
         notes.append("under 2 undisturbed pairs: ratio from all of them")
     ratio, lo, hi = record.estimate(disturbed_too=every)
+    gap = record.gap(disturbed_too=every) if settings.pair_estimator == "gap" else (math.nan,) * 3
     return RatioMeasurement(
         config_hash=config.short_hash(),
         reference_hash=reference.short_hash(),
@@ -360,6 +361,9 @@ def measure_ratio(
         device=device_fp,
         note="; ".join(notes),
         p90_ratio=_tail_ratio(record) if settings.metric == "latency" else math.nan,
+        gap_s=gap[0],
+        gap_low=gap[1],
+        gap_high=gap[2],
     )
 
 

@@ -28,6 +28,10 @@ _OFF_CPU = 0.05  # a window is disturbed when our thread ran < 95 % of its wall 
 _STEAL = 0.05  # ... or the hypervisor stole > 5 % of one core's time during it
 _STAT = Path("/proc/stat")
 FIGURE_QUANTILE = 0.5  # which window the figure stands for: the median (see the module doc)
+# the iterations a gap is taken between (PairRecord.gap): the fastest 5 % of each model's, those
+# least touched by interference; chosen over 0-50 % on 24 timings in 6 processes
+# (results/executorch_gap_cpu.md)
+GAP_QUANTILE = 0.05
 
 
 def steal_seconds() -> float:
@@ -214,6 +218,23 @@ class PairRecord:
         plain mean, and better than the ratio of the two models' median iterations
         (results/throughput_pairs_cpu.md)."""
         return trimmed_log_mean(self.ratios(disturbed_too))
+
+    def gap(self, disturbed_too: bool = False, q: float = GAP_QUANTILE) -> tuple[float, float, float]:
+        """The candidate's ``q`` quantile iteration time minus the reference's, in seconds, over
+        the iterations of every pair with neither side disturbed (of every pair with
+        ``disturbed_too``), and a 95 % interval from the two quantiles' own
+        (:func:`quantile_interval`; NaN for fewer than 6 iterations of either).
+
+        Why a gap of fast iterations: at ExecuTorch's batch-1 latency a slow phase of a shared VM
+        lengthens the fastest iterations of every model by about the same milliseconds, so it
+        cancels in their difference but not in their ratio, and it lengthens slower iterations by
+        bursts of interference, which the fast quantile leaves out (results/executorch_gap_cpu.md)."""
+        pairs = zip(self.candidate.windows, self.reference.windows, strict=True)
+        keep = [(c, r) for c, r in pairs if disturbed_too or not (c.disturbed or r.disturbed)]
+        times = [np.asarray([t for pair in keep for t in pair[i].times]) for i in (0, 1)]
+        c, r = (float(np.quantile(t, q)) for t in times)
+        (c_lo, c_hi), (r_lo, r_hi) = (quantile_interval(t, q) for t in times)
+        return c - r, c_lo - r_hi, c_hi - r_lo
 
     @property
     def disturbed(self) -> int:

@@ -93,12 +93,12 @@ def test_the_store_key_names_backend_and_runtime_version():
     assert ort.key() != protocol_key(asdict(ort), "onnxruntime==0.0.1")  # another version, another key
     assert len({BenchSettings(batch=16, backend=b).key() for b in NAMES}) == len(NAMES)
     # torch's own backends: torch's version is in the device fingerprint, and keys of figures
-    # stored before metric/graph_opt existed stay what they were
+    # stored before metric/graph_opt/pair_estimator existed stay what they were
     import hashlib
     import json
 
     trace = BenchSettings(batch=16)
-    old = {k: v for k, v in asdict(trace).items() if k not in ("metric", "graph_opt")}
+    old = {k: v for k, v in asdict(trace).items() if k not in ("metric", "graph_opt", "pair_estimator")}
     assert trace.runtime() is None
     digest = lambda d: hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]  # noqa: E731
     # settled figures name their settling rule: the first rule's (a count fixed per process) are not found
@@ -174,3 +174,33 @@ def test_openvino_sends_no_telemetry_while_models_are_timed(tmp_path):
     # the import's own event, sent before the backend could decline, is over before any timing
     assert r.stdout.split()[:4] == ["import_event", "1", "in_flight", "0"], r.stdout
     assert r.stdout.split()[-6:] == ["consent", "False", "queued", "0", "children", "0"], r.stdout
+
+
+def test_executorch_latency_figures_are_the_anchors_time_plus_a_gap():
+    """ExecuTorch's batch-1 figure is the anchor's stored time plus the gap between the two
+    models' fast iterations (results/executorch_gap_cpu.md); other backends keep the ratio, and
+    their keys are those stored before the setting existed."""
+    import math
+
+    from effvit_nas.measure.actor import paired_measurement
+    from effvit_nas.measure.settings import RatioMeasurement
+
+    et = BenchSettings.for_device("cpu", backend="executorch", metric="latency")
+    assert et.pair_estimator == "gap" and BenchSettings.for_device("cpu", backend="executorch").pair_estimator == "ratio"
+    assert BenchSettings.for_device("cpu", backend="executorch", metric="latency", pair_estimator="ratio").key() != et.key()
+    ov = BenchSettings.for_device("cpu", backend="openvino", metric="latency")
+    assert ov.pair_estimator == "ratio"
+    assert ov.key() == protocol_key({k: v for k, v in asdict(ov).items() if k != "pair_estimator"}, ov.runtime())
+
+    def run(**kw) -> RatioMeasurement:
+        fields = {"ratio": 0.6, "ci_low": 0.59, "ci_high": 0.61, "cv": 0.1, "pairs": 100, "disturbed": 0, "throughput": 250.0}
+        return RatioMeasurement("c", "r", **fields, reference_throughput=400.0, batch=1, seconds=5.0, settings={}, device={}, **kw)
+
+    # the anchor stored at 2.5 ms (400 img/s), the candidate 1.5 ms slower in its fast iterations
+    m = paired_measurement(PRESETS["M1"], run(gap_s=0.0015, gap_low=0.0014, gap_high=0.0016), 400.0, "anchor M0")
+    assert m.p50_ms == pytest.approx(4.0) and m.ci_low == pytest.approx(1 / 0.0041) and m.ci_high == pytest.approx(1 / 0.0039)
+    assert "paired: +1.500 ms per batch on anchor M0" in m.note
+    unsure = paired_measurement(PRESETS["M1"], run(gap_s=0.0015, gap_low=math.nan, gap_high=math.nan), 400.0)
+    assert unsure.p50_ms == pytest.approx(4.0) and math.isnan(unsure.ci_low) and unsure.q1 == unsure.q3 == unsure.throughput
+    # without a gap: the ratio times the anchor's figure, as before
+    assert paired_measurement(PRESETS["M1"], run(), 400.0).throughput == pytest.approx(240.0)

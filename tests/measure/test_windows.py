@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from effvit_nas.measure.timing import summarize
-from effvit_nas.measure.windows import Window, WindowRecord, quantile_interval, run_windows
+from effvit_nas.measure.windows import PairRecord, Window, WindowRecord, quantile_interval, run_windows
 
 
 @pytest.fixture(autouse=True)
@@ -212,3 +212,37 @@ def test_warm_up_reports_the_steady_iteration_not_a_mean_lifted_by_the_first_run
     per_iter = timing.warm_up(forward, BenchSettings(batch=1, warmup_s=1.0), lambda: None)
     assert per_iter == pytest.approx(0.005)
     assert (clock[0] - 0.05) / (calls[0] - 1) > 0.0055  # what the mean would have said
+
+
+def _pairs(candidate_s: float, reference_s: float, slow_s: float, bursts: int) -> PairRecord:
+    """60 pairs, the second half in a slow phase that adds ``slow_s`` to every iteration of
+    either model; ``bursts`` of each half's pairs interrupted (both iterations 1.5x longer)."""
+    record = PairRecord()
+    for i in range(60):
+        extra = slow_s if i >= 30 else 0.0
+        burst = 1.5 if i % 30 < bursts else 1.0
+        for base, side in ((candidate_s, record.candidate), (reference_s, record.reference)):
+            t = (base + extra) * burst
+            side.windows.append(Window([t], t, math.nan, math.nan))
+    return record
+
+
+def test_a_gap_of_fast_iterations_cancels_a_slow_phase_that_adds_the_same_time_to_both():
+    """ExecuTorch's batch-1 case (results/executorch_gap_cpu.md): a slow phase adds about the same
+    milliseconds to both models, so the pairs' ratio moves with it and the gap does not; bursts
+    of interference are left out by the fast quantile."""
+    quiet, slow = _pairs(0.004, 0.003, 0.0, 6), _pairs(0.004, 0.003, 0.0005, 6)
+    for record in (quiet, slow):
+        gap, lo, hi = record.gap()
+        assert gap == pytest.approx(0.001) and lo <= gap <= hi
+    assert slow.estimate()[0] > quiet.estimate()[0] * 1.01  # positive control: the ratio does move
+    # a disturbed pair is left out, unless asked for
+    record = _pairs(0.004, 0.003, 0.0, 0)
+    for i in range(5):  # off its core all window long
+        record.candidate.windows[i] = Window([0.001], 1.0, 0.0, math.nan)
+    assert record.gap()[0] == pytest.approx(0.001) and record.gap(disturbed_too=True)[0] < 0.001
+    # too few iterations for an interval: the gap without one
+    few = _pairs(0.004, 0.003, 0.0, 0)
+    for side in (few.candidate, few.reference):
+        del side.windows[5:]
+    assert few.gap()[0] == pytest.approx(0.001) and math.isnan(few.gap()[1])
