@@ -141,6 +141,7 @@ class Worker:
         self.queue = cfg.get("progress")
         self.init_from = cfg.get("init_from")  # a trained supernet folder: inherited weights
         self.loader_workers = cfg.get("loader_workers", 0)
+        self.resume_from = cfg.get("resume_from")  # the run's newest checkpoint, found by the driver
         self._data_pipeline()
         torch.manual_seed(self.recipe.seed)
         self._model(ArchConfig.from_dict(cfg["arch"]))
@@ -213,6 +214,14 @@ class Worker:
             net = build_model(ArchConfig.from_dict(teacher["arch"]).replace(num_classes=classes))
             load_weights(net, Path(teacher["weights"]))
             self.teacher = net.to(self.device).eval()
+
+    def own_checkpoint(self) -> Any:
+        """The resumed run's newest checkpoint as the driver found it on disk, for when Ray Train
+        lists none: a kill while it rewrote its list of checkpoints leaves that list unreadable,
+        and the driver sets it aside (:func:`effvit_nas.training.runner.set_aside_unreadable_list`)."""
+        from ray.train import Checkpoint  # lazy: Ray costs seconds to import
+
+        return Checkpoint.from_directory(self.resume_from) if self.resume_from else None
 
     def restore(self, checkpoint: Any) -> tuple[int, list[dict[str, Any]]]:
         """Load Ray Train's newest checkpoint (if any): (first epoch to run, history so far)."""
@@ -397,7 +406,7 @@ def run_worker(w: Worker, **ddp_kwargs: Any) -> None:
     from ray.train import get_checkpoint  # lazy: Ray costs seconds to import
     from ray.train.torch import prepare_model  # lazy: Ray costs seconds to import
 
-    start_epoch, history = w.restore(get_checkpoint())
+    start_epoch, history = w.restore(get_checkpoint() or w.own_checkpoint())
     ddp = prepare_model(w.model, parallel_strategy_kwargs=ddp_kwargs or None)  # DDP across workers (gloo on CPU, NCCL on GPU)
     for epoch in range(start_epoch, w.recipe.epochs):
         metrics = w.epoch(ddp, epoch)

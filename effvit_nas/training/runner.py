@@ -42,6 +42,8 @@ from effvit_nas.trials.pareto import pareto_trials
 
 CHECKPOINT_DIR = "checkpoints"
 RUN_NAME = "train"
+# Ray Train's list of the run's persisted checkpoints, rewritten after each one (Ray 2.60)
+RAY_CHECKPOINT_LIST = "checkpoint_manager_snapshot.json"
 
 Progress = Callable[[dict[str, Any]], None]
 """Progress events, dicts of one of three shapes: ``{"start": {config_hash, data, img_size,
@@ -184,6 +186,23 @@ def latest_checkpoint(out: Path) -> Path | None:
     return best
 
 
+def set_aside_unreadable_list(out: Path) -> Path | None:
+    """Rename Ray Train's list of checkpoints in ``out`` when it does not parse (a kill while
+    Ray rewrote it leaves it empty or cut short, and Ray's controller then dies restoring the
+    run); the workers resume from the newest checkpoint on disk instead
+    (:meth:`~effvit_nas.training.loop.Worker.own_checkpoint`). Returns the renamed file, if any."""
+    listed = out / CHECKPOINT_DIR / RUN_NAME / RAY_CHECKPOINT_LIST
+    try:
+        json.loads(listed.read_text())
+        return None
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError):
+        aside = listed.with_name(f"{listed.name}.unreadable")
+        listed.replace(aside)
+        return aside
+
+
 def _prepare_out(out: Path, resume: bool) -> Path | None:
     """Create ``out``; its newest checkpoint, which must exist exactly when resuming."""
     try:
@@ -198,6 +217,8 @@ def _prepare_out(out: Path, resume: bool) -> Path | None:
         )
     if resume and previous is None:
         raise UserError(f"nothing to resume in {out} (no epoch checkpoint)")
+    if resume:
+        set_aside_unreadable_list(out)
     return previous
 
 
@@ -385,7 +406,8 @@ def execute(
         _check_inputs(dataset, recipe, run.workers, previous, teacher, out)
         connect(run.ray_address)
         queue = Queue() if on_progress else None
-        trainer = _trainer(ray, loop, {**config, "recipe": asdict(recipe), "progress": queue}, dataset, run)
+        own = {"resume_from": str(previous) if previous is not None and run.resume else None}
+        trainer = _trainer(ray, loop, {**config, "recipe": asdict(recipe), "progress": queue, **own}, dataset, run)
         if on_progress:
             info = {"data": data.source, "img_size": data.img_size, "workers": run.workers, "use_gpu": run.use_gpu}
             on_progress({"start": {**start, **info, "recipe": asdict(recipe)}})

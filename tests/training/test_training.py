@@ -3,6 +3,7 @@ written back to the export folder and the study, bad input."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +58,14 @@ def _live_actors_of(driver_pid: int) -> dict[str, int]:
     }
 
 
+def _parses(path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def _kill_after_first_checkpoint(p: subprocess.Popen, out, timeout: float = 240) -> int:
     """SIGKILL the training process ``p`` and its Ray Train controller and workers once Ray Train
     has committed its first epoch checkpoint, and wait until the cluster has them dead; the epoch
@@ -68,10 +77,11 @@ def _kill_after_first_checkpoint(p: subprocess.Popen, out, timeout: float = 240)
     from effvit_nas.training.runner import latest_checkpoint
 
     # Ray Train writes this file after a checkpoint is fully persisted and registered; a
-    # resumed run restores the newest checkpoint it lists
+    # resumed run restores the newest checkpoint it lists. It exists before it is written:
+    # killed in between, the list is empty (the resume test covers that case apart)
     committed = out / "checkpoints" / "train" / "checkpoint_manager_snapshot.json"
     deadline = time.time() + timeout
-    while time.time() < deadline and p.poll() is None and not committed.exists():
+    while time.time() < deadline and p.poll() is None and not _parses(committed):
         time.sleep(0.02)
     assert p.poll() is None, p.stderr.read().decode()[-2000:]
     actors = _live_actors_of(p.pid)
@@ -92,6 +102,9 @@ def _kill_after_first_checkpoint(p: subprocess.Popen, out, timeout: float = 240)
 def test_two_workers_resume_after_kill_reaches_the_uninterrupted_weights(tmp_path, tiny_yaml, local_ray, capsys):
     """Two DDP workers (gloo), distilling from a teacher: a run SIGKILLed after its first epoch
     checkpoint and resumed ends with exactly the weights (and EMA) of an uninterrupted run."""
+    from effvit_nas.training.loop import STATE_FILE, load_state
+    from effvit_nas.training.runner import latest_checkpoint
+
     teacher = _teacher(tmp_path / "teacher", 4)
     args = ["train", str(tiny_yaml), *DATA, "--epochs", "2", "--batch", "16", "--workers", "2", "--distill", str(teacher)]
     killed = tmp_path / "killed"
@@ -105,20 +118,30 @@ def test_two_workers_resume_after_kill_reaches_the_uninterrupted_weights(tmp_pat
     )
     assert _kill_after_first_checkpoint(p, killed) < 1  # it died with an epoch left to run (epochs count from 0)
     assert not (killed / "train.json").exists()
+    # the same kill landing while Ray Train rewrote its list of checkpoints: the list is empty
+    cut = tmp_path / "cut"
+    shutil.copytree(killed, cut)
+    listed = cut / "checkpoints" / "train" / "checkpoint_manager_snapshot.json"
+    listed.write_text("")
+    first = load_state(latest_checkpoint(killed) / STATE_FILE)["history"][0]  # with its own train_s
 
-    r = run_main(capsys, *args, "--out", str(killed), "--resume", "--json")
-    assert r.returncode == 0, r.stderr[-3000:]
-    resumed = json.loads(r.stdout[r.stdout.index("{") :])
-    assert resumed["epochs"] == 2 and len(resumed["history"]) == 2
-    assert all(1 <= h["threads"] <= os.cpu_count() for h in resumed["history"])  # what each epoch ran with
+    for out in (killed, cut):
+        r = run_main(capsys, *args, "--out", str(out), "--resume", "--json")
+        assert r.returncode == 0, r.stderr[-3000:]
+        resumed = json.loads(r.stdout[r.stdout.index("{") :])
+        assert resumed["epochs"] == 2 and len(resumed["history"]) == 2
+        assert resumed["history"][0] == first  # epoch 0 restored, not trained again
+        assert all(1 <= h["threads"] <= os.cpu_count() for h in resumed["history"])  # what each epoch ran with
+    assert listed.with_name(listed.name + ".unreadable").read_text() == ""  # set aside, not deleted
 
     whole = tmp_path / "whole"
     r = run_main(capsys, *args, "--out", str(whole), "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("model.safetensors", "model_ema.safetensors"):
-        a, b = _weights(killed / name), _weights(whole / name)
-        assert a.keys() == b.keys()
-        assert all((a[k] == b[k]).all() for k in a), f"resumed {name} differs from the uninterrupted run"
+        for out in (killed, cut):
+            a, b = _weights(out / name), _weights(whole / name)
+            assert a.keys() == b.keys()
+            assert all((a[k] == b[k]).all() for k in a), f"{out.name}: resumed {name} differs from the uninterrupted run"
     record = json.loads((whole / "train.json").read_text())
     assert record["workers"] == 2 and record["recipe"]["batch"] == 16 and 0 <= record["top1"] <= 1
     assert record["recipe"]["auto_augment"].startswith("rand-m9-mstd0.5-inc1") and record["recipe"]["mixup"] == 0.8
