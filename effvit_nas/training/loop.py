@@ -224,7 +224,8 @@ class Worker:
         return Checkpoint.from_directory(self.resume_from) if self.resume_from else None
 
     def restore(self, checkpoint: Any) -> tuple[int, list[dict[str, Any]]]:
-        """Load Ray Train's newest checkpoint (if any): (first epoch to run, history so far)."""
+        """Load ``checkpoint`` (Ray Train's newest, else :meth:`own_checkpoint`; None: a fresh
+        run): (first epoch to run, history so far)."""
         if not checkpoint:
             return 0, []
         with checkpoint.as_directory() as d:
