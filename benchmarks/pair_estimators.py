@@ -127,7 +127,7 @@ def levels(processes: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any], command: str, when: str) -> str:
     lines = [
-        "# Ratio-mode estimators over fresh processes (ExecuTorch batch-1 latency)",
+        f"# Ratio-mode estimators over fresh processes ({result['protocol']})",
         "",
         f"`{command}` ({when}). {result['processes']} fresh processes, {result['timings']} timings of each pair in each; "
         f"every estimator computed from the same iterations. Figures in ms on the anchor's time ({result['anchor_ms']:.3f} ms, "
@@ -158,6 +158,13 @@ def markdown(result: dict[str, Any], command: str, when: str) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _protocol(settings: str) -> str:
+    """``backend, metric`` from a process's stored settings (their repr)."""
+    fields = dict(part.split("=", 1) for part in settings.removeprefix("BenchSettings(").removesuffix(")").split(", "))
+    metric = "batch-1 latency" if fields["metric"].strip("'") == "latency" else "throughput"
+    return f"{fields['backend'].strip(chr(39))}, {metric}"
 
 
 def main() -> None:
@@ -205,7 +212,11 @@ def main() -> None:
         }
         raw.write_text(json.dumps(kept))
     result = analyse(kept["processes"])
-    result.update(processes=len(kept["processes"]), timings=len(kept["processes"][0]["timings"]) // len(result["candidates"]))
+    result.update(
+        processes=len(kept["processes"]),
+        timings=len(kept["processes"][0]["timings"]) // len(result["candidates"]),
+        protocol=_protocol(kept["processes"][0]["settings"]),
+    )
     write_report(
         a.out.with_suffix(".md"),
         markdown(result, kept["command"], kept["when"]),

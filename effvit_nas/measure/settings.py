@@ -41,6 +41,10 @@ BACKEND_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # it moves their ratio and not their gap (M1 over 10 fresh processes: 1.04 % as a gap,
     # 2.95-3.49 % as a ratio; results/executorch_gap_cpu.md, results/runtime_repeatability.md)
     ("executorch", "latency"): {"ci_target": 0.0, "pair_estimator": "gap"},
+    # the same gap for ONNX Runtime's batch-1 latency: over 10 fresh processes on one VM, M1
+    # 1.33 % and M5 3.11 % as a gap, 2.19 % and 3.82 % as a ratio (results/onnxruntime_gap_cpu.md,
+    # results/runtime_repeatability.md)
+    ("onnxruntime", "latency"): {"pair_estimator": "gap"},
 }
 
 
@@ -119,7 +123,8 @@ class BenchSettings:
             speed ratios, times the reference's figure) or ``gap`` (the reference's figure in
             seconds plus the candidate's fast-quantile iteration time minus the reference's,
             :meth:`~effvit_nas.measure.windows.PairRecord.gap`); :meth:`for_device` takes the
-            backend's own from :data:`BACKEND_DEFAULTS`: ``gap`` for ExecuTorch latency.
+            backend's own from :data:`BACKEND_DEFAULTS`: ``gap`` for ExecuTorch and ONNX Runtime
+            latency.
     """
 
     batch: int

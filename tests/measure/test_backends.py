@@ -114,6 +114,7 @@ def test_openvino_latency_times_four_iterations_per_turn_by_default():
     """OpenVINO's batch-1 latency repeats within 2 % only with 4 iterations per ratio-mode turn
     (results/runtime_repeatability.md); every other backend and metric keeps 1, and a given
     count always wins. The default is part of the protocol, so of the store key."""
+    assert BenchSettings.for_device("cpu", backend="onnxruntime", metric="latency").pair_estimator == "gap"
     ov = BenchSettings.for_device("cpu", backend="openvino", metric="latency")
     assert ov.pair_iters == 4 and BenchSettings.for_device("cpu", backend="openvino").pair_iters == 1
     assert BenchSettings.for_device("cpu", backend="trace", metric="latency").pair_iters == 1
@@ -188,6 +189,7 @@ def test_executorch_latency_figures_are_the_anchors_time_plus_a_gap():
     et = BenchSettings.for_device("cpu", backend="executorch", metric="latency")
     assert et.pair_estimator == "gap" and BenchSettings.for_device("cpu", backend="executorch").pair_estimator == "ratio"
     assert BenchSettings.for_device("cpu", backend="executorch", metric="latency", pair_estimator="ratio").key() != et.key()
+    assert BenchSettings.for_device("cpu", backend="onnxruntime", metric="latency").pair_estimator == "gap"
     ov = BenchSettings.for_device("cpu", backend="openvino", metric="latency")
     assert ov.pair_estimator == "ratio"
     assert ov.key() == protocol_key({k: v for k, v in asdict(ov).items() if k != "pair_estimator"}, ov.runtime())
