@@ -207,9 +207,12 @@ class PairRecord:
     def ratios(self, disturbed_too: bool = False) -> np.ndarray:
         """Candidate throughput / reference throughput of every pair with neither side
         disturbed (of every pair with ``disturbed_too``)."""
+        return np.asarray([np.median(r.times) / np.median(c.times) for c, r in self._pairs(disturbed_too)])
+
+    def _pairs(self, disturbed_too: bool) -> list[tuple[Window, Window]]:
+        """(candidate, reference) windows of every pair with neither side disturbed (of every pair with ``disturbed_too``)."""
         pairs = zip(self.candidate.windows, self.reference.windows, strict=True)
-        keep = [(c, r) for c, r in pairs if disturbed_too or not (c.disturbed or r.disturbed)]
-        return np.asarray([np.median(r.times) / np.median(c.times) for c, r in keep])
+        return [(c, r) for c, r in pairs if disturbed_too or not (c.disturbed or r.disturbed)]
 
     def estimate(self, disturbed_too: bool = False) -> tuple[float, float, float]:
         """The ratio and its 95 % interval: the 20 %-trimmed mean of the pairs' log ratios.
@@ -229,8 +232,7 @@ class PairRecord:
         lengthens the fastest iterations of every model by about the same milliseconds, so it
         cancels in their difference but not in their ratio, and it lengthens slower iterations by
         bursts of interference, which the fast quantile leaves out (results/executorch_gap_cpu.md)."""
-        pairs = zip(self.candidate.windows, self.reference.windows, strict=True)
-        keep = [(c, r) for c, r in pairs if disturbed_too or not (c.disturbed or r.disturbed)]
+        keep = self._pairs(disturbed_too)
         times = [np.asarray([t for pair in keep for t in pair[i].times]) for i in (0, 1)]
         c, r = (float(np.quantile(t, q)) for t in times)
         (c_lo, c_hi), (r_lo, r_hi) = (quantile_interval(t, q) for t in times)
