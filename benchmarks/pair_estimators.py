@@ -66,14 +66,20 @@ def one_process(out: Path, backend: str, metric: str, candidates: list[str], tim
 def figures(timing: dict[str, Any], anchor_s: float) -> dict[str, float]:
     """Every estimator's figure (candidate ms) from one timing's iterations; ``anchor_s``: the
     anchor's stored seconds per iteration, which ratios scale and gaps are added to."""
-    keep = [i for i, d in enumerate(timing["dist"]) if not d] or list(range(len(timing["dist"])))
-    c, r = (np.concatenate([timing[side][i] for i in keep]) for side in ("c", "r"))
+    c, r = kept(timing)
     out = {"pairs' ratios, trimmed mean": 1e3 * anchor_s / timing["est"]}
     for q in QUANTILES:
         out[f"ratio of q{q:g}"] = 1e3 * anchor_s * np.quantile(c, q) / np.quantile(r, q)
         out[f"gap of q{q:g}"] = 1e3 * (anchor_s + np.quantile(c, q) - np.quantile(r, q))
     out["anchor median ms"] = 1e3 * float(np.median(r))
     return out
+
+
+def kept(timing: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate's and the anchor's iterations (s) of one timing's undisturbed pairs (all
+    of them where every pair was disturbed), as `bench` keeps them."""
+    keep = [i for i, d in enumerate(timing["dist"]) if not d] or list(range(len(timing["dist"])))
+    return tuple(np.concatenate([timing[side][i] for i in keep]) for side in ("c", "r"))  # type: ignore[return-value]
 
 
 def cv(values: np.ndarray) -> float:
@@ -103,7 +109,32 @@ def analyse(processes: list[dict[str, Any]]) -> dict[str, Any]:
             }
         out["candidates"][cand] = {"timings": len(phase), "rows": rows}
     out["levels"] = levels(processes)
+    out["two_anchors"] = two_anchors(processes)
     return out
+
+
+def two_anchors(processes: list[dict[str, Any]], near: str = "M1", far: str = "M5") -> dict[str, float]:
+    """Would a second, larger anchor help ``far``? Its CV over the timings (%) as a gap to M0
+    (the default), as a gap to ``near`` (as if it were a second anchor, timed just before
+    ``far`` in the same round) and through a line fitted per round to both anchors' fastest
+    5 % against their usual ones (a slow phase as an affine map of every model's time).
+    Empty without both candidates."""
+    rounds: dict[tuple[int, int], dict[str, tuple[float, float]]] = {}
+    for i, p in enumerate(processes):
+        for t in p["timings"]:
+            rounds.setdefault((i, t["k"]), {})[t["cand"]] = tuple(1e3 * np.quantile(x, 0.05) for x in kept(t))
+    both = [r for r in rounds.values() if near in r and far in r]
+    if not both:
+        return {}
+    n1, m0_near, f5, m0_far = (np.asarray(x) for x in zip(*[(*r[near], *r[far]) for r in both], strict=True))
+    u0, u1 = float(np.median(np.r_[m0_near, m0_far])), float(np.median(n1))  # the anchors' usual fast times
+    slope = (n1 - m0_far) / (u1 - u0)
+    return {
+        "rounds": len(both),
+        "gap_to_M0_cv_pct": cv(f5 - m0_far + u0),
+        f"gap_to_{near}_cv_pct": cv(f5 - n1 + u1),
+        f"affine_M0_{near}_cv_pct": cv((f5 - (m0_far - slope * u0)) / slope),
+    }
 
 
 def levels(processes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,6 +176,17 @@ def markdown(result: dict[str, Any], command: str, when: str) -> str:
         ),
         "",
     ]
+    if result.get("two_anchors"):
+        t = result["two_anchors"]
+        lines += [
+            "## A second, larger anchor for M5?",
+            "",
+            f"M5's figure over {t['rounds']} rounds (the fastest 5 %; M1 as the second anchor, timed in the same round just "
+            "before M5's pair): CV as a gap to M0 (the default) "
+            f"{t['gap_to_M0_cv_pct']:.2f} %, as a gap to M1 {t['gap_to_M1_cv_pct']:.2f} %, through a line fitted to both "
+            f"anchors' times in the round {t['affine_M0_M1_cv_pct']:.2f} %.",
+            "",
+        ]
     for cand, c in result["candidates"].items():
         lines += [
             f"## {cand} against M0 ({c['timings']} timings)",

@@ -37,11 +37,14 @@ METRICS = ("throughput", "latency")
 QUICK = ["--warmup", "0.2", "--duration", "0.5"]
 
 
-def bench(models: list[str], backend: str, metric: str, storage: str, extra: list[str]) -> list[dict[str, Any]]:
-    """One `effvit-nas bench` in a process of its own; its JSON records, one per model."""
+def bench(
+    models: list[str], backend: str, metric: str, storage: str, extra: list[str], env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One `effvit-nas bench` in a process of its own (with ``env`` as its environment, default
+    this one's); its JSON records, one per model."""
     cmd = [sys.executable, "-m", "effvit_nas.cli", "bench", *models, "--backend", backend, "--metric", metric]
     cmd += ["--storage", storage, "--json", *extra]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode:  # its own error line, which CalledProcessError would not show
         raise SystemExit(f"{' '.join(cmd[3:])}: exit {r.returncode}: {r.stderr.strip()[-2000:]}")
     out = r.stdout

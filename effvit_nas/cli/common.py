@@ -13,7 +13,7 @@ import click
 from effvit_nas.arch.config import MAX_IMG_SIZE
 from effvit_nas.errors import MAX_SEED, SettingError
 from effvit_nas.measure.backends import NAMES as BACKEND_NAMES
-from effvit_nas.measure.settings import PAIR_ESTIMATORS, backend_defaults_text
+from effvit_nas.measure.settings import PAGES, PAIR_ESTIMATORS, backend_defaults_text
 from effvit_nas.measure.windows import GAP_QUANTILE
 from effvit_nas.trials.records import figure_cells, fmt_ms, target_columns
 
@@ -226,6 +226,14 @@ def bench_options(f):
             show_default=True,
             help="fixed: glibc's heap thresholds fixed while timing, for figures that repeat; system: glibc's adaptive default.",
         ),
+        click.option(
+            "--pages",
+            type=click.Choice(PAGES),
+            default="huge",
+            show_default=True,
+            help="huge: the timing process asks for 2 MiB transparent huge pages (glibc.malloc.hugetlb), so a large model "
+            "does not run at a level its process drew; system: the machine's default.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -250,6 +258,7 @@ def bench_settings(device: str, opts: Mapping[str, Any]):
         "pair_settle_s",
         "pair_estimator",
         "malloc",
+        "pages",
     )
     later = {"metric": opts.get("metric") or "throughput", "graph_opt": opts.get("graph_opt", "all")}
     with setting_flags({"BenchSettings.batch": "--batch", "BenchSettings.metric": "--metric"}):

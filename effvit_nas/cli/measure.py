@@ -135,7 +135,7 @@ def _printer(device: str, s, cfgs, line, as_json: bool, paired: bool = False):
     runtime = get(s.backend).describe(s, device_kind(parse_device(device)) == "cuda")
     header = (
         f"bench {s.metric} on {device}: batch {s.batch}, {s.precision}, {s.threads} thread(s), backend {s.backend} ({runtime}), "
-        f"malloc {s.malloc}, "
+        f"malloc {s.malloc}, pages {s.pages}, "
         + (f"each model's warm-up {s.warmup_s / 2:g} s, " if paired else f"warm-up {s.warmup_s:g} s, ")
         + (
             f"timed in alternating turns (each {1e3 * s.pair_settle_s:g} ms untimed, then as many iterations timed, {s.pair_iters} at least)"

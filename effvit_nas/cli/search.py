@@ -421,7 +421,9 @@ def _budget_text(t) -> str:
     elif t.anchor:
         budget += f"; candidates paired with anchor {t.anchor} (at the space's resolution measured {t.budget_reference:,.0f} img/s)"
     b = t.bench
-    return f"{budget} on {t.device} (batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}, malloc {b.malloc})"
+    return (
+        f"{budget} on {t.device} (batch {b.batch}, {b.precision}, {b.threads} thread(s), {b.backend}, malloc {b.malloc}, pages {b.pages})"
+    )
 
 
 def _header(problem, options, data_source: str) -> str:

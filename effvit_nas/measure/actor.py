@@ -23,6 +23,7 @@ from typing import Any
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.measure.devices import DeviceError, DeviceSpec, fingerprint, parse_device, resolve_local
+from effvit_nas.measure.heap import huge_pages_env
 from effvit_nas.measure.settings import BenchSettings, Measurement, RatioMeasurement
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.measure.timing import check_supported, measure, measure_ratio
@@ -117,8 +118,11 @@ def _actor_options(name: str, gpu: bool, settings: BenchSettings, slot: Slot) ->
     # a CPU actor reserves as many Ray CPUs as it times threads with: one holding 1 CPU must not
     # be found by name and reused for a 2-thread measurement (Ray would schedule work beside it)
     threads = f"-{settings.threads}t" if not gpu and settings.threads > 1 else ""
+    # the pages are chosen when the actor's process starts (glibc reads its tunables then), so
+    # an actor of the other choice has another name and process
+    pages = "" if settings.pages == "huge" else f"-{settings.pages}pages"
     opts: dict[str, Any] = {
-        "name": f"effvit-device-{name}{threads}{slot.suffix()}",
+        "name": f"effvit-device-{name}{threads}{pages}{slot.suffix()}",
         "namespace": NAMESPACE,
         "get_if_exists": True,
         "max_concurrency": 1,
@@ -130,6 +134,8 @@ def _actor_options(name: str, gpu: bool, settings: BenchSettings, slot: Slot) ->
     }
     if gpu:
         opts["num_gpus"] = 1
+    if settings.pages == "huge":
+        opts["runtime_env"] = {"env_vars": huge_pages_env()}
     if slot.node_id:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # lazy: Ray costs seconds to import
 

@@ -13,11 +13,23 @@ iteration reuses warm pages (results/throughput_malloc_cpu.md).
 The setting is process-wide and cannot be undone (glibc stops adapting the thresholds once one
 is set), so it is applied in the process that times (a device actor, `bench`) and kept: what
 runs there afterwards only gets the faster, steadier allocation.
+
+Huge pages. With 4 KiB pages a model's weights lie on pages scattered over physical memory,
+differently in every process, and a model whose weights outgrow the CPU's caches (M5: 12 M
+parameters) runs at a level that its process drew (ONNX Runtime's batch-1 M5 over 10 fresh
+processes: 13.25-14.38 ms). glibc asks the kernel for 2 MiB transparent huge pages under all it
+allocates when its tunable ``glibc.malloc.hugetlb=1`` is set (glibc 2.35 or later), which is
+read once, when a process starts: the device actor is started with it
+(:func:`huge_pages_env`), and the timing process says where it runs without it
+(:func:`huge_pages_note`; results/hugepages_onnxruntime_cpu.md).
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 # mallopt's parameter numbers (glibc's malloc.h)
@@ -26,6 +38,9 @@ _M_MMAP_THRESHOLD = -3
 # bytes; some glibc builds refuse an mmap threshold above half their 64 MiB heap size, so 32 MiB
 # (above every activation of the CPU protocol) is the fallback
 THRESHOLDS = (1 << 30, 32 << 20)
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
+# where Linux says whether a process may have transparent huge pages: "always [madvise] never"
+THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
 def fix_malloc(libc: Any = None) -> str:
@@ -41,3 +56,36 @@ def fix_malloc(libc: Any = None) -> str:
     if not (mmap_set and mallopt(_M_TRIM_THRESHOLD, THRESHOLDS[0])):
         return "malloc=fixed not applied: mallopt refused the thresholds"
     return ""
+
+
+def huge_pages_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The environment variable a process that times must start with for huge pages: ``environ``'s
+    ``GLIBC_TUNABLES`` (colon-separated) with :data:`HUGE_PAGES_TUNABLE` added."""
+    kept = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t and not t.startswith("glibc.malloc.hugetlb=")]
+    return {"GLIBC_TUNABLES": ":".join([*kept, HUGE_PAGES_TUNABLE])}
+
+
+def huge_pages_note(environ: Mapping[str, str] = os.environ, thp_mode: Path = THP_MODE, libc: str | None = None) -> str:
+    """Why this process runs without huge pages, for the measurement's note; empty when it
+    started with them asked for and the kernel gives them. ``libc``: the C library's name and version (default:
+    this process's, ``glibc 2.36``)."""
+    libc = libc if libc is not None else _libc_version()
+    name, _, version = libc.partition(" ")
+    if name != "glibc" or tuple(int(x) for x in version.split(".")[:2] if x.isdigit()) < (2, 35):
+        return f"pages=huge not applied: {libc or 'this C library'} has no glibc.malloc.hugetlb (glibc 2.35 or later)"
+    if HUGE_PAGES_TUNABLE not in environ.get("GLIBC_TUNABLES", "").split(":"):
+        return f"pages=huge not applied: this process started without GLIBC_TUNABLES={HUGE_PAGES_TUNABLE}"
+    try:
+        mode = thp_mode.read_text()
+    except OSError:
+        return "pages=huge not applied: this kernel has no transparent huge pages"
+    if "[never]" in mode:
+        return f"pages=huge not applied: transparent huge pages are off ({thp_mode}: {mode.strip()})"
+    return ""
+
+
+def _libc_version() -> str:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):  # not glibc: the name is unknown to this C library
+        return ""

@@ -17,6 +17,7 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 METRICS = ("throughput", "latency")
 GRAPH_OPTS = ("disable", "basic", "extended", "all")  # ONNX Runtime's graph optimisation levels
 MALLOCS = ("fixed", "system")
+PAGES = ("huge", "system")
 # how ratio mode's two models become a figure (BenchSettings.pair_estimator)
 PAIR_ESTIMATORS = ("ratio", "gap")
 CPU_BATCH, GPU_BATCH = 16, 2048  # the paper's settings
@@ -30,7 +31,10 @@ BACKEND_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # over 10 fresh processes with 1 and within 1.4-1.6 % with 4 (each switch between two
     # compiled models costs it more than other runtimes; results/runtime_repeatability.md,
     # results/build_spread_cpu.md)
-    ("openvino", "latency"): {"pair_iters": 4},
+    # Its figure is a gap, as every measured CPU backend's batch-1 latency is (why: ExecuTorch's,
+    # below): over 6 fresh processes x 4 timings, M1 0.79 % and M5 1.48 % as a gap, 2.59 % and
+    # 5.27 % as the pairs' ratios (results/openvino_gap_cpu.md)
+    ("openvino", "latency"): {"pair_iters": 4, "pair_estimator": "gap"},
     # the whole --duration, never stopped at ±ci_target: ExecuTorch's batch-1 pairs of one phase
     # of the machine's speed agree so well that ±1 % was met after as few as 8 pairs, and the
     # shortest stops were one build's extreme timings (early stops' CV 3.6 % and 3.9 %, against
@@ -45,6 +49,11 @@ BACKEND_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # 1.33 % and M5 3.11 % as a gap, 2.19 % and 3.82 % as a ratio (results/onnxruntime_gap_cpu.md,
     # results/runtime_repeatability.md)
     ("onnxruntime", "latency"): {"pair_estimator": "gap"},
+    # and for PyTorch's own CPU backends (the mean CV of M1 and M5, over all 24 timings and
+    # over each process's first: trace 1.87 % as a gap, 3.23 % as the pairs' ratios; eager
+    # 2.05 % and 2.98 %; results/trace_gap_cpu.md, results/eager_gap_cpu.md)
+    ("trace", "latency"): {"pair_estimator": "gap"},
+    ("eager", "latency"): {"pair_estimator": "gap"},
 }
 
 
@@ -53,6 +62,7 @@ _CHOICES = {
     "precision": PRECISIONS,
     "backend": BACKENDS,
     "malloc": MALLOCS,
+    "pages": PAGES,
     "metric": METRICS,
     "graph_opt": GRAPH_OPTS,
     "pair_estimator": PAIR_ESTIMATORS,
@@ -113,6 +123,11 @@ class BenchSettings:
             process, so a forward pass reuses the same heap pages instead of faulting in fresh
             ones at random (see :mod:`effvit_nas.measure.heap`); ``system``: glibc's adaptive
             default, as before this setting existed.
+        pages: ``huge`` (default): the timing process starts with glibc asking for 2 MiB
+            transparent huge pages under everything it allocates, so a large model's weights
+            do not run at whichever level its process's scattered 4 KiB pages give (see
+            :mod:`effvit_nas.measure.heap`); ``system``: the machine's default, as every figure
+            stored before this setting had.
         metric: ``throughput`` (default: images/s at ``batch``) or ``latency`` (batch 1: the
             median and 90th percentile of single iterations, in ms; the figure kept as
             ``throughput`` is 1 / median latency, so everything judged on throughput, feasibility
@@ -142,6 +157,7 @@ class BenchSettings:
     metric: str = "throughput"
     graph_opt: str = "all"
     pair_estimator: str = "ratio"
+    pages: str = "huge"
 
     def __post_init__(self) -> None:
         if self.batch <= 0:
@@ -212,7 +228,7 @@ class BenchSettings:
 
 # Fields added after figures were stored under keys without them, at the value those figures
 # had in effect: left out of the key at that value, so the stored figures are still found.
-_LATER_DEFAULTS = {"metric": "throughput", "graph_opt": "all", "pair_settle_s": 0.0, "pair_estimator": "ratio"}
+_LATER_DEFAULTS = {"metric": "throughput", "graph_opt": "all", "pair_settle_s": 0.0, "pair_estimator": "ratio", "pages": "system"}
 
 
 # How ratio mode counts a turn's settling iterations, in the key of settled figures: decided per

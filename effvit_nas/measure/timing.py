@@ -29,7 +29,7 @@ import numpy as np
 
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.measure.devices import DeviceError
-from effvit_nas.measure.heap import fix_malloc
+from effvit_nas.measure.heap import fix_malloc, huge_pages_note
 from effvit_nas.measure.settings import BenchSettings, Measurement, RatioMeasurement
 from effvit_nas.measure.windows import (
     FIGURE_QUANTILE,
@@ -270,7 +270,8 @@ def _free(torch_device: str) -> Callable[[], None]:
 def _protocol_notes(batch: int, settings: BenchSettings) -> list[str]:
     """What of ``settings`` the measurement could not follow (empty when it followed them all)."""
     notes = [f"batch halved to {batch} after CUDA out-of-memory at {settings.batch}"] if batch != settings.batch else []
-    return [n for n in [*notes, fix_malloc() if settings.malloc == "fixed" else ""] if n]
+    heap = [fix_malloc() if settings.malloc == "fixed" else "", huge_pages_note() if settings.pages == "huge" else ""]
+    return [n for n in [*notes, *heap] if n]
 
 
 def measure(config: ArchConfig, settings: BenchSettings, torch_device: str, device_fp: dict[str, Any]) -> Measurement:

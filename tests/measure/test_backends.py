@@ -108,6 +108,9 @@ def test_the_store_key_names_backend_and_runtime_version():
     unsettled = {k: v for k, v in old.items() if k != "pair_settle_s"}
     assert BenchSettings(batch=16, pair_settle_s=0.0).key() == digest(unsettled)
     assert BenchSettings(batch=16, pair_settle_s=0.0).key() != trace.key()
+    # huge pages changed the protocol too: on the system's pages a figure keeps its key
+    on_system_pages = {k: v for k, v in old.items() if k != "pages"}
+    assert BenchSettings(batch=16, pages="system").key() == digest(on_system_pages | {"settle_rule": "per-turn"})
 
 
 def test_openvino_latency_times_four_iterations_per_turn_by_default():
@@ -176,11 +179,11 @@ def test_openvino_sends_no_telemetry_while_models_are_timed(tmp_path):
     assert r.stdout.split()[-6:] == ["consent", "False", "queued", "0", "children", "0"], r.stdout
 
 
-def test_executorch_latency_figures_are_the_anchors_time_plus_a_gap():
-    """ExecuTorch's batch-1 figure is the anchor's stored time plus the gap between the two
-    models' fast iterations (results/executorch_gap_cpu.md), and so is ONNX Runtime's
-    (results/onnxruntime_gap_cpu.md); other backends keep the ratio, and their keys are those
-    stored before the setting existed."""
+def test_latency_figures_are_the_anchors_time_plus_a_gap():
+    """Every measured CPU backend's batch-1 figure is the anchor's stored time plus the gap
+    between the two models' fast iterations (results/*_gap_cpu.md); throughput and the
+    backends not measured so keep the ratio, and their keys are those stored before the
+    setting existed."""
     import math
 
     from effvit_nas.measure.actor import paired_measurement
@@ -189,10 +192,12 @@ def test_executorch_latency_figures_are_the_anchors_time_plus_a_gap():
     et = BenchSettings.for_device("cpu", backend="executorch", metric="latency")
     assert et.pair_estimator == "gap" and BenchSettings.for_device("cpu", backend="executorch").pair_estimator == "ratio"
     assert BenchSettings.for_device("cpu", backend="executorch", metric="latency", pair_estimator="ratio").key() != et.key()
-    assert BenchSettings.for_device("cpu", backend="onnxruntime", metric="latency").pair_estimator == "gap"
-    ov = BenchSettings.for_device("cpu", backend="openvino", metric="latency")
-    assert ov.pair_estimator == "ratio"
-    assert ov.key() == protocol_key({k: v for k, v in asdict(ov).items() if k != "pair_estimator"}, ov.runtime())
+    for backend in ("onnxruntime", "openvino", "trace", "eager"):
+        assert BenchSettings.for_device("cpu", backend=backend, metric="latency").pair_estimator == "gap"
+    assert BenchSettings.for_device("cpu", backend="openvino", metric="latency").pair_iters == 4  # its own, kept beside the gap
+    for kept in (BenchSettings.for_device("cpu", backend="compile", metric="latency"), BenchSettings.for_device("cpu")):
+        assert kept.pair_estimator == "ratio"
+        assert kept.key() == protocol_key({k: v for k, v in asdict(kept).items() if k != "pair_estimator"}, kept.runtime())
 
     def run(**kw) -> RatioMeasurement:
         fields = {"ratio": 0.6, "ci_low": 0.59, "ci_high": 0.61, "cv": 0.1, "pairs": 100, "disturbed": 0, "throughput": 250.0}

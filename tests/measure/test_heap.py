@@ -60,3 +60,71 @@ def test_a_refused_threshold_is_said_too():
             return 0  # mallopt's "failed"
 
     assert heap.fix_malloc(libc=Refusing()) == "malloc=fixed not applied: mallopt refused the thresholds"
+
+
+# In a child process started with or without glibc's huge-pages tunable: how many kB of a
+# freshly written 64 MiB block (from the fixed heap, as in a timing process) lie on huge pages?
+HUGE_PROBE = """
+import ctypes
+from effvit_nas.measure.heap import fix_malloc, huge_pages_note
+assert fix_malloc() == ""
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+addr = libc.malloc(64 << 20)
+ctypes.memset(addr, 1, 64 << 20)
+huge = [int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.startswith("AnonHugePages")]
+print(huge[0], huge_pages_note() or "applied")
+"""
+
+
+def _thp_mode() -> str:
+    from effvit_nas.measure.heap import THP_MODE
+
+    try:
+        return THP_MODE.read_text()
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif("[madvise]" not in _thp_mode(), reason="transparent huge pages given on madvise only (this kernel's default)")
+def test_huge_pages_put_a_large_heap_block_on_huge_pages_and_only_they_do():
+    import os
+
+    from effvit_nas.measure.heap import huge_pages_env
+
+    plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    runs = {}
+    for name, env in (("system", plain), ("huge", {**plain, **huge_pages_env(plain)})):
+        out = subprocess.run([sys.executable, "-c", HUGE_PROBE], capture_output=True, text=True, check=True, env=env)
+        kb, note = out.stdout.split(maxsplit=1)
+        runs[name] = int(kb), note.strip()
+    assert runs["huge"][0] >= 32 << 10 and runs["huge"][1] == "applied"
+    assert runs["system"] == (0, "pages=huge not applied: this process started without GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
+
+
+def test_the_huge_pages_tunable_keeps_the_users_other_tunables():
+    from effvit_nas.measure.heap import huge_pages_env
+
+    assert huge_pages_env({}) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    got = huge_pages_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"})
+    assert got == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
+
+
+def test_where_huge_pages_cannot_be_had_the_measurement_says_why(tmp_path):
+    from effvit_nas.measure.heap import huge_pages_note
+
+    env = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    madvise, never = tmp_path / "madvise", tmp_path / "never"
+    madvise.write_text("always [madvise] never\n")
+    never.write_text("always madvise [never]\n")
+    assert huge_pages_note(env, madvise, "glibc 2.36") == ""
+    assert "transparent huge pages are off" in huge_pages_note(env, never, "glibc 2.36")
+    assert "no transparent huge pages" in huge_pages_note(env, tmp_path / "missing", "glibc 2.36")
+    assert "glibc 2.31 has no glibc.malloc.hugetlb" in huge_pages_note(env, madvise, "glibc 2.31")
+    assert "this C library has no glibc.malloc.hugetlb" in huge_pages_note(env, madvise, "")
+
+
+def test_pages_is_part_of_the_protocol_key_and_names_its_setting():
+    assert BenchSettings(batch=1).key() != BenchSettings(batch=1, pages="system").key()
+    with pytest.raises(SettingError, match=r"BenchSettings\.pages"):
+        BenchSettings(batch=1, pages="1g")

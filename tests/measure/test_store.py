@@ -179,6 +179,16 @@ def test_a_cpu_actor_reserves_the_threads_it_times_with_under_its_own_name():
     assert (gpu["num_cpus"], gpu["num_gpus"], gpu["name"]) == (1, 1, "effvit-device-cuda:0")
 
 
+def test_an_actor_starts_with_the_pages_it_times_with_under_its_own_name():
+    """glibc reads its tunables when a process starts: a huge-pages actor is started with them,
+    and a system-pages measurement never reuses it by name."""
+    from effvit_nas.measure.actor import Slot, _actor_options
+
+    huge, system = (_actor_options("cpu", False, BenchSettings(batch=1, pages=p), Slot()) for p in ("huge", "system"))
+    assert "glibc.malloc.hugetlb=1" in huge["runtime_env"]["env_vars"]["GLIBC_TUNABLES"]
+    assert "runtime_env" not in system and huge["name"] != system["name"]
+
+
 def _figure(config_hash: str, throughput: float):
     from effvit_nas.measure.settings import Measurement
 

@@ -170,7 +170,7 @@ def test_a_resumed_study_keeps_its_proxy_and_a_new_one_gets_the_default(tmp_path
     r = run_main(capsys, *args, "--study", "old", "--trials", "2", "--proxy", "macs")
     assert r.returncode == 2 and "created with another proxy ('naswot')" in r.stderr, r.stderr
     r = run_main(capsys, *args, "--study", "new", "--trials", "1")
-    assert r.returncode == 0 and "trace, malloc fixed); proxy macs (reads no images, 32 px); " in r.stdout, r.stderr[-2000:]
+    assert r.returncode == 0 and "trace, malloc fixed, pages huge); proxy macs (reads no images, 32 px); " in r.stdout, r.stderr[-2000:]
     studies = {s["study"]: s for s in json.loads(run_main(capsys, "studies", "--storage", url, "--json").stdout)}
     assert (studies["old"]["proxy"], studies["new"]["proxy"]) == ("naswot", "macs")
 
