@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,11 +39,9 @@ with on_device(s, "cpu"):
 
 
 def one(backend: str, pages: str) -> dict[str, dict[str, int]]:
-    from effvit_nas.measure.heap import huge_pages_env
+    from effvit_nas.measure.heap import timing_env
 
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    env |= huge_pages_env(env) if pages == "huge" else {}
-    out = subprocess.run([sys.executable, "-c", CHILD, backend, pages], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, backend, pages], capture_output=True, text=True, env=timing_env(pages), check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -113,7 +113,7 @@ def analyse(processes: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def two_anchors(processes: list[dict[str, Any]], near: str = "M1", far: str = "M5") -> dict[str, float]:
+def two_anchors(processes: list[dict[str, Any]], near: str = "M1", far: str = "M5") -> dict[str, Any]:
     """Would a second, larger anchor help ``far``? Its CV over the timings (%) as a gap to M0
     (the default), as a gap to ``near`` (as if it were a second anchor, timed just before
     ``far`` in the same round) and through a line fitted per round to both anchors' fastest
@@ -130,10 +130,12 @@ def two_anchors(processes: list[dict[str, Any]], near: str = "M1", far: str = "M
     u0, u1 = float(np.median(np.r_[m0_near, m0_far])), float(np.median(n1))  # the anchors' usual fast times
     slope = (n1 - m0_far) / (u1 - u0)
     return {
+        "near": near,
+        "far": far,
         "rounds": len(both),
         "gap_to_M0_cv_pct": cv(f5 - m0_far + u0),
-        f"gap_to_{near}_cv_pct": cv(f5 - n1 + u1),
-        f"affine_M0_{near}_cv_pct": cv((f5 - (m0_far - slope * u0)) / slope),
+        "gap_to_near_cv_pct": cv(f5 - n1 + u1),
+        "line_through_both_cv_pct": cv((f5 - (m0_far - slope * u0)) / slope),
     }
 
 
@@ -179,12 +181,12 @@ def markdown(result: dict[str, Any], command: str, when: str) -> str:
     if result.get("two_anchors"):
         t = result["two_anchors"]
         lines += [
-            "## A second, larger anchor for M5?",
+            f"## A second, larger anchor for {t['far']}?",
             "",
-            f"M5's figure over {t['rounds']} rounds (the fastest 5 %; M1 as the second anchor, timed in the same round just "
-            "before M5's pair): CV as a gap to M0 (the default) "
-            f"{t['gap_to_M0_cv_pct']:.2f} %, as a gap to M1 {t['gap_to_M1_cv_pct']:.2f} %, through a line fitted to both "
-            f"anchors' times in the round {t['affine_M0_M1_cv_pct']:.2f} %.",
+            f"{t['far']}'s figure over {t['rounds']} rounds (the fastest 5 %; {t['near']} as the second anchor, timed in the "
+            f"same round just before {t['far']}'s pair): CV as a gap to M0 (the default) {t['gap_to_M0_cv_pct']:.2f} %, as a gap "
+            f"to {t['near']} {t['gap_to_near_cv_pct']:.2f} %, through a line fitted to both anchors' times in the round "
+            f"{t['line_through_both_cv_pct']:.2f} %.",
             "",
         ]
     for cand, c in result["candidates"].items():
@@ -225,6 +227,9 @@ def main() -> None:
     if a.one is not None:
         one_process(a.one, a.backend, a.metric, candidates, a.timings)
         return
+    from effvit_nas.measure.heap import timing_env
+    from effvit_nas.measure.settings import BenchSettings
+
     raw = a.out.parent / f"{a.out.name}_raw.json"
     if a.report_only:
         kept = json.loads(raw.read_text())
@@ -246,7 +251,8 @@ def main() -> None:
                 "--timings",
                 str(a.timings),
             ]
-            subprocess.run([sys.executable, __file__, *args], check=True)
+            # started as a device actor is, on the pages `bench` times with by default
+            subprocess.run([sys.executable, __file__, *args], check=True, env=timing_env(BenchSettings.pages))
         kept = {
             "command": " ".join(["uv run python benchmarks/pair_estimators.py", *sys.argv[1:]]),
             "when": f"{started}-{time.strftime('%H:%M UTC', time.gmtime())}",

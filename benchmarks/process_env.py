@@ -15,11 +15,13 @@ its own, whose anchor is measured once under that condition; then each round run
 `bench MODELS --backend B --metric M --fresh` per condition, in an order that rotates from round
 to round, so a slow hour of the machine falls on every condition alike. Run on a quiet machine:
 
-    uv run python benchmarks/process_env.py --backend onnxruntime --metric latency --models M1,M5 \\
-        --rounds 10 --condition default= --condition hugetlb=GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \\
-        --out results/hugepages_cpu
-    uv run python benchmarks/process_env.py --backend openvino --condition huge= --condition system= \
-        --flags "system=--pages system" --out results/hugepages_openvino_cpu
+    uv run python benchmarks/process_env.py --backend openvino --metric latency --models M1,M5 \\
+        --rounds 10 --condition huge= --condition system= --flags "system=--pages system" \\
+        --out results/hugepages_openvino_cpu
+
+``results/hugepages_onnxruntime_cpu.md`` was measured before ``--pages`` existed, when every
+actor started on the system's pages, with ``--condition default= --condition
+hugetlb=GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
 """
 
 from __future__ import annotations

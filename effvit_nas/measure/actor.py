@@ -23,7 +23,7 @@ from typing import Any
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.measure.devices import DeviceError, DeviceSpec, fingerprint, parse_device, resolve_local
-from effvit_nas.measure.heap import huge_pages_env
+from effvit_nas.measure.heap import huge_pages_env, huge_pages_note
 from effvit_nas.measure.settings import BenchSettings, Measurement, RatioMeasurement
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.measure.timing import check_supported, measure, measure_ratio
@@ -104,7 +104,15 @@ class DeviceWorker:
         return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
 
     def check(self, settings: dict[str, Any]) -> None:
-        check_supported(BenchSettings(**settings), self.torch_device)
+        s = BenchSettings(**settings)
+        check_supported(s, self.torch_device)
+        # an actor found by name may have been started by an older driver, without the tunable:
+        # its figures would be stored under the huge-pages key
+        if s.pages == "huge" and "started without" in huge_pages_note():
+            raise SettingError(
+                "BenchSettings.pages",
+                f"huge, but {huge_pages_note().removeprefix('pages=huge not applied: ')} (a device actor of an older run?)",
+            )
 
     def measure(self, config: dict[str, Any], settings: dict[str, Any]) -> Measurement:
         return measure(ArchConfig.from_dict(config), BenchSettings(**settings), self.torch_device, self._fp)

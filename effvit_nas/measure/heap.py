@@ -61,8 +61,19 @@ def fix_malloc(libc: Any = None) -> str:
 def huge_pages_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The environment variable a process that times must start with for huge pages: ``environ``'s
     ``GLIBC_TUNABLES`` (colon-separated) with :data:`HUGE_PAGES_TUNABLE` added."""
-    kept = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t and not t.startswith("glibc.malloc.hugetlb=")]
-    return {"GLIBC_TUNABLES": ":".join([*kept, HUGE_PAGES_TUNABLE])}
+    return {"GLIBC_TUNABLES": ":".join([*_other_tunables(environ), HUGE_PAGES_TUNABLE])}
+
+
+def timing_env(pages: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The whole environment to start a process that times with ``pages`` (``huge`` or
+    ``system``) in: ``environ`` with glibc's huge-pages tunable added, or taken out."""
+    tunables = [*_other_tunables(environ), *([HUGE_PAGES_TUNABLE] if pages == "huge" else [])]
+    env = {k: v for k, v in environ.items() if k != "GLIBC_TUNABLES"}
+    return env | ({"GLIBC_TUNABLES": ":".join(tunables)} if tunables else {})
+
+
+def _other_tunables(environ: Mapping[str, str]) -> list[str]:
+    return [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t and not t.startswith("glibc.malloc.hugetlb=")]
 
 
 def huge_pages_note(environ: Mapping[str, str] = os.environ, thp_mode: Path = THP_MODE, libc: str | None = None) -> str:

@@ -93,24 +93,24 @@ def test_the_store_key_names_backend_and_runtime_version():
     assert ort.key() != protocol_key(asdict(ort), "onnxruntime==0.0.1")  # another version, another key
     assert len({BenchSettings(batch=16, backend=b).key() for b in NAMES}) == len(NAMES)
     # torch's own backends: torch's version is in the device fingerprint, and keys of figures
-    # stored before metric/graph_opt/pair_estimator existed stay what they were
+    # stored before metric/graph_opt/pair_estimator/pages existed stay what they were
     import hashlib
     import json
 
     trace = BenchSettings(batch=16)
-    old = {k: v for k, v in asdict(trace).items() if k not in ("metric", "graph_opt", "pair_estimator")}
+    old = {k: v for k, v in asdict(trace).items() if k not in ("metric", "graph_opt", "pair_estimator", "pages")}
     assert trace.runtime() is None
     digest = lambda d: hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]  # noqa: E731
     # settled figures name their settling rule: the first rule's (a count fixed per process) are not found
-    assert trace.key() == digest(old | {"settle_rule": "per-turn"}) and trace.key() != digest(old)
+    system = BenchSettings(batch=16, pages="system")
+    assert system.key() == digest(old | {"settle_rule": "per-turn"}) and system.key() != digest(old)
     assert BenchSettings(batch=1, metric="latency").key() != BenchSettings(batch=1).key()
     # settling (0.3) changed the protocol: without it, a figure keeps the key it had before
     unsettled = {k: v for k, v in old.items() if k != "pair_settle_s"}
-    assert BenchSettings(batch=16, pair_settle_s=0.0).key() == digest(unsettled)
+    assert BenchSettings(batch=16, pair_settle_s=0.0, pages="system").key() == digest(unsettled)
     assert BenchSettings(batch=16, pair_settle_s=0.0).key() != trace.key()
-    # huge pages changed the protocol too: on the system's pages a figure keeps its key
-    on_system_pages = {k: v for k, v in old.items() if k != "pages"}
-    assert BenchSettings(batch=16, pages="system").key() == digest(on_system_pages | {"settle_rule": "per-turn"})
+    # huge pages (the default since) changed the protocol too: a figure of the system's pages keeps its key
+    assert trace.key() == digest(old | {"settle_rule": "per-turn", "pages": "huge"}) != system.key()
 
 
 def test_openvino_latency_times_four_iterations_per_turn_by_default():

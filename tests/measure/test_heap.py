@@ -88,14 +88,11 @@ def _thp_mode() -> str:
 
 @pytest.mark.skipif("[madvise]" not in _thp_mode(), reason="transparent huge pages given on madvise only (this kernel's default)")
 def test_huge_pages_put_a_large_heap_block_on_huge_pages_and_only_they_do():
-    import os
+    from effvit_nas.measure.heap import timing_env
 
-    from effvit_nas.measure.heap import huge_pages_env
-
-    plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     runs = {}
-    for name, env in (("system", plain), ("huge", {**plain, **huge_pages_env(plain)})):
-        out = subprocess.run([sys.executable, "-c", HUGE_PROBE], capture_output=True, text=True, check=True, env=env)
+    for name in ("system", "huge"):
+        out = subprocess.run([sys.executable, "-c", HUGE_PROBE], capture_output=True, text=True, check=True, env=timing_env(name))
         kb, note = out.stdout.split(maxsplit=1)
         runs[name] = int(kb), note.strip()
     assert runs["huge"][0] >= 32 << 10 and runs["huge"][1] == "applied"
@@ -103,11 +100,14 @@ def test_huge_pages_put_a_large_heap_block_on_huge_pages_and_only_they_do():
 
 
 def test_the_huge_pages_tunable_keeps_the_users_other_tunables():
-    from effvit_nas.measure.heap import huge_pages_env
+    from effvit_nas.measure.heap import huge_pages_env, timing_env
 
     assert huge_pages_env({}) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
-    got = huge_pages_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"})
-    assert got == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
+    user = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0", "HOME": "/h"}
+    assert huge_pages_env(user) == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
+    assert timing_env("huge", user) == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1", "HOME": "/h"}
+    assert timing_env("system", user) == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2", "HOME": "/h"}
+    assert timing_env("system", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}) == {}
 
 
 def test_where_huge_pages_cannot_be_had_the_measurement_says_why(tmp_path):
@@ -117,7 +117,8 @@ def test_where_huge_pages_cannot_be_had_the_measurement_says_why(tmp_path):
     madvise, never = tmp_path / "madvise", tmp_path / "never"
     madvise.write_text("always [madvise] never\n")
     never.write_text("always madvise [never]\n")
-    assert huge_pages_note(env, madvise, "glibc 2.36") == ""
+    assert huge_pages_note(env, madvise, "glibc 2.36") == huge_pages_note(env, madvise, "glibc 2.35") == ""
+    assert "started without GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in huge_pages_note({}, madvise, "glibc 2.36")
     assert "transparent huge pages are off" in huge_pages_note(env, never, "glibc 2.36")
     assert "no transparent huge pages" in huge_pages_note(env, tmp_path / "missing", "glibc 2.36")
     assert "glibc 2.31 has no glibc.malloc.hugetlb" in huge_pages_note(env, madvise, "glibc 2.31")
