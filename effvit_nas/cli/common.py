@@ -219,6 +219,16 @@ def bench_options(f):
             f"reference's time plus the gap between the two models' fastest {100 * GAP_QUANTILE:g} % of iterations "
             f"[default: {backend_defaults_text('pair_estimator')}].",
         ),
+        *_memory_options(),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _memory_options() -> list:
+    """How the timing process holds its memory (BenchSettings.malloc and .pages)."""
+    return [
         click.option(
             "--malloc",
             type=click.Choice(["fixed", "system"]),
@@ -235,9 +245,6 @@ def bench_options(f):
             "does not run at a level its process drew; system: the machine's default.",
         ),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
 
 
 def bench_settings(device: str, opts: Mapping[str, Any]):

@@ -108,10 +108,10 @@ class DeviceWorker:
         check_supported(s, self.torch_device)
         # an actor found by name may have been started by an older driver, without the tunable:
         # its figures would be stored under the huge-pages key
-        if s.pages == "huge" and "started without" in huge_pages_note():
+        why = huge_pages_note() if s.pages == "huge" else ""
+        if "started without" in why:
             raise SettingError(
-                "BenchSettings.pages",
-                f"huge, but {huge_pages_note().removeprefix('pages=huge not applied: ')} (a device actor of an older run?)",
+                "BenchSettings.pages", f"huge, but {why.removeprefix('pages=huge not applied: ')} (a device actor of an older run?)"
             )
 
     def measure(self, config: dict[str, Any], settings: dict[str, Any]) -> Measurement:
