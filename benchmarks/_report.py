@@ -2,7 +2,11 @@
 
 Every benchmark writes ``results/NAME.md`` (the human-readable report) and ``results/NAME.json``
 (the record the docs and ``tests/test_readme_claims.py`` read) through :func:`write_report`, so
-both files exist together and the JSON is always encoded the same way.
+both files exist together and the JSON is always encoded the same way. Runs that answer one
+question on several backends, or before and after a change, share one report as keyed sections
+(:func:`write_section`) instead of a pair of files each:
+
+    uv run python benchmarks/_report.py merge results/NAME "Title" KEY=results/OLD ...
 
 Experiments that train many models (``searched_vs_handdesigned.py``, ``supernet_fashion.py``)
 leave one folder per (model, seed) run. Those folders are not tracked one file each: they are
@@ -45,6 +49,37 @@ def write_report(md_path: str | Path, markdown: str, record: Any) -> None:
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(markdown.rstrip("\n") + "\n")
     md_path.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+
+
+def _demoted(markdown: str) -> str:
+    """``markdown`` with every heading one level lower, to sit under the report's title."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.rstrip("\n").splitlines())
+
+
+def write_section(md_path: str | Path, key: str, title: str, markdown: str, record: Any) -> None:
+    """Write ``record`` as section ``key`` of the report ``NAME.md``/``NAME.json``, keeping its
+    other sections (a section of the same key is replaced, in its place). ``markdown`` is the
+    section's own report, headings demoted one level under the report's title: ``title`` for a
+    new report, an existing one keeps its own (several benchmarks may write one report)."""
+    md_path = Path(md_path)
+    old = md_path.with_suffix(".json")
+    if old.exists():
+        kept = json.loads(old.read_text())
+        title, sections = kept.get("title", title), kept.get("sections", {})
+    else:
+        sections = {}
+    sections[key] = {"markdown": _demoted(markdown), "record": record}
+    text = "\n\n".join([f"# {title}", *(s["markdown"] for s in sections.values())])
+    write_report(md_path, text, {"title": title, "sections": sections})
+
+
+def merge(out: str | Path, title: str, parts: list[str]) -> None:
+    """Make the reports ``KEY=results/OLD`` (``OLD.md`` and ``OLD.json``) sections of ``out``,
+    unchanged; the old pairs of files can then go."""
+    for part in parts:
+        key, old = part.split("=", 1)
+        md = Path(old).with_suffix(".md").read_text()
+        write_section(Path(out).with_suffix(".md"), key, title, md, json.loads(Path(old).with_suffix(".json").read_text()))
 
 
 def _summary(path: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -107,5 +142,8 @@ if __name__ == "__main__":
         print(f"{len(pack(*paths)['files'])} files packed into {paths[1]}")
     elif verb == "unpack" and len(paths) == 1:
         print(f"{unpack(paths[0])} files written")
+    elif verb == "merge" and len(paths) >= 3:
+        merge(paths[0], paths[1], paths[2:])
+        print(f"{len(paths) - 2} reports are sections of {paths[0]}.md")
     else:
-        sys.exit("usage: _report.py pack FOLDER ARCHIVE | unpack ARCHIVE")
+        sys.exit("usage: _report.py pack FOLDER ARCHIVE | unpack ARCHIVE | merge OUT TITLE KEY=OLD...")

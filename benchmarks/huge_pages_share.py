@@ -7,7 +7,7 @@ anonymous memory and the part of it on transparent huge pages (``/proc/self/smap
 It checks that the setting reaches the memory that the weights and activations live in:
 
     uv run python benchmarks/huge_pages_share.py --backends onnxruntime,openvino,executorch,trace \\
-        --out results/huge_pages_share_cpu
+        --out results/hugepages_cpu
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks._report import backends_arg, write_report
+from benchmarks._report import backends_arg, write_section
 
 CHILD = """
 import json, sys
@@ -48,7 +48,7 @@ def one(backend: str, pages: str) -> dict[str, dict[str, int]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", default="onnxruntime,openvino,executorch,trace")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="the report; this run is its section 'memory on huge pages'")
     args = ap.parse_args()
     rows = {f"{b}/{p}": one(b, p) for b in backends_arg(ap, args.backends) for p in ("system", "huge")}
     lines = [
@@ -65,7 +65,7 @@ def main() -> None:
         b, p = key.split("/")
         anon, huge = r["after"]["Anonymous"] / 1024, r["after"]["AnonHugePages"] / 1024
         lines.append(f"| {b} | {p} | {anon:.0f} | {huge:.0f} | {100 * huge / anon:.0f} % |")
-    write_report(args.out.with_suffix(".md"), "\n".join(lines) + "\n", rows)
+    write_section(args.out.with_suffix(".md"), "memory on huge pages", "Huge pages in a timing process", "\n".join(lines), rows)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ timing (what a fresh `bench` sees), and its correlation with the anchor's median
 figure that follows the machine's phase has a high one). Run on a quiet machine:
 
     taskset -c 0 uv run python benchmarks/pair_estimators.py --processes 6 --timings 4 \\
-        --raw /tmp/pair_raw --out results/executorch_gap_cpu
-    uv run python benchmarks/pair_estimators.py --report-only --out results/executorch_gap_cpu  # from the raw record
+        --backend executorch --raw /tmp/pair_raw
+    uv run python benchmarks/pair_estimators.py --report-only  # every backend, from the raw record
+
+Each backend is a section of one report (``results/pair_estimators_cpu.md``), its iterations a
+key of one raw record beside it; a run replaces its backend's section and keeps the others.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import write_report
+from benchmarks._report import write_section
 
 QUANTILES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5)
 
@@ -211,6 +214,41 @@ def _protocol(settings: str) -> str:
     return f"{fields['backend'].strip(chr(39))}, {metric}"
 
 
+TITLE = "Ratio-mode estimators over fresh processes, per backend"
+
+
+def measure(a: argparse.Namespace) -> dict[str, Any]:
+    """``a.processes`` fresh processes, each timing every pair ``a.timings`` times; the raw record."""
+    from effvit_nas.measure.heap import timing_env
+    from effvit_nas.measure.settings import BenchSettings
+
+    folder = a.raw or a.out.parent / f"{a.out.name}_raw_{a.backend}"
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for i in range(a.processes):
+        out = folder / f"process_{i + 1}.json"
+        args = ["--one", str(out), "--backend", a.backend, "--metric", a.metric, "--candidates", a.candidates, "--timings", str(a.timings)]
+        # started as a device actor is, on the pages `bench` times with by default
+        subprocess.run([sys.executable, __file__, *args], check=True, env=timing_env(BenchSettings.pages))
+    return {
+        "command": " ".join(["uv run python benchmarks/pair_estimators.py", *sys.argv[1:]]),
+        "when": f"{started}-{time.strftime('%H:%M UTC', time.gmtime())}",
+        "processes": [json.loads((folder / f"process_{i + 1}.json").read_text()) for i in range(a.processes)],
+    }
+
+
+def report(out: Path, backend: str, kept: dict[str, Any]) -> None:
+    """Section ``backend`` of the report ``out``, computed from its raw record ``kept``."""
+    result = analyse(kept["processes"])
+    result.update(
+        processes=len(kept["processes"]),
+        timings=len(kept["processes"][0]["timings"]) // len(result["candidates"]),
+        protocol=_protocol(kept["processes"][0]["settings"]),
+    )
+    record = {**result, "command": kept["command"], "when": kept["when"]}
+    write_section(out.with_suffix(".md"), backend, TITLE, markdown(result, kept["command"], kept["when"]), record)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--processes", type=int, default=6)
@@ -220,56 +258,19 @@ def main() -> None:
     ap.add_argument("--candidates", default="M1,M5")
     ap.add_argument("--raw", type=Path, default=None, help="folder for each process's iterations (default: a folder beside --out)")
     ap.add_argument("--one", type=Path, default=None, help=argparse.SUPPRESS)  # a worker process's output
-    ap.add_argument("--report-only", action="store_true", help="recompute the report from the raw record kept beside --out")
-    ap.add_argument("--out", type=Path, default=Path("results/executorch_gap_cpu"))
+    ap.add_argument("--report-only", action="store_true", help="recompute every backend's section from the raw record kept beside --out")
+    ap.add_argument("--out", type=Path, default=Path("results/pair_estimators_cpu"), help="the report; one section per backend")
     a = ap.parse_args()
-    candidates = [c for c in a.candidates.split(",") if c]
     if a.one is not None:
-        one_process(a.one, a.backend, a.metric, candidates, a.timings)
+        one_process(a.one, a.backend, a.metric, [c for c in a.candidates.split(",") if c], a.timings)
         return
-    from effvit_nas.measure.heap import timing_env
-    from effvit_nas.measure.settings import BenchSettings
-
-    raw = a.out.parent / f"{a.out.name}_raw.json"
-    if a.report_only:
-        kept = json.loads(raw.read_text())
-    else:
-        folder = a.raw or a.out.parent / f"{a.out.name}_raw"
-        folder.mkdir(parents=True, exist_ok=True)
-        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        for i in range(a.processes):
-            out = folder / f"process_{i + 1}.json"
-            args = [
-                "--one",
-                str(out),
-                "--backend",
-                a.backend,
-                "--metric",
-                a.metric,
-                "--candidates",
-                a.candidates,
-                "--timings",
-                str(a.timings),
-            ]
-            # started as a device actor is, on the pages `bench` times with by default
-            subprocess.run([sys.executable, __file__, *args], check=True, env=timing_env(BenchSettings.pages))
-        kept = {
-            "command": " ".join(["uv run python benchmarks/pair_estimators.py", *sys.argv[1:]]),
-            "when": f"{started}-{time.strftime('%H:%M UTC', time.gmtime())}",
-            "processes": [json.loads((folder / f"process_{i + 1}.json").read_text()) for i in range(a.processes)],
-        }
+    raw = a.out.parent / f"{a.out.name}_raw.json"  # every backend's iterations, by backend
+    kept = json.loads(raw.read_text()) if raw.exists() else {}
+    if not a.report_only:
+        kept[a.backend] = measure(a)
         raw.write_text(json.dumps(kept))
-    result = analyse(kept["processes"])
-    result.update(
-        processes=len(kept["processes"]),
-        timings=len(kept["processes"][0]["timings"]) // len(result["candidates"]),
-        protocol=_protocol(kept["processes"][0]["settings"]),
-    )
-    write_report(
-        a.out.with_suffix(".md"),
-        markdown(result, kept["command"], kept["when"]),
-        {**result, "command": kept["command"], "when": kept["when"]},
-    )
+    for backend in kept if a.report_only else [a.backend]:
+        report(a.out, backend, kept[backend])
 
 
 if __name__ == "__main__":

@@ -17,11 +17,12 @@ to round, so a slow hour of the machine falls on every condition alike. Run on a
 
     uv run python benchmarks/process_env.py --backend openvino --metric latency --models M1,M5 \\
         --rounds 10 --condition huge= --condition system= --flags "system=--pages system" \\
-        --out results/hugepages_openvino_cpu
+        --out results/hugepages_cpu
 
-``results/hugepages_onnxruntime_cpu.md`` was measured before ``--pages`` existed, when every
-actor started on the system's pages, with ``--condition default= --condition
-hugetlb=GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
+Each run is a section of ``--out`` (``--section``, default ``BACKEND METRIC``). The section
+``onnxruntime latency`` of ``results/hugepages_cpu.md`` was measured before ``--pages`` existed,
+when every actor started on the system's pages, with ``--condition default= --condition
+hugetlb=GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, and written to a report of its own then.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import write_report
+from benchmarks._report import write_section
 from benchmarks.runtime_repeatability import bench, cv, value
+
+TITLE = "`bench`'s default figure across fresh processes, per process-wide setting"
 
 
 def condition(text: str) -> tuple[str, dict[str, str]]:
@@ -101,7 +104,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10, help="fresh processes per condition (default 10)")
     ap.add_argument("--condition", type=condition, action="append", required=True, help="NAME=VAR=VALUE[,...]; repeat; NAME= for none")
     ap.add_argument("--flags", action="append", default=[], help="NAME=FLAGS: `bench` flags of condition NAME; repeat")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="the report; this run is one section of it")
+    ap.add_argument("--section", default=None, help="this run's section of --out (default 'BACKEND METRIC'); one of that key is replaced")
     args = ap.parse_args()
     args.condition = dict(args.condition)
     args.flags = {n: f.split() for n, _, f in (t.partition("=") for t in args.flags)}
@@ -127,7 +131,8 @@ def main() -> None:
         "summary": summary(records, args),
     }
     command = "uv run python benchmarks/process_env.py " + shlex.join(sys.argv[1:])
-    write_report(args.out.with_suffix(".md"), markdown(result, command), result)
+    section = args.section or f"{args.backend} {args.metric}"
+    write_section(args.out.with_suffix(".md"), section, TITLE, markdown(result, command), result)
 
 
 if __name__ == "__main__":

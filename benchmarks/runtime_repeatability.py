@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import write_report
+from benchmarks._report import write_report, write_section
 from effvit_nas.measure.backends import NAMES, get
 
 CPU_BACKENDS = [b for b in NAMES if b not in ("compile", "tensorrt")]  # compile: minutes per model on CPU; tensorrt: GPUs
@@ -81,9 +81,12 @@ def entry(models: list[str], backend: str, metric: str, repeats: int, extra: lis
     return {"models": rows, "seconds_per_repeat": statistics.median(secs), "seconds": time.time() - t0, "note": runs[0][0].get("note")}
 
 
-def markdown(result: dict[str, Any], command: str) -> str:
+TITLE = "Repeatability of `bench`'s default figures across fresh processes"
+
+
+def markdown(result: dict[str, Any], command: str, heading: str = TITLE) -> str:
     lines = [
-        "# Repeatability of `bench`'s default figures across fresh processes\n",
+        f"# {heading}\n",
         f"`{command}`\n",
         "Each row: one backend and metric, the anchor stored by a first `bench`, then each repeat a "
         "fresh `effvit-nas bench MODEL --backend B --metric M --fresh` process (default flags "
@@ -116,6 +119,9 @@ def main() -> None:
     ap.add_argument("--bench-args", default="", help="flags added to every `bench` (e.g. '--pair-iters 4'): a protocol against the default")
     ap.add_argument("--quick", action="store_true", help="2 repeats, short timing, trace throughput only: proves the script runs")
     ap.add_argument("--out", type=Path, default=Path("results/runtime_repeatability"))
+    ap.add_argument(
+        "--section", default=None, help="write this run as a section of --out, headed so, keeping its others (before/after runs)"
+    )
     args = ap.parse_args()
     backends = ["trace"] if args.quick else [b for b in args.backends.split(",") if get(b).available()]
     metrics = ["throughput"] if args.quick else args.metrics.split(",")
@@ -137,7 +143,10 @@ def main() -> None:
             )
     result = {"entries": done, "repeats": repeats, "bench_args": args.bench_args}
     command = "uv run python benchmarks/runtime_repeatability.py " + " ".join(sys.argv[1:])
-    write_report(args.out.with_suffix(".md"), markdown(result, command), result)
+    if args.section:
+        write_section(args.out.with_suffix(".md"), args.section, TITLE, markdown(result, command, args.section), result)
+    else:
+        write_report(args.out.with_suffix(".md"), markdown(result, command), result)
 
 
 if __name__ == "__main__":

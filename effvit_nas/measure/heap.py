@@ -21,7 +21,7 @@ processes: 13.25-14.38 ms). glibc asks the kernel for 2 MiB transparent huge pag
 allocates when its tunable ``glibc.malloc.hugetlb=1`` is set (glibc 2.35 or later), which is
 read once, when a process starts: the device actor is started with it
 (:func:`huge_pages_env`), and the timing process says where it runs without it
-(:func:`huge_pages_note`; results/hugepages_onnxruntime_cpu.md).
+(:func:`huge_pages_note`; results/hugepages_cpu.md).
 """
 
 from __future__ import annotations

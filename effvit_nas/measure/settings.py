@@ -33,7 +33,7 @@ BACKEND_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # results/build_spread_cpu.md)
     # Its figure is a gap, as every measured CPU backend's batch-1 latency is (why: ExecuTorch's,
     # below): over 6 fresh processes x 4 timings, M1 0.79 % and M5 1.48 % as a gap, 2.59 % and
-    # 5.27 % as the pairs' ratios (results/openvino_gap_cpu.md)
+    # 5.27 % as the pairs' ratios (results/pair_estimators_cpu.md)
     ("openvino", "latency"): {"pair_iters": 4, "pair_estimator": "gap"},
     # the whole --duration, never stopped at ±ci_target: ExecuTorch's batch-1 pairs of one phase
     # of the machine's speed agree so well that ±1 % was met after as few as 8 pairs, and the
@@ -43,15 +43,15 @@ BACKEND_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # ... and its figure is the anchor's time plus the gap between the two models' fastest 5 %
     # of iterations: a slow phase adds about the same ms to every model's fast iterations, so
     # it moves their ratio and not their gap (M1 over 10 fresh processes: 1.04 % as a gap,
-    # 2.95-3.49 % as a ratio; results/executorch_gap_cpu.md, results/runtime_repeatability.md)
+    # 2.95-3.49 % as a ratio; results/pair_estimators_cpu.md, results/runtime_repeatability.md)
     ("executorch", "latency"): {"ci_target": 0.0, "pair_estimator": "gap"},
     # the same gap for ONNX Runtime's batch-1 latency: over 10 fresh processes on one VM, M1
-    # 1.33 % and M5 3.11 % as a gap, 2.19 % and 3.82 % as a ratio (results/onnxruntime_gap_cpu.md,
+    # 1.33 % and M5 3.11 % as a gap, 2.19 % and 3.82 % as a ratio (results/pair_estimators_cpu.md,
     # results/runtime_repeatability.md)
     ("onnxruntime", "latency"): {"pair_estimator": "gap"},
     # and for PyTorch's own CPU backends (the mean CV of M1 and M5, over all 24 timings and
     # over each process's first: trace 1.87 % as a gap, 3.23 % as the pairs' ratios; eager
-    # 2.05 % and 2.98 %; results/trace_gap_cpu.md, results/eager_gap_cpu.md)
+    # 2.05 % and 2.98 %; results/pair_estimators_cpu.md)
     ("trace", "latency"): {"pair_estimator": "gap"},
     ("eager", "latency"): {"pair_estimator": "gap"},
 }

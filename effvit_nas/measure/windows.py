@@ -30,7 +30,7 @@ _STAT = Path("/proc/stat")
 FIGURE_QUANTILE = 0.5  # which window the figure stands for: the median (see the module doc)
 # the iterations a gap is taken between (PairRecord.gap): the fastest 5 % of each model's, those
 # least touched by interference; chosen over 0-50 % on 24 timings in 6 processes
-# (results/executorch_gap_cpu.md)
+# (results/pair_estimators_cpu.md)
 GAP_QUANTILE = 0.05
 
 
@@ -231,7 +231,7 @@ class PairRecord:
         Why a gap of fast iterations: at ExecuTorch's batch-1 latency a slow phase of a shared VM
         lengthens the fastest iterations of every model by about the same milliseconds, so it
         cancels in their difference but not in their ratio, and it lengthens slower iterations by
-        bursts of interference, which the fast quantile leaves out (results/executorch_gap_cpu.md)."""
+        bursts of interference, which the fast quantile leaves out (results/pair_estimators_cpu.md)."""
         keep = self._pairs(disturbed_too)
         times = [np.asarray([t for pair in keep for t in pair[i].times]) for i in (0, 1)]
         c, r = (float(np.quantile(t, q)) for t in times)

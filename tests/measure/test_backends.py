@@ -181,7 +181,7 @@ def test_openvino_sends_no_telemetry_while_models_are_timed(tmp_path):
 
 def test_latency_figures_are_the_anchors_time_plus_a_gap():
     """Every measured CPU backend's batch-1 figure is the anchor's stored time plus the gap
-    between the two models' fast iterations (results/*_gap_cpu.md); throughput and the
+    between the two models' fast iterations (results/pair_estimators_cpu.md); throughput and the
     backends not measured so keep the ratio, and their keys are those stored before the
     setting existed."""
     import math

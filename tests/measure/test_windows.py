@@ -228,7 +228,7 @@ def _pairs(candidate_s: float, reference_s: float, slow_s: float, bursts: int) -
 
 
 def test_a_gap_of_fast_iterations_cancels_a_slow_phase_that_adds_the_same_time_to_both():
-    """ExecuTorch's batch-1 case (results/executorch_gap_cpu.md): a slow phase adds about the same
+    """ExecuTorch's batch-1 case (results/pair_estimators_cpu.md): a slow phase adds about the same
     milliseconds to both models, so the pairs' ratio moves with it and the gap does not; bursts
     of interference are left out by the fast quantile."""
     quiet, slow = _pairs(0.004, 0.003, 0.0, 6), _pairs(0.004, 0.003, 0.0005, 6)
