@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -142,7 +143,7 @@ def main() -> None:
                 f"{b} {metric}: " + ", ".join(f"{n} CV {r['cv_pct']:.2f} %" for n, r in done[f"{b}/{metric}"]["models"].items()), flush=True
             )
     result = {"entries": done, "repeats": repeats, "bench_args": args.bench_args}
-    command = "uv run python benchmarks/runtime_repeatability.py " + " ".join(sys.argv[1:])
+    command = "uv run python benchmarks/runtime_repeatability.py " + shlex.join(sys.argv[1:])
     if args.section:
         write_section(args.out.with_suffix(".md"), args.section, TITLE, markdown(result, command, args.section), result)
     else:

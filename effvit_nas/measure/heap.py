@@ -58,10 +58,13 @@ def fix_malloc(libc: Any = None) -> str:
     return ""
 
 
-def huge_pages_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The environment variable a process that times must start with for huge pages: ``environ``'s
-    ``GLIBC_TUNABLES`` (colon-separated) with :data:`HUGE_PAGES_TUNABLE` added."""
-    return {"GLIBC_TUNABLES": ":".join([*_other_tunables(environ), HUGE_PAGES_TUNABLE])}
+def huge_pages_env() -> dict[str, str]:
+    """The environment variable a device actor must start with for huge pages, as Ray's
+    ``runtime_env`` ``env_vars``: the ``GLIBC_TUNABLES`` of the node it starts on (Ray expands
+    ``${GLIBC_TUNABLES}`` there, to "" where unset) with :data:`HUGE_PAGES_TUNABLE` after them.
+    The node's own tunables are kept, not the driver's; glibc skips an empty entry and takes a
+    tunable's last value, so ours holds."""
+    return {"GLIBC_TUNABLES": "${GLIBC_TUNABLES}:" + HUGE_PAGES_TUNABLE}
 
 
 def timing_env(pages: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -84,7 +87,8 @@ def huge_pages_note(environ: Mapping[str, str] = os.environ, thp_mode: Path = TH
     name, _, version = libc.partition(" ")
     if name != "glibc" or tuple(int(x) for x in version.split(".")[:2] if x.isdigit()) < (2, 35):
         return f"pages=huge not applied: {libc or 'this C library'} has no glibc.malloc.hugetlb (glibc 2.35 or later)"
-    if HUGE_PAGES_TUNABLE not in environ.get("GLIBC_TUNABLES", "").split(":"):
+    said = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t.startswith("glibc.malloc.hugetlb=")]
+    if said[-1:] != [HUGE_PAGES_TUNABLE]:  # glibc takes a tunable's last value
         return f"pages=huge not applied: this process started without GLIBC_TUNABLES={HUGE_PAGES_TUNABLE}"
     try:
         mode = thp_mode.read_text()

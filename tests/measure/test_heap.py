@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -99,12 +100,51 @@ def test_huge_pages_put_a_large_heap_block_on_huge_pages_and_only_they_do():
     assert runs["system"] == (0, "pages=huge not applied: this process started without GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
 
 
-def test_the_huge_pages_tunable_keeps_the_users_other_tunables():
-    from effvit_nas.measure.heap import huge_pages_env, timing_env
+@pytest.mark.skipif("[madvise]" not in _thp_mode(), reason="transparent huge pages given on madvise only (this kernel's default)")
+@pytest.mark.parametrize(
+    "tunables, huge",
+    [
+        (":glibc.malloc.hugetlb=1", True),
+        ("glibc.malloc.hugetlb=0:glibc.malloc.hugetlb=1", True),
+        ("glibc.malloc.hugetlb=1:glibc.malloc.hugetlb=0", False),
+    ],
+)
+def test_glibc_skips_an_empty_tunable_and_takes_the_last_value(tunables, huge):
+    """What a node's expanded ``${GLIBC_TUNABLES}:glibc.malloc.hugetlb=1`` relies on."""
+    env = {**os.environ, "GLIBC_TUNABLES": tunables}
+    out = subprocess.run([sys.executable, "-c", HUGE_PROBE], capture_output=True, text=True, check=True, env=env)
+    kb, note = out.stdout.split(maxsplit=1)
+    assert (int(kb) >= 32 << 10, note.strip() == "applied") == (huge, huge)
 
-    assert huge_pages_env({}) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+
+# What a Ray worker does before it starts the actor's process: Ray's own ``update_envs`` expands
+# the runtime_env's ``env_vars`` in the node's environment (in a process of its own: it sets them)
+EXPAND = """
+import os
+from ray._private.utils import update_envs
+from effvit_nas.measure.heap import huge_pages_env
+update_envs(huge_pages_env())
+print(os.environ["GLIBC_TUNABLES"])
+"""
+
+
+@pytest.mark.parametrize(
+    "node, actor",
+    [
+        ("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0:glibc.malloc.hugetlb=1"),
+        (None, ":glibc.malloc.hugetlb=1"),
+    ],
+)
+def test_the_actor_keeps_its_nodes_tunables_and_ours_comes_last(node, actor):
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | ({"GLIBC_TUNABLES": node} if node else {})
+    out = subprocess.run([sys.executable, "-c", EXPAND], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == actor
+
+
+def test_the_huge_pages_tunable_keeps_the_users_other_tunables():
+    from effvit_nas.measure.heap import timing_env
+
     user = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0", "HOME": "/h"}
-    assert huge_pages_env(user) == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
     assert timing_env("huge", user) == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1", "HOME": "/h"}
     assert timing_env("system", user) == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2", "HOME": "/h"}
     assert timing_env("system", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}) == {}
@@ -119,6 +159,10 @@ def test_where_huge_pages_cannot_be_had_the_measurement_says_why(tmp_path):
     never.write_text("always madvise [never]\n")
     assert huge_pages_note(env, madvise, "glibc 2.36") == huge_pages_note(env, madvise, "glibc 2.35") == ""
     assert "started without GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in huge_pages_note({}, madvise, "glibc 2.36")
+    later = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.malloc.hugetlb=1"}
+    assert huge_pages_note(later, madvise, "glibc 2.36") == ""
+    overridden = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.malloc.hugetlb=0"}
+    assert "started without" in huge_pages_note(overridden, madvise, "glibc 2.36")
     assert "transparent huge pages are off" in huge_pages_note(env, never, "glibc 2.36")
     assert "no transparent huge pages" in huge_pages_note(env, tmp_path / "missing", "glibc 2.36")
     assert "glibc 2.31 has no glibc.malloc.hugetlb" in huge_pages_note(env, madvise, "glibc 2.31")
