@@ -22,6 +22,7 @@ one-line summary per training. :func:`ensure_unpacked` restores the tree before 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,19 +54,22 @@ def write_report(md_path: str | Path, markdown: str, record: Any) -> None:
 
 def _demoted(markdown: str) -> str:
     """``markdown`` with every heading one level lower, to sit under the report's title."""
-    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.rstrip("\n").splitlines())
+    return "\n".join("#" + line if re.match(r"#+ ", line) else line for line in markdown.rstrip("\n").splitlines())
 
 
 def write_section(md_path: str | Path, key: str, title: str, markdown: str, record: Any) -> None:
     """Write ``record`` as section ``key`` of the report ``NAME.md``/``NAME.json``, keeping its
     other sections (a section of the same key is replaced, in its place). ``markdown`` is the
     section's own report, headings demoted one level under the report's title: ``title`` for a
-    new report, an existing one keeps its own (several benchmarks may write one report)."""
+    new report, an existing one keeps its own (several benchmarks may write one report). A
+    report of another kind at that path is refused (SystemExit), not overwritten."""
     md_path = Path(md_path)
     old = md_path.with_suffix(".json")
     if old.exists():
         kept = json.loads(old.read_text())
-        title, sections = kept.get("title", title), kept.get("sections", {})
+        if not (isinstance(kept, dict) and {"title", "sections"} <= kept.keys()):
+            raise SystemExit(f"{old} is a report without sections: write this run's section to a report of its own")
+        title, sections = kept["title"], kept["sections"]
     else:
         sections = {}
     sections[key] = {"markdown": _demoted(markdown), "record": record}

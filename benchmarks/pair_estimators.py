@@ -14,16 +14,19 @@ figure that follows the machine's phase has a high one). Run on a quiet machine:
         --backend executorch --raw /tmp/pair_raw
     uv run python benchmarks/pair_estimators.py --report-only  # every backend, from the raw record
 
-Each backend is a section of one report (``results/pair_estimators_cpu.md``), its iterations a
-key of one raw record beside it; a run replaces its backend's section and keeps the others.
+Each backend is a section of one report (``results/pair_estimators_cpu.md``; a throughput run
+is ``BACKEND throughput``), its iterations a key of one raw record beside it; a run replaces
+its section and keeps the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -222,7 +225,7 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
     from effvit_nas.measure.heap import timing_env
     from effvit_nas.measure.settings import BenchSettings
 
-    folder = a.raw or a.out.parent / f"{a.out.name}_raw_{a.backend}"
+    folder = a.raw or Path(tempfile.mkdtemp(prefix="pair_estimators_"))  # kept in the raw record
     folder.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for i in range(a.processes):
@@ -231,14 +234,14 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
         # started as a device actor is, on the pages `bench` times with by default
         subprocess.run([sys.executable, __file__, *args], check=True, env=timing_env(BenchSettings.pages))
     return {
-        "command": " ".join(["uv run python benchmarks/pair_estimators.py", *sys.argv[1:]]),
+        "command": shlex.join(["uv", "run", "python", "benchmarks/pair_estimators.py", *sys.argv[1:]]),
         "when": f"{started}-{time.strftime('%H:%M UTC', time.gmtime())}",
         "processes": [json.loads((folder / f"process_{i + 1}.json").read_text()) for i in range(a.processes)],
     }
 
 
-def report(out: Path, backend: str, kept: dict[str, Any]) -> None:
-    """Section ``backend`` of the report ``out``, computed from its raw record ``kept``."""
+def report(out: Path, section: str, kept: dict[str, Any]) -> None:
+    """Section ``section`` of the report ``out``, computed from its raw record ``kept``."""
     result = analyse(kept["processes"])
     result.update(
         processes=len(kept["processes"]),
@@ -246,7 +249,7 @@ def report(out: Path, backend: str, kept: dict[str, Any]) -> None:
         protocol=_protocol(kept["processes"][0]["settings"]),
     )
     record = {**result, "command": kept["command"], "when": kept["when"]}
-    write_section(out.with_suffix(".md"), backend, TITLE, markdown(result, kept["command"], kept["when"]), record)
+    write_section(out.with_suffix(".md"), section, TITLE, markdown(result, kept["command"], kept["when"]), record)
 
 
 def main() -> None:
@@ -256,21 +259,29 @@ def main() -> None:
     ap.add_argument("--backend", default="executorch")
     ap.add_argument("--metric", default="latency", choices=("latency", "throughput"))
     ap.add_argument("--candidates", default="M1,M5")
-    ap.add_argument("--raw", type=Path, default=None, help="folder for each process's iterations (default: a folder beside --out)")
+    ap.add_argument("--raw", type=Path, default=None, help="folder for each process's iterations (default: a new temporary one)")
     ap.add_argument("--one", type=Path, default=None, help=argparse.SUPPRESS)  # a worker process's output
     ap.add_argument("--report-only", action="store_true", help="recompute every backend's section from the raw record kept beside --out")
-    ap.add_argument("--out", type=Path, default=Path("results/pair_estimators_cpu"), help="the report; one section per backend")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/pair_estimators_cpu"),
+        help="the report; one section per backend (and metric, for throughput)",
+    )
     a = ap.parse_args()
     if a.one is not None:
         one_process(a.one, a.backend, a.metric, [c for c in a.candidates.split(",") if c], a.timings)
         return
-    raw = a.out.parent / f"{a.out.name}_raw.json"  # every backend's iterations, by backend
+    raw = a.out.parent / f"{a.out.name}_raw.json"  # every section's iterations, by its key
+    if a.report_only and not raw.exists():
+        ap.error(f"--report-only: no raw record at {raw}")
     kept = json.loads(raw.read_text()) if raw.exists() else {}
+    key = a.backend if a.metric == "latency" else f"{a.backend} {a.metric}"
     if not a.report_only:
-        kept[a.backend] = measure(a)
+        kept[key] = measure(a)
         raw.write_text(json.dumps(kept))
-    for backend in kept if a.report_only else [a.backend]:
-        report(a.out, backend, kept[backend])
+    for section in kept if a.report_only else [key]:
+        report(a.out, section, kept[section])
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def summary(records: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
 def markdown(result: dict[str, Any], command: str) -> str:
     unit = "img/s" if result["metric"] == "throughput" else "ms p50"
     lines = [
-        f"# `bench`'s default figure across fresh processes, per process-wide setting ({result['backend']}, {result['metric']})\n",
+        f"# {TITLE} ({result['backend']}, {result['metric']})\n",
         f"`{command}`\n",
         f"Measured {result['when']}. Conditions (environment and flags of every `bench` process): "
         + "; ".join(f"**{n}** `{_said(env, result['flags'].get(n, ''))}`" for n, env in result["conditions"].items())

@@ -93,9 +93,12 @@ def markdown(result: dict[str, Any], command: str, heading: str = TITLE) -> str:
         "fresh `effvit-nas bench MODEL --backend B --metric M --fresh` process (default flags "
         "otherwise: anchored, each backend's own conversion, 1 thread, batch 16 for throughput, "
         "batch 1 for latency). Goal (#47): CV within 2 %.\n",
-        f"Flags added to every `bench`: `{result['bench_args']}`.\n"
-        if result.get("bench_args")
-        else "Default flags (nothing added to `bench`).\n",
+        (
+            f"Flags added to every `bench`: `{result['bench_args']}`."
+            if result.get("bench_args")
+            else "Default flags (nothing added to `bench`)."
+        )
+        + (f" Measured {result['when']}.\n" if result.get("when") else "\n"),
         "| backend | metric | model | figures | CV % | within 2 % | p90 CV % |\n|---|---|---|---|---|---|---|",
     ]
     for key, e in result["entries"].items():
@@ -132,6 +135,7 @@ def main() -> None:
     extra += args.bench_args.split()
     models = args.models.split(",")
     done: dict[str, Any] = json.loads(args.partial.read_text()) if args.partial and args.partial.exists() else {}
+    started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     for b in backends:
         for metric in metrics:
             if f"{b}/{metric}" in done:
@@ -142,7 +146,8 @@ def main() -> None:
             print(
                 f"{b} {metric}: " + ", ".join(f"{n} CV {r['cv_pct']:.2f} %" for n, r in done[f"{b}/{metric}"]["models"].items()), flush=True
             )
-    result = {"entries": done, "repeats": repeats, "bench_args": args.bench_args}
+    when = f"{started} to {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC"  # this run's; --partial entries may be older
+    result = {"entries": done, "repeats": repeats, "bench_args": args.bench_args, "when": when}
     command = "uv run python benchmarks/runtime_repeatability.py " + shlex.join(sys.argv[1:])
     if args.section:
         write_section(args.out.with_suffix(".md"), args.section, TITLE, markdown(result, command, args.section), result)

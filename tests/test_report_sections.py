@@ -24,3 +24,18 @@ def test_merge_makes_old_reports_sections_unchanged(tmp_path):
     record = json.loads((tmp_path / "new.json").read_text())
     assert {k: s["record"] for k, s in record["sections"].items()} == {"a": {"x": 1}, "b": [1, 2]}
     assert (tmp_path / "new.md").read_text() == "# Both\n\n## A\n\ntext a\n\n## B\n\n### detail\n"
+
+
+def test_a_report_without_sections_is_refused_not_overwritten(tmp_path):
+    import pytest
+
+    write_report(tmp_path / "plain.md", "# Plain\n", {"entries": {"a": 1}})
+    with pytest.raises(SystemExit, match="without sections"):
+        write_section(tmp_path / "plain.md", "new", "Title", "# New\n", {})
+    assert json.loads((tmp_path / "plain.json").read_text()) == {"entries": {"a": 1}}
+    assert (tmp_path / "plain.md").read_text() == "# Plain\n"
+
+
+def test_only_headings_are_demoted(tmp_path):
+    write_section(tmp_path / "r.md", "k", "T", "# Head\n#not-a-heading\n", {})
+    assert (tmp_path / "r.md").read_text() == "# T\n\n## Head\n#not-a-heading\n"
