@@ -24,11 +24,11 @@ CHILD = """
 import json, sys
 from effvit_nas.arch.config import PRESETS
 from effvit_nas.measure.settings import BenchSettings
+from effvit_nas.measure.heap import memory_kb
 from effvit_nas.measure.timing import on_device, prepare
 
 def kb():
-    rows = dict(l.split(":", 1) for l in open("/proc/self/smaps_rollup") if ":" in l)
-    return {k: int(rows[k].split()[0]) for k in ("Anonymous", "AnonHugePages")}
+    return dict(zip(("Anonymous", "AnonHugePages"), memory_kb(), strict=True))
 
 s = BenchSettings.for_device("cpu", backend=sys.argv[1], metric="latency", pages=sys.argv[2])
 with on_device(s, "cpu"):

@@ -38,6 +38,7 @@ from typing import Any
 
 from benchmarks._report import write_report, write_section
 from effvit_nas.measure.backends import NAMES, get
+from effvit_nas.measure.heap import memory_kb
 
 CPU_BACKENDS = [b for b in NAMES if b not in ("compile", "tensorrt")]  # compile: minutes per model on CPU; tensorrt: GPUs
 METRICS = ("throughput", "latency")
@@ -82,11 +83,10 @@ def _look_at_actor(draw: dict[str, Any]) -> None:
             if "DeviceWorker" not in Path(f"/proc/{pid}/cmdline").read_text():
                 continue
             stat = Path(f"/proc/{pid}/stat").read_text()
-            rows = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines() if ":" in line)
+            anon, huge = memory_kb(pid)
         except OSError:  # gone, or not ours to read
             continue
         draw.setdefault("cpus", []).append(int(stat[stat.rindex(")") + 2 :].split()[36]))
-        anon, huge = (int(rows[k].split()[0]) for k in ("Anonymous", "AnonHugePages"))
         if anon > draw.get("anon_kb", 0):
             draw.update(anon_kb=anon, huge_kb=huge)
 

@@ -23,7 +23,7 @@ from typing import Any
 from effvit_nas.arch.config import ArchConfig
 from effvit_nas.errors import SettingError, UserError
 from effvit_nas.measure.devices import DeviceError, DeviceSpec, fingerprint, parse_device, resolve_local
-from effvit_nas.measure.heap import huge_pages_env, huge_pages_note
+from effvit_nas.measure.heap import HUGE_PAGES_TUNABLE, huge_pages_env, started_with_huge_pages
 from effvit_nas.measure.settings import BenchSettings, Measurement, RatioMeasurement
 from effvit_nas.measure.store import MeasurementStore
 from effvit_nas.measure.timing import check_supported, measure, measure_ratio
@@ -108,10 +108,10 @@ class DeviceWorker:
         check_supported(s, self.torch_device)
         # an actor found by name may have been started by an older driver, without the tunable:
         # its figures would be stored under the huge-pages key
-        why = huge_pages_note() if s.pages == "huge" else ""
-        if "started without" in why:
+        if s.pages == "huge" and not started_with_huge_pages():
             raise SettingError(
-                "BenchSettings.pages", f"huge, but {why.removeprefix('pages=huge not applied: ')} (a device actor of an older run?)"
+                "BenchSettings.pages",
+                f"huge, but this process started without GLIBC_TUNABLES={HUGE_PAGES_TUNABLE} (a device actor of an older run?)",
             )
 
     def measure(self, config: dict[str, Any], settings: dict[str, Any]) -> Measurement:

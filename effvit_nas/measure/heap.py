@@ -75,8 +75,25 @@ def timing_env(pages: str, environ: Mapping[str, str] = os.environ) -> dict[str,
     return env | ({"GLIBC_TUNABLES": ":".join(tunables)} if tunables else {})
 
 
+def _tunables(environ: Mapping[str, str]) -> list[str]:
+    return [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
+
+
 def _other_tunables(environ: Mapping[str, str]) -> list[str]:
-    return [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t and not t.startswith("glibc.malloc.hugetlb=")]
+    return [t for t in _tunables(environ) if not t.startswith("glibc.malloc.hugetlb=")]
+
+
+def started_with_huge_pages(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether a process with this environment started with glibc asking for huge pages (glibc
+    takes a tunable's last value)."""
+    return [t for t in _tunables(environ) if t.startswith("glibc.malloc.hugetlb=")][-1:] == [HUGE_PAGES_TUNABLE]
+
+
+def memory_kb(pid: int | str = "self") -> tuple[int, int]:
+    """A process's anonymous memory and the part of it on transparent huge pages, in kB
+    (``/proc/PID/smaps_rollup``; OSError where it cannot be read)."""
+    rows = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines() if ":" in line)
+    return int(rows["Anonymous"].split()[0]), int(rows["AnonHugePages"].split()[0])
 
 
 def huge_pages_note(environ: Mapping[str, str] = os.environ, thp_mode: Path = THP_MODE, libc: str | None = None) -> str:
@@ -87,8 +104,7 @@ def huge_pages_note(environ: Mapping[str, str] = os.environ, thp_mode: Path = TH
     name, _, version = libc.partition(" ")
     if name != "glibc" or tuple(int(x) for x in version.split(".")[:2] if x.isdigit()) < (2, 35):
         return f"pages=huge not applied: {libc or 'this C library'} has no glibc.malloc.hugetlb (glibc 2.35 or later)"
-    said = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t.startswith("glibc.malloc.hugetlb=")]
-    if said[-1:] != [HUGE_PAGES_TUNABLE]:  # glibc takes a tunable's last value
+    if not started_with_huge_pages(environ):
         return f"pages=huge not applied: this process started without GLIBC_TUNABLES={HUGE_PAGES_TUNABLE}"
     try:
         mode = thp_mode.read_text()

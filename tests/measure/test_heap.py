@@ -67,14 +67,13 @@ def test_a_refused_threshold_is_said_too():
 # freshly written 64 MiB block (from the fixed heap, as in a timing process) lie on huge pages?
 HUGE_PROBE = """
 import ctypes
-from effvit_nas.measure.heap import fix_malloc, huge_pages_note
+from effvit_nas.measure.heap import fix_malloc, huge_pages_note, memory_kb
 assert fix_malloc() == ""
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 addr = libc.malloc(64 << 20)
 ctypes.memset(addr, 1, 64 << 20)
-huge = [int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.startswith("AnonHugePages")]
-print(huge[0], huge_pages_note() or "applied")
+print(memory_kb()[1], huge_pages_note() or "applied")
 """
 
 
@@ -163,6 +162,10 @@ def test_where_huge_pages_cannot_be_had_the_measurement_says_why(tmp_path):
     assert huge_pages_note(later, madvise, "glibc 2.36") == ""
     overridden = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.malloc.hugetlb=0"}
     assert "started without" in huge_pages_note(overridden, madvise, "glibc 2.36")
+    from effvit_nas.measure.heap import started_with_huge_pages
+
+    assert started_with_huge_pages(later) and started_with_huge_pages({"GLIBC_TUNABLES": ":glibc.malloc.hugetlb=1"})
+    assert not started_with_huge_pages(overridden) and not started_with_huge_pages({})
     assert "transparent huge pages are off" in huge_pages_note(env, never, "glibc 2.36")
     assert "no transparent huge pages" in huge_pages_note(env, tmp_path / "missing", "glibc 2.36")
     assert "glibc 2.31 has no glibc.malloc.hugetlb" in huge_pages_note(env, madvise, "glibc 2.31")
